@@ -1,0 +1,22 @@
+"""S4ECA: semantic-driven scale and spatial selection adapters for referring remote sensing segmentation.
+
+Importing this package registers the ``S4ECA`` method with PEFT and the referring-segmentation model with
+the ``Auto*`` classes, so ``get_peft_model``, ``PeftModel.from_pretrained`` and ``AutoModel`` work.
+"""
+
+from .modeling import (
+    ReferringSegmentationConfig,
+    ReferringSegmentationModel,
+    ReferringSegmentationOutput,
+    ReferringSegmentationProcessor,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ReferringSegmentationConfig",
+    "ReferringSegmentationModel",
+    "ReferringSegmentationOutput",
+    "ReferringSegmentationProcessor",
+    "__version__",
+]
