@@ -1,0 +1,124 @@
+"""Vision and text encoders behind one interface: four feature maps, and word-level features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import (
+    BertModel,
+    CLIPTextModel,
+    ConvNextBackbone,
+    Dinov2Model,
+    PretrainedConfig,
+    PreTrainedModel,
+    ResNetBackbone,
+    RobertaModel,
+    SwinBackbone,
+    ViTModel,
+)
+
+from .configuration import (
+    HIERARCHICAL_VISION_TYPES,
+    STAGE_NAMES,
+    check_text_type,
+    check_vision_type,
+)
+
+HIERARCHICAL_BACKBONE_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "convnext": ConvNextBackbone,
+    "resnet": ResNetBackbone,
+    "swin": SwinBackbone,
+}
+PLAIN_VISION_CLASSES: dict[str, type[PreTrainedModel]] = {"dinov2": Dinov2Model, "vit": ViTModel}
+TEXT_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "bert": BertModel,
+    "clip_text_model": CLIPTextModel,
+    "roberta": RobertaModel,
+}
+FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def _backbone_kwargs(model_type: str) -> dict:
+    if model_type in HIERARCHICAL_VISION_TYPES:
+        return {"out_features": list(STAGE_NAMES)}
+    if model_type == "vit":
+        return {"add_pooling_layer": False}
+    return {}
+
+
+def build_vision_backbone(config: PretrainedConfig) -> PreTrainedModel:
+    """A randomly initialised vision backbone for ``config``."""
+    check_vision_type(config.model_type)
+    if config.model_type in HIERARCHICAL_VISION_TYPES:
+        config.out_features = list(STAGE_NAMES)
+        config.out_indices = [1, 2, 3, 4]
+        return HIERARCHICAL_BACKBONE_CLASSES[config.model_type](config)
+    return PLAIN_VISION_CLASSES[config.model_type](config, **_backbone_kwargs(config.model_type))
+
+
+def load_vision_backbone(name_or_path: str, **kwargs) -> PreTrainedModel:
+    """A pretrained vision backbone from a Hub id or a folder, through its concrete class."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    check_vision_type(config.model_type)
+    cls = HIERARCHICAL_BACKBONE_CLASSES.get(config.model_type) or PLAIN_VISION_CLASSES[config.model_type]
+    return cls.from_pretrained(name_or_path, **_backbone_kwargs(config.model_type), **kwargs)
+
+
+def build_text_encoder(config: PretrainedConfig) -> PreTrainedModel:
+    """A randomly initialised text encoder for ``config``."""
+    check_text_type(config.model_type)
+    cls = TEXT_CLASSES[config.model_type]
+    return cls(config, add_pooling_layer=False) if cls in (BertModel, RobertaModel) else cls(config)
+
+
+def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
+    """A pretrained text encoder from a Hub id or a folder (a full CLIP checkpoint gives its text tower)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    model_type = "clip_text_model" if config.model_type == "clip" else config.model_type
+    check_text_type(model_type)
+    cls = TEXT_CLASSES[model_type]
+    extra = {"add_pooling_layer": False} if cls in (BertModel, RobertaModel) else {}
+    return cls.from_pretrained(name_or_path, **extra, **kwargs)
+
+
+class VisionFeatureExtractor(nn.Module):
+    """Runs a vision backbone and returns four feature maps at strides 4, 8, 16 and 32.
+
+    Hierarchical backbones (Swin, ConvNeXt, ResNet) give their four stages. ViT-family backbones give patch
+    tokens at one stride: four hidden states are taken, their prefix tokens (CLS) dropped, reshaped to
+    ``(batch, dim, H/patch, W/patch)`` and resampled bilinearly to the four strides.
+    """
+
+    def __init__(self, backbone: PreTrainedModel, vit_feature_layers: list[int] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.model_type = backbone.config.model_type
+        self.is_hierarchical = self.model_type in HIERARCHICAL_VISION_TYPES
+        if self.is_hierarchical:
+            self.channels = list(backbone.channels)
+        else:
+            num_layers = backbone.config.num_hidden_layers
+            default = [max(1, round(num_layers * k / 4)) for k in (1, 2, 3, 4)]
+            self.feature_layers = list(vit_feature_layers or default)
+            self.channels = [backbone.config.hidden_size] * 4
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        if self.is_hierarchical:
+            # (batch, C_i, H / stride_i, W / stride_i) for strides 4, 8, 16, 32
+            return list(self.backbone(pixel_values).feature_maps)
+        extra = {"interpolate_pos_encoding": True} if self.model_type == "vit" else {}
+        hidden_states = self.backbone(pixel_values, output_hidden_states=True, **extra).hidden_states
+        patch = self.backbone.config.patch_size
+        grid_h, grid_w = pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch
+        maps = []
+        for index, stride in zip(self.feature_layers, FEATURE_STRIDES):
+            tokens = hidden_states[index][:, -grid_h * grid_w :]  # drop CLS: (batch, h*w, dim)
+            fmap = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, grid_h, grid_w)
+            size = (pixel_values.shape[-2] // stride, pixel_values.shape[-1] // stride)
+            maps.append(F.interpolate(fmap, size=size, mode="bilinear", align_corners=False))
+        return maps

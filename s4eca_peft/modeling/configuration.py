@@ -1,0 +1,112 @@
+"""Configuration of the referring-segmentation base model (vision backbone + text encoder + head)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
+
+HIERARCHICAL_VISION_TYPES = ("convnext", "resnet", "swin")
+"""Vision backbones with four native stages (strides 4, 8, 16, 32)."""
+PLAIN_VISION_TYPES = ("dinov2", "vit")
+"""Single-scale ViT-family backbones: patch tokens are reshaped to maps and resampled to four scales."""
+SUPPORTED_VISION_TYPES = tuple(sorted(HIERARCHICAL_VISION_TYPES + PLAIN_VISION_TYPES))
+SUPPORTED_TEXT_TYPES = ("bert", "clip_text_model", "roberta")
+
+STAGE_NAMES = ["stage1", "stage2", "stage3", "stage4"]
+
+
+def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: str, argument: str) -> PretrainedConfig:
+    """Turn a config or a dict with a ``model_type`` into a ``PretrainedConfig``."""
+    if value is None:
+        return CONFIG_MAPPING[default_type]()
+    if isinstance(value, PretrainedConfig):
+        return value
+    if isinstance(value, dict):
+        value = dict(value)
+        model_type = value.pop("model_type", None)
+        if model_type is None:
+            raise ValueError(f"`{argument}` is a dict without a `model_type` key; expected e.g. {{'model_type': ...}}.")
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(f"`{argument}` has unknown model_type {model_type!r}.")
+        return CONFIG_MAPPING[model_type](**value)
+    raise TypeError(f"`{argument}` must be a PretrainedConfig, a dict or None, got {type(value).__name__}.")
+
+
+def check_vision_type(model_type: str) -> None:
+    if model_type not in SUPPORTED_VISION_TYPES:
+        raise ValueError(
+            f"Unsupported vision backbone model_type {model_type!r}; supported: {', '.join(SUPPORTED_VISION_TYPES)}."
+        )
+
+
+def check_text_type(model_type: str) -> None:
+    if model_type not in SUPPORTED_TEXT_TYPES:
+        raise ValueError(
+            f"Unsupported text encoder model_type {model_type!r}; supported: {', '.join(SUPPORTED_TEXT_TYPES)}."
+        )
+
+
+class ReferringSegmentationConfig(PretrainedConfig):
+    r"""
+    Configuration of [`ReferringSegmentationModel`]: a vision backbone, a text encoder and a light
+    language-conditioned multi-scale segmentation head.
+
+    Args:
+        vision_config (`PretrainedConfig` or `dict`, *optional*, defaults to `SwinConfig()`):
+            Config of the vision backbone. Supported `model_type`s: convnext, dinov2, resnet, swin, vit.
+        text_config (`PretrainedConfig` or `dict`, *optional*, defaults to `BertConfig()`):
+            Config of the text encoder. Supported `model_type`s: bert, clip_text_model, roberta.
+        decoder_dim (`int`, *optional*, defaults to 128):
+            Channel width of the segmentation head.
+        vit_feature_layers (`list[int]`, *optional*):
+            For ViT-family backbones, the four hidden-state indices used as the four scales
+            (defaults to evenly spaced layers ending at the last one).
+        bce_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the binary cross-entropy term of the loss.
+        dice_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the Dice term of the loss.
+        freeze_backbones (`bool`, *optional*, defaults to `True`):
+            Set `requires_grad=False` on both encoders when the model is built.
+        vision_name_or_path (`str`, *optional*):
+            Hub id or folder the vision backbone was loaded from (recorded by `from_backbones`).
+        text_name_or_path (`str`, *optional*):
+            Hub id or folder the text encoder was loaded from (recorded by `from_backbones`).
+    """
+
+    model_type = "s4eca_referring_segmentation"
+    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_config: PretrainedConfig | dict[str, Any] | None = None,
+        text_config: PretrainedConfig | dict[str, Any] | None = None,
+        decoder_dim: int = 128,
+        vit_feature_layers: list[int] | None = None,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        freeze_backbones: bool = True,
+        vision_name_or_path: str | None = None,
+        text_name_or_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.vision_config = _as_config(vision_config, "swin", "vision_config")
+        self.text_config = _as_config(text_config, "bert", "text_config")
+        check_vision_type(self.vision_config.model_type)
+        check_text_type(self.text_config.model_type)
+        if decoder_dim <= 0:
+            raise ValueError(f"`decoder_dim` must be a positive integer, got {decoder_dim}.")
+        if vit_feature_layers is not None and len(vit_feature_layers) != 4:
+            raise ValueError(f"`vit_feature_layers` must list 4 hidden-state indices, got {vit_feature_layers}.")
+        self.decoder_dim = decoder_dim
+        self.vit_feature_layers = vit_feature_layers
+        self.bce_weight = bce_weight
+        self.dice_weight = dice_weight
+        self.freeze_backbones = freeze_backbones
+        self.vision_name_or_path = vision_name_or_path
+        self.text_name_or_path = text_name_or_path
+        super().__init__(**kwargs)
+
+    @property
+    def text_hidden_size(self) -> int:
+        return self.text_config.hidden_size

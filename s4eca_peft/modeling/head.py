@@ -1,0 +1,69 @@
+"""Light language-conditioned multi-scale segmentation head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=min(8, channels), num_channels=channels)
+
+
+def coordinate_channels(batch: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """Normalised (x, y) coordinates in [-1, 1]: ``(batch, 2, height, width)``.
+
+    Expressions name positions ("on the left", "at the top"); convolutions alone cannot see where they are.
+    """
+    ys = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
+    xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y]).unsqueeze(0).expand(batch, -1, -1, -1)
+
+
+class SegmentationHead(nn.Module):
+    """Top-down feature pyramid over four stages, modulated by the sentence at every scale.
+
+    Steps: 1x1 lateral projections to ``decoder_dim`` -> sentence FiLM (scale, shift) on each level ->
+    top-down fusion to stride 4 -> concatenation of coordinate channels -> 3x3 fusion -> mask logits from a
+    static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel.
+    """
+
+    def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, decoder_dim, 1, bias=False), _norm(decoder_dim)) for c in in_channels
+        )
+        self.film = nn.Linear(text_dim, 2 * decoder_dim * len(in_channels))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(decoder_dim + 2, decoder_dim, 3, padding=1, bias=False),
+            _norm(decoder_dim),
+            nn.GELU(),
+            nn.Conv2d(decoder_dim, decoder_dim, 3, padding=1, bias=False),
+            _norm(decoder_dim),
+            nn.GELU(),
+        )
+        self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1)
+        self.classifier = nn.Conv2d(decoder_dim, 1, 1)
+        self.decoder_dim = decoder_dim
+
+    def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
+        """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)``.
+
+        Returns mask logits ``(batch, 1, H/4, W/4)``.
+        """
+        batch = sentence.shape[0]
+        gammas_betas = self.film(sentence).view(batch, len(features), 2, self.decoder_dim, 1, 1)
+        fused = None
+        for level in reversed(range(len(features))):
+            x = self.lateral[level](features[level])
+            x = x * (1 + gammas_betas[:, level, 0]) + gammas_betas[:, level, 1]  # sentence FiLM
+            if fused is not None:
+                x = x + F.interpolate(fused, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            fused = x
+        height, width = fused.shape[-2:]
+        fused = self.fuse(torch.cat([fused, coordinate_channels(batch, height, width, fused)], dim=1))
+        kernel = self.dynamic_kernel(sentence)  # (batch, decoder_dim + 1)
+        dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5 + kernel[:, -1, None, None]
+        return self.classifier(fused) + dynamic.unsqueeze(1)

@@ -1,0 +1,106 @@
+"""Reading images into float RGB arrays by one documented rule.
+
+Conversion rule (applied to PIL images, numpy arrays and paths alike):
+
+* Layout: ``(H, W)`` or ``(H, W, C)`` with ``C`` in 1, 3 or 4. One channel (grayscale) is repeated to RGB;
+  four channels (RGBA) keep RGB and drop alpha. Any other channel count is an error.
+* ``uint8``: divided by 255.
+* Other integer types (16-bit TIFF, common in remote sensing, often holding 10-12 significant bits): each
+  channel is stretched linearly from its 2nd to its 98th percentile to [0, 1] and clipped, the usual
+  display stretch for such imagery.
+* Floating point: values in [0, 1] are kept; a maximum above 1 is taken as a 0-255 range and divided by 255;
+  the result is clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.array(image, dtype=np.uint16)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    elif image.mode == "LA":
+        image = image.convert("L")
+    elif image.mode == "1":
+        image = image.convert("L")
+    return np.asarray(image)
+
+
+def load_image(image: ImageInput, name: str = "image") -> np.ndarray:
+    """Any accepted input -> ``(H, W, 3)`` float32 RGB in [0, 1] (see the module docstring)."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: no image file at {str(path)!r}.")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                array = _pil_to_array(opened)
+        except Exception as error:  # PIL raises many types for unreadable files
+            raise ValueError(f"{name}: cannot read image file {str(path)!r}: {error}") from error
+    elif isinstance(image, Image.Image):
+        array = _pil_to_array(image)
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"{name}: expected a PIL image, a numpy array or a path, got {type(image).__name__}.")
+    return to_float_rgb(array, name)
+
+
+def to_float_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
+    """A ``(H, W)`` / ``(H, W, C)`` array -> ``(H, W, 3)`` float32 in [0, 1]."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"{name}: expected an array of shape (H, W) or (H, W, C), got shape {array.shape}.")
+    height, width, channels = array.shape
+    if height == 0 or width == 0:
+        raise ValueError(f"{name}: image has a zero side (height={height}, width={width}).")
+    if channels not in (1, 3, 4):
+        raise ValueError(
+            f"{name}: expected 1 (grayscale), 3 (RGB) or 4 (RGBA) channels in the last axis (H, W, C), "
+            f"got {channels} (shape {array.shape})."
+        )
+    if channels == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif channels == 4:
+        array = array[..., :3]
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        data = array.astype(np.float32)
+        low = np.percentile(data, 2, axis=(0, 1), keepdims=True)
+        high = np.percentile(data, 98, axis=(0, 1), keepdims=True)
+        return np.clip((data - low) / np.maximum(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
+    if np.issubdtype(array.dtype, np.floating):
+        data = array.astype(np.float32)
+        if not np.isfinite(data).all():
+            raise ValueError(f"{name}: float image contains NaN or infinite values.")
+        if data.max(initial=0.0) > 1.0:
+            data = data / 255.0
+        return np.clip(data, 0.0, 1.0)
+    raise ValueError(f"{name}: unsupported dtype {array.dtype}; expected uint8, another integer type or float.")
+
+
+def image_size_of(image: ImageInput) -> tuple[int, int]:
+    """``(height, width)`` of an accepted input without converting its pixels where possible."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    if isinstance(image, np.ndarray):
+        return int(image.shape[0]), int(image.shape[1])
+    with Image.open(image) as opened:
+        return opened.height, opened.width

@@ -1,0 +1,208 @@
+"""Referring-segmentation base model: text encoder -> vision backbone -> language-conditioned head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .backbones import (
+    VisionFeatureExtractor,
+    build_text_encoder,
+    build_vision_backbone,
+    load_text_encoder,
+    load_vision_backbone,
+)
+from .configuration import ReferringSegmentationConfig
+from .head import SegmentationHead
+
+
+@dataclass
+class ReferringSegmentationOutput(ModelOutput):
+    """Output of [`ReferringSegmentationModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            BCE-with-logits + Dice, computed in float32 at the labels' resolution; only when `labels` is given.
+        logits (`torch.FloatTensor` of shape `(batch, 1, height / 4, width / 4)`):
+            Mask logits at a quarter of the input resolution.
+        text_hidden_states (`torch.FloatTensor` of shape `(batch, sequence_length, text_dim)`):
+            Word-level features of the text encoder's last layer.
+        sentence_embedding (`torch.FloatTensor` of shape `(batch, text_dim)`):
+            Mean of the word-level features over non-padding tokens.
+        vision_features (`tuple(torch.FloatTensor)`):
+            Four maps of shape `(batch, C_i, height / s_i, width / s_i)` for strides `s_i` = 4, 8, 16, 32.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    text_hidden_states: torch.FloatTensor | None = None
+    sentence_embedding: torch.FloatTensor | None = None
+    vision_features: tuple[torch.FloatTensor, ...] | None = None
+
+
+def segmentation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, bce_weight: float = 1.0, dice_weight: float = 1.0
+) -> torch.Tensor:
+    """BCE-with-logits + soft Dice in float32; ``logits`` are upsampled to the labels' size."""
+    logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    labels = labels.float()
+    bce = F.binary_cross_entropy_with_logits(logits, labels)
+    probs = logits.sigmoid().flatten(1)
+    target = labels.flatten(1)
+    dice = 1 - (2 * (probs * target).sum(-1) + 1) / (probs.sum(-1) + target.sum(-1) + 1)
+    return bce_weight * bce + dice_weight * dice.mean()
+
+
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over valid tokens: ``(batch, length, dim) -> (batch, dim)``."""
+    if attention_mask is None:
+        return hidden_states.mean(1)
+    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ReferringSegmentationModel(PreTrainedModel):
+    """A frozen vision backbone and text encoder with a trainable segmentation head.
+
+    The text encoder runs first, so that adapters inside it can hand language proxies to adapters inside the
+    vision backbone (see `s4eca_peft.S4ECAConfig`).
+    """
+
+    config_class = ReferringSegmentationConfig
+    base_model_prefix = "referring_segmentation"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def __init__(
+        self,
+        config: ReferringSegmentationConfig,
+        vision_backbone: PreTrainedModel | None = None,
+        text_model: PreTrainedModel | None = None,
+    ) -> None:
+        super().__init__(config)
+        vision_backbone = vision_backbone if vision_backbone is not None else build_vision_backbone(config.vision_config)
+        self.vision_model = VisionFeatureExtractor(vision_backbone, config.vit_feature_layers)
+        self.text_model = text_model if text_model is not None else build_text_encoder(config.text_config)
+        self.segmentation_head = SegmentationHead(
+            self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim
+        )
+        self.post_init()
+        if config.freeze_backbones:
+            self.freeze_backbones()
+
+    def freeze_backbones(self) -> None:
+        """``requires_grad=False`` on both encoders (no hidden ``no_grad``: adapters inside still train)."""
+        for module in (self.vision_model, self.text_model):
+            module.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> ReferringSegmentationModel:
+        """Load a saved model; the encoders are frozen again (loading replaces their parameters)."""
+        model = super().from_pretrained(*args, **kwargs)
+        if model.config.freeze_backbones:
+            model.freeze_backbones()
+        return model
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.GroupNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_backbones(
+        cls, vision_name_or_path: str, text_name_or_path: str, **head_kwargs
+    ) -> ReferringSegmentationModel:
+        """Pretrained encoders from Hub ids or folders, and a fresh head (``head_kwargs`` go to the config)."""
+        hub_kwargs = {k: head_kwargs.pop(k) for k in ("revision", "cache_dir", "token") if k in head_kwargs}
+        vision = load_vision_backbone(vision_name_or_path, **hub_kwargs)
+        text = load_text_encoder(text_name_or_path, **hub_kwargs)
+        attention = (vision.config._attn_implementation, text.config._attn_implementation)
+        config = ReferringSegmentationConfig(
+            vision_config=vision.config,
+            text_config=text.config,
+            vision_name_or_path=str(vision_name_or_path),
+            text_name_or_path=str(text_name_or_path),
+            **head_kwargs,
+        )
+        # the composite config resets its sub-configs' attention choice; keep what the encoders were loaded with
+        config.vision_config._attn_implementation, config.text_config._attn_implementation = attention
+        return cls(config, vision_backbone=vision, text_model=text)
+
+    def _check_inputs(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(f"`pixel_values` must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
+        if input_ids.ndim != 2 or input_ids.shape[0] != pixel_values.shape[0]:
+            raise ValueError(
+                f"`input_ids` must have shape (batch, length) with the batch of `pixel_values` "
+                f"({pixel_values.shape[0]}), got {tuple(input_ids.shape)}."
+            )
+        if labels is None:
+            return None
+        if labels.ndim == 3:
+            labels = labels.unsqueeze(1)
+        expected = (pixel_values.shape[0], 1, *pixel_values.shape[-2:])
+        if tuple(labels.shape) != expected:
+            raise ValueError(
+                f"`labels` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
+                f"got {tuple(labels.shape)}."
+            )
+        return labels
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> ReferringSegmentationOutput:
+        labels = self._check_inputs(pixel_values, input_ids, labels)
+        # step 1: word-level features (text adapters write language proxies here) -> (batch, length, text_dim)
+        words = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # step 2: sentence feature -> (batch, text_dim)
+        sentence = masked_mean(words, attention_mask)
+        # step 3: four stage features (vision adapters read the proxies) -> (batch, C_i, H/s_i, W/s_i)
+        features = self.vision_model(pixel_values)
+        # step 4: language-conditioned decoding -> (batch, 1, H/4, W/4)
+        logits = self.segmentation_head(features, sentence.to(features[0].dtype))
+        # step 5: loss in float32 at the labels' resolution
+        loss = None
+        if labels is not None:
+            loss = segmentation_loss(logits, labels, self.config.bce_weight, self.config.dice_weight)
+        return ReferringSegmentationOutput(
+            loss=loss,
+            logits=logits,
+            text_hidden_states=words,
+            sentence_embedding=sentence,
+            vision_features=tuple(features),
+        )
+
+
+def register_auto_classes() -> None:
+    """Register the config and model with ``AutoConfig`` / ``AutoModel`` (idempotent)."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        AutoConfig.register(ReferringSegmentationConfig.model_type, ReferringSegmentationConfig)
+    except ValueError:
+        pass
+    try:
+        AutoModel.register(ReferringSegmentationConfig, ReferringSegmentationModel)
+    except ValueError:
+        pass

@@ -1,0 +1,221 @@
+"""Processor: images and expressions in, model inputs out; mask logits back to each original size."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
+
+from .image_io import ImageInput, load_image
+
+PROCESSOR_CONFIG_NAME = "s4eca_processor_config.json"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+class ReferringSegmentationProcessor:
+    """Square resize + normalisation of images and tokenisation of expressions, with post-processing.
+
+    Args:
+        tokenizer: the text encoder's tokenizer.
+        image_size: side of the square input (480 in the published RRSIS protocol).
+        image_mean / image_std: per-channel normalisation of the vision backbone (ImageNet by default).
+        max_length: tokens per expression, padded and truncated (20 in the published protocol).
+
+    Images are converted to RGB by the rule in `s4eca_peft.modeling.image_io` (grayscale repeated, alpha
+    dropped, 16-bit stretched by percentiles).
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        image_size: int = 480,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        max_length: int = 20,
+    ) -> None:
+        if image_size <= 0:
+            raise ValueError(f"`image_size` must be positive, got {image_size}.")
+        if max_length <= 0:
+            raise ValueError(f"`max_length` must be positive, got {max_length}.")
+        if len(image_mean) != 3 or len(image_std) != 3:
+            raise ValueError("`image_mean` and `image_std` must have 3 values (RGB).")
+        self.tokenizer = tokenizer
+        self.image_size = int(image_size)
+        self.image_mean = tuple(float(v) for v in image_mean)
+        self.image_std = tuple(float(v) for v in image_std)
+        self.max_length = int(max_length)
+
+    # ------------------------------------------------------------------ inputs
+    def preprocess_images(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """Images -> ``(batch, 3, image_size, image_size)`` normalised float32."""
+        arrays = [load_image(image, name=f"images[{i}]") for i, image in enumerate(_as_list(images))]
+        mean = torch.tensor(self.image_mean).view(3, 1, 1)
+        std = torch.tensor(self.image_std).view(3, 1, 1)
+        out = []
+        for array in arrays:
+            tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
+            if tensor.shape[-2:] != (self.image_size, self.image_size):
+                tensor = F.interpolate(
+                    tensor, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+                )
+            out.append((tensor[0].clamp(0, 1) - mean) / std)
+        return torch.stack(out)
+
+    def preprocess_masks(self, masks: Any) -> torch.Tensor:
+        """``(H, W)`` masks (bool / 0-1 / 0-255 arrays, tensors or PIL) -> ``(batch, 1, S, S)`` float32 0/1."""
+        out = []
+        for i, mask in enumerate(_as_list(masks)):
+            array = np.asarray(mask)
+            if array.ndim != 2 or 0 in array.shape:
+                raise ValueError(f"masks[{i}]: expected a non-empty (H, W) mask, got shape {array.shape}.")
+            tensor = torch.from_numpy((array > 0).astype(np.float32))[None, None]
+            out.append(F.interpolate(tensor, size=(self.image_size, self.image_size), mode="nearest")[0])
+        return torch.stack(out)
+
+    def tokenize(self, text: str | Sequence[str]) -> dict[str, torch.Tensor]:
+        expressions = _as_list(text)
+        for i, expression in enumerate(expressions):
+            if not isinstance(expression, str):
+                raise TypeError(f"text[{i}]: expected a string, got {type(expression).__name__}.")
+            if not expression.strip():
+                raise ValueError(f"text[{i}]: the expression is empty; describe the object to segment.")
+        return self.tokenizer(
+            expressions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+    def __call__(
+        self,
+        images: ImageInput | Sequence[ImageInput] | None = None,
+        text: str | Sequence[str] | None = None,
+        masks: Any = None,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """Returns ``pixel_values`` ``(B, 3, S, S)``, ``input_ids`` / ``attention_mask`` ``(B, max_length)``,
+        ``labels`` ``(B, 1, S, S)`` when ``masks`` are given, and ``original_sizes`` ``[(H, W), ...]``."""
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"`return_tensors` must be 'pt', got {return_tensors!r}.")
+        if images is None and text is None:
+            raise ValueError("Give `images`, `text` or both.")
+        data: dict[str, Any] = {}
+        if images is not None and text is not None and len(_as_list(images)) != len(_as_list(text)):
+            raise ValueError(
+                f"Got {len(_as_list(images))} images and {len(_as_list(text))} expressions; expected one "
+                "expression per image."
+            )
+        if text is not None:
+            encoded = self.tokenize(text)
+            data["input_ids"] = encoded["input_ids"]
+            data["attention_mask"] = encoded["attention_mask"]
+        if images is not None:
+            data["pixel_values"] = self.preprocess_images(images)
+        if masks is not None:
+            data["labels"] = self.preprocess_masks(masks)
+        return BatchFeature(data=data)
+
+    # ---------------------------------------------------------------- outputs
+    def post_process_probabilities(self, outputs: Any, target_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+        """Mask probabilities ``(H_i, W_i)`` at each original size."""
+        logits = outputs.logits if hasattr(outputs, "logits") else outputs
+        if logits.ndim != 4 or logits.shape[1] != 1:
+            raise ValueError(f"Expected logits of shape (batch, 1, h, w), got {tuple(logits.shape)}.")
+        target_sizes = [tuple(int(v) for v in size) for size in target_sizes]
+        if len(target_sizes) != logits.shape[0]:
+            raise ValueError(f"Got {len(target_sizes)} target sizes for a batch of {logits.shape[0]} logits.")
+        probabilities = []
+        for sample, size in zip(logits, target_sizes):
+            if len(size) != 2 or min(size) <= 0:
+                raise ValueError(f"Each target size must be (height, width) with positive sides, got {size}.")
+            upsampled = F.interpolate(sample[None].float(), size=size, mode="bilinear", align_corners=False)
+            probabilities.append(upsampled[0, 0].sigmoid())
+        return probabilities
+
+    def post_process_masks(
+        self, outputs: Any, target_sizes: Sequence[tuple[int, int]], threshold: float = 0.5
+    ) -> list[torch.Tensor]:
+        """Boolean masks ``(H_i, W_i)`` at each original size: probability > ``threshold``."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
+        return [p > threshold for p in self.post_process_probabilities(outputs, target_sizes)]
+
+    # ---------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "processor_class": type(self).__name__,
+            "image_size": self.image_size,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+            "max_length": self.max_length,
+        }
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(directory)
+        tmp = directory / (PROCESSOR_CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(tmp, directory / PROCESSOR_CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> ReferringSegmentationProcessor:
+        """From a folder or Hub repo written by `save_pretrained` (``kwargs``: revision, cache_dir, token...)."""
+        path = Path(name_or_path)
+        if path.is_dir():
+            config_file = path / PROCESSOR_CONFIG_NAME
+            if not config_file.is_file():
+                raise FileNotFoundError(f"No {PROCESSOR_CONFIG_NAME} in {str(path)!r}.")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
+            config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs))
+        settings = json.loads(config_file.read_text())
+        settings.pop("processor_class", None)
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+        return cls(tokenizer, **settings)
+
+    @classmethod
+    def from_backbones(
+        cls, vision_name_or_path: str | None, text_name_or_path: str, image_size: int = 480, max_length: int = 20,
+        **kwargs: Any,
+    ) -> ReferringSegmentationProcessor:
+        """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present."""
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if vision_name_or_path is not None:
+            stats = _read_image_stats(vision_name_or_path, **kwargs)
+            if stats is not None:
+                mean, std = stats
+        tokenizer = AutoTokenizer.from_pretrained(text_name_or_path, **kwargs)
+        return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
+
+
+def _read_image_stats(name_or_path: str, **kwargs: Any) -> tuple[list[float], list[float]] | None:
+    path = Path(name_or_path)
+    config_file = path / "preprocessor_config.json"
+    if not path.is_dir():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
+            config_file = Path(hf_hub_download(name_or_path, "preprocessor_config.json", **hub_kwargs))
+        except Exception:  # a backbone without an image processor keeps the ImageNet statistics
+            return None
+    if not config_file.is_file():
+        return None
+    settings = json.loads(config_file.read_text())
+    if "image_mean" in settings and "image_std" in settings:
+        return list(settings["image_mean"]), list(settings["image_std"])
+    return None

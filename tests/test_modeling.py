@@ -1,0 +1,177 @@
+"""The referring-segmentation base model on every supported backbone family (tiny random configs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_configs import IMAGE_SIZE, TEXT_TYPES, VISION_TYPES, VOCAB_SIZE, tiny_text_config, tiny_vision_config
+from transformers import AutoConfig, AutoModel, SwinConfig, SwinModel
+
+from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationOutput
+
+
+def build(vision: str = "swin", text: str = "bert", **kwargs) -> ReferringSegmentationModel:
+    torch.manual_seed(0)
+    config = ReferringSegmentationConfig(
+        vision_config=tiny_vision_config(vision), text_config=tiny_text_config(text), decoder_dim=16, **kwargs
+    )
+    return ReferringSegmentationModel(config)
+
+
+def inputs(batch: int = 2, size: int = IMAGE_SIZE, length: int = 7) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    attention_mask[-1, length - 3 :] = 0
+    return {
+        "pixel_values": torch.randn(batch, 3, size, size, generator=generator),
+        "input_ids": torch.randint(3, VOCAB_SIZE, (batch, length), generator=generator),
+        "attention_mask": attention_mask,
+    }
+
+
+def labels_for(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    b, _, h, w = batch["pixel_values"].shape
+    labels = torch.zeros(b, 1, h, w)
+    labels[:, :, h // 4 : h // 2, w // 3 :] = 1
+    return labels
+
+
+CASES = [(v, "bert") for v in VISION_TYPES] + [("swin", t) for t in TEXT_TYPES if t != "bert"]
+
+
+@pytest.mark.parametrize("vision,text", CASES)
+def test_forward_backward_and_round_trip(vision, text, tmp_path):
+    model = build(vision, text)
+    batch = inputs()
+    out = model(**batch, labels=labels_for(batch))
+    assert isinstance(out, ReferringSegmentationOutput)
+    # documented shapes
+    assert out.logits.shape == (2, 1, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
+    assert out.text_hidden_states.shape == (2, 7, 32)
+    assert out.sentence_embedding.shape == (2, 32)
+    assert [f.shape[-1] for f in out.vision_features] == [IMAGE_SIZE // s for s in (4, 8, 16, 32)]
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+
+    # backward reaches the head only: both encoders are frozen by requires_grad
+    out.loss.backward()
+    for name, parameter in model.named_parameters():
+        if name.startswith("segmentation_head."):
+            assert parameter.requires_grad and parameter.grad is not None, name
+        else:
+            assert not parameter.requires_grad and parameter.grad is None, name
+
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).logits
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, ReferringSegmentationModel)
+    assert not any(p.requires_grad for n, p in loaded.named_parameters() if not n.startswith("segmentation_head."))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_minilm_pretrained_text_encoder_from_backbones(tmp_path, minilm_path):
+    vision_dir = tmp_path / "swin"
+    SwinModel(tiny_vision_config("swin")).save_pretrained(vision_dir)
+    model = ReferringSegmentationModel.from_backbones(str(vision_dir), minilm_path, decoder_dim=16)
+    assert model.config.text_name_or_path == minilm_path
+    assert model.config.text_config.model_type == "bert"
+    assert model.text_model.config._attn_implementation == "sdpa"
+    # pretrained weights are kept, not re-initialised
+    from transformers import BertModel
+
+    reference = BertModel.from_pretrained(minilm_path, add_pooling_layer=False)
+    torch.testing.assert_close(
+        model.text_model.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight
+    )
+    batch = inputs()
+    batch["input_ids"] = torch.randint(1000, 2000, batch["input_ids"].shape)
+    out = model(**batch)
+    assert out.text_hidden_states.shape[-1] == 384
+    assert out.logits.shape == (2, 1, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
+    assert not any(p.requires_grad for p in model.text_model.parameters())
+
+
+def test_auto_config_registration():
+    config = ReferringSegmentationConfig(vision_config=tiny_vision_config("swin"), text_config=tiny_text_config("bert"))
+    round_trip = AutoConfig.for_model(**config.to_dict())
+    assert isinstance(round_trip, ReferringSegmentationConfig)
+    assert round_trip.vision_config.embed_dim == 16
+    assert round_trip.text_config.hidden_size == 32
+
+
+def test_config_from_dicts():
+    config = ReferringSegmentationConfig(
+        vision_config=tiny_vision_config("convnext").to_dict(), text_config=tiny_text_config("roberta").to_dict()
+    )
+    assert config.vision_config.model_type == "convnext"
+    assert config.text_config.model_type == "roberta"
+
+
+def test_gradient_checkpointing_and_bf16_autocast():
+    model = build("swin", "bert")
+    batch = inputs()
+    model.gradient_checkpointing_enable()
+    model.train()
+    out = model(**batch, labels=labels_for(batch))
+    out.loss.backward()
+    assert model.segmentation_head.classifier.weight.grad is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**batch, labels=labels_for(batch))
+    assert out.logits.dtype == torch.bfloat16
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
+def test_training_the_head_changes_the_output():
+    model = build("swin", "bert")
+    batch = inputs()
+    before = model(**batch).logits.detach()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        loss = model(**batch, labels=labels_for(batch)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert not torch.allclose(model(**batch).logits, before)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_unsupported_vision_type_lists_supported():
+    with pytest.raises(ValueError, match=r"Unsupported vision backbone model_type 'beit'.*convnext, dinov2"):
+        ReferringSegmentationConfig(vision_config={"model_type": "beit"})
+
+
+def test_unsupported_text_type_lists_supported():
+    with pytest.raises(ValueError, match=r"Unsupported text encoder model_type 'gpt2'.*bert, clip_text_model"):
+        ReferringSegmentationConfig(text_config={"model_type": "gpt2"})
+
+
+def test_unsupported_type_in_from_backbones(tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
+    SwinModel(SwinConfig(**tiny_vision_config("swin").to_dict())).save_pretrained(tmp_path / "swin")
+    with pytest.raises(ValueError, match="Unsupported text encoder model_type 'gpt2'"):
+        ReferringSegmentationModel.from_backbones(str(tmp_path / "swin"), str(tmp_path / "gpt2"))
+
+
+def test_labels_of_another_size_are_refused():
+    model = build()
+    batch = inputs()
+    with pytest.raises(ValueError, match=r"`labels` must have shape \(2, 1, 64, 64\)"):
+        model(**batch, labels=torch.zeros(2, 1, 32, 32))
+
+
+def test_labels_without_channel_axis_are_accepted():
+    model = build()
+    batch = inputs()
+    assert torch.isfinite(model(**batch, labels=labels_for(batch)[:, 0]).loss)
+
+
+def test_batch_mismatch_between_images_and_tokens():
+    model = build()
+    batch = inputs()
+    batch["input_ids"] = batch["input_ids"][:1]
+    with pytest.raises(ValueError, match="`input_ids` must have shape"):
+        model(**batch)
