@@ -1,0 +1,160 @@
+"""Datasets and dataloaders for training and evaluation, with resume-safe augmentation."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .data import ReferringCollator, SyntheticSceneStream, TrainTransform, load_refsegrs, load_rrsisd
+from .data.synthetic import make_synthetic_dataset
+from .data.transforms import PhotometricJitter
+
+SYNTHETIC_SPLIT_SEEDS = {"val": 1_000_003, "test": 2_000_003}
+"""Fixed seeds of the synthetic val/test scenes, so every run is scored on the same scenes."""
+STREAM_LENGTH = 2**31 - 1
+
+
+class KeyedTrainingSet(Dataset):
+    """Training view of a dataset: the sampler's key ``k`` reads sample ``k % len(base)`` and augments it with a
+    generator seeded by ``(seed, k)``.
+
+    Augmentation thus depends only on what is sampled, never on worker processes or call order, so a resumed
+    run draws exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, base: Any, transform: TrainTransform | None, seed: int, constant_expression: str | None = None):
+        self.base, self.transform, self.seed, self.constant_expression = base, transform, seed, constant_expression
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: int) -> dict[str, Any]:
+        sample = dict(self.base[int(key) % len(self.base)])
+        if self.constant_expression is not None:
+            sample["expression"] = self.constant_expression
+        if self.transform is not None:
+            sample = self.transform(sample, np.random.default_rng((self.seed, int(key))))
+        return sample
+
+
+class EvaluationSet(Dataset):
+    """A dataset read as is (optionally with every expression replaced, for a control run)."""
+
+    def __init__(self, base: Any, constant_expression: str | None = None):
+        self.base, self.constant_expression = base, constant_expression
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = dict(self.base[int(index)])
+        if self.constant_expression is not None:
+            sample["expression"] = self.constant_expression
+        return sample
+
+
+class EpochSampler(Sampler[int]):
+    """Keys fixed by ``(seed, epoch)`` alone; set ``sampler.epoch`` before iterating.
+
+    Epoch ``e`` yields ``e * n + j`` for ``j`` in order (``fresh``: the synthetic stream, new scenes every epoch)
+    or in a permutation drawn from ``(seed, e)``; `KeyedTrainingSet` reads sample ``j`` for the key.
+    """
+
+    def __init__(self, num_samples: int, seed: int, fresh: bool = False) -> None:
+        if num_samples <= 0:
+            raise ValueError(f"The training set is empty (num_samples={num_samples}).")
+        self.num_samples, self.seed, self.fresh = num_samples, seed, fresh
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        offset = self.epoch * self.num_samples
+        if self.fresh:
+            return iter(range(offset, offset + self.num_samples))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter((offset + torch.randperm(self.num_samples, generator=generator)).tolist())
+
+
+def load_split(
+    dataset: str,
+    split: str,
+    data_dir: str | None = None,
+    image_size: int = 128,
+    num_samples: int = 256,
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> Any:
+    """One split: synthetic train is an endless stream of fresh scenes; everything else a finite dataset."""
+    if dataset == "synthetic":
+        if split == "train":
+            return SyntheticSceneStream(image_size=image_size, seed=seed, length=STREAM_LENGTH)
+        data = make_synthetic_dataset(num_samples, image_size=image_size, seed=SYNTHETIC_SPLIT_SEEDS[split])
+    elif dataset == "rrsisd":
+        data = load_rrsisd(data_dir, split)
+    elif dataset == "refsegrs":
+        data = load_refsegrs(data_dir, split)
+    else:
+        raise ValueError(f"Unknown dataset {dataset!r}; expected synthetic, rrsisd or refsegrs.")
+    if max_samples is not None and len(data) > max_samples:
+        data = data.select(range(max_samples))
+    return data
+
+
+def build_datasets(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
+    """``{"train", "val", "test"}`` for the run (test only where the dataset has one)."""
+    common = dict(data_dir=args.data_dir, image_size=args.image_size, max_samples=args.max_eval_samples)
+    result = {
+        "train": load_split(args.dataset, "train", args.data_dir, args.image_size, seed=args.seed),
+        "val": load_split(args.dataset, "val", num_samples=args.num_val_samples, **common),
+    }
+    if args.dataset != "synthetic" or args.num_test_samples > 0:
+        result["test"] = load_split(args.dataset, "test", num_samples=max(1, args.num_test_samples), **common)
+    return result
+
+
+def train_transform(augment: str, seed: int) -> TrainTransform | None:
+    if augment == "none":
+        return None
+    return TrainTransform(
+        flip_prob=0.5 if augment in ("flip", "all") else 0.0,
+        jitter=PhotometricJitter() if augment in ("jitter", "all") else None,
+        seed=seed,
+    )
+
+
+def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: int = 0,
+                    constant_expression: str | None = None) -> DataLoader:
+    return DataLoader(
+        EvaluationSet(dataset, constant_expression), batch_size=batch_size, shuffle=False,
+        num_workers=num_workers, collate_fn=ReferringCollator(processor, train=False),
+    )
+
+
+def build_dataloaders(
+    args: argparse.Namespace, datasets: dict[str, Any], processor: Any, sampler: EpochSampler
+) -> tuple[DataLoader, dict[str, DataLoader]]:
+    train_set = KeyedTrainingSet(
+        datasets["train"], train_transform(args.augment, args.seed), args.seed, args.constant_expression
+    )
+    train = DataLoader(
+        train_set, batch_size=args.per_device_train_batch_size, sampler=sampler, drop_last=True,
+        num_workers=args.dataloader_num_workers, collate_fn=ReferringCollator(processor, train=False),
+    )
+    evaluation = {
+        split: eval_dataloader(data, processor, args.per_device_eval_batch_size, args.dataloader_num_workers,
+                               args.constant_expression)
+        for split, data in datasets.items() if split != "train"
+    }
+    return train, evaluation
+
+
+def train_sampler_for(args: argparse.Namespace, datasets: dict[str, Any]) -> EpochSampler:
+    if args.dataset == "synthetic":
+        return EpochSampler(args.train_samples_per_epoch, args.seed, fresh=True)
+    return EpochSampler(len(datasets["train"]), args.seed)

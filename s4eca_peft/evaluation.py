@@ -1,0 +1,127 @@
+"""Evaluation under the RRSIS protocol, and the ``s4eca-eval`` command.
+
+Predictions are compared with the ground truth at the resolution the adapter was trained at (480x480 in the
+published protocol): per-sample intersection and union are gathered across processes and the metrics are
+computed once (`s4eca_peft.metrics.rrsis_metrics`), never averaged per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch.nn import functional as F
+
+from .metrics import intersection_and_union, metrics_markdown_table, rrsis_metrics
+from .visualization import overlay_mask, save_image_atomic
+
+
+@torch.no_grad()
+def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: str = "evaluation") -> dict[str, Any]:
+    """Mask metrics over a dataloader of collated batches (``labels`` at the input resolution)."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    intersections, unions = [], []
+    main = accelerator is None or accelerator.is_local_main_process
+    for batch in tqdm(dataloader, desc=desc, disable=not main, leave=False):
+        logits = model(
+            pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        labels = batch["labels"]
+        logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        inter, union = intersection_and_union(logits[:, 0] > 0, labels[:, 0] > 0.5)  # probability > 0.5
+        if accelerator is not None:
+            inter, union = accelerator.gather_for_metrics((inter, union))
+        intersections.append(inter.cpu())
+        unions.append(union.cpu())
+    if was_training:
+        model.train()
+    if not intersections:
+        raise ValueError("The evaluation set is empty.")
+    return rrsis_metrics(torch.cat(intersections), torch.cat(unions))
+
+
+@torch.no_grad()
+def save_overlays(model, processor, dataset, path: str | os.PathLike, num_samples: int = 4) -> None:
+    """A strip of predictions (red) with the ground-truth outline (green) and the expression, as one PNG."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    tiles = []
+    for index in range(min(num_samples, len(dataset))):
+        row = dataset[index]
+        image = row["image"].convert("RGB") if isinstance(row["image"], Image.Image) else Image.fromarray(row["image"])
+        mask = np.asarray(row["mask"]) > 0
+        inputs = processor(images=[image], text=[row["expression"]]).to(device)
+        outputs = model(**inputs)
+        (predicted,) = processor.post_process_masks(outputs, [(image.height, image.width)])
+        tile = overlay_mask(image, predicted.cpu().numpy(), outline=mask).resize((256, 256))
+        canvas = Image.new("RGB", (256, 290), "white")
+        canvas.paste(tile, (0, 0))
+        ImageDraw.Draw(canvas).text((4, 262), row["expression"][:42], fill="black")
+        tiles.append(canvas)
+    if was_training:
+        model.train()
+    if tiles:
+        strip = Image.new("RGB", (256 * len(tiles), 290), "white")
+        for i, tile in enumerate(tiles):
+            strip.paste(tile, (256 * i, 0))
+        save_image_atomic(strip, path)
+
+
+def build_eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s4eca-eval", description="Evaluate an S4ECA adapter on an RRSIS split.")
+    parser.add_argument("--adapter", required=True, help="Adapter folder or Hub repo id.")
+    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit).")
+    parser.add_argument("--dataset", choices=["synthetic", "rrsisd", "refsegrs"], default="synthetic")
+    parser.add_argument("--data_dir", default=None, help="Root folder of the dataset (real datasets).")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="test")
+    parser.add_argument("--output", default=None, help="JSON file for the metrics.")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="Evaluation side; defaults to the size the adapter was trained at.")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--num_samples", type=int, default=256, help="Synthetic only: scenes in the split.")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="Evaluate at most this many samples.")
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    return parser
+
+
+def evaluate_adapter(args: argparse.Namespace) -> dict[str, Any]:
+    from accelerate import Accelerator
+
+    from .data_setup import eval_dataloader, load_split
+    from .export import load_for_inference
+
+    if args.dataset != "synthetic" and not args.data_dir:
+        raise SystemExit(f"--data_dir is required with --dataset {args.dataset}.")
+    accelerator = Accelerator()
+    model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)
+    processor.image_size = args.image_size or metadata.get("image_size", processor.image_size)
+    dataset = load_split(args.dataset, args.split, data_dir=args.data_dir, image_size=processor.image_size,
+                         num_samples=args.num_samples, max_samples=args.max_eval_samples)
+    dataloader = accelerator.prepare(eval_dataloader(dataset, processor, args.batch_size, args.dataloader_num_workers))
+    model = accelerator.prepare(model)
+    metrics = evaluate_loop(model, dataloader, accelerator, desc=f"{args.split}")
+    result = {"split": args.split, "dataset": args.dataset, "image_size": processor.image_size,
+              "adapter": str(args.adapter), **metrics}
+    if accelerator.is_main_process:
+        print(metrics_markdown_table(metrics, args.split))
+        if args.output:
+            output = Path(args.output)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            tmp = output.with_name(f".tmp-{output.name}")
+            tmp.write_text(json.dumps(result, indent=2))
+            os.replace(tmp, output)
+    return result
+
+
+def eval_main(argv: list[str] | None = None) -> dict[str, Any]:
+    return evaluate_adapter(build_eval_parser().parse_args(argv))

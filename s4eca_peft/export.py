@@ -1,0 +1,214 @@
+"""Save a trained adapter with everything inference needs, and rebuild it from a folder or the Hub.
+
+Layout of an adapter folder (or Hub repo):
+
+```
+adapter_config.json, adapter_model.safetensors   the PEFT adapter (S4ECA layers + segmentation head)
+s4eca_processor_config.json + tokenizer files    the processor
+s4eca_base/config.json                           ReferringSegmentationConfig (records the backbone ids)
+s4eca_base/model.safetensors                     the frozen base model, only when a backbone has no Hub id
+s4eca_metadata.json                              image size the adapter was trained at, and other facts
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+
+BASE_DIR = "s4eca_base"
+METADATA_NAME = "s4eca_metadata.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def is_hub_id(name_or_path: str | None) -> bool:
+    """True for a Hub repo id (``owner/name`` or ``name``), false for a local folder or nothing."""
+    if not name_or_path:
+        return False
+    if Path(name_or_path).exists() or os.path.isabs(name_or_path) or name_or_path.startswith("."):
+        return False
+    return name_or_path.count("/") <= 1
+
+
+def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The frozen base model's own tensors, from a plain or a PEFT-wrapped model.
+
+    PEFT wraps targets as ``<name>.base_layer`` and keeps the original of a ``modules_to_save`` module as
+    ``<name>.original_module``; adapter tensors (``s4eca_*``) and trained copies are dropped.
+    """
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".modules_to_save." in key or ".s4eca_" in key or key.startswith("s4eca_"):
+            continue
+        key = key.replace(".original_module.", ".").replace(".base_layer.", ".")
+        state[key] = value.detach().contiguous().clone()
+    return state
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def save_for_inference(
+    peft_model: Any,
+    processor: ReferringSegmentationProcessor,
+    output_dir: str | os.PathLike,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write the adapter, processor, base config (and base weights when needed) and metadata to ``output_dir``.
+
+    Everything is first written to a temporary folder beside ``output_dir``, then moved in file by file with
+    ``os.replace``, so an interrupted save never leaves a half-written file.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    base = peft_model.get_base_model()
+    config: ReferringSegmentationConfig = base.config
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-export-") as tmp:
+        staging = Path(tmp)
+        peft_model.save_pretrained(staging)
+        (staging / "README.md").unlink(missing_ok=True)  # the model card is ours, written separately
+        processor.save_pretrained(staging)
+        (staging / BASE_DIR).mkdir()
+        config.save_pretrained(staging / BASE_DIR)
+        ships_weights = not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
+        if ships_weights:
+            save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
+        metadata = {"image_size": processor.image_size, "base_weights_included": ships_weights}
+        metadata.update(extra_metadata or {})
+        _atomic_write_json(staging / METADATA_NAME, metadata)
+        stale = output_dir / BASE_DIR / "model.safetensors"
+        if not ships_weights and stale.exists():
+            stale.unlink()
+        for source in sorted(staging.rglob("*")):
+            if source.is_file():
+                target = output_dir / source.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+    return output_dir
+
+
+def _resolve(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/")):
+        raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder.")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(snapshot_download(str(name_or_path), revision=revision, cache_dir=cache_dir, token=token))
+    except RevisionNotFoundError as error:
+        raise ValueError(f"Revision {revision!r} does not exist in Hub repo {str(name_or_path)!r}.") from error
+    except RepositoryNotFoundError as error:
+        raise ValueError(f"Hub repo {str(name_or_path)!r} was not found (or is private: pass a token).") from error
+    except (LocalEntryNotFoundError, EntryNotFoundError) as error:
+        raise ValueError(
+            f"Cannot get Hub repo {str(name_or_path)!r} at revision {revision or 'main'!r}: not in the local cache "
+            f"and the Hub is not reachable ({error})."
+        ) from error
+
+
+def check_adapter_files(root: Path) -> None:
+    """Refuse pickle-only adapters and unreadable safetensors, naming the file."""
+    weights = root / ADAPTER_WEIGHTS
+    if not (root / ADAPTER_CONFIG).is_file():
+        raise FileNotFoundError(f"No {ADAPTER_CONFIG} in {str(root)!r}: not an S4ECA adapter folder.")
+    if not weights.is_file():
+        pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise ValueError(
+                f"{str(root)!r} holds only pickle weights ({', '.join(pickles)}); they are never loaded because "
+                f"unpickling can run code. Convert them to {ADAPTER_WEIGHTS} with safetensors."
+            )
+        raise FileNotFoundError(f"No {ADAPTER_WEIGHTS} in {str(root)!r}.")
+    for file in [weights, root / BASE_DIR / "model.safetensors"]:
+        if file.is_file():
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    for key in handle.keys():
+                        handle.get_slice(key)
+            except (SafetensorError, OSError, ValueError) as error:
+                raise ValueError(
+                    f"{str(file)!r} is not a readable safetensors file (corrupted or truncated): {error}"
+                ) from error
+
+
+def load_base_model(root: Path, **hub_kwargs: Any) -> ReferringSegmentationModel:
+    """The frozen base model recorded in ``root/s4eca_base``."""
+    base_dir = root / BASE_DIR
+    if not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(f"No {BASE_DIR}/config.json in {str(root)!r}: cannot tell which backbones to build.")
+    config = ReferringSegmentationConfig.from_pretrained(base_dir)
+    weights = base_dir / "model.safetensors"
+    if weights.is_file():
+        model = ReferringSegmentationModel(config)
+        result = model.load_state_dict(load_file(str(weights)), strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"{str(weights)!r} does not match the base model of {BASE_DIR}/config.json: "
+                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
+            )
+        return model
+    head_kwargs = {
+        key: getattr(config, key)
+        for key in ("decoder_dim", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
+    }
+    return ReferringSegmentationModel.from_backbones(
+        config.vision_name_or_path, config.text_name_or_path, **head_kwargs, **hub_kwargs
+    )
+
+
+def load_for_inference(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    cache_dir: str | None = None,
+    token: Any = None,
+) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
+    """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
+    from peft import PeftModel
+
+    root = _resolve(name_or_path, revision, cache_dir, token)
+    check_adapter_files(root)
+    hub_kwargs = {k: v for k, v in {"cache_dir": cache_dir, "token": token}.items() if v is not None}
+    base = load_base_model(root, **hub_kwargs)
+    model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
+    processor = ReferringSegmentationProcessor.from_pretrained(root)
+    metadata_file = root / METADATA_NAME
+    metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return model, processor, metadata
+
+
+def copy_adapter_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy an adapter folder (without checkpoints) atomically: to a temporary sibling, then rename."""
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("checkpoints", ".tmp-*"))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)

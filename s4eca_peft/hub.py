@@ -1,0 +1,120 @@
+"""Publish a trained S4ECA adapter folder on the Hugging Face Hub, with our model card.
+
+``PeftModel.push_to_hub`` is deliberately not used: it replaces the README with a transformers card
+(``library_name: transformers``). :func:`push_adapter_to_hub` uploads the folder as it is on disk, card included,
+in one commit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+
+__all__ = ["PICKLE_SUFFIXES", "REQUIRED_FILES", "push_adapter_to_hub"]
+
+REQUIRED_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "README.md")
+# Files that load through pickle (arbitrary code on load); adapters are shared as safetensors only.
+PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})
+# Training state that stays local: accelerate's `checkpoints/` and Trainer-style `checkpoint-<step>` folders.
+_SKIPPED_DIRS = ("checkpoints",)
+_SKIPPED_DIR_PREFIXES = ("checkpoint-", "checkpoint_")
+_TEMPORARY_SUFFIXES = (".tmp", ".temp", ".swp", ".swo", ".part", ".partial", ".incomplete", ".lock", "~")
+
+
+def _is_skipped_dir(name: str) -> bool:
+    return (
+        name.startswith(".")
+        or name == "__pycache__"
+        or name in _SKIPPED_DIRS
+        or name.startswith(_SKIPPED_DIR_PREFIXES)
+    )
+
+
+def _is_temporary_file(name: str) -> bool:
+    return name.startswith((".", "~")) or name.endswith(_TEMPORARY_SUFFIXES)
+
+
+def _files_to_upload(folder: Path) -> list[Path]:
+    """Files under ``folder`` minus hidden entries, checkpoints and temporary files, in a stable order."""
+    files: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            if not _is_skipped_dir(path.name):
+                files.extend(_files_to_upload(path))
+        elif path.is_file() and not _is_temporary_file(path.name):
+            files.append(path)
+    return files
+
+
+def _check_folder(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ValueError(f"`folder` must be a directory holding a saved S4ECA adapter, got {str(folder)!r}")
+    for name in REQUIRED_FILES:
+        if not (folder / name).is_file():
+            hint = " (write it with s4eca_peft.model_card.render_model_card)" if name == "README.md" else ""
+            raise ValueError(
+                f"{name} is missing from {str(folder)!r}; an adapter folder needs {list(REQUIRED_FILES)}{hint}"
+            )
+    card = ModelCard.load(folder / "README.md")
+    if card.data.library_name != "peft":
+        raise ValueError(
+            f"README.md in {str(folder)!r} has library_name {card.data.library_name!r}, expected 'peft': "
+            "write the card with s4eca_peft.model_card.render_model_card"
+        )
+    files = _files_to_upload(folder)
+    pickles = [path.relative_to(folder).as_posix() for path in files if path.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise ValueError(
+            f"Refusing to upload pickle files {pickles} from {str(folder)!r}: they run code when loaded. "
+            "Save weights as safetensors, or move these files out of the folder."
+        )
+    return files
+
+
+def push_adapter_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload S4ECA adapter",
+) -> str:
+    """Upload an adapter folder (weights, config, README.md card, eval results, processor files) in one commit.
+
+    Everything in ``folder`` is uploaded except hidden entries, ``checkpoints/`` and ``checkpoint-*`` folders and
+    temporary files. The folder must hold ``adapter_config.json``, ``adapter_model.safetensors`` and a README.md
+    whose front matter says ``library_name: peft``; pickle files (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ...)
+    are refused.
+
+    Args:
+        folder: the folder ``save_pretrained`` wrote, with our model card added.
+        repo_id: target model repo, ``"user/name"``; created if missing.
+        token: Hub token; defaults to the logged-in one.
+        private: create the repo private (ignored when it already exists).
+        revision: branch to commit to; created from the default branch if missing.
+        commit_message: message of the upload commit.
+
+    Returns:
+        The URL of the commit.
+    """
+    folder = Path(folder)
+    files = _check_folder(folder)
+    api = HfApi(token=token)
+    repo_url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+    repo_id = getattr(repo_url, "repo_id", None) or repo_id
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+        for path in files
+    ]
+    commit = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message,
+        repo_type="model",
+        revision=revision,
+    )
+    return str(commit.commit_url)

@@ -1,0 +1,235 @@
+"""The README.md model card of a trained S4ECA adapter, filled from one run.
+
+The template is ``model_cards/adapter_card_template.md`` (shipped as ``s4eca_peft/model_card_template.md``; the
+two files are identical). It is a :class:`string.Template`: ``$name`` placeholders, no template engine. The
+static front matter (``library_name: peft``, tags, license) is written in the template; the run-dependent keys
+(``base_model``, ``datasets``, ``model-index``) are serialised by ``huggingface_hub.ModelCardData`` so the Hub
+parses them as it parses any card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from .metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
+
+__all__ = ["ModelCardInfo", "render_model_card"]
+
+BUILT_FROM_CONFIG = "built from config"
+TEMPLATE_RESOURCE = "model_card_template.md"
+
+_DATASET_NAMES = {"rrsisd": "RRSIS-D", "refsegrs": "RefSegRS", "synthetic": "synthetic aerial scenes"}
+_TASK_NAME = "Referring remote sensing image segmentation"
+
+
+@dataclass
+class ModelCardInfo:
+    """What a run measured and how it ran, for :func:`render_model_card`.
+
+    Args:
+        model_id: Hub repo id the adapter is published under (used in the usage snippet and the model-index).
+        vision_model: Hub id of the frozen vision backbone, or ``None`` / ``"built from config"``.
+        text_model: Hub id of the frozen text encoder, or ``None`` / ``"built from config"``.
+        dataset: dataset name as the data loaders spell it (``"rrsisd"``, ``"refsegrs"``, ``"synthetic"``, ...).
+        metrics_per_split: ``{split: rrsis_metrics(...) output}``, scores as fractions in [0, 1]; may be empty.
+        trainable_params: number of trainable parameters (adapters and head).
+        total_params: number of parameters of the whole model, frozen ones included.
+        adapter_size_bytes: size of ``adapter_model.safetensors`` in bytes.
+        hardware: what the run trained on, e.g. ``"1x NVIDIA H100 80GB"``.
+        wall_time_s: training wall time in seconds.
+        command: the command line that trained the adapter.
+        seed: the run's random seed.
+        image_size: side of the square model input in pixels.
+        s4eca_config: the adapter configuration (``S4ECAConfig.to_dict()``).
+        notes: optional extra Markdown appended to the card.
+    """
+
+    model_id: str
+    vision_model: str | None
+    text_model: str | None
+    dataset: str
+    metrics_per_split: dict[str, dict[str, float]]
+    trainable_params: int
+    total_params: int
+    adapter_size_bytes: int
+    hardware: str
+    wall_time_s: float
+    command: str
+    seed: int
+    image_size: int
+    s4eca_config: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            raise ValueError("`model_id` must be the Hub repo id of the adapter, got an empty string")
+        if self.total_params <= 0:
+            raise ValueError(f"`total_params` must be positive, got {self.total_params}")
+        if not 0 <= self.trainable_params <= self.total_params:
+            raise ValueError(
+                f"`trainable_params` must be between 0 and total_params ({self.total_params}), "
+                f"got {self.trainable_params}"
+            )
+        if self.adapter_size_bytes < 0 or self.wall_time_s < 0 or self.image_size <= 0:
+            raise ValueError(
+                "`adapter_size_bytes` and `wall_time_s` must be >= 0 and `image_size` > 0, got "
+                f"{self.adapter_size_bytes}, {self.wall_time_s} and {self.image_size}"
+            )
+        for split, metrics in self.metrics_per_split.items():
+            if not split:
+                raise ValueError("`metrics_per_split` keys must name the split (e.g. 'test'), got an empty string")
+            missing = [name for name in METRIC_NAMES if name not in metrics]
+            if missing:
+                raise ValueError(f"`metrics_per_split[{split!r}]` lacks {missing}; pass the rrsis_metrics output")
+            for name in METRIC_NAMES:
+                value = metrics[name]
+                if not (isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0):
+                    raise ValueError(
+                        f"`metrics_per_split[{split!r}][{name!r}]` must be a fraction in [0, 1] (as rrsis_metrics "
+                        f"returns it, not a percentage), got {value!r}"
+                    )
+
+    @property
+    def trainable_percent(self) -> float:
+        """Trainable parameters as a percentage of all parameters."""
+        return 100.0 * self.trainable_params / self.total_params
+
+
+def _hub_id(model: str | None) -> str | None:
+    """``model`` if it is a Hub repo id, else ``None`` (built from config, or a local path)."""
+    if not model or model == BUILT_FROM_CONFIG:
+        return None
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return None
+    return model
+
+
+def _describe_model(model: str | None) -> str:
+    if not model or model == BUILT_FROM_CONFIG:
+        return "built from a config, without pretrained weights"
+    if _hub_id(model) is None:
+        return f"`{model}` (local weights)"
+    return f"[`{model}`](https://huggingface.co/{model})"
+
+
+def _format_percent(percent: float) -> str:
+    if percent == 0:
+        return "0 %"
+    if percent < 0.01:
+        return "< 0.01 %"
+    return f"{percent:.2f} %"
+
+
+def _format_bytes(num_bytes: int) -> str:
+    value, unit = float(num_bytes), "B"
+    for next_unit in ("kB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, next_unit
+    shown = f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    return f"{shown} ({num_bytes:,} bytes)"
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    shown = f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+    return f"{shown} ({whole:,} s)"
+
+
+def _card_metadata(info: ModelCardInfo) -> str:
+    """YAML for the run-dependent front matter keys: base_model, datasets, model-index."""
+    base_models = [m for m in (_hub_id(info.vision_model), _hub_id(info.text_model)) if m is not None]
+    dataset_id = _hub_id(info.dataset)
+    dataset_name = _DATASET_NAMES.get(info.dataset, info.dataset)
+    eval_results = [
+        EvalResult(
+            task_type="image-segmentation",
+            task_name=_TASK_NAME,
+            dataset_type=info.dataset,
+            dataset_name=dataset_name,
+            dataset_split=split,
+            metric_type=name,
+            metric_name=METRIC_LABELS[name],
+            metric_value=round(float(metrics[name]), 4),
+        )
+        for split, metrics in info.metrics_per_split.items()
+        for name in METRIC_NAMES
+    ]
+    data = ModelCardData(
+        base_model=base_models or None,
+        datasets=[dataset_id] if dataset_id else None,
+        model_name=info.model_id if eval_results else None,
+        eval_results=eval_results or None,
+    )
+    return data.to_yaml()
+
+
+def _evaluation_section(info: ModelCardInfo) -> str:
+    dataset_name = _DATASET_NAMES.get(info.dataset, info.dataset)
+    if not info.metrics_per_split:
+        return f"This run was not evaluated: no scores are reported for {dataset_name}."
+    splits = ", ".join(f"`{split}`" for split in info.metrics_per_split)
+    # One table, one row per split: the header of the first table, then each table's data row.
+    tables = [metrics_markdown_table(m, split).splitlines() for split, m in info.metrics_per_split.items()]
+    table = "\n".join(tables[0][:2] + [lines[2] for lines in tables])
+    return (
+        f"Measured by this run on {dataset_name}, split(s) {splits}, with model input {info.image_size} × "
+        f"{info.image_size}; no other numbers (e.g. from the S4ECA paper) are reported here. Each sample is one "
+        "image-expression pair; the predicted mask is compared with the reference mask pixel by pixel.\n\n"
+        f"{table}\n\n"
+        "Per-sample IoU = I / U (0 when both masks are empty); mIoU = mean per-sample IoU; oIoU = ΣI / ΣU over the "
+        "split; Pr@X = share of samples with IoU ≥ X. The table shows percentages; the `model-index` metadata "
+        "stores the same scores as fractions in [0, 1]. Computed with `s4eca_peft.metrics` "
+        "(`evaluate.load(s4eca_peft.metrics.RRSIS_IOU_PATH)`)."
+    )
+
+
+def _read_template() -> str:
+    return resources.files("s4eca_peft").joinpath(TEMPLATE_RESOURCE).read_text(encoding="utf-8")
+
+
+def render_model_card(info: ModelCardInfo, template: str | None = None) -> str:
+    """The README.md text of an adapter: YAML front matter (``library_name: peft``, model-index) and body.
+
+    Args:
+        info: what the run measured and how it ran.
+        template: template text with ``$name`` placeholders; defaults to the packaged
+            ``model_card_template.md`` (identical to ``model_cards/adapter_card_template.md``).
+    """
+    values = {
+        "card_metadata": _card_metadata(info),
+        "model_id": info.model_id,
+        "vision_model": _describe_model(info.vision_model),
+        "text_model": _describe_model(info.text_model),
+        "dataset": _DATASET_NAMES.get(info.dataset, info.dataset),
+        "trainable_params": f"{info.trainable_params:,}",
+        "total_params": f"{info.total_params:,}",
+        "trainable_percent": _format_percent(info.trainable_percent),
+        "adapter_size": _format_bytes(info.adapter_size_bytes),
+        "evaluation": _evaluation_section(info),
+        "seed": str(info.seed),
+        "image_size": str(info.image_size),
+        "hardware": info.hardware,
+        "wall_time": _format_duration(info.wall_time_s),
+        "command": info.command.strip(),
+        "s4eca_config": json.dumps(info.s4eca_config, indent=2, sort_keys=True, default=str),
+        "notes": f"\n{info.notes.strip()}\n" if info.notes.strip() else "",
+    }
+    try:
+        return string.Template(template if template is not None else _read_template()).substitute(values)
+    except KeyError as error:
+        raise ValueError(f"`template` uses an unknown placeholder ${error.args[0]}; known: {sorted(values)}") from None

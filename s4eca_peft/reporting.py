@@ -1,0 +1,62 @@
+"""Fill the adapter's model card from a finished training run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model_card import ModelCardInfo, render_model_card
+
+
+def describe_hardware(accelerator_processes: int = 1) -> str:
+    """E.g. ``"1x NVIDIA H100 80GB HBM3"`` or ``"CPU: x86_64, 2 cores"``."""
+    if torch.cuda.is_available():
+        return f"{max(1, accelerator_processes)}x {torch.cuda.get_device_name(0)}"
+    return f"CPU: {platform.machine()}, {os.cpu_count()} cores, {max(1, accelerator_processes)} process(es)"
+
+
+def write_model_card(
+    args: argparse.Namespace,
+    output_dir: Path,
+    results: dict[str, dict[str, Any]],
+    trainable: int,
+    total: int,
+    wall_time: float,
+    num_processes: int = 1,
+) -> Path:
+    """Render ``README.md`` beside the adapter (written atomically)."""
+    adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
+    metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
+    info = ModelCardInfo(
+        model_id=args.hub_model_id or output_dir.name,
+        vision_model=args.vision_model or "built from config",
+        text_model=args.text_model or _minilm() or "built from config",
+        dataset=args.dataset,
+        metrics_per_split=metrics,
+        trainable_params=trainable,
+        total_params=total,
+        adapter_size_bytes=(output_dir / "adapter_model.safetensors").stat().st_size,
+        hardware=describe_hardware(num_processes),
+        wall_time_s=wall_time,
+        command=args.command,
+        seed=args.seed,
+        image_size=args.image_size,
+        s4eca_config=adapter_config,
+    )
+    card = output_dir / "README.md"
+    tmp = card.with_name(".tmp-README.md")
+    tmp.write_text(render_model_card(info))
+    os.replace(tmp, card)
+    return card
+
+
+def _minilm() -> str | None:
+    from .model_setup import installed_minilm_path
+
+    return "sentence-transformers/all-MiniLM-L6-v2" if installed_minilm_path() else None

@@ -1,0 +1,158 @@
+"""`push_adapter_to_hub` through a patched HfApi: what gets uploaded, and what is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, RepoUrl
+from safetensors.torch import save_file
+
+from s4eca_peft.hub import push_adapter_to_hub
+from s4eca_peft.model_card import ModelCardInfo, render_model_card
+
+REPO_ID = "someone/s4eca-tiny"
+COMMIT_URL = f"https://huggingface.co/{REPO_ID}/commit/0123456789abcdef"
+UPLOADED = {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "README.md",
+    "eval_results.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "runs/events.out.tfevents.1",
+}
+
+
+def write_adapter_folder(folder: Path) -> Path:
+    """What training leaves behind: the adapter, card and eval results, plus files that must stay local."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "S4ECA", "num_queries": 8}))
+    save_file({"text_adapter.queries": torch.zeros(8, 4)}, str(folder / "adapter_model.safetensors"))
+    info = ModelCardInfo(
+        model_id=REPO_ID,
+        vision_model=None,
+        text_model=None,
+        dataset="synthetic",
+        metrics_per_split={
+            "test": dict.fromkeys(
+                ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "mIoU", "oIoU"],
+                0.5,
+            )
+        },
+        trainable_params=1_000,
+        total_params=100_000,
+        adapter_size_bytes=2_000,
+        hardware="CPU",
+        wall_time_s=12.0,
+        command="accelerate launch examples/train.py --max_steps 10",
+        seed=0,
+        image_size=128,
+    )
+    (folder / "README.md").write_text(render_model_card(info), encoding="utf-8")
+    (folder / "eval_results.json").write_text(json.dumps({"test": {"mIoU": 0.5}}))
+    (folder / "preprocessor_config.json").write_text("{}")
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "runs").mkdir()
+    (folder / "runs" / "events.out.tfevents.1").write_bytes(b"\0")
+    # left out: training state (pickles inside are fine: never uploaded), hidden and temporary files
+    (folder / "checkpoints" / "checkpoint_0").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint_0" / "optimizer.bin").write_bytes(b"pickle")
+    (folder / "checkpoints" / "latest.txt").write_text("checkpoint_0")
+    (folder / "checkpoint-100").mkdir()
+    (folder / "checkpoint-100" / "adapter_model.safetensors").write_bytes(b"old weights")
+    (folder / "checkpoint-100" / "scheduler.pt").write_bytes(b"pickle")
+    (folder / ".cache" / "huggingface").mkdir(parents=True)
+    (folder / ".cache" / "huggingface" / "upload.lock").write_text("")
+    (folder / "adapter_model.safetensors.tmp").write_bytes(b"partial")
+    (folder / "README.md~").write_text("editor backup")
+    return folder
+
+
+@pytest.fixture
+def adapter_folder(tmp_path) -> Path:
+    return write_adapter_folder(tmp_path / "adapter")
+
+
+@pytest.fixture
+def hub():
+    """HfApi with the two network calls replaced; autospec checks the arguments against the real signatures."""
+    commit = CommitInfo(commit_url=COMMIT_URL, commit_message="m", commit_description="", oid="0123456789abcdef")
+    with (
+        mock.patch.object(
+            HfApi, "create_repo", autospec=True, return_value=RepoUrl(f"https://huggingface.co/{REPO_ID}")
+        ) as create_repo,
+        mock.patch.object(HfApi, "create_branch", autospec=True) as create_branch,
+        mock.patch.object(HfApi, "create_commit", autospec=True, return_value=commit) as create_commit,
+        mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=AssertionError("one commit only")),
+        mock.patch("peft.PeftModel.push_to_hub", side_effect=AssertionError("replaces our card")),
+    ):
+        yield mock.Mock(create_repo=create_repo, create_branch=create_branch, create_commit=create_commit)
+
+
+def uploaded_operations(create_commit: mock.Mock) -> dict[str, CommitOperationAdd]:
+    create_commit.assert_called_once()
+    operations = create_commit.call_args.args[2]
+    assert all(isinstance(op, CommitOperationAdd) for op in operations)
+    return {op.path_in_repo: op for op in operations}
+
+
+def test_push_uploads_adapter_card_and_eval_results(adapter_folder, hub):
+    url = push_adapter_to_hub(adapter_folder, REPO_ID, token="hf_dummy", private=True, commit_message="S4ECA tiny")
+    assert url == COMMIT_URL
+    hub.create_repo.assert_called_once()
+    assert hub.create_repo.call_args.args[1] == REPO_ID
+    assert hub.create_repo.call_args.kwargs | {"exist_ok": True, "private": True} == hub.create_repo.call_args.kwargs
+    hub.create_branch.assert_not_called()
+    operations = uploaded_operations(hub.create_commit)
+    assert set(operations) == UPLOADED
+    assert hub.create_commit.call_args.args[1] == REPO_ID
+    assert hub.create_commit.call_args.kwargs["commit_message"] == "S4ECA tiny"
+    assert hub.create_commit.call_args.kwargs["revision"] is None
+    readme = Path(operations["README.md"].path_or_fileobj).read_text(encoding="utf-8")
+    assert ModelCard(readme).data.library_name == "peft"
+    assert readme.startswith("---\nlibrary_name: peft\n")
+    assert (
+        Path(operations["adapter_model.safetensors"].path_or_fileobj).read_bytes()
+        == (adapter_folder / "adapter_model.safetensors").read_bytes()
+    )
+
+
+def test_push_to_a_branch_creates_it(adapter_folder, hub):
+    push_adapter_to_hub(str(adapter_folder), REPO_ID, revision="v0.1")
+    hub.create_branch.assert_called_once()
+    assert hub.create_branch.call_args.kwargs["branch"] == "v0.1"
+    assert hub.create_commit.call_args.kwargs["revision"] == "v0.1"
+    assert hub.create_repo.call_args.kwargs["private"] is False
+
+
+@pytest.mark.parametrize("missing", ["adapter_config.json", "adapter_model.safetensors", "README.md"])
+def test_refuses_folder_without_required_file(adapter_folder, hub, missing):
+    (adapter_folder / missing).unlink()
+    with pytest.raises(ValueError, match=missing.replace(".", r"\.") + " is missing"):
+        push_adapter_to_hub(adapter_folder, REPO_ID)
+    hub.create_repo.assert_not_called()
+    hub.create_commit.assert_not_called()
+
+
+@pytest.mark.parametrize("name", ["adapter_model.bin", "head.pt", "text/encoder.pth", "state.pkl"])
+def test_refuses_pickle_files(adapter_folder, hub, name):
+    (adapter_folder / name).parent.mkdir(exist_ok=True)
+    (adapter_folder / name).write_bytes(b"pickle")
+    with pytest.raises(ValueError, match=rf"pickle files \['{name}'\]"):
+        push_adapter_to_hub(adapter_folder, REPO_ID)
+    hub.create_repo.assert_not_called()
+    hub.create_commit.assert_not_called()
+
+
+def test_refuses_a_transformers_card_and_a_missing_folder(adapter_folder, hub, tmp_path):
+    readme = adapter_folder / "README.md"
+    readme.write_text(readme.read_text().replace("library_name: peft", "library_name: transformers"))
+    with pytest.raises(ValueError, match="library_name 'transformers', expected 'peft'"):
+        push_adapter_to_hub(adapter_folder, REPO_ID)
+    with pytest.raises(ValueError, match="`folder` must be a directory"):
+        push_adapter_to_hub(tmp_path / "nowhere", REPO_ID)
+    hub.create_repo.assert_not_called()

@@ -1,0 +1,141 @@
+"""The adapter model card: front matter the Hub parses, per-split metrics, usage snippet, template identity."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard, ModelCardData
+
+from s4eca_peft.model_card import ModelCardInfo, render_model_card
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METRIC_KEYS = ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "mIoU", "oIoU"]
+VAL = dict(zip(METRIC_KEYS, [0.8112, 0.7733, 0.7001, 0.5502, 0.2507, 0.66123456, 0.7789])) | {"num_samples": 1740}
+TEST = dict(zip(METRIC_KEYS, [0.7912, 0.7431, 0.6610, 0.5112, 0.2211, 0.6444, 0.7654])) | {"num_samples": 3481}
+
+
+def make_info(**changes) -> ModelCardInfo:
+    info = ModelCardInfo(
+        model_id="someone/s4eca-swin-bert-rrsisd",
+        vision_model="microsoft/swin-base-patch4-window12-384",
+        text_model="google-bert/bert-base-uncased",
+        dataset="rrsisd",
+        metrics_per_split={"val": VAL, "test": TEST},
+        trainable_params=4_712_345,
+        total_params=201_112_233,
+        adapter_size_bytes=18_874_368,
+        hardware="1x NVIDIA H100 80GB",
+        wall_time_s=7395.4,
+        command="accelerate launch examples/train.py --dataset rrsisd --image_size 480 --seed 42",
+        seed=42,
+        image_size=480,
+        s4eca_config={"num_queries": 8, "bottleneck_dim": 64, "target_blocks": "all"},
+    )
+    return dataclasses.replace(info, **changes)
+
+
+def test_front_matter_parses_as_peft_card():
+    card = ModelCard(render_model_card(make_info()))
+    assert isinstance(card.data, ModelCardData)
+    data = card.data
+    assert data.library_name == "peft"
+    assert data.pipeline_tag == "image-segmentation"
+    assert data.license == "apache-2.0"
+    assert set(data.tags) == {"s4eca", "peft", "referring-image-segmentation", "remote-sensing", "rrsis"}
+    assert data.base_model == ["microsoft/swin-base-patch4-window12-384", "google-bert/bert-base-uncased"]
+    assert data.datasets == ["rrsisd"]
+    # survives a round trip through ModelCardData, as huggingface_hub writes it
+    again = ModelCardData(**data.to_dict())
+    assert again.library_name == "peft" and len(again.eval_results) == 2 * len(METRIC_KEYS)
+
+
+def test_model_index_has_every_metric_per_named_split():
+    data = ModelCard(render_model_card(make_info())).data
+    assert data.model_name == "someone/s4eca-swin-bert-rrsisd"
+    found = {(r.dataset_split, r.metric_type): r for r in data.eval_results}
+    assert set(found) == {(split, key) for split in ("val", "test") for key in METRIC_KEYS}
+    for split, metrics in (("val", VAL), ("test", TEST)):
+        for key in METRIC_KEYS:
+            result = found[(split, key)]
+            assert result.metric_value == pytest.approx(metrics[key], abs=5e-5)
+            assert 0 <= result.metric_value <= 1  # fractions, as rrsis_metrics returns them
+            assert result.task_type == "image-segmentation"
+            assert result.dataset_type == "rrsisd" and result.dataset_name == "RRSIS-D"
+
+
+def test_body_reports_what_was_measured():
+    text = render_model_card(make_info())
+    body = ModelCard(text).text
+    header = next(line for line in body.splitlines() if line.startswith("| Split |"))
+    rows = [line for line in body.splitlines() if line.startswith(("| val |", "| test |"))]
+    assert len(rows) == 2 and rows[0].startswith("| val | 1740 |") and rows[1].startswith("| test | 3481 |")
+    cells = dict(zip(header.split("|"), rows[0].split("|")))
+    assert cells[" mIoU (%) "].strip() == "66.12"
+    assert "split(s) `val`, `test`" in body and "480 × 480" in body
+    assert "fractions in [0, 1]" in body
+    assert "1x NVIDIA H100 80GB" in body and "2 h 03 min 15 s" in body and "| Seed | 42 |" in body
+    assert "accelerate launch examples/train.py --dataset rrsisd --image_size 480 --seed 42" in body
+    assert '"num_queries": 8' in body
+    assert "18.9 MB (18,874,368 bytes)" in body
+    assert "$" not in text  # every placeholder filled
+
+
+def test_usage_snippet_imports_s4eca_peft_first():
+    body = ModelCard(render_model_card(make_info())).text
+    snippet = re.search(r"```python\n(.*?)```", body, flags=re.S).group(1)
+    lines = [line for line in snippet.splitlines() if line.strip()]
+    assert lines[0].startswith("import s4eca_peft")
+    assert "from s4eca_peft import S4ECASegmenter" in snippet
+    assert 'seg = S4ECASegmenter.from_pretrained("someone/s4eca-swin-bert-rrsisd")' in snippet
+    assert 'masks = seg.predict(image, "the white storage tank left of the road")' in snippet
+    assert "`import s4eca_peft` is required before" in body and "`PeftModel.from_pretrained`" in body
+
+
+@pytest.mark.parametrize(
+    ("trainable", "total", "expected"),
+    [
+        (4_712_345, 201_112_233, "4,712,345 of 201,112,233 in total (2.34 %)"),
+        (12, 10_000_000, "(< 0.01 %)"),
+        (0, 10, "(0 %)"),
+        (10, 10, "(100.00 %)"),
+    ],
+)
+def test_trainable_percentage(trainable, total, expected):
+    info = make_info(trainable_params=trainable, total_params=total)
+    assert info.trainable_percent == pytest.approx(100 * trainable / total)
+    assert expected in render_model_card(info)
+
+
+def test_built_from_config_and_local_backbones_stay_out_of_base_model():
+    info = make_info(vision_model=None, text_model="/data/models/minilm", dataset="synthetic", metrics_per_split={})
+    text = render_model_card(info)
+    data = ModelCard(text).data
+    assert data.library_name == "peft"
+    assert data.base_model is None and data.eval_results is None
+    assert "Vision backbone: built from a config" in text and "`/data/models/minilm` (local weights)" in text
+    assert "This run was not evaluated" in text
+    named = render_model_card(make_info(vision_model="built from config"))
+    assert ModelCard(named).data.base_model == ["google-bert/bert-base-uncased"]
+
+
+def test_invalid_inputs_name_the_field():
+    with pytest.raises(ValueError, match=r"metrics_per_split\['test'\]\['mIoU'\].*fraction"):
+        make_info(metrics_per_split={"test": TEST | {"mIoU": 64.44}})
+    with pytest.raises(ValueError, match=r"lacks \['oIoU'\]"):
+        make_info(metrics_per_split={"test": {k: v for k, v in TEST.items() if k != "oIoU"}})
+    with pytest.raises(ValueError, match="trainable_params"):
+        make_info(trainable_params=10, total_params=5)
+    with pytest.raises(ValueError, match=r"unknown placeholder \$gpu"):
+        render_model_card(make_info(), template="$model_id on $gpu")
+
+
+def test_template_has_one_source_of_truth():
+    documented = (REPO_ROOT / "model_cards" / "adapter_card_template.md").read_bytes()
+    packaged = (REPO_ROOT / "s4eca_peft" / "model_card_template.md").read_bytes()
+    assert documented == packaged, "copy model_cards/adapter_card_template.md to s4eca_peft/model_card_template.md"
+    assert resources.files("s4eca_peft").joinpath("model_card_template.md").read_bytes() == documented
+    assert documented.startswith(b"---\nlibrary_name: peft\n")
