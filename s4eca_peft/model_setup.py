@@ -21,6 +21,14 @@ EMBEDDED_TEXT_FALLBACK: dict[str, Any] = {
 }
 
 
+def embedded_vision_config(image_size: int) -> SwinConfig:
+    """The small Swin of the embedded default; the window shrinks for inputs under 128 px (Swin needs the last
+    stage's map, ``image_size / 32``, to be at least one window)."""
+    settings = dict(EMBEDDED_VISION_CONFIG, image_size=image_size)
+    settings["window_size"] = max(1, min(settings["window_size"], image_size // 32))
+    return SwinConfig(**settings)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--vision_model", default=None,
@@ -94,7 +102,7 @@ def build_base_and_processor(
     """The frozen base model and its processor from ``--vision_model`` / ``--text_model`` (or the defaults)."""
     notes: list[str] = []
     vision = load_vision_backbone(args.vision_model) if args.vision_model else None
-    vision_config = vision.config if vision is not None else SwinConfig(**EMBEDDED_VISION_CONFIG)
+    vision_config = vision.config if vision is not None else embedded_vision_config(args.image_size)
     if vision is None:
         notes.append("vision backbone: a small Swin built from a config (random weights; saved with the adapter)")
     text_path = args.text_model or installed_minilm_path()

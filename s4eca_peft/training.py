@@ -111,11 +111,16 @@ def list_checkpoints(checkpoint_root: Path) -> list[Path]:
     return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
 
 
-def _set_frozen_dropout_eval(model: torch.nn.Module) -> None:
-    """Frozen encoders run without dropout: their noise is not learned from and would break exact resumption."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout) or type(module).__name__.endswith("DropPath"):
-            module.eval()
+def _frozen_encoders_eval(model: torch.nn.Module) -> None:
+    """Run the frozen encoders in eval mode (no dropout, attention dropout included); adapters and head train.
+
+    Their noise is not learned from, and it would make a resumed run differ from an uninterrupted one.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name in ("vision_model", "text_model"):
+        encoder = getattr(base, name, None)
+        if encoder is not None:
+            encoder.eval()
 
 
 def training_function(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,7 +257,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
     progress = tqdm(total=args.max_train_steps, initial=state["completed_steps"], desc="training",
                     disable=not accelerator.is_local_main_process)
     model.train()
-    _set_frozen_dropout_eval(model)
+    _frozen_encoders_eval(accelerator.unwrap_model(model))
     while state["completed_steps"] < args.max_train_steps:
         epoch = state["epoch"]
         train_sampler.epoch = epoch
@@ -297,7 +302,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
         if last or (finished_epoch and state["epoch"] % args.eval_every_epochs == 0):
             run_validation()
             model.train()
-            _set_frozen_dropout_eval(model)
+            _frozen_encoders_eval(accelerator.unwrap_model(model))
         if finished_epoch and args.checkpointing_steps == "epoch" and not last:
             save_checkpoint()
     progress.close()

@@ -46,6 +46,7 @@ class SegmentationHead(nn.Module):
         )
         self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1)
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
+        self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
         self.decoder_dim = decoder_dim
 
     def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:

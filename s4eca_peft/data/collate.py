@@ -1,0 +1,78 @@
+"""Batching samples (dataset rows or `SyntheticSceneStream` items) into model inputs through the processor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..modeling.image_io import image_size_of
+from .transforms import TrainTransform
+
+
+class ReferringCollator:
+    """``collate_fn`` for a `torch.utils.data.DataLoader` over samples with ``image``, ``mask``, ``expression``
+    (and optionally ``sample_id``, ``image_id``).
+
+    Args:
+        processor: a `ReferringSegmentationProcessor` (resizes, normalises, tokenizes; masks by nearest).
+        train: apply ``augment`` (evaluation batches are never augmented).
+        augment: a `TrainTransform`, True for the default one (flip with word swap + jitter), False for none.
+        seed: seeds the augmentation. Each call draws from ``(seed, worker seed, call number)``, where the
+            worker seed is the DataLoader's per-worker seed (from torch's RNG, so ``torch.manual_seed`` makes
+            multi-worker runs reproducible).
+
+    Returns a dict: ``pixel_values`` ``(B, 3, S, S)`` float32, ``input_ids`` / ``attention_mask`` ``(B, T)``,
+    ``labels`` ``(B, 1, S, S)`` float32 0/1 (when every sample has a mask), ``sample_ids``, ``image_ids``,
+    ``original_sizes`` (``(H, W)`` per sample) and ``expressions`` (as fed to the model, i.e. after flips).
+    """
+
+    def __init__(
+        self, processor: Any, train: bool = False, augment: TrainTransform | bool = True, seed: int = 0
+    ) -> None:
+        self.processor = processor
+        self.train = bool(train)
+        if augment is True:
+            augment = TrainTransform(seed=seed)
+        self.augment: TrainTransform | None = augment or None
+        self.seed = int(seed)
+        self._calls = 0
+
+    def _rng(self) -> np.random.Generator:
+        worker = torch.utils.data.get_worker_info()
+        stream = 0 if worker is None else int(worker.seed) % (2**63)
+        self._calls += 1
+        return np.random.default_rng((self.seed, stream, self._calls))
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        if not samples:
+            raise ValueError("Cannot collate an empty list of samples.")
+        sizes = [image_size_of(sample["image"]) for sample in samples]
+        for sample, size in zip(samples, sizes):
+            mask = sample.get("mask")
+            mask_size = None if mask is None else tuple(np.asarray(mask).shape[:2])
+            if mask_size is not None and mask_size != size:
+                raise ValueError(
+                    f"Sample {sample.get('sample_id')!r}: mask is {mask_size} but the image is {size} (H, W)."
+                )
+        if self.train and self.augment is not None:
+            rng = self._rng()
+            samples = [self.augment(sample, rng) for sample in samples]
+        images = [sample["image"] for sample in samples]
+        expressions = [sample["expression"] for sample in samples]
+        encoded = self.processor(images=images, text=expressions, return_tensors="pt")
+        batch: dict[str, Any] = {
+            "pixel_values": encoded["pixel_values"],
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+        }
+        masks = [sample.get("mask") for sample in samples]
+        if all(mask is not None for mask in masks):
+            batch["labels"] = self.processor.preprocess_masks(masks)
+        batch["sample_ids"] = [sample.get("sample_id") for sample in samples]
+        batch["image_ids"] = [sample.get("image_id") for sample in samples]
+        batch["original_sizes"] = sizes
+        batch["expressions"] = expressions
+        return batch

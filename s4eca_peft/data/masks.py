@@ -1,0 +1,100 @@
+"""Masks: COCO polygons / RLE and 0-255 mask files to one compact form (compressed RLE), and back."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+MASK_THRESHOLD = 50  # RefSegRS masks are 0/255; foreground is > 50
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """``(H, W)`` boolean mask -> compressed RLE ``{"size": [H, W], "counts": str}``."""
+    array = np.asfortranarray(np.asarray(mask).astype(bool).astype(np.uint8))
+    if array.ndim != 2:
+        raise ValueError(f"Expected an (H, W) mask, got shape {array.shape}.")
+    rle = mask_utils.encode(array)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """Compressed RLE (as written by `encode_mask`) -> ``(H, W)`` boolean mask."""
+    counts = rle["counts"]
+    return mask_utils.decode({"size": list(rle["size"]), "counts": counts.encode("ascii")}).astype(bool)
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    return int(mask_utils.area({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}))
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, Real) and not isinstance(v, bool) for v in value)
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """A COCO ``segmentation`` -> compressed RLE.
+
+    Accepts polygons (a list of ``[x1, y1, x2, y2, ...]`` lists, rasterised at ``height`` x ``width``; parts
+    with fewer than three points have no area and are ignored), uncompressed RLE (``counts`` a list) and
+    compressed RLE (``counts`` a string). Raises ValueError describing what is wrong otherwise.
+    """
+    if isinstance(segmentation, list):
+        polygons = [segmentation] if _is_number_list(segmentation) else segmentation
+        if not all(_is_number_list(polygon) for polygon in polygons):
+            raise ValueError("polygon segmentation must be a list of [x1, y1, x2, y2, ...] number lists")
+        polygons = [[float(v) for v in polygon] for polygon in polygons if len(polygon) >= 6]
+        if not polygons:
+            raise ValueError("polygon segmentation has no polygon with at least three points")
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, int(height), int(width)))
+    elif isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise ValueError(f"RLE 'size' must be [height, width] with positive integers, got {size!r}")
+        if isinstance(counts, list):
+            if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
+                raise ValueError(
+                    f"uncompressed RLE 'counts' must be non-negative integers summing to {size[0] * size[1]}"
+                )
+            rle = mask_utils.frPyObjects(segmentation, size[0], size[1])
+        elif isinstance(counts, (str, bytes)):
+            rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            mask_utils.area(rle)  # raises on corrupt counts
+        else:
+            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got {counts!r}")
+    else:
+        raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segmentation).__name__}")
+    counts = rle["counts"]
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` from an image file's header; PIL's own warnings are silenced (the caller reports)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as image:
+            return image.height, image.width
+
+
+def read_mask_file(path: str | os.PathLike) -> np.ndarray:
+    """A mask image (0/255 grey, 1-bit, or RGB(A)) -> ``(H, W)`` boolean mask, foreground where > 50."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as image:
+            image.load()
+            array = np.asarray(image)
+    if array.dtype == np.bool_:
+        return array.copy()
+    if array.ndim == 3:
+        array = array[..., :3].max(axis=-1)
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel or RGB mask, got shape {array.shape}")
+    return array > MASK_THRESHOLD

@@ -1,0 +1,65 @@
+"""``s4eca-prepare-data``: validate a downloaded dataset folder and compare its split sizes with the papers'."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .refsegrs import validate_refsegrs
+from .rrsisd import validate_rrsisd
+from .safe_pickle import UnsafePickleError
+from .validation import SPLITS
+
+PUBLISHED_SPLIT_SIZES = {
+    "rrsisd": {"train": 12181, "val": 1740, "test": 3481},
+    "refsegrs": {"train": 2172, "val": 431, "test": 1817},
+}
+_VALIDATORS = {"rrsisd": validate_rrsisd, "refsegrs": validate_refsegrs}
+_LAYOUTS = {
+    "rrsisd": "DIR/rrsisd/refs(unc).p, DIR/rrsisd/instances.json, DIR/images/rrsisd/JPEGImages/",
+    "refsegrs": "DIR/images/<id>.tif, DIR/masks/<id>.tif, DIR/output_phrase_{train,val,test}.txt",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s4eca-prepare-data",
+        description="Validate an RRSIS-D or RefSegRS folder: split sizes next to the published ones, and every "
+        "record the loaders would skip. Layouts: "
+        + "; ".join(f"{name}: {layout}" for name, layout in _LAYOUTS.items()),
+    )
+    parser.add_argument("--dataset", required=True, choices=sorted(_VALIDATORS), help="which dataset layout")
+    parser.add_argument("--data_dir", "--data-dir", required=True, help="the dataset's root folder")
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 when any record is invalid")
+    return parser
+
+
+def prepare_data_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``s4eca-prepare-data``. Returns 0 when valid (or not strict), 1 when strict and problems
+    were found, 2 when the folder layout or a metadata file is wrong."""
+    args = _parser().parse_args(argv)
+    try:
+        reports = _VALIDATORS[args.dataset](args.data_dir)
+    except (FileNotFoundError, UnsafePickleError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    published = PUBLISHED_SPLIT_SIZES[args.dataset]
+    name = next(iter(reports.values())).dataset
+    print(f"{name} at {args.data_dir}")
+    print(f"{'split':<8}{'samples':>10}{'published':>12}{'skipped':>10}")
+    for split in SPLITS:
+        report = reports[split]
+        print(f"{split:<8}{report.num_samples:>10}{published[split]:>12}{report.num_skipped:>10}")
+    problems = [report for report in reports.values() if not report.ok]
+    if not problems:
+        print("No problems found.")
+        return 0
+    print("Problems (these records are skipped when loading; strict=True raises):")
+    for report in problems:
+        print(report.details())
+    return 1 if args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(prepare_data_main())

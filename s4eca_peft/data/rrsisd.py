@@ -1,0 +1,275 @@
+"""RRSIS-D: refcoco-style ``refs(unc).p`` + COCO ``instances.json`` + ``images/rrsisd/JPEGImages``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import datasets
+
+from . import validation as v
+from .masks import read_image_size, rle_area, segmentation_to_rle
+from .safe_pickle import load_untrusted_pickle
+from .schema import records_to_dataset
+
+DATASET_NAME = "RRSIS-D"
+_LAYOUT = "<root>/rrsisd/refs(unc).p, <root>/rrsisd/instances.json and <root>/images/rrsisd/JPEGImages/"
+
+
+def rrsisd_paths(root: str | os.PathLike) -> dict[str, Path]:
+    """The files and folders of the RRSIS-D layout under ``root``."""
+    root = Path(root)
+    return {
+        "refs": root / "rrsisd" / "refs(unc).p",
+        "instances": root / "rrsisd" / "instances.json",
+        "images": root / "images" / "rrsisd" / "JPEGImages",
+    }
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _sentence_text(sentence: Any) -> str | None:
+    """The ``raw`` text of a refcoco sentence (``sent`` if ``raw`` is empty), whitespace-normalised, or None."""
+    if not isinstance(sentence, dict):
+        return None
+    for key in ("raw", "sent"):
+        text = sentence.get(key)
+        if isinstance(text, str) and text.strip():
+            return " ".join(text.split())
+    return None
+
+
+class _Instances:
+    """Index of ``instances.json``: images, annotations and category names by id, with id counts."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from error
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("images"), list)
+            and isinstance(data.get("annotations"), list)
+        ):
+            raise ValueError(f"{path}: expected a COCO object with 'images' and 'annotations' lists.")
+        self.images, self.image_counts = self._index(data["images"])
+        self.annotations, self.annotation_counts = self._index(data["annotations"])
+        categories, _ = self._index(data.get("categories") or [])
+        self.category_names = {key: c["name"] for key, c in categories.items() if isinstance(c.get("name"), str)}
+
+    @staticmethod
+    def _index(entries: list[Any]) -> tuple[dict[Any, dict[str, Any]], Counter]:
+        index: dict[Any, dict[str, Any]] = {}
+        counts: Counter = Counter()
+        for entry in entries:
+            if isinstance(entry, dict) and _is_id(entry.get("id")):
+                index.setdefault(entry["id"], entry)
+                counts[entry["id"]] += 1
+        return index, counts
+
+
+class _Scanner:
+    """Checks refs one by one; each failed check reports the ref and skips it."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+        self.instances = _Instances(paths["instances"])
+        self._image_sizes: dict[str, tuple[int, int] | str] = {}
+        self.seen_refs: set[Any] = set()
+        self.seen_samples: set[str] = set()
+
+    def _image_size(self, path: Path) -> tuple[int, int] | str:
+        """``(height, width)`` from the file header, or the error message."""
+        key = str(path)
+        if key not in self._image_sizes:
+            try:
+                self._image_sizes[key] = read_image_size(path)
+            except Exception as error:  # PIL raises many types for unreadable files
+                self._image_sizes[key] = f"{type(error).__name__}: {error}"
+        return self._image_sizes[key]
+
+    def _check_image(
+        self, ref: dict[str, Any], report: v.ValidationReport, rid: str, n: int
+    ) -> tuple[Path, int, int] | None:
+        """The image path and its size, or None after reporting why the ref is skipped."""
+        image_id = ref["image_id"]
+        image = self.instances.images.get(image_id)
+        if image is None:
+            report.add(v.MISSING_IMAGE, rid, f"image id {image_id!r} is not in instances.json", n)
+            return None
+        if self.instances.image_counts[image_id] > 1:
+            count = self.instances.image_counts[image_id]
+            report.add(v.DUPLICATE_ID, rid, f"image id {image_id!r} appears {count} times in instances.json", n)
+            return None
+        file_name, height, width = image.get("file_name"), image.get("height"), image.get("width")
+        if not (isinstance(file_name, str) and isinstance(height, int) and isinstance(width, int)):
+            report.add(
+                v.MALFORMED_RECORD, rid, f"image {image_id!r} in instances.json lacks file_name/height/width", n
+            )
+            return None
+        relative = PurePosixPath(file_name.replace("\\", "/"))
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            report.add(v.MALFORMED_RECORD, rid, f"image file_name {file_name!r} is not a path inside JPEGImages/", n)
+            return None
+        path = self.paths["images"] / relative
+        if not path.is_file():
+            report.add(v.MISSING_IMAGE, rid, f"no image file {path}", n)
+            return None
+        size = self._image_size(path)
+        if isinstance(size, str):
+            report.add(v.UNREADABLE_FILE, rid, f"cannot read image {path}: {size}", n)
+            return None
+        if size != (height, width):
+            report.add(
+                v.WRONG_MASK_SIZE,
+                rid,
+                f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says {height}x{width}",
+                n,
+            )
+            return None
+        return path, height, width
+
+    def _check_mask(
+        self, ref: dict[str, Any], report: v.ValidationReport, rid: str, n: int, height: int, width: int
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The annotation and its RLE, or None after reporting why the ref is skipped."""
+        ann_id = ref["ann_id"]
+        annotation = self.instances.annotations.get(ann_id)
+        if annotation is None:
+            report.add(v.MISSING_ANNOTATION, rid, f"annotation id {ann_id!r} is not in instances.json", n)
+            return None
+        if self.instances.annotation_counts[ann_id] > 1:
+            count = self.instances.annotation_counts[ann_id]
+            report.add(v.DUPLICATE_ID, rid, f"annotation id {ann_id!r} appears {count} times in instances.json", n)
+            return None
+        if annotation.get("image_id") != ref["image_id"]:
+            owner = annotation.get("image_id")
+            detail = f"annotation {ann_id!r} belongs to image {owner!r}, the ref to {ref['image_id']!r}"
+            report.add(v.MALFORMED_RECORD, rid, detail, n)
+            return None
+        try:
+            rle = segmentation_to_rle(annotation.get("segmentation"), height, width)
+        except Exception as error:  # pycocotools raises several types on corrupt input
+            report.add(v.MALFORMED_RECORD, rid, f"annotation {ann_id!r}: cannot decode segmentation: {error}", n)
+            return None
+        if rle["size"] != [height, width]:
+            mask_h, mask_w = rle["size"]
+            report.add(
+                v.WRONG_MASK_SIZE,
+                rid,
+                f"annotation {ann_id!r} mask is {mask_h}x{mask_w}, image is {height}x{width}",
+                n,
+            )
+            return None
+        if rle_area(rle) == 0:
+            report.add(v.EMPTY_MASK, rid, f"annotation {ann_id!r} has an empty mask", n)
+            return None
+        return annotation, rle
+
+    def scan_ref(self, ref: dict[str, Any], report: v.ValidationReport, index: int) -> list[dict[str, Any]]:
+        sentences = ref.get("sentences")
+        n = len(sentences) if isinstance(sentences, list) else 1
+        ids_ok = all(_is_id(ref.get(key)) for key in ("ref_id", "ann_id", "image_id"))
+        if not ids_ok or not isinstance(sentences, list):
+            detail = "needs ref_id, ann_id, image_id (int or str) and a 'sentences' list"
+            report.add(v.MALFORMED_RECORD, f"refs[{index}]", detail, n)
+            return []
+        rid = f"ref {ref['ref_id']}"
+        if ref["ref_id"] in self.seen_refs:
+            report.add(v.DUPLICATE_ID, rid, "ref_id already used by an earlier ref; kept the first", n)
+            return []
+        self.seen_refs.add(ref["ref_id"])
+        checked = self._check_image(ref, report, rid, n)
+        if checked is None:
+            return []
+        path, height, width = checked
+        checked = self._check_mask(ref, report, rid, n, height, width)
+        if checked is None:
+            return []
+        annotation, rle = checked
+        if not sentences:
+            report.add(v.MISSING_EXPRESSION, rid, "the ref has no sentences", 0)
+        category_id = ref.get("category_id", annotation.get("category_id"))
+        category = self.instances.category_names.get(category_id) if _is_id(category_id) else None
+        records = []
+        for position, sentence in enumerate(sentences):
+            sent_id = sentence.get("sent_id", position) if isinstance(sentence, dict) else position
+            sample_id = f"{ref['ref_id']}_{sent_id}"
+            text = _sentence_text(sentence)
+            if text is None:
+                report.add(v.MISSING_EXPRESSION, sample_id, f"{rid} sentence {position} has no 'raw' or 'sent' text")
+                continue
+            if sample_id in self.seen_samples:
+                report.add(v.DUPLICATE_ID, sample_id, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
+                continue
+            self.seen_samples.add(sample_id)
+            records.append(
+                {
+                    "image": str(path),
+                    "mask": rle,
+                    "expression": text,
+                    "image_id": str(ref["image_id"]),
+                    "sample_id": sample_id,
+                    "category": category,
+                }
+            )
+        return records
+
+
+def scan_rrsisd(
+    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS
+) -> dict[str, tuple[list[dict[str, Any]], v.ValidationReport]]:
+    """Valid records and the validation report of each split.
+
+    Raises FileNotFoundError naming a missing file of the layout, ValueError for an unreadable ``refs(unc).p``
+    or ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers.
+    A ref whose split is not one of train/val/test is reported in every requested split.
+    """
+    splits = [v.check_split(split) for split in splits]
+    paths = rrsisd_paths(root)
+    for name, path in paths.items():
+        if not (path.is_dir() if name == "images" else path.is_file()):
+            raise FileNotFoundError(f"RRSIS-D layout: missing {path} (expected {_LAYOUT}).")
+    refs = load_untrusted_pickle(paths["refs"])
+    if not isinstance(refs, list):
+        raise ValueError(f"{paths['refs']}: expected a list of refs (dicts), got {type(refs).__name__}.")
+    scanner = _Scanner(paths)
+    results = {split: ([], v.ValidationReport(DATASET_NAME, split)) for split in splits}
+    for index, ref in enumerate(refs):
+        split = ref.get("split") if isinstance(ref, dict) else None
+        if split in v.SPLITS:
+            if split in results:
+                records, report = results[split]
+                records.extend(scanner.scan_ref(ref, report, index))
+            continue
+        for _, report in results.values():
+            report.add(
+                v.MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {v.SPLITS}: {str(ref)[:80]}"
+            )
+    for records, report in results.values():
+        report.num_samples = len(records)
+    return results
+
+
+def validate_rrsisd(root: str | os.PathLike, splits: Iterable[str] = v.SPLITS) -> dict[str, v.ValidationReport]:
+    """The `ValidationReport` of each split (no warning, no dataset)."""
+    return {split: report for split, (_, report) in scan_rrsisd(root, splits).items()}
+
+
+def load_rrsisd(root: str | os.PathLike, split: str, strict: bool = False) -> datasets.Dataset:
+    """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
+
+    Every sentence of a ref is a sample: ``sample_id`` is ``"<ref_id>_<sent_id>"``, ``image_id`` the COCO image
+    id (as a string), ``expression`` the sentence's ``raw`` text, ``category`` the COCO category name. Invalid
+    records are skipped with one `DataValidationWarning`, or raise a ValueError listing them when ``strict``.
+    """
+    records, report = scan_rrsisd(root, [split])[split]
+    report.finish(strict)
+    return records_to_dataset(records)

@@ -1,0 +1,427 @@
+"""Synthetic aerial-like scenes whose expression singles out one object among others of its category.
+
+Every scene has textured ground, sometimes roads and trees, two to four objects of the target's category and
+one to three objects of other categories. The expression names the category and one distinguishing rule, so
+the category alone never suffices:
+
+* ``colour``: the target's colour is unique within its category ("the red vehicle");
+* ``size``: the target is the only large (or only small) one ("the largest storage tank");
+* ``position``: the target is the extreme one along an axis, by a clear margin ("the leftmost building");
+* ``road``: a single road separates the target from the others ("the pool below the road");
+* ``colour+position``: the extreme one among those of a colour ("the red vehicle on the left").
+
+Scenes are drawn from ``numpy.random.default_rng((seed, index))``, so distinct seeds give disjoint streams.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from .masks import encode_mask
+from .schema import records_to_dataset
+from .validation import SPLITS
+
+SeedLike = Union[int, Sequence[int], np.random.Generator]
+
+CATEGORIES = ("vehicle", "storage tank", "building", "pool")
+RELATIONS = ("colour", "size", "position", "road", "colour+position")
+_RELATION_WEIGHTS = (0.25, 0.2, 0.25, 0.15, 0.15)
+_NOUNS = {
+    "vehicle": ("vehicle", "car"),
+    "storage tank": ("storage tank", "tank", "oil tank"),
+    "building": ("building", "house"),
+    "pool": ("pool", "swimming pool"),
+}
+COLOURS = {
+    "red": (200, 45, 40),
+    "blue": (45, 80, 200),
+    "white": (238, 238, 232),
+    "black": (30, 30, 34),
+    "yellow": (232, 200, 50),
+    "gray": (128, 128, 132),
+    "brown": (125, 82, 50),
+    "green": (60, 150, 75),
+    "turquoise": (64, 200, 200),
+    "orange": (235, 130, 40),
+}
+_CATEGORY_COLOURS = {
+    "vehicle": ("red", "blue", "white", "black", "yellow"),
+    "storage tank": ("white", "gray", "green", "orange"),
+    "building": ("red", "gray", "white", "brown", "blue"),
+    "pool": ("blue", "turquoise", "green"),
+}
+# long side (diameter for tanks) as a fraction of the image side; the classes never overlap
+_SIZES = {
+    "vehicle": {"small": (0.07, 0.09), "large": (0.13, 0.16)},
+    "storage tank": {"small": (0.07, 0.10), "large": (0.15, 0.19)},
+    "building": {"small": (0.09, 0.12), "large": (0.17, 0.22)},
+    "pool": {"small": (0.07, 0.09), "large": (0.13, 0.16)},
+}
+_GROUNDS = ((95, 120, 65), (150, 132, 98), (138, 138, 132), (186, 172, 138))
+_SHAPE_OF = {"vehicle": "rect", "storage tank": "circle", "building": "rect", "pool": "rounded"}
+
+
+@dataclass
+class SceneObject:
+    """One drawn object: centre and half extents in pixels, and its attributes."""
+
+    category: str
+    colour: str
+    size: str  # "small" or "large"
+    half_w: float
+    half_h: float
+    cx: float = 0.0
+    cy: float = 0.0
+
+    def box(self, margin: float = 0.0) -> tuple[float, float, float, float]:
+        return (
+            self.cx - self.half_w - margin,
+            self.cy - self.half_h - margin,
+            self.cx + self.half_w + margin,
+            self.cy + self.half_h + margin,
+        )
+
+
+@dataclass
+class SyntheticScene:
+    """A rendered scene with its layout (``objects[target]`` is the referred object)."""
+
+    image: Image.Image
+    mask: np.ndarray
+    expression: str
+    category: str
+    relation: str
+    objects: list[SceneObject] = field(default_factory=list)
+    target: int = 0
+    roads: list[tuple[str, float, float]] = field(default_factory=list)  # (axis "h"/"v", centre, half width)
+
+
+def _rng(rng_or_seed: SeedLike) -> np.random.Generator:
+    if isinstance(rng_or_seed, np.random.Generator):
+        return rng_or_seed
+    return np.random.default_rng(rng_or_seed)
+
+
+def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
+    return options[int(rng.integers(len(options)))]
+
+
+def _make_object(rng: np.random.Generator, category: str, colour: str, size: str, n: int) -> SceneObject:
+    low, high = _SIZES[category][size]
+    length = rng.uniform(low, high) * n
+    if category == "storage tank":
+        width = length
+    elif category == "vehicle":
+        width = 0.45 * length
+    else:
+        width = length / rng.uniform(1.0, 1.8)
+    if rng.random() < 0.5:
+        length, width = width, length
+    return SceneObject(category, colour, size, half_w=length / 2, half_h=width / 2)
+
+
+class _Layout:
+    """Places objects without overlaps and off the roads; ``place`` returns False when no spot was found."""
+
+    def __init__(self, n: int, roads: list[tuple[str, float, float]], rng: np.random.Generator) -> None:
+        self.n, self.roads, self.rng = n, roads, rng
+        self.margin = max(2.0, 0.025 * n)
+        self.objects: list[SceneObject] = []
+
+    def _free(self, obj: SceneObject) -> bool:
+        x0, y0, x1, y1 = obj.box(self.margin)
+        for axis, centre, half in self.roads:
+            low, high = (y0, y1) if axis == "h" else (x0, x1)
+            if high > centre - half and low < centre + half:
+                return False
+        for other in self.objects:
+            a0, b0, a1, b1 = other.box()
+            if x0 < a1 and a0 < x1 and y0 < b1 and b0 < y1:
+                return False
+        return True
+
+    def place(
+        self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9)
+    ) -> bool:
+        x_low, x_high = max(x_range[0], obj.half_w + 1), min(x_range[1], self.n - obj.half_w - 1)
+        y_low, y_high = max(y_range[0], obj.half_h + 1), min(y_range[1], self.n - obj.half_h - 1)
+        if x_low > x_high or y_low > y_high:
+            return False
+        for _ in range(40):
+            obj.cx, obj.cy = self.rng.uniform(x_low, x_high), self.rng.uniform(y_low, y_high)
+            if self._free(obj):
+                self.objects.append(obj)
+                return True
+        return False
+
+
+def _position_words(axis: str, first: bool, count: int, noun: str, colour: str = "") -> list[str]:
+    """Expressions for the extreme object along ``axis`` (``first``: smallest coordinate) among ``count``."""
+    label = f"{colour} {noun}".strip()
+    if axis == "x":
+        side, most = ("left", "leftmost") if first else ("right", "rightmost")
+        pair = [f"the {label} on the {side}", f"the {side} {label}"]
+        many = [f"the {most} {label}", f"the {label} farthest to the {side}"]
+    else:
+        side, most, adjective = ("top", "topmost", "upper") if first else ("bottom", "bottommost", "lower")
+        pair = [f"the {label} at the {side}", f"the {adjective} {label}"]
+        many = [f"the {most} {label}", f"the {label} closest to the {side}"]
+    return pair if count == 2 else many
+
+
+def _split_ranges(rng: np.random.Generator, n: int, first: bool) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Centre ranges along one axis for the target and the rest, a clear gap apart."""
+    cut, gap = rng.uniform(0.35, 0.65) * n, 0.08 * n
+    low, high = (0.0, cut - gap / 2), (cut + gap / 2, float(n))
+    return (low, high) if first else (high, low)
+
+
+def _sample_layout(rng: np.random.Generator, n: int) -> tuple[_Layout, str, str] | None:
+    """Roads and objects (the target first) with the expression and relation, or None if they did not fit."""
+    relation = RELATIONS[int(rng.choice(len(RELATIONS), p=_RELATION_WEIGHTS))]
+    category = _pick(rng, CATEGORIES)
+    noun = _pick(rng, _NOUNS[category])
+    palette = _CATEGORY_COLOURS[category]
+    road_half = rng.uniform(0.035, 0.05) * n
+    if relation == "road":
+        roads = [(_pick(rng, "hv"), rng.uniform(0.35, 0.65) * n, road_half)]
+    else:
+        count = int(rng.choice(3, p=(0.35, 0.45, 0.2)))
+        axes = ["h", "v"] if count == 2 else [_pick(rng, "hv")] * count
+        roads = [(axis, rng.uniform(0.2, 0.8) * n, road_half) for axis in axes]
+    layout = _Layout(n, roads, rng)
+    count = int(rng.integers(3 if relation == "colour+position" else 2, 5))
+    sizes = [_pick(rng, ("small", "large")) for _ in range(count)]
+    colours = [_pick(rng, palette) for _ in range(count)]
+    anywhere = ((0.0, 1e9), (0.0, 1e9))
+    ranges = [anywhere] * count
+
+    if relation == "colour":
+        colours[1:] = [_pick(rng, [c for c in palette if c != colours[0]]) for _ in range(count - 1)]
+        expression = _pick(rng, [f"the {colours[0]} {noun}", f"the {noun} that is {colours[0]}"])
+    elif relation == "size":
+        sizes = [sizes[0]] + [("small" if sizes[0] == "large" else "large")] * (count - 1)
+        words = ("large", "largest", "big", "biggest") if sizes[0] == "large" else ("small", "smallest", "little")
+        expression = f"the {_pick(rng, words)} {noun}"
+    elif relation in ("position", "colour+position"):
+        axis, first = _pick(rng, "xy"), bool(rng.random() < 0.5)
+        target_range, rest_range = _split_ranges(rng, n, first)
+        contenders = count  # the objects the position rule ranks, target first
+        colour = ""
+        if relation == "colour+position":
+            colour = colours[0]
+            contenders = int(rng.integers(2, count))  # those sharing the target's colour; the rest go anywhere
+            others = [c for c in palette if c != colour]
+            colours = [colour] * contenders + [_pick(rng, others) for _ in range(count - contenders)]
+        for i in range(contenders):
+            span = target_range if i == 0 else rest_range
+            ranges[i] = (span, anywhere[1]) if axis == "x" else (anywhere[0], span)
+        expression = _pick(rng, _position_words(axis, first, contenders, noun, colour))
+    else:  # road
+        axis, centre, _ = roads[0]
+        first = bool(rng.random() < 0.5)
+        target_range, rest_range = (
+            ((0.0, centre), (centre, float(n))) if first else ((centre, float(n)), (0.0, centre))
+        )
+        for i in range(count):
+            span = target_range if i == 0 else rest_range
+            ranges[i] = (anywhere[0], span) if axis == "h" else (span, anywhere[1])
+        if axis == "h":
+            where = _pick(rng, ("above", "north of")) if first else _pick(rng, ("below", "south of"))
+        else:
+            where = _pick(rng, ("to the left of", "west of")) if first else _pick(rng, ("to the right of", "east of"))
+        expression = f"the {noun} {where} the road"
+
+    for i in range(count):
+        if not layout.place(_make_object(rng, category, colours[i], sizes[i], n), *ranges[i]):
+            return None
+    for _ in range(int(rng.integers(1, 4))):
+        other = _pick(rng, [c for c in CATEGORIES if c != category])
+        obj = _make_object(rng, other, _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large")), n)
+        if not layout.place(obj):
+            return None
+    return layout, expression, relation
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+def _local(obj: SceneObject, n: int, shift: float = 0.0):
+    """Slices of the object's box in the image and its normalised coordinates ``u`` (x) and ``v`` (y)."""
+    cx, cy = obj.cx + shift, obj.cy + shift
+    x0, x1 = max(0, math.floor(cx - obj.half_w)), min(n, math.ceil(cx + obj.half_w) + 1)
+    y0, y1 = max(0, math.floor(cy - obj.half_h)), min(n, math.ceil(cy + obj.half_h) + 1)
+    u = ((np.arange(x0, x1) + 0.5 - cx) / obj.half_w)[None, :]
+    v = ((np.arange(y0, y1) + 0.5 - cy) / obj.half_h)[:, None]
+    return (slice(y0, y1), slice(x0, x1)), u, v
+
+
+def _shape(obj: SceneObject, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    kind = _SHAPE_OF[obj.category]
+    if kind == "circle":
+        return u * u + v * v <= 1.0
+    if kind == "rounded":
+        return u**4 + v**4 <= 1.0
+    return (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
+
+
+def _shading(obj: SceneObject, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Per-pixel brightness factor inside the object (roof halves, tank rings, windscreens, pool rims)."""
+    along, across = (u, v) if obj.half_w >= obj.half_h else (v, u)
+    if obj.category == "vehicle":
+        return np.where((np.abs(along) < 0.45) & (np.abs(across) < 0.7), 0.72, 1.0)
+    if obj.category == "building":
+        return np.where(across > 0, 0.82, 1.0) * np.ones_like(along)
+    if obj.category == "storage tank":
+        radius = np.sqrt(u * u + v * v)
+        return np.where((radius > 0.55) & (radius < 0.7), 0.78, 1.0)
+    return np.where(u**4 + v**4 > 0.6, 1.15, 1.0)
+
+
+def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> tuple[np.ndarray, np.ndarray]:
+    n = layout.n
+    ground = np.array(_GROUNDS[int(rng.integers(len(_GROUNDS)))], np.float32) + rng.normal(0, 6, 3).astype(np.float32)
+    coarse = Image.fromarray(rng.normal(0, 1, (6, 6)).astype(np.float32)).resize((n, n), Image.BILINEAR)
+    canvas = ground + np.asarray(coarse)[..., None] * 12.0 + rng.normal(0, 5, (n, n, 1)).astype(np.float32)
+    noise = canvas.mean(axis=2, keepdims=True) - ground.mean()
+    for axis, centre, half in layout.roads:
+        band = slice(max(0, round(centre - half)), min(n, round(centre + half)))
+        line = slice(round(centre - max(0.5, 0.006 * n)), round(centre + max(0.5, 0.006 * n)))
+        index = (band, slice(None)) if axis == "h" else (slice(None), band)
+        canvas[index] = 105.0 + 0.4 * noise[index]
+        dashes = (np.arange(n) % max(4, round(0.08 * n))) < max(2, round(0.04 * n))
+        if axis == "h":
+            canvas[line, dashes] = 225.0
+        else:
+            canvas[dashes, line] = 225.0
+    for _ in range(int(rng.integers(0, 7))):  # trees: clutter under the objects, never in the mask
+        radius = rng.uniform(0.015, 0.035) * n
+        tree = SceneObject("storage tank", "green", "small", radius, radius, rng.uniform(0, n), rng.uniform(0, n))
+        index, u, v = _local(tree, n)
+        canvas[index][_shape(tree, u, v)] = np.array((40, 85, 42), np.float32) * rng.uniform(0.8, 1.1)
+    shift = max(1.0, round(0.012 * n))
+    for obj in layout.objects:  # shadows towards the bottom right
+        index, u, v = _local(obj, n, shift)
+        canvas[index][_shape(obj, u, v)] *= 0.6
+    mask = np.zeros((n, n), dtype=bool)
+    for obj in layout.objects:
+        index, u, v = _local(obj, n)
+        inside = _shape(obj, u, v)
+        colour = np.array(COLOURS[obj.colour], np.float32) + rng.uniform(-8, 8, 3).astype(np.float32)
+        pixels = colour * _shading(obj, u, v)[..., None] + 0.3 * noise[index]
+        canvas[index][inside] = pixels[inside]
+        if obj is target:
+            mask[index] = inside
+    return np.clip(canvas, 0, 255).astype(np.uint8), mask
+
+
+def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128) -> SyntheticScene:
+    """One scene with its layout (see the module docstring); deterministic for a seed."""
+    if image_size < 32:
+        raise ValueError(f"`image_size` must be at least 32 pixels, got {image_size} (objects are legible from ~96).")
+    rng = _rng(rng_or_seed)
+    for _ in range(100):
+        sampled = _sample_layout(rng, image_size)
+        if sampled is None:
+            continue  # no room for every object: draw another layout from the same stream
+        layout, expression, relation = sampled
+        target = layout.objects[0]
+        pixels, mask = _render(layout, rng, target)
+        return SyntheticScene(
+            image=Image.fromarray(pixels),
+            mask=mask,
+            expression=expression,
+            category=target.category,
+            relation=relation,
+            objects=list(layout.objects),
+            target=0,
+            roads=list(layout.roads),
+        )
+    raise RuntimeError(f"Could not lay out a scene at image_size={image_size}; use a larger image_size.")
+
+
+def generate_scene(rng_or_seed: SeedLike = 0, image_size: int = 128) -> tuple[Image.Image, np.ndarray, str, str]:
+    """``(RGB image, (H, W) boolean target mask, expression, category)`` for a seed or generator."""
+    scene = generate_scene_with_layout(rng_or_seed, image_size)
+    return scene.image, scene.mask, scene.expression, scene.category
+
+
+def _sample(seed: int, index: int, image_size: int) -> dict[str, Any]:
+    image, mask, expression, category = generate_scene((seed, index), image_size)
+    sample_id = f"synthetic-{seed}-{index}"
+    return {
+        "image": image,
+        "mask": mask,
+        "expression": expression,
+        "image_id": sample_id,
+        "sample_id": sample_id,
+        "category": category,
+    }
+
+
+def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0) -> datasets.Dataset:
+    """``num_samples`` scenes (scene ``i`` from ``(seed, i)``) as a dataset with the loaders' columns."""
+    if num_samples < 0:
+        raise ValueError(f"`num_samples` must be non-negative, got {num_samples}.")
+    records = []
+    for index in range(num_samples):
+        sample = _sample(seed, index, image_size)
+        records.append({**sample, "mask": encode_mask(sample["mask"])})
+    return records_to_dataset(records)
+
+
+class SyntheticSceneStream(torch.utils.data.Dataset):
+    """Map-style dataset of ``length`` fresh scenes: item ``i`` is drawn from ``(seed, i)``.
+
+    Reproducible with any number of workers. Indices are already random scenes, so read it in order
+    (``shuffle=False``); use a different ``seed`` for evaluation data. Items are dicts with the loaders' columns
+    (``image`` a PIL image, ``mask`` an ``(H, W)`` boolean array).
+    """
+
+    def __init__(self, image_size: int = 128, seed: int = 0, length: int = 1_000_000) -> None:
+        if length <= 0:
+            raise ValueError(f"`length` must be positive, got {length}.")
+        self.image_size, self.seed, self.length = int(image_size), int(seed), int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a stream of length {self.length}")
+        return _sample(self.seed, int(index), self.image_size)
+
+
+def write_refsegrs_layout(
+    out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0
+) -> Path:
+    """Writes scenes in the RefSegRS layout (TIFF images, 0/255 TIFF masks, phrase files) that `load_refsegrs`
+    reads back exactly. Ids count up from 0 across ``splits`` in train/val/test order; id ``k`` is scene
+    ``(seed, k)``. Splits not given get an empty phrase file. Returns ``out_dir``."""
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"`splits` keys must be among {', '.join(SPLITS)}; got {sorted(unknown)}.")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    next_id = 0
+    for split in SPLITS:
+        lines = []
+        for _ in range(int(splits.get(split, 0))):
+            sample = _sample(seed, next_id, image_size)
+            sample["image"].save(out / "images" / f"{next_id}.tif", format="TIFF")
+            Image.fromarray(sample["mask"].astype(np.uint8) * 255).save(
+                out / "masks" / f"{next_id}.tif", format="TIFF"
+            )
+            lines.append(f"{next_id} {sample['expression']}\n")
+            next_id += 1
+        (out / f"output_phrase_{split}.txt").write_text("".join(lines), encoding="utf-8")
+    return out

@@ -1,0 +1,118 @@
+"""Validation reports shared by the dataset loaders: what was skipped, and why."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+SPLITS = ("train", "val", "test")
+
+# Problem kinds, in the order reports list them.
+MISSING_IMAGE = "missing_image"
+MISSING_MASK = "missing_mask"
+MISSING_ANNOTATION = "missing_annotation"
+UNREADABLE_FILE = "unreadable_file"
+WRONG_MASK_SIZE = "wrong_mask_size"
+EMPTY_MASK = "empty_mask"
+DUPLICATE_ID = "duplicate_id"
+MISSING_EXPRESSION = "missing_expression"
+MALFORMED_RECORD = "malformed_record"
+PROBLEM_KINDS = (
+    MISSING_IMAGE,
+    MISSING_MASK,
+    MISSING_ANNOTATION,
+    UNREADABLE_FILE,
+    WRONG_MASK_SIZE,
+    EMPTY_MASK,
+    DUPLICATE_ID,
+    MISSING_EXPRESSION,
+    MALFORMED_RECORD,
+)
+
+
+class DataValidationWarning(UserWarning):
+    """Issued once per load when records were skipped (see `ValidationReport`)."""
+
+
+def check_split(split: str) -> str:
+    """Returns ``split`` or raises a ValueError naming the allowed values."""
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {', '.join(SPLITS)}; got {split!r}.")
+    return split
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One skipped record: its kind, its id (``ref 12``, ``line 7``, a sample id...) and a readable reason."""
+
+    kind: str
+    record_id: str
+    detail: str
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of validating one split: samples kept, samples skipped and the problems, grouped by kind.
+
+    ``problems`` maps each kind in `PROBLEM_KINDS` that occurred to its list of `Problem` records.
+    ``num_skipped`` counts samples (one per expression), which can exceed the number of problems when a
+    skipped record carries several expressions.
+    """
+
+    dataset: str
+    split: str
+    num_samples: int = 0
+    num_skipped: int = 0
+    problems: dict[str, list[Problem]] = field(default_factory=dict)
+
+    def add(self, kind: str, record_id: str, detail: str, skipped: int = 1) -> None:
+        if kind not in PROBLEM_KINDS:
+            raise ValueError(f"Unknown problem kind {kind!r}; expected one of {', '.join(PROBLEM_KINDS)}.")
+        self.problems.setdefault(kind, []).append(Problem(kind, str(record_id), detail))
+        self.num_skipped += skipped
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def counts(self) -> dict[str, int]:
+        """Number of problems per kind, in `PROBLEM_KINDS` order."""
+        return {kind: len(self.problems[kind]) for kind in PROBLEM_KINDS if kind in self.problems}
+
+    def summary(self, max_ids: int = 5) -> str:
+        """One line: the count per kind and the first ``max_ids`` record ids of each."""
+        head = self._head()
+        if self.ok:
+            return head + "; no problems."
+        parts = []
+        for kind, count in self.counts().items():
+            ids = [problem.record_id for problem in self.problems[kind][:max_ids]]
+            more = ", ..." if count > max_ids else ""
+            parts.append(f"{kind}: {count} ({', '.join(ids)}{more})")
+        return f"{head}; " + "; ".join(parts)
+
+    def details(self, max_per_kind: int = 20) -> str:
+        """Several lines: each kind with up to ``max_per_kind`` problems and their reasons."""
+        lines = [self._head() + ("; no problems." if self.ok else ":")]
+        for kind, count in self.counts().items():
+            lines.append(f"  {kind}: {count}")
+            for problem in self.problems[kind][:max_per_kind]:
+                lines.append(f"    {problem.record_id}: {problem.detail}")
+            if count > max_per_kind:
+                lines.append(f"    ... and {count - max_per_kind} more")
+        return "\n".join(lines)
+
+    def _head(self) -> str:
+        return f"{self.dataset} {self.split}: kept {self.num_samples} samples, skipped {self.num_skipped}"
+
+    def finish(self, strict: bool, stacklevel: int = 3) -> None:
+        """Raises a ValueError listing the problems when ``strict``, else warns once (`DataValidationWarning`)."""
+        if self.ok:
+            return
+        if strict:
+            raise ValueError(f"Invalid records (strict=True):\n{self.details()}")
+        warnings.warn(
+            f"Skipped invalid records: {self.summary()}. Pass strict=True to raise instead.",
+            DataValidationWarning,
+            stacklevel=stacklevel,
+        )

@@ -1,0 +1,318 @@
+"""RRSIS-D loading from the real layout: refs(unc).p + instances.json + JPEGImages, polygons and both RLEs."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from s4eca_peft.data import (
+    DataValidationWarning,
+    UnsafePickleError,
+    load_rrsisd,
+    load_untrusted_pickle,
+    prepare_data_main,
+    validate_rrsisd,
+)
+
+H, W = 40, 50
+
+
+def l_shape() -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[2:10, 3:6] = True
+    mask[8:10, 3:15] = True
+    return mask
+
+
+def dotted() -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[::3, ::4] = True
+    return mask
+
+
+def polygon_rectangle() -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[5:20, 10:30] = True  # pycocotools fills [x0, x1) x [y0, y1) for an axis-aligned integer rectangle
+    return mask
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE written by hand: column-major runs, starting with a run of zeros."""
+    flat = mask.flatten(order="F").astype(int)
+    counts, current, run = [], 0, 0
+    for value in flat:
+        if value != current:
+            counts.append(run)
+            current, run = value, 0
+        run += 1
+    counts.append(run)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def compressed_rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def sentence(text: str, sent_id: int) -> dict:
+    return {"raw": text, "sent": text.lower().strip(), "tokens": text.lower().split(), "sent_id": sent_id}
+
+
+def ref(ref_id, ann_id, image_id, split, sentences, category_id=1) -> dict:
+    return {
+        "ref_id": ref_id,
+        "ann_id": ann_id,
+        "image_id": image_id,
+        "split": split,
+        "category_id": category_id,
+        "sentences": sentences,
+    }
+
+
+GOOD_REFS = [
+    ref(1, 11, 1, "train", [sentence("The airplane on the LEFT", 100), sentence("  white   plane ", 101)]),
+    ref(2, 12, 2, "train", [sentence("the L shaped building", 102)], category_id=2),
+    ref(3, 13, 3, "val", [sentence("dotted field", 103)]),
+    ref(4, 14, 1, "test", [sentence("the same image, another object", 104)], category_id=2),
+]
+GOOD_ANNOTATIONS = [
+    {"id": 11, "image_id": 1, "category_id": 1, "segmentation": [[10, 5, 30, 5, 30, 20, 10, 20]]},
+    {"id": 12, "image_id": 2, "category_id": 2, "segmentation": uncompressed_rle(l_shape())},
+    {"id": 13, "image_id": 3, "category_id": 1, "segmentation": compressed_rle(dotted())},
+    {"id": 14, "image_id": 1, "category_id": 2, "segmentation": compressed_rle(l_shape())},
+]
+
+
+def image_record(image_id: int, file_name: str, height: int = H, width: int = W) -> dict:
+    return {"id": image_id, "file_name": file_name, "height": height, "width": width}
+
+
+def write_rrsisd(root: Path, refs: list, annotations: list, images: list, files: dict) -> Path:
+    (root / "rrsisd").mkdir(parents=True)
+    image_dir = root / "images" / "rrsisd" / "JPEGImages"
+    image_dir.mkdir(parents=True)
+    with open(root / "rrsisd" / "refs(unc).p", "wb") as handle:
+        pickle.dump(refs, handle)
+    categories = [{"id": 1, "name": "airplane"}, {"id": 2, "name": "building"}]
+    instances = {"images": images, "annotations": annotations, "categories": categories}
+    (root / "rrsisd" / "instances.json").write_text(json.dumps(instances))
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (image_dir / name).write_bytes(content)
+        else:
+            Image.new("RGB", content, (90, 120, 60)).save(image_dir / name, format="JPEG")
+    return root
+
+
+def good_layout(root: Path, refs=(), annotations=(), images=(), files=None) -> Path:
+    images = [image_record(i, f"{i:05d}.jpg") for i in (1, 2, 3)] + list(images)
+    files = {f"{i:05d}.jpg": (W, H) for i in (1, 2, 3)} | dict(files or {})
+    return write_rrsisd(root, GOOD_REFS + list(refs), GOOD_ANNOTATIONS + list(annotations), images, files)
+
+
+def test_splits_samples_and_exact_masks(tmp_path):
+    root = good_layout(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean folder loads without any warning
+        train, val, test = (load_rrsisd(root, split) for split in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (3, 1, 1)
+    assert {"image", "mask", "expression", "image_id", "sample_id", "category"} <= set(train.column_names)
+    # images stay on disk as paths until a row is read
+    assert isinstance(train.features["image"], datasets.Image)
+    stored = train.data.column("image")[0].as_py()
+    assert stored["bytes"] is None and stored["path"].endswith("00001.jpg")
+
+    first, second, third = train[0], train[1], train[2]
+    assert [first["sample_id"], second["sample_id"], third["sample_id"]] == ["1_100", "1_101", "2_102"]
+    assert first["expression"] == "The airplane on the LEFT"  # the raw sentence, as written
+    assert second["expression"] == "white plane"  # whitespace normalised
+    assert (first["image_id"], first["category"], third["category"]) == ("1", "airplane", "building")
+    assert isinstance(first["image"], Image.Image) and first["image"].size == (W, H)
+    for sample, expected in (
+        (first, polygon_rectangle()),
+        (third, l_shape()),
+        (val[0], dotted()),
+        (test[0], l_shape()),
+    ):
+        assert sample["mask"].dtype == np.bool_ and sample["mask"].shape == (H, W)
+        np.testing.assert_array_equal(sample["mask"], expected)
+    # the transform survives select/shuffle
+    np.testing.assert_array_equal(train.select([2])[0]["mask"], l_shape())
+
+
+def test_split_name_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="train, val, test.*'testA'"):
+        load_rrsisd(good_layout(tmp_path), "testA")
+
+
+@pytest.mark.parametrize("missing", ["rrsisd/refs(unc).p", "rrsisd/instances.json", "images/rrsisd/JPEGImages"])
+def test_wrong_layout_names_the_missing_path(tmp_path, missing):
+    root = good_layout(tmp_path)
+    target = root / missing
+    if target.is_dir():
+        for child in target.iterdir():
+            child.unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+    with pytest.raises(FileNotFoundError, match=missing.split("/")[-1].replace("(", r"\(").replace(")", r"\)")):
+        load_rrsisd(root, "train")
+
+
+BAD_REFS = [
+    ref(20, 20, 20, "train", [sentence("image file missing", 200)]),
+    ref(21, 21, 21, "train", [sentence("image record missing", 210)]),
+    ref(22, 22, 22, "train", [sentence("unreadable image", 220)]),
+    ref(23, 23, 23, "train", [sentence("image smaller than instances.json says", 230)]),
+    ref(24, 24, 2, "train", [sentence("rle of another size", 240), sentence("second sentence", 241)]),
+    ref(25, 25, 2, "train", [sentence("empty mask", 250)]),
+    ref(1, 11, 1, "train", [sentence("a second ref 1", 199)]),
+    ref(26, 12, 2, "train", [{"raw": "", "sent": "  ", "sent_id": 260}, sentence("kept sentence", 261)]),
+    ref(27, 999, 2, "train", [sentence("annotation missing", 270)]),
+    {"ref_id": 28, "ann_id": 12, "image_id": 2, "split": "train"},
+    "not a ref",
+]
+BAD_ANNOTATIONS = [
+    {"id": 20, "image_id": 20, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]]},
+    {"id": 22, "image_id": 22, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]]},
+    {"id": 23, "image_id": 23, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]]},
+    {"id": 24, "image_id": 2, "category_id": 1, "segmentation": compressed_rle(np.ones((10, 10), bool))},
+    {"id": 25, "image_id": 2, "category_id": 1, "segmentation": uncompressed_rle(np.zeros((H, W), bool))},
+]
+BAD_IMAGES = [image_record(20, "missing.jpg"), image_record(22, "garbage.jpg"), image_record(23, "small.jpg")]
+BAD_FILES = {"garbage.jpg": b"this is not a JPEG", "small.jpg": (30, 30)}
+EXPECTED_PROBLEMS = {
+    "missing_image": ["ref 20", "ref 21"],
+    "missing_annotation": ["ref 27"],
+    "unreadable_file": ["ref 22"],
+    "wrong_mask_size": ["ref 23", "ref 24"],
+    "empty_mask": ["ref 25"],
+    "duplicate_id": ["ref 1"],
+    "missing_expression": ["26_260"],
+    "malformed_record": ["refs[13]", "refs[14]"],
+}
+
+
+@pytest.fixture
+def bad_root(tmp_path) -> Path:
+    return good_layout(tmp_path, BAD_REFS, BAD_ANNOTATIONS, BAD_IMAGES, BAD_FILES)
+
+
+def test_bad_records_are_skipped_with_one_warning(bad_root):
+    with pytest.warns(DataValidationWarning) as caught:
+        train = load_rrsisd(bad_root, "train")
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    for kind, ids in EXPECTED_PROBLEMS.items():
+        assert f"{kind}: {len(ids)} ({', '.join(ids)})" in message
+    # the good samples and the good sentence of ref 26 survive, nothing else
+    assert train["sample_id"] == ["1_100", "1_101", "2_102", "26_261"]
+    np.testing.assert_array_equal(train[3]["mask"], l_shape())
+
+    report = validate_rrsisd(bad_root)["train"]
+    assert {kind: [p.record_id for p in problems] for kind, problems in report.problems.items()} == EXPECTED_PROBLEMS
+    assert report.num_samples == 4
+    assert report.num_skipped == 12  # 9 sentences of skipped refs, 1 empty sentence, 2 malformed entries
+    # the unplaceable entry is reported with every split
+    val_report = validate_rrsisd(bad_root, ["val"])["val"]
+    assert val_report.counts() == {"malformed_record": 1} and val_report.num_samples == 1
+
+
+def test_strict_raises_listing_every_problem(bad_root):
+    with pytest.raises(ValueError, match="strict=True") as raised:
+        load_rrsisd(bad_root, "train", strict=True)
+    text = str(raised.value)
+    for kind, ids in EXPECTED_PROBLEMS.items():
+        assert kind in text and all(record_id in text for record_id in ids)
+    assert "no image file" in text and "annotation id 999" in text
+
+
+# --------------------------------------------------------------------------- untrusted pickle
+class Custom:
+    pass
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    "make, refused",
+    [
+        (lambda tmp: [collections.OrderedDict(a=1)], "collections.OrderedDict"),
+        (lambda tmp: [{"ref": Custom()}], "Custom"),
+        (lambda tmp: [Payload(tmp / "pwned")], "system"),
+    ],
+)
+def test_unpickler_refuses_anything_but_builtins(tmp_path, make, refused):
+    root = good_layout(tmp_path / "data")
+    refs_file = root / "rrsisd" / "refs(unc).p"
+    refs_file.write_bytes(pickle.dumps(make(tmp_path)))
+    with pytest.raises(UnsafePickleError, match=r"refs\(unc\)\.p: refusing to unpickle .*" + refused):
+        load_rrsisd(root, "train")
+    assert not (tmp_path / "pwned").exists()  # the payload never ran
+    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(root)]) == 2
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_unpickler_accepts_plain_data(tmp_path, protocol):
+    data = [{"a": (1, 2.5, None, True), "b": {3, 4}, "c": frozenset({"x"}), "d": b"raw", "e": [complex(1, 2)]}]
+    path = tmp_path / "plain.p"
+    path.write_bytes(pickle.dumps(data, protocol=protocol))
+    assert load_untrusted_pickle(path) == data
+
+
+def test_corrupt_metadata_is_a_clear_error(tmp_path):
+    root = good_layout(tmp_path)
+    (root / "rrsisd" / "refs(unc).p").write_bytes(pickle.dumps(GOOD_REFS)[:-20])
+    with pytest.raises(ValueError, match=r"refs\(unc\)\.p: not a readable pickle"):
+        load_rrsisd(root, "train")
+    (root / "rrsisd" / "refs(unc).p").write_bytes(pickle.dumps({"refs": GOOD_REFS}))
+    with pytest.raises(ValueError, match="expected a list of refs"):
+        load_rrsisd(root, "train")
+    (root / "rrsisd" / "refs(unc).p").write_bytes(pickle.dumps(GOOD_REFS))
+    (root / "rrsisd" / "instances.json").write_text("{not json")
+    with pytest.raises(ValueError, match="instances.json: not valid JSON"):
+        load_rrsisd(root, "train")
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_prints_counts_next_to_published(tmp_path, capsys):
+    root = good_layout(tmp_path)
+    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(root), "--strict"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line.split()[:1] in (["train"], ["val"], ["test"])
+    }
+    assert rows == {"train": ["3", "12181", "0"], "val": ["1", "1740", "0"], "test": ["1", "3481", "0"]}
+    assert "No problems found." in out
+
+
+def test_cli_reports_problems_and_strict_exit_code(bad_root, capsys):
+    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(bad_root)]) == 0
+    out = capsys.readouterr().out
+    assert "missing_annotation: 1" in out and "ref 27: annotation id 999 is not in instances.json" in out
+    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(bad_root), "--strict"]) == 1
+
+
+def test_cli_wrong_layout_exits_nonzero_naming_the_file(tmp_path, capsys):
+    root = good_layout(tmp_path)
+    (root / "rrsisd" / "instances.json").unlink()
+    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(root)]) == 2
+    assert "instances.json" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""Training with Accelerate: outputs, model card, Hub upload, resume equality, kill -9 and two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_configs import tiny_vision_config
+from transformers import SwinModel
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / "examples" / "train.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_swin(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("backbones") / "swin"
+    torch.manual_seed(0)
+    SwinModel(tiny_vision_config("swin")).save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_run_args(output_dir: Path, tiny_swin: str, minilm_path: str, *extra: str) -> list[str]:
+    return [
+        "--output_dir", str(output_dir), "--vision_model", tiny_swin, "--text_model", minilm_path,
+        "--image_size", "64", "--train_samples_per_epoch", "16", "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "8", "--num_val_samples", "8", "--num_test_samples", "4",
+        "--vision_bottleneck_size", "8", "--text_bottleneck_size", "16", "--num_queries", "4", "--decoder_dim", "16",
+        "--logging_steps", "1", *extra,
+    ]
+
+
+def run_subprocess(args: list[str], env_extra: dict | None = None, launcher: list[str] | None = None, timeout=240):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", **(env_extra or {}))
+    command = (launcher or [sys.executable]) + [TRAIN, *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_swin, minilm_path):
+    from huggingface_hub import HfApi, ModelCard
+
+    from s4eca_peft.training import main
+
+    output = tmp_path / "run"
+    with mock.patch.object(HfApi, "create_repo") as create_repo, mock.patch.object(HfApi, "create_commit") as commit:
+        create_repo.return_value = "https://huggingface.co/me/s4eca-test"
+        commit.return_value = mock.Mock(commit_url="https://huggingface.co/me/s4eca-test/commit/abc")
+        results = main(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4",
+                                     "--push_to_hub", "--hub_model_id", "me/s4eca-test"))
+    for name in ["adapter_config.json", "adapter_model.safetensors", "eval_results.json", "README.md",
+                 "s4eca_processor_config.json", "s4eca_base/config.json", "s4eca_base/model.safetensors",
+                 "s4eca_metadata.json", "training_curves.png", "val_overlays.png"]:
+        assert (output / name).is_file(), name
+    saved = json.loads((output / "eval_results.json").read_text())
+    assert saved["val"]["split"] == "val" and saved["test"]["split"] == "test"
+    assert saved["val"]["num_samples"] == 8 and saved["test"]["num_samples"] == 4
+    assert results["val"]["oIoU"] == saved["val"]["oIoU"]
+    assert json.loads((output / "s4eca_metadata.json").read_text())["image_size"] == 64
+    # adapter-only weights: no frozen backbone tensor in the adapter file
+    keys = load_file(str(output / "adapter_model.safetensors")).keys()
+    assert keys and all("s4eca_" in k or "segmentation_head" in k for k in keys)
+
+    card = ModelCard((output / "README.md").read_text())
+    assert card.data.library_name == "peft"
+    assert card.data.pipeline_tag == "image-segmentation"
+    assert "import s4eca_peft" in card.text
+    assert "--max_train_steps 4" in card.text  # the exact command
+    model_index = card.data.to_dict()["model-index"][0]["results"]
+    assert {r["dataset"]["split"] for r in model_index} == {"val", "test"}
+
+    # --push_to_hub: our card, adapter and config went up, not checkpoints
+    create_repo.assert_called_once()
+    operations = commit.call_args.kwargs.get("operations") or commit.call_args.args[1]
+    uploaded = {op.path_in_repo for op in operations}
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= uploaded
+    assert not any(path.startswith("checkpoints") for path in uploaded)
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    assert "library_name: peft" in Path(readme.path_or_fileobj).read_text()
+
+
+def test_s4eca_eval_matches_training_metrics(tmp_path, tiny_swin, minilm_path):
+    from s4eca_peft.evaluation import eval_main
+
+    output = tmp_path / "run"
+    run_subprocess(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4"))
+    recorded = json.loads((output / "eval_results.json").read_text())["val"]
+    report = tmp_path / "metrics.json"
+    result = eval_main(["--adapter", str(output), "--dataset", "synthetic", "--split", "val", "--num_samples", "8",
+                        "--output", str(report)])
+    written = json.loads(report.read_text())
+    assert written["split"] == "val" and written["num_samples"] == 8
+    for key in ("mIoU", "oIoU", "precision@0.5"):
+        assert written[key] == pytest.approx(recorded[key], abs=1e-6)
+        assert result[key] == written[key]
+
+
+def _checkpoint_adapter(output: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(str(output / "checkpoints" / f"checkpoint-{step}" / "adapter_model.safetensors"))
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_swin, minilm_path):
+    common = ["--max_train_steps", "8", "--checkpointing_steps", "2", "--checkpoints_total_limit", "5",
+              "--augment", "all", "--num_test_samples", "0"]
+    reference = tmp_path / "reference"
+    run_subprocess(tiny_run_args(reference, tiny_swin, minilm_path, *common))
+
+    interrupted = tmp_path / "interrupted"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, TRAIN, *tiny_run_args(interrupted, tiny_swin, minilm_path, *common)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    target = interrupted / "checkpoints" / "checkpoint-4"
+    while not target.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (interrupted / "checkpoints" / "checkpoint-8").exists()
+    # a kill in the middle of a later save leaves only a temporary folder, which is never resumed from
+    partial = interrupted / "checkpoints" / ".tmp-checkpoint-6"
+    partial.mkdir(exist_ok=True)
+    (partial / "adapter_model.safetensors").write_bytes(b"truncated")
+
+    result = run_subprocess(tiny_run_args(interrupted, tiny_swin, minilm_path, *common,
+                                          "--resume_from_checkpoint", "latest"))
+    assert "resumed from" in result.stdout + result.stderr
+    assert not partial.exists()
+    expected, resumed = _checkpoint_adapter(reference, 8), _checkpoint_adapter(interrupted, 8)
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        torch.testing.assert_close(resumed[key], expected[key], atol=1e-6, rtol=1e-5, msg=key)
+    # and it did train: the final adapter differs from the first checkpoint's
+    first = _checkpoint_adapter(reference, 2)
+    assert any(not torch.equal(first[k], expected[k]) for k in expected)
+
+
+def test_two_process_group_metrics_equal_one_process_evaluation(tmp_path, tiny_swin, minilm_path):
+    from s4eca_peft.evaluation import eval_main
+
+    output = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--main_process_port", "29533"]
+    # 9 validation scenes: uneven across 2 processes, so duplicated padding samples must be dropped
+    result = run_subprocess(
+        tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "2", "--num_val_samples", "9",
+                      "--num_test_samples", "0"),
+        env_extra={"ACCELERATE_USE_CPU": "true"}, launcher=launcher, timeout=300,
+    )
+    assert "2 process(es)" in result.stdout
+    recorded = json.loads((output / "eval_results.json").read_text())["val"]
+    assert recorded["num_samples"] == 9
+    single = eval_main(["--adapter", str(output), "--dataset", "synthetic", "--split", "val", "--num_samples", "9"])
+    for key in ("mIoU", "oIoU", "precision@0.5", "num_samples"):
+        assert single[key] == pytest.approx(recorded[key], abs=1e-6)
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path, tiny_swin, minilm_path):
+    from s4eca_peft.training import main
+
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss .* at optimizer step [23] "):
+        main(tiny_run_args(tmp_path / "nan", tiny_swin, minilm_path, "--max_train_steps", "2",
+                           "--learning_rate", "1e30", "--max_grad_norm", "0", "--warmup_ratio", "0"))
+
+
+def test_resume_from_a_folder_without_state_is_refused(tmp_path, tiny_swin, minilm_path):
+    from s4eca_peft.training import main
+
+    with pytest.raises(SystemExit, match="not a complete checkpoint"):
+        main(tiny_run_args(tmp_path / "r", tiny_swin, minilm_path, "--resume_from_checkpoint", str(tmp_path)))
