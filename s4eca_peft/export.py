@@ -112,6 +112,7 @@ def _resolve(name_or_path: str | os.PathLike, revision: str | None, cache_dir: s
     from huggingface_hub.errors import (
         EntryNotFoundError,
         LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -122,7 +123,7 @@ def _resolve(name_or_path: str | os.PathLike, revision: str | None, cache_dir: s
         raise ValueError(f"Revision {revision!r} does not exist in Hub repo {str(name_or_path)!r}.") from error
     except RepositoryNotFoundError as error:
         raise ValueError(f"Hub repo {str(name_or_path)!r} was not found (or is private: pass a token).") from error
-    except (LocalEntryNotFoundError, EntryNotFoundError) as error:
+    except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled) as error:
         raise ValueError(
             f"Cannot get Hub repo {str(name_or_path)!r} at revision {revision or 'main'!r}: not in the local cache "
             f"and the Hub is not reachable ({error})."
@@ -154,8 +155,9 @@ def check_adapter_files(root: Path) -> None:
                 ) from error
 
 
-def load_base_model(root: Path, **hub_kwargs: Any) -> ReferringSegmentationModel:
-    """The frozen base model recorded in ``root/s4eca_base``."""
+def load_base_model(root: str | os.PathLike, **hub_kwargs: Any) -> ReferringSegmentationModel:
+    """The frozen base model recorded in ``root/s4eca_base`` (an adapter folder)."""
+    root = Path(root)
     base_dir = root / BASE_DIR
     if not (base_dir / "config.json").is_file():
         raise FileNotFoundError(f"No {BASE_DIR}/config.json in {str(root)!r}: cannot tell which backbones to build.")

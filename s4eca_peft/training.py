@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=["synthetic", "rrsisd", "refsegrs"], default="synthetic",
                       help="Training data: embedded synthetic scenes, or a real dataset read from --data_dir.")
-    data.add_argument("--data_dir", default=None, help="Root folder of RRSIS-D or RefSegRS (DESIGN layout).")
+    data.add_argument("--data_dir", default=None, help="Root folder of RRSIS-D or RefSegRS (layouts in docs/data.md).")
     data.add_argument("--image_size", type=int, default=None,
                       help="Square training side; 480 is the published protocol (default: 128 synthetic, 480 real).")
     data.add_argument("--train_samples_per_epoch", type=int, default=4096,

@@ -104,8 +104,8 @@ class ReferringSegmentationProcessor:
         masks: Any = None,
         return_tensors: str | None = "pt",
     ) -> BatchFeature:
-        """Returns ``pixel_values`` ``(B, 3, S, S)``, ``input_ids`` / ``attention_mask`` ``(B, max_length)``,
-        ``labels`` ``(B, 1, S, S)`` when ``masks`` are given, and ``original_sizes`` ``[(H, W), ...]``."""
+        """Returns ``pixel_values`` ``(B, 3, S, S)``, ``input_ids`` / ``attention_mask`` ``(B, max_length)``, and
+        ``labels`` ``(B, 1, S, S)`` when ``masks`` are given."""
         if return_tensors not in (None, "pt"):
             raise ValueError(f"`return_tensors` must be 'pt', got {return_tensors!r}.")
         if images is None and text is None:

@@ -1,0 +1,440 @@
+"""Predict masks with a trained S4ECA adapter, from a local folder or the Hugging Face Hub.
+
+```python
+from s4eca_peft import S4ECASegmenter
+from s4eca_peft.inference import overlay_prediction
+
+segmenter = S4ECASegmenter.from_pretrained("owner/s4eca-swin-b-rrsisd")       # or a local adapter folder
+mask = segmenter.predict("tile.png", "the white storage tank left of the road")  # (H, W) bool at the original size
+overlay_prediction("tile.png", mask).save("tile_overlay.png")
+```
+
+**Large images.** An image whose longer side exceeds `max_side` (1600 px by default) is not squeezed into the
+training resolution: it is cut into overlapping square windows of `tile_size` pixels (by default twice the size the
+adapter was trained at, e.g. 960 px for 480), each window is resized to the training size and predicted, and the
+probabilities are upsampled back to the window and averaged where windows overlap. Every forward pass sees at most
+`batch_size` inputs at the training size, so memory is bounded whatever the image size; the image itself and two
+accumulators take about 26 bytes per pixel at peak (420 MB measured for 4000 x 4000). Each window only sees its part
+of the scene: expressions about the whole image ("the leftmost ship") are better served by a smaller image or a
+larger `max_side`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .modeling import ReferringSegmentationProcessor
+from .modeling.image_io import ImageInput, load_image
+from .visualization import overlay_mask
+
+__all__ = [
+    "AdapterBackboneMismatchError",
+    "ReferringPrediction",
+    "S4ECASegmenter",
+    "overlay_prediction",
+    "resolve_dtype",
+    "sliding_window_starts",
+]
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+class AdapterBackboneMismatchError(ValueError):
+    """The adapter's weights do not fit the base model rebuilt from the backbones recorded beside it."""
+
+
+@dataclass
+class ReferringPrediction:
+    """One prediction, returned when probabilities or selection maps are asked for.
+
+    Args:
+        mask (`np.ndarray` of shape `(height, width)`, dtype `bool`): the mask at the original image size.
+        probabilities (`np.ndarray` of shape `(height, width)`, dtype `float32`, *optional*): foreground
+            probability at the original size.
+        selection_maps (`dict[str, dict[str, np.ndarray]]`, *optional*): the S4ECA selection maps of each adapted
+            vision block, by block name: `{"scale_weights": (n_branches, r), "spatial_gate": (1, h, w)}`; for an
+            image predicted with sliding windows, a list with one such dict per window.
+        windows (`list[tuple[int, int, int, int]]`, *optional*): `(top, left, bottom, right)` of every sliding
+            window, in the original image, when the image was predicted window by window; `None` otherwise.
+    """
+
+    mask: np.ndarray
+    probabilities: np.ndarray | None = None
+    selection_maps: dict[str, Any] | list[dict[str, Any]] | None = None
+    windows: list[tuple[int, int, int, int]] | None = None
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"bf16"`` / ``"bfloat16"`` / ``torch.bfloat16`` ... -> ``torch.dtype``; ``None`` and ``"auto"`` -> ``None``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        if dtype == "auto":
+            return None
+        if dtype.lower() in DTYPES:
+            return DTYPES[dtype.lower()]
+    raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}, 'auto' or a torch.dtype.")
+
+
+def sliding_window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``.
+
+    The first window starts at 0 and the last one ends at ``length``; the others are spread evenly in between. A
+    side not longer than the window gets one window of the whole side.
+    """
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1.0 - overlap)))
+    count = math.ceil((length - window) / stride) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
+def overlay_prediction(
+    image: ImageInput, mask: np.ndarray | torch.Tensor, color: tuple[int, int, int] = (255, 40, 40), alpha: float = 0.5
+) -> Image.Image:
+    """The image (any input `predict` accepts) with ``mask`` ``(H, W)`` tinted in ``color`` and outlined."""
+    rgb = (load_image(image) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3) by the package's conversion rule
+    mask = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    return overlay_mask(rgb, mask.astype(bool), color=color, alpha=alpha, outline=mask.astype(bool))
+
+
+def _pair_inputs(images: Any, expressions: Any) -> tuple[list, list[str], bool]:
+    """One image + one expression -> single; lists of equal length pair up; one side single is broadcast."""
+    image_is_list = isinstance(images, (list, tuple))
+    text_is_list = isinstance(expressions, (list, tuple))
+    image_list = list(images) if image_is_list else [images]
+    text_list = list(expressions) if text_is_list else [expressions]
+    if image_is_list and text_is_list and len(image_list) != len(text_list):
+        raise ValueError(
+            f"Got {len(image_list)} images and {len(text_list)} expressions; give one expression per image, one "
+            "image with several expressions, or several images with one expression."
+        )
+    if not image_list or not text_list:
+        raise ValueError("Give at least one image and one expression.")
+    if image_is_list and not text_is_list:
+        text_list = text_list * len(image_list)
+    elif text_is_list and not image_is_list:
+        image_list = image_list * len(text_list)
+    return image_list, text_list, not (image_is_list or text_is_list)
+
+
+def _recorded_backbones(root: Path) -> str:
+    """``vision 'owner/swin', text a bert built from a config``, from ``root/s4eca_base/config.json``."""
+    try:
+        config = json.loads((root / "s4eca_base" / "config.json").read_text())
+    except (OSError, ValueError):
+        return "the backbones recorded in s4eca_base/config.json"
+
+    def describe(side: str) -> str:
+        name = config.get(f"{side}_name_or_path")
+        return repr(name) if name else f"a {config.get(f'{side}_config', {}).get('model_type')} built from a config"
+
+    return f"vision {describe('vision')}, text {describe('text')} (s4eca_base/config.json)"
+
+
+def _snapshot_root(name_or_path: str, revision: str | None, cache_dir: str | None, token: Any) -> Path:
+    """The local folder ``load_for_inference`` read (a Hub snapshot is in the cache by then: no download)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(
+        str(name_or_path), revision=revision, cache_dir=cache_dir, token=token, local_files_only=True
+    )
+    return Path(folder)
+
+
+def _raised_attaching_adapter(error: BaseException) -> bool:
+    """Whether ``error`` came from attaching the adapter to the rebuilt base model (the S4ECA tuner's injection
+    and load checks, or torch's shape check), not from reading the files or building the base model."""
+    traceback = error.__traceback__
+    files = []
+    while traceback is not None:
+        files.append(traceback.tb_frame.f_code.co_filename.replace(os.sep, "/"))
+        traceback = traceback.tb_next
+    inside_peft = any(name.endswith("peft/peft_model.py") for name in files)
+    from_tuner = any("s4eca_peft/tuner/" in name for name in files) or "size mismatch" in str(error)
+    return inside_peft and from_tuner
+
+
+class S4ECASegmenter:
+    """A trained S4ECA adapter, its base model and processor, ready to predict masks at the original image size.
+
+    Args:
+        model: the adapted model (a `peft.PeftModel` around a `ReferringSegmentationModel`), put in eval mode.
+        processor (`ReferringSegmentationProcessor`): its processor; `processor.image_size` is the training size.
+        metadata (`dict`, *optional*): the adapter's `s4eca_metadata.json`.
+        max_side (`int`, *optional*, defaults to 1600): images whose longer side exceeds it are predicted with
+            sliding windows (see the module docstring); smaller ones are resized whole to the training size.
+        tile_size (`int`, *optional*): side of a sliding window in original pixels; defaults to twice the
+            training size.
+        tile_overlap (`float`, *optional*, defaults to 0.25): minimum overlap of neighbouring windows, as a
+            fraction of the window side, in [0, 1).
+        batch_size (`int`, *optional*, defaults to 8): images (or windows) per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: ReferringSegmentationProcessor,
+        metadata: dict[str, Any] | None = None,
+        max_side: int = 1600,
+        tile_size: int | None = None,
+        tile_overlap: float = 0.25,
+        batch_size: int = 8,
+    ) -> None:
+        if max_side <= 0:
+            raise ValueError(f"`max_side` must be positive, got {max_side}.")
+        if tile_size is not None and tile_size <= 0:
+            raise ValueError(f"`tile_size` must be positive, got {tile_size}.")
+        if not 0.0 <= tile_overlap < 1.0:
+            raise ValueError(f"`tile_overlap` must lie in [0, 1), got {tile_overlap}.")
+        if batch_size <= 0:
+            raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
+        self.model = model.eval()
+        self.processor = processor
+        self.metadata = dict(metadata or {})
+        self.max_side = int(max_side)
+        self.tile_size = int(tile_size) if tile_size is not None else 2 * processor.image_size
+        self.tile_overlap = float(tile_overlap)
+        self.batch_size = int(batch_size)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        adapter_id_or_dir: str | os.PathLike,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        **settings: Any,
+    ) -> S4ECASegmenter:
+        """Rebuild the base model from the backbones recorded in the adapter folder or Hub repo, load the adapter
+        and head (safetensors only), and set up the processor.
+
+        Args:
+            adapter_id_or_dir: a folder written by `s4eca_peft.export.save_for_inference`, or a Hub repo id.
+            revision: branch, tag or commit of the Hub repo (pin a commit for reproducible results).
+            device: defaults to CUDA when available, else CPU.
+            dtype: `torch.float32` (default), `torch.bfloat16`, `torch.float16`, or their names.
+            cache_dir / token: passed to the Hub client.
+            settings: `max_side`, `tile_size`, `tile_overlap`, `batch_size` (see the class).
+
+        Raises `ValueError` naming the file or repo for a pickle-only checkpoint (never unpickled), an unreadable
+        safetensors file, a revision or repo that does not exist, and `AdapterBackboneMismatchError` for an adapter
+        trained on other backbones than the recorded ones.
+        """
+        from . import tuner  # noqa: F401  (registers S4ECA with peft before the adapter config is read)
+        from .export import load_for_inference
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        source = str(adapter_id_or_dir)
+        cache_dir = str(cache_dir) if cache_dir is not None else None
+        try:
+            model, processor, metadata = load_for_inference(
+                source, revision=revision, device=device, dtype=resolve_dtype(dtype), cache_dir=cache_dir, token=token
+            )
+        except (ValueError, RuntimeError) as error:
+            if not _raised_attaching_adapter(error):
+                raise
+            root = _snapshot_root(source, revision, cache_dir, token)
+            raise AdapterBackboneMismatchError(
+                f"The adapter in {source!r} (adapter_model.safetensors) does not fit the base model rebuilt from "
+                f"{_recorded_backbones(root)}: it was trained on other backbones. {error}"
+            ) from error
+        return cls(model, processor, metadata, **settings)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square input the adapter was trained at."""
+        return self.processor.image_size
+
+    # --------------------------------------------------------------- windows
+    def needs_windows(self, height: int, width: int) -> bool:
+        return max(height, width) > self.max_side
+
+    def window_boxes(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """``(top, left, bottom, right)`` of the sliding windows for an image of ``height x width`` pixels."""
+        side_h, side_w = min(self.tile_size, height), min(self.tile_size, width)
+        return [
+            (top, left, top + side_h, left + side_w)
+            for top in sliding_window_starts(height, side_h, self.tile_overlap)
+            for left in sliding_window_starts(width, side_w, self.tile_overlap)
+        ]
+
+    # ------------------------------------------------------------- prediction
+    def _selection_recorder(self) -> Any:
+        tuner = getattr(self.model, "base_model", None)
+        if tuner is None or not hasattr(tuner, "get_selection_maps"):
+            raise NotImplementedError(
+                "return_selection_maps=True needs an S4ECA model whose tuner exposes get_selection_maps()."
+            )
+        return tuner
+
+    def _forward(self, arrays: list[np.ndarray], expressions: list[str], record: bool) -> tuple[torch.Tensor, Any]:
+        """Arrays ``(H_i, W_i, 3)`` + expressions -> logits ``(batch, 1, S/4, S/4)`` (and the selection maps)."""
+        inputs = self.processor(images=arrays, text=expressions)  # pixel_values (B, 3, S, S), input_ids (B, L)
+        model_inputs = {
+            "pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
+            "input_ids": inputs["input_ids"].to(self.device),
+            "attention_mask": inputs["attention_mask"].to(self.device),
+        }
+        if not record:
+            with torch.inference_mode():
+                return self.model(**model_inputs).logits.float(), None
+        tuner = self._selection_recorder()
+        tuner.record_selection_maps(True)
+        try:
+            with torch.inference_mode():
+                logits = self.model(**model_inputs).logits.float()
+            maps = tuner.get_selection_maps()  # layer -> {"scale_weights": (B, n, r), "spatial_gate": (B, 1, h, w)}
+        finally:
+            tuner.record_selection_maps(False)
+        return logits, maps
+
+    @staticmethod
+    def _split_maps(maps: Any, index: int) -> Any:
+        """Sample ``index`` of the recorded maps (tensors with a batch axis), moved to numpy."""
+        if maps is None:
+            return None
+        if isinstance(maps, torch.Tensor):
+            return maps[index].float().cpu().numpy()
+        if isinstance(maps, dict):
+            return {key: S4ECASegmenter._split_maps(value, index) for key, value in maps.items()}
+        if isinstance(maps, (list, tuple)):
+            return type(maps)(S4ECASegmenter._split_maps(value, index) for value in maps)
+        return maps
+
+    def _predict_windows(
+        self, array: np.ndarray, expression: str, record: bool
+    ) -> tuple[torch.Tensor, list[Any], list[tuple[int, int, int, int]]]:
+        """Probabilities ``(H, W)`` of one large image, averaged over overlapping windows."""
+        height, width = array.shape[:2]
+        boxes = self.window_boxes(height, width)
+        total = torch.zeros(height, width, dtype=torch.float32)
+        count = torch.zeros(height, width, dtype=torch.float32)
+        window_maps: list[Any] = []
+        for start in range(0, len(boxes), self.batch_size):
+            chunk = boxes[start : start + self.batch_size]
+            crops = [array[top:bottom, left:right] for top, left, bottom, right in chunk]
+            logits, maps = self._forward(crops, [expression] * len(crops), record)
+            sizes = [crop.shape[:2] for crop in crops]
+            for i, ((top, left, bottom, right), probs) in enumerate(
+                zip(chunk, self.processor.post_process_probabilities(logits, sizes))
+            ):
+                total[top:bottom, left:right] += probs.cpu()
+                count[top:bottom, left:right] += 1
+                if record:
+                    window_maps.append(self._split_maps(maps, i))
+        return total.div_(count), window_maps, boxes
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        expressions: str | Sequence[str],
+        threshold: float = 0.5,
+        return_probabilities: bool = False,
+        return_selection_maps: bool = False,
+    ) -> np.ndarray | ReferringPrediction | list[np.ndarray] | list[ReferringPrediction]:
+        """Masks at each original image size.
+
+        Args:
+            images: one image or a list (PIL images, ``(H, W[, C])`` numpy arrays, or paths; see
+                `s4eca_peft.modeling.image_io` for the conversion rule).
+            expressions: one expression or a list. Lists of equal length pair up; one image with a list of
+                expressions, or a list of images with one expression, is broadcast.
+            threshold: a pixel is foreground when its probability exceeds it.
+            return_probabilities: also return the ``(H, W)`` float32 probabilities.
+            return_selection_maps: also return the S4ECA scale and spatial selection maps of each adapted block
+                (for an image predicted with sliding windows: a list with one entry per window, see
+                `ReferringPrediction.windows`).
+
+        Returns:
+            One image and one expression: a ``(H, W)`` bool numpy array; with lists: a list of them. With
+            ``return_probabilities`` or ``return_selection_maps``: `ReferringPrediction`s instead of arrays.
+        """
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
+        image_list, text_list, single = _pair_inputs(images, expressions)
+        for i, text in enumerate(text_list):  # fail before any forward pass
+            if not isinstance(text, str):
+                raise TypeError(f"expressions[{i}]: expected a string, got {type(text).__name__}.")
+            if not text.strip():
+                raise ValueError(f"expressions[{i}]: the expression is empty; describe the object to segment.")
+        if return_selection_maps:
+            self._selection_recorder()
+
+        results: list[ReferringPrediction | None] = [None] * len(image_list)
+        pending: list[tuple[int, np.ndarray, str]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            arrays, texts = [a for _, a, _ in pending], [t for _, _, t in pending]
+            logits, maps = self._forward(arrays, texts, return_selection_maps)
+            probabilities = self.processor.post_process_probabilities(logits, [a.shape[:2] for a in arrays])
+            for j, ((index, _, _), probs) in enumerate(zip(pending, probabilities)):
+                results[index] = ReferringPrediction(
+                    mask=(probs > threshold).cpu().numpy(),
+                    probabilities=probs.cpu().numpy() if return_probabilities else None,
+                    selection_maps=self._split_maps(maps, j) if return_selection_maps else None,
+                )
+            pending.clear()
+
+        last_image, last_array = None, None
+        for index, (image, text) in enumerate(zip(image_list, text_list)):
+            if image is last_image and last_array is not None:
+                array = last_array  # one image with several expressions is read once
+            else:
+                array = load_image(image, name=f"images[{index}]")  # (H, W, 3) float32
+                last_image, last_array = image, array
+            height, width = array.shape[:2]
+            if self.needs_windows(height, width):
+                probs, window_maps, boxes = self._predict_windows(array, text, return_selection_maps)
+                results[index] = ReferringPrediction(
+                    mask=(probs > threshold).numpy(),
+                    probabilities=probs.numpy() if return_probabilities else None,
+                    selection_maps=window_maps if return_selection_maps else None,
+                    windows=boxes,
+                )
+            else:
+                pending.append((index, array, text))
+                if len(pending) == self.batch_size:
+                    flush()
+        flush()
+
+        if return_probabilities or return_selection_maps:
+            out: list[Any] = results
+        else:
+            out = [result.mask for result in results]
+        return out[0] if single else out
