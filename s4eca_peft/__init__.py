@@ -4,12 +4,14 @@ Importing this package registers the ``S4ECA`` method with PEFT and the referrin
 the ``Auto*`` classes, so ``get_peft_model``, ``PeftModel.from_pretrained`` and ``AutoModel`` work.
 """
 
+from .inference import S4ECASegmenter
 from .modeling import (
     ReferringSegmentationConfig,
     ReferringSegmentationModel,
     ReferringSegmentationOutput,
     ReferringSegmentationProcessor,
 )
+from .tuner import S4ECAConfig, S4ECAModel, S4ECAPeftType  # importing the tuner registers S4ECA with peft
 
 __version__ = "0.1.0"
 
@@ -18,5 +20,9 @@ __all__ = [
     "ReferringSegmentationModel",
     "ReferringSegmentationOutput",
     "ReferringSegmentationProcessor",
+    "S4ECAConfig",
+    "S4ECAModel",
+    "S4ECAPeftType",
+    "S4ECASegmenter",
     "__version__",
 ]

@@ -150,7 +150,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
         accelerator.print(note)
     model = get_peft_model(base, build_s4eca_config(args))
     if args.gradient_checkpointing:
-        base.gradient_checkpointing_enable()
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     accelerator.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f} %)")

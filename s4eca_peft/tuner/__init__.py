@@ -1,0 +1,38 @@
+"""The S4ECA PEFT method, laid out like peft's own tuners.
+
+Importing this package registers S4ECA with peft (idempotently), so that `get_peft_model`,
+`PeftConfig.from_pretrained`, `PeftModel.from_pretrained` and `AutoPeftModel` know it. peft's `PeftType` enum is
+closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's registries directly.
+"""
+
+from peft import mapping as _peft_mapping
+
+from .config import S4ECAConfig, S4ECAPeftType
+from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
+from .model import S4ECAModel
+from .routing import LanguageProxyContext
+from .targets import TEXT_BLOCK_CLASSES, VISION_BLOCK_CLASSES
+
+__all__ = [
+    "LanguageProxyContext",
+    "S4ECAConfig",
+    "S4ECALayer",
+    "S4ECAModel",
+    "S4ECAPeftType",
+    "S4ECATextLayer",
+    "S4ECAVisionLayer",
+    "TEXT_BLOCK_CLASSES",
+    "VISION_BLOCK_CLASSES",
+    "register_s4eca",
+]
+
+
+def register_s4eca() -> None:
+    """Register S4ECA in peft's config, tuner and prefix registries (safe to call repeatedly)."""
+    peft_type = S4ECAPeftType.S4ECA
+    _peft_mapping.PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = S4ECAConfig
+    _peft_mapping.PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = S4ECAModel
+    _peft_mapping.PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = S4ECAModel.prefix
+
+
+register_s4eca()

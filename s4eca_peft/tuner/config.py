@@ -1,0 +1,205 @@
+"""Configuration of the S4ECA PEFT method."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from peft.config import PeftConfig
+
+
+class S4ECAPeftType(str, enum.Enum):
+    """PEFT type of S4ECA.
+
+    peft's own `PeftType` enum is closed, so S4ECA brings its own member; being a `str` enum, it compares and hashes
+    equal to the string `"S4ECA"` that `adapter_config.json` stores, which is what peft's registries are keyed by.
+    """
+
+    S4ECA = "S4ECA"
+
+
+def _check_positive_int(name: str, value: object, example: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}; set e.g. `{name}={example}`.")
+
+
+@dataclass
+class S4ECAConfig(PeftConfig):
+    """
+    Configuration class for [`S4ECAModel`] (S4ECA: Semantic-driven Scale and Spatial Selection for Efficient
+    Cross-modal Alignment, 2026).
+
+    S4ECA keeps a vision backbone and a text encoder frozen. A *text adapter* in the text encoder distils
+    `num_queries` *language proxies* from the word-level features; a *vision adapter* after every chosen vision block
+    runs a bottleneck *multi-scale dense extractor*, whose branches are weighted per channel by *language-guided scale
+    selection* and gated per pixel by *language-guided spatial selection*, both driven by the proxies. Only the
+    adapters (and the segmentation head, through `modules_to_save`) are trained. The adapters are non-linear, so they
+    cannot be merged into the base weights.
+
+    Args:
+        text_target_modules (`Optional[Union[list[str], str]]`):
+            Text blocks that get a text adapter: a list of module names (matched exactly or as a dotted suffix) or a
+            regex matched against the full module name. Defaults to `None`: the last block of each text encoder
+            found in the model (`BertLayer`, `RobertaLayer`, or `CLIPEncoderLayer` of a CLIP text model, see
+            `s4eca_peft.tuner.targets`), so that proxies come from the most contextual word features.
+        vision_target_modules (`Optional[Union[list[str], str]]`):
+            Vision blocks that get a vision adapter, given like `text_target_modules`. Defaults to `None`: every block
+            of every stage of each vision backbone found in the model (`SwinLayer`, `ConvNextLayer`, ResNet
+            bottleneck/basic layers, `ViTLayer`, `Dinov2Layer`, `Dinov2WithRegistersLayer`).
+        num_queries (`int`, *optional*, defaults to `16`):
+            Number of learnable queries, i.e. of language proxies per expression. The paper does not give it.
+        text_bottleneck_size (`int`, *optional*, defaults to `128`):
+            Width of the text adapter's cross-attention between the queries and the words.
+        text_num_heads (`int`, *optional*, defaults to `4`):
+            Attention heads of that cross-attention; must divide `text_bottleneck_size`.
+        vision_bottleneck_size (`int`, *optional*, defaults to `84`):
+            Width `r` of every vision adapter (down-projection C -> r, extractor and selections at r, up-projection
+            r -> C). With the other defaults, S4ECA trains 2.4 % of Swin-B + BERT-base, as in the paper.
+        extractor_kernel_sizes (`list[int]`, *optional*, defaults to `[3, 3, 3]`):
+            Kernel size of each depthwise branch of the multi-scale dense extractor (odd integers).
+        extractor_dilations (`list[int]`, *optional*, defaults to `[1, 2, 3]`):
+            Dilation of each branch, one per kernel size; receptive fields 3, 5 and 7 with the defaults.
+        scale_selection (`bool`, *optional*, defaults to `True`):
+            Language-guided scale selection. `False` (ablation) averages the branches uniformly.
+        spatial_selection (`bool`, *optional*, defaults to `True`):
+            Language-guided spatial selection. `False` (ablation) applies no spatial gate. With both selections off
+            nothing reads the language proxies, and no text adapter is built.
+        text_hidden_size (`Optional[int]`):
+            Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks. Required
+            only when the model has no text encoder (a bare vision backbone, with proxies set through
+            `S4ECAModel.set_language_proxies`).
+        init_weights (`bool`, *optional*, defaults to `True`):
+            Zero-initialise the vision adapters' up-projections, so that the adapted model starts equal to the base
+            model. `False` gives them a random initialisation (for tests).
+        modules_to_save (`Optional[list[str]]`):
+            Modules trained fully and saved with the adapter, by full dotted name. Defaults to `None`: the
+            `segmentation_head` of a `ReferringSegmentationModel` when the model has one, else nothing. Pass `[]` to
+            train no head.
+    """
+
+    text_target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Text blocks to adapt: module names (exact or dotted suffix) or a regex on the full name. None: the "
+                "last block of each text encoder (BertLayer, RobertaLayer, CLIP text CLIPEncoderLayer)."
+            )
+        },
+    )
+    vision_target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Vision blocks to adapt: module names (exact or dotted suffix) or a regex on the full name. None: "
+                "every block of every stage (SwinLayer, ConvNextLayer, ResNet layers, ViTLayer, Dinov2Layer)."
+            )
+        },
+    )
+    num_queries: int = field(default=16, metadata={"help": "Learnable queries = language proxies per expression."})
+    text_bottleneck_size: int = field(
+        default=128, metadata={"help": "Width of the text adapter's query-word cross-attention."}
+    )
+    text_num_heads: int = field(
+        default=4, metadata={"help": "Heads of the text adapter's cross-attention; must divide text_bottleneck_size."}
+    )
+    vision_bottleneck_size: int = field(
+        default=84, metadata={"help": "Width r of every vision adapter (C -> r -> C); 84 gives 2.4 % at Swin-B+BERT."}
+    )
+    extractor_kernel_sizes: list[int] = field(
+        default_factory=lambda: [3, 3, 3],
+        metadata={"help": "Kernel size (odd) of each depthwise branch of the multi-scale dense extractor."},
+    )
+    extractor_dilations: list[int] = field(
+        default_factory=lambda: [1, 2, 3],
+        metadata={"help": "Dilation of each extractor branch, one per kernel size."},
+    )
+    scale_selection: bool = field(
+        default=True, metadata={"help": "Language-guided scale selection; False averages the branches (ablation)."}
+    )
+    spatial_selection: bool = field(
+        default=True, metadata={"help": "Language-guided spatial selection; False applies no gate (ablation)."}
+    )
+    text_hidden_size: int | None = field(
+        default=None,
+        metadata={"help": "Width of the language proxies; None infers it from the text blocks (needed without one)."},
+    )
+    init_weights: bool = field(
+        default=True,
+        metadata={"help": "Zero-initialise the vision up-projections so the adapted model starts equal to the base."},
+    )
+    modules_to_save: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Modules trained fully and saved, by full dotted name. None: `segmentation_head` when the model has "
+                "one; [] for none."
+            )
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = S4ECAPeftType.S4ECA
+        for name in ("text_target_modules", "vision_target_modules"):
+            value = getattr(self, name)
+            if isinstance(value, (set, tuple)):
+                setattr(self, name, sorted(value))
+            elif value is not None and not isinstance(value, (str, list)):
+                raise ValueError(f"`{name}` must be None, a regex string or a list of module names, got {value!r}.")
+        _check_positive_int("num_queries", self.num_queries, 16)
+        _check_positive_int("text_bottleneck_size", self.text_bottleneck_size, 128)
+        _check_positive_int("text_num_heads", self.text_num_heads, 4)
+        _check_positive_int("vision_bottleneck_size", self.vision_bottleneck_size, 84)
+        if self.text_hidden_size is not None:
+            _check_positive_int("text_hidden_size", self.text_hidden_size, 768)
+        if self.text_bottleneck_size % self.text_num_heads:
+            raise ValueError(
+                f"`text_num_heads` ({self.text_num_heads}) must divide `text_bottleneck_size` "
+                f"({self.text_bottleneck_size}); e.g. use text_num_heads=1 or a multiple of it as the size."
+            )
+        self.extractor_kernel_sizes = list(self.extractor_kernel_sizes)
+        self.extractor_dilations = list(self.extractor_dilations)
+        if not self.extractor_kernel_sizes or len(self.extractor_kernel_sizes) != len(self.extractor_dilations):
+            raise ValueError(
+                "`extractor_kernel_sizes` and `extractor_dilations` must be non-empty lists of the same length (one "
+                f"entry per branch), got {self.extractor_kernel_sizes} and {self.extractor_dilations}; e.g. "
+                "[3, 3, 3] and [1, 2, 3]."
+            )
+        for kernel in self.extractor_kernel_sizes:
+            if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+                raise ValueError(
+                    f"`extractor_kernel_sizes` must hold odd positive integers (same-size output), got "
+                    f"{self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
+                )
+        for dilation in self.extractor_dilations:
+            _check_positive_int("extractor_dilations[i]", dilation, 2)
+        for name in ("scale_selection", "spatial_selection", "init_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` is a switch: set it to True or False, got {getattr(self, name)!r}.")
+        if not self.uses_language and self.text_target_modules is not None:
+            raise ValueError(
+                "With `scale_selection=False` and `spatial_selection=False` nothing reads the language proxies, so "
+                "no text adapter is built: leave `text_target_modules=None`."
+            )
+        if self.modules_to_save is not None:
+            if isinstance(self.modules_to_save, str) or not all(isinstance(m, str) for m in self.modules_to_save):
+                raise ValueError(
+                    f"`modules_to_save` must be a list of full dotted module names, got {self.modules_to_save!r}; "
+                    'e.g. ["segmentation_head"].'
+                )
+            self.modules_to_save = list(self.modules_to_save)
+
+    @property
+    def target_modules(self) -> None:
+        """S4ECA has two kinds of targets: see `text_target_modules` and `vision_target_modules`."""
+        return None
+
+    @property
+    def uses_language(self) -> bool:
+        """Whether the vision adapters read language proxies (at least one selection is on)."""
+        return self.scale_selection or self.spatial_selection
+
+    @property
+    def num_branches(self) -> int:
+        """Number of branches of the multi-scale dense extractor."""
+        return len(self.extractor_dilations)

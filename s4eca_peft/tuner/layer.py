@@ -1,0 +1,291 @@
+"""S4ECA tuner layers: whole text and vision blocks wrapped with their adapters.
+
+A layer wraps one block (`base_layer`) and owns that block's adapters, one per adapter name, in an `nn.ModuleDict`
+(so peft saves, loads, switches and deletes them). The adaptation itself runs in a forward hook on the wrapped
+block, registered first (`prepend=True`): transformers collects `output_hidden_states` with hooks on the block
+classes themselves (e.g. `ViTLayer`), so adapting inside the block's own call makes every consumer of the block's
+output, those hooks included, see the adapted features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+from torch.nn import functional as F
+
+from .config import S4ECAConfig
+from .routing import S4ECARouting
+from .text_adapter import TextProxyAdapter
+from .vision_adapter import S4ECAVisionAdapter
+
+_WIDTH_ATTRIBUTES = ("out_features", "out_channels", "num_features", "normalized_shape")
+
+
+def block_hidden_size(block: nn.Module) -> int:
+    """Channel width of a block's output: that of its last submodule exposing one (a Linear, conv, or norm)."""
+    width = None
+    for module in block.modules():
+        for attribute in _WIDTH_ATTRIBUTES:
+            value = getattr(module, attribute, None)
+            if isinstance(value, (tuple, list, torch.Size)) and len(value) == 1:
+                value = value[0]
+            if isinstance(value, int) and not isinstance(value, bool):
+                width = value
+                break
+    if width is None:
+        raise ValueError(f"Cannot infer the output width of {type(block).__name__}: it has no Linear, conv or norm.")
+    return width
+
+
+class S4ECALayer(nn.Module, BaseTunerLayer):
+    """Base class of the S4ECA tuner layers (see the module docstring)."""
+
+    role: str = ""
+
+    def __init__(self, base_layer: nn.Module, routing: S4ECARouting, module_name: str, hidden_size: int) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.routing = routing
+        self.module_name = module_name
+        self.in_features = self.out_features = hidden_size
+        self._disable_adapters = False
+        self.merged_adapters = []
+        base_layer.register_forward_hook(self._adapt, with_kwargs=True, prepend=True)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.base_layer(*args, **kwargs)
+
+    def _adapt(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        raise NotImplementedError
+
+    def _adapted_here(self) -> list[str]:
+        """Active adapters that have an adapter in this layer (none while adapters are disabled)."""
+        if self.disable_adapters:
+            return []
+        adapters = getattr(self, self.adapter_layer_names[0])
+        return [name for name in self.active_adapters if name in adapters]
+
+    def _get_base_layer_device_and_dtype(self, base_layer: nn.Module) -> tuple[torch.device | None, Any]:
+        # whole blocks have no `.weight`: follow their first floating-point parameter
+        for param in base_layer.parameters():
+            if param.is_floating_point():
+                return param.device, param.dtype
+        return None, None
+
+    def remove_hook(self) -> None:
+        """Detach the adaptation hook from the wrapped block (done by `unload()`)."""
+        base = self.base_layer
+        for key, hook in list(base._forward_hooks.items()):
+            if getattr(hook, "__self__", None) is self:
+                del base._forward_hooks[key]
+                base._forward_hooks_with_kwargs.pop(key, None)
+                base._forward_hooks_always_called.pop(key, None)
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        raise ValueError(
+            "S4ECA adapters cannot be merged: they are non-linear (convolutions, softmax scale selection, sigmoid "
+            "spatial gate) and depend on the language proxies of each input. Use `unload()` for the base model."
+        )
+
+    def unmerge(self) -> None:
+        """Nothing is ever merged."""
+
+    def __getattr__(self, name: str) -> Any:
+        # backbone code reads attributes off its blocks; forward the ones the wrapper does not have
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
+
+    def __repr__(self) -> str:
+        return "s4eca." + super().__repr__()
+
+
+class S4ECATextLayer(S4ECALayer):
+    """A text block with text adapters that write language proxies; the block's output is returned unchanged."""
+
+    role = "text"
+    adapter_layer_names = ("s4eca_text_adapter",)
+    other_param_names = ("s4eca_text_index",)
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: S4ECAConfig,
+        routing: S4ECARouting,
+        module_name: str,
+        text_index: int = 0,
+    ) -> None:
+        super().__init__(base_layer, routing, module_name, block_hidden_size(base_layer))
+        self.s4eca_text_adapter = nn.ModuleDict({})
+        self.s4eca_text_index: dict[str, int] = {}
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config, text_index=text_index)
+
+    def update_layer(self, adapter_name: str, config: S4ECAConfig, text_index: int = 0, **kwargs: Any) -> None:
+        self.s4eca_text_adapter[adapter_name] = TextProxyAdapter(
+            self.in_features, config.num_queries, config.text_bottleneck_size, config.text_num_heads
+        )
+        self.s4eca_text_index[adapter_name] = text_index
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+
+    def _key_padding_mask(self, words: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        """`(batch, length)` booleans, `True` for real words, or `None` when every token is real.
+
+        Preferred: the 2-D mask recorded on the enclosing text model. Else the block's 4-D mask (positional after
+        the hidden states in BERT/RoBERTa/CLIP): its last query row sees every real key, also under a causal mask.
+        """
+        batch, length = words.shape[:2]
+        recorded = self.routing.text_attention_mask
+        if recorded is not None and tuple(recorded.shape) == (batch, length):
+            return recorded.to(words.device).bool()
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        if isinstance(mask, torch.Tensor) and mask.ndim == 4 and mask.shape[0] == batch and mask.shape[-1] == length:
+            row = mask[:, 0, -1, :]
+            return row if row.dtype == torch.bool else row > -1.0  # additive masks: 0 keeps, a large negative drops
+        return None
+
+    def _adapt(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        adapters = self._adapted_here()
+        words = output[0] if isinstance(output, tuple) else output
+        if not adapters or not isinstance(words, torch.Tensor) or words.ndim != 3:
+            return None
+        padding = self._key_padding_mask(words, args, kwargs)
+        for name in adapters:
+            adapter = self.s4eca_text_adapter[name]
+            context = self.routing.context(name)
+            previous = context.proxies if self.s4eca_text_index[name] > 0 else None
+            if previous is not None and previous.shape[0] != words.shape[0]:
+                previous = None
+            dtype = adapter.q_proj.weight.dtype
+            previous = previous.to(dtype) if previous is not None else None
+            context.proxies = adapter(words.to(dtype), padding, previous)  # (batch, num_queries, text_dim)
+        return None  # the text features themselves are left unchanged
+
+
+class S4ECAVisionLayer(S4ECALayer):
+    """A vision block whose output gets the S4ECA vision adapter's residual update.
+
+    Block outputs may be `(batch, C, H, W)` maps (ConvNeXt, ResNet) or `(batch, tokens, C)` sequences. For tokens the
+    grid comes from the block's `input_dimensions` argument (Swin), else from the image size recorded on the
+    enclosing ViT-family model and its `patch_size`, else a square grid is assumed: `h * w = floor(sqrt(N))**2`
+    patch tokens at the end, the `P = N - h * w` tokens before them (CLS, registers) being prefix tokens that are left
+    unchanged. The processor always produces square images.
+    """
+
+    role = "vision"
+    adapter_layer_names = ("s4eca_vision_adapter",)
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: S4ECAConfig,
+        routing: S4ECARouting,
+        module_name: str,
+        patch_size: int | None = None,
+    ) -> None:
+        super().__init__(base_layer, routing, module_name, block_hidden_size(base_layer))
+        self.patch_size = patch_size
+        self.s4eca_vision_adapter = nn.ModuleDict({})
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config: S4ECAConfig, **kwargs: Any) -> None:
+        text_dim = config.text_hidden_size or 0  # 0: no selection reads proxies (checked by the tuner otherwise)
+        self.s4eca_vision_adapter[adapter_name] = S4ECAVisionAdapter(
+            self.in_features,
+            text_dim,
+            config.vision_bottleneck_size,
+            config.extractor_kernel_sizes,
+            config.extractor_dilations,
+            scale_selection=config.scale_selection,
+            spatial_selection=config.spatial_selection,
+            init_weights=config.init_weights,
+        )
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+
+    def _grid(self, tokens: torch.Tensor, args: tuple, kwargs: dict) -> tuple[int, int, int]:
+        """`(prefix, h, w)` of a `(batch, N, C)` token sequence."""
+        num_tokens = tokens.shape[1]
+        dims = kwargs.get("input_dimensions", args[1] if len(args) > 1 else None)
+        if isinstance(dims, (tuple, list)) and len(dims) == 2 and all(isinstance(d, int) for d in dims):
+            if dims[0] * dims[1] == num_tokens:
+                return 0, int(dims[0]), int(dims[1])
+        if self.patch_size and self.routing.pixel_shape is not None:
+            height, width = (side // self.patch_size for side in self.routing.pixel_shape)
+            if 0 < height * width <= num_tokens:
+                return num_tokens - height * width, height, width
+        side = math.isqrt(num_tokens)
+        return num_tokens - side * side, side, side
+
+    def _as_map(self, hidden: torch.Tensor, args: tuple, kwargs: dict) -> tuple[torch.Tensor, Callable]:
+        """The block output as a channels-last `(batch, H, W, C)` map (a view where possible), and the function that
+        brings an update of that shape back to the output's layout."""
+        if hidden.ndim == 4:  # (batch, C, H, W) maps
+            return hidden.permute(0, 2, 3, 1), lambda update: update.permute(0, 3, 1, 2)
+        if hidden.ndim != 3:
+            raise ValueError(
+                f"S4ECA vision adapter at {self.module_name!r} got an output of shape {tuple(hidden.shape)}; expected "
+                "(batch, C, H, W) maps or (batch, tokens, C) sequences."
+            )
+        prefix, height, width = self._grid(hidden, args, kwargs)
+        batch, _, channels = hidden.shape
+        grid = hidden[:, prefix:].reshape(batch, height, width, channels)
+        if prefix == 0:
+            return grid, lambda update: update.reshape(batch, height * width, channels)
+        # prefix tokens (CLS, registers) get no update: pad the token update with zeros in front
+        return grid, lambda update: F.pad(update.reshape(batch, height * width, channels), (0, 0, prefix, 0))
+
+    def _proxies(self, name: str, adapter: S4ECAVisionAdapter, batch: int) -> torch.Tensor | None:
+        if adapter.proxy_proj is None:
+            return None
+        proxies = self.routing.context(name).proxies
+        if proxies is None:
+            raise RuntimeError(
+                f"S4ECA vision adapter {name!r} at {self.module_name!r} found no language proxies. Run the text "
+                "encoder first (its text adapter writes them), or, for a bare vision backbone, call "
+                "`model.set_language_proxies(proxies)` with proxies of shape (batch, num_queries, text_dim)."
+            )
+        if proxies.shape[-1] != adapter.text_dim or proxies.ndim != 3:
+            raise ValueError(
+                f"Language proxies of shape {tuple(proxies.shape)} do not fit adapter {name!r}, which expects "
+                f"(batch, num_queries, {adapter.text_dim})."
+            )
+        if proxies.shape[0] != batch:
+            if proxies.shape[0] != 1:
+                raise RuntimeError(
+                    f"The language proxies were computed for a batch of {proxies.shape[0]} expressions but the vision "
+                    f"backbone got a batch of {batch} images; run the text encoder on the matching batch first."
+                )
+            proxies = proxies.expand(batch, -1, -1)
+        return proxies
+
+    def _adapt(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        adapters = self._adapted_here()
+        hidden = output[0] if isinstance(output, tuple) else output
+        if not adapters or not isinstance(hidden, torch.Tensor):
+            return None
+        features, to_output = self._as_map(hidden, args, kwargs)
+        update = None
+        for name in adapters:
+            adapter = self.s4eca_vision_adapter[name]
+            dtype = adapter.down.weight.dtype
+            proxies = self._proxies(name, adapter, features.shape[0])
+            delta, maps = adapter(features.to(dtype), proxies.to(dtype) if proxies is not None else None)
+            context = self.routing.context(name)
+            if context.record_selection_maps:
+                context.selection_maps[self.module_name] = {key: value.detach() for key, value in maps.items()}
+            update = delta if update is None else update + delta
+        hidden = hidden + to_output(update).to(hidden.dtype)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden

@@ -1,0 +1,275 @@
+"""S4ECAModel: injects S4ECA text and vision adapters into a model and routes the language proxies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from peft.tuners.tuners_utils import (
+    BaseTuner,
+    _filter_state_dict_by_key_prefixes,
+    _get_tuner_state_dict_key_prefixes,
+)
+from torch import nn
+
+from .config import S4ECAConfig
+from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
+from .routing import AttentionMaskRecorder, PixelShapeRecorder, S4ECARouting, has_hook, remove_hooks
+from .targets import (
+    TEXT_BLOCK_CLASSES,
+    VISION_BLOCK_CLASSES,
+    candidate_blocks,
+    check_targets,
+    default_targets,
+    enclosing_pretrained_models,
+    matches,
+    owner_of,
+)
+
+DEFAULT_HEAD_NAME = "segmentation_head"
+"""Full dotted name of the head of `ReferringSegmentationModel`, the default of `modules_to_save`."""
+
+
+class S4ECAModel(BaseTuner):
+    """
+    Creates S4ECA adapters (Semantic-driven Scale and Spatial Selection for Efficient Cross-modal Alignment, 2026) in
+    a model with a text encoder and a vision backbone, e.g. `ReferringSegmentationModel`.
+
+    The text adapter writes language proxies during the text encoder's forward; the vision adapters read them. The
+    model must therefore run its text encoder before its vision backbone; for a bare vision backbone, set the proxies
+    with [`~S4ECAModel.set_language_proxies`]. S4ECA adapters are non-linear and cannot be merged.
+
+    Args:
+        model ([`torch.nn.Module`]): The model to be adapted.
+        config ([`S4ECAConfig`]): The configuration of the S4ECA adapters.
+        adapter_name (`str`): The name of the adapter, defaults to `"default"`.
+        low_cpu_mem_usage (`bool`, *optional*, defaults to `False`):
+            Create empty adapter weights on the meta device (to be loaded afterwards).
+
+    Example:
+
+        ```py
+        >>> import s4eca_peft  # registers S4ECA with peft
+        >>> from peft import get_peft_model
+        >>> from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
+
+        >>> model = ReferringSegmentationModel(ReferringSegmentationConfig())
+        >>> model = get_peft_model(model, S4ECAConfig())
+        >>> model.print_trainable_parameters()
+        ```
+    """
+
+    prefix: str = "s4eca_"
+    tuner_layer_cls = S4ECALayer
+    # block classes adapted by default per `model_type` (S4ECA matches by class, see `targets.py`)
+    target_module_mapping = {k: list(v) for k, v in {**TEXT_BLOCK_CLASSES, **VISION_BLOCK_CLASSES}.items()}
+
+    # ------------------------------------------------------------------ injection
+
+    @property
+    def routing(self) -> S4ECARouting:
+        """The proxy routing shared by all S4ECA layers of this model."""
+        routing = self.__dict__.get("_s4eca_routing")
+        if routing is None:
+            routing = self.__dict__["_s4eca_routing"] = S4ECARouting()
+        return routing
+
+    def _prepare_adapter_config(self, peft_config: S4ECAConfig, model_config: dict) -> S4ECAConfig:
+        return peft_config  # targets need the model itself: resolved in `_prepare_model`
+
+    def _prepare_model(self, peft_config: S4ECAConfig, model: nn.Module) -> None:
+        """Resolve default targets, the proxy width and the head; validate them against `model`."""
+        text_spec, vision_spec = peft_config.text_target_modules, peft_config.vision_target_modules
+        text_default, vision_default = default_targets(model)
+        if not peft_config.uses_language:
+            text_default = []  # with both selections off nothing reads proxies: no text adapter
+        if text_spec is None and text_default:
+            text_spec = text_default
+        if vision_spec is None and vision_default:
+            vision_spec = vision_default
+        if text_spec is None and vision_spec is None:
+            raise ValueError(
+                f"Found no text encoder ({', '.join(TEXT_BLOCK_CLASSES)}) and no vision backbone "
+                f"({', '.join(VISION_BLOCK_CLASSES)}) in {type(model).__name__} to adapt by default. Set "
+                f"`text_target_modules` and `vision_target_modules` to blocks it has:\n{candidate_blocks(model)}"
+            )
+        text, _ = check_targets(model, text_spec, vision_spec)
+        peft_config.text_target_modules, peft_config.vision_target_modules = text_spec, vision_spec
+
+        widths = sorted({block_hidden_size(model.get_submodule(name)) for name in text})
+        if len(widths) > 1:
+            raise ValueError(f"The text target modules have different widths {widths}; target one text encoder.")
+        if widths and peft_config.text_hidden_size not in (None, widths[0]):
+            raise ValueError(
+                f"This adapter was made for text features of width {peft_config.text_hidden_size}, but the text "
+                f"encoder of this model has width {widths[0]} (shapes (batch, length, {peft_config.text_hidden_size}) "
+                f"vs (batch, length, {widths[0]})); load it into a base model with the same text encoder."
+            )
+        if widths:
+            peft_config.text_hidden_size = widths[0]
+        elif vision_spec is not None and peft_config.uses_language and peft_config.text_hidden_size is None:
+            raise ValueError(
+                "The model has no text blocks to adapt, so the width of the language proxies is unknown: set "
+                "`text_hidden_size` in S4ECAConfig and provide proxies with `model.set_language_proxies(...)`."
+            )
+        if peft_config.modules_to_save is None:
+            has_head = DEFAULT_HEAD_NAME in dict(model.named_modules())
+            peft_config.modules_to_save = [DEFAULT_HEAD_NAME] if has_head else []
+
+    def _check_target_module_exists(self, peft_config: S4ECAConfig, key: str) -> bool:
+        return matches(peft_config.text_target_modules, key) or matches(peft_config.vision_target_modules, key)
+
+    def _text_layer_count(self, adapter_name: str) -> int:
+        return sum(
+            isinstance(m, S4ECATextLayer) and adapter_name in m.s4eca_text_adapter for m in self.model.modules()
+        )
+
+    def _create_and_replace(
+        self,
+        peft_config: S4ECAConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: Any,
+    ) -> None:
+        role = "text" if matches(peft_config.text_target_modules, current_key) else "vision"
+        text_index = self._text_layer_count(adapter_name) if role == "text" else 0
+        if isinstance(target, S4ECALayer):
+            if target.role != role:
+                raise ValueError(f"{current_key!r} is a {target.role} block of another adapter, not a {role} block.")
+            target.update_layer(adapter_name, peft_config, text_index=text_index)
+            return
+        _, owner = owner_of(current_key, enclosing_pretrained_models(self.model))
+        if role == "text":
+            new_module = S4ECATextLayer(target, adapter_name, peft_config, self.routing, current_key, text_index)
+            if owner is not None and not has_hook(owner, AttentionMaskRecorder):
+                owner.register_forward_pre_hook(AttentionMaskRecorder(self.routing), with_kwargs=True)
+        else:
+            patch_size = getattr(getattr(owner, "config", None), "patch_size", None)
+            patch_size = patch_size if isinstance(patch_size, int) else None
+            new_module = S4ECAVisionLayer(target, adapter_name, peft_config, self.routing, current_key, patch_size)
+            if patch_size and not has_hook(owner, PixelShapeRecorder):
+                owner.register_forward_pre_hook(PixelShapeRecorder(self.routing), with_kwargs=True)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        # whole blocks have no `.weight` to rebind (the stock method reads it); adapters already follow the block
+        setattr(parent, child_name, new_module)
+
+    # ------------------------------------------------------------------ adapters
+
+    def _check_merge_allowed(self) -> None:
+        raise ValueError(
+            "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a "
+            "softmax scale selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep "
+            "the PeftModel for inference, or call `unload()` to get the unadapted base model back."
+        )
+
+    def _unload_and_optionally_merge(
+        self,
+        merge: bool = True,
+        progressbar: bool = False,
+        safe_merge: bool = False,
+        adapter_names: list[str] | None = None,
+    ) -> nn.Module:
+        if merge:
+            self._check_merge_allowed()
+        for module in self.model.modules():
+            if isinstance(module, S4ECALayer):
+                module.remove_hook()
+            remove_hooks(module, AttentionMaskRecorder)
+            remove_hooks(module, PixelShapeRecorder)
+        return super()._unload_and_optionally_merge(
+            merge=False, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names
+        )
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        self.routing.contexts.pop(adapter_name, None)
+
+    def _adapter_names(self, adapter_name: str | None) -> list[str]:
+        names = self.active_adapters if adapter_name is None else [adapter_name]
+        unknown = [name for name in names if name not in self.peft_config]
+        if unknown:
+            raise ValueError(f"Unknown adapter(s) {unknown}; this model has {sorted(self.peft_config)}.")
+        return names
+
+    # ------------------------------------------------------------------ proxies and selection maps
+
+    def set_language_proxies(self, proxies: torch.Tensor, adapter_name: str | None = None) -> None:
+        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read.
+
+        Normally the text adapter writes them during the text encoder's forward; use this for a bare vision
+        backbone. `adapter_name` defaults to the active adapter(s).
+        """
+        if not isinstance(proxies, torch.Tensor) or proxies.ndim != 3:
+            shape = tuple(proxies.shape) if isinstance(proxies, torch.Tensor) else type(proxies).__name__
+            raise ValueError(f"`proxies` must be a tensor of shape (batch, num_queries, text_dim), got {shape}.")
+        for name in self._adapter_names(adapter_name):
+            self.routing.context(name).proxies = proxies
+
+    def get_language_proxies(self, adapter_name: str | None = None) -> torch.Tensor | None:
+        """The latest language proxies `(batch, num_queries, text_dim)` of an adapter (default: the active one)."""
+        return self.routing.context(self._adapter_names(adapter_name)[0]).proxies
+
+    def record_selection_maps(self, enabled: bool = True, adapter_name: str | None = None) -> None:
+        """Make the vision adapters keep their last scale weights and spatial gates (see `get_selection_maps`)."""
+        for name in self._adapter_names(adapter_name):
+            context = self.routing.context(name)
+            context.record_selection_maps = enabled
+            if not enabled:
+                context.selection_maps = {}
+
+    def get_selection_maps(self, adapter_name: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """Layer name -> `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}` of the last
+        forward, for visualisation; empty unless `record_selection_maps()` was called."""
+        return dict(self.routing.context(self._adapter_names(adapter_name)[0]).selection_maps)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
+        """Checkpoint key of a model key: drop the adapter name after the S4ECA container, e.g.
+        `...blocks.0.s4eca_vision_adapter.default.down.weight` -> `...blocks.0.s4eca_vision_adapter.down.weight`
+        (the adapters are nested modules, which peft's one-level rule does not cover)."""
+        for container in (*S4ECATextLayer.adapter_layer_names, *S4ECAVisionLayer.adapter_layer_names):
+            marker = f"{container}.{adapter_name}."
+            if key.startswith(marker) or f".{marker}" in key:
+                return key.replace(marker, f"{container}.", 1)
+        return super()._remove_adapter_name_from_key(key, adapter_name)
+
+    @classmethod
+    def _remap_adapter_state_dict_for_load(
+        cls,
+        model: nn.Module,
+        config: S4ECAConfig,
+        adapter_name: str,
+        state_dict: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """Map checkpoint keys to the model, and refuse any partial load: an adapter made for backbones of other sizes
+        or depths raises an error that names the shapes, instead of loading only what fits."""
+        remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
+        model_state = model.state_dict()
+        mismatched = [
+            f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(model_state[key].shape)}"
+            for key, value in remapped.items()
+            if key in model_state and tuple(model_state[key].shape) != tuple(value.shape)
+        ]
+        if mismatched:
+            raise ValueError(
+                f"Adapter {adapter_name!r} was trained on backbones of other sizes than this model's; "
+                f"{len(mismatched)} tensors differ in shape:\n  " + "\n  ".join(mismatched[:8])
+            )
+        prefixes = _get_tuner_state_dict_key_prefixes(model, adapter_name=adapter_name)
+        expected = set(_filter_state_dict_by_key_prefixes(model_state, prefixes))
+        unexpected = sorted(k for k in remapped if f".{cls.prefix}" in k and k not in model_state)
+        missing = sorted(expected - set(remapped))
+        if unexpected or missing:
+            raise ValueError(
+                f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors have "
+                f"no place in the model (e.g. {unexpected[:3]}) and {len(missing)} adapter tensors are missing from "
+                f"the checkpoint (e.g. {missing[:3]}). Load it into a base model with the same backbones."
+            )
+        return remapped

@@ -1,0 +1,164 @@
+"""Which blocks S4ECA adapts: default targets per backbone `model_type`, matching, and helpful errors.
+
+Defaults are found structurally: every `PreTrainedModel` inside the model (or the model itself) is classified by its
+`config.model_type` with the two tables below, and the blocks of the listed classes inside it are targeted. A block
+belongs to its nearest enclosing `PreTrainedModel`, so the `CLIPEncoderLayer`s of a CLIP *vision* tower are never
+taken for text blocks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from torch import nn
+from transformers import PreTrainedModel
+
+VISION_BLOCK_CLASSES: dict[str, tuple[str, ...]] = {
+    "convnext": ("ConvNextLayer",),
+    "dinov2": ("Dinov2Layer",),
+    "dinov2_with_registers": ("Dinov2WithRegistersLayer",),
+    "resnet": ("ResNetBottleNeckLayer", "ResNetBasicLayer"),
+    "swin": ("SwinLayer",),
+    "vit": ("ViTLayer",),
+}
+"""Vision blocks adapted by default: every block of every stage (Swin-B: 24 `SwinLayer`s)."""
+
+TEXT_BLOCK_CLASSES: dict[str, tuple[str, ...]] = {
+    "bert": ("BertLayer",),  # MiniLM checkpoints are BERT
+    "clip_text_model": ("CLIPEncoderLayer",),
+    "roberta": ("RobertaLayer",),
+}
+"""Text blocks; by default only the last one of each text encoder gets the text adapter."""
+
+
+def enclosing_pretrained_models(model: nn.Module) -> dict[str, PreTrainedModel]:
+    """Every `PreTrainedModel` in `model` (the root included, as `""`), by module name."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, PreTrainedModel)}
+
+
+def owner_of(name: str, pretrained: dict[str, PreTrainedModel]) -> tuple[str, PreTrainedModel | None]:
+    """The nearest `PreTrainedModel` enclosing the module called `name` (the module itself excluded)."""
+    parts = name.split(".")
+    for depth in range(len(parts) - 1, -1, -1):
+        prefix = ".".join(parts[:depth])
+        if prefix in pretrained:
+            return prefix, pretrained[prefix]
+    return "", None
+
+
+def family_of(name: str, pretrained: dict[str, PreTrainedModel]) -> str | None:
+    """`"text"`, `"vision"` or `None`, from the `model_type` of the module's enclosing `PreTrainedModel`."""
+    _, owner = owner_of(name, pretrained)
+    model_type = getattr(getattr(owner, "config", None), "model_type", None)
+    if model_type in TEXT_BLOCK_CLASSES:
+        return "text"
+    if model_type in VISION_BLOCK_CLASSES:
+        return "vision"
+    return None
+
+
+def default_targets(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Default `(text, vision)` target names: the last text block per text encoder, every vision block."""
+    pretrained = enclosing_pretrained_models(model)
+    text_by_owner: dict[str, list[str]] = {}
+    vision: list[str] = []
+    for name, module in model.named_modules():
+        if not name or _inside_tuner_layer(name):
+            continue
+        owner_name, owner = owner_of(name, pretrained)
+        model_type = getattr(getattr(owner, "config", None), "model_type", None)
+        class_name = block_class_name(module)
+        if class_name in TEXT_BLOCK_CLASSES.get(model_type, ()):
+            text_by_owner.setdefault(owner_name, []).append(name)
+        elif class_name in VISION_BLOCK_CLASSES.get(model_type, ()):
+            vision.append(name)
+    text = [names[-1] for names in text_by_owner.values()]
+    return text, vision
+
+
+def block_class_name(module: nn.Module) -> str:
+    """Class name of a block, looking through a tuner layer that wraps it (when adding a second adapter)."""
+    get_base_layer = getattr(module, "get_base_layer", None)
+    return type(get_base_layer() if callable(get_base_layer) else module).__name__
+
+
+def _inside_tuner_layer(name: str) -> bool:
+    return name == "base_layer" or name.endswith(".base_layer") or ".base_layer." in name
+
+
+def matches(spec: list[str] | str | None, key: str) -> bool:
+    """peft's matching rule: a regex matches the full name; a list entry matches exactly or as a dotted suffix."""
+    if spec is None:
+        return False
+    if isinstance(spec, str):
+        return re.fullmatch(spec, key) is not None
+    return any(key == target or key.endswith("." + target) for target in spec)
+
+
+def candidate_blocks(model: nn.Module, limit: int = 6) -> str:
+    """A readable list of the blocks `model` has, grouped by class, for error messages."""
+    by_class: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if _inside_tuner_layer(name) or ".s4eca_" in name:
+            continue
+        class_name = block_class_name(module)
+        is_block = class_name.endswith(("Layer", "Block", "Stage"))
+        has_params = any(True for _ in module.parameters(recurse=False)) or len(module._modules) > 0
+        if name and has_params and (is_block or not isinstance(module, (nn.ModuleList, nn.Sequential))):
+            by_class.setdefault(class_name, []).append(name)
+    blocks = {k: v for k, v in by_class.items() if k.endswith(("Layer", "Block", "Stage"))} or by_class
+    lines = []
+    for class_name, names in sorted(blocks.items(), key=lambda item: -len(item[1]))[:12]:
+        shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+        lines.append(f"  {class_name} ({len(names)}): {shown}")
+    return "\n".join(lines)
+
+
+def check_targets(
+    model: nn.Module,
+    text_spec: list[str] | str | None,
+    vision_spec: list[str] | str | None,
+) -> tuple[list[str], list[str]]:
+    """Resolve both specs against `model`; raise a `ValueError` that lists the model's blocks when one matches nothing.
+
+    Also refuses a module targeted as both text and vision, a target nested in another target, and a target whose
+    enclosing backbone belongs to the other modality.
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    text = [name for name in names if matches(text_spec, name)]
+    vision = [name for name in names if matches(vision_spec, name)]
+    for field_name, spec, found in (("text", text_spec, text), ("vision", vision_spec, vision)):
+        unmatched = _unmatched_entries(spec, names)
+        if spec is not None and (not found or unmatched):
+            what = unmatched if unmatched else spec
+            raise ValueError(
+                f"`{field_name}_target_modules` entry {what!r} matches no module of {type(model).__name__}. "
+                f"Use full dotted names (or a regex on them) of blocks the model has:\n{candidate_blocks(model)}"
+            )
+    both = sorted(set(text) & set(vision))
+    if both:
+        raise ValueError(f"Modules {both[:4]} match both `text_target_modules` and `vision_target_modules`.")
+    chosen = sorted(text + vision)
+    for outer, inner in zip(chosen, chosen[1:]):
+        if inner.startswith(outer + "."):
+            raise ValueError(
+                f"Target {inner!r} lies inside target {outer!r}; S4ECA wraps whole blocks, target only one of them."
+            )
+    pretrained = enclosing_pretrained_models(model)
+    for role, found in (("text", text), ("vision", vision)):
+        for name in found:
+            family = family_of(name, pretrained)
+            if family is not None and family != role:
+                raise ValueError(
+                    f"{name!r} ({block_class_name(model.get_submodule(name))}) belongs to a {family} backbone but is "
+                    f"matched by `{role}_target_modules`; move it to `{family}_target_modules` or narrow the pattern."
+                )
+    return text, vision
+
+
+def _unmatched_entries(spec: list[str] | str | None, names: Iterable[str]) -> list[str]:
+    if spec is None or isinstance(spec, str):
+        return []
+    names = list(names)
+    return [target for target in spec if not any(matches([target], name) for name in names)]

@@ -1,0 +1,71 @@
+"""Text adapter: learnable queries distil *language proxies* from the word-level features.
+
+Paper: the text adapter "distils" a few language proxies from the expression early, so that every vision block can
+be grounded on them. Here `num_queries` learnable query vectors cross-attend (multi-head, in a bottleneck of width
+`text_bottleneck_size`) to the hidden states of the wrapped text block, padding masked, and give
+`(batch, num_queries, text_dim)` proxies. The text block's own output is returned unchanged: the proxies are a side
+output, so the text encoder's features (and the sentence feature the head uses) are never altered.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class TextProxyAdapter(nn.Module):
+    """Learnable queries -> multi-head cross-attention over words -> language proxies.
+
+    Args:
+        text_dim: hidden size of the text block (and of the proxies).
+        num_queries: number of learnable queries (proxies per expression).
+        bottleneck_size: width of the query/key/value projections.
+        num_heads: attention heads; must divide `bottleneck_size`.
+    """
+
+    def __init__(self, text_dim: int, num_queries: int, bottleneck_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.queries = nn.Parameter(torch.randn(num_queries, text_dim))  # unit scale, like DETR's query embeddings
+        self.q_proj = nn.Linear(text_dim, bottleneck_size)
+        self.k_proj = nn.Linear(text_dim, bottleneck_size, bias=False)  # a key bias cannot change the attention
+        self.v_proj = nn.Linear(text_dim, bottleneck_size)
+        self.out_proj = nn.Linear(bottleneck_size, text_dim)
+        self.norm = nn.LayerNorm(text_dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)
+
+    def forward(
+        self,
+        words: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        previous: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            words: word-level features `(batch, length, text_dim)`.
+            key_padding_mask: `(batch, length)` booleans, `True` for real words; `None` when all are real.
+            previous: proxies of an earlier text adapter in the same forward `(batch, num_queries, text_dim)`, which
+                this one refines; `None` for the first.
+
+        Returns:
+            Language proxies `(batch, num_queries, text_dim)`.
+        """
+        batch = words.shape[0]
+        queries = self.queries.unsqueeze(0).expand(batch, -1, -1)  # (batch, Q, text_dim)
+        if previous is not None:
+            queries = queries + previous
+        q = self._heads(self.q_proj(queries))  # (batch, heads, Q, d)
+        k = self._heads(self.k_proj(words))  # (batch, heads, L, d)
+        v = self._heads(self.v_proj(words))
+        attn_mask = None
+        if key_padding_mask is not None:
+            # a row without any real word would give NaNs: let it attend everywhere instead
+            key_padding_mask = key_padding_mask | ~key_padding_mask.any(-1, keepdim=True)
+            attn_mask = key_padding_mask[:, None, None, :]  # (batch, 1, 1, L), True = attend
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (batch, heads, Q, d)
+        attended = attended.transpose(1, 2).reshape(batch, queries.shape[1], -1)  # (batch, Q, bottleneck)
+        return self.norm(queries + self.out_proj(attended))

@@ -1,0 +1,85 @@
+"""Vision adapter: bottleneck -> multi-scale dense extractor -> scale selection -> spatial selection -> up.
+
+Paper: a light adapter after each vision block aligns the visual features with the expression. The block output is
+projected down to `r` (per-pixel linear map + GELU), expanded into multi-scale branches
+([`MultiScaleDenseExtractor`]), mixed per channel by [`LanguageGuidedScaleSelection`], gated per pixel by
+[`LanguageGuidedSpatialSelection`], and projected back to `C` by a per-pixel linear map that is zero-initialised, so
+the adapted model starts equal to the base model. The result is added residually by the tuner layer.
+
+The adapter works channels-last, `(batch, H, W, C)`: transformer blocks give exactly that layout as a view of their
+tokens, so the adapter adds no layout copies to them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dense_extractor import MultiScaleDenseExtractor
+from .scale_selection import LanguageGuidedScaleSelection, uniform_scale_selection
+from .spatial_selection import LanguageGuidedSpatialSelection
+
+
+class S4ECAVisionAdapter(nn.Module):
+    """The per-block S4ECA vision adapter.
+
+    Args:
+        channels: channels `C` of the wrapped block's output.
+        text_dim: width of the language proxies.
+        bottleneck_size: width `r`.
+        kernel_sizes, dilations: the extractor's branches.
+        scale_selection, spatial_selection: the two language-guided selections (switches for ablations).
+        init_weights: zero-initialise the up-projection.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        text_dim: int,
+        bottleneck_size: int,
+        kernel_sizes: list[int],
+        dilations: list[int],
+        scale_selection: bool = True,
+        spatial_selection: bool = True,
+        init_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        r = bottleneck_size
+        self.text_dim = text_dim
+        self.down = nn.Linear(channels, r)
+        self.act = nn.GELU()
+        self.extractor = MultiScaleDenseExtractor(r, kernel_sizes, dilations)
+        uses_language = scale_selection or spatial_selection
+        # proxies -> bottleneck space, shared by both selections; absent (not left untrained) when both are off
+        self.proxy_proj = nn.Linear(text_dim, r) if uses_language else None
+        self.scale_selection = LanguageGuidedScaleSelection(r, len(dilations)) if scale_selection else None
+        self.spatial_selection = LanguageGuidedSpatialSelection(r) if spatial_selection else None
+        self.up = nn.Linear(r, channels)
+        if init_weights:
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
+
+    def forward(
+        self, features: torch.Tensor, proxies: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """
+        Args:
+            features: block output, channels-last `(batch, H, W, C)`.
+            proxies: language proxies `(batch, num_queries, text_dim)` (unused when both selections are off).
+
+        Returns:
+            The residual update `(batch, H, W, C)` and the selection maps
+            `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}`.
+        """
+        x = self.act(self.down(features))  # (batch, H, W, r)
+        branches = self.extractor(x)  # n_branches x (batch, H, W, r)
+        projected = self.proxy_proj(proxies) if self.proxy_proj is not None else None  # (batch, Q, r)
+        if self.scale_selection is not None:
+            x, scale_weights = self.scale_selection(branches, projected)
+        else:
+            x, scale_weights = uniform_scale_selection(branches)
+        if self.spatial_selection is not None:
+            x, gate = self.spatial_selection(x, projected)
+        else:
+            gate = x.new_ones(*x.shape[:3], 1)
+        return self.up(x), {"scale_weights": scale_weights, "spatial_gate": gate.permute(0, 3, 1, 2)}
