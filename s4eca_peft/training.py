@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data_dir", default=None, help="Root folder of RRSIS-D or RefSegRS (layouts in docs/data.md).")
     data.add_argument("--image_size", type=int, default=None,
                       help="Square training side; 480 is the published protocol (default: 128 synthetic, 480 real).")
-    data.add_argument("--train_samples_per_epoch", type=int, default=4096,
+    data.add_argument("--train_samples_per_epoch", type=int, default=1024,
                       help="Synthetic only: fresh scenes drawn per epoch.")
     data.add_argument("--num_val_samples", type=int, default=256, help="Synthetic only: fixed validation scenes.")
     data.add_argument("--num_test_samples", type=int, default=256, help="Synthetic only: fixed test scenes.")

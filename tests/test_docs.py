@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "peft.md", "benchmarks.md",
+PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "method.md", "peft.md", "benchmarks.md",
          "reproduce.md", "architecture.md"]
 BLOCK = re.compile(r"(<!-- requires: (\w+) -->\s*)?```bash\n(.*?)```", re.S)
 SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_val_samples", "4",
@@ -37,7 +37,7 @@ def commands(text: str) -> list[str]:
 def shorten(command: str) -> str:
     words = shlex.split(command)
     is_training = "examples/train.py" in command or (words and words[0] == "s4eca-train")
-    command = command.replace("examples/", f"{REPO}/examples/")
+    command = command.replace("examples/", f"{REPO}/examples/").replace("benchmarks/", f"{REPO}/benchmarks/")
     if is_training and "--help" not in words:
         command += " " + " ".join(SHORTEN)
     return command
