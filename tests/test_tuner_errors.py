@@ -16,13 +16,6 @@ from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, 
 TINY = {"num_queries": 4, "text_bottleneck_size": 16, "text_num_heads": 2, "vision_bottleneck_size": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build(vision: str = "swin", text: str = "bert", vision_config=None) -> ReferringSegmentationModel:
     torch.manual_seed(0)

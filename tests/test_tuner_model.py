@@ -40,14 +40,6 @@ CASE_IDS = [f"{v}-{t}" + ("-" + "-".join(f"{k}={v}" for k, v in c.items()) if c 
 SOME_CASES = [CASES[0], CASES[4], CASES[6]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and do not slow down when other processes load the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def base_models() -> dict:

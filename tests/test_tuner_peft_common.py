@@ -235,13 +235,6 @@ def _select_tests(cls: type) -> type:
     return cls
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @_select_tests
 class TestS4ECAPeftCommon(upstream.TestPeftCustomModel):

@@ -38,13 +38,6 @@ BARE_VISION = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def features(output) -> torch.Tensor:
     return output.last_hidden_state
