@@ -68,3 +68,14 @@ def test_page_commands_run(page, workdir):
         result = subprocess.run(shorten(command), shell=True, cwd=workdir, env=env, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, f"{page}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+
+
+def test_architecture_module_map_is_true_of_the_package():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = text.split("```", 2)[1]
+    named = set(re.findall(r"(?<![/\w])([a-z_]+\.py)", block)) - {"__init__.py"}
+    package = REPO / "s4eca_peft"
+    files = {p.name for p in package.rglob("*.py") if p.name != "__init__.py" and "rrsis_iou" not in p.parts}
+    files -= {p.name for p in (package / "data").glob("*.py")} - named  # data/ is listed as a folder
+    assert named - files == set(), "the map names modules that do not exist"
+    assert files - named == set(), "modules missing from the map"

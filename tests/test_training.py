@@ -56,12 +56,13 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
     with mock.patch.object(HfApi, "create_repo") as create_repo, mock.patch.object(HfApi, "create_commit") as commit:
         create_repo.return_value = "https://huggingface.co/me/s4eca-test"
         commit.return_value = mock.Mock(commit_url="https://huggingface.co/me/s4eca-test/commit/abc")
-        results = main(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4",
-                                     "--push_to_hub", "--hub_model_id", "me/s4eca-test"))
+        results = main(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4", "--report_to",
+                                     "tensorboard", "--push_to_hub", "--hub_model_id", "me/s4eca-test"))
     for name in ["adapter_config.json", "adapter_model.safetensors", "eval_results.json", "README.md",
                  "s4eca_processor_config.json", "s4eca_base/config.json", "s4eca_base/model.safetensors",
                  "s4eca_metadata.json", "training_curves.png", "val_overlays.png"]:
         assert (output / name).is_file(), name
+    assert list((output / "logs").rglob("events.out.tfevents.*")), "no TensorBoard log"
     saved = json.loads((output / "eval_results.json").read_text())
     assert saved["val"]["split"] == "val" and saved["test"]["split"] == "test"
     assert saved["val"]["num_samples"] == 8 and saved["test"]["num_samples"] == 4
