@@ -123,6 +123,22 @@ def test_gradient_checkpointing_and_bf16_autocast():
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
 
 
+@pytest.mark.parametrize("vision", ["swin", "resnet"])
+def test_gradient_checkpointing_enabled_before_peft_wrapping(vision):
+    from peft import get_peft_model
+
+    from s4eca_peft import S4ECAConfig
+
+    model = build(vision, "bert")
+    model.gradient_checkpointing_enable()
+    peft_model = get_peft_model(model, S4ECAConfig(num_queries=4, text_bottleneck_size=16, vision_bottleneck_size=8))
+    peft_model.train()
+    batch = inputs()
+    peft_model(**batch, labels=labels_for(batch)).loss.backward()
+    grads = [p.grad for n, p in peft_model.named_parameters() if "s4eca_vision" in n and p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
 def test_training_the_head_changes_the_output():
     model = build("swin", "bert")
     batch = inputs()

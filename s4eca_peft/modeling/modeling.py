@@ -101,6 +101,28 @@ class ReferringSegmentationModel(PreTrainedModel):
         for module in (self.vision_model, self.text_model):
             module.requires_grad_(False)
 
+    def enable_input_require_grads(self) -> None:
+        """Make the encoders' input embeddings require grad (for gradient checkpointing with frozen encoders).
+
+        Unlike the generic version, this accepts embeddings that return tuples (Swin's patch embeddings do).
+        """
+
+        def make_outputs_require_grad(module, inputs, output):
+            for tensor in output if isinstance(output, tuple) else (output,):
+                if torch.is_tensor(tensor) and tensor.is_floating_point():
+                    tensor.requires_grad_(True)
+
+        embeddings = []
+        for module in (self.text_model, self.vision_model.backbone):
+            try:
+                layer = module.get_input_embeddings()
+            except NotImplementedError:  # e.g. ResNet: its first convolution sees only the frozen pixels
+                layer = getattr(module, "embedder", None)
+            if layer is not None and all(layer is not seen for seen in embeddings):
+                embeddings.append(layer)
+        self._require_grads_hooks = [layer.register_forward_hook(make_outputs_require_grad) for layer in embeddings]
+        self._require_grads_hook = self._require_grads_hooks[0]
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> ReferringSegmentationModel:
         """Load a saved model; the encoders are frozen again (loading replaces their parameters)."""
