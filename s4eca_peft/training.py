@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     train = parser.add_argument_group("optimisation")
     train.add_argument("--output_dir", default="outputs/s4eca", help="Where the best adapter and logs are written.")
-    train.add_argument("--num_train_epochs", type=int, default=4, help="Epochs (ignored if --max_train_steps).")
+    train.add_argument("--num_train_epochs", type=int, default=3, help="Epochs (ignored if --max_train_steps).")
     train.add_argument("--max_train_steps", type=int, default=None, help="Total optimizer steps; overrides epochs.")
     train.add_argument("--per_device_train_batch_size", type=int, default=16, help="Batch size per process.")
     train.add_argument("--per_device_eval_batch_size", type=int, default=32, help="Evaluation batch size per process.")
