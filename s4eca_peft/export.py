@@ -57,6 +57,38 @@ def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+ARCHITECTURE_FIELDS = (
+    "model_type", "depths", "embed_dim", "hidden_sizes", "hidden_size", "num_hidden_layers", "num_heads",
+    "num_attention_heads", "patch_size", "window_size", "layer_type", "vocab_size", "intermediate_size",
+)
+
+
+def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict[str, Any]]:
+    """The shape-defining fields of both encoders' configs (what an adapter depends on)."""
+    result = {}
+    for name in ("vision_config", "text_config"):
+        sub = getattr(config, name).to_dict()
+        result[name] = {key: sub[key] for key in ARCHITECTURE_FIELDS if key in sub}
+    return result
+
+
+class AdapterBackboneMismatchError(ValueError):
+    """The adapter's weights do not fit the base model rebuilt from the backbones recorded beside it."""
+
+
+def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegmentationConfig, source: str) -> None:
+    """Refuse a rebuilt base whose encoders differ from those the adapter was trained on (e.g. a deeper Swin)."""
+    actual = backbone_architecture(config)
+    for name, fields in recorded.items():
+        differing = {k: (v, actual.get(name, {}).get(k)) for k, v in fields.items() if actual.get(name, {}).get(k) != v}
+        if differing:
+            details = ", ".join(f"{k}: trained {a!r}, found {b!r}" for k, (a, b) in differing.items())
+            raise AdapterBackboneMismatchError(
+                f"The adapter in {source!r} (adapter_model.safetensors) does not fit the base model rebuilt from "
+                f"{BASE_DIR}/: it was trained on other backbones ({name}: {details})."
+            )
+
+
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
@@ -88,7 +120,11 @@ def save_for_inference(
         ships_weights = not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
-        metadata = {"image_size": processor.image_size, "base_weights_included": ships_weights}
+        metadata = {
+            "image_size": processor.image_size,
+            "base_weights_included": ships_weights,
+            "backbone_architecture": backbone_architecture(config),
+        }
         metadata.update(extra_metadata or {})
         _atomic_write_json(staging / METADATA_NAME, metadata)
         stale = output_dir / BASE_DIR / "model.safetensors"
@@ -195,11 +231,13 @@ def load_for_inference(
     root = _resolve(name_or_path, revision, cache_dir, token)
     check_adapter_files(root)
     hub_kwargs = {k: v for k, v in {"cache_dir": cache_dir, "token": token}.items() if v is not None}
-    base = load_base_model(root, **hub_kwargs)
-    model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
-    processor = ReferringSegmentationProcessor.from_pretrained(root)
     metadata_file = root / METADATA_NAME
     metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+    base = load_base_model(root, **hub_kwargs)
+    if "backbone_architecture" in metadata:
+        check_backbone_architecture(metadata["backbone_architecture"], base.config, str(name_or_path))
+    model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
+    processor = ReferringSegmentationProcessor.from_pretrained(root)
     model.to(device=device, dtype=dtype)
     model.eval()
     return model, processor, metadata

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .export import AdapterBackboneMismatchError
 from .modeling import ReferringSegmentationProcessor
 from .modeling.image_io import ImageInput, load_image
 from .visualization import overlay_mask
@@ -54,10 +55,6 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-
-
-class AdapterBackboneMismatchError(ValueError):
-    """The adapter's weights do not fit the base model rebuilt from the backbones recorded beside it."""
 
 
 @dataclass

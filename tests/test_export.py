@@ -1,0 +1,58 @@
+"""Adapter folders: what is saved, and refusing a base whose encoders differ from the trained ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import get_peft_model
+from tiny_configs import tiny_text_config, tiny_vision_config
+from transformers import BertModel, BertTokenizerFast, SwinConfig, SwinModel
+
+from s4eca_peft import (
+    ReferringSegmentationConfig,
+    ReferringSegmentationModel,
+    ReferringSegmentationProcessor,
+    S4ECAConfig,
+)
+from s4eca_peft.export import BASE_DIR, METADATA_NAME, load_for_inference, save_for_inference
+
+TINY = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8)
+
+
+@pytest.fixture()
+def adapter_from_folders(tmp_path, minilm_path):
+    """An adapter whose base records local backbone folders (so only their names are saved, plus weights)."""
+    torch.manual_seed(0)
+    SwinModel(tiny_vision_config("swin")).save_pretrained(tmp_path / "swin")
+    BertModel(tiny_text_config("bert"), add_pooling_layer=False).save_pretrained(tmp_path / "bert")
+    base = ReferringSegmentationModel.from_backbones(str(tmp_path / "swin"), str(tmp_path / "bert"), decoder_dim=16)
+    processor = ReferringSegmentationProcessor(BertTokenizerFast.from_pretrained(minilm_path), image_size=64)
+    model = get_peft_model(base, TINY)
+    save_for_inference(model, processor, tmp_path / "adapter")
+    return tmp_path
+
+
+def test_saved_layout_and_round_trip(adapter_from_folders):
+    adapter = adapter_from_folders / "adapter"
+    for name in ["adapter_config.json", "adapter_model.safetensors", METADATA_NAME, f"{BASE_DIR}/config.json",
+                 f"{BASE_DIR}/model.safetensors", "s4eca_processor_config.json"]:
+        assert (adapter / name).is_file(), name
+    assert not (adapter / "README.md").exists()  # PEFT's card is not kept: ours is written by the training run
+    metadata = json.loads((adapter / METADATA_NAME).read_text())
+    assert metadata["image_size"] == 64
+    assert metadata["backbone_architecture"]["vision_config"]["depths"] == [1, 1, 1, 1]
+    model, processor, _ = load_for_inference(adapter)
+    assert processor.image_size == 64 and not model.training
+
+
+def test_a_deeper_backbone_is_refused(adapter_from_folders):
+    adapter = adapter_from_folders / "adapter"
+    deeper = SwinConfig(**{**tiny_vision_config("swin").to_dict(), "depths": [1, 1, 2, 1]})
+    SwinModel(deeper).save_pretrained(adapter_from_folders / "swin")  # the recorded folder now holds a deeper Swin
+    (adapter / BASE_DIR / "model.safetensors").unlink()  # rebuild from the recorded backbone folders
+    config = ReferringSegmentationConfig.from_pretrained(adapter / BASE_DIR)
+    assert config.vision_name_or_path == str(adapter_from_folders / "swin")
+    with pytest.raises(ValueError, match=r"trained on other backbones \(vision_config: depths: trained \[1, 1, 1, 1\], found \[1, 1, 2, 1\]\)"):
+        load_for_inference(adapter)
