@@ -35,6 +35,7 @@ projections are left out."""
 METHODS = ["s4eca", "full", "lora", "head"]
 METHOD_LABELS = {
     "s4eca": "S4ECA (default config)",
+    "s4eca_gc": "S4ECA + gradient checkpointing",
     "full": "full fine-tuning",
     "lora": "LoRA (q,k,v of both encoders) + head",
     "head": "head only (frozen encoders)",

@@ -6,23 +6,24 @@ Swin-B (embed_dim 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32]) + BERT-base, 
 * trainable parameters and their share of the model;
 * bytes written by `save_pretrained` (adapters + head; the whole model for full fine-tuning; the head's
   safetensors file for head-only), against the full checkpoint;
-* peak memory of training: each method runs in its own fresh subprocess, and the peak resident set size of that
-  process (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is read after the training steps. It includes the Python and
-  torch runtime and the model's weights; the part above the RSS of the built model (before the first step) is
-  shown separately;
-* time of one training step (forward + backward + AdamW step), median over `repeats` steps after warm-up;
-* inference latency (batch 1, `no_grad`, eval mode), median over 10 calls after warm-up.
+* peak memory of training: each method runs in its own fresh subprocess; once the model and optimizer are built the
+  process's peak RSS is reset (``/proc/self/clear_refs``), and after the training steps it is read with
+  `resource.getrusage(RUSAGE_SELF).ru_maxrss`. It includes the Python and torch runtime and the model's weights;
+  the part above the RSS of the built model (gradients, optimizer state, activations) is shown separately;
+* time of one training step (forward + backward + AdamW step), median of the timed steps after a warm-up step;
+* inference latency (batch 1, `no_grad`, eval mode), median of the timed calls after a warm-up call.
 
-Ratios are against full fine-tuning measured in the same run. Swin needs the last stage's map (size / 32) to be at
-least one window: the window is 12 (as in the paper) where that holds, else size / 32 (7 at 224, as in Swin-B 224).
+S4ECA with gradient checkpointing of the encoder blocks is measured as an extra row. Ratios are against full
+fine-tuning measured in the same run. Swin needs the last stage's map (size / 32) to be at least one window: the
+window is 12 (as in the paper) where that holds, else size / 32 (7 at 224, as in Swin-B 224).
 
-    python benchmarks/efficiency.py            # reduced default (--quick): 224x224, 3 timed steps (~1.5 min)
-    python benchmarks/efficiency.py --full     # 224x224 and 480x480 (the paper's size), 5 timed steps
+    python benchmarks/efficiency.py          # reduced default (--quick): 224x224, 3 steps, 10 calls (~2 min)
+    python benchmarks/efficiency.py --full   # 224x224 and 480x480 (the paper's size), 2 rounds of 3 steps, 5 calls
     python benchmarks/efficiency.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # tiny models, seconds
 
-The table goes to the ``efficiency`` section of docs/benchmarks.md and the plot to
-docs/images/benchmark_efficiency.png (``--docs``/``--plot`` to write elsewhere; ``--smoke`` writes nothing unless
-they are given).
+The table goes to the ``efficiency`` (``efficiency-full``) section of docs/benchmarks.md and the plot to
+docs/images/benchmark_efficiency.png (benchmark_efficiency_full.png); ``--docs``/``--plot`` write elsewhere, and
+``--smoke`` writes neither unless they are given.
 """
 
 from __future__ import annotations
@@ -62,12 +63,15 @@ from common import (  # noqa: E402
 )
 
 MODES: dict[str, dict[str, Any]] = {
-    "smoke": {"image_sizes": [64], "warmup": 1, "repeats": 2, "latency_repeats": 2, "tiny": True},
-    "quick": {"image_sizes": [224], "warmup": 1, "repeats": 3, "latency_repeats": 10, "tiny": False},
-    "full": {"image_sizes": [224, 480], "warmup": 1, "repeats": 5, "latency_repeats": 10, "tiny": False},
+    "smoke": {"image_sizes": [64], "rounds": 1, "warmup": 1, "repeats": 2, "latency_repeats": 2, "tiny": True},
+    "quick": {"image_sizes": [224], "rounds": 1, "warmup": 1, "repeats": 3, "latency_repeats": 10, "tiny": False},
+    "full": {"image_sizes": [224, 480], "rounds": 2, "warmup": 1, "repeats": 3, "latency_repeats": 5, "tiny": False},
 }
 BATCH_SIZE = 2
 TEXT_LENGTH = 20
+METHODS_MEASURED = [*METHODS, "s4eca_gc"]
+"""The four compared methods, and S4ECA with gradient checkpointing (`s4eca-train --gradient_checkpointing`) as an
+extra row: the same adapters, encoder blocks recomputed in backward instead of keeping their activations."""
 AIM = {"peak_rss": 0.6, "step_s": 0.8}
 """The issue's aim for S4ECA against full fine-tuning: peak training memory <= 0.6x, step time <= 0.8x."""
 
@@ -105,6 +109,22 @@ def build_base(image_size: int, tiny: bool, seed: int = 0):
         text = BertConfig()
     torch.manual_seed(seed)
     return ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision, text_config=text))
+
+
+def enable_checkpointing(base) -> None:
+    """Gradient checkpointing of the encoder blocks while the encoders stay in eval mode (no dropout).
+
+    transformers checkpoints a block only when that block is in training mode, so `gradient_checkpointing_enable`
+    alone does nothing for encoders put in eval mode (as `set_training_mode` and `s4eca-train` do): the checkpointed
+    block classes are switched to training mode one by one, their dropout and drop-path modules are not.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for encoder in (base.vision_model, base.text_model):
+        for module in encoder.modules():
+            if isinstance(module, GradientCheckpointingLayer):
+                module.training = True
 
 
 def make_inputs(batch: int, image_size: int, vocab_size: int, seed: int = 0) -> dict:
@@ -148,7 +168,7 @@ def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> d
 
     base = build_base(args.image_size, args.tiny)
     lora_rank = lora_rank_for_budget(base, lora_budget) if method == "lora" else None
-    model = build_method(base, method, lora_rank=lora_rank)
+    model = build_method(base, "s4eca" if method == "s4eca_gc" else method, lora_rank=lora_rank)
     trainable = count_parameters(model, trainable_only=True)
     total = count_parameters(model)
     head = head_parameters(model)
@@ -159,6 +179,8 @@ def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> d
     peak_was_reset = reset_peak_rss()
 
     set_training_mode(model)
+    if method == "s4eca_gc":
+        enable_checkpointing(base)
     step_times, losses = [], []
     for step in range(args.warmup + args.repeats):
         start = time.perf_counter()
@@ -279,19 +301,27 @@ def results_table(results: list[dict[str, Any]]) -> str:
     return markdown_table(header, rows)
 
 
+def verdict(value: float, aim: float) -> str:
+    return "holds" if value <= aim else "does not hold"
+
+
 def aim_lines(results: list[dict[str, Any]]) -> list[str]:
     lines = []
     for size in sorted({r["image_size"] for r in results}):
-        s4eca = next(r for r in results if r["image_size"] == size and r["method"] == "s4eca")
-        full = next(r for r in results if r["image_size"] == size and r["method"] == "full")
-        memory = s4eca["peak_rss"] / full["peak_rss"]
-        step = s4eca["step_s"] / full["step_s"]
-        verdict = lambda value, aim: "holds" if value <= aim else "does not hold"  # noqa: E731
-        lines.append(
-            f"- {size} px: peak training memory {memory:.2f}x of full fine-tuning (aim <= {AIM['peak_rss']}x: "
-            f"{verdict(memory, AIM['peak_rss'])}); step time {step:.2f}x (aim <= {AIM['step_s']}x: "
-            f"{verdict(step, AIM['step_s'])})."
+        at_size = {r["method"]: r for r in results if r["image_size"] == size}
+        full = at_size["full"]
+        memory = at_size["s4eca"]["peak_rss"] / full["peak_rss"]
+        step = at_size["s4eca"]["step_s"] / full["step_s"]
+        line = (
+            f"- {size} px: S4ECA's peak training memory is {memory:.2f}x that of full fine-tuning (aim <= "
+            f"{AIM['peak_rss']}x: {verdict(memory, AIM['peak_rss'])}), its step time {step:.2f}x (aim <= "
+            f"{AIM['step_s']}x: {verdict(step, AIM['step_s'])})."
         )
+        if "s4eca_gc" in at_size:
+            gc = at_size["s4eca_gc"]
+            line += (f" With gradient checkpointing: {gc['peak_rss'] / full['peak_rss']:.2f}x the memory and "
+                     f"{gc['step_s'] / full['step_s']:.2f}x the step time.")
+        lines.append(line)
     return lines
 
 
@@ -307,8 +337,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ("trainable", "trainable\nparameters"), ("saved_bytes", "saved\nfile"), ("peak_rss", "peak RSS\n(training)"),
         ("step_s", "training\nstep"), ("latency_s", "inference\n(batch 1)"),
     ]
-    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
-    colours = {"s4eca": "#d62728", "full": "#7f7f7f", "lora": "#1f77b4", "head": "#2ca02c"}
+    methods = [m for m in METHODS_MEASURED if any(r["method"] == m for r in results)]
+    colours = {"s4eca": "#d62728", "full": "#7f7f7f", "lora": "#1f77b4", "head": "#2ca02c", "s4eca_gc": "#ff9896"}
     fig, axes = plt.subplots(1, len(sizes), figsize=(6.5 * len(sizes), 4.6), squeeze=False)
     width = 0.8 / len(methods)
     for ax, size in zip(axes[0], sizes):
@@ -341,6 +371,19 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One method's measurements from several rounds: medians over all timed steps and calls, the highest peak."""
+    merged = dict(runs[0])
+    merged["step_times"] = [t for run in runs for t in run["step_times"]]
+    merged["latencies"] = [t for run in runs for t in run["latencies"]]
+    merged["step_s"] = statistics.median(merged["step_times"])
+    merged["latency_s"] = statistics.median(merged["latencies"])
+    merged["peak_rss"] = max(run["peak_rss"] for run in runs)
+    merged["rss_built"] = min(run["rss_built"] for run in runs)
+    merged["rounds"] = len(runs)
+    return merged
+
+
 def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
     mode = "smoke" if args.smoke else "full" if args.full else "quick"
     config = dict(MODES[mode])
@@ -348,22 +391,30 @@ def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
         config["image_sizes"] = args.image_sizes
     if args.repeats:
         config["repeats"] = args.repeats
+    if args.rounds:
+        config["rounds"] = args.rounds
     started = time.time()
     info = machine_info(args.threads)
     load_before = load_average()
     results: list[dict[str, Any]] = []
     for size in config["image_sizes"]:
         if mode == "smoke":  # one process for all methods: seconds instead of one runtime start per method
-            results += run_worker(METHODS, size, config, args, None)
+            results += run_worker(METHODS_MEASURED, size, config, args, None)
             continue
+        rounds: dict[str, list[dict[str, Any]]] = {method: [] for method in METHODS_MEASURED}
         budget = None
-        for method in METHODS:  # s4eca first: LoRA's rank is matched to its adapter budget
-            (result,) = run_worker([method], size, config, args, budget)
-            if method == "s4eca":
-                budget = result["adapter"]
-            results.append(result)
-            print(f"{size} px {method}: step {result['step_s']:.2f} s, peak RSS {format_bytes(result['peak_rss'])}, "
-                  f"inference {1000 * result['latency_s']:.0f} ms", flush=True)
+        for round_index in range(config["rounds"]):
+            # s4eca first in the first round (LoRA's rank is matched to its adapter budget), then alternate the order
+            # so that a drift in the machine's load does not always hit the same methods
+            order = METHODS_MEASURED if round_index % 2 == 0 else METHODS_MEASURED[::-1]
+            for method in order:
+                (result,) = run_worker([method], size, config, args, budget)
+                if method == "s4eca":
+                    budget = result["adapter"]
+                rounds[method].append(result)
+                print(f"{size} px {method} (round {round_index + 1}): step {result['step_s']:.2f} s, peak RSS "
+                      f"{format_bytes(result['peak_rss'])}, inference {1000 * result['latency_s']:.0f} ms", flush=True)
+        results += [merge_rounds(rounds[method]) for method in METHODS_MEASURED]
     wall = time.time() - started
     command = "python benchmarks/efficiency.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
     table = results_table(results)
@@ -377,8 +428,10 @@ def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"Command: `{command}` ({wall / 60:.1f} min). Machine: {machine_line(info)}. The machine was shared with "
         f"other jobs (load average {load_before} before, {load_average()} after, over 1 / 5 / 15 min), so "
         "absolute times are noisy; compare the ratios, which come from the same run. Times are medians of "
-        f"{config['repeats']} training steps and {config['latency_repeats']} inference calls, each after "
-        f"{config['warmup']} warm-up.",
+        f"{config['repeats']} training steps and {config['latency_repeats']} inference calls per process, each "
+        f"after {config['warmup']} warm-up"
+        + (f", over {config['rounds']} rounds of one process per method, in alternating order." if config["rounds"] > 1
+           else "."),
         "",
         f"Swin-B + BERT-base from configs (random weights), batch {BATCH_SIZE}, {TEXT_LENGTH} tokens. S4ECA "
         f"adapters: {format_count(s4eca['adapter'])} parameters ({100 * s4eca['adapter'] / backbones:.2f} % of the "
@@ -419,11 +472,13 @@ def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--quick", action="store_true", help="Reduced default: 224x224, 3 timed steps.")
-    modes.add_argument("--full", action="store_true", help="224x224 and 480x480, 5 timed steps.")
+    modes.add_argument("--quick", action="store_true", help="Reduced default: 224x224, 3 timed steps, 10 calls.")
+    modes.add_argument("--full", action="store_true", help="224x224 and 480x480, 2 rounds of 3 steps and 5 calls.")
     modes.add_argument("--smoke", action="store_true", help="Tiny models, 2 steps, one process (for tests).")
     parser.add_argument("--image-sizes", type=int, nargs="+", default=None, help="Override the mode's sizes.")
     parser.add_argument("--repeats", type=int, default=None, help="Override the mode's timed repeats.")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="Override the mode's rounds (one process per method and round, alternating order).")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads per measured process (default 1: on a shared machine, several threads "
                              "stall whenever another job holds a core, and timings lose all meaning).")
@@ -432,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", default=None, help="Also write the raw measurements to this JSON file.")
     worker = parser.add_argument_group("worker (internal)")
     worker.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    worker.add_argument("--methods", nargs="+", default=METHODS, help=argparse.SUPPRESS)
+    worker.add_argument("--methods", nargs="+", default=METHODS_MEASURED, help=argparse.SUPPRESS)
     worker.add_argument("--image-size", type=int, default=224, help=argparse.SUPPRESS)
     worker.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
     worker.add_argument("--latency-repeats", type=int, default=10, help=argparse.SUPPRESS)

@@ -53,10 +53,11 @@ def test_benchmark_smoke_modes_write_tables_with_every_method(tmp_path):
         assert (tmp_path / f"benchmark_{name}.png").read_bytes()[:8] == PNG_MAGIC
 
     measured = {r["method"]: r for r in json.loads((tmp_path / "efficiency.json").read_text())["results"]}
-    assert sorted(measured) == sorted(METHODS)
+    assert sorted(measured) == sorted([*METHODS, "s4eca_gc"])
     assert measured["full"]["trainable"] == measured["full"]["total"]
     assert measured["head"]["trainable"] == measured["head"]["head"]
     assert 0 < measured["s4eca"]["trainable"] < measured["full"]["trainable"]
+    assert measured["s4eca_gc"]["trainable"] == measured["s4eca"]["trainable"]
     assert measured["lora"]["lora_rank"] >= 1
     for r in measured.values():
         assert r["step_s"] > 0 and r["latency_s"] > 0 and r["peak_rss"] > 0 and r["saved_bytes"] > 0
