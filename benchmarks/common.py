@@ -140,8 +140,7 @@ def set_training_mode(model: nn.Module) -> None:
     """Train mode for the whole model, the encoders in eval mode (no dropout), for every method alike."""
     model.train()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for name in ("vision_model", "text_model"):
-        getattr(base, name).eval()
+    base.encoders_eval()  # checkpointed blocks, if enabled, keep recomputing (as in `s4eca-train`)
 
 
 def saved_size_bytes(model: nn.Module, method: str, directory: str | os.PathLike) -> int:

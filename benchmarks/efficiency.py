@@ -112,19 +112,9 @@ def build_base(image_size: int, tiny: bool, seed: int = 0):
 
 
 def enable_checkpointing(base) -> None:
-    """Gradient checkpointing of the encoder blocks while the encoders stay in eval mode (no dropout).
-
-    transformers checkpoints a block only when that block is in training mode, so `gradient_checkpointing_enable`
-    alone does nothing for encoders put in eval mode (as `set_training_mode` and `s4eca-train` do): the checkpointed
-    block classes are switched to training mode one by one, their dropout and drop-path modules are not.
-    """
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
+    """Gradient checkpointing of the encoder blocks, as `s4eca-train --gradient_checkpointing` enables it; the
+    encoders stay in eval mode through `set_training_mode` (`ReferringSegmentationModel.encoders_eval`)."""
     base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    for encoder in (base.vision_model, base.text_model):
-        for module in encoder.modules():
-            if isinstance(module, GradientCheckpointingLayer):
-                module.training = True
 
 
 def make_inputs(batch: int, image_size: int, vocab_size: int, seed: int = 0) -> dict:
@@ -178,9 +168,9 @@ def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> d
     rss_built = current_rss_bytes()
     peak_was_reset = reset_peak_rss()
 
-    set_training_mode(model)
     if method == "s4eca_gc":
         enable_checkpointing(base)
+    set_training_mode(model)
     step_times, losses = [], []
     for step in range(args.warmup + args.repeats):
         start = time.perf_counter()

@@ -117,10 +117,28 @@ def _frozen_encoders_eval(model: torch.nn.Module) -> None:
     Their noise is not learned from, and it would make a resumed run differ from an uninterrupted one.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for name in ("vision_model", "text_model"):
-        encoder = getattr(base, name, None)
-        if encoder is not None:
-            encoder.eval()
+    base.encoders_eval()
+
+
+def training_statistics(args: argparse.Namespace, state: dict[str, Any], accelerator, wall_time: float) -> dict[str, Any]:
+    """Steps, samples, time spent training (data loading and optimizer steps; validation and checkpoint saves
+    excluded) and samples per second over all processes, the whole run's wall time, and on a GPU the peak memory
+    allocated by torch on this process (validation included)."""
+    samples = (state["completed_steps"] * args.per_device_train_batch_size * args.gradient_accumulation_steps
+               * accelerator.num_processes)
+    seconds = state["train_seconds"]
+    stats: dict[str, Any] = {
+        "train_steps": state["completed_steps"],
+        "train_samples": samples,
+        "train_runtime_s": round(seconds, 2),
+        "train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
+        "wall_time_s": round(wall_time, 2),
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+    if accelerator.device.type == "cuda":
+        stats["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**30, 2)
+    return stats
 
 
 def training_function(args: argparse.Namespace) -> dict[str, Any]:
@@ -201,7 +219,8 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(stale, ignore_errors=True)  # an interrupted save; the previous checkpoint is intact
     accelerator.wait_for_everyone()
 
-    state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "history": [], "losses": [], "best": None}
+    state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "history": [], "losses": [], "best": None,
+             "train_seconds": 0.0}
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
             found = list_checkpoints(checkpoint_root)
@@ -263,6 +282,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
         train_sampler.epoch = epoch
         skip = state["batches_in_epoch"]
         batches = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+        tick = time.perf_counter()  # training time: data loading and steps, not validation or checkpoint saves
         for batch in batches:
             with accelerator.accumulate(model):
                 outputs = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
@@ -284,6 +304,9 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             state["completed_steps"] += 1
             progress.update(1)
+            now = time.perf_counter()
+            state["train_seconds"] += now - tick
+            tick = now
             loss_value = accelerator.gather(loss.detach().float().reshape(1)).mean().item()
             state["losses"].append([state["completed_steps"], loss_value])
             if state["completed_steps"] % args.logging_steps == 0:
@@ -292,6 +315,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
                                 step=state["completed_steps"])
             if args.checkpointing_steps != "epoch" and state["completed_steps"] % int(args.checkpointing_steps) == 0:
                 save_checkpoint()
+                tick = time.perf_counter()
             if state["completed_steps"] >= args.max_train_steps:
                 break
         finished_epoch = state["batches_in_epoch"] >= len(train_dl)
@@ -317,8 +341,11 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
         set_peft_model_state_dict(peft_model, best_weights)
         results["test"] = {"split": "test", **evaluate_loop(model, eval_dls["test"], accelerator, desc="test")}
     wall_time = time.time() - started
+    train_results = training_statistics(args, state, accelerator, wall_time)
+    accelerator.print("training: " + ", ".join(f"{k} {v}" for k, v in train_results.items()))
     if accelerator.is_main_process:
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+        (output_dir / "train_results.json").write_text(json.dumps(train_results, indent=2))
         for split, metrics in results.items():
             accelerator.print(metrics_markdown_table({k: v for k, v in metrics.items() if k != "split"}, split))
         steps = [s for s, _ in state["losses"]]

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -68,3 +70,37 @@ def test_benchmark_smoke_modes_write_tables_with_every_method(tmp_path):
     for r in scored:
         assert r["steps"] == 2 and r["test"]["num_samples"] == r["val"]["num_samples"] == 4
         assert 0.0 <= r["test"]["mIoU"] <= 1.0 and math.isfinite(r["final_loss"])
+
+
+def test_gpu_epoch_cost_smoke_mode_measures_every_method_and_trains_end_to_end(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "gpu_epoch_cost.py"), "--smoke", "--end-to-end",
+               "--scaling-batch-sizes", "2", "--docs", str(tmp_path / "reproduce.md"), "--json",
+               str(tmp_path / "cost.json")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = json.loads((tmp_path / "cost.json").read_text())
+    measured = {r["method"]: r for r in output["results"]}
+    assert sorted(measured) == sorted(["s4eca", "s4eca_gc", "full", "lora", "head"])
+    assert measured["lora"]["adapter"] == pytest.approx(measured["s4eca"]["adapter"], rel=0.05)
+    assert all(r["step_s"] > 0 and r["eval_batch_s"] > 0 for r in measured.values())
+    assert [(r["method"], r["batch_size"]) for r in output["scaling"]] == [("s4eca", 2), ("full", 2), ("head", 2)]
+    assert output["end_to_end"]["train_steps"] == 4 and output["end_to_end"]["train_samples_per_second"] > 0
+    section = read_section(tmp_path / "reproduce.md", "gpu-epoch-cost")
+    assert "Command: `python benchmarks/gpu_epoch_cost.py --smoke --end-to-end --scaling-batch-sizes 2`" in section
+    for method in measured:
+        assert f"| {METHOD_LABELS[method]}" in section
+
+
+def test_reproduce_page_shows_what_the_gpu_script_prints_from_its_raw_figures(tmp_path):
+    """docs/reproduce.md's GPU figures are the script's rendering of the committed raw measurements."""
+    page = tmp_path / "reproduce.md"
+    page.write_text((REPO / "docs" / "reproduce.md").read_text())
+    raw = REPO / "benchmarks" / "results" / "gpu_epoch_cost_h200.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "gpu_epoch_cost.py"), "--from-json", str(raw), "--docs",
+               str(page)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert page.read_text() == (REPO / "docs" / "reproduce.md").read_text()
+    section = read_section(page, "gpu-epoch-cost")
+    assert "NVIDIA H200" in section and section in result.stdout

@@ -139,6 +139,36 @@ def test_gradient_checkpointing_enabled_before_peft_wrapping(vision):
     assert grads and all(g is not None for g in grads)
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_encoders_eval_keeps_checkpointed_blocks_recomputing(checkpointing):
+    """Frozen encoders in eval mode (as in training) still recompute their innermost blocks in backward when
+    gradient checkpointing is on, once each, and no dropout runs."""
+    from peft import get_peft_model
+    from transformers.models.bert.modeling_bert import BertLayer
+    from transformers.models.swin.modeling_swin import SwinLayer, SwinStage
+
+    from s4eca_peft import S4ECAConfig
+
+    model = build("swin", "bert")
+    peft_model = get_peft_model(model, S4ECAConfig(num_queries=4, text_bottleneck_size=16, vision_bottleneck_size=8))
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model.train()
+    model.encoders_eval()
+    # transformers checkpoints a layer's `forward` (hooks on the layer itself run once): count its attention's calls,
+    # in the last Swin layer (the first ones see only frozen inputs and need no backward)
+    calls = []
+    last_layer = [m for m in model.modules() if isinstance(m, SwinLayer)][-1]
+    last_layer.attention.register_forward_pre_hook(lambda *_: calls.append(1))
+    batch = inputs()
+    peft_model(**batch, labels=labels_for(batch)).loss.backward()
+    assert len(calls) == (2 if checkpointing else 1)  # recomputed once, not twice (the Swin stages are not)
+    training_blocks = {type(m) for m in model.modules() if isinstance(m, (SwinLayer, SwinStage, BertLayer)) and m.training}
+    assert training_blocks == ({SwinLayer, BertLayer} if checkpointing else set())
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    assert model.segmentation_head.training
+
+
 def test_training_the_head_changes_the_output():
     model = build("swin", "bert")
     batch = inputs()

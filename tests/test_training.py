@@ -68,6 +68,10 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
     assert saved["val"]["num_samples"] == 8 and saved["test"]["num_samples"] == 4
     assert results["val"]["oIoU"] == saved["val"]["oIoU"]
     assert json.loads((output / "s4eca_metadata.json").read_text())["image_size"] == 64
+    train_results = json.loads((output / "train_results.json").read_text())
+    assert train_results["train_steps"] == 4 and train_results["train_samples"] == 16
+    assert 0 < train_results["train_runtime_s"] < train_results["wall_time_s"]  # validation and saving excluded
+    assert train_results["train_samples_per_second"] == pytest.approx(16 / train_results["train_runtime_s"], rel=0.02)
     # adapter-only weights: no frozen backbone tensor in the adapter file
     keys = load_file(str(output / "adapter_model.safetensors")).keys()
     assert keys and all("s4eca_" in k or "segmentation_head" in k for k in keys)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .backbones import (
@@ -100,6 +101,22 @@ class ReferringSegmentationModel(PreTrainedModel):
         """``requires_grad=False`` on both encoders (no hidden ``no_grad``: adapters inside still train)."""
         for module in (self.vision_model, self.text_model):
             module.requires_grad_(False)
+
+    def encoders_eval(self) -> None:
+        """Eval mode for the frozen encoders (no dropout, attention dropout included); call after ``train()``.
+
+        transformers recomputes a block in backward only while that block is training, so with gradient
+        checkpointing enabled the innermost checkpointed blocks (Swin's and BERT's layers, not the Swin stages
+        around them, which would recompute twice) keep ``training=True`` on themselves alone; their dropout modules
+        and attention stay in eval mode.
+        """
+        for encoder in (self.vision_model, self.text_model):
+            encoder.eval()
+            for module in encoder.modules():
+                if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing and not any(
+                    isinstance(inner, GradientCheckpointingLayer) for inner in list(module.modules())[1:]
+                ):
+                    module.training = True
 
     def enable_input_require_grads(self) -> None:
         """Make the encoders' input embeddings require grad (for gradient checkpointing with frozen encoders).
