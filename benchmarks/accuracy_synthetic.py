@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     modes.add_argument("--full", action="store_true", help="128 px, 800 steps of batch 16.")
     modes.add_argument("--smoke", action="store_true", help="64 px, 2 steps of batch 4, 4 eval scenes (tests).")
     parser.add_argument("--steps", type=int, default=None, help="Override the mode's optimizer steps.")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help=f"Override the protocol's peak learning rate ({PROTOCOL['learning_rate']:g}), for every run.")
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS, help="Methods and ablations to run.")
     parser.add_argument("--jobs", type=int, default=None, help="Parallel run processes (default: 2; smoke: 1).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run process.")
@@ -296,6 +298,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     jobs = args.jobs or config.pop("jobs")
     config.pop("jobs", None)
     protocol = {**PROTOCOL, **config, "threads": args.threads}
+    if args.learning_rate:
+        protocol["learning_rate"] = args.learning_rate
     info = machine_info(args.threads)
     load_before = load_average()
     started = time.time()
@@ -306,6 +310,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     command = "python benchmarks/accuracy_synthetic.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
     if args.steps:
         command += f" --steps {args.steps}"
+    if args.learning_rate:
+        command += f" --learning-rate {args.learning_rate:g}"
     by_run = {r["run"]: r for r in results}
     verdict = []
     if {"s4eca", "head", "lora"} <= set(by_run):

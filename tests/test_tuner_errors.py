@@ -119,8 +119,28 @@ def test_loading_into_a_shallower_backbone_names_the_missing_blocks(tmp_path):
     path = _saved_adapter(
         tmp_path, build(vision_config=SwinConfig(**{**tiny_vision_config("swin").to_dict(), "depths": [2, 1, 1, 1]}))
     )
-    with pytest.raises(ValueError, match="matches no module"):
+    with pytest.raises(ValueError, match="vision encoder with 5 adapted blocks.*gives 4.*that this model lacks: "
+                       r"\['vision_model.backbone.swin.encoder.layers.0.blocks.1'\]"):
         PeftModel.from_pretrained(build(), path)
+
+
+def test_loading_into_a_deeper_backbone_names_the_extra_blocks(tmp_path, swin_bert):
+    path = _saved_adapter(tmp_path, copy.deepcopy(swin_bert))
+    deeper = build(vision_config=SwinConfig(**{**tiny_vision_config("swin").to_dict(), "depths": [1, 1, 2, 1]}))
+    with pytest.raises(ValueError, match=r"4 adapted blocks.*gives 5.*not trained for: "
+                       r"\['vision_model.backbone.swin.encoder.layers.2.blocks.1'\]"):
+        PeftModel.from_pretrained(deeper, path)
+
+
+def test_explicit_targets_load_into_a_deeper_backbone(tmp_path, swin_bert):
+    """Only targets chosen by default are tied to the depth; explicit ones adapt the named blocks wherever they are."""
+    first = "vision_model.backbone.swin.encoder.layers.0.blocks.0"
+    model = get_peft_model(copy.deepcopy(swin_bert), S4ECAConfig(**TINY, vision_target_modules=[first]))
+    assert model.peft_config["default"].targets_from_defaults == ["text"]
+    model.save_pretrained(tmp_path / "explicit")
+    deeper = build(vision_config=SwinConfig(**{**tiny_vision_config("swin").to_dict(), "depths": [1, 1, 2, 1]}))
+    loaded = PeftModel.from_pretrained(deeper, tmp_path / "explicit")
+    assert loaded.peft_config["default"].vision_target_modules == [first]
 
 
 def test_loading_into_a_text_encoder_of_other_width_names_both_widths(tmp_path, swin_bert):

@@ -75,6 +75,11 @@ class S4ECAConfig(PeftConfig):
             Modules trained fully and saved with the adapter, by full dotted name. Defaults to `None`: the
             `segmentation_head` of a `ReferringSegmentationModel` when the model has one, else nothing. Pass `[]` to
             train no head.
+        targets_from_defaults (`list[str]`, *optional*, defaults to `[]`):
+            Filled in when the adapter is created: which of `"text"` and `"vision"` had their targets chosen by
+            default. Loading the adapter checks that the same defaults on the new base model give the same blocks,
+            so a deeper (or shallower) backbone is refused, naming the blocks that differ, instead of running its
+            extra blocks unadapted. Explicitly named targets are not tied to the depth.
     """
 
     text_target_modules: list[str] | str | None = field(
@@ -136,6 +141,15 @@ class S4ECAConfig(PeftConfig):
             )
         },
     )
+    targets_from_defaults: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": (
+                "Set when the adapter is created: which of 'text' and 'vision' had their targets chosen by default. "
+                "Loading checks that those defaults give the same blocks on the new base (no deeper backbone)."
+            )
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -157,6 +171,9 @@ class S4ECAConfig(PeftConfig):
                 f"`text_num_heads` ({self.text_num_heads}) must divide `text_bottleneck_size` "
                 f"({self.text_bottleneck_size}); e.g. use text_num_heads=1 or a multiple of it as the size."
             )
+        self.targets_from_defaults = sorted(self.targets_from_defaults or [])
+        if not set(self.targets_from_defaults) <= {"text", "vision"}:
+            raise ValueError(f"`targets_from_defaults` may hold 'text' and 'vision', got {self.targets_from_defaults}.")
         self.extractor_kernel_sizes = list(self.extractor_kernel_sizes)
         self.extractor_dilations = list(self.extractor_dilations)
         if not self.extractor_kernel_sizes or len(self.extractor_kernel_sizes) != len(self.extractor_dilations):

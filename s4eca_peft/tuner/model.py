@@ -19,6 +19,7 @@ from .targets import (
     TEXT_BLOCK_CLASSES,
     VISION_BLOCK_CLASSES,
     candidate_blocks,
+    check_default_targets_unchanged,
     check_targets,
     default_targets,
     enclosing_pretrained_models,
@@ -83,10 +84,14 @@ class S4ECAModel(BaseTuner):
         text_default, vision_default = default_targets(model)
         if not peft_config.uses_language:
             text_default = []  # with both selections off nothing reads proxies: no text adapter
+        defaults = {"text": text_default, "vision": vision_default}
+        check_default_targets_unchanged(peft_config, defaults, text_spec, vision_spec)
         if text_spec is None and text_default:
             text_spec = text_default
+            peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, "text"})
         if vision_spec is None and vision_default:
             vision_spec = vision_default
+            peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, "vision"})
         if text_spec is None and vision_spec is None:
             raise ValueError(
                 f"Found no text encoder ({', '.join(TEXT_BLOCK_CLASSES)}) and no vision backbone "

@@ -115,6 +115,32 @@ def candidate_blocks(model: nn.Module, limit: int = 6) -> str:
     return "\n".join(lines)
 
 
+def check_default_targets_unchanged(
+    config, defaults: dict[str, list[str]], text_spec: list[str] | str | None, vision_spec: list[str] | str | None
+) -> None:
+    """For a saved adapter whose targets were the defaults of the model it was made on, refuse a base model whose
+    defaults differ (a deeper backbone whose extra blocks would silently run unadapted, or a shallower one)."""
+    specs = {"text": text_spec, "vision": vision_spec}
+    for role in config.targets_from_defaults:
+        recorded = specs[role]
+        if recorded is None or isinstance(recorded, str):
+            continue
+        extra = sorted(set(defaults[role]) - set(recorded))
+        missing = sorted(set(recorded) - set(defaults[role]))
+        if extra or missing:
+            found = "; ".join(
+                part for part in (
+                    f"blocks this model has that the adapter was not trained for: {extra[:4]}" if extra else "",
+                    f"blocks of the adapter that this model lacks: {missing[:4]}" if missing else "",
+                ) if part
+            )
+            raise ValueError(
+                f"This adapter was made on a {role} encoder with {len(recorded)} adapted blocks (the defaults of that "
+                f"model), but this base model's {role} encoder gives {len(defaults[role])}: {found}. Load it into a "
+                "base model with the same encoder depth (the one named in the adapter's base model config)."
+            )
+
+
 def check_targets(
     model: nn.Module,
     text_spec: list[str] | str | None,
