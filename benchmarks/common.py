@@ -42,6 +42,7 @@ METHOD_LABELS = {
     "s4eca_no_scale": "S4ECA, no scale selection",
     "s4eca_no_spatial": "S4ECA, no spatial selection",
     "s4eca_no_queries": "S4ECA, no text queries (sentence proxy)",
+    "s4eca_no_feedback": "S4ECA, no text feedback (proxies only)",
 }
 
 PAGE_HEADER = """# Benchmarks

@@ -42,11 +42,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     s4eca = parser.add_argument_group("S4ECA adapters")
     s4eca.add_argument("--num_queries", type=int, default=16, help="Learnable queries = language proxies.")
     s4eca.add_argument("--text_bottleneck_size", type=int, default=128, help="Text adapter attention width.")
-    s4eca.add_argument("--vision_bottleneck_size", type=int, default=84, help="Vision adapter width r.")
+    s4eca.add_argument("--vision_bottleneck_size", type=int, default=82, help="Vision adapter width r.")
     s4eca.add_argument("--extractor_dilations", type=int, nargs="+", default=[1, 2, 3],
                        help="Dilations of the multi-scale dense extractor's 3x3 branches.")
     s4eca.add_argument("--no_scale_selection", action="store_true", help="Ablation: average the branches.")
     s4eca.add_argument("--no_spatial_selection", action="store_true", help="Ablation: no spatial gate.")
+    s4eca.add_argument("--no_text_feedback", action="store_true",
+                       help="Ablation: the text adapter only writes proxies; the text features stay frozen.")
     s4eca.add_argument("--text_target_modules", default=None, help="Regex of text blocks (default per model_type).")
     s4eca.add_argument("--vision_target_modules", default=None, help="Regex of vision blocks (default per model_type).")
 
@@ -62,6 +64,7 @@ def build_s4eca_config(args: argparse.Namespace):
         extractor_dilations=list(args.extractor_dilations),
         scale_selection=not args.no_scale_selection,
         spatial_selection=not args.no_spatial_selection,
+        text_feedback=not args.no_text_feedback,
         text_target_modules=args.text_target_modules,
         vision_target_modules=args.vision_target_modules,
     )

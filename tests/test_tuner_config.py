@@ -26,7 +26,7 @@ def test_defaults():
     config = S4ECAConfig()
     assert config.peft_type == "S4ECA" and config.peft_type is S4ECAPeftType.S4ECA
     assert (config.text_target_modules, config.vision_target_modules, config.modules_to_save) == (None, None, None)
-    assert (config.num_queries, config.text_bottleneck_size, config.vision_bottleneck_size) == (16, 128, 84)
+    assert (config.num_queries, config.text_bottleneck_size, config.vision_bottleneck_size) == (16, 128, 82)
     assert (config.extractor_kernel_sizes, config.extractor_dilations) == ([3, 3, 3], [1, 2, 3])
     assert config.scale_selection and config.spatial_selection and config.init_weights
     assert config.target_modules is None  # two kinds of targets instead

@@ -102,10 +102,15 @@ def test_adapters_change_the_features_the_head_consumes(build, vision, text, cas
     reference = run(base, inputs)
     model = get_peft_model(base, s4eca(case, init_weights=False)).eval()
     out = run(model, inputs)
-    # every vision feature map the head consumes moves; the text features are never touched
+    # every vision feature map the head consumes moves; the text features move through the feedback (default) only
     for level, (new, old) in enumerate(zip(out.vision_features, reference.vision_features)):
         assert (new - old).abs().max() > 1e-5, f"vision feature {level} unchanged"
-    torch.testing.assert_close(out.text_hidden_states, reference.text_hidden_states, rtol=0, atol=0)
+    uses_language = case.get("scale_selection", True) or case.get("spatial_selection", True)
+    if uses_language:
+        assert (out.text_hidden_states - reference.text_hidden_states).abs().max() > 1e-5
+        assert (out.sentence_embedding - reference.sentence_embedding).abs().max() > 1e-5
+    else:
+        torch.testing.assert_close(out.text_hidden_states, reference.text_hidden_states, rtol=0, atol=0)
     assert not torch.allclose(out.logits, reference.logits)
     if case.get("scale_selection", True) or case.get("spatial_selection", True):
         # the text adapter reaches the head through the proxies that steer the vision adapters
@@ -115,6 +120,28 @@ def test_adapters_change_the_features_the_head_consumes(build, vision, text, cas
                     module.s4eca_text_adapter["default"].queries.add_(1.0)
         moved = run(model, inputs)
         assert all((a - b).abs().max() > 1e-6 for a, b in zip(moved.vision_features, out.vision_features))
+
+
+def test_without_feedback_the_text_features_are_never_touched(build):
+    base = build("swin", "bert")
+    inputs = make_inputs()
+    reference = run(base, inputs)
+    model = get_peft_model(base, s4eca({}, init_weights=False, text_feedback=False)).eval()
+    out = run(model, inputs)
+    torch.testing.assert_close(out.text_hidden_states, reference.text_hidden_states, rtol=0, atol=0)
+    assert not any("feedback" in name for name, _ in model.named_parameters())
+    assert all((a - b).abs().max() > 1e-5 for a, b in zip(out.vision_features, reference.vision_features))
+
+
+def test_feedback_adds_the_same_update_to_every_real_word(build):
+    base = build("swin", "bert")
+    inputs = make_inputs()
+    reference = run(base, inputs)
+    model = get_peft_model(base, s4eca({}, init_weights=False)).eval()
+    out = run(model, inputs)
+    shift = out.text_hidden_states - reference.text_hidden_states  # the adapter sits on the last text block
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+    assert shift.abs().max() > 1e-5
 
 
 @pytest.mark.parametrize("vision, text, case", CASES, ids=CASE_IDS)

@@ -52,7 +52,7 @@ class S4ECAConfig(PeftConfig):
             Width of the text adapter's cross-attention between the queries and the words.
         text_num_heads (`int`, *optional*, defaults to `4`):
             Attention heads of that cross-attention; must divide `text_bottleneck_size`.
-        vision_bottleneck_size (`int`, *optional*, defaults to `84`):
+        vision_bottleneck_size (`int`, *optional*, defaults to `82`):
             Width `r` of every vision adapter (down-projection C -> r, extractor and selections at r, up-projection
             r -> C). With the other defaults, S4ECA trains 2.4 % of Swin-B + BERT-base, as in the paper.
         extractor_kernel_sizes (`list[int]`, *optional*, defaults to `[3, 3, 3]`):
@@ -64,13 +64,18 @@ class S4ECAConfig(PeftConfig):
         spatial_selection (`bool`, *optional*, defaults to `True`):
             Language-guided spatial selection. `False` (ablation) applies no spatial gate. With both selections off
             nothing reads the language proxies, and no text adapter is built.
+        text_feedback (`bool`, *optional*, defaults to `True`):
+            The text adapter also feeds its proxies back into the word features of its block (their mean through a
+            `text_dim -> text_bottleneck_size -> text_dim` bottleneck whose up-projection is zero-initialised), so
+            that the text features after it, and the sentence feature the head reads, adapt as well. `False` leaves
+            the text encoder's features unchanged: the proxies then reach the vision adapters only.
         text_hidden_size (`Optional[int]`):
             Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks. Required
             only when the model has no text encoder (a bare vision backbone, with proxies set through
             `S4ECAModel.set_language_proxies`).
         init_weights (`bool`, *optional*, defaults to `True`):
-            Zero-initialise the vision adapters' up-projections, so that the adapted model starts equal to the base
-            model. `False` gives them a random initialisation (for tests).
+            Zero-initialise the up-projections of the vision adapters and of the text feedback, so that the adapted
+            model starts equal to the base model. `False` gives them a random initialisation (for tests).
         modules_to_save (`Optional[list[str]]`):
             Modules trained fully and saved with the adapter, by full dotted name. Defaults to `None`: the
             `segmentation_head` of a `ReferringSegmentationModel` when the model has one, else nothing. Pass `[]` to
@@ -108,7 +113,7 @@ class S4ECAConfig(PeftConfig):
         default=4, metadata={"help": "Heads of the text adapter's cross-attention; must divide text_bottleneck_size."}
     )
     vision_bottleneck_size: int = field(
-        default=84, metadata={"help": "Width r of every vision adapter (C -> r -> C); 84 gives 2.4 % at Swin-B+BERT."}
+        default=82, metadata={"help": "Width r of every vision adapter (C -> r -> C); 82 gives 2.4 % at Swin-B+BERT."}
     )
     extractor_kernel_sizes: list[int] = field(
         default_factory=lambda: [3, 3, 3],
@@ -124,13 +129,17 @@ class S4ECAConfig(PeftConfig):
     spatial_selection: bool = field(
         default=True, metadata={"help": "Language-guided spatial selection; False applies no gate (ablation)."}
     )
+    text_feedback: bool = field(
+        default=True,
+        metadata={"help": "Feed the proxies back into the word features (zero-initialised); False: proxies only."},
+    )
     text_hidden_size: int | None = field(
         default=None,
         metadata={"help": "Width of the language proxies; None infers it from the text blocks (needed without one)."},
     )
     init_weights: bool = field(
         default=True,
-        metadata={"help": "Zero-initialise the vision up-projections so the adapted model starts equal to the base."},
+        metadata={"help": "Zero-initialise the up-projections (vision, text feedback): the model starts as the base."},
     )
     modules_to_save: list[str] | None = field(
         default=None,
@@ -163,7 +172,7 @@ class S4ECAConfig(PeftConfig):
         _check_positive_int("num_queries", self.num_queries, 16)
         _check_positive_int("text_bottleneck_size", self.text_bottleneck_size, 128)
         _check_positive_int("text_num_heads", self.text_num_heads, 4)
-        _check_positive_int("vision_bottleneck_size", self.vision_bottleneck_size, 84)
+        _check_positive_int("vision_bottleneck_size", self.vision_bottleneck_size, 82)
         if self.text_hidden_size is not None:
             _check_positive_int("text_hidden_size", self.text_hidden_size, 768)
         if self.text_bottleneck_size % self.text_num_heads:

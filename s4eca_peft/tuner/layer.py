@@ -109,7 +109,7 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
 
 
 class S4ECATextLayer(S4ECALayer):
-    """A text block with text adapters that write language proxies; the block's output is returned unchanged."""
+    """A text block with text adapters that write language proxies and, with feedback, update its word features."""
 
     role = "text"
     adapter_layer_names = ("s4eca_text_adapter",)
@@ -132,7 +132,8 @@ class S4ECATextLayer(S4ECALayer):
 
     def update_layer(self, adapter_name: str, config: S4ECAConfig, text_index: int = 0, **kwargs: Any) -> None:
         self.s4eca_text_adapter[adapter_name] = TextProxyAdapter(
-            self.in_features, config.num_queries, config.text_bottleneck_size, config.text_num_heads
+            self.in_features, config.num_queries, config.text_bottleneck_size, config.text_num_heads,
+            feedback=config.text_feedback, init_weights=config.init_weights,
         )
         self.s4eca_text_index[adapter_name] = text_index
         self._move_adapter_to_device_of_base_layer(adapter_name)
@@ -160,6 +161,7 @@ class S4ECATextLayer(S4ECALayer):
         if not adapters or not isinstance(words, torch.Tensor) or words.ndim != 3:
             return None
         padding = self._key_padding_mask(words, args, kwargs)
+        updates = []
         for name in adapters:
             adapter = self.s4eca_text_adapter[name]
             context = self.routing.context(name)
@@ -168,8 +170,15 @@ class S4ECATextLayer(S4ECALayer):
                 previous = None
             dtype = adapter.q_proj.weight.dtype
             previous = previous.to(dtype) if previous is not None else None
-            context.proxies = adapter(words.to(dtype), padding, previous)  # (batch, num_queries, text_dim)
-        return None  # the text features themselves are left unchanged
+            # proxies (batch, num_queries, text_dim); update (batch, 1, text_dim) or None without feedback
+            context.proxies, update = adapter(words.to(dtype), padding, previous, return_feedback=True)
+            if update is not None:
+                updates.append(update)
+        if not updates:
+            return None  # the text features themselves are left unchanged
+        for update in updates:  # the words after this block adapt too (zero update at initialisation)
+            words = words + update.to(words.dtype)
+        return (words, *output[1:]) if isinstance(output, tuple) else words
 
 
 class S4ECAVisionLayer(S4ECALayer):

@@ -3,8 +3,14 @@
 Paper: the text adapter "distils" a few language proxies from the expression early, so that every vision block can
 be grounded on them. Here `num_queries` learnable query vectors cross-attend (multi-head, in a bottleneck of width
 `text_bottleneck_size`) to the hidden states of the wrapped text block, padding masked, and give
-`(batch, num_queries, text_dim)` proxies. The text block's own output is returned unchanged: the proxies are a side
-output, so the text encoder's features (and the sentence feature the head uses) are never altered.
+`(batch, num_queries, text_dim)` proxies.
+
+With feedback (`S4ECAConfig.text_feedback`, on by default) what the queries gathered also flows back into the
+language side: the cross-attention output (width `bottleneck_size`), averaged over the queries, is projected to
+`text_dim` by a zero-initialised linear map and added to every word feature of the wrapped block, so the features
+after it, and the sentence feature the segmentation head is conditioned on, adapt to the task too. Without it the text encoder's
+features are never altered and the proxies only reach the vision adapters; on the synthetic benchmark that leaves the
+head conditioned on a frozen sentence feature (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,9 +28,19 @@ class TextProxyAdapter(nn.Module):
         num_queries: number of learnable queries (proxies per expression).
         bottleneck_size: width of the query/key/value projections.
         num_heads: attention heads; must divide `bottleneck_size`.
+        feedback: also build the feedback projection (``forward(..., return_feedback=True)``).
+        init_weights: zero-initialise the feedback projection, so that the words start unchanged.
     """
 
-    def __init__(self, text_dim: int, num_queries: int, bottleneck_size: int, num_heads: int) -> None:
+    def __init__(
+        self,
+        text_dim: int,
+        num_queries: int,
+        bottleneck_size: int,
+        num_heads: int,
+        feedback: bool = True,
+        init_weights: bool = True,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.queries = nn.Parameter(torch.randn(num_queries, text_dim))  # unit scale, like DETR's query embeddings
@@ -33,6 +49,10 @@ class TextProxyAdapter(nn.Module):
         self.v_proj = nn.Linear(text_dim, bottleneck_size)
         self.out_proj = nn.Linear(bottleneck_size, text_dim)
         self.norm = nn.LayerNorm(text_dim)
+        self.feedback = nn.Linear(bottleneck_size, text_dim) if feedback else None
+        if self.feedback is not None and init_weights:
+            nn.init.zeros_(self.feedback.weight)
+            nn.init.zeros_(self.feedback.bias)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
@@ -43,7 +63,8 @@ class TextProxyAdapter(nn.Module):
         words: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         previous: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        return_feedback: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """
         Args:
             words: word-level features `(batch, length, text_dim)`.
@@ -51,8 +72,10 @@ class TextProxyAdapter(nn.Module):
             previous: proxies of an earlier text adapter in the same forward `(batch, num_queries, text_dim)`, which
                 this one refines; `None` for the first.
 
+            return_feedback: also return the update for the words, `(batch, 1, text_dim)` (`None` without feedback).
+
         Returns:
-            Language proxies `(batch, num_queries, text_dim)`.
+            Language proxies `(batch, num_queries, text_dim)`, and the words' update with `return_feedback`.
         """
         batch = words.shape[0]
         queries = self.queries.unsqueeze(0).expand(batch, -1, -1)  # (batch, Q, text_dim)
@@ -68,4 +91,8 @@ class TextProxyAdapter(nn.Module):
             attn_mask = key_padding_mask[:, None, None, :]  # (batch, 1, 1, L), True = attend
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (batch, heads, Q, d)
         attended = attended.transpose(1, 2).reshape(batch, queries.shape[1], -1)  # (batch, Q, bottleneck)
-        return self.norm(queries + self.out_proj(attended))
+        proxies = self.norm(queries + self.out_proj(attended))
+        if not return_feedback:
+            return proxies
+        update = self.feedback(attended.mean(1)).unsqueeze(1) if self.feedback is not None else None
+        return proxies, update
