@@ -14,7 +14,12 @@ Two measurements, on one CUDA GPU:
   BERT-base folders written by this script (BERT-base over the synthetic scenes' word vocabulary), 8 data workers:
   its ``train_results.json`` gives samples per second with data loading included, and the peak GPU memory.
 
-    python benchmarks/gpu_epoch_cost.py --end-to-end   # needs a CUDA GPU; ~3 min on an H200
+``--profile`` adds, for S4ECA and full fine-tuning, the share of a step the GPU is busy, kernels per step and the
+operators with the most GPU time; ``--scaling-batch-sizes 16 32`` trains S4ECA, full fine-tuning and head-only at
+larger batches too.
+
+    python benchmarks/gpu_epoch_cost.py --end-to-end --profile   # needs a CUDA GPU; ~3 min on an H200
+    python benchmarks/gpu_epoch_cost.py --from-json benchmarks/results/gpu_epoch_cost_h200.json   # re-render
     python benchmarks/gpu_epoch_cost.py --smoke --docs /tmp/r.md   # tiny models, CPU or GPU, seconds (tests)
 
 The result goes to the ``gpu-epoch-cost`` section of docs/reproduce.md (``--docs`` writes elsewhere; ``--smoke``
