@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -271,6 +272,17 @@ class S4ECAModel(BaseTuner):
         expected = set(_filter_state_dict_by_key_prefixes(model_state, prefixes))
         unexpected = sorted(k for k in remapped if f".{cls.prefix}" in k and k not in model_state)
         missing = sorted(expected - set(remapped))
+        feedback = [key for key in missing if ".s4eca_text_adapter." in key and key.rsplit(".", 2)[-2] == "feedback"]
+        if feedback and len(feedback) == len(missing) and not unexpected:
+            # saved before the text feedback existed: a zero feedback reproduces that adapter exactly
+            warnings.warn(
+                f"Adapter {adapter_name!r} has no text feedback weights (it was saved before `text_feedback` "
+                "existed); they are set to zero, which reproduces it exactly. Set `\"text_feedback\": false` in its "
+                "adapter_config.json to build it without them.",
+                stacklevel=2,
+            )
+            remapped = {**remapped, **{key: torch.zeros_like(model_state[key]) for key in feedback}}
+            missing = []
         if unexpected or missing:
             raise ValueError(
                 f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors have "
