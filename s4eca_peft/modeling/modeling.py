@@ -114,7 +114,7 @@ class ReferringSegmentationModel(PreTrainedModel):
             encoder.eval()
             for module in encoder.modules():
                 if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing and not any(
-                    isinstance(inner, GradientCheckpointingLayer) for inner in list(module.modules())[1:]
+                    isinstance(inner, GradientCheckpointingLayer) and inner is not module for inner in module.modules()
                 ):
                     module.training = True
 

@@ -65,10 +65,11 @@ class S4ECAConfig(PeftConfig):
             Language-guided spatial selection. `False` (ablation) applies no spatial gate. With both selections off
             nothing reads the language proxies, and no text adapter is built.
         text_feedback (`bool`, *optional*, defaults to `True`):
-            The text adapter also feeds its proxies back into the word features of its block (their mean through a
-            `text_dim -> text_bottleneck_size -> text_dim` bottleneck whose up-projection is zero-initialised), so
-            that the text features after it, and the sentence feature the head reads, adapt as well. `False` leaves
-            the text encoder's features unchanged: the proxies then reach the vision adapters only.
+            The text adapter also feeds what its queries gathered back into the word features of its block (the
+            cross-attention output averaged over the queries, through a zero-initialised `text_bottleneck_size ->
+            text_dim` linear map, added to every word), so that the text features after it, and the sentence feature
+            the head reads, adapt as well. `False` leaves the text encoder's features unchanged: the proxies then
+            reach the vision adapters only.
         text_hidden_size (`Optional[int]`):
             Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks. Required
             only when the model has no text encoder (a bare vision backbone, with proxies set through
@@ -131,7 +132,7 @@ class S4ECAConfig(PeftConfig):
     )
     text_feedback: bool = field(
         default=True,
-        metadata={"help": "Feed the proxies back into the word features (zero-initialised); False: proxies only."},
+        metadata={"help": "Feed the queries' findings back into the word features (zero-initialised); False: proxies only."},
     )
     text_hidden_size: int | None = field(
         default=None,

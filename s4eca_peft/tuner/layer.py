@@ -161,7 +161,7 @@ class S4ECATextLayer(S4ECALayer):
         if not adapters or not isinstance(words, torch.Tensor) or words.ndim != 3:
             return None
         padding = self._key_padding_mask(words, args, kwargs)
-        updates = []
+        adapted = words  # every adapter reads the block's own words; their feedback updates add up
         for name in adapters:
             adapter = self.s4eca_text_adapter[name]
             context = self.routing.context(name)
@@ -170,15 +170,13 @@ class S4ECATextLayer(S4ECALayer):
                 previous = None
             dtype = adapter.q_proj.weight.dtype
             previous = previous.to(dtype) if previous is not None else None
-            # proxies (batch, num_queries, text_dim); update (batch, 1, text_dim) or None without feedback
-            context.proxies, update = adapter(words.to(dtype), padding, previous, return_feedback=True)
+            # proxies (batch, num_queries, text_dim); update (batch, 1, text_dim), None without feedback
+            context.proxies, update = adapter(words.to(dtype), padding, previous)
             if update is not None:
-                updates.append(update)
-        if not updates:
-            return None  # the text features themselves are left unchanged
-        for update in updates:  # the words after this block adapt too (zero update at initialisation)
-            words = words + update.to(words.dtype)
-        return (words, *output[1:]) if isinstance(output, tuple) else words
+                adapted = adapted + update.to(words.dtype)  # zero at initialisation
+        if adapted is words:
+            return None  # no feedback: the text features themselves are left unchanged
+        return (adapted, *output[1:]) if isinstance(output, tuple) else adapted
 
 
 class S4ECAVisionLayer(S4ECALayer):

@@ -8,9 +8,9 @@ be grounded on them. Here `num_queries` learnable query vectors cross-attend (mu
 With feedback (`S4ECAConfig.text_feedback`, on by default) what the queries gathered also flows back into the
 language side: the cross-attention output (width `bottleneck_size`), averaged over the queries, is projected to
 `text_dim` by a zero-initialised linear map and added to every word feature of the wrapped block, so the features
-after it, and the sentence feature the segmentation head is conditioned on, adapt to the task too. Without it the text encoder's
-features are never altered and the proxies only reach the vision adapters; on the synthetic benchmark that leaves the
-head conditioned on a frozen sentence feature (see docs/benchmarks.md).
+after it, and the sentence feature the segmentation head is conditioned on, adapt to the task too. Without it the
+text encoder's features are never altered and the proxies only reach the vision adapters; on the synthetic benchmark
+that leaves the head conditioned on a frozen sentence feature (see docs/method.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class TextProxyAdapter(nn.Module):
         num_queries: number of learnable queries (proxies per expression).
         bottleneck_size: width of the query/key/value projections.
         num_heads: attention heads; must divide `bottleneck_size`.
-        feedback: also build the feedback projection (``forward(..., return_feedback=True)``).
+        feedback: also build the feedback projection (the update `forward` returns beside the proxies).
         init_weights: zero-initialise the feedback projection, so that the words start unchanged.
     """
 
@@ -63,8 +63,7 @@ class TextProxyAdapter(nn.Module):
         words: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         previous: torch.Tensor | None = None,
-        return_feedback: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Args:
             words: word-level features `(batch, length, text_dim)`.
@@ -72,10 +71,9 @@ class TextProxyAdapter(nn.Module):
             previous: proxies of an earlier text adapter in the same forward `(batch, num_queries, text_dim)`, which
                 this one refines; `None` for the first.
 
-            return_feedback: also return the update for the words, `(batch, 1, text_dim)` (`None` without feedback).
-
         Returns:
-            Language proxies `(batch, num_queries, text_dim)`, and the words' update with `return_feedback`.
+            Language proxies `(batch, num_queries, text_dim)`, and the update for the words `(batch, 1, text_dim)`
+            (`None` without feedback).
         """
         batch = words.shape[0]
         queries = self.queries.unsqueeze(0).expand(batch, -1, -1)  # (batch, Q, text_dim)
@@ -92,7 +90,5 @@ class TextProxyAdapter(nn.Module):
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (batch, heads, Q, d)
         attended = attended.transpose(1, 2).reshape(batch, queries.shape[1], -1)  # (batch, Q, bottleneck)
         proxies = self.norm(queries + self.out_proj(attended))
-        if not return_feedback:
-            return proxies
         update = self.feedback(attended.mean(1)).unsqueeze(1) if self.feedback is not None else None
         return proxies, update
