@@ -92,21 +92,28 @@ def window_for(image_size: int) -> int:
     return max(1, min(12, image_size // 32))
 
 
-def build_base(image_size: int, tiny: bool, seed: int = 0):
-    import torch
+def backbone_configs(image_size: int, tiny: bool, **text_overrides: Any):
+    """`(SwinConfig, BertConfig)`: Swin-B + BERT-base, or tiny ones (``tiny``); `text_overrides` set BERT fields."""
     from transformers import BertConfig, SwinConfig
-
-    from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel
 
     if tiny:
         vision = SwinConfig(image_size=image_size, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
                             num_heads=[1, 1, 1, 1], window_size=window_for(image_size))
-        text = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          vocab_size=120)
+        text = BertConfig(**{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                             "intermediate_size": 64, "vocab_size": 120, **text_overrides})
     else:
         vision = SwinConfig(image_size=image_size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
                             window_size=window_for(image_size))
-        text = BertConfig()
+        text = BertConfig(**text_overrides)
+    return vision, text
+
+
+def build_base(image_size: int, tiny: bool, seed: int = 0):
+    import torch
+
+    from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel
+
+    vision, text = backbone_configs(image_size, tiny)
     torch.manual_seed(seed)
     return ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision, text_config=text))
 

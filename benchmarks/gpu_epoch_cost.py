@@ -54,7 +54,7 @@ from common import (  # noqa: E402
     set_training_mode,
     write_section,
 )
-from efficiency import build_base, enable_checkpointing, make_inputs, window_for  # noqa: E402
+from efficiency import backbone_configs, build_base, enable_checkpointing, make_inputs, window_for  # noqa: E402
 
 DOCS_PAGE = REPO / "docs" / "reproduce.md"
 SECTION = "gpu-epoch-cost"
@@ -202,25 +202,16 @@ def epoch_cost(result: dict[str, Any], dataset: str) -> tuple[float, float]:
 def write_backbones(folder: Path, config: dict[str, Any]) -> tuple[Path, Path]:
     """Random Swin-B (window 12) and BERT-base folders as `save_pretrained` writes them; the BERT-base one has the
     synthetic scenes' word-level tokenizer (the Hub's vocabulary cannot be downloaded here)."""
-    from transformers import BertConfig, BertModel, SwinConfig, SwinModel
+    from transformers import BertModel, SwinModel
 
     from s4eca_peft.model_setup import fallback_tokenizer
 
-    size = config["image_size"]
-    if config["tiny"]:
-        vision = SwinConfig(image_size=size, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                            window_size=window_for(size))
-        text_kwargs: dict[str, Any] = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                       "intermediate_size": 64}
-    else:
-        vision = SwinConfig(image_size=size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
-                            window_size=window_for(size))
-        text_kwargs = {}
     tokenizer = fallback_tokenizer()
+    vision, text = backbone_configs(config["image_size"], config["tiny"], vocab_size=len(tokenizer),
+                                    pad_token_id=tokenizer.pad_token_id)
     vision_dir, text_dir = folder / "swin-b", folder / "bert-base"
     SwinModel(vision).save_pretrained(vision_dir)
-    BertModel(BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **text_kwargs)
-              ).save_pretrained(text_dir)
+    BertModel(text).save_pretrained(text_dir)
     tokenizer.save_pretrained(text_dir)
     return vision_dir, text_dir
 
