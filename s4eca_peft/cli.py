@@ -4,19 +4,19 @@ from __future__ import annotations
 
 
 def train_main(argv: list[str] | None = None) -> None:
-    from .training import main
+    from .training.loop import main
 
     main(argv)
 
 
 def eval_main(argv: list[str] | None = None) -> None:
-    from .evaluation import eval_main as run
+    from .training.evaluation import eval_main as run
 
     run(argv)
 
 
 def predict_main(argv: list[str] | None = None) -> None:
-    from .predict_cli import predict_main as run
+    from .inference.predict import predict_main as run
 
     raise SystemExit(run(argv))
 

@@ -16,7 +16,7 @@ from s4eca_peft import (
     ReferringSegmentationProcessor,
     S4ECAConfig,
 )
-from s4eca_peft.export import BASE_DIR, METADATA_NAME, load_for_inference, save_for_inference
+from s4eca_peft.inference.adapter_folder import BASE_DIR, METADATA_NAME, load_for_inference, save_for_inference
 
 TINY = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8)
 

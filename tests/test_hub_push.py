@@ -11,8 +11,8 @@ import torch
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, RepoUrl
 from safetensors.torch import save_file
 
-from s4eca_peft.hub import push_adapter_to_hub
-from s4eca_peft.model_card import ModelCardInfo, render_model_card
+from s4eca_peft.training.hub import push_adapter_to_hub
+from s4eca_peft.training.model_card import ModelCardInfo, render_model_card
 
 REPO_ID = "someone/s4eca-tiny"
 COMMIT_URL = f"https://huggingface.co/{REPO_ID}/commit/0123456789abcdef"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
-from s4eca_peft.model_card import ModelCardInfo, render_model_card
+from s4eca_peft.training.model_card import ModelCardInfo, render_model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRIC_KEYS = ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "mIoU", "oIoU"]
@@ -135,7 +135,7 @@ def test_invalid_inputs_name_the_field():
 
 def test_template_has_one_source_of_truth():
     documented = (REPO_ROOT / "model_cards" / "adapter_card_template.md").read_bytes()
-    packaged = (REPO_ROOT / "s4eca_peft" / "model_card_template.md").read_bytes()
-    assert documented == packaged, "copy model_cards/adapter_card_template.md to s4eca_peft/model_card_template.md"
-    assert resources.files("s4eca_peft").joinpath("model_card_template.md").read_bytes() == documented
+    packaged = (REPO_ROOT / "s4eca_peft" / "training" / "model_card_template.md").read_bytes()
+    assert documented == packaged, "copy model_cards/adapter_card_template.md to s4eca_peft/training/model_card_template.md"
+    assert resources.files("s4eca_peft.training").joinpath("model_card_template.md").read_bytes() == documented
     assert documented.startswith(b"---\nlibrary_name: peft\n")

@@ -95,7 +95,7 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
 
 
 def test_s4eca_eval_matches_training_metrics(tmp_path, tiny_swin, minilm_path):
-    from s4eca_peft.evaluation import eval_main
+    from s4eca_peft.training.evaluation import eval_main
 
     output = tmp_path / "run"
     run_subprocess(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4"))
@@ -151,7 +151,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_swin, minilm_pa
 
 
 def test_two_process_group_metrics_equal_one_process_evaluation(tmp_path, tiny_swin, minilm_path):
-    from s4eca_peft.evaluation import eval_main
+    from s4eca_peft.training.evaluation import eval_main
 
     output = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -186,8 +186,8 @@ def test_resume_from_a_folder_without_state_is_refused(tmp_path, tiny_swin, mini
 
 
 def test_default_run_without_minilm_falls_back_to_a_small_bert(tmp_path, monkeypatch, capsys):
-    from s4eca_peft import model_setup
-    from s4eca_peft.export import load_for_inference
+    from s4eca_peft.inference.adapter_folder import load_for_inference
+    from s4eca_peft.training import base_model as model_setup
     from s4eca_peft.training import main
 
     monkeypatch.setattr(model_setup, "installed_minilm_path", lambda: None)

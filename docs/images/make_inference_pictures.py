@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from s4eca_peft.data.synthetic import generate_scene
 from s4eca_peft.inference import S4ECASegmenter
-from s4eca_peft.visualization import overlay_mask, save_image_atomic
+from s4eca_peft.inference.visualization import overlay_mask, save_image_atomic
 
 HERE = Path(__file__).resolve().parent
 SCENE_SEEDS = (1000, 1001, 1002, 1003)

@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch.nn import functional as F
 
-from .metrics import intersection_and_union, metrics_markdown_table, rrsis_metrics
-from .visualization import overlay_mask, save_image_atomic
+from ..inference.visualization import overlay_mask, save_image_atomic
+from ..metrics import intersection_and_union, metrics_markdown_table, rrsis_metrics
 
 
 @torch.no_grad()
@@ -97,8 +97,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
 def evaluate_adapter(args: argparse.Namespace) -> dict[str, Any]:
     from accelerate import Accelerator
 
-    from .data_setup import eval_dataloader, load_split
-    from .export import load_for_inference
+    from ..inference.adapter_folder import load_for_inference
+    from .dataloaders import eval_dataloader, load_split
 
     if args.dataset != "synthetic" and not args.data_dir:
         raise SystemExit(f"--data_dir is required with --dataset {args.dataset}.")

@@ -151,7 +151,7 @@ def _row(number: int, record: dict) -> BatchRow:
 
 
 def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: bool) -> None:
-    from .inference import overlay_prediction
+    from .segmenter import overlay_prediction
 
     save_png_atomic(mask_to_image(mask), mask_path)
     if overlay:
@@ -160,7 +160,7 @@ def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: boo
 
 # --------------------------------------------------------------------------- modes
 def predict_one(segmenter, args: argparse.Namespace) -> int:
-    from .modeling.image_io import load_image
+    from ..modeling.image_io import load_image
 
     mask_path = Path(args.output)
     image = load_image(args.image, name=args.image)  # (H, W, 3) float32, read once for mask and overlay
@@ -173,7 +173,7 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
 def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow]) -> int:
     from tqdm.auto import tqdm
 
-    from .modeling.image_io import load_image
+    from ..modeling.image_io import load_image
 
     batch_file = Path(args.batch)
     output_dir = Path(args.output_dir)
@@ -250,7 +250,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     elif not args.expression.strip():
         parser.error("--expression is empty; describe the object to segment.")
 
-    from .inference import S4ECASegmenter
+    from .segmenter import S4ECASegmenter
 
     try:
         rows = list(read_batch(Path(args.batch))) if args.batch else []  # a bad batch file fails before loading

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from .data_setup import build_dataloaders, build_datasets, train_sampler_for
+from ..inference.adapter_folder import save_for_inference
+from ..inference.visualization import plot_training_curves
+from .base_model import add_model_arguments, build_base_and_processor, build_s4eca_config
+from .dataloaders import build_dataloaders, build_datasets, train_sampler_for
 from .evaluation import evaluate_loop, save_overlays
-from .export import save_for_inference
-from .model_setup import add_model_arguments, build_base_and_processor, build_s4eca_config
-from .visualization import plot_training_curves
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
@@ -149,7 +149,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
-    from .metrics import metrics_markdown_table
+    from ..metrics import metrics_markdown_table
 
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
@@ -352,7 +352,7 @@ def training_function(args: argparse.Namespace) -> dict[str, Any]:
         plot_training_curves(steps, [v for _, v in state["losses"]], state["history"],
                              output_dir / "training_curves.png")
         save_overlays(accelerator.unwrap_model(model), processor, datasets["val"], output_dir / "val_overlays.png")
-        from .reporting import write_model_card
+        from .run_card import write_model_card
 
         write_model_card(args, output_dir, results, trainable=trainable, total=total, wall_time=wall_time,
                          num_processes=accelerator.num_processes)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .data import ReferringCollator, SyntheticSceneStream, TrainTransform, load_refsegrs, load_rrsisd
-from .data.synthetic import make_synthetic_dataset
-from .data.transforms import PhotometricJitter
+from ..data import ReferringCollator, SyntheticSceneStream, TrainTransform, load_refsegrs, load_rrsisd
+from ..data.synthetic import make_synthetic_dataset
+from ..data.transforms import PhotometricJitter
 
 SYNTHETIC_SPLIT_SEEDS = {"val": 1_000_003, "test": 2_000_003}
 """Fixed seeds of the synthetic val/test scenes, so every run is scored on the same scenes."""

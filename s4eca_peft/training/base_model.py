@@ -8,8 +8,8 @@ from typing import Any
 
 from transformers import BertConfig, PreTrainedTokenizerFast, SwinConfig
 
-from .modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
-from .modeling.backbones import load_text_encoder, load_vision_backbone
+from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..modeling.backbones import load_text_encoder, load_vision_backbone
 
 EMBEDDED_VISION_CONFIG: dict[str, Any] = {
     "image_size": 128, "patch_size": 4, "embed_dim": 32, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8],
@@ -54,7 +54,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_s4eca_config(args: argparse.Namespace):
-    from .tuner import S4ECAConfig
+    from ..tuner import S4ECAConfig
 
     return S4ECAConfig(
         num_queries=args.num_queries,
@@ -83,7 +83,7 @@ def fallback_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer over the synthetic scenes' vocabulary (for the small random BERT)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    from .data.synthetic import generate_scene
+    from ..data.synthetic import generate_scene
 
     words = {word for seed in range(400) for word in re.findall(r"\w+", generate_scene(seed, 32)[2].lower())}
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]

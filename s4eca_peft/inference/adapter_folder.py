@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"

@@ -57,6 +57,6 @@ def write_model_card(
 
 
 def _minilm() -> str | None:
-    from .model_setup import installed_minilm_path
+    from .base_model import installed_minilm_path
 
     return "sentence-transformers/all-MiniLM-L6-v2" if installed_minilm_path() else None

@@ -1,6 +1,6 @@
 """The README.md model card of a trained S4ECA adapter, filled from one run.
 
-The template is ``model_cards/adapter_card_template.md`` (shipped as ``s4eca_peft/model_card_template.md``; the
+The template is ``model_cards/adapter_card_template.md`` (shipped as ``s4eca_peft/training/model_card_template.md``; the
 two files are identical). It is a :class:`string.Template`: ``$name`` placeholders, no template engine. The
 static front matter (``library_name: peft``, tags, license) is written in the template; the run-dependent keys
 (``base_model``, ``datasets``, ``model-index``) are serialised by ``huggingface_hub.ModelCardData`` so the Hub
@@ -19,7 +19,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
+from ..metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
 
 __all__ = ["ModelCardInfo", "render_model_card"]
 
@@ -199,7 +199,7 @@ def _evaluation_section(info: ModelCardInfo) -> str:
 
 
 def _read_template() -> str:
-    return resources.files("s4eca_peft").joinpath(TEMPLATE_RESOURCE).read_text(encoding="utf-8")
+    return resources.files("s4eca_peft.training").joinpath(TEMPLATE_RESOURCE).read_text(encoding="utf-8")
 
 
 def render_model_card(info: ModelCardInfo, template: str | None = None) -> str:

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .export import AdapterBackboneMismatchError
-from .modeling import ReferringSegmentationProcessor
-from .modeling.image_io import ImageInput, load_image
+from ..modeling import ReferringSegmentationProcessor
+from ..modeling.image_io import ImageInput, load_image
+from .adapter_folder import AdapterBackboneMismatchError
 from .visualization import overlay_mask
 
 __all__ = [
@@ -242,8 +242,8 @@ class S4ECASegmenter:
         safetensors file, a revision or repo that does not exist, and `AdapterBackboneMismatchError` for an adapter
         trained on other backbones than the recorded ones.
         """
-        from . import tuner  # noqa: F401  (registers S4ECA with peft before the adapter config is read)
-        from .export import load_for_inference
+        from .. import tuner  # noqa: F401  (registers S4ECA with peft before the adapter config is read)
+        from .adapter_folder import load_for_inference
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
