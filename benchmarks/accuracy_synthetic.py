@@ -179,7 +179,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
     train_set = KeyedTrainingSet(stream, train_transform(protocol["augment"], seed), seed)
     sampler = EpochSampler(steps * batch_size, seed, fresh=True)
     train_dl = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
-                          collate_fn=ReferringCollator(processor, train=False))
+                          collate_fn=ReferringCollator(processor))
     eval_dls = {
         split: eval_dataloader(evaluation_split(split, size, protocol["num_eval_samples"]), processor,
                                protocol["eval_batch_size"])

@@ -1,8 +1,9 @@
 """Training data throughput at 480x480: RefSegRS-layout TIFFs -> `load_refsegrs` -> train transforms -> collate.
 
 Synthetic 512x512 scenes are written in the RefSegRS layout to a temporary folder, loaded with `load_refsegrs`,
-and read through `ReferringCollator(train=True)` (flip with word swap, photometric jitter, processor resize,
-normalisation and tokenization) by a `torch.utils.data.DataLoader`. The first batch (worker start-up) is not timed.
+and read as `s4eca-train` reads them (`KeyedTrainingSet` with flip + word swap and photometric jitter,
+`EpochSampler`, `ReferringCollator`: processor resize, normalisation and tokenization) by a
+`torch.utils.data.DataLoader`. The first batch (worker start-up) is not timed.
 
 Two figures are printed: wall-clock samples/s, and the CPU cost per sample (main process + workers, from
 `resource.getrusage`) turned into the samples/s that ``--cores`` fully available cores would sustain. The second
@@ -25,6 +26,7 @@ from transformers import AutoTokenizer
 
 from s4eca_peft import ReferringSegmentationProcessor
 from s4eca_peft.data import ReferringCollator, load_refsegrs, write_refsegrs_layout
+from s4eca_peft.training.dataloaders import EpochSampler, KeyedTrainingSet, train_transform
 
 
 def _one_thread_per_worker(_: int) -> None:
@@ -72,20 +74,21 @@ def main() -> None:
         print(
             f"wrote + validated {len(dataset)} {args.source_size}px scenes in {total:.1f} s ({written:.1f} s writing)"
         )
-        torch.manual_seed(0)
+        sampler = EpochSampler(len(dataset), seed=0)
         loader = torch.utils.data.DataLoader(
-            dataset,
+            KeyedTrainingSet(dataset, train_transform("all", seed=0), seed=0),
             batch_size=args.batch_size,
-            shuffle=True,
+            sampler=sampler,
             num_workers=args.num_workers,
-            collate_fn=ReferringCollator(processor, train=True, seed=0),
+            collate_fn=ReferringCollator(processor),
             worker_init_fn=_one_thread_per_worker if args.num_workers else None,
             persistent_workers=False,  # workers exit after each epoch, so their CPU time is counted
             drop_last=True,
         )
         timed_samples, start, all_samples = 0, None, 0
         cpu_before = _cpu_seconds()
-        for _ in range(args.epochs):
+        for epoch in range(args.epochs):
+            sampler.epoch = epoch
             for batch in loader:
                 assert batch["pixel_values"].shape[-1] == args.image_size
                 all_samples += batch["pixel_values"].shape[0]

@@ -117,7 +117,7 @@ def samples():
 
 
 def test_eval_collate_shapes_and_values(processor, samples):
-    batch = ReferringCollator(processor, train=False)(samples)
+    batch = ReferringCollator(processor)(samples)
     assert batch["pixel_values"].shape == (4, 3, 64, 64) and batch["pixel_values"].dtype == torch.float32
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (4, 12)
     assert batch["labels"].shape == (4, 1, 64, 64) and batch["labels"].dtype == torch.float32
@@ -134,39 +134,43 @@ def test_eval_collate_shapes_and_values(processor, samples):
     assert decoded.split()[:2] == samples[0]["expression"].lower().split()[:2]
 
 
-def test_train_collate_augments_reproducibly(processor, samples):
-    plain = ReferringCollator(processor, train=False)(samples)
-    flip_all = ReferringCollator(processor, train=True, augment=TrainTransform(flip_prob=1.0, jitter=False))
+def test_training_batches_are_augmented_by_the_sample_key(processor, samples):
+    from s4eca_peft.training.dataloaders import KeyedTrainingSet
+
+    collate = ReferringCollator(processor)
+    plain = collate(samples)
     size_96 = ReferringSegmentationProcessor(processor.tokenizer, image_size=96, max_length=12)
-    flipped = ReferringCollator(size_96, train=True, augment=TrainTransform(flip_prob=1.0, jitter=False))(samples)
-    unflipped = ReferringCollator(size_96, train=False)(samples)
+    flip_all = KeyedTrainingSet(samples, TrainTransform(flip_prob=1.0, jitter=False), seed=0)
+    flipped = ReferringCollator(size_96)([flip_all[k] for k in range(4)])
+    unflipped = ReferringCollator(size_96)(samples)
     torch.testing.assert_close(flipped["labels"], unflipped["labels"].flip(-1))
     assert flipped["expressions"] == [swap_left_right(s["expression"]) for s in samples]
-    assert flip_all(samples)["original_sizes"] == plain["original_sizes"]
+    assert collate([flip_all[k] for k in range(4)])["original_sizes"] == plain["original_sizes"]
 
-    first = ReferringCollator(processor, train=True, seed=1)
-    second = ReferringCollator(processor, train=True, seed=1)
-    calls = []
-    for _ in range(2):
-        a, b = first(samples), second(samples)
+    first = KeyedTrainingSet(samples, TrainTransform(seed=1), seed=1)
+    second = KeyedTrainingSet(samples, TrainTransform(seed=1), seed=1)
+    epochs = []
+    for keys in (range(4), range(4, 8)):  # keys 4..7 read the same samples again, in the next epoch
+        a, b = collate([first[k] for k in keys]), collate([second[k] for k in reversed(keys)][::-1])
         torch.testing.assert_close(a["pixel_values"], b["pixel_values"])
         assert a["expressions"] == b["expressions"]
-        calls.append(a["pixel_values"])
-    assert not torch.allclose(calls[0], calls[1])  # each call draws fresh augmentations
-    assert not torch.allclose(a["pixel_values"], plain["pixel_values"])  # jitter is on by default
+        epochs.append(a["pixel_values"])
+    assert not torch.allclose(epochs[0], epochs[1])  # each epoch draws fresh augmentations
+    assert not torch.allclose(epochs[0], plain["pixel_values"])  # jitter is on by default
 
 
 def test_collate_in_dataloader_workers(processor):
-    dataset = make_synthetic_dataset(8, image_size=64, seed=9)
+    from s4eca_peft.training.dataloaders import KeyedTrainingSet
 
-    def run():
-        torch.manual_seed(0)
+    dataset = KeyedTrainingSet(make_synthetic_dataset(8, image_size=64, seed=9), TrainTransform(seed=3), seed=3)
+
+    def run(num_workers):
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=4, num_workers=2, collate_fn=ReferringCollator(processor, train=True, seed=3)
+            dataset, batch_size=4, num_workers=num_workers, collate_fn=ReferringCollator(processor)
         )
         return [batch["pixel_values"] for batch in loader]
 
-    first, second = run(), run()
+    first, second = run(2), run(0)  # workers or not, the same batches
     assert len(first) == 2 and first[0].shape == (4, 3, 64, 64)
     for a, b in zip(first, second):
         torch.testing.assert_close(a, b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -147,3 +148,17 @@ def test_adapter_trained_on_other_backbones(adapters, tmp_path, other):
 def test_not_an_adapter_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         S4ECASegmenter.from_pretrained(tmp_path, device="cpu")
+
+
+def test_the_tuner_load_check_names_the_folder_when_no_architecture_is_recorded(adapters, tmp_path):
+    folder = copy_adapter(adapters["v1"], tmp_path / "unrecorded")
+    other_folder = build_tiny_adapter(tmp_path / "other", vision={"embed_dim": 24})
+    shutil.rmtree(folder / "s4eca_base")
+    shutil.copytree(other_folder / "s4eca_base", folder / "s4eca_base")
+    metadata_file = folder / "s4eca_metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    del metadata["backbone_architecture"]  # only the tuner's own shape checks can tell
+    metadata_file.write_text(json.dumps(metadata))
+    expected = r"'.*unrecorded' \(adapter_model.safetensors\) does not fit .*vision a swin built from a config.*differ in shape"
+    with pytest.raises(AdapterBackboneMismatchError, match=expected):
+        S4ECASegmenter.from_pretrained(folder, device="cpu")

@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..modeling.image_io import image_size_of
-from .transforms import TrainTransform
 
 
 class ReferringCollator:
@@ -18,33 +16,17 @@ class ReferringCollator:
 
     Args:
         processor: a `ReferringSegmentationProcessor` (resizes, normalises, tokenizes; masks by nearest).
-        train: apply ``augment`` (evaluation batches are never augmented).
-        augment: a `TrainTransform`, True for the default one (flip with word swap + jitter), False for none.
-        seed: seeds the augmentation. Each call draws from ``(seed, worker seed, call number)``, where the
-            worker seed is the DataLoader's per-worker seed (from torch's RNG, so ``torch.manual_seed`` makes
-            multi-worker runs reproducible).
+
+    Samples arrive augmented already where they are (training reads them through
+    `s4eca_peft.training.dataloaders.KeyedTrainingSet`, which keys the augmentation by the sample).
 
     Returns a dict: ``pixel_values`` ``(B, 3, S, S)`` float32, ``input_ids`` / ``attention_mask`` ``(B, T)``,
     ``labels`` ``(B, 1, S, S)`` float32 0/1 (when every sample has a mask), ``sample_ids``, ``image_ids``,
-    ``original_sizes`` (``(H, W)`` per sample) and ``expressions`` (as fed to the model, i.e. after flips).
+    ``original_sizes`` (``(H, W)`` per sample) and ``expressions`` (as fed to the model).
     """
 
-    def __init__(
-        self, processor: Any, train: bool = False, augment: TrainTransform | bool = True, seed: int = 0
-    ) -> None:
+    def __init__(self, processor: Any) -> None:
         self.processor = processor
-        self.train = bool(train)
-        if augment is True:
-            augment = TrainTransform(seed=seed)
-        self.augment: TrainTransform | None = augment or None
-        self.seed = int(seed)
-        self._calls = 0
-
-    def _rng(self) -> np.random.Generator:
-        worker = torch.utils.data.get_worker_info()
-        stream = 0 if worker is None else int(worker.seed) % (2**63)
-        self._calls += 1
-        return np.random.default_rng((self.seed, stream, self._calls))
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not samples:
@@ -57,9 +39,6 @@ class ReferringCollator:
                 raise ValueError(
                     f"Sample {sample.get('sample_id')!r}: mask is {mask_size} but the image is {size} (H, W)."
                 )
-        if self.train and self.augment is not None:
-            rng = self._rng()
-            samples = [self.augment(sample, rng) for sample in samples]
         images = [sample["image"] for sample in samples]
         expressions = [sample["expression"] for sample in samples]
         encoded = self.processor(images=images, text=expressions, return_tensors="pt")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..files import PICKLE_SUFFIXES, hub_kwargs, is_hub_id, write_json_atomic
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..tuner.errors import AdapterBackboneMismatchError
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-def is_hub_id(name_or_path: str | None) -> bool:
-    """True for a Hub repo id (``owner/name`` or ``name``), false for a local folder or nothing."""
-    if not name_or_path:
-        return False
-    if Path(name_or_path).exists() or os.path.isabs(name_or_path) or name_or_path.startswith("."):
-        return False
-    return name_or_path.count("/") <= 1
 
 
 def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -72,8 +63,14 @@ def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict
     return result
 
 
-class AdapterBackboneMismatchError(ValueError):
-    """The adapter's weights do not fit the base model rebuilt from the backbones recorded beside it."""
+def recorded_backbones(config: ReferringSegmentationConfig) -> str:
+    """``vision 'owner/swin', text a bert built from a config (s4eca_base/config.json)``."""
+
+    def describe(side: str) -> str:
+        name = getattr(config, f"{side}_name_or_path", None)
+        return repr(name) if name else f"a {getattr(config, f'{side}_config').model_type} built from a config"
+
+    return f"vision {describe('vision')}, text {describe('text')} ({BASE_DIR}/config.json)"
 
 
 def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegmentationConfig, source: str) -> None:
@@ -87,12 +84,6 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
                 f"The adapter in {source!r} (adapter_model.safetensors) does not fit the base model rebuilt from "
                 f"{BASE_DIR}/: it was trained on other backbones ({name}: {details})."
             )
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def save_for_inference(
@@ -126,7 +117,7 @@ def save_for_inference(
             "backbone_architecture": backbone_architecture(config),
         }
         metadata.update(extra_metadata or {})
-        _atomic_write_json(staging / METADATA_NAME, metadata)
+        write_json_atomic(staging / METADATA_NAME, metadata)
         stale = output_dir / BASE_DIR / "model.safetensors"
         if not ships_weights and stale.exists():
             stale.unlink()
@@ -138,12 +129,12 @@ def save_for_inference(
     return output_dir
 
 
-def _resolve(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
+def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         return path
-    if path.exists() or str(name_or_path).startswith((".", "/")):
-        raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder.")
+    if not is_hub_id(name_or_path):
+        raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder (nor a Hub repo id owner/name).")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -172,7 +163,7 @@ def check_adapter_files(root: Path) -> None:
     if not (root / ADAPTER_CONFIG).is_file():
         raise FileNotFoundError(f"No {ADAPTER_CONFIG} in {str(root)!r}: not an S4ECA adapter folder.")
     if not weights.is_file():
-        pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        pickles = sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
             raise ValueError(
                 f"{str(root)!r} holds only pickle weights ({', '.join(pickles)}); they are never loaded because "
@@ -191,7 +182,7 @@ def check_adapter_files(root: Path) -> None:
                 ) from error
 
 
-def load_base_model(root: str | os.PathLike, **hub_kwargs: Any) -> ReferringSegmentationModel:
+def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSegmentationModel:
     """The frozen base model recorded in ``root/s4eca_base`` (an adapter folder)."""
     root = Path(root)
     base_dir = root / BASE_DIR
@@ -213,7 +204,7 @@ def load_base_model(root: str | os.PathLike, **hub_kwargs: Any) -> ReferringSegm
         for key in ("decoder_dim", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
     }
     return ReferringSegmentationModel.from_backbones(
-        config.vision_name_or_path, config.text_name_or_path, **head_kwargs, **hub_kwargs
+        config.vision_name_or_path, config.text_name_or_path, **head_kwargs, **hub_options
     )
 
 
@@ -228,27 +219,21 @@ def load_for_inference(
     """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
     from peft import PeftModel
 
-    root = _resolve(name_or_path, revision, cache_dir, token)
+    root = resolve_adapter_folder(name_or_path, revision, cache_dir, token)
     check_adapter_files(root)
-    hub_kwargs = {k: v for k, v in {"cache_dir": cache_dir, "token": token}.items() if v is not None}
     metadata_file = root / METADATA_NAME
     metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
-    base = load_base_model(root, **hub_kwargs)
+    base = load_base_model(root, **hub_kwargs({"cache_dir": cache_dir, "token": token}))
     if "backbone_architecture" in metadata:
         check_backbone_architecture(metadata["backbone_architecture"], base.config, str(name_or_path))
-    model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
+    try:
+        model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
+    except AdapterBackboneMismatchError as error:
+        raise AdapterBackboneMismatchError(
+            f"The adapter in {str(name_or_path)!r} ({ADAPTER_WEIGHTS}) does not fit the base model rebuilt from "
+            f"{recorded_backbones(base.config)}: it was trained on other backbones. {error}"
+        ) from error
     processor = ReferringSegmentationProcessor.from_pretrained(root)
     model.to(device=device, dtype=dtype)
     model.eval()
     return model, processor, metadata
-
-
-def copy_adapter_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Copy an adapter folder (without checkpoints) atomically: to a temporary sibling, then rename."""
-    source, target = Path(source), Path(target)
-    tmp = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("checkpoints", ".tmp-*"))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)

@@ -25,7 +25,6 @@ import argparse
 import csv
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .visualization import save_image_atomic
 
 ERRORS_NAME = "errors.jsonl"
 
@@ -80,17 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     """``(H, W)`` bool -> 8-bit grayscale PNG image, 0 background / 255 foreground."""
     return Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8), mode="L")
-
-
-def save_png_atomic(image: Image.Image, path: Path) -> None:
-    """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def overlay_path(mask_path: Path) -> Path:
@@ -153,9 +143,9 @@ def _row(number: int, record: dict) -> BatchRow:
 def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: bool) -> None:
     from .segmenter import overlay_prediction
 
-    save_png_atomic(mask_to_image(mask), mask_path)
+    save_image_atomic(mask_to_image(mask), mask_path)
     if overlay:
-        save_png_atomic(overlay_prediction(image, mask), overlay_path(mask_path))
+        save_image_atomic(overlay_prediction(image, mask), overlay_path(mask_path))
 
 
 # --------------------------------------------------------------------------- modes

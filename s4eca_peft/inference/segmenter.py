@@ -21,12 +21,10 @@ larger `max_side`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +33,7 @@ from PIL import Image
 
 from ..modeling import ReferringSegmentationProcessor
 from ..modeling.image_io import ImageInput, load_image
-from .adapter_folder import AdapterBackboneMismatchError
+from ..tuner import AdapterBackboneMismatchError
 from .visualization import overlay_mask
 
 __all__ = [
@@ -132,46 +130,6 @@ def _pair_inputs(images: Any, expressions: Any) -> tuple[list, list[str], bool]:
     return image_list, text_list, not (image_is_list or text_is_list)
 
 
-def _recorded_backbones(root: Path) -> str:
-    """``vision 'owner/swin', text a bert built from a config``, from ``root/s4eca_base/config.json``."""
-    try:
-        config = json.loads((root / "s4eca_base" / "config.json").read_text())
-    except (OSError, ValueError):
-        return "the backbones recorded in s4eca_base/config.json"
-
-    def describe(side: str) -> str:
-        name = config.get(f"{side}_name_or_path")
-        return repr(name) if name else f"a {config.get(f'{side}_config', {}).get('model_type')} built from a config"
-
-    return f"vision {describe('vision')}, text {describe('text')} (s4eca_base/config.json)"
-
-
-def _snapshot_root(name_or_path: str, revision: str | None, cache_dir: str | None, token: Any) -> Path:
-    """The local folder ``load_for_inference`` read (a Hub snapshot is in the cache by then: no download)."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    from huggingface_hub import snapshot_download
-
-    folder = snapshot_download(
-        str(name_or_path), revision=revision, cache_dir=cache_dir, token=token, local_files_only=True
-    )
-    return Path(folder)
-
-
-def _raised_attaching_adapter(error: BaseException) -> bool:
-    """Whether ``error`` came from attaching the adapter to the rebuilt base model (the S4ECA tuner's injection
-    and load checks, or torch's shape check), not from reading the files or building the base model."""
-    traceback = error.__traceback__
-    files = []
-    while traceback is not None:
-        files.append(traceback.tb_frame.f_code.co_filename.replace(os.sep, "/"))
-        traceback = traceback.tb_next
-    inside_peft = any(name.endswith("peft/peft_model.py") for name in files)
-    from_tuner = any("s4eca_peft/tuner/" in name for name in files) or "size mismatch" in str(error)
-    return inside_peft and from_tuner
-
-
 class S4ECASegmenter:
     """A trained S4ECA adapter, its base model and processor, ready to predict masks at the original image size.
 
@@ -231,7 +189,7 @@ class S4ECASegmenter:
         and head (safetensors only), and set up the processor.
 
         Args:
-            adapter_id_or_dir: a folder written by `s4eca_peft.export.save_for_inference`, or a Hub repo id.
+            adapter_id_or_dir: a folder written by `s4eca_peft.inference.save_for_inference`, or a Hub repo id.
             revision: branch, tag or commit of the Hub repo (pin a commit for reproducible results).
             device: defaults to CUDA when available, else CPU.
             dtype: `torch.float32` (default), `torch.bfloat16`, `torch.float16`, or their names.
@@ -249,18 +207,9 @@ class S4ECASegmenter:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         source = str(adapter_id_or_dir)
         cache_dir = str(cache_dir) if cache_dir is not None else None
-        try:
-            model, processor, metadata = load_for_inference(
-                source, revision=revision, device=device, dtype=resolve_dtype(dtype), cache_dir=cache_dir, token=token
-            )
-        except (ValueError, RuntimeError) as error:
-            if not _raised_attaching_adapter(error):
-                raise
-            root = _snapshot_root(source, revision, cache_dir, token)
-            raise AdapterBackboneMismatchError(
-                f"The adapter in {source!r} (adapter_model.safetensors) does not fit the base model rebuilt from "
-                f"{_recorded_backbones(root)}: it was trained on other backbones. {error}"
-            ) from error
+        model, processor, metadata = load_for_inference(
+            source, revision=revision, device=device, dtype=resolve_dtype(dtype), cache_dir=cache_dir, token=token
+        )
         return cls(model, processor, metadata, **settings)
 
     @property

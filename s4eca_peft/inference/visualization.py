@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..files import atomic_write
 
 
 def overlay_mask(
@@ -40,11 +41,7 @@ def _edge(mask: np.ndarray) -> np.ndarray:
 
 def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> None:
     """Write a PNG through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def plot_training_curves(
@@ -75,8 +72,7 @@ def plot_training_curves(
     right.set_title("validation")
     right.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from ..files import HUB_OPTIONS, hub_kwargs
 from .backbones import (
     VisionFeatureExtractor,
     build_text_encoder,
@@ -170,9 +171,10 @@ class ReferringSegmentationModel(PreTrainedModel):
         cls, vision_name_or_path: str, text_name_or_path: str, **head_kwargs
     ) -> ReferringSegmentationModel:
         """Pretrained encoders from Hub ids or folders, and a fresh head (``head_kwargs`` go to the config)."""
-        hub_kwargs = {k: head_kwargs.pop(k) for k in ("revision", "cache_dir", "token") if k in head_kwargs}
-        vision = load_vision_backbone(vision_name_or_path, **hub_kwargs)
-        text = load_text_encoder(text_name_or_path, **hub_kwargs)
+        hub = hub_kwargs(head_kwargs)
+        head_kwargs = {key: value for key, value in head_kwargs.items() if key not in HUB_OPTIONS}
+        vision = load_vision_backbone(vision_name_or_path, **hub)
+        text = load_text_encoder(text_name_or_path, **hub)
         attention = (vision.config._attn_implementation, text.config._attn_implementation)
         config = ReferringSegmentationConfig(
             vision_config=vision.config,

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
+from ..files import hub_kwargs, write_text_atomic
 from .image_io import ImageInput, load_image
 
 PROCESSOR_CONFIG_NAME = "s4eca_processor_config.json"
@@ -165,9 +166,7 @@ class ReferringSegmentationProcessor:
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(directory)
-        tmp = directory / (PROCESSOR_CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, directory / PROCESSOR_CONFIG_NAME)
+        write_text_atomic(directory / PROCESSOR_CONFIG_NAME, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> ReferringSegmentationProcessor:
@@ -180,8 +179,7 @@ class ReferringSegmentationProcessor:
         else:
             from huggingface_hub import hf_hub_download
 
-            hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
-            config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs))
+            config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs(kwargs)))
         settings = json.loads(config_file.read_text())
         settings.pop("processor_class", None)
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
@@ -209,8 +207,7 @@ def _read_image_stats(name_or_path: str, **kwargs: Any) -> tuple[list[float], li
         try:
             from huggingface_hub import hf_hub_download
 
-            hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
-            config_file = Path(hf_hub_download(name_or_path, "preprocessor_config.json", **hub_kwargs))
+            config_file = Path(hf_hub_download(name_or_path, "preprocessor_config.json", **hub_kwargs(kwargs)))
         except Exception:  # a backbone without an image processor keeps the ImageNet statistics
             return None
     if not config_file.is_file():

@@ -132,7 +132,7 @@ def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: 
                     constant_expression: str | None = None) -> DataLoader:
     return DataLoader(
         EvaluationSet(dataset, constant_expression), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers, collate_fn=ReferringCollator(processor, train=False),
+        num_workers=num_workers, collate_fn=ReferringCollator(processor),
     )
 
 
@@ -144,7 +144,7 @@ def build_dataloaders(
     )
     train = DataLoader(
         train_set, batch_size=args.per_device_train_batch_size, sampler=sampler, drop_last=True,
-        num_workers=args.dataloader_num_workers, collate_fn=ReferringCollator(processor, train=False),
+        num_workers=args.dataloader_num_workers, collate_fn=ReferringCollator(processor),
     )
     evaluation = {
         split: eval_dataloader(data, processor, args.per_device_eval_batch_size, args.dataloader_num_workers,

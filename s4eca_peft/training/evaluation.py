@@ -8,9 +8,7 @@ computed once (`s4eca_peft.metrics.rrsis_metrics`), never averaged per batch.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.nn import functional as F
 
+from ..files import write_json_atomic
 from ..inference.visualization import overlay_mask, save_image_atomic
 from ..metrics import intersection_and_union, metrics_markdown_table, rrsis_metrics
 
@@ -115,11 +114,7 @@ def evaluate_adapter(args: argparse.Namespace) -> dict[str, Any]:
     if accelerator.is_main_process:
         print(metrics_markdown_table(metrics, args.split))
         if args.output:
-            output = Path(args.output)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            tmp = output.with_name(f".tmp-{output.name}")
-            tmp.write_text(json.dumps(result, indent=2))
-            os.replace(tmp, output)
+            write_json_atomic(args.output, result)
     return result
 
 

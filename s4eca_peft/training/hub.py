@@ -11,11 +11,11 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
-__all__ = ["PICKLE_SUFFIXES", "REQUIRED_FILES", "push_adapter_to_hub"]
+from ..files import PICKLE_SUFFIXES
+
+__all__ = ["REQUIRED_FILES", "push_adapter_to_hub"]
 
 REQUIRED_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "README.md")
-# Files that load through pickle (arbitrary code on load); adapters are shared as safetensors only.
-PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})
 # Training state that stays local: accelerate's `checkpoints/` and Trainer-style `checkpoint-<step>` folders.
 _SKIPPED_DIRS = ("checkpoints",)
 _SKIPPED_DIR_PREFIXES = ("checkpoint-", "checkpoint_")

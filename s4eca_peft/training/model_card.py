@@ -17,8 +17,8 @@ from importlib import resources
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ..files import is_hub_id
 from ..metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
 
 __all__ = ["ModelCardInfo", "render_model_card"]
@@ -105,13 +105,7 @@ class ModelCardInfo:
 
 def _hub_id(model: str | None) -> str | None:
     """``model`` if it is a Hub repo id, else ``None`` (built from config, or a local path)."""
-    if not model or model == BUILT_FROM_CONFIG:
-        return None
-    try:
-        validate_repo_id(model)
-    except HFValidationError:
-        return None
-    return model
+    return model if model != BUILT_FROM_CONFIG and is_hub_id(model) else None
 
 
 def _describe_model(model: str | None) -> str:

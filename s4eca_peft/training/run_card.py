@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..files import write_text_atomic
 from .model_card import ModelCardInfo, render_model_card
 
 
@@ -49,11 +50,7 @@ def write_model_card(
         image_size=args.image_size,
         s4eca_config=adapter_config,
     )
-    card = output_dir / "README.md"
-    tmp = card.with_name(".tmp-README.md")
-    tmp.write_text(render_model_card(info))
-    os.replace(tmp, card)
-    return card
+    return write_text_atomic(output_dir / "README.md", render_model_card(info))
 
 
 def _minilm() -> str | None:

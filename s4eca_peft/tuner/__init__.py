@@ -8,12 +8,14 @@ closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's 
 from peft import mapping as _peft_mapping
 
 from .config import S4ECAConfig, S4ECAPeftType
+from .errors import AdapterBackboneMismatchError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
 from .model import S4ECAModel
 from .routing import LanguageProxyContext
 from .targets import TEXT_BLOCK_CLASSES, VISION_BLOCK_CLASSES
 
 __all__ = [
+    "AdapterBackboneMismatchError",
     "LanguageProxyContext",
     "S4ECAConfig",
     "S4ECALayer",

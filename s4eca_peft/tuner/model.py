@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -14,6 +13,7 @@ from peft.tuners.tuners_utils import (
 from torch import nn
 
 from .config import S4ECAConfig
+from .errors import AdapterBackboneMismatchError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
 from .routing import AttentionMaskRecorder, PixelShapeRecorder, S4ECARouting, has_hook, remove_hooks
 from .targets import (
@@ -106,7 +106,7 @@ class S4ECAModel(BaseTuner):
         if len(widths) > 1:
             raise ValueError(f"The text target modules have different widths {widths}; target one text encoder.")
         if widths and peft_config.text_hidden_size not in (None, widths[0]):
-            raise ValueError(
+            raise AdapterBackboneMismatchError(
                 f"This adapter was made for text features of width {peft_config.text_hidden_size}, but the text "
                 f"encoder of this model has width {widths[0]} (shapes (batch, length, {peft_config.text_hidden_size}) "
                 f"vs (batch, length, {widths[0]})); load it into a base model with the same text encoder."
@@ -264,7 +264,7 @@ class S4ECAModel(BaseTuner):
             if key in model_state and tuple(model_state[key].shape) != tuple(value.shape)
         ]
         if mismatched:
-            raise ValueError(
+            raise AdapterBackboneMismatchError(
                 f"Adapter {adapter_name!r} was trained on backbones of other sizes than this model's; "
                 f"{len(mismatched)} tensors differ in shape:\n  " + "\n  ".join(mismatched[:8])
             )
@@ -272,19 +272,8 @@ class S4ECAModel(BaseTuner):
         expected = set(_filter_state_dict_by_key_prefixes(model_state, prefixes))
         unexpected = sorted(k for k in remapped if f".{cls.prefix}" in k and k not in model_state)
         missing = sorted(expected - set(remapped))
-        feedback = [key for key in missing if ".s4eca_text_adapter." in key and key.rsplit(".", 2)[-2] == "feedback"]
-        if feedback and len(feedback) == len(missing) and not unexpected:
-            # saved before the text feedback existed: a zero feedback reproduces that adapter exactly
-            warnings.warn(
-                f"Adapter {adapter_name!r} has no text feedback weights (it was saved before `text_feedback` "
-                "existed); they are set to zero, which reproduces it exactly. Set `\"text_feedback\": false` in its "
-                "adapter_config.json to build it without them.",
-                stacklevel=2,
-            )
-            remapped = {**remapped, **{key: torch.zeros_like(model_state[key]) for key in feedback}}
-            missing = []
         if unexpected or missing:
-            raise ValueError(
+            raise AdapterBackboneMismatchError(
                 f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors have "
                 f"no place in the model (e.g. {unexpected[:3]}) and {len(missing)} adapter tensors are missing from "
                 f"the checkpoint (e.g. {missing[:3]}). Load it into a base model with the same backbones."

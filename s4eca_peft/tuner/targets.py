@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from torch import nn
 from transformers import PreTrainedModel
 
+from .errors import AdapterBackboneMismatchError
+
 VISION_BLOCK_CLASSES: dict[str, tuple[str, ...]] = {
     "convnext": ("ConvNextLayer",),
     "dinov2": ("Dinov2Layer",),
@@ -134,7 +136,7 @@ def check_default_targets_unchanged(
                     f"blocks of the adapter that this model lacks: {missing[:4]}" if missing else "",
                 ) if part
             )
-            raise ValueError(
+            raise AdapterBackboneMismatchError(
                 f"This adapter was made on a {role} encoder with {len(recorded)} adapted blocks (the defaults of that "
                 f"model), but this base model's {role} encoder gives {len(defaults[role])}: {found}. Load it into a "
                 "base model with the same encoder depth (the one named in the adapter's base model config)."

@@ -1,0 +1,65 @@
+"""Files and Hub repos: atomic writes, which files load through pickle, and how Hub ids and Hub options are told.
+
+One home for each of these, used by training, inference and the model card alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})
+"""Suffixes of files that load through pickle (which can run code): never loaded, never uploaded."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path`` (``os.replace``): a reader
+    sees the old file or the complete new one, never a part. The temporary file is removed when ``write`` fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def is_hub_id(name_or_path: str | os.PathLike | None) -> bool:
+    """True for a Hub repo id (``owner/name`` or ``name``); false for an existing or absolute or relative
+    (``./``, ``../``) path, a name with more than one ``/``, and nothing."""
+    if not name_or_path:
+        return False
+    name = str(name_or_path)
+    if Path(name).exists() or os.path.isabs(name) or name.startswith("."):
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+HUB_OPTIONS = ("revision", "cache_dir", "token")
+"""Keyword arguments that say where and how a Hub repo is read."""
+
+
+def hub_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Hub options (``HUB_OPTIONS``) set in ``options``, without those that are ``None``."""
+    return {key: options[key] for key in HUB_OPTIONS if options.get(key) is not None}
