@@ -60,7 +60,6 @@ from common import (  # noqa: E402
     machine_line,
     markdown_table,
     s4eca_adapter_budget,
-    set_training_mode,
     write_section,
 )
 
@@ -96,17 +95,6 @@ def plot_name(mode: str) -> str:
 # ---------------------------------------------------------------------------------------------- one run
 
 
-def model_arguments(image_size: int) -> argparse.Namespace:
-    """The embedded default's model options (as `s4eca-train` parses them with no flags) at `image_size`."""
-    from s4eca_peft.training.base_model import add_model_arguments
-
-    parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
-    args = parser.parse_args([])
-    args.image_size = image_size
-    return args
-
-
 @lru_cache(maxsize=4)
 def evaluation_split(split: str, image_size: int, num_samples: int):
     from s4eca_peft.training.dataloaders import load_split
@@ -138,11 +126,13 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
     through this one function; only the model differs."""
     import torch
     import transformers
+    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
     import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
     from s4eca_peft.data import ReferringCollator
+    from s4eca_peft.training import ModelArguments, set_training_mode, training_step
     from s4eca_peft.training.base_model import build_base_and_processor
     from s4eca_peft.training.dataloaders import (
         EpochSampler,
@@ -162,7 +152,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
     # ---- model: the same base (and head initialisation) for every run, then the method on top
     set_seed(seed)
-    base, processor, notes = build_base_and_processor(model_arguments(size))
+    base, processor, notes = build_base_and_processor(ModelArguments(), size)
     method = "s4eca" if run in ABLATIONS else run
     s4eca_kwargs = ABLATIONS.get(run, {})
     lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None
@@ -194,18 +184,12 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
         num_training_steps=steps,
     )
     set_training_mode(model)
+    accelerator = Accelerator(cpu=True)  # the step of `s4eca-train`, on the CPU like every run here
     losses = []
     train_started = time.time()
     for batch in train_dl:
-        loss = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{run}: non-finite loss at step {len(losses) + 1}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], protocol["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = training_step(model, batch, accelerator, optimizer, scheduler, protocol["max_grad_norm"],
+                             where=f"{run}, step {len(losses) + 1}")
         losses.append(loss.item())
     train_seconds = time.time() - train_started
 
@@ -359,7 +343,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "text encoder replaces its proxies, through `S4ECAModel.set_language_proxies`, by one proxy per expression: "
         "the sentence feature (MiniLM's word features averaged over real tokens).",
         "",
-        ("Aim of the issue, S4ECA above head-only and LoRA at a similar budget: " + "; ".join(verdict) + ".")
+        ("The package's aim, S4ECA above head-only and LoRA at a similar budget: " + "; ".join(verdict) + ".")
         if verdict else "",
         "",
         f"![accuracy](images/{Path(args.plot).name if args.plot else plot_name(mode)})",

@@ -54,10 +54,38 @@ machine that produced it.
 """
 
 
+# ---------------------------------------------------------------------------------------------- backbones
+
+
+def window_for(image_size: int) -> int:
+    """Swin's window: 12 as in Swin-B at 384/480 px, smaller where the last stage's map (``image_size / 32``) is."""
+    return max(1, min(12, image_size // 32))
+
+
+def backbone_configs(image_size: int, tiny: bool, window_size: int | None = None, **text_overrides: Any):
+    """`(SwinConfig, BertConfig)`: the paper's Swin-B (embed_dim 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32])
+    + BERT-base, or tiny ones (``tiny``), built offline from configs. The one place the benchmarks take them from;
+    ``window_size`` defaults to `window_for`; `text_overrides` set BERT fields."""
+    from transformers import BertConfig, SwinConfig
+
+    window = window_for(image_size) if window_size is None else window_size
+    if tiny:
+        vision = SwinConfig(image_size=image_size, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
+                            num_heads=[1, 1, 1, 1], window_size=window)
+        text = BertConfig(**{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                             "intermediate_size": 64, "vocab_size": 120, **text_overrides})
+    else:
+        vision = SwinConfig(image_size=image_size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+                            window_size=window)
+        text = BertConfig(**text_overrides)
+    return vision, text
+
+
 # ---------------------------------------------------------------------------------------------- parameters
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Parameters of `model` (only those with ``requires_grad`` when `trainable_only`)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -135,13 +163,6 @@ def build_method(
 
         return get_peft_model(base, S4ECAConfig(**(s4eca_kwargs or {})))
     raise ValueError(f"Unknown method {method!r}; expected one of {METHODS} or an S4ECA ablation.")
-
-
-def set_training_mode(model: nn.Module) -> None:
-    """Train mode for the whole model, the encoders in eval mode (no dropout), for every method alike."""
-    model.train()
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.encoders_eval()  # checkpointed blocks, if enabled, keep recomputing (as in `s4eca-train`)
 
 
 def saved_size_bytes(model: nn.Module, method: str, directory: str | os.PathLike) -> int:

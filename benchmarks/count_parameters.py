@@ -2,34 +2,31 @@
 
 The paper reports that the adapters update 2.4 % of the backbones' parameters. This prints the adapter parameters
 (text adapter, vision adapters) as a share of the two frozen backbones, and the segmentation head separately.
+The backbone configs are the benchmarks' own (`common.backbone_configs`); ``--tiny`` counts the tiny ones instead
+(seconds instead of a minute, for a quick check of the script).
 
     python benchmarks/count_parameters.py
     python benchmarks/count_parameters.py --vision-bottleneck-size 64 --num-queries 8
+    python benchmarks/count_parameters.py --tiny
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 import transformers
 from peft import get_peft_model
-from transformers import BertConfig, SwinConfig
 
 import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
 from s4eca_peft.modeling import ReferringSegmentationConfig, ReferringSegmentationModel
 from s4eca_peft.tuner import S4ECAConfig, S4ECATextLayer, S4ECAVisionLayer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def swin_b_config(image_size: int) -> SwinConfig:
-    """Swin-B as in the paper: embed_dim 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32], window 12."""
-    return SwinConfig(
-        image_size=image_size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12
-    )
-
-
-def count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from common import backbone_configs, count_parameters, head_parameters  # noqa: E402
 
 
 def adapter_parameters(model: torch.nn.Module, layer_cls: type) -> int:
@@ -38,7 +35,7 @@ def adapter_parameters(model: torch.nn.Module, layer_cls: type) -> int:
     for module in model.modules():
         if isinstance(module, layer_cls):
             for name in module.adapter_layer_names:
-                total += count(getattr(module, name))
+                total += count_parameters(getattr(module, name))
     return total
 
 
@@ -48,13 +45,14 @@ def main() -> None:
     parser.add_argument("--vision-bottleneck-size", type=int, default=None)
     parser.add_argument("--text-bottleneck-size", type=int, default=None)
     parser.add_argument("--num-queries", type=int, default=None)
+    parser.add_argument("--tiny", action="store_true", help="Tiny Swin + BERT instead of Swin-B + BERT-base.")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
 
-    config = ReferringSegmentationConfig(vision_config=swin_b_config(args.image_size), text_config=BertConfig())
-    model = ReferringSegmentationModel(config)
-    vision_backbone = count(model.vision_model.backbone)
-    text_backbone = count(model.text_model)
+    vision_config, text_config = backbone_configs(args.image_size, args.tiny, window_size=12 if not args.tiny else None)
+    model = ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision_config, text_config=text_config))
+    vision_backbone = count_parameters(model.vision_model.backbone)
+    text_backbone = count_parameters(model.text_model)
     backbones = vision_backbone + text_backbone
 
     overrides = {
@@ -67,11 +65,12 @@ def main() -> None:
     text_adapters = adapter_parameters(peft_model, S4ECATextLayer)
     vision_adapters = adapter_parameters(peft_model, S4ECAVisionLayer)
     adapters = text_adapters + vision_adapters
-    head = sum(p.numel() for n, p in peft_model.named_parameters() if p.requires_grad and "segmentation_head" in n)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    head = head_parameters(peft_model)
+    trainable = count_parameters(peft_model, trainable_only=True)
     resolved = peft_model.peft_config["default"]
 
-    print(f"S4ECA at Swin-B ({args.image_size}x{args.image_size}) + BERT-base, built from configs")
+    names = "a tiny Swin + BERT" if args.tiny else "Swin-B + BERT-base"
+    print(f"S4ECA at {names} ({args.image_size}x{args.image_size}), built from configs")
     print(
         f"config: num_queries={resolved.num_queries} text_bottleneck_size={resolved.text_bottleneck_size} "
         f"vision_bottleneck_size={resolved.vision_bottleneck_size} dilations={resolved.extractor_dilations} "

@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     IMAGES_DIR,
     METHOD_LABELS,
     METHODS,
+    backbone_configs,
     build_method,
     count_parameters,
     format_bytes,
@@ -58,7 +59,7 @@ from common import (  # noqa: E402
     machine_line,
     markdown_table,
     saved_size_bytes,
-    set_training_mode,
+    window_for,
     write_section,
 )
 
@@ -73,7 +74,7 @@ METHODS_MEASURED = [*METHODS, "s4eca_gc"]
 """The four compared methods, and S4ECA with gradient checkpointing (`s4eca-train --gradient_checkpointing`) as an
 extra row: the same adapters, encoder blocks recomputed in backward instead of keeping their activations."""
 AIM = {"peak_rss": 0.6, "step_s": 0.8}
-"""The issue's aim for S4ECA against full fine-tuning: peak training memory <= 0.6x, step time <= 0.8x."""
+"""The package's aim for S4ECA against full fine-tuning: peak training memory <= 0.6x, step time <= 0.8x."""
 
 
 def section_name(mode: str) -> str:
@@ -86,26 +87,6 @@ def plot_name(mode: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- worker side
-
-
-def window_for(image_size: int) -> int:
-    return max(1, min(12, image_size // 32))
-
-
-def backbone_configs(image_size: int, tiny: bool, **text_overrides: Any):
-    """`(SwinConfig, BertConfig)`: Swin-B + BERT-base, or tiny ones (``tiny``); `text_overrides` set BERT fields."""
-    from transformers import BertConfig, SwinConfig
-
-    if tiny:
-        vision = SwinConfig(image_size=image_size, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
-                            num_heads=[1, 1, 1, 1], window_size=window_for(image_size))
-        text = BertConfig(**{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                             "intermediate_size": 64, "vocab_size": 120, **text_overrides})
-    else:
-        vision = SwinConfig(image_size=image_size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
-                            window_size=window_for(image_size))
-        text = BertConfig(**text_overrides)
-    return vision, text
 
 
 def build_base(image_size: int, tiny: bool, seed: int = 0):
@@ -162,6 +143,9 @@ def reset_peak_rss() -> bool:
 def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> dict[str, Any]:
     """One method in this process: build, train `warmup + repeats` steps, time inference, save."""
     import torch
+    from accelerate import Accelerator
+
+    from s4eca_peft.training import set_training_mode, training_step
 
     base = build_base(args.image_size, args.tiny)
     lora_rank = lora_rank_for_budget(base, lora_budget) if method == "lora" else None
@@ -177,14 +161,12 @@ def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> d
 
     if method == "s4eca_gc":
         enable_checkpointing(base)
+    accelerator, scheduler = Accelerator(cpu=True), torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     set_training_mode(model)
     step_times, losses = [], []
     for step in range(args.warmup + args.repeats):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
+        start = time.perf_counter()  # the step of `s4eca-train`, without gradient clipping
+        loss = training_step(model, inputs, accelerator, optimizer, scheduler, max_grad_norm=0.0)
         elapsed = time.perf_counter() - start
         losses.append(loss.item())
         if step >= args.warmup:
@@ -323,7 +305,7 @@ def aim_lines(results: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    """Per image size: each method's cost relative to full fine-tuning (log scale), the issue's aims marked."""
+    """Per image size: each method's cost relative to full fine-tuning (log scale), the package's aims marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -348,7 +330,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             for bar, value in zip(bars, values):
                 ax.text(bar.get_x() + bar.get_width() / 2, value * 1.1, f"{value:.2f}" if value >= 0.1 else
                         f"{value:.3f}", ha="center", va="bottom", fontsize=6, rotation=90)
-        for key, aim in AIM.items():  # the issue's aims for S4ECA
+        for key, aim in AIM.items():  # the package's aims for S4ECA
             j = [k for k, _ in metrics].index(key)
             ax.hlines(aim, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=0.8)
             ax.text(j + 0.45, aim, f" aim {aim}x", fontsize=6, va="center")
@@ -445,7 +427,7 @@ def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
         "",
         table,
         "",
-        "Aim of the issue (S4ECA against full fine-tuning):",
+        "The package's aim (S4ECA against full fine-tuning):",
         "",
         *aim_lines(results),
         "",

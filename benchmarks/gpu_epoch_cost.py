@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     METHOD_LABELS,
     REPO,
+    backbone_configs,
     build_method,
     count_parameters,
     format_count,
     head_parameters,
     lora_rank_for_budget,
     markdown_table,
-    set_training_mode,
+    window_for,
     write_section,
 )
-from efficiency import backbone_configs, build_base, enable_checkpointing, make_inputs, window_for  # noqa: E402
+from efficiency import build_base, enable_checkpointing, make_inputs  # noqa: E402
 
 DOCS_PAGE = REPO / "docs" / "reproduce.md"
 SECTION = "gpu-epoch-cost"
@@ -68,6 +70,14 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {"image_size": 480, "tiny": False, "warmup": 3, "repeats": 10, "e2e_steps": 150, "e2e_workers": 8},
 }
 GIB = 2**30
+
+
+@lru_cache(maxsize=1)
+def step_accelerator(cpu: bool):
+    """One `Accelerator` for every measured training step of this process (nothing is prepared with it)."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=cpu)
 
 
 def synchronize(device) -> None:
@@ -111,6 +121,8 @@ def measure(method: str, config: dict[str, Any], device, lora_budget: int | None
     """Build `method` on a fresh base, train `warmup + repeats` steps and time evaluation batches (32)."""
     import torch
 
+    from s4eca_peft.training import set_training_mode, training_step
+
     base = build_base(config["image_size"], config["tiny"])
     lora_rank = lora_rank_for_budget(base, lora_budget) if method == "lora" else None
     model = build_method(base, "s4eca" if method == "s4eca_gc" else method, lora_rank=lora_rank)
@@ -122,18 +134,16 @@ def measure(method: str, config: dict[str, Any], device, lora_budget: int | None
     model.to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-4, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     vocab = base.config.text_config.vocab_size
     batch = {k: v.to(device) for k, v in make_inputs(batch_size, config["image_size"], vocab).items()}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    accelerator = step_accelerator(device.type == "cpu")
+    # what `--mixed_precision bf16` does to the prepared model's forward (its own autocast instance)
+    model.forward = torch.autocast(device.type, dtype=torch.bfloat16)(model.forward)
 
-    def train_step() -> torch.Tensor:
-        with autocast:
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
+    def train_step() -> torch.Tensor:  # the step of `s4eca-train`, gradients clipped at 1.0
+        return training_step(model, batch, accelerator, optimizer, scheduler, max_grad_norm=1.0)
 
     set_training_mode(model)
     step_times = []

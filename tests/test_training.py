@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 from tiny_configs import tiny_vision_config
 from transformers import SwinModel
 
+pytestmark = pytest.mark.slow  # every test here trains (in this process or in subprocesses)
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "examples" / "train.py")
 
@@ -181,7 +183,7 @@ def test_non_finite_loss_stops_with_the_step(tmp_path, tiny_swin, minilm_path):
 def test_resume_from_a_folder_without_state_is_refused(tmp_path, tiny_swin, minilm_path):
     from s4eca_peft.training import main
 
-    with pytest.raises(SystemExit, match="not a complete checkpoint"):
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         main(tiny_run_args(tmp_path / "r", tiny_swin, minilm_path, "--resume_from_checkpoint", str(tmp_path)))
 
 

@@ -1,10 +1,37 @@
 """Training S4ECA adapters: the Accelerate loop, run setup, checkpoints, validation, the model card and Hub push.
 
-`main` is what ``s4eca-train`` and ``examples/train.py`` run.
+`main` is what ``s4eca-train`` and ``examples/train.py`` run; `training_function` takes a `TrainConfig` built from
+the argument dataclasses, the same ones the command line fills.
 """
 
+from .arguments import (
+    DataArguments,
+    EvalArguments,
+    ModelArguments,
+    S4ECAArguments,
+    TrainConfig,
+    TrainingArguments,
+    parse_eval_args,
+    parse_train_args,
+)
 from .hub import push_adapter_to_hub
-from .loop import main, training_function
+from .loop import main, set_training_mode, training_function, training_step
 from .model_card import ModelCardInfo, render_model_card
 
-__all__ = ["ModelCardInfo", "main", "push_adapter_to_hub", "render_model_card", "training_function"]
+__all__ = [
+    "DataArguments",
+    "EvalArguments",
+    "ModelArguments",
+    "ModelCardInfo",
+    "S4ECAArguments",
+    "TrainConfig",
+    "TrainingArguments",
+    "main",
+    "parse_eval_args",
+    "parse_train_args",
+    "push_adapter_to_hub",
+    "render_model_card",
+    "set_training_mode",
+    "training_function",
+    "training_step",
+]

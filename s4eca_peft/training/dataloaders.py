@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..data import ReferringCollator, SyntheticSceneStream, TrainTransform, load_refsegrs, load_rrsisd
 from ..data.synthetic import make_synthetic_dataset
 from ..data.transforms import PhotometricJitter
+from .arguments import DataArguments, TrainingArguments
 
 SYNTHETIC_SPLIT_SEEDS = {"val": 1_000_003, "test": 2_000_003}
 """Fixed seeds of the synthetic val/test scenes, so every run is scored on the same scenes."""
@@ -106,15 +106,15 @@ def load_split(
     return data
 
 
-def build_datasets(args: argparse.Namespace, accelerator=None) -> dict[str, Any]:
+def build_datasets(data: DataArguments, seed: int) -> dict[str, Any]:
     """``{"train", "val", "test"}`` for the run (test only where the dataset has one)."""
-    common = dict(data_dir=args.data_dir, image_size=args.image_size, max_samples=args.max_eval_samples)
+    common = dict(data_dir=data.data_dir, image_size=data.image_size, max_samples=data.max_eval_samples)
     result = {
-        "train": load_split(args.dataset, "train", args.data_dir, args.image_size, seed=args.seed),
-        "val": load_split(args.dataset, "val", num_samples=args.num_val_samples, **common),
+        "train": load_split(data.dataset, "train", data.data_dir, data.image_size, seed=seed),
+        "val": load_split(data.dataset, "val", num_samples=data.num_val_samples, **common),
     }
-    if args.dataset != "synthetic" or args.num_test_samples > 0:
-        result["test"] = load_split(args.dataset, "test", num_samples=max(1, args.num_test_samples), **common)
+    if data.dataset != "synthetic" or data.num_test_samples > 0:
+        result["test"] = load_split(data.dataset, "test", num_samples=max(1, data.num_test_samples), **common)
     return result
 
 
@@ -137,24 +137,26 @@ def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: 
 
 
 def build_dataloaders(
-    args: argparse.Namespace, datasets: dict[str, Any], processor: Any, sampler: EpochSampler
+    data: DataArguments, training: TrainingArguments, datasets: dict[str, Any], processor: Any, sampler: EpochSampler
 ) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """The training dataloader (keyed augmentation, ``sampler`` order) and one evaluation dataloader per split."""
     train_set = KeyedTrainingSet(
-        datasets["train"], train_transform(args.augment, args.seed), args.seed, args.constant_expression
+        datasets["train"], train_transform(data.augment, training.seed), training.seed, data.constant_expression
     )
     train = DataLoader(
-        train_set, batch_size=args.per_device_train_batch_size, sampler=sampler, drop_last=True,
-        num_workers=args.dataloader_num_workers, collate_fn=ReferringCollator(processor),
+        train_set, batch_size=training.per_device_train_batch_size, sampler=sampler, drop_last=True,
+        num_workers=data.dataloader_num_workers, collate_fn=ReferringCollator(processor),
     )
     evaluation = {
-        split: eval_dataloader(data, processor, args.per_device_eval_batch_size, args.dataloader_num_workers,
-                               args.constant_expression)
-        for split, data in datasets.items() if split != "train"
+        split: eval_dataloader(dataset, processor, training.per_device_eval_batch_size, data.dataloader_num_workers,
+                               data.constant_expression)
+        for split, dataset in datasets.items() if split != "train"
     }
     return train, evaluation
 
 
-def train_sampler_for(args: argparse.Namespace, datasets: dict[str, Any]) -> EpochSampler:
-    if args.dataset == "synthetic":
-        return EpochSampler(args.train_samples_per_epoch, args.seed, fresh=True)
-    return EpochSampler(len(datasets["train"]), args.seed)
+def train_sampler_for(data: DataArguments, seed: int, datasets: dict[str, Any]) -> EpochSampler:
+    """Fresh synthetic scenes every epoch, or a permutation of the real training set per epoch."""
+    if data.dataset == "synthetic":
+        return EpochSampler(data.train_samples_per_epoch, seed, fresh=True)
+    return EpochSampler(len(datasets["train"]), seed)

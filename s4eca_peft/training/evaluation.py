@@ -7,7 +7,6 @@ computed once (`s4eca_peft.metrics.rrsis_metrics`), never averaged per batch.
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch.nn import functional as F
 from ..files import write_json_atomic
 from ..inference.visualization import overlay_mask, save_image_atomic
 from ..metrics import intersection_and_union, metrics_markdown_table, rrsis_metrics
+from .arguments import EvalArguments, parse_eval_args
 
 
 @torch.no_grad()
@@ -76,31 +76,13 @@ def save_overlays(model, processor, dataset, path: str | os.PathLike, num_sample
         save_image_atomic(strip, path)
 
 
-def build_eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s4eca-eval", description="Evaluate an S4ECA adapter on an RRSIS split.")
-    parser.add_argument("--adapter", required=True, help="Adapter folder or Hub repo id.")
-    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit).")
-    parser.add_argument("--dataset", choices=["synthetic", "rrsisd", "refsegrs"], default="synthetic")
-    parser.add_argument("--data_dir", default=None, help="Root folder of the dataset (real datasets).")
-    parser.add_argument("--split", choices=["train", "val", "test"], default="test")
-    parser.add_argument("--output", default=None, help="JSON file for the metrics.")
-    parser.add_argument("--image_size", type=int, default=None,
-                        help="Evaluation side; defaults to the size the adapter was trained at.")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--num_samples", type=int, default=256, help="Synthetic only: scenes in the split.")
-    parser.add_argument("--max_eval_samples", type=int, default=None, help="Evaluate at most this many samples.")
-    parser.add_argument("--dataloader_num_workers", type=int, default=0)
-    return parser
-
-
-def evaluate_adapter(args: argparse.Namespace) -> dict[str, Any]:
+def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
+    """Score an adapter on one split (metrics printed as a table, and written to ``args.output`` when set)."""
     from accelerate import Accelerator
 
     from ..inference.adapter_folder import load_for_inference
     from .dataloaders import eval_dataloader, load_split
 
-    if args.dataset != "synthetic" and not args.data_dir:
-        raise SystemExit(f"--data_dir is required with --dataset {args.dataset}.")
     accelerator = Accelerator()
     model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)
     processor.image_size = args.image_size or metadata.get("image_size", processor.image_size)
@@ -119,4 +101,5 @@ def evaluate_adapter(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def eval_main(argv: list[str] | None = None) -> dict[str, Any]:
-    return evaluate_adapter(build_eval_parser().parse_args(argv))
+    """Entry point of ``s4eca-eval``."""
+    return evaluate_adapter(parse_eval_args(argv))

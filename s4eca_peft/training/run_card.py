@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from ..files import write_text_atomic
+from .arguments import TrainConfig
 from .model_card import ModelCardInfo, render_model_card
 
 
@@ -23,7 +23,7 @@ def describe_hardware(accelerator_processes: int = 1) -> str:
 
 
 def write_model_card(
-    args: argparse.Namespace,
+    config: TrainConfig,
     output_dir: Path,
     results: dict[str, dict[str, Any]],
     trainable: int,
@@ -35,19 +35,19 @@ def write_model_card(
     adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
     metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
     info = ModelCardInfo(
-        model_id=args.hub_model_id or output_dir.name,
-        vision_model=args.vision_model or "built from config",
-        text_model=args.text_model or _minilm() or "built from config",
-        dataset=args.dataset,
+        model_id=config.training.hub_model_id or output_dir.name,
+        vision_model=config.model.vision_model or "built from config",
+        text_model=config.model.text_model or _minilm() or "built from config",
+        dataset=config.data.dataset,
         metrics_per_split=metrics,
         trainable_params=trainable,
         total_params=total,
         adapter_size_bytes=(output_dir / "adapter_model.safetensors").stat().st_size,
         hardware=describe_hardware(num_processes),
         wall_time_s=wall_time,
-        command=args.command,
-        seed=args.seed,
-        image_size=args.image_size,
+        command=config.command,
+        seed=config.training.seed,
+        image_size=config.data.image_size,
         s4eca_config=adapter_config,
     )
     return write_text_atomic(output_dir / "README.md", render_model_card(info))

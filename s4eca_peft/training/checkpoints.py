@@ -1,0 +1,140 @@
+"""Resumable, adapter-only training checkpoints, and the run state they carry.
+
+A checkpoint is ``<output_dir>/checkpoints/checkpoint-<step>/``: Accelerate's state (optimizer, scheduler, RNG) with
+the model saved as the PEFT adapter only, plus ``training_state.json`` (`RunState`). It is written to a temporary
+sibling and renamed once complete, so a run killed during a save resumes from the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "training_state.json"
+TEMPORARY_PREFIX = ".tmp-checkpoint-"
+
+
+@dataclass
+class RunState:
+    """Where a training run is: the position in the data, what it measured, and the time it trained.
+
+    Args:
+        completed_steps: optimizer steps done.
+        epoch: the epoch being read (epochs finished so far).
+        batches_in_epoch: batches of ``epoch`` already read (skipped on resume).
+        history: one record per validation: ``{"step", "epoch", **metrics}``.
+        losses: ``[step, loss]`` of every optimizer step (mean over processes).
+        best: the history record with the best validation oIoU, or ``None`` before the first validation.
+        train_seconds: time spent in data loading and optimizer steps (validation and saves excluded).
+    """
+
+    completed_steps: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[list[float]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    train_seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunState:
+        return cls(**json.loads(text))
+
+
+def list_checkpoints(checkpoint_root: Path) -> list[Path]:
+    """Complete checkpoints (renamed from their temporary folder), oldest first."""
+    if not checkpoint_root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in checkpoint_root.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
+
+
+def load_adapter_weights(peft_model: Any, folder: Path) -> None:
+    """Load ``folder/adapter_model.safetensors`` into ``peft_model``, refusing keys the model has no place for."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    file = folder / "adapter_model.safetensors"
+    result = set_peft_model_state_dict(peft_model, load_file(str(file)))
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"{file}: unexpected adapter keys {unexpected[:5]}.")
+
+
+class CheckpointManager:
+    """Saves adapter-only checkpoints through Accelerate's hooks, keeps the last ``total_limit``, and resumes.
+
+    Args:
+        accelerator: the run's `accelerate.Accelerator` (before ``prepare``: the hooks are registered here).
+        root: the checkpoint folder, ``<output_dir>/checkpoints``.
+        total_limit: complete checkpoints kept; older ones are deleted after each save.
+    """
+
+    def __init__(self, accelerator: Any, root: str | os.PathLike, total_limit: int) -> None:
+        self.accelerator, self.root, self.total_limit = accelerator, Path(root), total_limit
+        accelerator.register_save_state_pre_hook(self._save_adapter_only)
+        accelerator.register_load_state_pre_hook(self._load_adapter_only)
+        if accelerator.is_main_process:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for stale in self.root.glob(f"{TEMPORARY_PREFIX}*"):
+                shutil.rmtree(stale, ignore_errors=True)  # an interrupted save; the previous checkpoint is intact
+        accelerator.wait_for_everyone()
+
+    def _save_adapter_only(self, models: list, weights: list, checkpoint_dir: str) -> None:
+        for _ in range(len(models)):
+            weights.pop()
+        if self.accelerator.is_main_process:
+            self.accelerator.unwrap_model(models[0]).save_pretrained(checkpoint_dir)
+
+    def _load_adapter_only(self, models: list, checkpoint_dir: str) -> None:
+        load_adapter_weights(self.accelerator.unwrap_model(models.pop()), Path(checkpoint_dir))
+
+    def find(self, resume_from: str | None) -> Path | None:
+        """The checkpoint to resume from: ``"latest"`` (``None`` when there is none yet) or a checkpoint folder."""
+        if resume_from is None:
+            return None
+        if resume_from == "latest":
+            found = list_checkpoints(self.root)
+            if not found:
+                self.accelerator.print(f"no checkpoint in {self.root}; starting from scratch")
+            return found[-1] if found else None
+        path = Path(resume_from)
+        if not (path / STATE_FILE).is_file():
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_FILE})."
+            )
+        return path
+
+    def resume(self, resume_from: str | None) -> RunState:
+        """Restore adapter, optimizer, scheduler and RNG from the checkpoint `find` names; a fresh state if none."""
+        path = self.find(resume_from)
+        if path is None:
+            return RunState()
+        self.accelerator.load_state(str(path))
+        state = RunState.from_json((path / STATE_FILE).read_text())
+        self.accelerator.print(f"resumed from {path} at step {state.completed_steps}")
+        return state
+
+    def save(self, state: RunState) -> None:
+        """Write ``checkpoint-<step>`` (the folder appears only once complete) and drop the oldest beyond the limit."""
+        step = state.completed_steps
+        tmp, final = self.root / f"{TEMPORARY_PREFIX}{step}", self.root / f"checkpoint-{step}"
+        self.accelerator.save_state(str(tmp))
+        if self.accelerator.is_main_process:
+            (tmp / STATE_FILE).write_text(state.to_json())
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in list_checkpoints(self.root)[: -self.total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()

@@ -1,0 +1,74 @@
+"""The argument dataclasses behind ``s4eca-train`` and ``s4eca-eval``: flags, defaults, validation, no mutation."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from s4eca_peft.training import (
+    DataArguments,
+    S4ECAArguments,
+    TrainingArguments,
+    parse_eval_args,
+    parse_train_args,
+)
+from s4eca_peft.training.checkpoints import RunState
+from s4eca_peft.training.loop import plan_schedule
+
+
+def test_flags_fill_the_dataclasses_and_the_s4eca_config():
+    config = parse_train_args(["--no_scale_selection", "--extractor_dilations", "1", "4", "--num_queries", "8",
+                               "--gradient_checkpointing", "--dataset", "refsegrs", "--data_dir", "d"])
+    s4eca = config.s4eca.to_config()
+    assert (s4eca.scale_selection, s4eca.spatial_selection, s4eca.text_feedback) == (False, True, True)
+    assert s4eca.extractor_dilations == [1, 4] and s4eca.extractor_kernel_sizes == [3, 3] and s4eca.num_queries == 8
+    assert config.training.gradient_checkpointing is True
+    assert config.data.image_size == 480  # real data defaults to the published size
+    assert config.command.startswith("accelerate launch examples/train.py --no_scale_selection")
+
+
+def test_defaults_are_the_embedded_default_run():
+    config = parse_train_args([])
+    assert config.data == DataArguments() and config.data.image_size == 128
+    assert config.s4eca == S4ECAArguments() and config.training == TrainingArguments()
+    assert config.training.checkpoint_every is None and parse_train_args(
+        ["--checkpointing_steps", "5"]).training.checkpoint_every == 5
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--dataset", "rrsisd"], "data_dir.*required with --dataset rrsisd"),
+    (["--checkpointing_steps", "often"], "checkpointing_steps.*positive integer or 'epoch'"),
+    (["--push_to_hub"], "needs `hub_model_id`"),
+    (["--per_device_train_batch_size", "0"], "per_device_train_batch_size.*must be positive"),
+])
+def test_bad_flags_exit_with_a_message_naming_them(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_train_args(argv)
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_eval_arguments():
+    arguments = parse_eval_args(["--adapter", "a", "--split", "val", "--num_samples", "9"])
+    assert (arguments.adapter, arguments.split, arguments.num_samples, arguments.dataset) == ("a", "val", 9, "synthetic")
+    with pytest.raises(SystemExit):
+        parse_eval_args(["--adapter", "a", "--dataset", "refsegrs"])
+
+
+def test_arguments_are_frozen_and_the_schedule_leaves_them_alone():
+    training = TrainingArguments(num_train_epochs=3, per_device_train_batch_size=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        training.max_train_steps = 1
+    schedule = plan_schedule(training, num_samples=40, num_processes=1)
+    assert (schedule.steps_per_epoch, schedule.max_train_steps, schedule.num_train_epochs) == (10, 30, 3)
+    assert training.max_train_steps is None and training.num_train_epochs == 3
+    capped = plan_schedule(dataclasses.replace(training, max_train_steps=25, gradient_accumulation_steps=2), 40, 2)
+    assert (capped.steps_per_epoch, capped.max_train_steps, capped.num_train_epochs) == (3, 25, 9)
+
+
+def test_run_state_round_trips_through_json():
+    state = RunState(completed_steps=4, epoch=1, batches_in_epoch=2, history=[{"step": 4, "oIoU": 0.5}],
+                     losses=[[1, 0.9], [2, 0.8]], best={"step": 4, "oIoU": 0.5}, train_seconds=1.5)
+    assert RunState.from_json(state.to_json()) == state
