@@ -9,6 +9,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)  # tiny models: one thread is faster and steadier on a shared 2-core machine
 
 
+SLOW_TO_COLLECT = frozenset({"test_tuner_peft_common.py"})
+"""Modules whose collection is itself slow (a `pip download`): left out when the run deselects ``slow`` tests."""
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name in SLOW_TO_COLLECT and "not slow" in (config.getoption("markexpr") or ""):
+        return True
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _isolated_hf_home(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's Hugging Face cache."""

@@ -36,6 +36,7 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, output[-4000:]
 
 
+@pytest.mark.slow
 def test_benchmark_smoke_modes_write_tables_with_every_method(tmp_path):
     efficiency, accuracy = smoke("efficiency.py", "efficiency", tmp_path), smoke("accuracy_synthetic.py", "accuracy",
                                                                                  tmp_path)
@@ -72,6 +73,7 @@ def test_benchmark_smoke_modes_write_tables_with_every_method(tmp_path):
         assert 0.0 <= r["test"]["mIoU"] <= 1.0 and math.isfinite(r["final_loss"])
 
 
+@pytest.mark.slow
 def test_gpu_epoch_cost_smoke_mode_measures_every_method_and_trains_end_to_end(tmp_path):
     command = [sys.executable, str(REPO / "benchmarks" / "gpu_epoch_cost.py"), "--smoke", "--end-to-end",
                "--scaling-batch-sizes", "2", "--docs", str(tmp_path / "reproduce.md"), "--json",

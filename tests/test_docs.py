@@ -1,7 +1,9 @@
 """Every shell command in docs/*.md and README.md runs, in page order, in one scratch folder.
 
 Blocks preceded by ``<!-- requires: gpu -->`` or ``<!-- requires: hub -->`` are skipped. Training commands are
-run as written with small-run flags appended (argparse keeps the last value), so the suite stays fast.
+run as written with small-run flags appended (argparse keeps the last value), and ``count_parameters.py`` in its
+``--tiny`` mode, so the suite stays fast. The benchmarks' ``--smoke`` commands are left to
+``tests/test_benchmarks_smoke.py``, which runs them and checks what they write: nothing runs twice.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ BLOCK = re.compile(r"(<!-- requires: (\w+) -->\s*)?```bash\n(.*?)```", re.S)
 SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_val_samples", "4",
            "--num_test_samples", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]
 INSTALL = re.compile(r"^pip install\b")
+TINY_COUNT = ["--tiny", "--image-size", "64"]
+RUN_BY_SMOKE_TEST = re.compile(r"benchmarks/(efficiency|accuracy_synthetic)\.py .*--smoke")
 
 
 def commands(text: str) -> list[str]:
@@ -37,9 +41,12 @@ def commands(text: str) -> list[str]:
 def shorten(command: str) -> str:
     words = shlex.split(command)
     is_training = "examples/train.py" in command or (words and words[0] == "s4eca-train")
-    command = command.replace("examples/", f"{REPO}/examples/").replace("benchmarks/", f"{REPO}/benchmarks/")
+    for folder in ("examples/", "benchmarks/", "tools/"):
+        command = command.replace(folder, f"{REPO}/{folder}")
     if is_training and "--help" not in words:
         command += " " + " ".join(SHORTEN)
+    if "benchmarks/count_parameters.py" in command:
+        command += " " + " ".join(TINY_COUNT)
     return command
 
 
@@ -53,6 +60,7 @@ def test_every_page_is_checked():
     assert {p.name for p in (REPO / "docs").glob("*.md")} <= listed, "add new pages to PAGES"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["../README.md", *PAGES])
 def test_page_commands_run(page, workdir):
     path = (REPO / "docs" / page).resolve()
@@ -65,6 +73,8 @@ def test_page_commands_run(page, workdir):
             continue  # the suite runs inside the installed environment
         if command.startswith("pytest") or "&& pytest" in command:
             continue  # the suite itself
+        if RUN_BY_SMOKE_TEST.search(command):
+            continue  # tests/test_benchmarks_smoke.py runs it
         result = subprocess.run(shorten(command), shell=True, cwd=workdir, env=env, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, f"{page}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # two training runs of 64 steps
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -38,6 +38,8 @@ from torch import nn
 
 from s4eca_peft import S4ECAConfig
 
+pytestmark = pytest.mark.slow  # peft's whole matrix; collecting it downloads peft's sdist (see conftest.py)
+
 PEFT_VERSION = importlib.metadata.version("peft")
 PEFT_TEST_FILES = ("testing_common.py", "testing_utils.py", "test_custom_models.py")
 

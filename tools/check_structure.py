@@ -79,11 +79,12 @@ def findings(package: Path = PACKAGE, max_lines: int = MAX_FUNCTION_LINES) -> li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-lines", type=int, default=MAX_FUNCTION_LINES, help="Longest function allowed.")
+    parser.add_argument("--package", type=Path, default=PACKAGE, help="Package folder to check.")
     args = parser.parse_args(argv)
-    found = findings(max_lines=args.max_lines)
+    found = findings(args.package, max_lines=args.max_lines)
     for line in found:
         print(line)
-    print(f"{len(found)} structure finding(s) in {PACKAGE}", file=sys.stderr)
+    print(f"{len(found)} structure finding(s) in {args.package}", file=sys.stderr)
     return 1 if found else 0
 
 

@@ -1,0 +1,45 @@
+"""The package keeps its shape: `tools/check_structure.py` finds nothing, and finds what it is meant to find."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import check_structure  # noqa: E402
+
+
+def test_the_package_has_no_structure_findings():
+    assert check_structure.findings() == []
+
+
+def write_misshapen_package(package: Path) -> None:
+    (package / "training").mkdir(parents=True)
+    body = "\n".join(f"    x{i} = {i}" for i in range(81))
+    (package / "training" / "loop.py").write_text(f"import argparse\n\n\ndef long():\n{body}\n")
+    (package / "cli.py").write_text("from argparse import ArgumentParser\n")  # a command-line module: allowed
+    (package / "helpers.py").write_text("PICKLE_SUFFIXES = ('.bin',)\n\n\ndef is_hub_id(name):\n    return True\n")
+
+
+def test_the_check_reports_long_functions_argparse_and_second_homes(tmp_path):
+    write_misshapen_package(tmp_path / "pkg")
+    found = check_structure.findings(tmp_path / "pkg")
+    assert any("training/loop.py:4: long is 82 lines long" in line for line in found)
+    assert any("training/loop.py: imports argparse" in line for line in found)
+    assert not any(line.startswith("s4eca_peft/cli.py") for line in found)
+    assert sum("helpers.py: defines" in line for line in found) == 2
+    assert len(found) == 4
+
+
+def test_the_script_exits_non_zero_on_findings(tmp_path):
+    script = [sys.executable, str(REPO / "tools" / "check_structure.py")]
+    clean = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0 and "0 structure finding(s)" in clean.stderr, clean.stdout
+    write_misshapen_package(tmp_path / "pkg")
+    misshapen = subprocess.run([*script, "--package", str(tmp_path / "pkg")], capture_output=True, text=True,
+                               timeout=60)
+    assert misshapen.returncode == 1 and "4 structure finding(s)" in misshapen.stderr
+    assert "long is 82 lines long" in misshapen.stdout
