@@ -20,7 +20,9 @@ import copy
 import json
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +33,10 @@ from transformers import BertConfig, BertTokenizerFast, SwinConfig
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.inference import S4ECASegmenter
 from s4eca_peft.tuner import S4ECAConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import backbone_configs  # noqa: E402
 
 IMAGE_SIZE = 480
 EXPRESSIONS = [
@@ -51,10 +57,7 @@ def build(name: str) -> tuple[ReferringSegmentationModel, S4ECAConfig]:
         peft_config = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8)
         decoder_dim = 16
     elif name == "paper":
-        vision = SwinConfig(
-            image_size=IMAGE_SIZE, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12
-        )
-        text = BertConfig()  # BERT-base
+        vision, text = backbone_configs(IMAGE_SIZE, tiny=False, window_size=12)  # Swin-B + BERT-base
         peft_config = S4ECAConfig()
         decoder_dim = 128
     else:

@@ -15,16 +15,21 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import transformers
 from peft import get_peft_model
-from transformers import BertConfig, SwinConfig
 
 import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
 from s4eca_peft.modeling import ReferringSegmentationConfig, ReferringSegmentationModel
 from s4eca_peft.tuner import S4ECAConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import backbone_configs  # noqa: E402
 
 
 def seconds(model: torch.nn.Module, inputs: dict) -> float:
@@ -44,11 +49,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    vision = SwinConfig(
-        image_size=args.image_size, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12
-    )
+    vision, text = backbone_configs(args.image_size, tiny=False, window_size=12)  # Swin-B + BERT-base
     torch.manual_seed(0)
-    base = ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision, text_config=BertConfig()))
+    base = ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision, text_config=text))
     base.eval()
     adapted = get_peft_model(copy.deepcopy(base), S4ECAConfig()).eval()
     inputs = {
