@@ -94,6 +94,7 @@ def test_gpu_epoch_cost_smoke_mode_measures_every_method_and_trains_end_to_end(t
         assert f"| {METHOD_LABELS[method]}" in section
 
 
+@pytest.mark.slow  # a subprocess that imports the benchmark stack
 def test_reproduce_page_shows_what_the_gpu_script_prints_from_its_raw_figures(tmp_path):
     """docs/reproduce.md's GPU figures are the script's rendering of the committed raw measurements."""
     page = tmp_path / "reproduce.md"

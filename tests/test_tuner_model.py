@@ -287,6 +287,7 @@ def test_default_targets_and_head(build):
     assert sum(isinstance(m, S4ECAVisionLayer) for m in model.modules()) == 4
 
 
+@pytest.mark.slow  # a second Python process imports torch, transformers and peft
 def test_resume_training_in_a_fresh_process(build, tmp_path):
     """Save base + adapter; a fresh process needs only `import s4eca_peft` to load them (PeftModel and
     AutoPeftModel), gets equal outputs with no missing or unexpected keys, and resumes training."""
