@@ -7,6 +7,7 @@ closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's 
 
 from peft import mapping as _peft_mapping
 
+from .checks import AdapterFileError, check_adapter_folder
 from .config import S4ECAConfig, S4ECAPeftType
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
 from .model import S4ECAModel
@@ -14,6 +15,7 @@ from .routing import LanguageProxyContext
 from .targets import TEXT_BLOCK_CLASSES, VISION_BLOCK_CLASSES
 
 __all__ = [
+    "AdapterFileError",
     "LanguageProxyContext",
     "S4ECAConfig",
     "S4ECALayer",
@@ -23,6 +25,7 @@ __all__ = [
     "S4ECAVisionLayer",
     "TEXT_BLOCK_CLASSES",
     "VISION_BLOCK_CLASSES",
+    "check_adapter_folder",
     "register_s4eca",
 ]
 
