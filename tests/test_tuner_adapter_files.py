@@ -137,3 +137,19 @@ def test_non_finite_weights_are_refused_on_load(adapter, swin_bert, bad):
     assert str(error.value).startswith(f"{weights}:") and key in str(error.value)
     with pytest.raises(AdapterFileError, match="NaN or infinite"):
         check_adapter_folder(adapter)
+
+
+def test_the_security_page_states_the_limits_in_force():
+    from pathlib import Path
+
+    from s4eca_peft.data import safe_pickle
+    from s4eca_peft.data.masks import MAX_OUTLINE_FACTOR
+    from s4eca_peft.tuner import config
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    limits = {name: getattr(config, name) for name in dir(config) if name.startswith("MAX_")}
+    limits.update(MAX_OUTLINE_FACTOR=MAX_OUTLINE_FACTOR, MAX_DEPTH=safe_pickle.MAX_DEPTH)
+    for name, value in limits.items():
+        assert f"`{name}` = {value}" in text, name
+    assert safe_pickle.MAX_FILE_BYTES == 1 << 30 and "`MAX_FILE_BYTES` = 1 GiB" in text
+    assert safe_pickle.EXPANSION_PER_BYTE == 16 and safe_pickle.MIN_EXPANDED_SIZE == 2**20
