@@ -14,9 +14,10 @@ resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 """
 
 
-def run_capped(code: str, cap_mb: int = 1536, timeout: float = 120.0) -> subprocess.CompletedProcess:
+def run_capped(code: str, cap_mb: int = 1536, timeout: float = 600.0) -> subprocess.CompletedProcess:
     """Runs ``code`` with ``RLIMIT_AS`` at ``cap_mb`` MiB (torch and transformers need about 1 GiB of address space
-    to import) and this checkout first on the path; returns the finished process (stdout and stderr as text)."""
+    to import) and this checkout first on the path; returns the finished process (stdout and stderr as text). The
+    timeout is generous: importing torch alone takes a minute on a busy machine."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.path.dirname(os.path.abspath(__file__))])}
     script = _PRELUDE.format(cap=cap_mb) + textwrap.dedent(code)
