@@ -11,7 +11,11 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from .validation import brief
+
 MASK_THRESHOLD = 50  # RefSegRS masks are 0/255; foreground is > 50
+MAX_OUTLINE_FACTOR = 200
+"""Longest total polygon outline accepted, in multiples of the image's height + width (real outlines: a few)."""
 
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:
@@ -37,6 +41,37 @@ def _is_number_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, Real) and not isinstance(v, bool) for v in value)
 
 
+def check_polygons(polygons: list[list[float]], height: int, width: int) -> None:
+    """Refuse polygons that pycocotools cannot rasterise safely, before it sees them.
+
+    pycocotools walks every edge pixel by pixel (at 5x resolution) into one buffer: a NaN coordinate crashes the
+    process and a coordinate of 1e9 asks for gigabytes. Every coordinate must be finite and lie within one image
+    size of the image (x in [-W, 2W], y in [-H, 2H]), and the outlines together at most `MAX_OUTLINE_FACTOR`
+    times ``height + width`` pixels long.
+    """
+    outline = 0.0
+    for number, polygon in enumerate(polygons):
+        xs, ys = np.asarray(polygon[0::2]), np.asarray(polygon[1::2])
+        if len(xs) != len(ys):
+            raise ValueError(f"polygon {number} has an odd number of coordinates ({len(polygon)}); expected x, y pairs")
+        if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+            raise ValueError(f"polygon {number} has a NaN or infinite coordinate")
+        for axis, values, side in (("x", xs, width), ("y", ys, height)):
+            low, high = float(values.min()), float(values.max())
+            if low < -side or high > 2 * side:
+                raise ValueError(
+                    f"polygon {number} has {axis} coordinates in [{low:g}, {high:g}], far outside an image of "
+                    f"{width}x{height} (WxH); accepted: [{-side}, {2 * side}]"
+                )
+        steps = np.maximum(np.abs(np.diff(xs, append=xs[:1])), np.abs(np.diff(ys, append=ys[:1])))
+        outline += float(steps.sum())
+    if outline > MAX_OUTLINE_FACTOR * (height + width):
+        raise ValueError(
+            f"polygon outlines are {outline:.0f} pixels long, more than {MAX_OUTLINE_FACTOR}x the image's height + "
+            f"width ({height + width}); refused as too costly to rasterise"
+        )
+
+
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
     """A COCO ``segmentation`` -> compressed RLE.
 
@@ -51,11 +86,12 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
         polygons = [[float(v) for v in polygon] for polygon in polygons if len(polygon) >= 6]
         if not polygons:
             raise ValueError("polygon segmentation has no polygon with at least three points")
+        check_polygons(polygons, height, width)
         rle = mask_utils.merge(mask_utils.frPyObjects(polygons, int(height), int(width)))
     elif isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-            raise ValueError(f"RLE 'size' must be [height, width] with positive integers, got {size!r}")
+            raise ValueError(f"RLE 'size' must be [height, width] with positive integers, got {brief(size)}")
         if isinstance(counts, list):
             if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
                 raise ValueError(
@@ -66,7 +102,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
             rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
             mask_utils.area(rle)  # raises on corrupt counts
         else:
-            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got {counts!r}")
+            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got {brief(counts)}")
     else:
         raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segmentation).__name__}")
     counts = rle["counts"]
@@ -76,11 +112,14 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     }
 
 
-def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` from an image file's header; PIL's own warnings are silenced (the caller reports)."""
+def read_image_size(path: str | os.PathLike, decode: bool = False) -> tuple[int, int]:
+    """``(height, width)`` from an image file's header, after decoding every pixel when ``decode`` (so that a
+    truncated or corrupt file raises here); PIL's own warnings are silenced (the caller reports)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Image.open(path) as image:
+            if decode:
+                image.load()
             return image.height, image.width
 
 

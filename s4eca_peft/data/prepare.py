@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s4eca-prepare-data",
         description="Validate an RRSIS-D or RefSegRS folder: split sizes next to the published ones, and every "
-        "record the loaders would skip. Layouts: "
+        "record the loaders would skip. Every image is decoded in full, so truncated files are found here rather "
+        "than during training. Layouts: "
         + "; ".join(f"{name}: {layout}" for name, layout in _LAYOUTS.items()),
     )
     parser.add_argument("--dataset", required=True, choices=sorted(_VALIDATORS), help="which dataset layout")
@@ -40,7 +41,7 @@ def prepare_data_main(argv: Sequence[str] | None = None) -> int:
     were found, 2 when the folder layout or a metadata file is wrong."""
     args = _parser().parse_args(argv)
     try:
-        reports = _VALIDATORS[args.dataset](args.data_dir)
+        reports = _VALIDATORS[args.dataset](args.data_dir, decode_images=True)
     except (FileNotFoundError, UnsafePickleError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -56,7 +56,9 @@ def _read_lines(path: Path, report: v.ValidationReport) -> Iterable[tuple[str, s
         yield record_id, parts[0], " ".join(parts[1].split())
 
 
-def _scan_split(paths: dict[str, Path], split: str) -> tuple[list[dict[str, Any]], v.ValidationReport]:
+def _scan_split(
+    paths: dict[str, Path], split: str, decode_images: bool = False
+) -> tuple[list[dict[str, Any]], v.ValidationReport]:
     report = v.ValidationReport(DATASET_NAME, split)
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -78,7 +80,7 @@ def _scan_split(paths: dict[str, Path], split: str) -> tuple[list[dict[str, Any]
             report.add(v.MISSING_MASK, sample_id, f"{where}: no mask file {mask_path}")
             continue
         try:
-            height, width = read_image_size(image_path)
+            height, width = read_image_size(image_path, decode=decode_images)
         except Exception as error:  # PIL raises many types for unreadable files
             report.add(v.UNREADABLE_FILE, sample_id, f"cannot read image {image_path}: {error}")
             continue
@@ -112,21 +114,24 @@ def _scan_split(paths: dict[str, Path], split: str) -> tuple[list[dict[str, Any]
 
 
 def scan_refsegrs(
-    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS
+    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
 ) -> dict[str, tuple[list[dict[str, Any]], v.ValidationReport]]:
-    """Valid records and the validation report of each split; raises FileNotFoundError on a wrong layout."""
+    """Valid records and the validation report of each split; raises FileNotFoundError on a wrong layout.
+    ``decode_images`` decodes every image in full (slow) so that truncated files are reported too."""
     splits = [v.check_split(split) for split in splits]
     paths = refsegrs_paths(root)
     _require(paths["images"], "folder")
     _require(paths["masks"], "folder")
     for split in splits:
         _require(paths[split], "file")
-    return {split: _scan_split(paths, split) for split in splits}
+    return {split: _scan_split(paths, split, decode_images) for split in splits}
 
 
-def validate_refsegrs(root: str | os.PathLike, splits: Iterable[str] = v.SPLITS) -> dict[str, v.ValidationReport]:
-    """The `ValidationReport` of each split (no warning, no dataset)."""
-    return {split: report for split, (_, report) in scan_refsegrs(root, splits).items()}
+def validate_refsegrs(
+    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
+) -> dict[str, v.ValidationReport]:
+    """The `ValidationReport` of each split (no warning, no dataset); see `scan_refsegrs` for ``decode_images``."""
+    return {split: report for split, (_, report) in scan_refsegrs(root, splits, decode_images).items()}
 
 
 def load_refsegrs(root: str | os.PathLike, split: str, strict: bool = False) -> datasets.Dataset:

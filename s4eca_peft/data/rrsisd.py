@@ -78,8 +78,9 @@ class _Instances:
 class _Scanner:
     """Checks refs one by one; each failed check reports the ref and skips it."""
 
-    def __init__(self, paths: dict[str, Path]) -> None:
+    def __init__(self, paths: dict[str, Path], decode_images: bool = False) -> None:
         self.paths = paths
+        self.decode_images = decode_images
         self.instances = _Instances(paths["instances"])
         self._image_sizes: dict[str, tuple[int, int] | str] = {}
         self.seen_refs: set[Any] = set()
@@ -90,7 +91,7 @@ class _Scanner:
         key = str(path)
         if key not in self._image_sizes:
             try:
-                self._image_sizes[key] = read_image_size(path)
+                self._image_sizes[key] = read_image_size(path, decode=self.decode_images)
             except Exception as error:  # PIL raises many types for unreadable files
                 self._image_sizes[key] = f"{type(error).__name__}: {error}"
         return self._image_sizes[key]
@@ -151,7 +152,7 @@ class _Scanner:
             return None
         if annotation.get("image_id") != ref["image_id"]:
             owner = annotation.get("image_id")
-            detail = f"annotation {ann_id!r} belongs to image {owner!r}, the ref to {ref['image_id']!r}"
+            detail = f"annotation {ann_id!r} belongs to image {v.brief(owner)}, the ref to {ref['image_id']!r}"
             report.add(v.MALFORMED_RECORD, rid, detail, n)
             return None
         try:
@@ -201,6 +202,10 @@ class _Scanner:
         records = []
         for position, sentence in enumerate(sentences):
             sent_id = sentence.get("sent_id", position) if isinstance(sentence, dict) else position
+            if not _is_id(sent_id):
+                detail = f"{rid} sentence {position}: sent_id {v.brief(sent_id)} is not an int or str"
+                report.add(v.MALFORMED_RECORD, f"{rid} sentence {position}", detail)
+                continue
             sample_id = f"{ref['ref_id']}_{sent_id}"
             text = _sentence_text(sentence)
             if text is None:
@@ -224,9 +229,10 @@ class _Scanner:
 
 
 def scan_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS
+    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
 ) -> dict[str, tuple[list[dict[str, Any]], v.ValidationReport]]:
-    """Valid records and the validation report of each split.
+    """Valid records and the validation report of each split; ``decode_images`` decodes every image in full (slow)
+    so that truncated files are reported too, not only those whose header is unreadable.
 
     Raises FileNotFoundError naming a missing file of the layout, ValueError for an unreadable ``refs(unc).p``
     or ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers.
@@ -240,7 +246,7 @@ def scan_rrsisd(
     refs = load_untrusted_pickle(paths["refs"])
     if not isinstance(refs, list):
         raise ValueError(f"{paths['refs']}: expected a list of refs (dicts), got {type(refs).__name__}.")
-    scanner = _Scanner(paths)
+    scanner = _Scanner(paths, decode_images)
     results = {split: ([], v.ValidationReport(DATASET_NAME, split)) for split in splits}
     for index, ref in enumerate(refs):
         split = ref.get("split") if isinstance(ref, dict) else None
@@ -251,16 +257,18 @@ def scan_rrsisd(
             continue
         for _, report in results.values():
             report.add(
-                v.MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {v.SPLITS}: {str(ref)[:80]}"
+                v.MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {v.SPLITS}: {v.brief(ref)}"
             )
     for records, report in results.values():
         report.num_samples = len(records)
     return results
 
 
-def validate_rrsisd(root: str | os.PathLike, splits: Iterable[str] = v.SPLITS) -> dict[str, v.ValidationReport]:
-    """The `ValidationReport` of each split (no warning, no dataset)."""
-    return {split: report for split, (_, report) in scan_rrsisd(root, splits).items()}
+def validate_rrsisd(
+    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
+) -> dict[str, v.ValidationReport]:
+    """The `ValidationReport` of each split (no warning, no dataset); see `scan_rrsisd` for ``decode_images``."""
+    return {split: report for split, (_, report) in scan_rrsisd(root, splits, decode_images).items()}
 
 
 def load_rrsisd(root: str | os.PathLike, split: str, strict: bool = False) -> datasets.Dataset:

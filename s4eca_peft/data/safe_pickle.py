@@ -1,51 +1,177 @@
-"""Unpickling untrusted files (the RRSIS-D ``refs(unc).p``) with an allow-list of builtin types only."""
+"""Unpickling untrusted files (the RRSIS-D ``refs(unc).p``) with an allow-list of builtin types only.
+
+Three layers keep a small hostile file from running code or exhausting memory:
+
+1. The opcode stream is read first (`pickletools.genops`): a truncated stream, or a length field that claims more
+   bytes than the file holds, is refused before anything is allocated.
+2. Loading names no global outside the allow-list, and the allowed constructors are wrapped: ``bytearray`` takes
+   bytes or text but never a size (``bytearray(10**9)`` would allocate a gigabyte from 36 bytes), ``set`` and
+   ``frozenset`` take one list or tuple, ``complex`` numbers or a short string, ``_codecs.encode`` latin-1 text.
+3. The loaded object is measured as a tree: shared references let a few hundred bytes describe a tree of 2**60
+   nodes, which printing or converting would expand. Its expanded size (one per object plus the length of each
+   string) and its depth are bounded, and reference cycles are refused.
+"""
 
 from __future__ import annotations
 
 import io
 import os
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any
 
-# Plain containers and scalars (list, dict, tuple, str, int, float, bool, None, bytes) have their own pickle
-# opcodes and never reach `find_class`. These are the only globals a pickle of plain data may name: set,
-# frozenset, bytearray and complex are rebuilt by calling their type, and protocols 0-2 write bytes as a call
-# to `_codecs.encode(text, "latin1")`.
-_ALLOWED = frozenset(
-    {(module, name) for module in ("builtins", "__builtin__") for name in ("set", "frozenset", "bytearray", "complex")}
-    | {("_codecs", "encode")}
-)  # "__builtin__" is how Python 2 pickles spell "builtins"
+MAX_FILE_BYTES = 1 << 30
+"""Largest pickle read (the RRSIS-D refs file is a few megabytes)."""
+MAX_DEPTH = 64
+"""Deepest nesting of containers accepted (refcoco-style refs nest 5 levels)."""
+EXPANSION_PER_BYTE = 16
+"""Expanded size allowed per byte of file: plain data without shared references stays well below it."""
+MIN_EXPANDED_SIZE = 1 << 20
+"""Expanded size always allowed, so that tiny files of short shared strings load."""
+_MAX_SCALAR_TEXT = 256  # longest string `complex()` may parse
 
 
 class UnsafePickleError(ValueError):
-    """A pickle names a class or function outside the allow-list of builtin containers and scalars."""
+    """A pickle names a class or function outside the allow-list, calls an allowed one with refused arguments, or
+    describes an object too large or too deep to be plain data."""
+
+
+def _refuse(source: str, what: str) -> UnsafePickleError:
+    return UnsafePickleError(
+        f"{source}: refusing to unpickle {what}; this file is untrusted input and may only hold builtin containers "
+        "and scalars (list, dict, tuple, set, str, int, float, bool, None, bytes)."
+    )
+
+
+def _allowed_constructors(source: str) -> dict[str, Any]:
+    """The callables a pickle of plain data may name, each checking its arguments before it allocates."""
+
+    def make_bytearray(*args: Any) -> bytearray:
+        if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+            return bytearray(args[0])
+        if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
+            return bytearray(args[0], args[1])
+        if not args:
+            return bytearray()
+        raise _refuse(source, f"bytearray({', '.join(type(a).__name__ for a in args)}) (a size or an iterable)")
+
+    def make_collection(kind: type) -> Any:
+        def build(*args: Any) -> set | frozenset:
+            if not args:
+                return kind()
+            if len(args) == 1 and isinstance(args[0], (list, tuple)):
+                return kind(args[0])
+            raise _refuse(source, f"{kind.__name__}({', '.join(type(a).__name__ for a in args)})")
+
+        return build
+
+    def make_complex(*args: Any) -> complex:
+        numbers = all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+        if len(args) <= 2 and numbers:
+            return complex(*args)
+        if len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= _MAX_SCALAR_TEXT:
+            return complex(args[0])
+        raise _refuse(source, f"complex({', '.join(type(a).__name__ for a in args)})")
+
+    def encode(*args: Any) -> bytes:
+        # protocols 0-2 write bytes as `_codecs.encode(text, "latin1")`; text is never longer than the file
+        if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+            return args[0].encode("latin1")
+        raise _refuse(source, "_codecs.encode with anything but (text, 'latin1')")
+
+    return {
+        "bytearray": make_bytearray,
+        "set": make_collection(set),
+        "frozenset": make_collection(frozenset),
+        "complex": make_complex,
+        "encode": encode,
+    }
+
+
+_ALLOWED_MODULES = {"builtins": {"bytearray", "set", "frozenset", "complex"}, "_codecs": {"encode"}}
+_ALLOWED_MODULES["__builtin__"] = _ALLOWED_MODULES["builtins"]  # how Python 2 pickles spell "builtins"
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BufferedIOBase, source: str) -> None:
         super().__init__(file, encoding="utf-8")
         self._source = source
+        self._constructors = _allowed_constructors(source)
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"{self._source}: refusing to unpickle {module}.{name}; this file is untrusted input and may only "
-            "hold builtin containers and scalars (list, dict, tuple, set, str, int, float, bool, None, bytes)."
-        )
+        if name in _ALLOWED_MODULES.get(module, ()):
+            return self._constructors[name]
+        raise _refuse(self._source, f"{module}.{name}")
 
 
-def load_untrusted_pickle(path: str | os.PathLike) -> Any:
-    """Loads a pickle of plain data; raises `UnsafePickleError` (naming the file and class) for anything else.
+def _check_stream(data: bytes, source: str) -> None:
+    """Walks the opcodes without building anything: truncation and oversized length fields raise here."""
+    try:
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+    except Exception as error:  # genops raises ValueError for short reads and unknown opcodes
+        raise ValueError(f"{source}: not a readable pickle: {error}") from error
 
-    Nothing the file names outside the allow-list is imported or called, so a malicious payload never runs.
+
+def _check_shape(root: Any, source: str, budget: int) -> None:
+    """Refuse cycles, nesting deeper than `MAX_DEPTH` and an expanded size above ``budget``.
+
+    Sizes are memoised per object, so a tree of shared references is measured in time linear in its distinct
+    objects however large its expansion.
+    """
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+
+    def size(value: Any, depth: int) -> int:
+        if isinstance(value, (str, bytes, bytearray)):
+            return 1 + len(value)
+        if not isinstance(value, (list, tuple, dict, set, frozenset)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if depth > MAX_DEPTH:
+            raise UnsafePickleError(f"{source}: containers nest deeper than {MAX_DEPTH} levels; refused.")
+        if key in open_ids:
+            raise UnsafePickleError(f"{source}: a container holds itself (a reference cycle); refused.")
+        open_ids.add(key)
+        items = value.items() if isinstance(value, dict) else ((item,) for item in value)
+        total = 1
+        for pair in items:
+            for item in pair:
+                total += size(item, depth + 1)
+                if total > budget:
+                    raise UnsafePickleError(
+                        f"{source}: the data expands to more than {budget} objects and characters (shared "
+                        f"references make a small file describe a huge tree); refused."
+                    )
+        open_ids.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
+def load_untrusted_pickle(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Loads a pickle of plain data; raises `UnsafePickleError` naming the file and what was refused.
+
+    Nothing the file names outside the allow-list is imported or called, so a malicious payload never runs; the
+    allowed constructors refuse sizes, and the result's expanded size (at most `EXPANSION_PER_BYTE` per byte of
+    file) and depth (`MAX_DEPTH`) are bounded. A truncated or corrupt file raises ValueError naming it.
     """
     path = Path(path)
-    with open(path, "rb") as handle:
-        try:
-            return _RestrictedUnpickler(handle, str(path)).load()
-        except UnsafePickleError:
-            raise
-        except Exception as error:  # truncated or corrupt pickles raise many types
-            raise ValueError(f"{path}: not a readable pickle: {type(error).__name__}: {error}") from error
+    source = str(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UnsafePickleError(f"{source}: {size} bytes is more than the {max_bytes} bytes accepted; refused.")
+    data = path.read_bytes()
+    _check_stream(data, source)
+    try:
+        value = _RestrictedUnpickler(io.BytesIO(data), source).load()
+    except UnsafePickleError:
+        raise
+    except Exception as error:  # corrupt pickles raise many types
+        raise ValueError(f"{source}: not a readable pickle: {type(error).__name__}: {error}") from error
+    _check_shape(value, source, max(MIN_EXPANDED_SIZE, EXPANSION_PER_BYTE * len(data)))
+    return value

@@ -18,7 +18,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from ..modeling.image_io import load_image
+from ..modeling.image_io import load_image, read_image_file
 
 AugmentImage = Union[Image.Image, np.ndarray]
 _GREY = np.array([0.299, 0.587, 0.114])
@@ -125,12 +125,11 @@ class TrainTransform:
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> dict[str, Any]:
         rng = self.rng if rng is None else rng
         image = sample["image"]
+        name = f"sample {sample.get('sample_id')!r} image"
         if isinstance(image, (str, os.PathLike)):
-            with Image.open(image) as opened:
-                opened.load()
-                image = opened.copy()
+            image = read_image_file(image, name)
         if not (isinstance(image, Image.Image) and image.mode == "RGB"):
-            image = load_image(image, name=f"sample {sample.get('sample_id')!r} image")
+            image = load_image(image, name=name)
         mask, expression = sample.get("mask"), sample["expression"]
         if rng.random() < self.flip_prob:
             image, mask, expression = horizontal_flip(image, mask, expression)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 SPLITS = ("train", "val", "test")
 
@@ -28,6 +30,17 @@ PROBLEM_KINDS = (
     MISSING_EXPRESSION,
     MALFORMED_RECORD,
 )
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 60, 60
+for _name in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset"):
+    setattr(_BRIEF, _name, 4)
+
+
+def brief(value: Any) -> str:
+    """A short repr of an untrusted value for messages (a few levels and items, never the whole object)."""
+    return _BRIEF.repr(value)
 
 
 class DataValidationWarning(UserWarning):

@@ -24,6 +24,7 @@ from .configuration import (
     check_text_type,
     check_vision_type,
 )
+from .remote_code import auto_from_pretrained, refuse_remote_code
 
 HIERARCHICAL_BACKBONE_CLASSES: dict[str, type[PreTrainedModel]] = {
     "convnext": ConvNextBackbone,
@@ -61,7 +62,8 @@ def load_vision_backbone(name_or_path: str, **kwargs) -> PreTrainedModel:
     """A pretrained vision backbone from a Hub id or a folder, through its concrete class."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    kwargs = refuse_remote_code(kwargs)
+    config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
     check_vision_type(config.model_type)
     cls = HIERARCHICAL_BACKBONE_CLASSES.get(config.model_type) or PLAIN_VISION_CLASSES[config.model_type]
     return cls.from_pretrained(name_or_path, **_backbone_kwargs(config.model_type), **kwargs)
@@ -78,7 +80,8 @@ def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
     """A pretrained text encoder from a Hub id or a folder (a full CLIP checkpoint gives its text tower)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    kwargs = refuse_remote_code(kwargs)
+    config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
     model_type = "clip_text_model" if config.model_type == "clip" else config.model_type
     check_text_type(model_type)
     cls = TEXT_CLASSES[model_type]

@@ -38,18 +38,23 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
+def read_image_file(path: str | os.PathLike, name: str = "image") -> Image.Image:
+    """An image file decoded in full (a truncated or corrupt file raises here, naming it), as a PIL image."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no image file at {str(path)!r}.")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()
+    except Exception as error:  # PIL raises many types for unreadable files
+        raise ValueError(f"{name}: cannot read image file {str(path)!r}: {error}") from error
+
+
 def load_image(image: ImageInput, name: str = "image") -> np.ndarray:
     """Any accepted input -> ``(H, W, 3)`` float32 RGB in [0, 1] (see the module docstring)."""
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: no image file at {str(path)!r}.")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                array = _pil_to_array(opened)
-        except Exception as error:  # PIL raises many types for unreadable files
-            raise ValueError(f"{name}: cannot read image file {str(path)!r}: {error}") from error
+        array = _pil_to_array(read_image_file(image, name))
     elif isinstance(image, Image.Image):
         array = _pil_to_array(image)
     elif isinstance(image, np.ndarray):

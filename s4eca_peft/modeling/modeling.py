@@ -21,6 +21,7 @@ from .backbones import (
 )
 from .configuration import ReferringSegmentationConfig
 from .head import SegmentationHead
+from .remote_code import refuse_remote_code
 
 
 @dataclass
@@ -144,7 +145,7 @@ class ReferringSegmentationModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> ReferringSegmentationModel:
         """Load a saved model; the encoders are frozen again (loading replaces their parameters)."""
-        model = super().from_pretrained(*args, **kwargs)
+        model = super().from_pretrained(*args, **refuse_remote_code(kwargs))
         if model.config.freeze_backbones:
             model.freeze_backbones()
         return model

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
 from ..files import hub_kwargs, write_text_atomic
 from .image_io import ImageInput, load_image
+from .remote_code import auto_from_pretrained
 
 PROCESSOR_CONFIG_NAME = "s4eca_processor_config.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -25,6 +26,32 @@ def _as_list(value: Any) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
+
+
+def _expression_text(expression: Any, name: str) -> str:
+    """A non-empty expression as text: UTF-8 bytes are decoded; bytes that are not UTF-8 and lone surrogates (what
+    Python makes of such bytes in command-line arguments) raise a ValueError naming the position."""
+    if isinstance(expression, (bytes, bytearray)):
+        try:
+            expression = bytes(expression).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{name}: the expression is not UTF-8 text (byte {bytes(expression)[error.start:error.start + 1]!r} "
+                f"at position {error.start}: {error.reason}); pass UTF-8 text."
+            ) from error
+    if not isinstance(expression, str):
+        raise TypeError(f"{name}: expected a string, got {type(expression).__name__}.")
+    try:
+        expression.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name}: the expression holds a lone surrogate (U+{ord(expression[error.start]):04X}) at character "
+            f"{error.start}, which is not text; it usually comes from bytes that were not UTF-8 (e.g. a command-line "
+            "argument in another encoding). Pass UTF-8 text."
+        ) from error
+    if not expression.strip():
+        raise ValueError(f"{name}: the expression is empty; describe the object to segment.")
+    return expression
 
 
 class ReferringSegmentationProcessor:
@@ -87,13 +114,9 @@ class ReferringSegmentationProcessor:
             out.append(F.interpolate(tensor, size=(self.image_size, self.image_size), mode="nearest")[0])
         return torch.stack(out)
 
-    def tokenize(self, text: str | Sequence[str]) -> dict[str, torch.Tensor]:
-        expressions = _as_list(text)
-        for i, expression in enumerate(expressions):
-            if not isinstance(expression, str):
-                raise TypeError(f"text[{i}]: expected a string, got {type(expression).__name__}.")
-            if not expression.strip():
-                raise ValueError(f"text[{i}]: the expression is empty; describe the object to segment.")
+    def tokenize(self, text: str | bytes | Sequence[str | bytes]) -> dict[str, torch.Tensor]:
+        """Expressions (text, or UTF-8 bytes) -> ``input_ids`` / ``attention_mask`` ``(batch, max_length)``."""
+        expressions = [_expression_text(expression, f"text[{i}]") for i, expression in enumerate(_as_list(text))]
         return self.tokenizer(
             expressions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
         )
@@ -182,7 +205,7 @@ class ReferringSegmentationProcessor:
             config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs(kwargs)))
         settings = json.loads(config_file.read_text())
         settings.pop("processor_class", None)
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+        tokenizer = auto_from_pretrained(AutoTokenizer, name_or_path, **kwargs)
         return cls(tokenizer, **settings)
 
     @classmethod
@@ -196,7 +219,7 @@ class ReferringSegmentationProcessor:
             stats = _read_image_stats(vision_name_or_path, **kwargs)
             if stats is not None:
                 mean, std = stats
-        tokenizer = AutoTokenizer.from_pretrained(text_name_or_path, **kwargs)
+        tokenizer = auto_from_pretrained(AutoTokenizer, text_name_or_path, **kwargs)
         return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
 
 

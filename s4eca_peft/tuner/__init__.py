@@ -7,8 +7,9 @@ closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's 
 
 from peft import mapping as _peft_mapping
 
+from .checks import check_adapter_folder
 from .config import S4ECAConfig, S4ECAPeftType
-from .errors import AdapterBackboneMismatchError
+from .errors import AdapterBackboneMismatchError, AdapterFileError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
 from .model import S4ECAModel
 from .routing import LanguageProxyContext
@@ -16,6 +17,7 @@ from .targets import TEXT_BLOCK_CLASSES, VISION_BLOCK_CLASSES
 
 __all__ = [
     "AdapterBackboneMismatchError",
+    "AdapterFileError",
     "LanguageProxyContext",
     "S4ECAConfig",
     "S4ECALayer",
@@ -25,6 +27,7 @@ __all__ = [
     "S4ECAVisionLayer",
     "TEXT_BLOCK_CLASSES",
     "VISION_BLOCK_CLASSES",
+    "check_adapter_folder",
     "register_s4eca",
 ]
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import os
+import re
+import warnings
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from peft.config import PeftConfig
 
@@ -18,9 +22,39 @@ class S4ECAPeftType(str, enum.Enum):
     S4ECA = "S4ECA"
 
 
-def _check_positive_int(name: str, value: object, example: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}; set e.g. `{name}={example}`.")
+# Upper bounds, checked before anything is allocated: far above any useful value, far below what exhausts memory
+# (`num_queries=10**9` alone would ask for gigabytes).
+MAX_NUM_QUERIES = 1024
+MAX_WIDTH = 16384  # bottleneck sizes and the proxy width
+MAX_BRANCHES = 16
+MAX_KERNEL_SIZE = 31
+MAX_DILATION = 64
+MAX_TARGETS = 4096  # module names in a target list
+MAX_PATTERN_LENGTH = 1000  # characters of a target regex
+
+
+def _check_positive_int(name: str, value: object, example: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValueError(
+            f"`{name}` must be an integer from 1 to {maximum}, got {value!r}; set e.g. `{name}={example}`."
+        )
+
+
+def _check_targets(name: str, value: object) -> None:
+    """A target spec is None, a regex that compiles, or a list of module names (strings)."""
+    if isinstance(value, str):
+        if len(value) > MAX_PATTERN_LENGTH:
+            raise ValueError(f"`{name}` is a regex of {len(value)} characters; at most {MAX_PATTERN_LENGTH}.")
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"`{name}` is not a valid regex ({error}): {value!r}.") from error
+    elif isinstance(value, list):
+        if len(value) > MAX_TARGETS or not all(isinstance(item, str) and item for item in value):
+            raise ValueError(
+                f"`{name}` must list at most {MAX_TARGETS} module names (non-empty strings); got "
+                f"{len(value)} entries of types {sorted({type(item).__name__ for item in value})}."
+            )
 
 
 @dataclass
@@ -169,13 +203,16 @@ class S4ECAConfig(PeftConfig):
             if isinstance(value, (set, tuple)):
                 setattr(self, name, sorted(value))
             elif value is not None and not isinstance(value, (str, list)):
-                raise ValueError(f"`{name}` must be None, a regex string or a list of module names, got {value!r}.")
-        _check_positive_int("num_queries", self.num_queries, 16)
-        _check_positive_int("text_bottleneck_size", self.text_bottleneck_size, 128)
-        _check_positive_int("text_num_heads", self.text_num_heads, 4)
-        _check_positive_int("vision_bottleneck_size", self.vision_bottleneck_size, 82)
+                raise ValueError(
+                    f"`{name}` must be None, a regex string or a list of module names, got {type(value).__name__}."
+                )
+            _check_targets(name, getattr(self, name))
+        _check_positive_int("num_queries", self.num_queries, 16, MAX_NUM_QUERIES)
+        _check_positive_int("text_bottleneck_size", self.text_bottleneck_size, 128, MAX_WIDTH)
+        _check_positive_int("text_num_heads", self.text_num_heads, 4, MAX_WIDTH)
+        _check_positive_int("vision_bottleneck_size", self.vision_bottleneck_size, 82, MAX_WIDTH)
         if self.text_hidden_size is not None:
-            _check_positive_int("text_hidden_size", self.text_hidden_size, 768)
+            _check_positive_int("text_hidden_size", self.text_hidden_size, 768, MAX_WIDTH)
         if self.text_bottleneck_size % self.text_num_heads:
             raise ValueError(
                 f"`text_num_heads` ({self.text_num_heads}) must divide `text_bottleneck_size` "
@@ -184,6 +221,13 @@ class S4ECAConfig(PeftConfig):
         self.targets_from_defaults = sorted(self.targets_from_defaults or [])
         if not set(self.targets_from_defaults) <= {"text", "vision"}:
             raise ValueError(f"`targets_from_defaults` may hold 'text' and 'vision', got {self.targets_from_defaults}.")
+        for name in ("extractor_kernel_sizes", "extractor_dilations"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or len(value) > MAX_BRANCHES:
+                raise ValueError(
+                    f"`{name}` must be a list of at most {MAX_BRANCHES} integers (one per branch), got "
+                    f"{type(value).__name__} of length {len(value) if isinstance(value, (list, tuple)) else '-'}."
+                )
         self.extractor_kernel_sizes = list(self.extractor_kernel_sizes)
         self.extractor_dilations = list(self.extractor_dilations)
         if not self.extractor_kernel_sizes or len(self.extractor_kernel_sizes) != len(self.extractor_dilations):
@@ -193,13 +237,13 @@ class S4ECAConfig(PeftConfig):
                 "[3, 3, 3] and [1, 2, 3]."
             )
         for kernel in self.extractor_kernel_sizes:
-            if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+            if not isinstance(kernel, int) or isinstance(kernel, bool) or not 1 <= kernel <= MAX_KERNEL_SIZE or kernel % 2 == 0:
                 raise ValueError(
-                    f"`extractor_kernel_sizes` must hold odd positive integers (same-size output), got "
-                    f"{self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
+                    f"`extractor_kernel_sizes` must hold odd integers from 1 to {MAX_KERNEL_SIZE} (same-size output), "
+                    f"got {self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
                 )
         for dilation in self.extractor_dilations:
-            _check_positive_int("extractor_dilations[i]", dilation, 2)
+            _check_positive_int("extractor_dilations[i]", dilation, 2, MAX_DILATION)
         for name in ("scale_selection", "spatial_selection", "init_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` is a switch: set it to True or False, got {getattr(self, name)!r}.")
@@ -215,6 +259,36 @@ class S4ECAConfig(PeftConfig):
                     'e.g. ["segmentation_head"].'
                 )
             self.modules_to_save = list(self.modules_to_save)
+
+    @classmethod
+    def from_json_file(cls, path_json_file: str, **kwargs: Any) -> dict[str, Any]:
+        """The fields of an ``adapter_config.json``, checked before any module is built: the file must be JSON with
+        ``"peft_type": "S4ECA"``, and every value valid. Errors name the file (`AdapterFileError`)."""
+        from .checks import read_adapter_config
+        from .errors import AdapterFileError
+
+        data = read_adapter_config(path_json_file)
+        if data.pop("runtime_config", None) is not None:  # runtime-only settings never come from a file (as in peft)
+            warnings.warn(
+                f"{path_json_file}: its `runtime_config` is ignored (runtime settings are not saved).", stacklevel=2
+            )
+        names = {f.name for f in fields(cls)}
+        try:
+            cls(**{key: value for key, value in data.items() if key in names})
+        except (TypeError, ValueError) as error:
+            raise AdapterFileError(f"{path_json_file}: {error}") from error
+        return data
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs: Any
+    ) -> S4ECAConfig:
+        """Loads ``adapter_config.json`` (see `from_json_file`) and remembers where from, so that later load errors
+        can name the folder (``loaded_from``, not a saved field)."""
+        config = super().from_pretrained(str(pretrained_model_name_or_path), subfolder=subfolder, **kwargs)
+        folder = str(pretrained_model_name_or_path)
+        config.loaded_from = os.path.join(folder, subfolder) if subfolder else folder
+        return config
 
     @property
     def target_modules(self) -> None:

@@ -12,6 +12,7 @@ from peft.tuners.tuners_utils import (
 )
 from torch import nn
 
+from .checks import WEIGHTS_NAME, check_adapter_tensors
 from .config import S4ECAConfig
 from .errors import AdapterBackboneMismatchError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
@@ -255,7 +256,11 @@ class S4ECAModel(BaseTuner):
         state_dict: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """Map checkpoint keys to the model, and refuse any partial load: an adapter made for backbones of other sizes
-        or depths raises an error that names the shapes, instead of loading only what fits."""
+        or depths raises an error that names the shapes, instead of loading only what fits. Non-finite weights, and
+        weights that contradict the adapter's own config, raise `AdapterFileError` first (see `checks.py`)."""
+        folder = getattr(config, "loaded_from", None)
+        source = f"{folder}/{WEIGHTS_NAME}" if folder else f"the weights of adapter {adapter_name!r}"
+        check_adapter_tensors(config, state_dict, source)
         remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
         model_state = model.state_dict()
         mismatched = [

@@ -1,0 +1,168 @@
+"""Checks of an adapter's own files: each error names the file and the real cause.
+
+An adapter folder holds ``adapter_config.json`` (an `S4ECAConfig`) and ``adapter_model.safetensors``. Before any
+module is built, the config must be a JSON object with ``"peft_type": "S4ECA"`` and valid field values; before any
+tensor is loaded, every tensor must be finite and the sizes that the weights imply (queries, bottlenecks, branches,
+selections) must be those of the config. A mismatch with the *base model* (other backbones) is reported elsewhere;
+what these checks find is a defect of the adapter itself, raised as `AdapterFileError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import AdapterFileError
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PEFT_TYPE = "S4ECA"
+_CONTAINERS = ("s4eca_text_adapter", "s4eca_vision_adapter")
+
+
+def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object of an ``adapter_config.json``, after checking that it is JSON and an S4ECA config.
+
+    Field values are checked by `S4ECAConfig` itself (see `S4ECAConfig.from_json_file`).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise AdapterFileError(f"{path}: not UTF-8 text ({error}).") from error
+    except json.JSONDecodeError as error:
+        raise AdapterFileError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); an adapter config "
+            "is the JSON object that `save_pretrained` writes."
+        ) from error
+    if not isinstance(data, dict):
+        raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
+    if "peft_type" not in data:
+        raise AdapterFileError(f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
+    if data["peft_type"] != PEFT_TYPE:
+        found = data["peft_type"]
+        shown = repr(found) if isinstance(found, str) and len(found) < 40 else f"a {type(found).__name__}"
+        raise AdapterFileError(
+            f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or its config was edited). '
+            "Load it with the PEFT method that wrote it."
+        )
+    return data
+
+
+def _adapter_key(key: str, adapter_name: str | None) -> tuple[str, str, str] | None:
+    """``(container, block, rest)`` of an S4ECA tensor key (the adapter name after the container dropped), or None."""
+    for container in _CONTAINERS:
+        marker = f".{container}."
+        if marker in f".{key}":
+            block, rest = f".{key}".split(marker, 1)
+            if adapter_name is not None and rest.startswith(f"{adapter_name}."):
+                rest = rest[len(adapter_name) + 1 :]
+            return container, block.lstrip("."), rest
+    return None
+
+
+def _implied_values(state_dict: Mapping[str, torch.Tensor], adapter_name: str | None) -> dict[str, dict[Any, str]]:
+    """Config field -> {value the weights imply: an example key}, from tensor shapes and names."""
+    implied: dict[str, dict[Any, str]] = {}
+    branches: dict[str, dict[int, int]] = {}
+    vision_blocks: dict[str, set[str]] = {}
+
+    def note(field: str, value: Any, key: str) -> None:
+        implied.setdefault(field, {}).setdefault(value, key)
+
+    for key, tensor in state_dict.items():
+        parsed = _adapter_key(key, adapter_name)
+        if parsed is None:
+            continue
+        container, block, rest = parsed
+        shape = tuple(tensor.shape)
+        if container == "s4eca_text_adapter":
+            if rest == "queries" and len(shape) == 2:
+                note("num_queries", shape[0], key)
+            elif rest == "q_proj.weight" and len(shape) == 2:
+                note("text_bottleneck_size", shape[0], key)
+            continue
+        vision_blocks.setdefault(block, set()).add(rest.split(".", 1)[0])
+        if rest == "down.weight" and len(shape) == 2:
+            note("vision_bottleneck_size", shape[0], key)
+        parts = rest.split(".")
+        if parts[:2] == ["extractor", "branches"] and len(parts) == 4 and parts[2].isdigit() and parts[3] == "weight":
+            branches.setdefault(block, {})[int(parts[2])] = shape[-1] if len(shape) == 4 else -1
+    for block, kernels in branches.items():
+        example = f"{block}.s4eca_vision_adapter.extractor.branches.*.weight"
+        note("extractor_kernel_sizes", tuple(kernels[i] for i in sorted(kernels)), example)
+    for block, modules in vision_blocks.items():
+        if not {"down", "extractor", "up"} <= modules:
+            continue  # not a whole vision adapter: the key check of the load reports it
+        for field in ("scale_selection", "spatial_selection"):
+            note(field, field in modules, f"{block}.s4eca_vision_adapter.{field}")
+    return implied
+
+
+def config_weight_disagreements(
+    config: Any, state_dict: Mapping[str, torch.Tensor], adapter_name: str | None = None
+) -> list[str]:
+    """Where the sizes implied by the weights differ from ``config`` (an `S4ECAConfig`), one line per field."""
+    lines = []
+    for field, values in _implied_values(state_dict, adapter_name).items():
+        expected = getattr(config, field)
+        expected = tuple(expected) if isinstance(expected, list) else expected
+        wrong = {value: key for value, key in values.items() if value != expected}
+        if wrong:
+            value, key = next(iter(wrong.items()))
+            found = list(value) if isinstance(value, tuple) else value
+            shown = list(expected) if isinstance(expected, tuple) else expected
+            lines.append(f"{field}: {CONFIG_NAME} says {shown!r}, the weights hold {found!r} (e.g. {key})")
+    return lines
+
+
+def check_adapter_tensors(
+    config: Any, state_dict: Mapping[str, torch.Tensor], source: str, adapter_name: str | None = None
+) -> None:
+    """Refuse non-finite tensors and weights whose sizes contradict ``config``, naming ``source`` (the weights
+    file or folder) and the tensors."""
+    non_finite = [
+        key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if non_finite:
+        raise AdapterFileError(
+            f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite values (e.g. "
+            f"{non_finite[:3]}); such an adapter predicts nothing useful (a diverged training run or a damaged "
+            "file) and is refused."
+        )
+    disagreements = config_weight_disagreements(config, state_dict, adapter_name)
+    if disagreements:
+        raise AdapterFileError(
+            f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs to other "
+            "weights):\n  " + "\n  ".join(disagreements) + f"\nRestore the {CONFIG_NAME} saved with the weights."
+        )
+
+
+def check_adapter_folder(folder: str | os.PathLike) -> Any:
+    """Checks a local adapter folder before anything is built; returns its `S4ECAConfig`.
+
+    Raises `AdapterFileError` naming the file for a config that is not JSON, of another PEFT method or with invalid
+    values, and for weights that are non-finite or contradict the config; FileNotFoundError for a missing file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .config import S4ECAConfig
+
+    folder = Path(folder)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"No {name} in {str(folder)!r}: not a complete S4ECA adapter folder.")
+    config = S4ECAConfig.from_pretrained(str(folder))
+    weights = folder / WEIGHTS_NAME
+    try:
+        state_dict = load_file(str(weights))
+    except (SafetensorError, OSError) as error:
+        raise AdapterFileError(f"{weights}: not a readable safetensors file ({error}).") from error
+    check_adapter_tensors(config, state_dict, str(weights))
+    return config
