@@ -29,6 +29,7 @@ from .selection_capture import SelectionCapture, short_block_names
 EXAMPLE_SEEDS = (1000, 1001, 1002)
 EXAMPLE_SIZE = 256
 MASK_MAX_AGE_S = 3600  # written mask PNGs older than this are removed on the next request
+IMAGE_HEIGHT = 320  # pixels of the image and overlay panels
 PICTURE_SIDE = 256  # the image under the spatial gates is shrunk to at most this side
 
 
@@ -189,7 +190,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                 elem_id="s4eca-image")
+                                 height=IMAGE_HEIGHT, elem_id="s4eca-image")
                 expression = gr.Textbox(label="Expression", placeholder="the white storage tank left of the road",
                                         elem_id="s4eca-expression")
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Threshold", elem_id="s4eca-threshold")
@@ -197,15 +198,16 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                 gr.Examples(examples=examples, inputs=[image, expression], label="Example scenes")
             with gr.Column():
                 overlay = gr.Image(label="Mask over the image", type="pil", format="png", interactive=False,
-                                   elem_id="s4eca-overlay")
-                mask = gr.Image(label="Mask", type="pil", format="png", interactive=False, elem_id="s4eca-mask")
-                mask_file = gr.File(label="Mask PNG (0 / 255)", interactive=False, elem_id="s4eca-mask-file")
+                                   height=IMAGE_HEIGHT, elem_id="s4eca-overlay")
+                with gr.Row():
+                    mask = gr.Image(label="Mask", type="pil", format="png", interactive=False, height=160,
+                                    elem_id="s4eca-mask")
+                    mask_file = gr.File(label="Mask PNG (0 / 255)", interactive=False, elem_id="s4eca-mask-file")
                 summary = gr.Markdown(elem_id="s4eca-summary")
-        with gr.Row():
-            scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
-                             elem_id="s4eca-scale-weights")
-            gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
-                            elem_id="s4eca-spatial-gate")
+                scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
+                                 elem_id="s4eca-scale-weights")
+        gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
+                        elem_id="s4eca-spatial-gate")
         gr.on(
             triggers=[submit.click, expression.submit],
             fn=run,
