@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,18 @@ def test_missing_gradio_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", without_gradio)
     with pytest.raises(ImportError, match=r"s4eca-peft\[demo\]"):
         require_gradio()
+
+
+def test_space_layout(tmp_path):
+    folder = Path(__file__).resolve().parents[1] / "examples" / "space"
+    spec = importlib.util.spec_from_file_location("space_app", folder / "app.py")
+    space_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(space_app)
+    args = build_parser().parse_args(space_app.space_arguments({}))
+    assert (args.adapter, args.host, args.port, args.revision) == (str(folder / "adapter"), "0.0.0.0", 7860, None)
+    args = build_parser().parse_args(space_app.space_arguments({"S4ECA_ADAPTER": "o/a", "S4ECA_ADAPTER_REVISION": "v1"}))
+    assert (args.adapter, args.revision) == ("o/a", "v1")
+    requirements = (folder / "requirements.txt").read_text().splitlines()
+    assert "s4eca-peft[demo]" in requirements
+    front_matter = (folder / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter

@@ -7,7 +7,6 @@ the last test checks that none left the machine (Gradio analytics off).
 
 from __future__ import annotations
 
-import shutil
 import socket
 import urllib.request
 from io import BytesIO
@@ -19,22 +18,14 @@ from demo_helpers import build_split_adapter
 from PIL import Image
 
 from s4eca_peft.data.synthetic import generate_scene
+from s4eca_peft.demo.browser import chromium_paths, free_port, headless_chromium
 from s4eca_peft.demo.launch import build_parser, serve
 from s4eca_peft.inference import S4ECASegmenter, overlay_prediction
 
 pytestmark = pytest.mark.slow
 
 EXPRESSION = "the white tank on the left"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1500"]
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def record_connections(monkeypatch: pytest.MonkeyPatch, hosts: list[str]) -> None:
@@ -103,18 +94,10 @@ def fetch_png(url: str) -> np.ndarray:
 
 @pytest.fixture
 def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="the dev extra installs selenium")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
+    pytest.importorskip("selenium", reason="the dev extra installs selenium")
+    if chromium_paths() is None:
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium  # with both paths given, Selenium never looks for (or downloads) a driver
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver = headless_chromium(tmp_path / "chromium-profile")
     try:
         yield driver
     finally:

@@ -195,7 +195,9 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                                         elem_id="s4eca-expression")
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Threshold", elem_id="s4eca-threshold")
                 submit = gr.Button("Segment", variant="primary", elem_id="s4eca-submit")
-                gr.Examples(examples=examples, inputs=[image, expression], label="Example scenes")
+                gr.Examples(
+                    examples=examples, inputs=[image, expression], label="Example scenes", elem_id="s4eca-examples"
+                )
             with gr.Column():
                 overlay = gr.Image(label="Mask over the image", type="pil", format="png", interactive=False,
                                    height=IMAGE_HEIGHT, elem_id="s4eca-overlay")
