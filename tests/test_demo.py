@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from s4eca_peft.data.synthetic import generate_scene
 from s4eca_peft.demo import DemoSession, SelectionCapture
 from s4eca_peft.demo.app import require_gradio, write_example_scenes
 from s4eca_peft.demo.launch import build_parser, load_segmenter
+from s4eca_peft.demo.launch import main as demo_main
 from s4eca_peft.demo.selection_capture import short_block_names
 from s4eca_peft.inference import S4ECASegmenter, overlay_prediction
 from s4eca_peft.tuner import S4ECAConfig
@@ -177,3 +179,14 @@ def test_space_layout(tmp_path):
     assert "s4eca-peft[demo]" in requirements
     front_matter = (folder / "README.md").read_text().split("---")[1]
     assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
+
+
+def test_command_line_errors_end_with_a_message(tmp_path, capsys):
+    missing = tmp_path / "no_adapter"
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--adapter", str(missing), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert re.search(r"^s4eca-demo: .*no_adapter.* is not an adapter folder", capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--adapter", "a", "--port", "http"])
+    assert exit_info.value.code == 2 and "--port" in capsys.readouterr().err

@@ -1,10 +1,10 @@
 """Draw `docs/images/demo.png`: the `s4eca-demo` app in headless Chromium after segmenting an example scene.
 
-    python docs/images/make_demo_screenshot.py                          # trains first (CPU: about 10 minutes)
+    python docs/images/make_demo_screenshot.py                          # trains first (CPU: a few minutes)
     python docs/images/make_demo_screenshot.py --adapter outputs/small  # an adapter folder you already have
 
-Without ``--adapter`` the small adapter of `docs/inference.md` is trained (`s4eca-train --image_size 64`, the
-embedded synthetic scenes, 150 steps of batch 8). The app is started on the loopback address, the first example
+Without ``--adapter`` a deliberately small adapter is trained first (`s4eca-train --image_size 64` on the embedded
+synthetic scenes, 40 steps of batch 8, seed 0). The app is started on the loopback address, the first example
 scene is picked, **Segment** is pressed and the page is photographed once the mask PNG is offered. Needs the
 ``dev`` extra and Debian's ``chromium`` + ``chromium-driver``.
 """
@@ -22,7 +22,7 @@ from s4eca_peft.demo.browser import free_port, headless_chromium
 from s4eca_peft.demo.launch import build_parser, serve
 
 HERE = Path(__file__).resolve().parent
-TRAIN = ["--image_size", "64", "--max_train_steps", "150", "--per_device_train_batch_size", "8",
+TRAIN = ["--image_size", "64", "--max_train_steps", "40", "--per_device_train_batch_size", "8",
          "--num_val_samples", "16", "--num_test_samples", "16", "--logging_steps", "50", "--seed", "0"]
 
 

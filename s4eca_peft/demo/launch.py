@@ -10,6 +10,7 @@ The app listens on the loopback address unless ``--host`` says otherwise, and ma
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,7 +60,14 @@ def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    serve(build_parser().parse_args(argv))
+    """``s4eca-demo``: a missing extra, an adapter that does not load or a busy port ends with a one-line message
+    and status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        serve(args)
+    except (ImportError, OSError, ValueError) as error:
+        print(f"s4eca-demo: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
 
 
 if __name__ == "__main__":
