@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +88,12 @@ def test_a_selection_switched_off_has_no_maps_and_no_picture(switch, tmp_path, s
 
 def test_session_shows_and_writes_the_mask_predict_gives(segmenter, scene, tmp_path):
     session = DemoSession(segmenter, tmp_path)
+    stale, recent = tmp_path / "masks" / "stale.png", tmp_path / "masks" / "recent.png"
+    for path in (stale, recent):
+        path.write_bytes(b"")
+    os.utime(stale, (time.time() - 2 * 3600,) * 2)
     view = session.segment(scene, EXPRESSION)
+    assert not stale.exists() and recent.exists()  # masks older than an hour are removed
     expected = segmenter.predict(scene, EXPRESSION)
     assert 0.2 < expected.mean() < 0.8  # the test adapter splits the scene: a real comparison
     np.testing.assert_array_equal(view.mask, expected)

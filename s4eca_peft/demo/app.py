@@ -7,6 +7,7 @@ when an app is built: install it with the ``demo`` extra. Analytics are always o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -145,8 +146,9 @@ class DemoSession:
     def _write_mask(self, mask: np.ndarray, image: str | os.PathLike, expression: str, threshold: float) -> Path:
         now = time.time()
         for old in self.mask_dir.glob("*.png"):
-            if now - old.stat().st_mtime > MASK_MAX_AGE_S:
-                old.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # another request may have removed it
+                if now - old.stat().st_mtime > MASK_MAX_AGE_S:
+                    old.unlink()
         digest = hashlib.sha1(f"{expression}\n{threshold}\n{time.time_ns()}".encode()).hexdigest()[:10]
         path = self.mask_dir / f"{Path(image).stem}_mask_{digest}.png"
         save_png_atomic(mask_to_image(mask), path)
