@@ -5,7 +5,8 @@
 
 Without ``--adapter`` a deliberately small adapter is trained first (`s4eca-train --image_size 64` on the embedded
 synthetic scenes, 40 steps of batch 8, seed 0). The app is started on the loopback address, the first example
-scene is picked, **Segment** is pressed and the page is photographed once the mask PNG is offered. Needs the
+scene is picked, the threshold is set to 0.1 (the small adapter's probabilities stay low), **Segment** is pressed
+and the page is photographed once the result is shown. Needs the
 ``dev`` extra and Debian's ``chromium`` + ``chromium-driver``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -22,6 +24,7 @@ from s4eca_peft.demo.browser import free_port, headless_chromium
 from s4eca_peft.demo.launch import build_parser, serve
 
 HERE = Path(__file__).resolve().parent
+THRESHOLD = 0.1  # the small adapter's probabilities stay low: a lower threshold shows its mask
 TRAIN = ["--image_size", "64", "--max_train_steps", "40", "--per_device_train_batch_size", "8",
          "--num_val_samples", "16", "--num_test_samples", "16", "--logging_steps", "50", "--seed", "0"]
 
@@ -35,6 +38,7 @@ def train(output_dir: Path) -> Path:
 
 def photograph(url: str, profile_dir: Path, path: Path) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,15 +49,24 @@ def photograph(url: str, profile_dir: Path, path: Path) -> None:
         example = (By.CSS_SELECTOR, '#s4eca-examples [data-testid="dataset-cell-0-0"]')
         wait.until(seen.element_to_be_clickable(example)).click()
         wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#s4eca-image img")))
+        threshold = driver.find_element(By.CSS_SELECTOR, "#s4eca-threshold input[type=number]")
+        threshold.clear()
+        threshold.send_keys(f"{THRESHOLD}", Keys.TAB)
         driver.find_element(By.CSS_SELECTOR, "#s4eca-submit").click()
-        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#s4eca-mask-file a[href]")))
+        summary = (By.CSS_SELECTOR, "#s4eca-summary")
+        wait.until(seen.text_to_be_present_in_element(summary, f"threshold {THRESHOLD:.2f}"))
         wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#s4eca-spatial-gate img")))
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1400, min(int(height) + 40, 2400))
+        for _ in range(3):  # the page grows while the pictures load: fit the window to it
+            time.sleep(2)
+            height = int(driver.execute_script(  # Gradio scrolls an inner element: take the tallest content
+                "return Math.max(...Array.from(document.querySelectorAll('*'), e => e.scrollHeight))"
+            ))
+            driver.set_window_size(1400, min(height + 40, 3000))
         tmp = path.with_name(f".tmp-{path.name}")
         driver.save_screenshot(str(tmp))
-        with Image.open(tmp) as shot:  # PNG from the driver, re-encoded small
-            shot.convert("RGB").quantize(colors=256).save(tmp, format="PNG", optimize=True)
+        with Image.open(tmp) as shot:
+            shot.load()
+        shot.convert("RGB").save(tmp, format="PNG", optimize=True)
         os.replace(tmp, path)
     finally:
         driver.quit()

@@ -211,7 +211,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                 scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
                                  elem_id="s4eca-scale-weights")
         gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
-                        elem_id="s4eca-spatial-gate")
+                        height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
         gr.on(
             triggers=[submit.click, expression.submit],
             fn=run,
