@@ -1,6 +1,7 @@
 """Every shell command in docs/*.md and README.md runs, in page order, in one scratch folder.
 
-Blocks preceded by ``<!-- requires: gpu -->`` or ``<!-- requires: hub -->`` are skipped. Training commands are
+Blocks preceded by ``<!-- requires: gpu -->``, ``<!-- requires: hub -->`` or ``<!-- requires: server -->`` (a
+server that runs until stopped) are skipped. Training commands are
 run as written with small-run flags appended (argparse keeps the last value), and ``count_parameters.py`` in its
 ``--tiny`` mode, so the suite stays fast. The benchmarks' ``--smoke`` commands are left to
 ``tests/test_benchmarks_smoke.py``, which runs them and checks what they write: nothing runs twice.
@@ -19,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "method.md", "peft.md", "benchmarks.md",
-         "reproduce.md", "architecture.md", "security.md"]
+         "reproduce.md", "architecture.md", "security.md", "demo.md"]
 BLOCK = re.compile(r"(<!-- requires: (\w+) -->\s*)?```bash\n(.*?)```", re.S)
 SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_val_samples", "4",
            "--num_test_samples", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]

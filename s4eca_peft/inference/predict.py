@@ -49,16 +49,21 @@ class BatchRow:
     error: str | None = None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="s4eca-predict",
-        description="Predict referring-segmentation masks (0/255 PNG) and overlays with an S4ECA adapter.",
-    )
+def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--adapter``, ``--revision``, ``--device``, ``--dtype``, ``--cache_dir``: which adapter to load, and how."""
     parser.add_argument("--adapter", required=True, help="Adapter folder or Hub repo id.")
     parser.add_argument("--revision", default=None, help="Branch, tag or commit of the Hub repo.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
     parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16.")
     parser.add_argument("--cache_dir", default=None, help="Hugging Face cache folder.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s4eca-predict",
+        description="Predict referring-segmentation masks (0/255 PNG) and overlays with an S4ECA adapter.",
+    )
+    add_adapter_arguments(parser)
     single = parser.add_argument_group("one image")
     single.add_argument("--image", help="Image path (PNG, JPEG, TIFF ...).")
     single.add_argument("--expression", help="Referring expression.")

@@ -1,0 +1,223 @@
+"""The Gradio app: an image and an expression in; the mask over the image, the selection maps and a mask PNG out.
+
+`segment` does the work without Gradio (`SegmentationView`); `build_demo` lays it out as a `gradio.Blocks` app with
+one endpoint, ``/segment``, that the browser and `gradio_client` call alike. Gradio is imported only here and only
+when an app is built: install it with the ``demo`` extra. Analytics are always off, so the app never calls out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..data.synthetic import generate_scene
+from ..inference import S4ECASegmenter, overlay_prediction
+from ..inference.predict import mask_to_image
+from ..inference.visualization import save_image_atomic
+from ..modeling.image_io import load_image
+from .pictures import scale_weights_picture, spatial_gate_picture
+from .selection_capture import SelectionCapture, short_block_names
+
+EXAMPLE_SEEDS = (1000, 1001, 1002)
+EXAMPLE_SIZE = 256
+MASK_MAX_AGE_S = 3600  # written mask PNGs older than this are removed on the next request
+IMAGE_HEIGHT = 320  # pixels of the image and overlay panels
+PICTURE_SIDE = 256  # the image under the spatial gates is shrunk to at most this side
+
+
+def require_gradio() -> Any:
+    """``import gradio``, or an error that names the extra to install."""
+    try:
+        import gradio
+    except ImportError as error:
+        raise ImportError(
+            "The S4ECA demo needs Gradio, which the 'demo' extra installs: pip install 's4eca-peft[demo]'."
+        ) from error
+    return gradio
+
+
+@dataclass
+class SegmentationView:
+    """What the app shows for one image and expression.
+
+    Args:
+        mask (`np.ndarray` of shape `(height, width)`, dtype `bool`): `S4ECASegmenter.predict`'s mask.
+        overlay (`PIL.Image.Image`): the image with the mask tinted and outlined (`overlay_prediction`).
+        scale_weights (`PIL.Image.Image`, *optional*): scale weights per block and branch; `None` when the adapter
+            has scale selection off.
+        spatial_gate (`PIL.Image.Image`, *optional*): spatial gate of every block; `None` when spatial selection is
+            off.
+        mask_path (`Path`): the mask written as an 8-bit PNG, 0 background / 255 foreground.
+        summary (`str`): one line of Markdown about the result.
+    """
+
+    mask: np.ndarray
+    overlay: Image.Image
+    scale_weights: Image.Image | None
+    spatial_gate: Image.Image | None
+    mask_path: Path
+    summary: str
+
+
+def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
+    """``"k3 d2"`` (kernel size, dilation) per extractor branch, from the active adapter's config."""
+    config = getattr(segmenter.model, "active_peft_config", None)
+    kernels = getattr(config, "extractor_kernel_sizes", None) or []
+    dilations = getattr(config, "extractor_dilations", None) or []
+    if len(kernels) == len(dilations) == count:
+        return [f"k{k} d{d}" for k, d in zip(kernels, dilations)]
+    return [f"branch {i + 1}" for i in range(count)]
+
+
+def write_example_scenes(folder: Path) -> list[list[str]]:
+    """A few synthetic scenes as PNGs in ``folder``; ``[[image path, expression], ...]`` for `gradio.Examples`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    examples = []
+    for seed in EXAMPLE_SEEDS:
+        image, _, expression, _ = generate_scene(seed, EXAMPLE_SIZE)
+        path = folder / f"scene_{seed}.png"
+        save_image_atomic(image, path)
+        examples.append([str(path), expression])
+    return examples
+
+
+class DemoSession:
+    """One loaded adapter serving the app: predicts, records the selection maps, writes mask PNGs.
+
+    Args:
+        segmenter (`S4ECASegmenter`): the adapter to serve.
+        workdir (`str` or `os.PathLike`, *optional*): where example scenes and mask PNGs are written; a new
+            temporary folder by default.
+    """
+
+    def __init__(self, segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None) -> None:
+        self.segmenter = segmenter
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="s4eca-demo-"))
+        self.mask_dir = self.workdir / "masks"
+        self.mask_dir.mkdir(parents=True, exist_ok=True)
+        self.capture = SelectionCapture(segmenter.model)
+        self._lock = threading.Lock()  # the hooks live on a shared model: one capture at a time
+
+    def segment(self, image: str | os.PathLike, expression: str, threshold: float = 0.5) -> SegmentationView:
+        """Predict ``image`` (a file path) for ``expression``; `ValueError` for an empty expression."""
+        if not isinstance(expression, str) or not expression.strip():
+            raise ValueError("Type an expression that describes the object to segment.")
+        array = load_image(image, name="image")  # (H, W, 3) float32, read once for the pictures
+        with self._lock, self.capture:
+            mask = self.segmenter.predict(image, expression, threshold=threshold)
+            maps = self.capture.maps
+        height, width = mask.shape
+        windows = self.segmenter.window_boxes(height, width) if self.segmenter.needs_windows(height, width) else []
+        scale, gate = self._pictures(maps, array, windows)
+        path = self._write_mask(mask, image, expression, threshold)
+        share = 100.0 * mask.mean()
+        summary = f"Mask: {int(mask.sum())} of {height * width} pixels ({share:.1f} %), threshold {threshold:.2f}."
+        if windows:
+            summary += f" Predicted in {len(windows)} sliding windows; the selection maps show the first window."
+        return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary)
+
+    def _pictures(
+        self, maps: dict[str, dict[str, list[np.ndarray]]], array: np.ndarray, windows: list
+    ) -> tuple[Image.Image | None, Image.Image | None]:
+        labels = short_block_names(list(maps))
+        weights = {labels[b]: kinds["scale_weights"][0] for b, kinds in maps.items() if "scale_weights" in kinds}
+        gates = {labels[b]: kinds["spatial_gate"][0] for b, kinds in maps.items() if "spatial_gate" in kinds}
+        if windows:
+            top, left, bottom, right = windows[0]
+            array = array[top:bottom, left:right]
+        background = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
+        background.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+        scale = None
+        if weights:
+            count = next(iter(weights.values())).shape[0]
+            scale = scale_weights_picture(weights, branch_labels(self.segmenter, count))
+        gate = spatial_gate_picture(gates, np.asarray(background)) if gates else None
+        return scale, gate
+
+    def _write_mask(self, mask: np.ndarray, image: str | os.PathLike, expression: str, threshold: float) -> Path:
+        now = time.time()
+        for old in self.mask_dir.glob("*.png"):
+            with contextlib.suppress(FileNotFoundError):  # another request may have removed it
+                if now - old.stat().st_mtime > MASK_MAX_AGE_S:
+                    old.unlink()
+        digest = hashlib.sha1(f"{expression}\n{threshold}\n{time.time_ns()}".encode()).hexdigest()[:10]
+        path = self.mask_dir / f"{Path(image).stem}_mask_{digest}.png"
+        save_image_atomic(mask_to_image(mask), path)
+        return path
+
+
+DESCRIPTION = """\
+Upload an aerial image (or pick an example scene), describe one object in it, and press **Segment**. The app shows
+the predicted mask over the image, the language-guided **scale weights** (how much each receptive field of the
+multi-scale extractor counts, per adapted vision block) and the language-guided **spatial gate** (where each
+adapted block lets the adapter act), and offers the mask as a PNG (0 background, 255 foreground).
+"""
+
+
+def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None, title: str | None = None) -> Any:
+    """The app as a `gradio.Blocks` (not launched). Its endpoint ``/segment`` takes (image file, expression,
+    threshold) and returns (overlay, mask, scale weights, spatial gate, mask PNG file, summary).
+
+    Args:
+        segmenter (`S4ECASegmenter`): the adapter to serve.
+        workdir (`str` or `os.PathLike`, *optional*): folder for the example scenes and mask PNGs.
+        title (`str`, *optional*): page heading and browser tab title.
+    """
+    gr = require_gradio()
+    session = DemoSession(segmenter, workdir)
+    examples = write_example_scenes(session.workdir / "examples")
+    title = title or "S4ECA referring segmentation"
+
+    def run(image: str | None, expression: str, threshold: float) -> tuple:
+        if not image:
+            raise gr.Error("Upload an image or pick an example scene first.")
+        try:
+            view = session.segment(image, expression, threshold)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            raise gr.Error(str(error)) from error
+        return (view.overlay, mask_to_image(view.mask), view.scale_weights, view.spatial_gate, str(view.mask_path),
+                view.summary)
+
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(MASK_MAX_AGE_S, MASK_MAX_AGE_S)) as demo:
+        gr.Markdown(f"# {title}\n\n{DESCRIPTION}")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                 height=IMAGE_HEIGHT, elem_id="s4eca-image")
+                expression = gr.Textbox(label="Expression", placeholder="the white storage tank left of the road",
+                                        elem_id="s4eca-expression")
+                threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Threshold", elem_id="s4eca-threshold")
+                submit = gr.Button("Segment", variant="primary", elem_id="s4eca-submit")
+                gr.Examples(
+                    examples=examples, inputs=[image, expression], label="Example scenes", elem_id="s4eca-examples"
+                )
+            with gr.Column():
+                overlay = gr.Image(label="Mask over the image", type="pil", format="png", interactive=False,
+                                   height=IMAGE_HEIGHT, elem_id="s4eca-overlay")
+                with gr.Row():
+                    mask = gr.Image(label="Mask", type="pil", format="png", interactive=False, height=160,
+                                    elem_id="s4eca-mask")
+                    mask_file = gr.File(label="Mask PNG (0 / 255)", interactive=False, elem_id="s4eca-mask-file")
+                summary = gr.Markdown(elem_id="s4eca-summary")
+                scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
+                                 elem_id="s4eca-scale-weights")
+        gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
+                        height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
+        gr.on(
+            triggers=[submit.click, expression.submit],
+            fn=run,
+            inputs=[image, expression, threshold],
+            outputs=[overlay, mask, scale, gate, mask_file, summary],
+            api_name="segment",
+        )
+    return demo

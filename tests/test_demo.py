@@ -1,0 +1,199 @@
+"""The demo without a browser: selection maps from hooks, the pictures, the app's work, flags and the Gradio extra."""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from demo_helpers import build_split_adapter
+from fake_hub import write_hub_cache
+from huggingface_hub import constants
+from peft import get_peft_model
+from PIL import Image
+from test_inference import tiny_tokenizer
+from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+
+from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from s4eca_peft.data.synthetic import generate_scene
+from s4eca_peft.demo import DemoSession, SelectionCapture
+from s4eca_peft.demo.app import require_gradio, write_example_scenes
+from s4eca_peft.demo.launch import build_parser, load_segmenter
+from s4eca_peft.demo.launch import main as demo_main
+from s4eca_peft.demo.selection_capture import short_block_names
+from s4eca_peft.inference import S4ECASegmenter, overlay_prediction
+from s4eca_peft.tuner import S4ECAConfig
+
+EXPRESSION = "the white tank on the left"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scene") / "scene.png"
+    generate_scene(1000, 96)[0].save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, scene) -> Path:
+    return build_split_adapter(tmp_path_factory.mktemp("demo_adapter"), scene, EXPRESSION)
+
+
+@pytest.fixture(scope="module")
+def segmenter(adapter_dir) -> S4ECASegmenter:
+    return S4ECASegmenter.from_pretrained(adapter_dir, device="cpu")
+
+
+def test_hooks_record_the_maps_the_tuner_records_and_are_removed(segmenter, scene):
+    capture = SelectionCapture(segmenter.model)
+    assert len(capture.modules) == 8  # 4 adapted Swin blocks x (scale, spatial)
+    with capture:
+        prediction = segmenter.predict(scene, EXPRESSION, return_selection_maps=True)
+    assert all(not module._forward_hooks for _, _, module in capture.modules)
+    assert list(capture.maps) == list(prediction.selection_maps)  # same blocks, in forward order
+    for block, expected in prediction.selection_maps.items():
+        (weights,), (gate,) = capture.maps[block]["scale_weights"], capture.maps[block]["spatial_gate"]
+        np.testing.assert_array_equal(weights, expected["scale_weights"])
+        np.testing.assert_array_equal(gate, expected["spatial_gate"][0])
+        np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-5)
+    with capture:  # a new capture starts empty
+        segmenter.predict(scene, EXPRESSION)
+        segmenter.predict(scene, "the road")
+    assert all(len(kinds["spatial_gate"]) == 2 for kinds in capture.maps.values())
+
+
+@pytest.mark.parametrize("switch", ["scale_selection", "spatial_selection"])
+def test_a_selection_switched_off_has_no_maps_and_no_picture(switch, tmp_path, scene):
+    torch.manual_seed(0)
+    config = ReferringSegmentationConfig(
+        vision_config=tiny_vision_config("swin"), text_config=tiny_text_config("bert"), decoder_dim=16
+    )
+    peft_config = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8,
+                              **{switch: False})
+    model = get_peft_model(ReferringSegmentationModel(config), peft_config)
+    processor = ReferringSegmentationProcessor(tiny_tokenizer(), image_size=IMAGE_SIZE, max_length=12)
+    session = DemoSession(S4ECASegmenter(model, processor), tmp_path)
+    view = session.segment(scene, EXPRESSION)
+    kept = "spatial_gate" if switch == "scale_selection" else "scale_weights"
+    assert all(set(kinds) == {kept} for kinds in session.capture.maps.values()) and session.capture.maps
+    assert (view.scale_weights is None) == (switch == "scale_selection")
+    assert (view.spatial_gate is None) == (switch == "spatial_selection")
+
+
+def test_session_shows_and_writes_the_mask_predict_gives(segmenter, scene, tmp_path):
+    session = DemoSession(segmenter, tmp_path)
+    stale, recent = tmp_path / "masks" / "stale.png", tmp_path / "masks" / "recent.png"
+    for path in (stale, recent):
+        path.write_bytes(b"")
+    os.utime(stale, (time.time() - 2 * 3600,) * 2)
+    view = session.segment(scene, EXPRESSION)
+    assert not stale.exists() and recent.exists()  # masks older than an hour are removed
+    expected = segmenter.predict(scene, EXPRESSION)
+    assert 0.2 < expected.mean() < 0.8  # the test adapter splits the scene: a real comparison
+    np.testing.assert_array_equal(view.mask, expected)
+    with Image.open(view.mask_path) as png:
+        assert png.mode == "L" and png.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(png), np.where(expected, 255, 0))
+    assert view.mask_path.parent == tmp_path / "masks" and view.mask_path.name.startswith("scene_mask_")
+    np.testing.assert_array_equal(np.asarray(view.overlay), np.asarray(overlay_prediction(scene, expected)))
+    assert view.scale_weights.mode == "RGB" and view.spatial_gate.mode == "RGB"
+    assert f"{int(expected.sum())} of {expected.size} pixels" in view.summary
+    stricter = session.segment(scene, EXPRESSION, threshold=0.9)
+    np.testing.assert_array_equal(stricter.mask, segmenter.predict(scene, EXPRESSION, threshold=0.9))
+    assert stricter.mask_path != view.mask_path and view.mask_path.exists()
+
+
+def test_large_images_show_the_first_window(segmenter, tmp_path):
+    segmenter_windows = S4ECASegmenter(segmenter.model, segmenter.processor, max_side=80, tile_size=64)
+    image = tmp_path / "wide.png"
+    generate_scene(3, 128)[0].resize((160, 96)).save(image)
+    view = DemoSession(segmenter_windows, tmp_path).segment(image, EXPRESSION)
+    np.testing.assert_array_equal(view.mask, segmenter_windows.predict(image, EXPRESSION))
+    windows = len(segmenter_windows.window_boxes(96, 160))
+    assert windows > 1 and f"Predicted in {windows} sliding windows" in view.summary
+
+
+@pytest.mark.parametrize("expression", ["", "   "])
+def test_empty_expression_is_refused(segmenter, scene, tmp_path, expression):
+    with pytest.raises(ValueError, match="Type an expression"):
+        DemoSession(segmenter, tmp_path).segment(scene, expression)
+
+
+def test_example_scenes(tmp_path):
+    examples = write_example_scenes(tmp_path)
+    assert len(examples) == 3
+    for path, expression in examples:
+        with Image.open(path) as image:
+            assert image.size == (256, 256)
+        assert expression.strip()
+
+
+def test_short_block_names():
+    names = ["vision_model.backbone.swin.encoder.layers.0.blocks.1", "vision_model.backbone.swin.encoder.layers.2.blocks.0"]
+    assert short_block_names(names) == {names[0]: "layers.0.blocks.1", names[1]: "layers.2.blocks.0"}
+    assert short_block_names(["vit.encoder.layer.3"]) == {"vit.encoder.layer.3": "layer.3"}
+
+
+def test_flags_default_to_loopback_without_sharing():
+    args = build_parser().parse_args(["--adapter", "outputs/s4eca"])
+    assert (args.host, args.port, args.share, args.revision) == ("127.0.0.1", 7860, False, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--adapter", "a", "--port", "70000"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([])
+
+
+def test_adapter_from_a_hub_id_at_a_revision(adapter_dir, segmenter, scene, tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    commit = write_hub_cache(tmp_path, "owner/s4eca-tiny", adapter_dir)
+    args = build_parser().parse_args(["--adapter", "owner/s4eca-tiny", "--revision", commit, "--device", "cpu",
+                                      "--cache_dir", str(tmp_path)])
+    np.testing.assert_array_equal(load_segmenter(args).predict(scene, EXPRESSION), segmenter.predict(scene, EXPRESSION))
+    args.revision = "0" * 40
+    with pytest.raises(ValueError, match="owner/s4eca-tiny"):
+        load_segmenter(args)
+
+
+def test_missing_gradio_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def without_gradio(name, *args, **kwargs):
+        if name == "gradio" or name.startswith("gradio."):
+            raise ImportError("No module named 'gradio'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_gradio)
+    with pytest.raises(ImportError, match=r"s4eca-peft\[demo\]"):
+        require_gradio()
+
+
+def test_space_layout(tmp_path):
+    folder = Path(__file__).resolve().parents[1] / "examples" / "space"
+    spec = importlib.util.spec_from_file_location("space_app", folder / "app.py")
+    space_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(space_app)
+    args = build_parser().parse_args(space_app.space_arguments({}))
+    assert (args.adapter, args.host, args.port, args.revision) == (str(folder / "adapter"), "0.0.0.0", 7860, None)
+    args = build_parser().parse_args(space_app.space_arguments({"S4ECA_ADAPTER": "o/a", "S4ECA_ADAPTER_REVISION": "v1"}))
+    assert (args.adapter, args.revision) == ("o/a", "v1")
+    requirements = (folder / "requirements.txt").read_text().splitlines()
+    assert "s4eca-peft[demo]" in requirements
+    front_matter = (folder / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
+
+
+def test_command_line_errors_end_with_a_message(tmp_path, capsys):
+    missing = tmp_path / "no_adapter"
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--adapter", str(missing), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert re.search(r"^s4eca-demo: .*no_adapter.* is not an adapter folder", capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--adapter", "a", "--port", "http"])
+    assert exit_info.value.code == 2 and "--port" in capsys.readouterr().err
