@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "method.md", "peft.md", "benchmarks.md",
-         "reproduce.md", "architecture.md"]
+PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "geospatial.md", "method.md", "peft.md",
+         "benchmarks.md", "reproduce.md", "architecture.md"]
 BLOCK = re.compile(r"(<!-- requires: (\w+) -->\s*)?```bash\n(.*?)```", re.S)
 SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_val_samples", "4",
            "--num_test_samples", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]

@@ -148,7 +148,7 @@ def test_stitcher_holds_about_one_window_and_one_shared_strip():
         for (top, left, bottom, right), values in stitcher.add(box, np.full((side, side), 0.7, np.float32)):
             written[top:bottom, left:right] += 1
             np.testing.assert_allclose(values, 0.7, rtol=1e-6)
-        largest = max(largest, sum(state[0].size for state in stitcher._open.values()))
+        largest = max(largest, stitcher.open_pixels)
     assert (written == 1).all() and stitcher.open_cells == 0  # every pixel written exactly once
     shared = max(tops[0] + side - tops[1], 0)
     assert largest <= shared * width + side * side  # not the scene: 3 MP here, held at most ~0.1 MP

@@ -3,7 +3,9 @@
 Every window gets a separable weight that is 1 in its interior and rises as ``sin^2`` over the strip it shares with
 the previous window and falls as ``cos^2`` over the strip it shares with the next one; scene borders get no ramp.
 Where two windows overlap the two ramps add up to 1, so probabilities pass from one window to the next without a
-seam. The stitched probability is the weighted sum divided by the summed weight (all weights are positive).
+seam. The stitched probability is the weighted sum divided by the summed weight (all weights are positive). The
+windows form a grid, so the summed weight is the product of the summed row and column profiles: only the weighted
+sum is buffered.
 """
 
 from __future__ import annotations
@@ -58,11 +60,13 @@ class WindowStitcher:
         self.col_weights = axis_weights(self.lefts, self.window_width)
         self.ys = sorted({edge for top in self.tops for edge in (top, top + self.window_height)})
         self.xs = sorted({edge for left in self.lefts for edge in (left, left + self.window_width)})
+        self.row_total = _profile_sum(self.tops, self.row_weights)
+        self.col_total = _profile_sum(self.lefts, self.col_weights)
         self.expected = np.zeros((len(self.ys) - 1, len(self.xs) - 1), dtype=np.int32)
         for box in self.boxes():
             rows, cols = self._cell_ranges(box)
             self.expected[rows, cols] += 1
-        self._open: dict[tuple[int, int], list] = {}  # cell -> [weighted sum, weight sum, windows seen]
+        self._open: dict[tuple[int, int], list] = {}  # cell -> [weighted sum, windows seen]
 
     def boxes(self) -> list[Box]:
         """All windows, row-major: the order `add` expects for the memory bound (any order gives the same result)."""
@@ -100,19 +104,27 @@ class WindowStitcher:
                 local = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
                 state = self._open.get((i, j))
                 if state is None:
-                    state = self._open[(i, j)] = [
-                        np.zeros((y1 - y0, x1 - x0), np.float32),
-                        np.zeros((y1 - y0, x1 - x0), np.float32),
-                        0,
-                    ]
+                    state = self._open[(i, j)] = [np.zeros((y1 - y0, x1 - x0), np.float32), 0]
                 state[0] += weighted[local]
-                state[1] += weight[local]
-                state[2] += 1
-                if state[2] == self.expected[i, j]:
+                state[1] += 1
+                if state[1] == self.expected[i, j]:
                     del self._open[(i, j)]
-                    yield (y0, x0, y1, x1), state[0] / state[1]
+                    yield (y0, x0, y1, x1), state[0] / np.outer(self.row_total[y0:y1], self.col_total[x0:x1])
 
     @property
     def open_cells(self) -> int:
         """Cells that received some but not all of their windows."""
         return len(self._open)
+
+    @property
+    def open_pixels(self) -> int:
+        """Pixels buffered in those cells."""
+        return sum(state[0].size for state in self._open.values())
+
+
+def _profile_sum(starts: Sequence[int], profiles: Sequence[np.ndarray]) -> np.ndarray:
+    """Summed weight along one axis: ``(last start + window,)`` float32."""
+    total = np.zeros(starts[-1] + len(profiles[-1]), np.float32)
+    for start, profile in zip(starts, profiles):
+        total[start : start + len(profile)] += profile
+    return total

@@ -34,7 +34,7 @@ from .writing import MASK_COLORS, NODATA, OBJECT, publish_mask, scratch_path, sc
 ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 """``(h, w, 3)`` float32 RGB windows in [0, 1] -> one ``(h, w)`` probability array per window."""
 
-GDAL_CACHE_MB = 64  # GDAL's block cache; its default (5 % of RAM) would grow with the scene
+GDAL_CACHE_MB = 16  # GDAL's block cache; its default (5 % of RAM) would grow with the scene
 
 
 @dataclass
