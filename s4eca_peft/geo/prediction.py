@@ -167,8 +167,11 @@ def predict_raster(
                     for start in range(0, len(boxes), settings["batch_size"]):
                         chunk = boxes[start : start + settings["batch_size"]]
                         windows = [read_rgb(source, chosen, stretch, _window(box)) for box in chunk]
-                        for box, probabilities in zip(chunk, probabilities_of(windows)):
-                            for cell, blended in stitcher.add(box, np.asarray(probabilities, dtype=np.float32)):
+                        batch = list(probabilities_of(windows))
+                        del windows  # only one batch of windows is ever held
+                        for box in chunk:
+                            probabilities = np.asarray(batch.pop(0), dtype=np.float32)
+                            for cell, blended in stitcher.add(box, probabilities):
                                 window = _window(cell)
                                 valid = valid_mask(source, chosen, window)
                                 values = np.where(valid, (blended > threshold).astype(np.uint8) * OBJECT, NODATA)

@@ -13,6 +13,7 @@ from .dependencies import require_fiona, require_rasterio
 from .writing import OBJECT, atomic_path
 
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg")
+SCORE_BAND_PIXELS = 1 << 22  # pixels burnt per band when summing polygon scores (16 MiB of int32 labels)
 
 
 def check_vector_path(path: Path) -> None:
@@ -22,39 +23,58 @@ def check_vector_path(path: Path) -> None:
 
 def mask_polygons(mask_path: Path, score_path: Path | None) -> list[tuple[dict, float | None, int]]:
     """``(GeoJSON polygon in world coordinates, mean probability, pixel count)`` per 4-connected object region of
-    the mask raster; ``score_path`` holds probabilities scaled to 0-255 on the same grid. GDAL reads the raster line
-    by line, so memory follows the polygons, not the scene."""
+    the mask raster; ``score_path`` holds probabilities scaled to 0-255 on the same grid.
+
+    GDAL traces the polygons reading the raster line by line; the polygons are then burnt back, numbered, into bands
+    of about `SCORE_BAND_PIXELS` pixels to sum each one's pixels and scores. Memory follows the polygons and one
+    band, not the scene."""
     rasterio = require_rasterio()
-    from rasterio.features import geometry_mask, shapes
+    from rasterio.features import rasterize, shapes
     from rasterio.windows import Window
     from rasterio.windows import transform as window_transform
 
-    polygons = []
     with rasterio.open(mask_path) as mask_file:
         band = rasterio.band(mask_file, 1)  # a band source: GDAL returns world coordinates
-        to_pixels = ~mask_file.transform
+        geometries = [geometry for geometry, value in shapes(band, mask=band, connectivity=4) if value == OBJECT]
+        if not geometries:
+            return []
+        d, e, f = tuple(~mask_file.transform)[3:6]  # world -> row
+        extents = np.array([_row_extent(geometry, d, e, f) for geometry in geometries])  # (N, 2): first, last + 1
+        counts = np.zeros(len(geometries) + 1, np.int64)
+        sums = np.zeros(len(geometries) + 1, np.float64)
+        height, width = mask_file.height, mask_file.width
+        rows = max(1, SCORE_BAND_PIXELS // width)
         scores = rasterio.open(score_path) if score_path is not None else None
         try:
-            for geometry, value in shapes(band, mask=band, connectivity=4):
-                if value != OBJECT:
+            for top in range(0, height, rows):
+                bottom = min(top + rows, height)
+                crossing = np.nonzero((extents[:, 0] < bottom) & (extents[:, 1] > top))[0]
+                if crossing.size == 0:
                     continue
-                outer = np.rint([to_pixels * point for point in geometry["coordinates"][0]]).astype(int)
-                (col0, row0), (col1, row1) = outer.min(axis=0), outer.max(axis=0)
-                window = Window(col0, row0, col1 - col0, row1 - row0)
-                inside = geometry_mask(
-                    [geometry],
-                    out_shape=(row1 - row0, col1 - col0),
-                    transform=window_transform(window, mask_file.transform),
-                    invert=True,
-                )
-                score = None
+                window = Window(0, top, width, bottom - top)
+                labels = rasterize(
+                    ((geometries[i], int(i) + 1) for i in crossing), out_shape=(bottom - top, width), fill=0,
+                    transform=window_transform(window, mask_file.transform), dtype="int32",
+                ).ravel()  # fmt: skip
+                counts += np.bincount(labels, minlength=counts.size)
                 if scores is not None:
-                    score = float(scores.read(1, window=window)[inside].mean() / 255.0)
-                polygons.append((geometry, score, int(inside.sum())))
+                    values = scores.read(1, window=window).ravel().astype(np.float64)
+                    sums += np.bincount(labels, weights=values, minlength=sums.size)
         finally:
             if scores is not None:
                 scores.close()
-    return polygons
+    return [
+        (geometry, float(sums[i + 1] / max(counts[i + 1], 1) / 255.0) if score_path is not None else None,
+         int(counts[i + 1]))
+        for i, geometry in enumerate(geometries)
+    ]  # fmt: skip
+
+
+def _row_extent(geometry: dict, d: float, e: float, f: float) -> tuple[int, int]:
+    """First row and last row + 1 of a polygon's outer ring."""
+    x, y = np.asarray(geometry["coordinates"][0], dtype=np.float64).T
+    rows = d * x + e * y + f
+    return int(np.floor(rows.min() + 1e-6)), int(np.ceil(rows.max() - 1e-6))
 
 
 def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], crs: Any, expression: str) -> None:

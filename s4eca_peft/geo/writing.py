@@ -61,8 +61,6 @@ def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:
     """Copy the finished scratch mask to ``output``: DEFLATE-compressed, tiled, nodata 255 and a colour table; with
     ``cog`` a Cloud-Optimized GeoTIFF with nearest-neighbour overviews."""
     rasterio = require_rasterio()
-    if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"output: a GeoTIFF mask needs a .tif or .tiff path, got {str(output)!r}.")
     with atomic_path(output) as tmp:
         if cog:
             options = {"driver": "COG", "COMPRESS": "DEFLATE", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"}
