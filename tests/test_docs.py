@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "method.md", "peft.md", "benchmarks.md",
+PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "geospatial.md", "method.md", "peft.md", "benchmarks.md",
          "reproduce.md", "architecture.md", "security.md", "demo.md"]
 BLOCK = re.compile(r"(<!-- requires: (\w+) -->\s*)?```bash\n(.*?)```", re.S)
 SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_val_samples", "4",

@@ -15,6 +15,14 @@ already exist is skipped. A row that fails (missing or unreadable image, empty e
 ``errors.jsonl`` in the output folder with its reason, and the batch goes on. Rows are predicted ``--batch_size`` at
 a time. Every PNG is written to a temporary file and renamed, so an interrupted run never leaves a partial file.
 
+GeoTIFF: a ``.tif``/``.tiff`` mask (when the ``geo`` extra is installed; otherwise the mask is written as before),
+or any of ``--vector``, ``--bands``, ``--cog``, predicts the raster window by window and writes a uint8 mask GeoTIFF
+with the image's CRS and transform (1 object, 0 background, 255 nodata) and no overlay; ``--vector`` (batch: a
+``vector`` column) also writes the polygons as ``.geojson`` or ``.gpkg``. See docs/geospatial.md::
+
+    s4eca-predict --adapter ./my_adapter --image scene.tif --expression "the tanks" --output tanks.tif \\
+        --vector tanks.geojson --bands 3 2 1
+
 Exit status: 0 when every row succeeded (or was already done), 1 when some rows failed, 2 when nothing could be done
 (bad adapter, batch file or image).
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -47,6 +56,7 @@ class BatchRow:
     expression: str
     output: str | None = None
     error: str | None = None
+    vector: str | None = None
 
 
 def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--image", help="Image path (PNG, JPEG, TIFF ...).")
     single.add_argument("--expression", help="Referring expression.")
     single.add_argument("--output", help="Mask PNG to write; the overlay goes beside it as <stem>_overlay.png.")
+    single.add_argument("--vector", help="Also write the mask's polygons (.geojson or .gpkg) in the image's CRS.")
     batch = parser.add_argument_group("batch")
     batch.add_argument("--batch", help="CSV or JSONL file with columns image, expression[, output].")
     batch.add_argument("--output_dir", help="Folder of the batch outputs and errors.jsonl.")
@@ -79,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--tile_overlap", type=float, default=0.25, help="Overlap of sliding windows (fraction).")
     options.add_argument("--batch_size", type=int, default=8, help="Images or windows per forward pass.")
     options.add_argument("--no_overlay", action="store_true", help="Write masks only.")
+    options.add_argument("--bands", type=int, nargs="+", default=None, help="1-based bands read as red green blue.")
+    options.add_argument("--cog", action="store_true", help="Write the mask as a Cloud-Optimized GeoTIFF.")
     return parser
 
 
@@ -86,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     """``(H, W)`` bool -> 8-bit grayscale PNG image, 0 background / 255 foreground."""
     return Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8), mode="L")
+
+
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def wants_geotiff(args: argparse.Namespace, output: str | Path | None) -> bool:
+    """The georeferenced path: a GeoTIFF-only option, or a .tif/.tiff mask when rasterio is installed."""
+    if args.bands or args.cog or getattr(args, "vector", None):
+        return True
+    return output is not None and Path(output).suffix.lower() in GEOTIFF_SUFFIXES and _has_rasterio()
+
+
+def _has_rasterio() -> bool:
+    return importlib.util.find_spec("rasterio") is not None
 
 
 def overlay_path(mask_path: Path) -> Path:
@@ -133,15 +160,21 @@ def _row(number: int, record: dict) -> BatchRow:
     image = record.get("image")
     expression = record.get("expression")
     output = record.get("output") or None
+    vector = record.get("vector") or None
     row = BatchRow(number, str(image or ""), str(expression or ""), str(output) if output else None)
+    row.vector = str(vector) if vector else None
     if not image:
         row.error = "no image given"
     elif not isinstance(expression, str) or not expression.strip():
         row.error = "the expression is empty"
     elif row.output is not None and (Path(row.output).is_absolute() or ".." in Path(row.output).parts):
         row.error = f"output {row.output!r} must be a relative path inside --output_dir"
-    elif row.output is not None and Path(row.output).suffix.lower() != ".png":
-        row.error = f"output {row.output!r} must be a .png file"
+    elif row.output is not None and Path(row.output).suffix.lower() not in (".png", *GEOTIFF_SUFFIXES):
+        row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
+    elif row.vector is not None and (Path(row.vector).is_absolute() or ".." in Path(row.vector).parts):
+        row.error = f"vector {row.vector!r} must be a relative path inside --output_dir"
+    elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not _has_rasterio():
+        row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
     return row
 
 
@@ -157,6 +190,11 @@ def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: boo
 def predict_one(segmenter, args: argparse.Namespace) -> int:
     from ..modeling.image_io import load_image
 
+    if wants_geotiff(args, args.output):
+        result = segmenter.predict_raster(args.image, args.expression, args.output, vector=args.vector,
+                                          bands=args.bands, threshold=args.threshold, cog=args.cog)
+        print(f"wrote {result.output}" + (f" and {result.vector}" if result.vector else ""))
+        return 0
     mask_path = Path(args.output)
     image = load_image(args.image, name=args.image)  # (H, W, 3) float32, read once for mask and overlay
     mask = segmenter.predict(image, args.expression, threshold=args.threshold)
@@ -213,6 +251,20 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow]) -> 
         if not image_path.is_absolute():
             image_path = batch_file.parent / image_path
         mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
+        if row.output is None and (args.bands or args.cog or row.vector):
+            mask_path = mask_path.with_suffix(".tif")
+        if wants_geotiff(args, mask_path) or row.vector:
+            vector_path = output_dir / row.vector if row.vector else None
+            if not args.overwrite and mask_path.is_file() and (vector_path is None or vector_path.is_file()):
+                skipped += 1
+                continue
+            try:
+                segmenter.predict_raster(image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
+                                         threshold=args.threshold, cog=args.cog)
+                done += 1
+            except (OSError, ValueError) as error:
+                record_error(row, str(error))
+            continue
         if not args.overwrite and mask_path.is_file() and (args.no_overlay or overlay_path(mask_path).is_file()):
             skipped += 1
             continue
@@ -236,14 +288,19 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch:
-        if args.image or args.expression or args.output:
-            parser.error("--batch cannot be combined with --image/--expression/--output.")
+        if args.image or args.expression or args.output or args.vector:
+            parser.error("--batch cannot be combined with --image/--expression/--output/--vector (use a vector column).")
         if not args.output_dir:
             parser.error("--batch needs --output_dir.")
     elif not (args.image and args.expression and args.output):
         parser.error("give --image, --expression and --output, or --batch and --output_dir.")
     elif not args.expression.strip():
         parser.error("--expression is empty; describe the object to segment.")
+
+    if (args.vector or args.bands or args.cog) and not _has_rasterio():
+        from ..geo.dependencies import GEO_EXTRA_HINT
+
+        parser.error(f"--vector, --bands and --cog need rasterio; {GEO_EXTRA_HINT}.")
 
     from .segmenter import S4ECASegmenter
 

@@ -23,6 +23,8 @@ from PIL import Image
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
+STRETCH_PERCENTILES = (2.0, 98.0)  # display stretch of integer images other than uint8, per channel
+
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -88,17 +90,31 @@ def to_float_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         data = array.astype(np.float32)
-        low = np.percentile(data, 2, axis=(0, 1), keepdims=True)
-        high = np.percentile(data, 98, axis=(0, 1), keepdims=True)
-        return np.clip((data - low) / np.maximum(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
+        low, high = stretch_bounds(data.reshape(-1, data.shape[-1]))
+        return apply_stretch(data, low, high)
     if np.issubdtype(array.dtype, np.floating):
         data = array.astype(np.float32)
         if not np.isfinite(data).all():
             raise ValueError(f"{name}: float image contains NaN or infinite values.")
-        if data.max(initial=0.0) > 1.0:
-            data = data / 255.0
-        return np.clip(data, 0.0, 1.0)
+        return np.clip(data * float_scale(data.max(initial=0.0)), 0.0, 1.0)
     raise ValueError(f"{name}: unsupported dtype {array.dtype}; expected uint8, another integer type or float.")
+
+
+def stretch_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``STRETCH_PERCENTILES`` of ``(N, C)`` pixel values -> ``(low, high)``, each ``(C,)`` float32."""
+    low, high = np.percentile(values.astype(np.float32), STRETCH_PERCENTILES, axis=0)
+    return low.astype(np.float32), high.astype(np.float32)
+
+
+def apply_stretch(data: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``(..., C)`` values stretched linearly from ``low`` to ``high`` (each ``(C,)``) onto [0, 1], clipped."""
+    data = data.astype(np.float32)
+    return np.clip((data - low) / np.maximum(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def float_scale(maximum: float) -> float:
+    """Factor that maps a float image with this maximum onto [0, 1]: 1, or 1/255 above 1 (a 0-255 range)."""
+    return 1.0 / 255.0 if maximum > 1.0 else 1.0
 
 
 def image_size_of(image: ImageInput) -> tuple[int, int]:

@@ -1,0 +1,30 @@
+"""Georeferenced rasters in, georeferenced masks and polygons out, for scenes of any size (the ``geo`` extra).
+
+`predict_raster` reads a GeoTIFF (or any raster GDAL reads) window by window, predicts a referring expression with
+an `S4ECASegmenter` or any probability function, blends overlapping windows with cosine ramps, and writes a uint8
+mask GeoTIFF on the scene's grid (same CRS, transform and size; 1 object, 0 background, 255 nodata), optionally a
+Cloud-Optimized GeoTIFF and the object polygons as GeoJSON or GeoPackage. rasterio (and fiona, for GeoPackage) are
+imported only when used; without them these functions raise an ImportError naming the extra.
+"""
+
+from .blending import WindowStitcher, axis_weights, cosine_ramp
+from .dependencies import GEO_EXTRA_HINT, require_fiona, require_rasterio
+from .prediction import ProbabilityFn, RasterPrediction, predict_raster, segmenter_probabilities
+from .reading import SceneStretch, read_rgb, select_bands, valid_mask
+
+__all__ = [
+    "GEO_EXTRA_HINT",
+    "ProbabilityFn",
+    "RasterPrediction",
+    "SceneStretch",
+    "WindowStitcher",
+    "axis_weights",
+    "cosine_ramp",
+    "predict_raster",
+    "read_rgb",
+    "require_fiona",
+    "require_rasterio",
+    "segmenter_probabilities",
+    "select_bands",
+    "valid_mask",
+]

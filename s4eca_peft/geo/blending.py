@@ -1,0 +1,130 @@
+"""Overlapping windows blended with cosine ramps, stitched into finished scene regions with bounded memory.
+
+Every window gets a separable weight that is 1 in its interior and rises as ``sin^2`` over the strip it shares with
+the previous window and falls as ``cos^2`` over the strip it shares with the next one; scene borders get no ramp.
+Where two windows overlap the two ramps add up to 1, so probabilities pass from one window to the next without a
+seam. The stitched probability is the weighted sum divided by the summed weight (all weights are positive). The
+windows form a grid, so the summed weight is the product of the summed row and column profiles: only the weighted
+sum is buffered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+Box = tuple[int, int, int, int]  # (top, left, bottom, right) in scene pixels, bottom/right exclusive
+
+
+def cosine_ramp(length: int) -> np.ndarray:
+    """``sin^2`` rising over ``length`` pixels, sampled at pixel centres: ``(length,)`` float32 in (0, 1)."""
+    positions = (np.arange(length, dtype=np.float64) + 0.5) / max(length, 1)
+    return (np.sin(0.5 * math.pi * positions) ** 2).astype(np.float32)
+
+
+def axis_weights(starts: Sequence[int], window: int) -> list[np.ndarray]:
+    """One ``(window,)`` weight profile per window start along an axis (starts in increasing order)."""
+    profiles = []
+    for index, start in enumerate(starts):
+        profile = np.ones(window, dtype=np.float32)
+        if index > 0:  # shared with the previous window: ramp up
+            shared = starts[index - 1] + window - start
+            if shared > 0:
+                profile[:shared] *= cosine_ramp(shared)
+        if index + 1 < len(starts):  # shared with the next window: ramp down
+            shared = start + window - starts[index + 1]
+            if shared > 0:
+                profile[window - shared :] *= cosine_ramp(shared)[::-1]
+        profiles.append(profile)
+    return profiles
+
+
+class WindowStitcher:
+    """Accumulates weighted window probabilities and hands back each scene cell as soon as it is final.
+
+    The window edges cut the scene into cells; each cell is covered by a known set of windows. A cell's buffers
+    exist from the first covering window to the last one, so with windows fed in row-major order the memory held is
+    about one window plus the strip shared with the next row of windows, whatever the scene size.
+
+    Args:
+        tops / lefts: window starts along each axis (e.g. from `s4eca_peft.inference.sliding_window_starts`).
+        window_height / window_width: the window sides.
+    """
+
+    def __init__(self, tops: Sequence[int], lefts: Sequence[int], window_height: int, window_width: int) -> None:
+        self.tops, self.lefts = list(tops), list(lefts)
+        self.window_height, self.window_width = int(window_height), int(window_width)
+        self.row_weights = axis_weights(self.tops, self.window_height)
+        self.col_weights = axis_weights(self.lefts, self.window_width)
+        self.ys = sorted({edge for top in self.tops for edge in (top, top + self.window_height)})
+        self.xs = sorted({edge for left in self.lefts for edge in (left, left + self.window_width)})
+        self.row_total = _profile_sum(self.tops, self.row_weights)
+        self.col_total = _profile_sum(self.lefts, self.col_weights)
+        self.expected = np.zeros((len(self.ys) - 1, len(self.xs) - 1), dtype=np.int32)
+        for box in self.boxes():
+            rows, cols = self._cell_ranges(box)
+            self.expected[rows, cols] += 1
+        self._open: dict[tuple[int, int], list] = {}  # cell -> [weighted sum, windows seen]
+
+    def boxes(self) -> list[Box]:
+        """All windows, row-major: the order `add` expects for the memory bound (any order gives the same result)."""
+        return [
+            (top, left, top + self.window_height, left + self.window_width) for top in self.tops for left in self.lefts
+        ]
+
+    def _cell_ranges(self, box: Box) -> tuple[slice, slice]:
+        top, left, bottom, right = box
+        return (
+            slice(self.ys.index(top), self.ys.index(bottom)),
+            slice(self.xs.index(left), self.xs.index(right)),
+        )
+
+    def weights(self, box: Box) -> np.ndarray:
+        """The ``(window_height, window_width)`` blending weight of ``box``."""
+        top, left = box[:2]
+        return np.outer(self.row_weights[self.tops.index(top)], self.col_weights[self.lefts.index(left)])
+
+    def add(self, box: Box, probabilities: np.ndarray) -> Iterator[tuple[Box, np.ndarray]]:
+        """Add one window's ``(h, w)`` probabilities; yield ``(cell box, blended (h_c, w_c) float32)`` for every
+        cell this window completes."""
+        top, left, bottom, right = box
+        if probabilities.shape != (bottom - top, right - left):
+            raise ValueError(
+                f"window {box}: expected probabilities of shape {(bottom - top, right - left)}, "
+                f"got {probabilities.shape}."
+            )
+        weight = self.weights(box)
+        weighted = probabilities.astype(np.float32) * weight
+        rows, cols = self._cell_ranges(box)
+        for i in range(rows.start, rows.stop):
+            for j in range(cols.start, cols.stop):
+                y0, y1, x0, x1 = self.ys[i], self.ys[i + 1], self.xs[j], self.xs[j + 1]
+                local = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+                state = self._open.get((i, j))
+                if state is None:
+                    state = self._open[(i, j)] = [np.zeros((y1 - y0, x1 - x0), np.float32), 0]
+                state[0] += weighted[local]
+                state[1] += 1
+                if state[1] == self.expected[i, j]:
+                    del self._open[(i, j)]
+                    yield (y0, x0, y1, x1), state[0] / np.outer(self.row_total[y0:y1], self.col_total[x0:x1])
+
+    @property
+    def open_cells(self) -> int:
+        """Cells that received some but not all of their windows."""
+        return len(self._open)
+
+    @property
+    def open_pixels(self) -> int:
+        """Pixels buffered in those cells."""
+        return sum(state[0].size for state in self._open.values())
+
+
+def _profile_sum(starts: Sequence[int], profiles: Sequence[np.ndarray]) -> np.ndarray:
+    """Summed weight along one axis: ``(last start + window,)`` float32."""
+    total = np.zeros(starts[-1] + len(profiles[-1]), np.float32)
+    for start, profile in zip(starts, profiles):
+        total[start : start + len(profile)] += profile
+    return total

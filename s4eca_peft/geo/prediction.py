@@ -1,0 +1,223 @@
+"""Predict a referring mask over a raster of any size and write it georeferenced.
+
+```python
+from s4eca_peft import S4ECASegmenter
+from s4eca_peft.geo import predict_raster
+
+segmenter = S4ECASegmenter.from_pretrained("./my_adapter")
+result = predict_raster(segmenter, "scene.tif", "the storage tanks", "tanks.tif", vector="tanks.geojson")
+```
+
+A scene whose longer side is at most ``max_side`` is predicted whole, as `S4ECASegmenter.predict` does. A larger
+one is read window by window (``tile_size`` pixels, overlapping by ``tile_overlap``, laid out by
+`s4eca_peft.inference.sliding_window_starts`), ``batch_size`` windows at a time; overlaps are blended with cosine
+ramps (`s4eca_peft.geo.blending`), and each region of the scene is written as soon as its last window is done, so
+the scene is never whole in memory. The window settings default to the segmenter's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..inference import sliding_window_starts
+from .blending import WindowStitcher
+from .dependencies import require_rasterio
+from .reading import SceneStretch, read_rgb, select_bands, valid_mask
+from .vectors import check_vector_path, mask_polygons, write_polygons
+from .writing import MASK_COLORS, NODATA, OBJECT, publish_mask, scratch_path, scratch_profile
+
+ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
+"""``(h, w, 3)`` float32 RGB windows in [0, 1] -> one ``(h, w)`` probability array per window."""
+
+GDAL_CACHE_MB = 16  # GDAL's block cache; its default (5 % of RAM) would grow with the scene
+
+
+@dataclass
+class RasterPrediction:
+    """What `predict_raster` wrote.
+
+    Args:
+        output (`Path`): the mask GeoTIFF: uint8, 1 = object, 0 = background, 255 = nodata.
+        vector (`Path`, *optional*): the polygons file, when asked for.
+        crs (`str`, *optional*): the scene's coordinate system (``EPSG:32633``, or WKT), `None` if it has none.
+        size (`tuple[int, int]`): ``(height, width)`` of the scene and the mask.
+        windows (`int`): windows predicted (1 for a scene predicted whole).
+        object_pixels (`int`): pixels predicted as the object.
+        polygons (`int`, *optional*): polygons written to ``vector``.
+    """
+
+    output: Path
+    vector: Path | None
+    crs: str | None
+    size: tuple[int, int]
+    windows: int
+    object_pixels: int
+    polygons: int | None = None
+
+
+def segmenter_probabilities(segmenter: Any, expression: str) -> ProbabilityFn:
+    """A `ProbabilityFn` for ``expression`` from an `S4ECASegmenter` (each window resized to the training size)."""
+
+    def probabilities(windows: list[np.ndarray]) -> list[np.ndarray]:
+        predictions = segmenter.predict(windows, [expression] * len(windows), return_probabilities=True)
+        return [prediction.probabilities for prediction in predictions]
+
+    return probabilities
+
+
+def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
+    """Window settings: those given, else the segmenter's, else the segmenter's defaults for a 480 px model."""
+    defaults = {"max_side": 1600, "tile_size": 960, "tile_overlap": 0.25, "batch_size": 8}
+    settings = {}
+    for name, default in defaults.items():
+        value = given[name] if given[name] is not None else getattr(predictor, name, default)
+        settings[name] = value
+    if settings["max_side"] <= 0 or settings["tile_size"] <= 0 or settings["batch_size"] <= 0:
+        raise ValueError(f"max_side, tile_size and batch_size must be positive, got {settings}.")
+    if not 0.0 <= settings["tile_overlap"] < 1.0:
+        raise ValueError(f"tile_overlap must lie in [0, 1), got {settings['tile_overlap']}.")
+    if hasattr(predictor, "predict") and settings["tile_size"] > predictor.max_side:
+        raise ValueError(
+            f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side ({predictor.max_side}): each window "
+            "must be predicted whole. Lower tile_size or raise max_side."
+        )
+    return settings
+
+
+def predict_raster(
+    predictor: Any,
+    path: str | Path,
+    expression: str,
+    output: str | Path,
+    *,
+    vector: str | Path | None = None,
+    bands: Sequence[int] | None = None,
+    threshold: float = 0.5,
+    cog: bool = False,
+    max_side: int | None = None,
+    tile_size: int | None = None,
+    tile_overlap: float | None = None,
+    batch_size: int | None = None,
+    stretch_sample_side: int = 2048,
+) -> RasterPrediction:
+    """Predict ``expression`` over the raster at ``path`` and write a mask GeoTIFF on the same grid.
+
+    Args:
+        predictor: an `S4ECASegmenter`, or a `ProbabilityFn` (windows -> probabilities).
+        path: any raster GDAL reads (GeoTIFF, COG, JPEG2000, PNG ...).
+        expression: the referring expression.
+        output: the ``.tif`` mask: same size, CRS and transform as the scene; 1 object, 0 background, 255 nodata.
+        vector: also write the object polygons (``.geojson`` or ``.gpkg``) in the scene's CRS, with ``expression``,
+            mean ``score`` and ``pixels`` as properties.
+        bands: 1-based bands read as red, green, blue (one band is read as grey); see `s4eca_peft.geo.reading`.
+        threshold: a pixel is the object when its probability exceeds it.
+        cog: write a Cloud-Optimized GeoTIFF.
+        max_side / tile_size / tile_overlap / batch_size: window settings (default: the segmenter's).
+        stretch_sample_side: scenes larger than this are decimated to about this side to compute the 16-bit
+            stretch and the float scale.
+    """
+    rasterio = require_rasterio()
+    path, output, vector = _checked_paths(expression, threshold, path, output, vector)
+    settings = _settings(
+        predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap, batch_size=batch_size
+    )
+    probabilities_of = segmenter_probabilities(predictor, expression) if hasattr(predictor, "predict") else predictor
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(path) as source:
+        chosen = select_bands(source, bands)
+        stretch = SceneStretch.from_dataset(source, chosen, sample_side=stretch_sample_side)
+        height, width = source.height, source.width
+        if max(height, width) > settings["max_side"]:
+            side_h, side_w = min(settings["tile_size"], height), min(settings["tile_size"], width)
+            tops = sliding_window_starts(height, side_h, settings["tile_overlap"])
+            lefts = sliding_window_starts(width, side_w, settings["tile_overlap"])
+        else:
+            side_h, side_w, tops, lefts = height, width, [0], [0]
+        stitcher = WindowStitcher(tops, lefts, side_h, side_w)
+        boxes = stitcher.boxes()
+
+        with (
+            scratch_path(output, "mask") as mask_tmp,
+            scratch_path(output, "score") as score_tmp,
+        ):
+            profile = scratch_profile(source)
+            score_file = rasterio.open(score_tmp, "w", **profile) if vector is not None else None
+            try:
+                with rasterio.open(mask_tmp, "w", **profile, nodata=NODATA) as mask_file:
+                    mask_file.write_colormap(1, MASK_COLORS)
+                    object_pixels = _predict_windows(
+                        source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
+                        mask_file, score_file,
+                    )
+            finally:
+                if score_file is not None:
+                    score_file.close()
+            publish_mask(mask_tmp, output, cog=cog)
+            polygons = None
+            if vector is not None:
+                found = mask_polygons(mask_tmp, score_tmp)
+                write_polygons(vector, found, source.crs, expression)
+                polygons = len(found)
+        crs = source.crs.to_string() if source.crs is not None else None
+    return RasterPrediction(output, vector, crs, (height, width), len(boxes), object_pixels, polygons)
+
+
+def _checked_paths(
+    expression: str, threshold: float, path: str | Path, output: str | Path, vector: str | Path | None
+) -> tuple[Path, Path, Path | None]:
+    """The arguments of `predict_raster` checked before any file is opened; the paths as `Path`."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ValueError("expression: the expression is empty; describe the object to segment.")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
+    path, output = Path(path), Path(output)
+    vector = Path(vector) if vector is not None else None
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(
+            f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}."
+        )
+    if vector is not None:
+        check_vector_path(vector)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no raster file at {str(path)!r}.")
+    return path, output, vector
+
+
+def _predict_windows(
+    source: Any, chosen: Any, stretch: SceneStretch, stitcher: WindowStitcher, probabilities_of: ProbabilityFn,
+    batch_size: int, threshold: float, mask_file: Any, score_file: Any,
+) -> int:
+    """Predict every window a batch at a time, write each finished region's mask (and scores); object pixel count."""
+    boxes = stitcher.boxes()
+    object_pixels = 0
+    for start in range(0, len(boxes), batch_size):
+        chunk = boxes[start : start + batch_size]
+        windows = [read_rgb(source, chosen, stretch, _window(box)) for box in chunk]
+        batch = list(probabilities_of(windows))
+        del windows  # only one batch of windows is ever held
+        for box in chunk:
+            probabilities = np.asarray(batch.pop(0), dtype=np.float32)
+            for cell, blended in stitcher.add(box, probabilities):
+                window = _window(cell)
+                valid = valid_mask(source, chosen, window)
+                values = np.where(valid, (blended > threshold).astype(np.uint8) * OBJECT, NODATA)
+                object_pixels += int((values == OBJECT).sum())
+                mask_file.write(values.astype(np.uint8), 1, window=window)
+                if score_file is not None:
+                    scores = np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
+                    score_file.write(scores, 1, window=window)
+    if stitcher.open_cells:
+        raise RuntimeError(f"{stitcher.open_cells} scene regions were never completed.")
+    return object_pixels
+
+
+def _window(box: tuple[int, int, int, int]) -> Any:
+    from rasterio.windows import Window
+
+    top, left, bottom, right = box
+    return Window(left, top, right - left, bottom - top)

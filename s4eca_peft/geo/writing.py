@@ -1,0 +1,69 @@
+"""Mask GeoTIFFs: a scratch raster filled cell by cell, then copied to a tiled, compressed GeoTIFF (or a
+Cloud-Optimized GeoTIFF) through a temporary file and a rename."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .dependencies import require_rasterio
+
+BACKGROUND, OBJECT, NODATA = 0, 1, 255
+MASK_COLORS = {BACKGROUND: (0, 0, 0, 0), OBJECT: (255, 40, 40, 255), NODATA: (0, 0, 0, 0)}
+BLOCK = 256
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix) that replaces ``path`` when the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def scratch_path(beside: Path, tag: str) -> Iterator[Path]:
+    """A hidden temporary ``.tif`` path beside ``beside``, removed when the block ends, whatever happens."""
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    tmp = beside.with_name(f".{beside.stem}.{os.getpid()}.{tag}.tif")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def scratch_profile(source: Any) -> dict[str, Any]:
+    """Profile of an uncompressed tiled single-band uint8 raster on ``source``'s grid (cells can be written in any
+    order without the file growing)."""
+    tiled = source.width > BLOCK or source.height > BLOCK
+    profile = {
+        "driver": "GTiff",
+        "width": source.width,
+        "height": source.height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": source.crs,
+        "transform": source.transform,
+    }
+    if tiled:
+        profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
+    return profile
+
+
+def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:
+    """Copy the finished scratch mask to ``output``: DEFLATE-compressed, tiled, nodata 255 and a colour table; with
+    ``cog`` a Cloud-Optimized GeoTIFF with nearest-neighbour overviews."""
+    rasterio = require_rasterio()
+    with atomic_path(output) as tmp:
+        if cog:
+            options = {"driver": "COG", "COMPRESS": "DEFLATE", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"}
+        else:
+            options = {"driver": "GTiff", "COMPRESS": "DEFLATE", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}
+        rasterio.shutil.copy(str(scratch), str(tmp), **options)
