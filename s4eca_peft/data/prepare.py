@@ -22,7 +22,7 @@ _LAYOUTS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s4eca-prepare-data",
         description="Validate an RRSIS-D or RefSegRS folder: split sizes next to the published ones, and every "
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 def prepare_data_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``s4eca-prepare-data``. Returns 0 when valid (or not strict), 1 when strict and problems
     were found, 2 when the folder layout or a metadata file is wrong."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         reports = _VALIDATORS[args.dataset](args.data_dir, decode_images=True)
     except (FileNotFoundError, UnsafePickleError, ValueError) as error:
