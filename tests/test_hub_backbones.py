@@ -45,18 +45,6 @@ def versions(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return {"v1": write_backbones(root / "v1", seed=0), "v2": write_backbones(root / "v2", seed=1)}
 
 
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path):
-    """A FakeHub set as the endpoint, and an empty Hub cache."""
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-        yield hub
-
-
 def publish(hub: FakeHub, folders: tuple[Path, Path], branch: str = "main") -> tuple[str, str]:
     return hub.add_repo(VISION, folders[0], branch), hub.add_repo(TEXT, folders[1], branch)
 
