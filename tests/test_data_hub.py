@@ -189,3 +189,18 @@ def test_strict_push_stops_when_records_are_invalid(folders, hub_api, tmp_path):
     (root / "masks" / "0.tif").unlink()
     assert prepare_data_main(["--dataset", "refsegrs", "--data_dir", str(root), "--strict", "--push_to_hub", "me/x"]) == 1
     hub_api.create_commit.assert_not_called()
+
+
+def test_training_and_evaluation_read_a_hub_dataset_at_a_revision(folders, fake_hub, tmp_path):
+    from s4eca_peft.training.arguments import DataArguments, parse_eval_args
+    from s4eca_peft.training.dataloaders import build_datasets
+
+    first = publish_zip(fake_hub, folders["v1"], tmp_path / "repo1")
+    publish_zip(fake_hub, folders["v2"], tmp_path / "repo2")
+    splits = build_datasets(DataArguments(dataset="refsegrs", data_dir=REPO, data_revision=first, image_size=32), 0)
+    for split in ("train", "val", "test"):
+        assert_same_rows(splits[split], load_refsegrs(folders["v1"], split))
+    assert parse_eval_args(["--adapter", "a", "--dataset", "refsegrs", "--data_dir", REPO,
+                            "--data_revision", first]).data_revision == first
+    with pytest.raises(ValueError, match="`data_revision` .* not to --dataset synthetic"):
+        DataArguments(data_revision=first)
