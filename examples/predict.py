@@ -20,7 +20,7 @@ from s4eca_peft.inference.adapter_folder import load_for_inference
 from s4eca_peft.modeling.image_io import load_image
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", required=True, help="Hub repo id or adapter folder.")
     parser.add_argument("--revision", default=None, help="Branch, tag or commit of the Hub repo.")
@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--expression", default=None, help="Referring expression (default: the scene's own).")
     parser.add_argument("--output", default="overlay.png", help="Overlay PNG to write.")
     parser.add_argument("--threshold", type=float, default=0.5)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     # step 0: the adapted model (eval mode), its processor and the adapter's metadata

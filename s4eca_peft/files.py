@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,68 @@ HUB_OPTIONS = ("revision", "cache_dir", "token")
 def hub_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
     """The Hub options (``HUB_OPTIONS``) set in ``options``, without those that are ``None``."""
     return {key: options[key] for key in HUB_OPTIONS if options.get(key) is not None}
+
+
+COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
+"""A full Hub commit sha (what a pinned revision is recorded as)."""
+
+
+def hub_snapshot(
+    repo_id: str,
+    revision: str | None = None,
+    repo_type: str = "model",
+    allow_patterns: list[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: Any = None,
+) -> Path:
+    """Download (or find in the cache, offline) ``repo_id`` at ``revision`` with ``huggingface_hub.snapshot_download``;
+    returns the snapshot folder, ``.../snapshots/<commit>``. Hub errors become a ValueError naming the repo and the
+    revision."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    kind = "Hub dataset repo" if repo_type == "dataset" else "Hub repo"
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns, cache_dir=cache_dir,
+            token=token,
+        )
+    except RevisionNotFoundError as error:
+        raise ValueError(f"Revision {revision!r} does not exist in {kind} {repo_id!r}.") from error
+    except RepositoryNotFoundError as error:
+        raise ValueError(f"{kind} {repo_id!r} was not found (or is private: pass a token).") from error
+    except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled) as error:
+        raise ValueError(
+            f"Cannot get {kind} {repo_id!r} at revision {revision or 'main'!r}: not in the local cache and the Hub "
+            f"is not reachable ({error})."
+        ) from error
+    return Path(folder)
+
+
+def snapshot_commit(snapshot: str | os.PathLike) -> str:
+    """The commit sha of a Hub snapshot folder (huggingface_hub names it after the commit it resolved)."""
+    commit = Path(snapshot).name
+    if not COMMIT_HASH.match(commit):
+        raise ValueError(f"{str(snapshot)!r} is not a Hub cache snapshot folder named after a commit sha.")
+    return commit
+
+
+def pin_hub_revision(name_or_path: str | os.PathLike | None, revision: str | None = None, **hub_options: Any) -> str | None:
+    """The commit that ``revision`` (a branch, tag or commit; ``None`` for the default branch) of model repo
+    ``name_or_path`` resolves to now, so a later load gets the same files; ``None`` for a folder or nothing (a
+    revision given for a folder raises a ValueError). ``hub_options``: ``cache_dir`` and ``token``."""
+    if not is_hub_id(name_or_path):
+        if name_or_path and revision is not None:
+            raise ValueError(
+                f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be applied to it."
+            )
+        return None
+    options = {key: hub_options[key] for key in ("cache_dir", "token") if hub_options.get(key) is not None}
+    snapshot = hub_snapshot(str(name_or_path), revision, allow_patterns=["config.json"], **options)
+    return snapshot_commit(snapshot)

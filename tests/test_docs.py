@@ -5,6 +5,10 @@ server that runs until stopped) are skipped. Training commands are
 run as written with small-run flags appended (argparse keeps the last value), and ``count_parameters.py`` in its
 ``--tiny`` mode, so the suite stays fast. The benchmarks' ``--smoke`` commands are left to
 ``tests/test_benchmarks_smoke.py``, which runs them and checks what they write: nothing runs twice.
+
+Every documented training, evaluation, prediction and data-preparation command (README, docs/, model_cards/, the
+GPU- and Hub-only blocks included) is also parsed, without running it, by the parsers that would read it:
+accelerate's launch parser for ``accelerate launch``, then the package's own for the script's arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from accelerate.commands.launch import launch_command_parser
+
+from s4eca_peft.data.prepare import build_parser as prepare_data_parser
+from s4eca_peft.inference.predict import build_parser as predict_parser
+from s4eca_peft.training.arguments import parse_eval_args, parse_train_args
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "geospatial.md", "method.md", "peft.md", "benchmarks.md",
@@ -90,3 +99,129 @@ def test_architecture_module_map_is_true_of_the_package():
     files -= {p.name for p in (package / "data").glob("*.py")} - named  # data/ is listed as a folder
     assert named - files == set(), "the map names modules that do not exist"
     assert files - named == set(), "modules missing from the map"
+
+
+# ----------------------------------------------------------------------------- documented commands parse
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "model_cards").glob("*.md"))]
+ANY_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+SEPARATORS = {"&&", "||", ";", "|"}
+CARD_COMMAND = "accelerate launch --mixed_precision bf16 examples/train.py --dataset refsegrs --data_dir /data/refsegrs"
+
+
+def _examples_predict_parser():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("examples_predict", REPO / "examples" / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
+def _parse_with_argparse(parser) -> object:
+    return lambda words: parser.parse_args(words)
+
+
+PACKAGE_PARSERS = {
+    "s4eca-train": parse_train_args,
+    "examples/train.py": parse_train_args,
+    "s4eca-eval": parse_eval_args,
+    "s4eca-predict": _parse_with_argparse(predict_parser()),
+    "examples/predict.py": _parse_with_argparse(_examples_predict_parser()),
+    "s4eca-prepare-data": _parse_with_argparse(prepare_data_parser()),
+}
+
+
+def shell_segments(line: str) -> list[list[str]]:
+    """The simple commands of one shell line (split at ``&&``, ``||``, ``;``, ``|``), environment assignments
+    dropped."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    segments: list[list[str]] = [[]]
+    for token in lexer:
+        if token in SEPARATORS:
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    for words in segments:
+        while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+            words.pop(0)
+    return [words for words in segments if words]
+
+
+def package_command(words: list[str]) -> tuple[str, list[str]] | None:
+    """``(program, its arguments)`` for a command that runs one of the package's parsers; None for others.
+
+    ``accelerate launch`` is parsed here, by accelerate's own parser: its flags must come before the script.
+    """
+    if words[:2] == ["accelerate", "launch"]:
+        launch = launch_command_parser().parse_args(words[2:])
+        return launch.training_script, list(launch.training_script_args)
+    if words[0] in ("python", "python3") and len(words) > 1:
+        words = words[1:]
+    if words[0] in PACKAGE_PARSERS:
+        return words[0], words[1:]
+    return None
+
+
+def documented_commands(text: str) -> list[tuple[str, list[str], str]]:
+    """``(program, arguments, line)`` of each documented command that one of the package's parsers reads."""
+    found = []
+    for block in ANY_BLOCK.findall(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            for words in shell_segments(line):
+                command = package_command(words)
+                if command is not None:
+                    found.append((*command, line))
+    return found
+
+
+def parse_command(program: str, arguments: list[str]) -> None:
+    """Parse ``arguments`` with ``program``'s parser; ``--help`` may exit with status 0, nothing else may exit."""
+    assert program in PACKAGE_PARSERS, f"{program}: not a script of this package"
+    try:
+        PACKAGE_PARSERS[program](arguments)
+    except SystemExit as error:
+        if error.code != 0 or not {"--help", "-h"} & set(arguments):
+            raise
+
+
+def document_text(path: Path) -> str:
+    """The page's text; the model card template with its ``$command`` filled as training fills it."""
+    text = path.read_text()
+    if path.name == "adapter_card_template.md":
+        launch = launch_command_parser().parse_args(shlex.split(CARD_COMMAND)[2:])
+        text = text.replace("$command", parse_train_args(launch.training_script_args).command)
+    return text
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_documented_commands_parse(path, capsys):
+    for program, arguments, line in documented_commands(document_text(path)):
+        try:
+            parse_command(program, arguments)
+        except SystemExit as error:  # accelerate's parser, or ours refusing an argument
+            pytest.fail(f"{path.name}: {line!r} does not parse (exit {error.code}): {capsys.readouterr().err[-500:]}")
+
+
+def test_every_kind_of_documented_command_is_parsed():
+    found = [(program, line) for path in DOCUMENTS for program, _, line in documented_commands(document_text(path))]
+    assert {program for program, _ in found} >= {"examples/train.py", "s4eca-train", "s4eca-eval", "s4eca-predict",
+                                                  "examples/predict.py", "s4eca-prepare-data"}
+    real_data = [line for program, line in found if "--mixed_precision bf16" in line and "--dataset rrsisd" in line]
+    assert real_data, "the real-data training command of docs/training.md is parsed"
+
+
+@pytest.mark.parametrize("line", [
+    "accelerate launch examples/train.py --mixed_precision bf16 --dataset rrsisd --data_dir /data",
+    "s4eca-eval --adapter out --dataset rrsisd",
+    "s4eca-predict --image tile.jpg",
+    "s4eca-prepare-data --dataset coco --data_dir d",
+])
+def test_a_misplaced_or_missing_argument_is_caught(line):
+    (words,) = shell_segments(line)
+    with pytest.raises(SystemExit) as error:
+        parse_command(*package_command(words))
+    assert error.value.code == 2

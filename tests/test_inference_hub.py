@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_hub import FakeHub, write_hub_cache
+from fake_hub import write_hub_cache
 from huggingface_hub import constants
 from test_inference import build_tiny_adapter
 
@@ -44,18 +44,6 @@ def check_predictions(segmenter: S4ECASegmenter, reference: list[np.ndarray]) ->
 @pytest.fixture
 def offline(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture
-def fake_hub(monkeypatch):
-    """A FakeHub set as the endpoint (``HF_ENDPOINT`` is read once, at import, so the constants are patched too)."""
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        template = hub.url + "/{repo_id}/resolve/{revision}/{filename}"
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        yield hub
 
 
 # ----------------------------------------------------------------------------- sources

@@ -139,3 +139,32 @@ def test_template_has_one_source_of_truth():
     assert documented == packaged, "copy model_cards/adapter_card_template.md to s4eca_peft/training/model_card_template.md"
     assert resources.files("s4eca_peft.training").joinpath("model_card_template.md").read_bytes() == documented
     assert documented.startswith(b"---\nlibrary_name: peft\n")
+
+
+def test_base_models_are_adapted_and_the_widget_names_image_and_expression(tmp_path):
+    from PIL import Image
+
+    from s4eca_peft.training.run_card import write_widget_example
+
+    path, expression = write_widget_example(tmp_path, image_size=64)
+    assert Image.open(tmp_path / path).size == (64, 64) and expression
+    data = ModelCard(render_model_card(make_info(widget_image=path, widget_expression=expression))).data
+    assert data.base_model_relation == "adapter"
+    assert data.pipeline_tag == "image-segmentation"
+    assert data.widget == [{
+        "src": f"https://huggingface.co/someone/s4eca-swin-bert-rrsisd/resolve/main/{path}",
+        "text": expression,
+        "example_title": expression,
+    }]
+    bare = ModelCard(render_model_card(make_info(vision_model=None, text_model=None))).data
+    assert bare.base_model is None and not hasattr(bare, "base_model_relation") and not hasattr(bare, "widget")
+    with pytest.raises(ValueError, match="`widget_image` and `widget_expression` go together"):
+        make_info(widget_image=path)
+
+
+def test_type_information_ships_with_the_package():
+    import tomllib
+
+    assert (REPO_ROOT / "s4eca_peft" / "py.typed").is_file()
+    package_data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in package_data["s4eca_peft"]

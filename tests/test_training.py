@@ -85,12 +85,14 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
     assert "--max_train_steps 4" in card.text  # the exact command
     model_index = card.data.to_dict()["model-index"][0]["results"]
     assert {r["dataset"]["split"] for r in model_index} == {"val", "test"}
+    assert card.data.widget[0]["src"] == "https://huggingface.co/me/s4eca-test/resolve/main/widget/scene.png"
+    assert (output / "widget" / "scene.png").is_file() and card.data.widget[0]["text"]
 
     # --push_to_hub: our card, adapter and config went up, not checkpoints
     create_repo.assert_called_once()
     operations = commit.call_args.kwargs.get("operations") or commit.call_args.args[1]
     uploaded = {op.path_in_repo for op in operations}
-    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= uploaded
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "widget/scene.png"} <= uploaded
     assert not any(path.startswith("checkpoints") for path in uploaded)
     readme = next(op for op in operations if op.path_in_repo == "README.md")
     assert "library_name: peft" in Path(readme.path_or_fileobj).read_text()

@@ -1,4 +1,5 @@
-"""``s4eca-prepare-data``: validate a downloaded dataset folder and compare its split sizes with the papers'."""
+"""``s4eca-prepare-data``: validate a downloaded dataset folder and compare its split sizes with the papers';
+``--push_to_hub REPO`` then publishes the valid records as a prepared dataset (parquet) that the loaders read back."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .refsegrs import validate_refsegrs
-from .rrsisd import validate_rrsisd
+from .hub import push_prepared_dataset
+from .refsegrs import scan_refsegrs
+from .rrsisd import scan_rrsisd
 from .safe_pickle import UnsafePickleError
 from .validation import SPLITS
 
@@ -15,14 +17,14 @@ PUBLISHED_SPLIT_SIZES = {
     "rrsisd": {"train": 12181, "val": 1740, "test": 3481},
     "refsegrs": {"train": 2172, "val": 431, "test": 1817},
 }
-_VALIDATORS = {"rrsisd": validate_rrsisd, "refsegrs": validate_refsegrs}
+_SCANNERS = {"rrsisd": scan_rrsisd, "refsegrs": scan_refsegrs}
 _LAYOUTS = {
     "rrsisd": "DIR/rrsisd/refs(unc).p, DIR/rrsisd/instances.json, DIR/images/rrsisd/JPEGImages/",
     "refsegrs": "DIR/images/<id>.tif, DIR/masks/<id>.tif, DIR/output_phrase_{train,val,test}.txt",
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s4eca-prepare-data",
         description="Validate an RRSIS-D or RefSegRS folder: split sizes next to the published ones, and every "
@@ -30,21 +32,26 @@ def _parser() -> argparse.ArgumentParser:
         "than during training. Layouts: "
         + "; ".join(f"{name}: {layout}" for name, layout in _LAYOUTS.items()),
     )
-    parser.add_argument("--dataset", required=True, choices=sorted(_VALIDATORS), help="which dataset layout")
+    parser.add_argument("--dataset", required=True, choices=sorted(_SCANNERS), help="which dataset layout")
     parser.add_argument("--data_dir", "--data-dir", required=True, help="the dataset's root folder")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any record is invalid")
+    parser.add_argument("--push_to_hub", "--push-to-hub", metavar="REPO", default=None,
+                        help="publish the valid records of every split as parquet to this Hub dataset repo (not with "
+                        "--strict when problems were found); the loaders read it back with load_<dataset>(REPO, split)")
+    parser.add_argument("--hub_private", "--hub-private", action="store_true", help="create the Hub repo as private")
     return parser
 
 
 def prepare_data_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``s4eca-prepare-data``. Returns 0 when valid (or not strict), 1 when strict and problems
     were found, 2 when the folder layout or a metadata file is wrong."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        reports = _VALIDATORS[args.dataset](args.data_dir, decode_images=True)
+        scanned = _SCANNERS[args.dataset](args.data_dir, decode_images=True)
     except (FileNotFoundError, UnsafePickleError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    reports = {split: report for split, (_, report) in scanned.items()}
     published = PUBLISHED_SPLIT_SIZES[args.dataset]
     name = next(iter(reports.values())).dataset
     print(f"{name} at {args.data_dir}")
@@ -53,13 +60,19 @@ def prepare_data_main(argv: Sequence[str] | None = None) -> int:
         report = reports[split]
         print(f"{split:<8}{report.num_samples:>10}{published[split]:>12}{report.num_skipped:>10}")
     problems = [report for report in reports.values() if not report.ok]
-    if not problems:
+    if problems:
+        print("Problems (these records are skipped when loading; strict=True raises):")
+        for report in problems:
+            print(report.details())
+        if args.strict:
+            return 1
+    else:
         print("No problems found.")
-        return 0
-    print("Problems (these records are skipped when loading; strict=True raises):")
-    for report in problems:
-        print(report.details())
-    return 1 if args.strict else 0
+    if args.push_to_hub:
+        records = {split: split_records for split, (split_records, _) in scanned.items()}
+        url = push_prepared_dataset(records, args.dataset, args.push_to_hub, private=args.hub_private)
+        print(f"Published {sum(map(len, records.values()))} samples to {args.push_to_hub}: {url}")
+    return 0
 
 
 if __name__ == "__main__":

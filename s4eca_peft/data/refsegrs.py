@@ -10,8 +10,8 @@ from typing import Any
 import datasets
 
 from . import validation as v
+from .hub import load_split
 from .masks import encode_mask, read_image_size, read_mask_file
-from .schema import records_to_dataset
 
 DATASET_NAME = "RefSegRS"
 IMAGE_SUFFIX = ".tif"
@@ -134,13 +134,22 @@ def validate_refsegrs(
     return {split: report for split, (_, report) in scan_refsegrs(root, splits, decode_images).items()}
 
 
-def load_refsegrs(root: str | os.PathLike, split: str, strict: bool = False) -> datasets.Dataset:
+def load_refsegrs(
+    root: str | os.PathLike,
+    split: str,
+    strict: bool = False,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: Any = None,
+) -> datasets.Dataset:
     """One RefSegRS split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
 
     Each line of ``output_phrase_<split>.txt`` is a sample; ``image_id`` and ``sample_id`` are its id and
     ``category`` is None. Invalid records are skipped with one `DataValidationWarning`, or raise a ValueError
     listing them when ``strict``.
+
+    ``root`` is the dataset's folder, or a Hub dataset repo id read at ``revision`` (``cache_dir`` and ``token``
+    as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
+    folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    records, report = scan_refsegrs(root, [split])[split]
-    report.finish(strict)
-    return records_to_dataset(records)
+    return load_split("refsegrs", scan_refsegrs, root, split, strict, revision, cache_dir, token)

@@ -12,9 +12,9 @@ from typing import Any
 import datasets
 
 from . import validation as v
+from .hub import load_split
 from .masks import read_image_size, rle_area, segmentation_to_rle
 from .safe_pickle import load_untrusted_pickle
-from .schema import records_to_dataset
 
 DATASET_NAME = "RRSIS-D"
 _LAYOUT = "<root>/rrsisd/refs(unc).p, <root>/rrsisd/instances.json and <root>/images/rrsisd/JPEGImages/"
@@ -271,13 +271,22 @@ def validate_rrsisd(
     return {split: report for split, (_, report) in scan_rrsisd(root, splits, decode_images).items()}
 
 
-def load_rrsisd(root: str | os.PathLike, split: str, strict: bool = False) -> datasets.Dataset:
+def load_rrsisd(
+    root: str | os.PathLike,
+    split: str,
+    strict: bool = False,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: Any = None,
+) -> datasets.Dataset:
     """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
 
     Every sentence of a ref is a sample: ``sample_id`` is ``"<ref_id>_<sent_id>"``, ``image_id`` the COCO image
     id (as a string), ``expression`` the sentence's ``raw`` text, ``category`` the COCO category name. Invalid
     records are skipped with one `DataValidationWarning`, or raise a ValueError listing them when ``strict``.
+
+    ``root`` is the dataset's folder, or a Hub dataset repo id read at ``revision`` (``cache_dir`` and ``token``
+    as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
+    folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    records, report = scan_rrsisd(root, [split])[split]
-    report.finish(strict)
-    return records_to_dataset(records)
+    return load_split("rrsisd", scan_rrsisd, root, split, strict, revision, cache_dir, token)

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import PICKLE_SUFFIXES, hub_kwargs, is_hub_id, write_json_atomic
+from ..files import PICKLE_SUFFIXES, hub_kwargs, hub_snapshot, is_hub_id, write_json_atomic
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from ..tuner.errors import AdapterBackboneMismatchError
 
@@ -135,26 +135,7 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
         return path
     if not is_hub_id(name_or_path):
         raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder (nor a Hub repo id owner/name).")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        return Path(snapshot_download(str(name_or_path), revision=revision, cache_dir=cache_dir, token=token))
-    except RevisionNotFoundError as error:
-        raise ValueError(f"Revision {revision!r} does not exist in Hub repo {str(name_or_path)!r}.") from error
-    except RepositoryNotFoundError as error:
-        raise ValueError(f"Hub repo {str(name_or_path)!r} was not found (or is private: pass a token).") from error
-    except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled) as error:
-        raise ValueError(
-            f"Cannot get Hub repo {str(name_or_path)!r} at revision {revision or 'main'!r}: not in the local cache "
-            f"and the Hub is not reachable ({error})."
-        ) from error
+    return hub_snapshot(str(name_or_path), revision, cache_dir=cache_dir, token=token)
 
 
 def check_adapter_files(root: Path) -> None:
@@ -183,7 +164,8 @@ def check_adapter_files(root: Path) -> None:
 
 
 def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSegmentationModel:
-    """The frozen base model recorded in ``root/s4eca_base`` (an adapter folder)."""
+    """The frozen base model recorded in ``root/s4eca_base`` (an adapter folder); Hub backbones are loaded at the
+    commits recorded there (``vision_revision`` / ``text_revision``), or their default branch when none is."""
     root = Path(root)
     base_dir = root / BASE_DIR
     if not (base_dir / "config.json").is_file():
@@ -204,7 +186,8 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
         for key in ("decoder_dim", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
     }
     return ReferringSegmentationModel.from_backbones(
-        config.vision_name_or_path, config.text_name_or_path, **head_kwargs, **hub_options
+        config.vision_name_or_path, config.text_name_or_path, vision_revision=getattr(config, "vision_revision", None),
+        text_revision=getattr(config, "text_revision", None), **head_kwargs, **hub_options,
     )
 
 

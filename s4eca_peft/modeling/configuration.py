@@ -72,6 +72,11 @@ class ReferringSegmentationConfig(PretrainedConfig):
             Hub id or folder the vision backbone was loaded from (recorded by `from_backbones`).
         text_name_or_path (`str`, *optional*):
             Hub id or folder the text encoder was loaded from (recorded by `from_backbones`).
+        vision_revision (`str`, *optional*):
+            Commit sha the vision backbone's Hub repo was loaded at (None for a folder); loading the recorded
+            backbone again reads this commit, so a repo whose branch moved on gives the same weights.
+        text_revision (`str`, *optional*):
+            Commit sha the text encoder's Hub repo was loaded at (None for a folder).
     """
 
     model_type = "s4eca_referring_segmentation"
@@ -88,6 +93,8 @@ class ReferringSegmentationConfig(PretrainedConfig):
         freeze_backbones: bool = True,
         vision_name_or_path: str | None = None,
         text_name_or_path: str | None = None,
+        vision_revision: str | None = None,
+        text_revision: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.vision_config = _as_config(vision_config, "swin", "vision_config")
@@ -105,6 +112,8 @@ class ReferringSegmentationConfig(PretrainedConfig):
         self.freeze_backbones = freeze_backbones
         self.vision_name_or_path = vision_name_or_path
         self.text_name_or_path = text_name_or_path
+        self.vision_revision = vision_revision
+        self.text_revision = text_revision
         super().__init__(**kwargs)
 
     @property

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from ..files import HUB_OPTIONS, hub_kwargs
+from ..files import HUB_OPTIONS, hub_kwargs, pin_hub_revision
 from .backbones import (
     VisionFeatureExtractor,
     build_text_encoder,
@@ -169,19 +169,33 @@ class ReferringSegmentationModel(PreTrainedModel):
 
     @classmethod
     def from_backbones(
-        cls, vision_name_or_path: str, text_name_or_path: str, **head_kwargs
+        cls,
+        vision_name_or_path: str,
+        text_name_or_path: str,
+        vision_revision: str | None = None,
+        text_revision: str | None = None,
+        **head_kwargs,
     ) -> ReferringSegmentationModel:
-        """Pretrained encoders from Hub ids or folders, and a fresh head (``head_kwargs`` go to the config)."""
+        """Pretrained encoders from Hub ids or folders, and a fresh head (``head_kwargs`` go to the config).
+
+        A Hub encoder is loaded at the commit its revision (``vision_revision`` / ``text_revision``, else
+        ``revision``, else the default branch) resolves to now, and that commit is recorded in the config.
+        """
         hub = hub_kwargs(head_kwargs)
         head_kwargs = {key: value for key, value in head_kwargs.items() if key not in HUB_OPTIONS}
-        vision = load_vision_backbone(vision_name_or_path, **hub)
-        text = load_text_encoder(text_name_or_path, **hub)
+        default_revision = hub.pop("revision", None)
+        vision_commit = pin_hub_revision(vision_name_or_path, vision_revision or default_revision, **hub)
+        text_commit = pin_hub_revision(text_name_or_path, text_revision or default_revision, **hub)
+        vision = load_vision_backbone(vision_name_or_path, **hub_kwargs(dict(hub, revision=vision_commit)))
+        text = load_text_encoder(text_name_or_path, **hub_kwargs(dict(hub, revision=text_commit)))
         attention = (vision.config._attn_implementation, text.config._attn_implementation)
         config = ReferringSegmentationConfig(
             vision_config=vision.config,
             text_config=text.config,
             vision_name_or_path=str(vision_name_or_path),
             text_name_or_path=str(text_name_or_path),
+            vision_revision=vision_commit,
+            text_revision=text_commit,
             **head_kwargs,
         )
         # the composite config resets its sub-configs' attention choice; keep what the encoders were loaded with

@@ -211,16 +211,22 @@ class ReferringSegmentationProcessor:
     @classmethod
     def from_backbones(
         cls, vision_name_or_path: str | None, text_name_or_path: str, image_size: int = 480, max_length: int = 20,
-        **kwargs: Any,
+        vision_revision: str | None = None, text_revision: str | None = None, **kwargs: Any,
     ) -> ReferringSegmentationProcessor:
-        """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present."""
+        """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present.
+        ``vision_revision`` / ``text_revision`` (e.g. the commits the encoders were loaded at) override ``revision``
+        for their side."""
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if vision_name_or_path is not None:
-            stats = _read_image_stats(vision_name_or_path, **kwargs)
+            stats = _read_image_stats(vision_name_or_path, **_with_revision(kwargs, vision_revision))
             if stats is not None:
                 mean, std = stats
-        tokenizer = auto_from_pretrained(AutoTokenizer, text_name_or_path, **kwargs)
+        tokenizer = auto_from_pretrained(AutoTokenizer, text_name_or_path, **_with_revision(kwargs, text_revision))
         return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
+
+
+def _with_revision(kwargs: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    return kwargs if revision is None else dict(kwargs, revision=revision)
 
 
 def _read_image_stats(name_or_path: str, **kwargs: Any) -> tuple[list[float], list[float]] | None:

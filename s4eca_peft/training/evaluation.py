@@ -87,7 +87,7 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)
     processor.image_size = args.image_size or metadata.get("image_size", processor.image_size)
     dataset = load_split(args.dataset, args.split, data_dir=args.data_dir, image_size=processor.image_size,
-                         num_samples=args.num_samples, max_samples=args.max_eval_samples)
+                         num_samples=args.num_samples, max_samples=args.max_eval_samples, revision=args.data_revision)
     dataloader = accelerator.prepare(eval_dataloader(dataset, processor, args.batch_size, args.dataloader_num_workers))
     model = accelerator.prepare(model)
     metrics = evaluate_loop(model, dataloader, accelerator, desc=f"{args.split}")

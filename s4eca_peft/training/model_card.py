@@ -50,6 +50,9 @@ class ModelCardInfo:
         image_size: side of the square model input in pixels.
         s4eca_config: the adapter configuration (``S4ECAConfig.to_dict()``).
         notes: optional extra Markdown appended to the card.
+        widget_image: path, inside the repo, of an example image for the Hub's inference widget (e.g. the one
+            `write_widget_example` writes); ``None`` leaves the widget out.
+        widget_expression: the referring expression shown with ``widget_image``.
     """
 
     model_id: str
@@ -67,6 +70,8 @@ class ModelCardInfo:
     image_size: int
     s4eca_config: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    widget_image: str | None = None
+    widget_expression: str | None = None
 
     def __post_init__(self) -> None:
         if not self.model_id:
@@ -83,6 +88,8 @@ class ModelCardInfo:
                 "`adapter_size_bytes` and `wall_time_s` must be >= 0 and `image_size` > 0, got "
                 f"{self.adapter_size_bytes}, {self.wall_time_s} and {self.image_size}"
             )
+        if (self.widget_image is None) != (self.widget_expression is None):
+            raise ValueError("`widget_image` and `widget_expression` go together: set both or neither")
         for split, metrics in self.metrics_per_split.items():
             if not split:
                 raise ValueError("`metrics_per_split` keys must name the split (e.g. 'test'), got an empty string")
@@ -144,8 +151,17 @@ def _format_duration(seconds: float) -> str:
     return f"{shown} ({whole:,} s)"
 
 
+def _widget(info: ModelCardInfo) -> list[dict[str, str]] | None:
+    """The Hub widget's example: the image (resolved on the repo's main branch) and its expression."""
+    if info.widget_image is None:
+        return None
+    src = f"https://huggingface.co/{info.model_id}/resolve/main/{info.widget_image}"
+    return [{"src": src, "text": info.widget_expression, "example_title": info.widget_expression}]
+
+
 def _card_metadata(info: ModelCardInfo) -> str:
-    """YAML for the run-dependent front matter keys: base_model, datasets, model-index."""
+    """YAML for the run-dependent front matter keys: base_model (with ``base_model_relation: adapter``), datasets,
+    model-index and the widget example."""
     base_models = [m for m in (_hub_id(info.vision_model), _hub_id(info.text_model)) if m is not None]
     dataset_id = _hub_id(info.dataset)
     dataset_name = _DATASET_NAMES.get(info.dataset, info.dataset)
@@ -163,11 +179,16 @@ def _card_metadata(info: ModelCardInfo) -> str:
         for split, metrics in info.metrics_per_split.items()
         for name in METRIC_NAMES
     ]
+    extra: dict[str, Any] = {"base_model_relation": "adapter"} if base_models else {}
+    widget = _widget(info)
+    if widget is not None:
+        extra["widget"] = widget
     data = ModelCardData(
         base_model=base_models or None,
         datasets=[dataset_id] if dataset_id else None,
         model_name=info.model_id if eval_results else None,
         eval_results=eval_results or None,
+        **extra,
     )
     return data.to_yaml()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..files import write_text_atomic
+from ..files import atomic_write, write_text_atomic
 from .arguments import TrainConfig
 from .model_card import ModelCardInfo, render_model_card
 
@@ -22,6 +22,20 @@ def describe_hardware(accelerator_processes: int = 1) -> str:
     return f"CPU: {platform.machine()}, {os.cpu_count()} cores, {max(1, accelerator_processes)} process(es)"
 
 
+WIDGET_IMAGE = "widget/scene.png"
+"""Where the card's widget example image is written, inside the adapter folder (and repo)."""
+
+
+def write_widget_example(output_dir: Path, image_size: int, seed: int = 0) -> tuple[str, str]:
+    """Write a synthetic aerial scene as ``widget/scene.png`` (atomically); returns its path in the folder and its
+    referring expression, for the card's widget."""
+    from ..data.synthetic import generate_scene
+
+    image, _, expression, _ = generate_scene(seed, image_size)
+    atomic_write(Path(output_dir) / WIDGET_IMAGE, lambda tmp: image.save(tmp, format="PNG"))
+    return WIDGET_IMAGE, expression
+
+
 def write_model_card(
     config: TrainConfig,
     output_dir: Path,
@@ -31,7 +45,8 @@ def write_model_card(
     wall_time: float,
     num_processes: int = 1,
 ) -> Path:
-    """Render ``README.md`` beside the adapter (written atomically)."""
+    """Render ``README.md`` beside the adapter (written atomically), with a widget example image."""
+    widget_image, widget_expression = write_widget_example(output_dir, config.data.image_size)
     adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
     metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
     info = ModelCardInfo(
@@ -49,6 +64,8 @@ def write_model_card(
         seed=config.training.seed,
         image_size=config.data.image_size,
         s4eca_config=adapter_config,
+        widget_image=widget_image,
+        widget_expression=widget_expression,
     )
     return write_text_atomic(output_dir / "README.md", render_model_card(info))
 

@@ -1,0 +1,265 @@
+"""Datasets on the Hugging Face Hub: a dataset repo holding the official zip, or a prepared dataset in parquet.
+
+* A repo holding one ``.zip`` (e.g. RefSegRS as distributed) is downloaded with ``huggingface_hub`` and unpacked
+  once per commit into ``<hub cache>/s4eca-unpacked/`` (entries that leave the folder, absolute paths, links and
+  duplicate names are refused); the loaders then read and validate the folder as they read a local one.
+* A repo written by `push_prepared_dataset` (``s4eca-prepare-data --push_to_hub``) holds
+  ``data/<split>-NNNNN-of-NNNNN.parquet`` (the loaders' columns: images as encoded bytes, masks as RLE,
+  expressions, ids, categories) and ``s4eca_dataset.json`` naming the dataset; the loaders read it back as the
+  same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import datasets
+
+from ..files import hub_snapshot, is_hub_id, snapshot_commit
+from .schema import COLUMNS, FEATURES, decode_masks, records_to_dataset
+from .validation import SPLITS, ValidationReport, check_split
+
+MANIFEST = "s4eca_dataset.json"
+PARQUET_DIR = "data"
+ROWS_PER_SHARD = 500
+UNPACKED_DIR = "s4eca-unpacked"
+
+
+# ----------------------------------------------------------------------------- where a dataset is read from
+def dataset_folder(
+    root: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: Any = None
+) -> Path:
+    """The folder a loader reads: ``root`` itself when it is a folder (or not a Hub id: the layout check then names
+    what is missing); for a Hub dataset repo id, its snapshot at ``revision`` when it holds a prepared dataset,
+    else the unpacked contents of its one ``.zip``."""
+    path = Path(root)
+    if path.is_dir() or not is_hub_id(root):
+        if revision is not None:
+            raise ValueError(f"{str(root)!r} is a folder, not a Hub dataset repo: revision {revision!r} cannot apply.")
+        return path
+    snapshot = hub_snapshot(str(root), revision, repo_type="dataset", cache_dir=cache_dir, token=token)
+    if (snapshot / MANIFEST).is_file():
+        return snapshot
+    archives = sorted(snapshot.rglob("*.zip"))
+    if len(archives) != 1:
+        raise ValueError(
+            f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} (a prepared "
+            f"dataset) nor exactly one .zip (found {[a.relative_to(snapshot).as_posix() for a in archives]})."
+        )
+    from huggingface_hub import constants
+
+    cache = Path(cache_dir or constants.HF_HUB_CACHE) / UNPACKED_DIR / f"datasets--{str(root).replace('/', '--')}"
+    target = cache / snapshot_commit(snapshot) / archives[0].stem
+    if not target.is_dir():
+        unpack_zip(archives[0], target)
+    return _layout_root(target)
+
+
+def _layout_root(folder: Path) -> Path:
+    """``folder``, or the single folder it wraps (archives often hold one top-level folder)."""
+    while True:
+        entries = [entry for entry in folder.iterdir() if entry.name != "__MACOSX"]
+        if len(entries) != 1 or not entries[0].is_dir():
+            return folder
+        folder = entries[0]
+
+
+def relative_parts(name: str) -> tuple[str, ...] | None:
+    """The parts of ``name`` when it is a plain relative POSIX path that stays inside its folder; None for an
+    absolute path, a drive, a backslash, ``.``/``..`` parts or a NUL byte."""
+    parts = PurePosixPath(name).parts
+    if (not parts or name.startswith("/") or "\\" in name or "\0" in name or re.match(r"^[A-Za-z]:", name)
+            or any(part in ("..", ".") for part in parts)):
+        return None
+    return parts
+
+
+def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """The path parts of a zip entry, refusing any that could write outside the target folder or a link."""
+    name = info.filename
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise ValueError(f"{str(archive)!r}: entry {name!r} is a symbolic link; links are refused.")
+    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # no type bits: a plain entry
+        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a plain file or folder; refused.")
+    parts = relative_parts(name)
+    if parts is None:
+        raise ValueError(
+            f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, '..', drive or "
+            "backslash); refused."
+        )
+    return parts
+
+
+def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Unpack ``archive`` into the new folder ``target``: every entry is checked first (no absolute paths, no
+    ``..``, no links, no duplicates), then written to a temporary folder beside ``target`` and moved in with one
+    rename, so a reader never sees a partial folder. Raises ValueError naming the archive and the entry."""
+    archive, target = Path(archive), Path(target)
+    try:
+        handle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"{str(archive)!r} is not a readable zip archive: {error}") from error
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+    try:
+        with handle:
+            members = [(info, _member_parts(archive, info)) for info in handle.infolist()]
+            for info, parts in members:
+                destination = staging.joinpath(*parts)
+                if info.is_dir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with handle.open(info) as source, open(destination, "xb") as output:
+                        shutil.copyfileobj(source, output)
+                except FileExistsError as error:
+                    raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.") from error
+                except zipfile.BadZipFile as error:
+                    raise ValueError(f"{str(archive)!r}: entry {info.filename!r} is damaged: {error}") from error
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():  # another process may have unpacked the same commit meanwhile
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_split(
+    dataset: str,
+    scan: Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]],
+    root: str | os.PathLike,
+    split: str,
+    strict: bool,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    token: Any,
+) -> datasets.Dataset:
+    """What `load_refsegrs` and `load_rrsisd` share: find the folder (`dataset_folder`), read a prepared dataset
+    back, or ``scan`` the folder and warn about (or, ``strict``, raise on) the records it skipped."""
+    folder = dataset_folder(root, revision, cache_dir, token)
+    prepared = read_prepared_split(folder, dataset, split, cache_dir)
+    if prepared is not None:
+        return prepared
+    records, report = scan(folder, [split])[split]
+    report.finish(strict, stacklevel=4)
+    return records_to_dataset(records)
+
+
+# ----------------------------------------------------------------------------- prepared datasets (parquet)
+def read_prepared_split(
+    folder: Path, dataset: str, split: str, cache_dir: str | os.PathLike | None = None
+) -> datasets.Dataset | None:
+    """The ``split`` of a prepared dataset in ``folder`` (None when ``folder`` holds none), checked to be
+    ``dataset`` with the loaders' columns."""
+    manifest_file = folder / MANIFEST
+    if not manifest_file.is_file():
+        return None
+    split = check_split(split)
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        recorded, files = manifest["dataset"], list(manifest["splits"][split]["files"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{str(manifest_file)!r} is not a prepared-dataset manifest with split {split!r} "
+            f'(expected {{"dataset": ..., "splits": {{"{split}": {{"files": [...]}}}}}}): {error!r}'
+        ) from error
+    if recorded != dataset:
+        raise ValueError(f"{str(folder)!r} holds a prepared {recorded!r} dataset, not {dataset!r}.")
+    outside = [name for name in files if not isinstance(name, str) or relative_parts(name) is None]
+    missing = [] if outside else [name for name in files if not (folder / name).is_file()]
+    if outside or missing:
+        raise ValueError(f"{str(manifest_file)!r}: split {split!r} lists files outside the folder {outside} or "
+                         f"missing {missing}.")
+    paths = [folder / name for name in files]
+    if not paths:
+        return records_to_dataset([])
+    table = datasets.Dataset.from_parquet([str(p) for p in paths], cache_dir=str(cache_dir) if cache_dir else None)
+    if set(table.column_names) != set(COLUMNS):
+        raise ValueError(f"{str(folder)!r}: split {split!r} has columns {table.column_names}, expected {list(COLUMNS)}.")
+    return table.cast(FEATURES).with_transform(decode_masks)
+
+
+def _shard_files(split: str, count: int) -> list[str]:
+    shards = max(1, -(-count // ROWS_PER_SHARD))
+    return [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
+
+
+def write_prepared_dataset(
+    records_per_split: dict[str, list[dict[str, Any]]], dataset: str, out_dir: str | os.PathLike
+) -> list[str]:
+    """Write the records of each split (the scanners' records: ``image`` a file path, ``mask`` RLE) as parquet
+    shards with the image files' bytes embedded, plus the manifest and a dataset card; returns the written paths
+    relative to ``out_dir``."""
+    out = Path(out_dir)
+    manifest: dict[str, Any] = {"dataset": dataset, "format_version": 1, "splits": {}}
+    written: list[str] = []
+    for split in SPLITS:
+        records = records_per_split.get(split, [])
+        files = _shard_files(split, len(records))
+        for index, name in enumerate(files):
+            chunk = records[index * ROWS_PER_SHARD : (index + 1) * ROWS_PER_SHARD]
+            rows = [dict(r, image={"bytes": Path(r["image"]).read_bytes(), "path": Path(r["image"]).name}) for r in chunk]
+            columns = {column: [row[column] for row in rows] for column in COLUMNS}
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(str(out / name))
+        manifest["splits"][split] = {"num_samples": len(records), "files": files}
+        written += files
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    (out / "README.md").write_text(_dataset_card(dataset, manifest), encoding="utf-8")
+    return [*written, MANIFEST, "README.md"]
+
+
+def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
+    data_files = "".join(
+        f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
+        if manifest["splits"][split]["num_samples"]
+    )
+    sizes = ", ".join(f"{split} {manifest['splits'][split]['num_samples']}" for split in SPLITS)
+    return (
+        f"---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}tags:\n- s4eca\n"
+        "- referring-image-segmentation\n- remote-sensing\n---\n\n"
+        f"# {dataset} (prepared by s4eca-peft)\n\nSamples per split: {sizes}. Columns: `image` (the original file's "
+        "bytes), `mask` (compressed COCO RLE: `size` [H, W] and `counts`), `expression`, `image_id`, `sample_id`, "
+        f"`category`.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
+        f'val = load_{dataset}("<this repo id>", "val")  # masks decoded to (H, W) booleans\n```\n'
+    )
+
+
+def push_prepared_dataset(
+    records_per_split: dict[str, list[dict[str, Any]]],
+    dataset: str,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool = False,
+    token: Any = None,
+    commit_message: str | None = None,
+) -> str:
+    """Publish the records of each split as a prepared dataset (`write_prepared_dataset`) in one commit of the Hub
+    dataset repo ``repo_id`` (created when missing); returns the commit URL."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="s4eca-prepared-") as staging:
+        written = write_prepared_dataset(records_per_split, dataset, staging)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name)) for name in written]
+        commit = api.create_commit(
+            repo_id, operations, repo_type="dataset", revision=revision,
+            commit_message=commit_message or f"Prepared {dataset} (s4eca-prepare-data)",
+        )
+    return commit.commit_url
