@@ -7,6 +7,7 @@ closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's 
 
 from peft import mapping as _peft_mapping
 
+from .compilation import compile_adapters
 from .config import S4ECAConfig, S4ECAPeftType
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
 from .model import S4ECAModel
@@ -23,6 +24,7 @@ __all__ = [
     "S4ECAVisionLayer",
     "TEXT_BLOCK_CLASSES",
     "VISION_BLOCK_CLASSES",
+    "compile_adapters",
     "register_s4eca",
 ]
 
