@@ -18,9 +18,11 @@ and "compute ops": the innermost ones that do arithmetic or copy data, i.e. with
 (closest to what launches a kernel on a GPU); a compiled region's generated kernels are not aten operators, so each
 call of a compiled graph counts as one compute op. The optimizer step is left out.
 
-    python benchmarks/operator_count.py            # Swin-B + BERT-base at 224 px, all variants (~10 min, compiling)
-    python benchmarks/operator_count.py --no-compile   # eager variants only (~1 min)
-    python benchmarks/operator_count.py --smoke --docs /tmp/o.md   # tiny models, seconds (tests)
+    python benchmarks/operator_count.py                # Swin-B + BERT-base at 224 px, every variant
+    python benchmarks/operator_count.py --no-compile   # without the compiled variants (compiling takes minutes)
+    python benchmarks/operator_count.py --variants s4eca_compile --merge-json eager.json   # add to an earlier run
+    python benchmarks/operator_count.py --render --merge-json eager.json compiled.json   # one table from runs
+    python benchmarks/operator_count.py --smoke --docs /tmp/o.md   # tiny models (tests)
 
 The table goes to the ``operator-count`` section of docs/benchmarks.md (``--docs`` writes elsewhere; ``--smoke``
 writes nothing unless ``--docs`` is given), the raw counts to ``--json``.
@@ -199,7 +201,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     warnings.filterwarnings("ignore", category=FutureWarning)
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
-    variants = [v for v in VARIANTS if (args.compile or not v.compile) and (not args.variants or v.key in args.variants)]
+    variants = [v for v in VARIANTS if (args.compile or not v.compile) and (not args.variants or v.key in args.variants)
+                and not args.render]
     image_size = args.image_size or (64 if args.smoke else 224)
     command = "python benchmarks/operator_count.py" + (" --smoke" if args.smoke else "") + (
         "" if args.compile else " --no-compile") + (" --variants " + " ".join(args.variants) if args.variants else "")
@@ -207,7 +210,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for run_ in earlier:
         if run_["image_size"] != image_size:
             raise ValueError(f"{args.merge_json}: counted at {run_['image_size']} px, this run at {image_size} px.")
-    commands = [command_ for run_ in earlier for command_ in run_["commands"]] + [command]
+    commands = [command_ for run_ in earlier for command_ in run_["commands"]] + ([] if args.render else [command])
     started = time.time()
     results = []
     for variant in variants:
@@ -268,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merge-json", nargs="+", default=None,
                         help="Raw counts of earlier runs (their --json) to put in the same table; variants counted "
                              "now replace theirs.")
+    parser.add_argument("--render", action="store_true",
+                        help="Count nothing: write the table of the --merge-json runs (at their image size).")
     parser.add_argument("--image-size", type=int, default=None, help="Square input side (default 224; smoke 64).")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (counts do not depend on it).")
     parser.add_argument("--docs", default=None, help=f"Markdown page to write the section to (default {DOCS_PAGE}).")
