@@ -232,8 +232,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     section = "\n".join([
         "## Operators per training step (CPU)",
         "",
-        f"Command{'s' if len(commands) > 1 else ''}: {', '.join(f'`{c}`' for c in commands)} ({wall / 60:.1f} min). Machine: {machine_line(machine_info(args.threads))}. Operator "
-        "counts do not depend on the machine's load: unlike times, they are the same on a shared machine.",
+        f"Command{'s' if len(commands) > 1 else ''}: {', '.join(f'`{c}`' for c in commands)} ({wall / 60:.1f} "
+        f"min). Machine: {machine_line(machine_info(args.threads))}. Operator counts do not depend on the machine's "
+        "load: unlike times, they are the same on a shared machine."
+        + (f" Raw counts in {', '.join(f'`{path}`' for path in args.merge_json)}, one table from them with "
+           "`--render --merge-json`." if args.merge_json else ""),
         "",
         f"{model_line}, {image_size}x{image_size} (window {window_for(image_size)}), batch {BATCH_SIZE}, "
         f"{TEXT_LENGTH} tokens; one forward + backward after warm-up, optimizer step excluded. \"aten ops\": every "
@@ -242,7 +245,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "launches. The floor: the frozen encoders with the gradient flowing through them and the head trained. "
         "\"per vision adapter\": the operators above the floor, divided by the number of vision adapters (the text "
         "adapter's share included). bf16 rows run under `torch.autocast(\"cpu\", dtype=torch.bfloat16)`, as "
-        "`--mixed_precision bf16` trains.",
+        "`--mixed_precision bf16` trains; there full fine-tuning and the floor keep float32 weights (trained "
+        "weights need them; the floor's frozen ones could be stored in bf16 too), so the margin of a row with frozen "
+        "encoders in bf16 over the floor includes the weight casts it no longer makes.",
         "",
         table,
         "",
