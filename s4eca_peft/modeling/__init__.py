@@ -11,17 +11,21 @@ from .modeling import (
     register_auto_classes,
     segmentation_loss,
 )
+from .precision import COMPUTE_DTYPES, cast_frozen_parameters, compute_dtype
 from .processing import ReferringSegmentationProcessor
 
 register_auto_classes()
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "SUPPORTED_TEXT_TYPES",
     "SUPPORTED_VISION_TYPES",
     "ReferringSegmentationConfig",
     "ReferringSegmentationModel",
     "ReferringSegmentationOutput",
     "ReferringSegmentationProcessor",
+    "cast_frozen_parameters",
+    "compute_dtype",
     "register_auto_classes",
     "segmentation_loss",
 ]

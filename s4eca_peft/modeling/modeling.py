@@ -21,6 +21,7 @@ from .backbones import (
 )
 from .configuration import ReferringSegmentationConfig
 from .head import SegmentationHead
+from .precision import cast_frozen_parameters
 from .remote_code import refuse_remote_code
 
 
@@ -103,6 +104,16 @@ class ReferringSegmentationModel(PreTrainedModel):
         """``requires_grad=False`` on both encoders (no hidden ``no_grad``: adapters inside still train)."""
         for module in (self.vision_model, self.text_model):
             module.requires_grad_(False)
+
+    def cast_frozen_parameters(self, dtype: torch.dtype) -> int:
+        """Store the encoders' frozen weights in `dtype` (the compute dtype of mixed-precision training), in place.
+
+        Call it after `get_peft_model` and train under `torch.autocast(dtype=dtype)` (``--mixed_precision``): no
+        weight is cast again at each step and the frozen encoders take half the memory. Trainable parameters and
+        every adapter (active or not) stay as they are, so the saved adapter does not change. Returns the number of
+        parameters cast.
+        """
+        return sum(cast_frozen_parameters(encoder, dtype) for encoder in (self.vision_model, self.text_model))
 
     def encoders_eval(self) -> None:
         """Eval mode for the frozen encoders (no dropout, attention dropout included); call after ``train()``.

@@ -8,6 +8,7 @@ closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's 
 from peft import mapping as _peft_mapping
 
 from .checks import check_adapter_folder
+from .compilation import compile_adapters
 from .config import S4ECAConfig, S4ECAPeftType
 from .errors import AdapterBackboneMismatchError, AdapterFileError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
@@ -28,6 +29,7 @@ __all__ = [
     "TEXT_BLOCK_CLASSES",
     "VISION_BLOCK_CLASSES",
     "check_adapter_folder",
+    "compile_adapters",
     "register_s4eca",
 ]
 

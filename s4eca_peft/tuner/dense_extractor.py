@@ -6,8 +6,9 @@ car to an airport). Branch `i` is a depthwise `k_i x k_i` convolution with dilat
 previous branches (a sum, which keeps the width at `r` and the cost low), so later branches see progressively larger,
 composed receptive fields. All branches are returned; the scale selection decides how to mix them.
 
-Features are channels-last, `(batch, H, W, r)`, like the token sequences of transformer backbones, so that no
-layout copies are needed around the adapter (the convolutions run on a channels-last view).
+The input is channels-last, `(batch, H, W, r)`, like the token sequences of transformer backbones. It is viewed once
+as `(batch, r, H, W)` (channels-last memory, so the convolutions run without layout copies) and the branches are
+returned in that layout, which the scale selection mixes in: no layout change per branch.
 """
 
 from __future__ import annotations
@@ -34,12 +35,11 @@ class MultiScaleDenseExtractor(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """`(batch, H, W, r)` -> one `(batch, H, W, r)` output per branch."""
+        """`(batch, H, W, r)` -> one `(batch, r, H, W)` output per branch (views of channels-last memory)."""
+        dense_input = x.permute(0, 3, 1, 2)  # (batch, r, H, W) view: the convolutions run channels-last
         outputs = []
-        dense_input = x
-        for branch in self.branches:
-            # (batch, r, H, W) views of channels-last memory: the convolution runs channels-last, without copies
-            out = self.act(branch(dense_input.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
-            outputs.append(out)
-            dense_input = dense_input + out  # DenseASPP: the next branch sees the input and every earlier branch
+        for index, branch in enumerate(self.branches):
+            outputs.append(self.act(branch(dense_input)))
+            if index + 1 < len(self.branches):
+                dense_input = dense_input + outputs[-1]  # DenseASPP: the next branch sees the input and every earlier one
         return outputs

@@ -5,12 +5,25 @@ and "the small car" draw on different receptive fields. The proxies (already pro
 are averaged into one expression vector, a linear layer maps it to `n_branches x r` logits, and a softmax over the
 branches gives per-channel weights `(batch, n_branches, r)` that mix the branch outputs. With the switch off
 (ablation), the branches are averaged uniformly.
+
+Branches come in the extractor's `(batch, r, H, W)` layout and are mixed there with one multiply-add per branch; the
+mixture is returned channels-last, `(batch, H, W, r)`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def mix_branches(branches: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """`sum_i weights[:, i] * branches[i]`: branches `(batch, r, H, W)`, weights `(batch, n_branches, r)` ->
+    `(batch, H, W, r)`."""
+    per_branch = weights.view(*weights.shape, 1, 1).unbind(1)  # n_branches x (batch, r, 1, 1)
+    mixed = branches[0] * per_branch[0]
+    for branch, weight in zip(branches[1:], per_branch[1:]):
+        mixed = torch.addcmul(mixed, branch, weight)
+    return mixed.permute(0, 2, 3, 1)
 
 
 class LanguageGuidedScaleSelection(nn.Module):
@@ -29,7 +42,7 @@ class LanguageGuidedScaleSelection(nn.Module):
     def forward(self, branches: list[torch.Tensor], proxies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
-            branches: the extractor's outputs, each `(batch, H, W, r)`.
+            branches: the extractor's outputs, each `(batch, r, H, W)`.
             proxies: `(batch, num_queries, r)` projected language proxies.
 
         Returns:
@@ -38,12 +51,12 @@ class LanguageGuidedScaleSelection(nn.Module):
         batch, channels = proxies.shape[0], proxies.shape[-1]
         logits = self.to_logits(proxies.mean(dim=1)).view(batch, self.num_branches, channels)
         weights = logits.softmax(dim=1)  # (batch, n_branches, r), sums to 1 over branches
-        mixed = sum(branch * weights[:, i, None, None, :] for i, branch in enumerate(branches))
-        return mixed, weights
+        return mix_branches(branches, weights), weights
 
 
 def uniform_scale_selection(branches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ablation: the branches averaged, and the weights `(batch, n_branches, r)` that this amounts to."""
-    batch, channels = branches[0].shape[0], branches[0].shape[-1]
+    """Ablation: the branches `(batch, r, H, W)` averaged, as `(batch, H, W, r)`, and the weights
+    `(batch, n_branches, r)` that this amounts to."""
+    batch, channels = branches[0].shape[:2]
     weights = branches[0].new_full((batch, len(branches), channels), 1.0 / len(branches))
-    return sum(branches) / len(branches), weights
+    return mix_branches(branches, weights), weights

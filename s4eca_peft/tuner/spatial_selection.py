@@ -4,14 +4,16 @@ Paper: *semantic-driven spatial selection* keeps the regions the expression refe
 Pixels are projected (a per-pixel linear map) into the bottleneck space where the proxies also live; the cosine
 similarity of every pixel to every proxy is taken, the best-matching proxy counts (max over proxies), and a sigmoid of
 a learned affine map of it gives a spatial gate that multiplies the features. With the switch off (ablation), no
-gate is applied.
+gate is applied. Only the proxies are normalised before the similarity; the pixel's norm, the same for every proxy,
+divides the best match (the same cosine, with a per-pixel division instead of a per-channel one).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+_EPS = 1e-12  # as `F.normalize`
 
 
 class LanguageGuidedSpatialSelection(nn.Module):
@@ -37,9 +39,10 @@ class LanguageGuidedSpatialSelection(nn.Module):
             The gated features `(batch, H, W, r)` and the gate `(batch, H, W, 1)` in (0, 1).
         """
         batch, height, width, channels = features.shape
-        pixels = F.normalize(self.pixel_proj(features), dim=-1).reshape(batch, height * width, channels)
-        keys = F.normalize(proxies, dim=-1)  # (batch, Q, r)
-        similarity = torch.bmm(pixels, keys.transpose(1, 2))  # cosine, (batch, H*W, Q)
-        best = similarity.amax(dim=-1).view(batch, height, width, 1)
-        gate = torch.sigmoid(self.temperature * best + self.bias)
+        pixels = self.pixel_proj(features).reshape(batch, height * width, channels)
+        keys = proxies / proxies.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # unit proxies, (batch, Q, r)
+        # the best cosine over proxies: the pixel's norm is the same for every proxy, so divide the max by it
+        best = torch.bmm(pixels, keys.transpose(1, 2)).amax(dim=-1, keepdim=True)  # (batch, H*W, 1)
+        best = best / pixels.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+        gate = torch.sigmoid(self.temperature * best + self.bias).view(batch, height, width, 1)
         return features * gate, gate

@@ -72,7 +72,7 @@ class S4ECAVisionAdapter(nn.Module):
             `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}`.
         """
         x = self.act(self.down(features))  # (batch, H, W, r)
-        branches = self.extractor(x)  # n_branches x (batch, H, W, r)
+        branches = self.extractor(x)  # n_branches x (batch, r, H, W), channels-last memory
         projected = self.proxy_proj(proxies) if self.proxy_proj is not None else None  # (batch, Q, r)
         if self.scale_selection is not None:
             x, scale_weights = self.scale_selection(branches, projected)
