@@ -1,9 +1,11 @@
 """Proxy routing and the layers' handling of inputs: bare backbones, padding masks, token grids, several text
-adapters, mixed precision, gradient checkpointing and the selection maps."""
+adapters, mixed precision, gradient checkpointing and the selection maps. How long proxies live (one forward, one
+thread) is tested in test_tuner_proxy_lifetime.py."""
 
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -25,7 +27,8 @@ from transformers import (
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
 from s4eca_peft.tuner import S4ECATextLayer, S4ECAVisionLayer
-from s4eca_peft.tuner.routing import AttentionMaskRecorder, remove_hooks
+from s4eca_peft.tuner.routing import ForwardScope
+from s4eca_peft.tuner.vision_adapter import S4ECAVisionAdapter
 
 TINY = {"num_queries": 4, "text_bottleneck_size": 16, "text_num_heads": 2, "vision_bottleneck_size": 8}
 BARE_VISION = {
@@ -73,7 +76,6 @@ def test_vit_prefix_tokens_are_left_alone_and_the_grid_follows_the_image(size):
         adapted = model(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
         with model.disable_adapter():
             plain = model(pixel_values=pixel_values, interpolate_pos_encoding=True).last_hidden_state
-    assert model.base_model.routing.pixel_shape == size
     torch.testing.assert_close(adapted[:, 0], plain[:, 0], rtol=0, atol=0)  # CLS after the only block
     assert (adapted[:, 1:] - plain[:, 1:]).abs().amax(-1).min() > 0  # every patch token is adapted
 
@@ -93,10 +95,9 @@ def test_dinov2_register_tokens_are_prefix_tokens():
     layer = next(m for m in model.modules() if isinstance(m, S4ECAVisionLayer))
     with torch.no_grad():
         layer.s4eca_vision_adapter["default"].up.weight.normal_()
-    model.eval().set_language_proxies(torch.randn(1, 4, 12))
+    model.eval().set_language_proxies(torch.randn(1, 4, 12))  # for the next call: the block's own
     tokens = torch.randn(1, 3 + 64, 16)  # CLS + 2 registers + an 8 x 8 grid
     with torch.no_grad():
-        model(pixel_values=torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))  # records the image size
         adapted = layer(tokens)
         with model.disable_adapter():
             plain = layer(tokens)
@@ -125,7 +126,9 @@ def test_padding_is_masked_in_the_text_adapter(text, mask_source):
     model = get_peft_model(TEXT_MODELS[text]().eval(), S4ECAConfig(**TINY)).eval()
     if mask_source == "block's 4-D mask":
         for module in model.modules():
-            remove_hooks(module, AttentionMaskRecorder)
+            for hook in module._forward_pre_hooks.values():
+                if isinstance(hook, ForwardScope):
+                    hook.records_text = False
     ids = torch.randint(3, VOCAB_SIZE, (1, 5))
     padded = torch.cat([ids, torch.ones(1, 3, dtype=torch.long)], dim=1)
     mask = torch.cat([torch.ones(1, 5), torch.zeros(1, 3)], dim=1).long()
@@ -199,21 +202,47 @@ def test_autocast_and_low_precision_bases():
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
 
 
-def test_gradient_checkpointing_recomputes_vision_blocks_with_the_proxies():
+@pytest.mark.parametrize("use_reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_gradient_checkpointing_replays_the_adapters_with_the_proxies_of_their_forward(use_reentrant):
+    """transformers 5 checkpoints a layer's `forward`: a block's own hooks stay outside its checkpoint, but Swin's
+    checkpointed stages replay their blocks, hooks included, in backward. The replay must use the proxies of the
+    forward it replays, after that forward returned, after another forward, and on another thread (as CUDA's
+    backward does)."""
     inputs = {**_inputs(), "labels": torch.ones(2, 1, IMAGE_SIZE, IMAGE_SIZE)}
-    grads = {}
+    other = {**_inputs(), "input_ids": torch.randint(3, VOCAB_SIZE, (2, 6)), "labels": inputs["labels"]}
+    grads, replays = {}, {}
     for checkpointing in (False, True):
         model = get_peft_model(_tiny_model(), S4ECAConfig(**TINY, init_weights=False))
         if checkpointing:
             # enabled after wrapping: enabled before, PeftModel calls transformers' `enable_input_require_grads`,
-            # whose hook fails on Swin's patch embeddings (they return a tuple); non-reentrant needs no input grads
-            model.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
-            assert model.get_base_model().vision_model.backbone.swin.encoder.layers[0].gradient_checkpointing
+            # whose hook fails on Swin's patch embeddings (they return a tuple); reentrant needs inputs with grads
+            model.get_base_model().gradient_checkpointing_enable({"use_reentrant": use_reentrant})
+            if use_reentrant:
+                model.get_base_model().enable_input_require_grads()
+            stage = model.get_base_model().vision_model.backbone.swin.encoder.layers[0]
+            assert stage.gradient_checkpointing and stage.blocks[0].gradient_checkpointing
         model.train()
-        model(**inputs).loss.backward()
+        adapters = [m for m in model.modules() if isinstance(m, S4ECAVisionAdapter)]
+        calls = [0]
+
+        def count(*_, calls=calls) -> None:
+            calls[0] += 1
+
+        for adapter in adapters:
+            adapter.register_forward_hook(count)
+        loss = model(**inputs).loss
+        model(**other)  # another forward before the backward of the first
+        before = calls[0]
+        backward = threading.Thread(target=loss.backward)
+        backward.start()
+        backward.join()
+        replays[checkpointing] = calls[0] - before
         grads[checkpointing] = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    # every Swin block sits in a checkpointed stage; non-reentrant recompute stops once it has what backward needs
+    assert replays[False] == 0 and 0 < replays[True] <= len(adapters)
     assert grads[True].keys() == grads[False].keys()
     for name, grad in grads[False].items():
+        assert grad is not None and grad.abs().sum() > 0, name
         torch.testing.assert_close(grads[True][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 

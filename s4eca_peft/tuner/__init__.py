@@ -13,17 +13,18 @@ from .config import S4ECAConfig, S4ECAPeftType
 from .errors import AdapterBackboneMismatchError, AdapterFileError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
 from .model import S4ECAModel
-from .routing import LanguageProxyContext
+from .routing import CallState, S4ECARouting
 from .targets import TEXT_BLOCK_CLASSES, VISION_BLOCK_CLASSES
 
 __all__ = [
     "AdapterBackboneMismatchError",
     "AdapterFileError",
-    "LanguageProxyContext",
+    "CallState",
     "S4ECAConfig",
     "S4ECALayer",
     "S4ECAModel",
     "S4ECAPeftType",
+    "S4ECARouting",
     "S4ECATextLayer",
     "S4ECAVisionLayer",
     "TEXT_BLOCK_CLASSES",

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import S4ECAConfig
-from .routing import S4ECARouting
+from .routing import CallState, S4ECARouting, refuse_replica
 from .text_adapter import TextProxyAdapter
 from .vision_adapter import S4ECAVisionAdapter
 
@@ -61,6 +61,27 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
         return self.base_layer(*args, **kwargs)
 
     def _adapt(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        """Forward hook on the wrapped block: the block's output, adapted for the active adapters."""
+        if module is not self.base_layer:
+            refuse_replica()  # a copy of the block (DataParallel replica) calling this layer's hook
+        adapters = self._adapted_here()
+        if not adapters:
+            return None
+        hidden = output[0] if isinstance(output, tuple) and output else output
+        if not isinstance(hidden, torch.Tensor):
+            raise TypeError(
+                f"S4ECA {self.role} adapter at {self.module_name!r} cannot read the output of "
+                f"{type(module).__name__} ({type(output).__name__}): it adapts blocks that return their hidden states "
+                "as a tensor or as the first item of a tuple. Target the blocks inside it instead."
+            )
+        adapted = self._adapt_hidden(hidden, adapters, args, kwargs, self.routing.current())
+        if adapted is None:
+            return None
+        return (adapted, *output[1:]) if isinstance(output, tuple) else adapted
+
+    def _adapt_hidden(
+        self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
+    ) -> torch.Tensor | None:
         raise NotImplementedError
 
     def _adapted_here(self) -> list[str]:
@@ -139,14 +160,16 @@ class S4ECATextLayer(S4ECALayer):
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
-    def _key_padding_mask(self, words: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    def _key_padding_mask(
+        self, words: torch.Tensor, args: tuple, kwargs: dict, call: CallState
+    ) -> torch.Tensor | None:
         """`(batch, length)` booleans, `True` for real words, or `None` when every token is real.
 
         Preferred: the 2-D mask recorded on the enclosing text model. Else the block's 4-D mask (positional after
         the hidden states in BERT/RoBERTa/CLIP): its last query row sees every real key, also under a causal mask.
         """
         batch, length = words.shape[:2]
-        recorded = self.routing.text_attention_mask
+        recorded = call.text_attention_mask
         if recorded is not None and tuple(recorded.shape) == (batch, length):
             return recorded.to(words.device).bool()
         mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
@@ -155,28 +178,29 @@ class S4ECATextLayer(S4ECALayer):
             return row if row.dtype == torch.bool else row > -1.0  # additive masks: 0 keeps, a large negative drops
         return None
 
-    def _adapt(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        adapters = self._adapted_here()
-        words = output[0] if isinstance(output, tuple) else output
-        if not adapters or not isinstance(words, torch.Tensor) or words.ndim != 3:
-            return None
-        padding = self._key_padding_mask(words, args, kwargs)
+    def _adapt_hidden(
+        self, words: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
+    ) -> torch.Tensor | None:
+        if words.ndim != 3:
+            raise ValueError(
+                f"S4ECA text adapter at {self.module_name!r} got an output of shape {tuple(words.shape)}; expected "
+                "word features (batch, length, text_dim)."
+            )
+        padding = self._key_padding_mask(words, args, kwargs, call)
         adapted = words  # every adapter reads the block's own words; their feedback updates add up
         for name in adapters:
             adapter = self.s4eca_text_adapter[name]
-            context = self.routing.context(name)
-            previous = context.proxies if self.s4eca_text_index[name] > 0 else None
-            if previous is not None and previous.shape[0] != words.shape[0]:
-                previous = None
             dtype = adapter.q_proj.weight.dtype
+            # a later text adapter refines the proxies of the earlier ones, in this forward only
+            previous = call.proxies.get(name) if self.s4eca_text_index[name] > 0 else None
             previous = previous.to(dtype) if previous is not None else None
             # proxies (batch, num_queries, text_dim); update (batch, 1, text_dim), None without feedback
-            context.proxies, update = adapter(words.to(dtype), padding, previous)
+            call.proxies[name], update = adapter(words.to(dtype), padding, previous)
             if update is not None:
                 adapted = adapted + update.to(words.dtype)  # zero at initialisation
         if adapted is words:
             return None  # no feedback: the text features themselves are left unchanged
-        return (adapted, *output[1:]) if isinstance(output, tuple) else adapted
+        return adapted
 
 
 class S4ECAVisionLayer(S4ECALayer):
@@ -222,21 +246,23 @@ class S4ECAVisionLayer(S4ECALayer):
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
-    def _grid(self, tokens: torch.Tensor, args: tuple, kwargs: dict) -> tuple[int, int, int]:
+    def _grid(self, tokens: torch.Tensor, args: tuple, kwargs: dict, call: CallState) -> tuple[int, int, int]:
         """`(prefix, h, w)` of a `(batch, N, C)` token sequence."""
         num_tokens = tokens.shape[1]
         dims = kwargs.get("input_dimensions", args[1] if len(args) > 1 else None)
         if isinstance(dims, (tuple, list)) and len(dims) == 2 and all(isinstance(d, int) for d in dims):
             if dims[0] * dims[1] == num_tokens:
                 return 0, int(dims[0]), int(dims[1])
-        if self.patch_size and self.routing.pixel_shape is not None:
-            height, width = (side // self.patch_size for side in self.routing.pixel_shape)
+        if self.patch_size and call.pixel_shape is not None:
+            height, width = (side // self.patch_size for side in call.pixel_shape)
             if 0 < height * width <= num_tokens:
                 return num_tokens - height * width, height, width
         side = math.isqrt(num_tokens)
         return num_tokens - side * side, side, side
 
-    def _as_map(self, hidden: torch.Tensor, args: tuple, kwargs: dict) -> tuple[torch.Tensor, Callable]:
+    def _as_map(
+        self, hidden: torch.Tensor, args: tuple, kwargs: dict, call: CallState
+    ) -> tuple[torch.Tensor, Callable]:
         """The block output as a channels-last `(batch, H, W, C)` map (a view where possible), and the function that
         brings an update of that shape back to the output's layout."""
         if hidden.ndim == 4:  # (batch, C, H, W) maps
@@ -246,7 +272,7 @@ class S4ECAVisionLayer(S4ECALayer):
                 f"S4ECA vision adapter at {self.module_name!r} got an output of shape {tuple(hidden.shape)}; expected "
                 "(batch, C, H, W) maps or (batch, tokens, C) sequences."
             )
-        prefix, height, width = self._grid(hidden, args, kwargs)
+        prefix, height, width = self._grid(hidden, args, kwargs, call)
         batch, _, channels = hidden.shape
         grid = hidden[:, prefix:].reshape(batch, height, width, channels)
         if prefix == 0:
@@ -254,15 +280,21 @@ class S4ECAVisionLayer(S4ECALayer):
         # prefix tokens (CLS, registers) get no update: pad the token update with zeros in front
         return grid, lambda update: F.pad(update.reshape(batch, height * width, channels), (0, 0, prefix, 0))
 
-    def _proxies(self, name: str, adapter: S4ECAVisionAdapter, batch: int) -> torch.Tensor | None:
+    def _proxies(self, name: str, adapter: S4ECAVisionAdapter, batch: int, call: CallState) -> torch.Tensor | None:
+        """The proxies `(batch, num_queries, text_dim)` of this forward for adapter `name`."""
         if adapter.proxy_proj is None:
             return None
-        proxies = self.routing.context(name).proxies
+        explicit = call.explicit.get(name)
+        proxies = explicit if explicit is not None else call.proxies.get(name)
+        if proxies is None and self.routing.compute_text_proxies(call):  # vision-first models (CLIP, SigLIP)
+            proxies = call.proxies.get(name)
         if proxies is None:
             raise RuntimeError(
-                f"S4ECA vision adapter {name!r} at {self.module_name!r} found no language proxies. Run the text "
-                "encoder first (its text adapter writes them), or, for a bare vision backbone, call "
-                "`model.set_language_proxies(proxies)` with proxies of shape (batch, num_queries, text_dim)."
+                f"S4ECA vision adapter {name!r} at {self.module_name!r} found no language proxies for this forward. "
+                "Proxies belong to one forward and are never reused from an earlier call. Run the text encoder first "
+                "in the same forward (call the whole model with both the images and the expressions, e.g. "
+                "`model(pixel_values=..., input_ids=..., attention_mask=...)`), or, for a vision-only call, set them "
+                "right before it with `model.set_language_proxies(proxies)`, shape (batch, num_queries, text_dim)."
             )
         if proxies.shape[-1] != adapter.text_dim or proxies.ndim != 3:
             raise ValueError(
@@ -270,29 +302,26 @@ class S4ECAVisionLayer(S4ECALayer):
                 f"(batch, num_queries, {adapter.text_dim})."
             )
         if proxies.shape[0] != batch:
-            if proxies.shape[0] != 1:
+            if proxies.shape[0] != 1 or explicit is None:
                 raise RuntimeError(
                     f"The language proxies were computed for a batch of {proxies.shape[0]} expressions but the vision "
-                    f"backbone got a batch of {batch} images; run the text encoder on the matching batch first."
+                    f"backbone got a batch of {batch} images. S4ECA conditions each image on its own expression: pass "
+                    "one expression per image (repeat an expression to use it for several images), or set proxies "
+                    "of batch 1 with `model.set_language_proxies(proxies)`, which apply to every image of the call."
                 )
-            proxies = proxies.expand(batch, -1, -1)
+            proxies = proxies.expand(batch, -1, -1)  # explicit proxies of one expression, for every image
         return proxies
 
-    def _adapt(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        adapters = self._adapted_here()
-        hidden = output[0] if isinstance(output, tuple) else output
-        if not adapters or not isinstance(hidden, torch.Tensor):
-            return None
-        features, to_output = self._as_map(hidden, args, kwargs)
+    def _adapt_hidden(
+        self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
+    ) -> torch.Tensor:
+        features, to_output = self._as_map(hidden, args, kwargs, call)
         update = None
         for name in adapters:
             adapter = self.s4eca_vision_adapter[name]
             dtype = adapter.down.weight.dtype
-            proxies = self._proxies(name, adapter, features.shape[0])
+            proxies = self._proxies(name, adapter, features.shape[0], call)
             delta, maps = adapter(features.to(dtype), proxies.to(dtype) if proxies is not None else None)
-            context = self.routing.context(name)
-            if context.record_selection_maps:
-                context.selection_maps[self.module_name] = {key: value.detach() for key, value in maps.items()}
+            self.routing.record(name, self.module_name, maps)
             update = delta if update is None else update + delta
-        hidden = hidden + to_output(update).to(hidden.dtype)
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+        return hidden + to_output(update).to(hidden.dtype)

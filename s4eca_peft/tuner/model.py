@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -16,21 +17,40 @@ from .checks import WEIGHTS_NAME, check_adapter_tensors
 from .config import S4ECAConfig
 from .errors import AdapterBackboneMismatchError
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
-from .routing import AttentionMaskRecorder, PixelShapeRecorder, S4ECARouting, has_hook, remove_hooks
+from .routing import S4ECARouting, forward_scope, remove_forward_scope
 from .targets import (
     TEXT_BLOCK_CLASSES,
     VISION_BLOCK_CLASSES,
     candidate_blocks,
     check_default_targets_unchanged,
+    check_readable_outputs,
     check_targets,
     default_targets,
     enclosing_pretrained_models,
+    head_like_modules,
     matches,
     owner_of,
+    unadapted_encoders,
 )
 
 DEFAULT_HEAD_NAME = "segmentation_head"
 """Full dotted name of the head of `ReferringSegmentationModel`, the default of `modules_to_save`."""
+
+
+def _refuse_unadapted_encoders(model: nn.Module, targets: list[str]) -> None:
+    """With default targets, refuse a model holding an encoder that S4ECA has no defaults for (it would run
+    unadapted), naming its blocks."""
+    encoders = unadapted_encoders(model, targets)
+    if not encoders:
+        return
+    name, encoder = next(iter(encoders.items()))
+    where = repr(name) if name else "the root"
+    raise ValueError(
+        f"S4ECA has no default targets for the `{encoder.config.model_type}` encoder {type(encoder).__name__} at "
+        f"{where}, so it would run unadapted. Name its blocks in `vision_target_modules` (an image encoder) or "
+        "`text_target_modules` (a text encoder), with full dotted names or a regex. Its "
+        f"blocks:\n{candidate_blocks(encoder, prefix=name)}"
+    )
 
 
 class S4ECAModel(BaseTuner):
@@ -38,9 +58,12 @@ class S4ECAModel(BaseTuner):
     Creates S4ECA adapters (Semantic-driven Scale and Spatial Selection for Efficient Cross-modal Alignment, 2026) in
     a model with a text encoder and a vision backbone, e.g. `ReferringSegmentationModel`.
 
-    The text adapter writes language proxies during the text encoder's forward; the vision adapters read them. The
-    model must therefore run its text encoder before its vision backbone; for a bare vision backbone, set the proxies
-    with [`~S4ECAModel.set_language_proxies`]. S4ECA adapters are non-linear and cannot be merged.
+    The text adapter writes language proxies during the text encoder's forward; the vision adapters read them in the
+    same forward of the model, and only there (each thread has its own; see `routing.py`). A model that runs its vision
+    tower first (CLIP, SigLIP) gets them from its text encoder, run on the call's text inputs when the first vision
+    adapter needs them. For a vision-only call, set them with [`~S4ECAModel.set_language_proxies`]. The model must not
+    be wrapped in `torch.nn.DataParallel` (use distributed data parallel). S4ECA adapters are non-linear and cannot
+    be merged.
 
     Args:
         model ([`torch.nn.Module`]): The model to be adapted.
@@ -100,7 +123,10 @@ class S4ECAModel(BaseTuner):
                 f"({', '.join(VISION_BLOCK_CLASSES)}) in {type(model).__name__} to adapt by default. Set "
                 f"`text_target_modules` and `vision_target_modules` to blocks it has:\n{candidate_blocks(model)}"
             )
-        text, _ = check_targets(model, text_spec, vision_spec)
+        text, vision = check_targets(model, text_spec, vision_spec)
+        check_readable_outputs(model, text + vision)
+        if peft_config.text_target_modules is None or peft_config.vision_target_modules is None:
+            _refuse_unadapted_encoders(model, text + vision)
         peft_config.text_target_modules, peft_config.vision_target_modules = text_spec, vision_spec
 
         widths = sorted({block_hidden_size(model.get_submodule(name)) for name in text})
@@ -122,6 +148,16 @@ class S4ECAModel(BaseTuner):
         if peft_config.modules_to_save is None:
             has_head = DEFAULT_HEAD_NAME in dict(model.named_modules())
             peft_config.modules_to_save = [DEFAULT_HEAD_NAME] if has_head else []
+            frozen = head_like_modules(model, peft_config.modules_to_save, text + vision)
+            if frozen:
+                warnings.warn(
+                    f"{frozen} look like a task head but will stay frozen: S4ECA trains its adapters and "
+                    f"`modules_to_save` only, which defaults to {peft_config.modules_to_save}. To train them, pass "
+                    f"their full dotted names: S4ECAConfig(modules_to_save={[*peft_config.modules_to_save, *frozen]}); "
+                    "to keep them frozen, pass the list you want (`modules_to_save=[]` for none).",
+                    stacklevel=4,
+                )
+        forward_scope(model, self.routing)  # one forward of the model: its proxies are written and read within it
 
     def _check_target_module_exists(self, peft_config: S4ECAConfig, key: str) -> bool:
         return matches(peft_config.text_target_modules, key) or matches(peft_config.vision_target_modules, key)
@@ -148,17 +184,25 @@ class S4ECAModel(BaseTuner):
                 raise ValueError(f"{current_key!r} is a {target.role} block of another adapter, not a {role} block.")
             target.update_layer(adapter_name, peft_config, text_index=text_index)
             return
+        for depth in range(current_key.count(".") + 1):  # layers that checkpoint the block with its hook
+            ancestor = self.model.get_submodule(".".join(current_key.split(".")[:depth]))
+            if hasattr(ancestor, "gradient_checkpointing") and all(m is not ancestor for m in self.routing.checkpointed):
+                self.routing.checkpointed.append(ancestor)
         _, owner = owner_of(current_key, enclosing_pretrained_models(self.model))
+        # the encoder holding the block opens a forward of its own when called alone, and records its inputs
+        scope = forward_scope(owner, self.routing) if owner is not None else None
         if role == "text":
             new_module = S4ECATextLayer(target, adapter_name, peft_config, self.routing, current_key, text_index)
-            if owner is not None and not has_hook(owner, AttentionMaskRecorder):
-                owner.register_forward_pre_hook(AttentionMaskRecorder(self.routing), with_kwargs=True)
+            if scope is not None:
+                scope.records_text = True
+                if not any(encoder is owner for encoder in self.routing.text_encoders):
+                    self.routing.text_encoders.append(owner)  # run on demand by vision-first models
         else:
             patch_size = getattr(getattr(owner, "config", None), "patch_size", None)
             patch_size = patch_size if isinstance(patch_size, int) else None
             new_module = S4ECAVisionLayer(target, adapter_name, peft_config, self.routing, current_key, patch_size)
-            if patch_size and not has_hook(owner, PixelShapeRecorder):
-                owner.register_forward_pre_hook(PixelShapeRecorder(self.routing), with_kwargs=True)
+            if scope is not None and patch_size:
+                scope.records_pixels = True
         self._replace_module(parent, target_name, new_module, target)
 
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
@@ -186,15 +230,17 @@ class S4ECAModel(BaseTuner):
         for module in self.model.modules():
             if isinstance(module, S4ECALayer):
                 module.remove_hook()
-            remove_hooks(module, AttentionMaskRecorder)
-            remove_hooks(module, PixelShapeRecorder)
+            remove_forward_scope(module)
+        self.routing.unwrap_checkpoints()
+        self.routing.text_encoders.clear()
+        self.routing.checkpointed.clear()
         return super()._unload_and_optionally_merge(
             merge=False, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names
         )
 
     def delete_adapter(self, adapter_name: str) -> None:
         super().delete_adapter(adapter_name)
-        self.routing.contexts.pop(adapter_name, None)
+        self.routing.forget(adapter_name)
 
     def _adapter_names(self, adapter_name: str | None) -> list[str]:
         names = self.active_adapters if adapter_name is None else [adapter_name]
@@ -206,33 +252,34 @@ class S4ECAModel(BaseTuner):
     # ------------------------------------------------------------------ proxies and selection maps
 
     def set_language_proxies(self, proxies: torch.Tensor, adapter_name: str | None = None) -> None:
-        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read.
+        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read in one forward.
 
-        Normally the text adapter writes them during the text encoder's forward; use this for a bare vision
-        backbone. `adapter_name` defaults to the active adapter(s).
+        Called before a forward, they apply to the next forward of the calling thread only (a vision-only call of a
+        bare vision backbone, say); called during a forward (from a hook), to that forward. Either way they take
+        precedence over the text adapter's. Proxies of batch 1 apply to every image of the call: the one explicit
+        way to condition several images on one expression. `adapter_name` defaults to the active adapter(s).
         """
         if not isinstance(proxies, torch.Tensor) or proxies.ndim != 3:
             shape = tuple(proxies.shape) if isinstance(proxies, torch.Tensor) else type(proxies).__name__
             raise ValueError(f"`proxies` must be a tensor of shape (batch, num_queries, text_dim), got {shape}.")
         for name in self._adapter_names(adapter_name):
-            self.routing.context(name).proxies = proxies
+            self.routing.set_proxies(name, proxies)
 
     def get_language_proxies(self, adapter_name: str | None = None) -> torch.Tensor | None:
-        """The latest language proxies `(batch, num_queries, text_dim)` of an adapter (default: the active one)."""
-        return self.routing.context(self._adapter_names(adapter_name)[0]).proxies
+        """The proxies `(batch, num_queries, text_dim)` that the text adapter wrote in the calling thread's last
+        forward (detached; for inspection), or `None`; during a forward, those of that forward."""
+        return self.routing.last_proxies(self._adapter_names(adapter_name)[0])
 
     def record_selection_maps(self, enabled: bool = True, adapter_name: str | None = None) -> None:
-        """Make the vision adapters keep their last scale weights and spatial gates (see `get_selection_maps`)."""
+        """Make the vision adapters keep the scale weights and spatial gates of each forward of the calling thread
+        (see `get_selection_maps`)."""
         for name in self._adapter_names(adapter_name):
-            context = self.routing.context(name)
-            context.record_selection_maps = enabled
-            if not enabled:
-                context.selection_maps = {}
+            self.routing.set_recording(name, enabled)
 
     def get_selection_maps(self, adapter_name: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
-        """Layer name -> `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}` of the last
-        forward, for visualisation; empty unless `record_selection_maps()` was called."""
-        return dict(self.routing.context(self._adapter_names(adapter_name)[0]).selection_maps)
+        """Layer name -> `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}` of the calling
+        thread's last forward, for visualisation; empty unless `record_selection_maps()` was called in it."""
+        return self.routing.selection_maps(self._adapter_names(adapter_name)[0])
 
     # ------------------------------------------------------------------ loading
 

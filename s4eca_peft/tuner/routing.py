@@ -1,105 +1,343 @@
 """Proxy routing: how the text adapters hand language proxies to the vision adapters.
 
 Backbone forwards have fixed signatures, so nothing can be passed from the text encoder to the vision backbone as an
-argument. Instead the tuner keeps one small per-adapter [`LanguageProxyContext`] (plain Python objects, not modules:
-they hold no parameters and are never saved) inside an [`S4ECARouting`] that all S4ECA layers reference. The text
-adapter writes `(batch, num_queries, text_dim)` proxies into its context; every vision adapter of the same adapter
-reads them. Proxies stay until the next text forward, because gradient checkpointing recomputes vision blocks during
-backward and needs them again.
+argument. The tuner carries the proxies itself, in an [`S4ECARouting`] that all S4ECA layers of a model reference.
+
+Proxies belong to one forward. A forward pre-hook on the adapted model (and on every text encoder and vision backbone
+that holds an adapter) opens a [`CallState`] when it is the outermost call of the thread, and a forward hook that
+always runs closes it; the text adapters write `(batch, num_queries, text_dim)` proxies into it, the vision adapters
+read them from it. Nothing a forward writes is read by a later one, and each thread has its own state, so one model
+can serve concurrent requests. Proxies set with `S4ECAModel.set_language_proxies` before a forward belong to that
+forward only.
+
+Models that run their vision tower before their text tower (CLIP, SigLIP) get their proxies computed when the first
+vision adapter asks for them: the text encoder runs on the text inputs of the same call (`input_ids`,
+`attention_mask`, ...), and then once more when the model itself calls it.
+
+Gradient checkpointing: transformers 5 checkpoints a layer's `forward` only, so the adaptation of a block (a forward
+hook on it) stays outside the block's own checkpoint. A checkpointed layer that *contains* adapted blocks (Swin's
+`SwinStage`) replays their hooks in backward, after the forward has returned and possibly on another thread: its
+checkpoint function is wrapped ([`CheckpointReplay`]) so that the replay sees the state of the forward it replays.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
+TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+"""Arguments of a model call that a text encoder needs to compute proxies on demand."""
 
-class LanguageProxyContext:
-    """Per-adapter mailbox between the text adapter and the vision adapters.
+
+class CallState:
+    """What one forward of the adapted model has gathered for the vision adapters.
 
     Attributes:
-        proxies (`torch.Tensor` of shape `(batch, num_queries, text_dim)`, *optional*):
-            The latest language proxies, written by the text adapter or by `S4ECAModel.set_language_proxies`.
-        record_selection_maps (`bool`):
-            When `True`, each vision adapter stores its last scale weights and spatial gate in `selection_maps`.
-        selection_maps (`dict[str, dict[str, torch.Tensor]]`):
-            Layer name -> `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}` (detached).
+        proxies (`dict[str, torch.Tensor]`): adapter name -> proxies `(batch, num_queries, text_dim)` written by the
+            text adapters during this forward.
+        explicit (`dict[str, torch.Tensor]`): adapter name -> proxies set for this forward with
+            `set_language_proxies`; they take precedence over `proxies`.
+        text_attention_mask (`torch.Tensor` of shape `(batch, length)`, *optional*): recorded on the text encoder.
+        pixel_shape (`tuple[int, int]`, *optional*): image size recorded on a ViT-family vision backbone.
+        text_inputs (`dict[str, torch.Tensor]`): the text arguments of the outermost call, for on-demand proxies.
+        computing_text (`bool`): `True` while the text encoders run on demand for this forward.
     """
 
+    __slots__ = ("computing_text", "explicit", "pixel_shape", "proxies", "text_attention_mask", "text_inputs")
+
+    def __init__(self, explicit: dict[str, torch.Tensor] | None = None) -> None:
+        self.proxies: dict[str, torch.Tensor] = {}
+        self.explicit: dict[str, torch.Tensor] = explicit or {}
+        self.text_attention_mask: torch.Tensor | None = None
+        self.pixel_shape: tuple[int, int] | None = None
+        self.text_inputs: dict[str, torch.Tensor] = {}
+        self.computing_text = False
+
+
+class _ThreadState(threading.local):
+    """Per-thread routing state: the open forward, proxies set for the next one, and selection-map recording."""
+
     def __init__(self) -> None:
-        self.proxies: torch.Tensor | None = None
-        self.record_selection_maps = False
-        self.selection_maps: dict[str, dict[str, torch.Tensor]] = {}
+        self.call: CallState | None = None
+        self.openers: list[nn.Module] = []
+        self.pending: dict[str, torch.Tensor] = {}
+        self.last_proxies: dict[str, torch.Tensor] = {}
+        self.recording: set[str] = set()
+        self.selection_maps: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
 
 
 class S4ECARouting:
-    """State shared by all S4ECA layers of one model: the per-adapter contexts and the current text/image inputs.
+    """Proxy routing shared by all S4ECA layers of one model (see the module docstring).
 
-    `text_attention_mask` (`(batch, length)`, 1 = word, 0 = padding) and `pixel_shape` (`(height, width)`) are
-    recorded by forward pre-hooks on the enclosing text and vision `PreTrainedModel`s, when there are any.
+    `text_encoders` are the text models holding text adapters, run on demand for vision-first models;
+    `checkpointed` the layers with a gradient-checkpointing switch that contain adapted blocks. Copies
+    (`copy.deepcopy`) share nothing per-thread with the original.
     """
 
     def __init__(self) -> None:
-        self.contexts: dict[str, LanguageProxyContext] = {}
-        self.text_attention_mask: torch.Tensor | None = None
-        self.pixel_shape: tuple[int, int] | None = None
+        self.text_encoders: list[nn.Module] = []
+        self.checkpointed: list[nn.Module] = []
+        self._local = _ThreadState()
 
-    def context(self, adapter_name: str) -> LanguageProxyContext:
-        if adapter_name not in self.contexts:
-            self.contexts[adapter_name] = LanguageProxyContext()
-        return self.contexts[adapter_name]
+    def __deepcopy__(self, memo: dict) -> S4ECARouting:
+        from copy import deepcopy
+
+        copied = S4ECARouting()
+        memo[id(self)] = copied
+        copied.__setstate__(deepcopy(self.__getstate__(), memo))
+        return copied
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"text_encoders": self.text_encoders, "checkpointed": self.checkpointed}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.text_encoders = state["text_encoders"]
+        self.checkpointed = state["checkpointed"]
+        self._local = _ThreadState()
+
+    # ------------------------------------------------------------------ one forward
+
+    def open(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Enter `module`'s forward; the outermost entry of a thread starts a new [`CallState`]."""
+        local = self._local
+        local.openers.append(module)
+        if len(local.openers) > 1:
+            return
+        call = local.call = CallState(local.pending)
+        local.pending = {}
+        if self.checkpointed and torch.is_grad_enabled():
+            self._wrap_checkpoints()
+        arguments = _arguments(module, args, kwargs)
+        call.text_inputs = {
+            name: arguments[name] for name in TEXT_INPUT_NAMES if isinstance(arguments.get(name), torch.Tensor)
+        }
+        for name in local.recording:
+            local.selection_maps[name] = {}
+
+    def close(self, module: nn.Module) -> None:
+        """Leave `module`'s forward; the outermost exit discards the forward's state."""
+        local = self._local
+        if not local.openers or local.openers[-1] is not module:
+            return  # the forward failed before `open` ran
+        local.openers.pop()
+        if not local.openers and local.call is not None:
+            local.last_proxies = {name: value.detach() for name, value in local.call.proxies.items()}
+            local.call = None
+
+    def current(self) -> CallState:
+        """The state of the forward in progress; a block called on its own gets a fresh one (with any proxies set
+        for it)."""
+        local = self._local
+        if local.call is not None:
+            return local.call
+        call = CallState(local.pending)
+        local.pending = {}
+        return call
+
+    def set_proxies(self, adapter_name: str, proxies: torch.Tensor) -> None:
+        """Proxies for the forward in progress, or else for the next forward of this thread."""
+        local = self._local
+        if local.call is not None:
+            local.call.explicit[adapter_name] = proxies
+        else:
+            local.pending[adapter_name] = proxies
+
+    def last_proxies(self, adapter_name: str) -> torch.Tensor | None:
+        """Proxies the text adapter wrote in this thread's forward in progress, else in its last one (detached)."""
+        local = self._local
+        if local.call is not None and adapter_name in local.call.proxies:
+            return local.call.proxies[adapter_name]
+        return local.last_proxies.get(adapter_name)
+
+    def compute_text_proxies(self, call: CallState) -> bool:
+        """Run the text encoders on the call's own text inputs (for models that run vision first); `True` if ran."""
+        if call.computing_text or not self.text_encoders or not (
+            "input_ids" in call.text_inputs or "inputs_embeds" in call.text_inputs
+        ):
+            return False
+        call.computing_text = True
+        try:
+            for encoder in self.text_encoders:
+                accepted = _keywords(encoder)
+                encoder(**{name: value for name, value in call.text_inputs.items() if name in accepted})
+        finally:
+            call.computing_text = False
+        return True
+
+    def _wrap_checkpoints(self) -> None:
+        """Wrap the checkpoint function of every checkpointed layer that contains adapted blocks (set by transformers'
+        `gradient_checkpointing_enable`, before or after injection) in a [`CheckpointReplay`]."""
+        for module in self.checkpointed:
+            function = module.__dict__.get("_gradient_checkpointing_func")
+            if function is not None and not isinstance(function, CheckpointReplay):
+                module._gradient_checkpointing_func = CheckpointReplay(function, self)
+
+    def unwrap_checkpoints(self) -> None:
+        for module in self.checkpointed:
+            function = module.__dict__.get("_gradient_checkpointing_func")
+            if isinstance(function, CheckpointReplay):
+                module._gradient_checkpointing_func = function.checkpoint
+
+    def replay(self, call: CallState, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `function` (a checkpointed forward, or its recompute in backward) with `call` as the current state."""
+        local = self._local
+        saved = local.call, local.openers
+        local.call, local.openers = call, [call]  # a marker no module matches: nested forwards leave `call` open
+        try:
+            return function(*args, **kwargs)
+        finally:
+            local.call, local.openers = saved
+
+    def forget(self, adapter_name: str) -> None:
+        """Drop what this thread holds for a deleted adapter."""
+        local = self._local
+        for store in (local.pending, local.last_proxies, local.selection_maps):
+            store.pop(adapter_name, None)
+        local.recording.discard(adapter_name)
+
+    # ------------------------------------------------------------------ selection maps
+
+    def set_recording(self, adapter_name: str, enabled: bool) -> None:
+        local = self._local
+        if enabled:
+            local.recording.add(adapter_name)
+            local.selection_maps.setdefault(adapter_name, {})
+        else:
+            local.recording.discard(adapter_name)
+            local.selection_maps.pop(adapter_name, None)
+
+    def record(self, adapter_name: str, layer_name: str, maps: dict[str, torch.Tensor]) -> None:
+        local = self._local
+        if adapter_name in local.recording:
+            local.selection_maps.setdefault(adapter_name, {})[layer_name] = {k: v.detach() for k, v in maps.items()}
+
+    def selection_maps(self, adapter_name: str) -> dict[str, dict[str, torch.Tensor]]:
+        return dict(self._local.selection_maps.get(adapter_name, {}))
 
 
 _SIGNATURES: dict[type, inspect.Signature] = {}
 
 
-def _argument(module: nn.Module, args: tuple, kwargs: dict, name: str) -> Any:
-    """The value `module.forward` receives for parameter `name`, or `None`."""
-    if name in kwargs:
-        return kwargs[name]
+def _signature(module: nn.Module) -> inspect.Signature:
     signature = _SIGNATURES.get(type(module))
     if signature is None:
         signature = _SIGNATURES[type(module)] = inspect.signature(module.forward)
+    return signature
+
+
+def _keywords(module: nn.Module) -> set[str]:
+    """Names of the parameters `module.forward` declares."""
+    return set(_signature(module).parameters)
+
+
+def _arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The arguments `module.forward` receives, by parameter name (positional ones bound to their names)."""
+    if not args:
+        return kwargs
     try:
-        bound = signature.bind_partial(*args)
+        bound = _signature(module).bind_partial(*args)
     except TypeError:
-        return None
-    return bound.arguments.get(name)
+        return kwargs
+    return {**bound.arguments, **kwargs}
 
 
-class AttentionMaskRecorder:
-    """Forward pre-hook on a text `PreTrainedModel`: records its 2-D `attention_mask` (or `None`) for the text adapter."""
+def refuse_replica() -> None:
+    raise RuntimeError(
+        "S4ECA adapters cannot run inside torch.nn.DataParallel: its replicas share the forward hooks of the "
+        "original blocks, so every replica would run the adapters of the first device. Use distributed data "
+        "parallel instead, one process per device: `accelerate launch --multi_gpu --num_processes N train.py` "
+        "(the training loop prepares the model with Accelerate)."
+    )
+
+
+class CheckpointReplay:
+    """A layer's checkpoint function whose recompute sees the [`CallState`] of the forward it replays.
+
+    The forward's proxies go through the checkpoint as extra inputs, so that reentrant checkpointing (which hands
+    gradients back to its inputs only) also passes their gradients on to the text adapters.
+    """
+
+    def __init__(self, checkpoint: Any, routing: S4ECARouting) -> None:
+        self.checkpoint = checkpoint
+        self.routing = routing
+
+    def __call__(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        call = self.routing._local.call
+        if call is None:
+            return self.checkpoint(function, *args, **kwargs)
+        keys = [("explicit", name) for name in call.explicit] + [("proxies", name) for name in call.proxies]
+        tensors = [getattr(call, store)[name] for store, name in keys]
+        return self.checkpoint(partial(self._run, call, keys, function), *args, *tensors, **kwargs)
+
+    def _run(self, call: CallState, keys: list[tuple[str, str]], function: Any, *args: Any, **kwargs: Any) -> Any:
+        count = len(args) - len(keys)
+        if self.routing._local.call is call:  # the forward itself: what it writes stays in its state
+            return function(*args[:count], **kwargs)
+        replayed = CallState()
+        for attribute in CallState.__slots__:
+            setattr(replayed, attribute, getattr(call, attribute))
+        replayed.explicit, replayed.proxies = dict(call.explicit), dict(call.proxies)
+        for (store, name), tensor in zip(keys, args[count:]):
+            getattr(replayed, store)[name] = tensor
+        return self.routing.replay(replayed, function, *args[:count], **kwargs)
+
+
+class ForwardScope:
+    """Forward pre-hook (and, through `close`, forward hook) that opens and closes a forward's [`CallState`].
+
+    On a text encoder (`records_text`) it also records the call's 2-D `attention_mask` for the text adapters; on a
+    ViT-family backbone (`records_pixels`) the image size, from which the patch grid follows.
+    """
 
     def __init__(self, routing: S4ECARouting) -> None:
         self.routing = routing
+        self.records_text = False
+        self.records_pixels = False
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        mask = _argument(module, args, kwargs, "attention_mask")
-        self.routing.text_attention_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+        if getattr(module, "_is_replica", False):
+            refuse_replica()
+        routing = self.routing
+        routing.open(module, args, kwargs)
+        if not (self.records_text or self.records_pixels):
+            return
+        call, arguments = routing._local.call, _arguments(module, args, kwargs)
+        if self.records_text:
+            mask = arguments.get("attention_mask")
+            call.text_attention_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+        if self.records_pixels:
+            pixel_values = arguments.get("pixel_values")
+            is_image = isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4
+            call.pixel_shape = tuple(pixel_values.shape[-2:]) if is_image else None
+
+    def close(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        self.routing.close(module)
 
 
-class PixelShapeRecorder:
-    """Forward pre-hook on a ViT-family `PreTrainedModel`: records the image size, from which the patch grid follows."""
+def forward_scope(module: nn.Module, routing: S4ECARouting) -> ForwardScope:
+    """The [`ForwardScope`] of `module`, added (before any other pre-hook) when it has none."""
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, ForwardScope):
+            return hook
+    scope = ForwardScope(routing)
+    module.register_forward_pre_hook(scope, with_kwargs=True, prepend=True)
+    module.register_forward_hook(scope.close, with_kwargs=True, always_call=True)
+    return scope
 
-    def __init__(self, routing: S4ECARouting) -> None:
-        self.routing = routing
 
-    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        pixel_values = _argument(module, args, kwargs, "pixel_values")
-        is_image = isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4
-        self.routing.pixel_shape = tuple(pixel_values.shape[-2:]) if is_image else None
-
-
-def remove_hooks(module: nn.Module, hook_type: type) -> None:
-    """Remove the forward pre-hooks of `module` that are instances of `hook_type` (safe after `copy.deepcopy`)."""
+def remove_forward_scope(module: nn.Module) -> None:
+    """Remove the [`ForwardScope`] hooks of `module`, if any (done by `unload()`)."""
     for key, hook in list(module._forward_pre_hooks.items()):
-        if isinstance(hook, hook_type):
+        if isinstance(hook, ForwardScope):
             del module._forward_pre_hooks[key]
             module._forward_pre_hooks_with_kwargs.pop(key, None)
-
-
-def has_hook(module: nn.Module, hook_type: type) -> bool:
-    return any(isinstance(hook, hook_type) for hook in module._forward_pre_hooks.values())
+    for key, hook in list(module._forward_hooks.items()):
+        if isinstance(getattr(hook, "__self__", None), ForwardScope):
+            del module._forward_hooks[key]
+            module._forward_hooks_with_kwargs.pop(key, None)
+            module._forward_hooks_always_called.pop(key, None)

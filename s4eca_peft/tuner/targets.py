@@ -8,8 +8,10 @@ taken for text blocks.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Iterable
+import typing
+from collections.abc import Iterable, Mapping
 
 from torch import nn
 from transformers import PreTrainedModel
@@ -17,10 +19,12 @@ from transformers import PreTrainedModel
 from .errors import AdapterBackboneMismatchError
 
 VISION_BLOCK_CLASSES: dict[str, tuple[str, ...]] = {
+    "clip_vision_model": ("CLIPEncoderLayer",),  # also the vision tower of `CLIPModel`
     "convnext": ("ConvNextLayer",),
     "dinov2": ("Dinov2Layer",),
     "dinov2_with_registers": ("Dinov2WithRegistersLayer",),
     "resnet": ("ResNetBottleNeckLayer", "ResNetBasicLayer"),
+    "siglip_vision_model": ("SiglipEncoderLayer",),  # also the vision tower of `SiglipModel`
     "swin": ("SwinLayer",),
     "vit": ("ViTLayer",),
 }
@@ -30,6 +34,7 @@ TEXT_BLOCK_CLASSES: dict[str, tuple[str, ...]] = {
     "bert": ("BertLayer",),  # MiniLM checkpoints are BERT
     "clip_text_model": ("CLIPEncoderLayer",),
     "roberta": ("RobertaLayer",),
+    "siglip_text_model": ("SiglipEncoderLayer",),
 }
 """Text blocks; by default only the last one of each text encoder gets the text adapter."""
 
@@ -98,16 +103,16 @@ def matches(spec: list[str] | str | None, key: str) -> bool:
     return any(key == target or key.endswith("." + target) for target in spec)
 
 
-def candidate_blocks(model: nn.Module, limit: int = 6) -> str:
-    """A readable list of the blocks `model` has, grouped by class, for error messages."""
+def candidate_blocks(model: nn.Module, limit: int = 6, prefix: str = "") -> str:
+    """A readable list of the blocks `model` has, grouped by class, for error messages (names under `prefix`)."""
     by_class: dict[str, list[str]] = {}
-    for name, module in model.named_modules():
+    for name, module in model.named_modules(prefix=prefix):
         if _inside_tuner_layer(name) or ".s4eca_" in name:
             continue
         class_name = block_class_name(module)
         is_block = class_name.endswith(("Layer", "Block", "Stage"))
         has_params = any(True for _ in module.parameters(recurse=False)) or len(module._modules) > 0
-        if name and has_params and (is_block or not isinstance(module, (nn.ModuleList, nn.Sequential))):
+        if name != prefix and has_params and (is_block or not isinstance(module, (nn.ModuleList, nn.Sequential))):
             by_class.setdefault(class_name, []).append(name)
     blocks = {k: v for k, v in by_class.items() if k.endswith(("Layer", "Block", "Stage"))} or by_class
     lines = []
@@ -190,3 +195,85 @@ def _unmatched_entries(spec: list[str] | str | None, names: Iterable[str]) -> li
         return []
     names = list(names)
     return [target for target in spec if not any(matches([target], name) for name in names)]
+
+
+def check_readable_outputs(model: nn.Module, names: Iterable[str]) -> None:
+    """Refuse targets whose output the adapters cannot read: they adapt blocks returning hidden states as a tensor
+    (or a tuple starting with one), not whole models, encoders returning a `ModelOutput`/dict, or containers."""
+    for name in names:
+        module = model.get_submodule(name)
+        block = module.get_base_layer() if callable(getattr(module, "get_base_layer", None)) else module
+        why = _unreadable_output(block)
+        if why:
+            raise ValueError(
+                f"Target {name!r} ({type(block).__name__}) {why}, which an S4ECA adapter cannot read: it adapts blocks "
+                "that return their hidden states as a tensor or as the first item of a tuple. Target the blocks "
+                f"inside it instead:\n{candidate_blocks(block, prefix=name)}"
+            )
+
+
+def _unreadable_output(block: nn.Module) -> str:
+    """Why `block`'s output cannot be adapted, from its type and `forward` signature ("" if it can)."""
+    if isinstance(block, PreTrainedModel):
+        return "is a whole model and returns a ModelOutput"
+    if type(block).forward is nn.Module.forward:
+        return "has no forward of its own"
+    signature = inspect.signature(type(block).forward)
+    if "return_dict" in signature.parameters:
+        return "returns a ModelOutput (it takes `return_dict`)"
+    if _is_mapping_annotation(signature.return_annotation):
+        return f"returns a mapping ({signature.return_annotation})"
+    return ""
+
+
+def _is_mapping_annotation(annotation) -> bool:
+    if annotation is inspect.Signature.empty:
+        return False
+    if isinstance(annotation, str):
+        return re.search(r"\b(dict|Dict|Mapping|OrderedDict|\w*Output)\b", annotation) is not None
+    if isinstance(annotation, type):
+        return issubclass(annotation, Mapping)
+    origin = typing.get_origin(annotation)
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return True
+    return any(_is_mapping_annotation(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+def unadapted_encoders(model: nn.Module, targets: Iterable[str]) -> dict[str, PreTrainedModel]:
+    """Encoders that would run unadapted: `PreTrainedModel`s without default targets (their `model_type` is in
+    neither table), holding no other `PreTrainedModel`, that contain no target and lie inside none."""
+    targets = list(targets)
+    pretrained = enclosing_pretrained_models(model)
+    found = {}
+    for name, module in pretrained.items():
+        model_type = getattr(module.config, "model_type", None)
+        if model_type in TEXT_BLOCK_CLASSES or model_type in VISION_BLOCK_CLASSES:
+            continue
+        if any(other is not module and _inside(other_name, name) for other_name, other in pretrained.items()):
+            continue  # a composite (e.g. a task model around encoders): its encoders are checked themselves
+        if any(_inside(target, name) or _inside(name, target) for target in targets):
+            continue
+        found[name] = module
+    return found
+
+
+def head_like_modules(model: nn.Module, saved: Iterable[str], targets: Iterable[str]) -> list[str]:
+    """Modules that look like a task head (`*head*`, `*classifier*`, `*decoder*` by name or class), outside the
+    encoders that hold the targets and outside `saved`: S4ECA would leave them frozen."""
+    pretrained = enclosing_pretrained_models(model)
+    encoders = {owner_of(target, pretrained)[0] for target in targets}
+    saved = list(saved)
+    heads: list[str] = []
+    for name, module in model.named_modules():
+        if not name or _inside_tuner_layer(name) or not any(True for _ in module.parameters()):
+            continue
+        if any(_inside(name, outer) for outer in (*encoders, *saved, *heads)):
+            continue
+        if re.search(r"head|classifier|decoder", f"{name.rsplit('.', 1)[-1]} {type(module).__name__}", re.I):
+            heads.append(name)
+    return heads
+
+
+def _inside(name: str, outer: str) -> bool:
+    """`name` is `outer` or lies inside it (`""` is the root, which holds everything)."""
+    return outer == "" or name == outer or name.startswith(outer + ".")
