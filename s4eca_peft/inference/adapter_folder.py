@@ -23,8 +23,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import PICKLE_SUFFIXES, hub_kwargs, is_hub_id, write_json_atomic
+from ..files import PICKLE_SUFFIXES, hub_kwargs, is_hub_id, is_path_like, write_json_atomic
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..tuner.checks import check_adapter_folder
 from ..tuner.errors import AdapterBackboneMismatchError
 
 BASE_DIR = "s4eca_base"
@@ -130,9 +131,15 @@ def save_for_inference(
 
 
 def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
+    """A local adapter folder as is; a Hub repo id (never a path-like name) downloaded to the cache."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
+    if path.exists():
+        raise NotADirectoryError(f"{str(name_or_path)!r} is a file; an adapter is a folder (or a Hub repo id).")
+    if is_path_like(name_or_path):
+        raise FileNotFoundError(f"Adapter folder {str(name_or_path)!r} does not exist (it looks like a local path, so "
+                                "it is not looked up on the Hub).")
     if not is_hub_id(name_or_path):
         raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder (nor a Hub repo id owner/name).")
     from huggingface_hub import snapshot_download
@@ -221,6 +228,7 @@ def load_for_inference(
 
     root = resolve_adapter_folder(name_or_path, revision, cache_dir, token)
     check_adapter_files(root)
+    check_adapter_folder(root)  # the adapter's own files (config JSON and values, finite weights), naming the file
     metadata_file = root / METADATA_NAME
     metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
     base = load_base_model(root, **hub_kwargs({"cache_dir": cache_dir, "token": token}))
