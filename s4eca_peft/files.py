@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl",
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path`` (``os.replace``): a reader
-    sees the old file or the complete new one, never a part. The temporary file is removed when ``write`` fails."""
+    sees the old file or the complete new one, never a part. The temporary file is created exclusively under an
+    unpredictable name (nothing planted there is followed), and removed when ``write`` fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    handle, name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)  # O_EXCL, unguessable
+    os.close(handle)
+    tmp = Path(name)
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -138,8 +138,8 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
     if path.exists():
         raise NotADirectoryError(f"{str(name_or_path)!r} is a file; an adapter is a folder (or a Hub repo id).")
     if is_path_like(name_or_path):
-        raise FileNotFoundError(f"Adapter folder {str(name_or_path)!r} does not exist (it looks like a local path, so "
-                                "it is not looked up on the Hub).")
+        raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder: no such path (a name that looks "
+                                "like a local path is never looked up on the Hub).")
     if not is_hub_id(name_or_path):
         raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder (nor a Hub repo id owner/name).")
     from huggingface_hub import snapshot_download
