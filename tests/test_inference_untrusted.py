@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_inference import build_tiny_adapter
 from test_inference_cli import write_image
@@ -200,3 +201,14 @@ def test_prediction_flags_out_of_range_are_usage_errors(flag, value, capsys):
     with pytest.raises(SystemExit) as exited:
         predict_main(["--adapter", "x", "--image", "a.png", "--expression", "e", "--output", "m.png", flag, value])
     assert exited.value.code == 2 and f"argument {flag}: expected" in capsys.readouterr().err
+
+
+def test_many_sliding_windows_warn_and_show_progress(adapter_dir, capsys):
+    segmenter = S4ECASegmenter.from_pretrained(adapter_dir, device="cpu", max_side=32, tile_size=16,
+                                               tile_overlap=0.9, batch_size=64)
+    image = np.zeros((48, 48, 3), dtype=np.float32)
+    assert len(segmenter.window_boxes(48, 48)) > 64
+    with pytest.warns(UserWarning, match=r"needs \d+ sliding windows of 16 px at overlap 0.9"):
+        mask = segmenter.predict(image, "the car")
+    assert mask.shape == (48, 48)
+    assert "windows" in capsys.readouterr().err  # the progress bar
