@@ -33,6 +33,7 @@ from .base_model import build_base_and_processor
 from .checkpoints import CheckpointManager, RunState, load_adapter_weights
 from .dataloaders import EpochSampler, build_dataloaders, build_datasets, train_sampler_for
 from .evaluation import evaluate_loop, save_overlays
+from .run_folder import acquire_lock, claim_output_dir, release_lock
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,11 @@ def set_up(config: TrainConfig) -> TrainingSession:
     set_seed(training.seed)  # before the model is built
     model, processor, counts = build_model(config, accelerator)
     datasets = build_datasets(config.data, training.seed)
+    for split in ("train", "val"):
+        if len(datasets[split]) == 0:
+            raise ValueError(f"The {split} split of --dataset {config.data.dataset} has no samples"
+                             + (f" (in --data_dir {config.data.data_dir})" if config.data.data_dir else "")
+                             + "; check the dataset's files (s4eca-prepare-data reports what it finds).")
     sampler = train_sampler_for(config.data, training.seed, datasets)
     train_dl, eval_dls = build_dataloaders(config.data, training, datasets, processor, sampler)
     optimizer = torch.optim.AdamW(
@@ -323,13 +329,28 @@ def finalize(session: TrainingSession, state: RunState) -> dict[str, Any]:
 
 
 def training_function(config: TrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and report one run; returns ``{"val": metrics, "test": metrics}``."""
-    session = set_up(config)
-    state = session.checkpoints.resume(config.training.resume_from_checkpoint)
-    if session.accelerator.is_main_process and config.training.report_to != "none":
-        session.accelerator.init_trackers("s4eca", config=scalar_hyperparameters(config))
-    train(session, state)
-    return finalize(session, state)
+    """Train, validate, checkpoint and report one run; returns ``{"val": metrics, "test": metrics}``.
+
+    The run first takes ``--output_dir``: its lock, and its marker unless the folder holds another run (see
+    `s4eca_peft.training.run_folder`)."""
+    from accelerate import PartialState
+
+    training, lock = config.training, None
+    process = PartialState()
+    try:
+        if process.is_main_process:
+            lock = acquire_lock(training.output_dir)
+            claim_output_dir(training.output_dir, training.resume_from_checkpoint, training.overwrite_output_dir)
+        process.wait_for_everyone()
+        session = set_up(config)
+        state = session.checkpoints.resume(training.resume_from_checkpoint)
+        if session.accelerator.is_main_process and training.report_to != "none":
+            session.accelerator.init_trackers("s4eca", config=scalar_hyperparameters(config))
+        train(session, state)
+        return finalize(session, state)
+    finally:
+        if lock is not None:
+            release_lock(lock)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
