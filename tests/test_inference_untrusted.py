@@ -212,3 +212,11 @@ def test_many_sliding_windows_warn_and_show_progress(adapter_dir, capsys):
         mask = segmenter.predict(image, "the car")
     assert mask.shape == (48, 48)
     assert "windows" in capsys.readouterr().err  # the progress bar
+
+
+def test_missing_base_weights_name_the_file(adapter_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(adapter_dir, folder)
+    (folder / "s4eca_base" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"s4eca_base/model.safetensors' is missing: the base model"):
+        S4ECASegmenter.from_pretrained(folder, device="cpu")

@@ -87,6 +87,11 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
             )
 
 
+def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
+    """Whether an adapter folder carries ``s4eca_base/model.safetensors``: unless both encoders have Hub ids."""
+    return not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
+
+
 def save_for_inference(
     peft_model: Any,
     processor: ReferringSegmentationProcessor,
@@ -109,7 +114,7 @@ def save_for_inference(
         processor.save_pretrained(staging)
         (staging / BASE_DIR).mkdir()
         config.save_pretrained(staging / BASE_DIR)
-        ships_weights = not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
+        ships_weights = base_weights_shipped(config)
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
         metadata = {
@@ -206,6 +211,11 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
                 f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
             )
         return model
+    if base_weights_shipped(config):
+        raise FileNotFoundError(
+            f"{str(weights)!r} is missing: the base model of this adapter ({recorded_backbones(config)}) is not on "
+            "the Hub, so its frozen weights must be in that file. Copy the complete adapter folder again."
+        )
     head_kwargs = {
         key: getattr(config, key)
         for key in ("decoder_dim", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
