@@ -47,7 +47,7 @@ def test_a_folder_holding_another_run_is_refused(tmp_path):
 
 def test_training_into_another_runs_folder_stops_before_any_work(tmp_path, monkeypatch, capsys):
     folder = another_run(tmp_path / "run")
-    monkeypatch.setattr(loop, "set_up", lambda config: pytest.fail("the run started"))
+    monkeypatch.setattr(loop, "set_up", lambda *args: pytest.fail("the run started"))
     with pytest.raises(SystemExit) as exited:
         train_main(["--output_dir", str(folder)])
     assert exited.value.code == 2

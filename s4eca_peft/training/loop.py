@@ -131,18 +131,25 @@ def build_model(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, tuple[
     return model, processor, (trainable, total)
 
 
-def set_up(config: TrainConfig) -> TrainingSession:
-    """Accelerator, seeded model, data, optimizer and schedule, all prepared; checkpoint hooks registered."""
+def make_accelerator(training: TrainingArguments) -> Any:
+    """The run's `accelerate.Accelerator` (nothing is written to ``output_dir`` yet)."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from transformers import get_scheduler
+    from accelerate.utils import ProjectConfiguration
 
-    training, output_dir = config.training, Path(config.training.output_dir)
-    accelerator = Accelerator(
+    output_dir = Path(training.output_dir)
+    return Accelerator(
         gradient_accumulation_steps=training.gradient_accumulation_steps,
         log_with=None if training.report_to == "none" else training.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+
+
+def set_up(config: TrainConfig, accelerator: Any) -> TrainingSession:
+    """Seeded model, data, optimizer and schedule, all prepared with ``accelerator``; checkpoint hooks registered."""
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    training, output_dir = config.training, Path(config.training.output_dir)
     accelerator.print(f"s4eca-train: {accelerator.num_processes} process(es) on {accelerator.device}, "
                       f"mixed precision {accelerator.mixed_precision}")
     started = time.time()
@@ -333,16 +340,14 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
 
     The run first takes ``--output_dir``: its lock, and its marker unless the folder holds another run (see
     `s4eca_peft.training.run_folder`)."""
-    from accelerate import PartialState
-
     training, lock = config.training, None
-    process = PartialState()
+    accelerator = make_accelerator(training)
     try:
-        if process.is_main_process:
+        if accelerator.is_main_process:
             lock = acquire_lock(training.output_dir)
             claim_output_dir(training.output_dir, training.resume_from_checkpoint, training.overwrite_output_dir)
-        process.wait_for_everyone()
-        session = set_up(config)
+        accelerator.wait_for_everyone()
+        session = set_up(config, accelerator)
         state = session.checkpoints.resume(training.resume_from_checkpoint)
         if session.accelerator.is_main_process and training.report_to != "none":
             session.accelerator.init_trackers("s4eca", config=scalar_hyperparameters(config))
