@@ -135,3 +135,15 @@ def test_training_flags_out_of_range_are_usage_errors(capsys):
         with pytest.raises(SystemExit) as exited:
             train_main([flag, value])
         assert exited.value.code == 2 and f"{flag.lstrip('-')}" in capsys.readouterr().err
+
+
+def test_s4eca_eval_errors_are_one_line(tmp_path, capsys):
+    from s4eca_peft.cli import eval_main
+
+    with pytest.raises(SystemExit) as exited:
+        eval_main(["--adapter", str(tmp_path / "missing"), "--num_samples", "2"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"s4eca-eval: error: '{tmp_path / 'missing'}' is not an adapter folder")
+    with pytest.raises(FileNotFoundError):
+        eval_main(["--adapter", str(tmp_path / "missing"), "--num_samples", "2", "--debug"])
