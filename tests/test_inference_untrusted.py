@@ -218,5 +218,5 @@ def test_missing_base_weights_name_the_file(adapter_dir, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(adapter_dir, folder)
     (folder / "s4eca_base" / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match=r"s4eca_base/model.safetensors' is missing: the base model"):
+    with pytest.raises(FileNotFoundError, match=r"s4eca_base/model.safetensors' is missing, and the base model"):
         S4ECASegmenter.from_pretrained(folder, device="cpu")

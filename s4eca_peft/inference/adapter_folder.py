@@ -211,10 +211,12 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
                 f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
             )
         return model
-    if base_weights_shipped(config):
+    names = (config.vision_name_or_path, config.text_name_or_path)
+    if not all(name and (Path(name).is_dir() or is_hub_id(name)) for name in names):
         raise FileNotFoundError(
-            f"{str(weights)!r} is missing: the base model of this adapter ({recorded_backbones(config)}) is not on "
-            "the Hub, so its frozen weights must be in that file. Copy the complete adapter folder again."
+            f"{str(weights)!r} is missing, and the base model of this adapter ({recorded_backbones(config)}) is "
+            "neither on the Hub nor in a local folder, so its frozen weights must be in that file. Copy the "
+            "complete adapter folder again."
         )
     head_kwargs = {
         key: getattr(config, key)
