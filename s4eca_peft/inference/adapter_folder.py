@@ -23,8 +23,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import PICKLE_SUFFIXES, hub_kwargs, hub_snapshot, is_hub_id, write_json_atomic
+from ..files import PICKLE_SUFFIXES, hub_kwargs, hub_snapshot, is_hub_id, is_path_like, write_json_atomic
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..tuner.checks import check_adapter_folder
 from ..tuner.errors import AdapterBackboneMismatchError
 
 BASE_DIR = "s4eca_base"
@@ -86,6 +87,11 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
             )
 
 
+def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
+    """Whether an adapter folder carries ``s4eca_base/model.safetensors``: unless both encoders have Hub ids."""
+    return not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
+
+
 def save_for_inference(
     peft_model: Any,
     processor: ReferringSegmentationProcessor,
@@ -108,7 +114,7 @@ def save_for_inference(
         processor.save_pretrained(staging)
         (staging / BASE_DIR).mkdir()
         config.save_pretrained(staging / BASE_DIR)
-        ships_weights = not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
+        ships_weights = base_weights_shipped(config)
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
         metadata = {
@@ -130,9 +136,15 @@ def save_for_inference(
 
 
 def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
+    """A local adapter folder as is; a Hub repo id (never a path-like name) downloaded to the cache."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
+    if path.exists():
+        raise NotADirectoryError(f"{str(name_or_path)!r} is a file; an adapter is a folder (or a Hub repo id).")
+    if is_path_like(name_or_path):
+        raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder: no such path (a name that looks "
+                                "like a local path is never looked up on the Hub).")
     if not is_hub_id(name_or_path):
         raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder (nor a Hub repo id owner/name).")
     return hub_snapshot(str(name_or_path), revision, cache_dir=cache_dir, token=token)
@@ -181,6 +193,13 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
                 f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
             )
         return model
+    names = (config.vision_name_or_path, config.text_name_or_path)
+    if not all(name and (Path(name).is_dir() or is_hub_id(name)) for name in names):
+        raise FileNotFoundError(
+            f"{str(weights)!r} is missing, and the base model of this adapter ({recorded_backbones(config)}) is "
+            "neither on the Hub nor in a local folder, so its frozen weights must be in that file. Copy the "
+            "complete adapter folder again."
+        )
     head_kwargs = {
         key: getattr(config, key)
         for key in ("decoder_dim", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
@@ -204,6 +223,7 @@ def load_for_inference(
 
     root = resolve_adapter_folder(name_or_path, revision, cache_dir, token)
     check_adapter_files(root)
+    check_adapter_folder(root)  # the adapter's own files (config JSON and values, finite weights), naming the file
     metadata_file = root / METADATA_NAME
     metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
     base = load_base_model(root, **hub_kwargs({"cache_dir": cache_dir, "token": token}))

@@ -11,9 +11,14 @@ A batch (CSV with a header, or JSON lines; columns ``image``, ``expression`` and
 
 Relative image paths are read from the batch file's folder; relative outputs go under ``--output_dir`` (default
 name: ``<image stem>_<hash of image and expression>.png``). The batch is resumable: a row whose mask and overlay
-already exist is skipped. A row that fails (missing or unreadable image, empty expression, bad line) is written to
-``errors.jsonl`` in the output folder with its reason, and the batch goes on. Rows are predicted ``--batch_size`` at
-a time. Every PNG is written to a temporary file and renamed, so an interrupted run never leaves a partial file.
+already exist is skipped. A row that fails (missing or unreadable image, empty or non-UTF-8 expression, bad line or
+CSV quoting) is written to ``errors.jsonl`` in the output folder with its reason, and the batch goes on. A CSV is read
+one row per line (a UTF-8 byte-order mark is accepted). Rows are predicted ``--batch_size`` at a time.
+
+Nothing is overwritten by accident: before any prediction, every mask and overlay path is resolved (symbolic links
+followed) and must lie inside ``--output_dir``, and a batch in which a row would write over an input image or over
+another row's mask or overlay is refused, naming both rows. Every PNG is written to an exclusively created temporary
+file in the target folder and renamed, so an interrupted run never leaves a partial file.
 
 GeoTIFF: a ``.tif``/``.tiff`` mask (when the ``geo`` extra is installed; otherwise the mask is written as before),
 or any of ``--vector``, ``--bands``, ``--cog``, predicts the raster window by window and writes a uint8 mask GeoTIFF
@@ -24,16 +29,18 @@ with the image's CRS and transform (1 object, 0 background, 255 nodata) and no o
         --vector tanks.geojson --bands 3 2 1
 
 Exit status: 0 when every row succeeded (or was already done), 1 when some rows failed, 2 when nothing could be done
-(bad adapter, batch file or image).
+(bad adapter, batch file, image or arguments: one line on stderr; ``--debug`` shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..modeling.processing import _expression_text
 from .visualization import save_image_atomic
 
 ERRORS_NAME = "errors.jsonl"
@@ -84,15 +92,45 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output_dir", help="Folder of the batch outputs and errors.jsonl.")
     batch.add_argument("--overwrite", action="store_true", help="Predict rows whose outputs already exist again.")
     options = parser.add_argument_group("prediction")
-    options.add_argument("--threshold", type=float, default=0.5, help="Foreground probability threshold.")
-    options.add_argument("--max_side", type=int, default=1600, help="Longer side above which windows are used.")
-    options.add_argument("--tile_size", type=int, default=None, help="Window side (default: 2x the training size).")
-    options.add_argument("--tile_overlap", type=float, default=0.25, help="Overlap of sliding windows (fraction).")
-    options.add_argument("--batch_size", type=int, default=8, help="Images or windows per forward pass.")
+    options.add_argument("--threshold", type=fraction(1.0, closed=True), default=0.5,
+                         help="Foreground probability threshold, in [0, 1].")
+    options.add_argument("--max_side", type=positive_int, default=1600, help="Longer side above which windows are used.")
+    options.add_argument("--tile_size", type=positive_int, default=None,
+                         help="Window side (default: 2x the training size).")
+    options.add_argument("--tile_overlap", type=fraction(1.0, closed=False), default=0.25,
+                         help="Overlap of sliding windows, a fraction in [0, 1).")
+    options.add_argument("--batch_size", type=positive_int, default=8, help="Images or windows per forward pass.")
     options.add_argument("--no_overlay", action="store_true", help="Write masks only.")
     options.add_argument("--bands", type=int, nargs="+", default=None, help="1-based bands read as red green blue.")
     options.add_argument("--cog", action="store_true", help="Write the mask as a Cloud-Optimized GeoTIFF.")
+    parser.add_argument("--debug", action="store_true", help="Show the full traceback of an error.")
     return parser
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def fraction(high: float, closed: bool):
+    """argparse type: a float in ``[0, high]`` (``closed``) or ``[0, high)``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (0.0 <= value <= high if closed else 0.0 <= value < high):
+            raise argparse.ArgumentTypeError(f"expected a number in [0, {high:g}{']' if closed else ')'}, got {value}")
+        return value
+
+    return parse
 
 
 # --------------------------------------------------------------------------- files
@@ -120,38 +158,85 @@ def overlay_path(mask_path: Path) -> Path:
 
 
 def default_output_name(image: str, expression: str) -> str:
-    key = hashlib.sha1(f"{image}\0{expression}".encode()).hexdigest()[:10]
+    key = hashlib.sha1(f"{image}\0{expression}".encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{Path(image).stem}_{key}.png"
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """``(line number, text, error)`` for each line of ``path`` read as UTF-8 (a byte-order mark is dropped); a line
+    that is not UTF-8 comes back with ``text`` None and the reason, so one bad line never stops the others."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n"), None
+            except UnicodeDecodeError as error:
+                yield number, None, f"line {number} is not UTF-8 text (byte {raw[error.start:error.start + 1]!r} at {error.start})"
+
+
+def _csv_fields(text: str) -> list[str]:
+    """The fields of one CSV line; malformed quoting (an unterminated quote, text after a closing quote) raises."""
+    return next(csv.reader([text], strict=True), [])
+
+
+def _read_csv(path: Path) -> Iterator[BatchRow]:
+    lines = _lines(path)
+    number, header, error = next(lines, (1, None, "the file is empty"))
+    try:
+        fieldnames = _csv_fields(header) if header is not None else []
+    except csv.Error as csv_error:
+        error = f"malformed header ({csv_error})"
+    missing = {"image", "expression"} - set(fieldnames)
+    if error or missing:
+        raise ValueError(
+            f"{path}: the CSV header must name the columns image and expression (and optionally output); "
+            + (error or f"missing {', '.join(sorted(missing))}") + "."
+        )
+    for number, text, error in lines:
+        row = number - 1  # data rows, without the header
+        if error is not None:
+            yield BatchRow(row, "", "", error=error)
+            continue
+        if not text.strip():
+            continue
+        try:
+            values = _csv_fields(text)
+        except csv.Error as csv_error:
+            yield BatchRow(row, "", "", error=f"line {number}: malformed CSV quoting ({csv_error})")
+            continue
+        if len(values) > len(fieldnames):
+            yield BatchRow(row, "", "", error=f"line {number} has {len(values)} fields; the header names {len(fieldnames)}")
+            continue
+        yield _row(row, dict(zip(fieldnames, values)))
+
+
+def _read_jsonl(path: Path) -> Iterator[BatchRow]:
+    for number, line, error in _lines(path):
+        if error is not None:
+            yield BatchRow(number, "", "", error=error)
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as json_error:
+            yield BatchRow(number, "", "", error=f"line {number} is not valid JSON: {json_error}")
+            continue
+        if not isinstance(record, dict):
+            yield BatchRow(number, "", "", error=f"line {number} is not a JSON object")
+            continue
+        yield _row(number, record)
+
+
 def read_batch(path: Path) -> Iterator[BatchRow]:
-    """Rows of a ``.csv`` (with a header) or ``.jsonl`` batch file; unusable lines come back with ``error`` set."""
+    """Rows of a ``.csv`` (with a header, one row per line) or ``.jsonl`` batch file; unusable lines come back with
+    ``error`` set."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"image", "expression"} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(
-                    f"{path}: the CSV header must name the columns image and expression (and optionally output); "
-                    f"missing {', '.join(sorted(missing))}."
-                )
-            for number, record in enumerate(reader, start=1):
-                yield _row(number, record)
+        yield from _read_csv(path)
     elif suffix in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    yield BatchRow(number, "", "", error=f"line {number} is not valid JSON: {error}")
-                    continue
-                if not isinstance(record, dict):
-                    yield BatchRow(number, "", "", error=f"line {number} is not a JSON object")
-                    continue
-                yield _row(number, record)
+        yield from _read_jsonl(path)
     else:
         raise ValueError(f"{path}: batch files must be .csv or .jsonl, got {suffix or 'no extension'!r}.")
 
@@ -167,6 +252,8 @@ def _row(number: int, record: dict) -> BatchRow:
         row.error = "no image given"
     elif not isinstance(expression, str) or not expression.strip():
         row.error = "the expression is empty"
+    elif (text_error := _text_error(expression)) is not None:
+        row.error = text_error
     elif row.output is not None and (Path(row.output).is_absolute() or ".." in Path(row.output).parts):
         row.error = f"output {row.output!r} must be a relative path inside --output_dir"
     elif row.output is not None and Path(row.output).suffix.lower() not in (".png", *GEOTIFF_SUFFIXES):
@@ -176,6 +263,73 @@ def _row(number: int, record: dict) -> BatchRow:
     elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not _has_rasterio():
         row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
     return row
+
+
+def _text_error(expression: str) -> str | None:
+    """Why ``expression`` is not usable text (non-UTF-8 bytes, a lone surrogate), or None."""
+    try:
+        _expression_text(expression, "expression")
+    except (TypeError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def _real(path: Path) -> Path:
+    """``path`` with its folder resolved (symbolic links followed); the last part is kept, since a rename replaces
+    a link there rather than writing through it."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def plan_batch(
+    rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool, geotiff: bool = False
+) -> list[tuple[Path, Path]]:
+    """``(image path, mask path)`` of each row, checked before any work.
+
+    A row whose mask or overlay resolves outside ``output_dir`` gets ``error`` set. Raises `ValueError` naming both
+    rows when one would write over an input image of the batch or over another row's mask or overlay.
+    """
+    root = Path(os.path.realpath(output_dir))
+    paths = []
+    for row in rows:
+        image_path = Path(row.image)
+        if not image_path.is_absolute():
+            image_path = batch_file.parent / image_path
+        mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
+        if row.output is None and (geotiff or row.vector):  # GeoTIFF-only options: the default name is a .tif
+            mask_path = mask_path.with_suffix(".tif")
+        paths.append((image_path, mask_path))
+    inputs: dict[Path, int] = {}
+    for row, (image_path, _) in zip(rows, paths):
+        if row.error is None:
+            inputs.setdefault(Path(os.path.realpath(image_path)), row.number)
+    written: dict[Path, int] = {}
+    conflicts = []
+    for row, (_, mask_path) in zip(rows, paths):
+        if row.error is not None:
+            continue
+        for target in [mask_path, overlay_path(mask_path)] if overlay else [mask_path]:
+            real = _real(target)
+            if not real.is_relative_to(root):
+                row.error = f"output {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
+                break
+            if real in inputs:
+                conflicts.append(f"row {row.number} would write {str(real)!r}, the input image of row {inputs[real]}")
+            elif real in written:
+                conflicts.append(f"rows {written[real]} and {row.number} would both write {str(real)!r}")
+            written.setdefault(real, row.number)
+    if conflicts:
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        raise ValueError(f"{batch_file}: refused before any prediction, outputs collide: "
+                         + "; ".join(conflicts[:5]) + more + ". Give these rows distinct `output` names.")
+    return paths
+
+
+def check_single_output(image: str, output: str, overlay: bool) -> None:
+    """Refuse a mask or overlay path that is the input image."""
+    source = Path(os.path.realpath(image))
+    for target in [Path(output), overlay_path(Path(output))] if overlay else [Path(output)]:
+        if _real(target) == source or Path(os.path.realpath(target)) == source:
+            raise ValueError(f"--output {output!r}: writing {str(target)!r} would replace the input image {image!r}.")
 
 
 def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: bool) -> None:
@@ -203,12 +357,12 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow]) -> int:
+def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow], paths: list[tuple[Path, Path]]) -> int:
+    """Predict the rows whose ``(image path, mask path)`` `plan_batch` gave; returns the exit status."""
     from tqdm.auto import tqdm
 
     from ..modeling.image_io import load_image
 
-    batch_file = Path(args.batch)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     errors_file = output_dir / ERRORS_NAME
@@ -243,16 +397,10 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow]) -> 
                 record_error(row, str(error))
 
     chunk: list[tuple[BatchRow, Path, np.ndarray]] = []
-    for row in tqdm(rows, desc="s4eca-predict", unit="row"):
+    for row, (image_path, mask_path) in tqdm(list(zip(rows, paths)), desc="s4eca-predict", unit="row"):
         if row.error is not None:
             record_error(row, row.error)
             continue
-        image_path = Path(row.image)
-        if not image_path.is_absolute():
-            image_path = batch_file.parent / image_path
-        mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
-        if row.output is None and (args.bands or args.cog or row.vector):
-            mask_path = mask_path.with_suffix(".tif")
         if wants_geotiff(args, mask_path) or row.vector:
             vector_path = output_dir / row.vector if row.vector else None
             if not args.overwrite and mask_path.is_file() and (vector_path is None or vector_path.is_file()):
@@ -294,8 +442,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             parser.error("--batch needs --output_dir.")
     elif not (args.image and args.expression and args.output):
         parser.error("give --image, --expression and --output, or --batch and --output_dir.")
-    elif not args.expression.strip():
-        parser.error("--expression is empty; describe the object to segment.")
+    elif (text_error := _text_error(args.expression)) is not None:
+        parser.error(f"--{text_error}")
 
     if (args.vector or args.bands or args.cog) and not _has_rasterio():
         from ..geo.dependencies import GEO_EXTRA_HINT
@@ -305,7 +453,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     from .segmenter import S4ECASegmenter
 
     try:
-        rows = list(read_batch(Path(args.batch))) if args.batch else []  # a bad batch file fails before loading
+        if args.batch:  # a bad batch file or colliding outputs fail before the adapter is loaded
+            rows = list(read_batch(Path(args.batch)))
+            paths = plan_batch(rows, Path(args.batch), Path(args.output_dir), overlay=not args.no_overlay,
+                               geotiff=bool(args.bands or args.cog))
+        else:
+            check_single_output(args.image, args.output, overlay=not args.no_overlay)
         segmenter = S4ECASegmenter.from_pretrained(
             args.adapter,
             revision=args.revision,
@@ -317,8 +470,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             tile_overlap=args.tile_overlap,
             batch_size=args.batch_size,
         )
-        return predict_batch(segmenter, args, rows) if args.batch else predict_one(segmenter, args)
+        return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)
     except (OSError, ValueError) as error:  # bad adapter, revision, batch file or image: one clear line
+        if args.debug:
+            raise
         print(f"s4eca-predict: error: {error}", file=sys.stderr)
         return 2
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,9 @@ __all__ = [
     "resolve_dtype",
     "sliding_window_starts",
 ]
+
+MANY_WINDOWS = 64
+"""Above this many sliding windows for one image, a warning is given and progress is shown."""
 
 DTYPES = {
     "float32": torch.float32,
@@ -285,12 +289,20 @@ class S4ECASegmenter:
         self, array: np.ndarray, expression: str, record: bool
     ) -> tuple[torch.Tensor, list[Any], list[tuple[int, int, int, int]]]:
         """Probabilities ``(H, W)`` of one large image, averaged over overlapping windows."""
+        from tqdm.auto import tqdm
+
         height, width = array.shape[:2]
         boxes = self.window_boxes(height, width)
+        if len(boxes) > MANY_WINDOWS:
+            warnings.warn(
+                f"A {height} x {width} image needs {len(boxes)} sliding windows of {self.tile_size} px at overlap "
+                f"{self.tile_overlap}; a smaller tile_overlap or a larger tile_size needs fewer.", stacklevel=3
+            )
         total = torch.zeros(height, width, dtype=torch.float32)
         count = torch.zeros(height, width, dtype=torch.float32)
         window_maps: list[Any] = []
-        for start in range(0, len(boxes), self.batch_size):
+        starts = range(0, len(boxes), self.batch_size)
+        for start in tqdm(starts, desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
             chunk = boxes[start : start + self.batch_size]
             crops = [array[top:bottom, left:right] for top, left, bottom, right in chunk]
             logits, maps = self._forward(crops, [expression] * len(crops), record)

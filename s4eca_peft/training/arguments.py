@@ -135,7 +135,9 @@ class TrainingArguments:
     _argument_group_name: ClassVar[str] = "optimisation, checkpoints and logging"
 
     output_dir: str = field(default="outputs/s4eca", metadata={
-        "help": "Where the best adapter and logs are written."})
+        "help": "Where the best adapter and logs are written; a folder holding another run is refused."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Replace the run in --output_dir (its checkpoints are deleted)."})
     num_train_epochs: int = field(default=3, metadata={"help": "Epochs (ignored if --max_train_steps)."})
     max_train_steps: int | None = field(default=None, metadata={
         "help": "Total optimizer steps; overrides epochs."})

@@ -19,6 +19,8 @@ from typing import Any
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
 TEMPORARY_PREFIX = ".tmp-checkpoint-"
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.bin", "scheduler.bin")
+"""Files a checkpoint needs besides its state: the adapter, and Accelerate's optimizer and scheduler states."""
 
 
 @dataclass
@@ -109,9 +111,10 @@ class CheckpointManager:
                 self.accelerator.print(f"no checkpoint in {self.root}; starting from scratch")
             return found[-1] if found else None
         path = Path(resume_from)
-        if not (path / STATE_FILE).is_file():
+        missing = [name for name in (STATE_FILE, *CHECKPOINT_FILES) if not (path / name).is_file()]
+        if missing:
             raise FileNotFoundError(
-                f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_FILE})."
+                f"--resume_from_checkpoint {path}: not a complete checkpoint (no {', '.join(missing)})."
             )
         return path
 
@@ -123,15 +126,28 @@ class CheckpointManager:
         self.accelerator.load_state(str(path))
         state = RunState.from_json((path / STATE_FILE).read_text())
         self.accelerator.print(f"resumed from {path} at step {state.completed_steps}")
+        if Path(os.path.realpath(path)).parent != Path(os.path.realpath(self.root)):
+            # another run's checkpoint: its best adapter lives in that run's folder, so the next validation
+            # saves one here whatever it scores
+            state.best = None
+            self.accelerator.print(f"{path} belongs to another run's folder; the best adapter starts afresh here")
         return state
 
     def save(self, state: RunState) -> None:
         """Write ``checkpoint-<step>`` (the folder appears only once complete) and drop the oldest beyond the limit."""
         step = state.completed_steps
         tmp, final = self.root / f"{TEMPORARY_PREFIX}{step}", self.root / f"checkpoint-{step}"
-        self.accelerator.save_state(str(tmp))
+        try:
+            self.accelerator.save_state(str(tmp))
+            if self.accelerator.is_main_process:
+                (tmp / STATE_FILE).write_text(state.to_json())
+        except (OSError, RuntimeError) as error:  # torch reports a full disk as "basic_ios::clear: iostream error"
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(
+                f"Could not write the checkpoint of step {step} to {self.root} ({error}); the disk may be full. "
+                "The previous checkpoint is intact: free space and resume with --resume_from_checkpoint latest."
+            ) from error
         if self.accelerator.is_main_process:
-            (tmp / STATE_FILE).write_text(state.to_json())
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -33,6 +33,7 @@ from .base_model import build_base_and_processor
 from .checkpoints import CheckpointManager, RunState, load_adapter_weights
 from .dataloaders import EpochSampler, build_dataloaders, build_datasets, train_sampler_for
 from .evaluation import evaluate_loop, save_overlays
+from .run_folder import acquire_lock, claim_output_dir, release_lock
 
 
 @dataclass(frozen=True)
@@ -130,24 +131,36 @@ def build_model(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, tuple[
     return model, processor, (trainable, total)
 
 
-def set_up(config: TrainConfig) -> TrainingSession:
-    """Accelerator, seeded model, data, optimizer and schedule, all prepared; checkpoint hooks registered."""
+def make_accelerator(training: TrainingArguments) -> Any:
+    """The run's `accelerate.Accelerator` (nothing is written to ``output_dir`` yet)."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from transformers import get_scheduler
+    from accelerate.utils import ProjectConfiguration
 
-    training, output_dir = config.training, Path(config.training.output_dir)
-    accelerator = Accelerator(
+    output_dir = Path(training.output_dir)
+    return Accelerator(
         gradient_accumulation_steps=training.gradient_accumulation_steps,
         log_with=None if training.report_to == "none" else training.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+
+
+def set_up(config: TrainConfig, accelerator: Any) -> TrainingSession:
+    """Seeded model, data, optimizer and schedule, all prepared with ``accelerator``; checkpoint hooks registered."""
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    training, output_dir = config.training, Path(config.training.output_dir)
     accelerator.print(f"s4eca-train: {accelerator.num_processes} process(es) on {accelerator.device}, "
                       f"mixed precision {accelerator.mixed_precision}")
     started = time.time()
     set_seed(training.seed)  # before the model is built
     model, processor, counts = build_model(config, accelerator)
     datasets = build_datasets(config.data, training.seed)
+    for split in ("train", "val"):
+        if len(datasets[split]) == 0:
+            raise ValueError(f"The {split} split of --dataset {config.data.dataset} has no samples"
+                             + (f" (in --data_dir {config.data.data_dir})" if config.data.data_dir else "")
+                             + "; check the dataset's files (s4eca-prepare-data reports what it finds).")
     sampler = train_sampler_for(config.data, training.seed, datasets)
     train_dl, eval_dls = build_dataloaders(config.data, training, datasets, processor, sampler)
     optimizer = torch.optim.AdamW(
@@ -323,13 +336,26 @@ def finalize(session: TrainingSession, state: RunState) -> dict[str, Any]:
 
 
 def training_function(config: TrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and report one run; returns ``{"val": metrics, "test": metrics}``."""
-    session = set_up(config)
-    state = session.checkpoints.resume(config.training.resume_from_checkpoint)
-    if session.accelerator.is_main_process and config.training.report_to != "none":
-        session.accelerator.init_trackers("s4eca", config=scalar_hyperparameters(config))
-    train(session, state)
-    return finalize(session, state)
+    """Train, validate, checkpoint and report one run; returns ``{"val": metrics, "test": metrics}``.
+
+    The run first takes ``--output_dir``: its lock, and its marker unless the folder holds another run (see
+    `s4eca_peft.training.run_folder`)."""
+    training, lock = config.training, None
+    accelerator = make_accelerator(training)
+    try:
+        if accelerator.is_main_process:
+            lock = acquire_lock(training.output_dir)
+            claim_output_dir(training.output_dir, training.resume_from_checkpoint, training.overwrite_output_dir)
+        accelerator.wait_for_everyone()
+        session = set_up(config, accelerator)
+        state = session.checkpoints.resume(training.resume_from_checkpoint)
+        if session.accelerator.is_main_process and training.report_to != "none":
+            session.accelerator.init_trackers("s4eca", config=scalar_hyperparameters(config))
+        train(session, state)
+        return finalize(session, state)
+    finally:
+        if lock is not None:
+            release_lock(lock)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
