@@ -11,11 +11,13 @@ from .modeling import (
     ReferringSegmentationOutput,
     ReferringSegmentationProcessor,
 )
+from .modeling.packaged import EMBEDDED_BACKBONE_PATH
 from .tuner import S4ECAConfig, S4ECAModel, S4ECAPeftType  # importing the tuner registers S4ECA with peft
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMBEDDED_BACKBONE_PATH",
     "ReferringSegmentationConfig",
     "ReferringSegmentationModel",
     "ReferringSegmentationOutput",

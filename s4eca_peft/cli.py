@@ -1,4 +1,5 @@
-"""Console scripts: ``s4eca-train``, ``s4eca-eval``, ``s4eca-predict``, ``s4eca-prepare-data``.
+"""Console scripts: ``s4eca-train``, ``s4eca-eval``, ``s4eca-predict``, ``s4eca-prepare-data``,
+``s4eca-pretrain-backbone``.
 
 A known error (bad input, a refused folder or file, a full disk, a non-finite loss) ends the command with one line on
 stderr and exit status 2; ``--debug`` shows the traceback instead.
@@ -51,3 +52,9 @@ def prepare_data_main(argv: list[str] | None = None) -> None:
     from .data.prepare import prepare_data_main as run
 
     raise SystemExit(run(argv))
+
+
+def pretrain_backbone_main(argv: list[str] | None = None) -> None:
+    from .pretraining.command import main
+
+    main(argv)

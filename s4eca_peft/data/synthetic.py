@@ -286,6 +286,17 @@ def _shading(obj: SceneObject, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.where(u**4 + v**4 > 0.6, 1.15, 1.0)
 
 
+def road_band(centre: float, half_width: float, image_size: int) -> slice:
+    """The rows (horizontal road) or columns (vertical road) a road covers."""
+    return slice(max(0, round(centre - half_width)), min(image_size, round(centre + half_width)))
+
+
+def object_footprint(obj: SceneObject, image_size: int) -> tuple[tuple[slice, slice], np.ndarray]:
+    """Where ``obj`` is drawn: the slices of its box in the image and the boolean shape inside that box."""
+    index, u, v = _local(obj, image_size)
+    return index, _shape(obj, u, v)
+
+
 def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> tuple[np.ndarray, np.ndarray]:
     n = layout.n
     ground = np.array(_GROUNDS[int(rng.integers(len(_GROUNDS)))], np.float32) + rng.normal(0, 6, 3).astype(np.float32)
@@ -293,7 +304,7 @@ def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> t
     canvas = ground + np.asarray(coarse)[..., None] * 12.0 + rng.normal(0, 5, (n, n, 1)).astype(np.float32)
     noise = canvas.mean(axis=2, keepdims=True) - ground.mean()
     for axis, centre, half in layout.roads:
-        band = slice(max(0, round(centre - half)), min(n, round(centre + half)))
+        band = road_band(centre, half, n)
         line = slice(round(centre - max(0.5, 0.006 * n)), round(centre + max(0.5, 0.006 * n)))
         index = (band, slice(None)) if axis == "h" else (slice(None), band)
         canvas[index] = 105.0 + 0.4 * noise[index]

@@ -24,6 +24,7 @@ from .configuration import (
     check_text_type,
     check_vision_type,
 )
+from .packaged import resolve_model_reference
 from .remote_code import auto_from_pretrained, refuse_remote_code
 
 HIERARCHICAL_BACKBONE_CLASSES: dict[str, type[PreTrainedModel]] = {
@@ -59,10 +60,11 @@ def build_vision_backbone(config: PretrainedConfig) -> PreTrainedModel:
 
 
 def load_vision_backbone(name_or_path: str, **kwargs) -> PreTrainedModel:
-    """A pretrained vision backbone from a Hub id or a folder, through its concrete class."""
+    """A pretrained vision backbone from a Hub id, a folder or a package reference, through its concrete class."""
     from transformers import AutoConfig
 
     kwargs = refuse_remote_code(kwargs)
+    name_or_path = resolve_model_reference(name_or_path)
     config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
     check_vision_type(config.model_type)
     cls = HIERARCHICAL_BACKBONE_CLASSES.get(config.model_type) or PLAIN_VISION_CLASSES[config.model_type]
@@ -77,10 +79,12 @@ def build_text_encoder(config: PretrainedConfig) -> PreTrainedModel:
 
 
 def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
-    """A pretrained text encoder from a Hub id or a folder (a full CLIP checkpoint gives its text tower)."""
+    """A pretrained text encoder from a Hub id, a folder or a package reference (a full CLIP checkpoint gives its
+    text tower)."""
     from transformers import AutoConfig
 
     kwargs = refuse_remote_code(kwargs)
+    name_or_path = resolve_model_reference(name_or_path)
     config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
     model_type = "clip_text_model" if config.model_type == "clip" else config.model_type
     check_text_type(model_type)

