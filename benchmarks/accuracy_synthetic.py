@@ -152,7 +152,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
     # ---- model: the same base (and head initialisation) for every run, then the method on top
     set_seed(seed)
-    base, processor, notes = build_base_and_processor(ModelArguments(), size)
+    base, processor, notes = build_base_and_processor(ModelArguments(vision_model=protocol.get("vision_model")), size)
     method = "s4eca" if run in ABLATIONS else run
     s4eca_kwargs = ABLATIONS.get(run, {})
     lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None
@@ -173,7 +173,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
     eval_dls = {
         split: eval_dataloader(evaluation_split(split, size, protocol["num_eval_samples"]), processor,
                                protocol["eval_batch_size"])
-        for split in ("val", "test")
+        for split in protocol.get("splits", ("val", "test"))
     }
 
     # ---- optimisation
@@ -249,23 +249,35 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_all(protocol: dict[str, Any], runs: list[str], jobs: int) -> list[dict[str, Any]]:
+def run_all_named(tasks: dict[str, tuple[str, dict[str, Any]]], jobs: int) -> dict[str, dict[str, Any]]:
+    """``{name: (run, protocol)}`` -> ``{name: result}``, in ``jobs`` processes (the slowest runs first, so that
+    the processes finish together)."""
+    def report(name: str, result: dict[str, Any]) -> None:
+        split = "test" if "test" in result else "val"
+        print(f"{name}: {split} mIoU {100 * result[split]['mIoU']:.2f}, oIoU {100 * result[split]['oIoU']:.2f} "
+              f"({result['train_s']:.0f} s training)", flush=True)
+
     if jobs <= 1:
-        return [train_and_evaluate(run, protocol) for run in runs]
+        done = {}
+        for name, (run, protocol) in tasks.items():
+            done[name] = train_and_evaluate(run, protocol)
+            report(name, done[name])
+        return done
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # the slowest runs first, so that the two processes finish together
-    order = sorted(runs, key=lambda run: {"full": 0, "lora": 1}.get(run, 2))
+    order = sorted(tasks, key=lambda name: {"full": 0, "lora": 1}.get(tasks[name][0], 2))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {run: pool.submit(train_and_evaluate, run, protocol) for run in order}
+        futures = {name: pool.submit(train_and_evaluate, *tasks[name]) for name in order}
         done = {}
-        for run in order:
-            done[run] = futures[run].result()
-            r = done[run]
-            print(f"{run}: test mIoU {100 * r['test']['mIoU']:.2f}, oIoU {100 * r['test']['oIoU']:.2f} "
-                  f"({r['train_s']:.0f} s training)", flush=True)
-    return [done[run] for run in runs]
+        for name in order:
+            done[name] = futures[name].result()
+            report(name, done[name])
+    return {name: done[name] for name in tasks}
+
+
+def run_all(protocol: dict[str, Any], runs: list[str], jobs: int) -> list[dict[str, Any]]:
+    return list(run_all_named({run: (run, protocol) for run in runs}, jobs).values())
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -328,8 +340,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"{protocol['seed']}, flip + jitter), AdamW lr {protocol['learning_rate']:g} (weight decay "
         f"{protocol['weight_decay']:g}, clipping {protocol['max_grad_norm']:g}), {100 * protocol['warmup_ratio']:.0f} "
         "% linear warm-up then cosine, encoders in eval mode, final weights scored with `evaluate_loop` on the fixed "
-        f"synthetic test split ({scenes} scenes; val: another {scenes}). Model: the embedded default, a small Swin "
-        "with random weights (frozen for S4ECA, LoRA and head-only: it is a random-feature backbone there) and the "
+        f"synthetic test split ({scenes} scenes; val: another {scenes}). Model: the embedded default, the small Swin "
+        "pretrained without language on synthetic scenes (frozen for S4ECA, LoRA and head-only) and the "
         "pretrained MiniLM. Scores in %; Pr@X, oIoU and mIoU on **test**, oIoU and mIoU also on val.",
         "",
         table,
