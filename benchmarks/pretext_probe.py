@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         command += " --head_only " + " ".join(args.head_only)
     if args.steps != 64:
         command += f" --steps {args.steps}"
+    if args.jobs != 2:
+        command += f" --jobs {args.jobs}"
     section = "\n".join([
         "## Pretext of the embedded backbone (val probe)",
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -15,7 +16,7 @@ from .run import evaluate_pretext, export_backbone, train_pretext
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s4eca-pretrain-backbone", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Pretrain the small Swin of the embedded default on synthetic aerial scenes, without language.",
+        description="Pretrain the small embedded Swin on synthetic aerial scenes, without language.",
     )
     parser.add_argument("--output_dir", default="outputs/swin-synthetic-aerial",
                         help=f"Where the SwinModel folder is written (the shipped one is {EMBEDDED_BACKBONE_PATH}).")
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--steps must be 0 or more, got {args.steps}.")
     if args.image_size % 32:
         raise SystemExit(f"--image_size must be a multiple of 32 (four Swin stages), got {args.image_size}.")
+    if Path(args.output_dir).exists():
+        raise SystemExit(f"--output_dir {args.output_dir} exists: choose a new folder (an earlier backbone is never "
+                         "replaced).")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, facts = train_pretext(args.pretext, args.steps, args.batch_size, args.learning_rate, args.image_size,

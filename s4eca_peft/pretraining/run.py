@@ -145,7 +145,7 @@ tags: [swin, remote-sensing, synthetic, s4eca-peft]
 ---
 # Small Swin pretrained on synthetic aerial scenes (no language)
 
-The frozen vision backbone of the s4eca-peft embedded default. A `SwinModel` ({parameters:,} parameters, embed dim
+A frozen vision backbone shipped with s4eca-peft (`s4eca_peft.EMBEDDED_BACKBONE_PATH`). A `SwinModel` ({parameters:,} parameters, embed dim
 {embed_dim}, depths {depths}, window {window_size}, patch {patch_size}) pretrained from random weights by
 `s4eca-pretrain-backbone` on {scenes_seen:,} synthetic aerial scenes at {image_size}x{image_size}
 (pretext `{pretext}`: {pretext_text}). No expression was ever seen: language enters only through the adapters.
@@ -160,15 +160,14 @@ asks for float32). Inputs are normalised with the ImageNet mean and std (`prepro
 ## How it was made
 
 `{command}`: {steps} steps of batch {batch_size}, AdamW at {learning_rate}, {train_seconds} s on {torch_threads}
-CPU thread(s) of a {cpu_count}-core machine (load average {load_average_1min} at the end: the time grows with the
-machine's other work). Scenes come from the stream of seed {pretrain_scene_seed} and the held-out scenes from seed
+CPU thread(s) (the time grows with the machine's other work). Scenes come from the stream of seed {pretrain_scene_seed} and the held-out scenes from seed
 {heldout_scene_seed}; the referring task's val and test scenes use other seeds, so none of them was seen here.
 
 ## What it is not
 
 Not trained on ImageNet nor on any real imagery. It knows the package's synthetic scenes (textured ground, roads,
-trees, vehicles, storage tanks, buildings, pools) and nothing else: a stand-in that makes the embedded default a
-faithful miniature of adapting a pretrained frozen backbone, not a backbone for real aerial images.
+trees, vehicles, storage tanks, buildings, pools) and nothing else: a stand-in for a faithful miniature of adapting a
+pretrained frozen backbone, not a backbone for real aerial images.
 """
 PRETEXT_TEXT = {
     "dense": "per-pixel region class (ground, road, four object categories), object colour and size class",
@@ -208,6 +207,7 @@ def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: d
         metrics=metric_lines, heldout=heldout, command=command, **facts,
     ))
     if output_dir.exists():
-        shutil.rmtree(output_dir)
+        shutil.rmtree(tmp)
+        raise FileExistsError(f"{output_dir} exists: choose a new --output_dir (an earlier backbone is never replaced).")
     os.replace(tmp, output_dir)
     return output_dir
