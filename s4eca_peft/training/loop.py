@@ -140,7 +140,7 @@ def build_model(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, tuple[
 
 
 def build_optimizer(model: torch.nn.Module, training: TrainingArguments, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters (float32 under mixed precision too); fused into one kernel on CUDA."""
+    """AdamW over the trainable parameters (float32 under mixed precision too); its fused kernels on CUDA."""
     return torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=training.learning_rate,
         weight_decay=training.weight_decay, fused=torch.device(device).type == "cuda",
