@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -205,3 +206,88 @@ def test_default_run_without_minilm_falls_back_to_a_small_bert(tmp_path, monkeyp
     real = encoded["attention_mask"][0] == 1
     assert real.sum() == 8  # [CLS] + six words + [SEP]
     assert (encoded["input_ids"][0][real] != processor.tokenizer.unk_token_id).all()  # every word is known
+
+
+@pytest.fixture
+def fresh_accelerator_state(monkeypatch):
+    """A clean Accelerate state before and after the test, so that an in-process run reads its own mixed precision."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    def reset():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    reset()
+    yield monkeypatch
+    reset()
+
+
+def run_recording_forwards(monkeypatch, args: list[str]) -> list[tuple[bool, bool, torch.dtype, torch.dtype]]:
+    """Train in this process; per forward of the base model: (training, autocast on, autocast dtype, encoder dtype)."""
+    from s4eca_peft import ReferringSegmentationModel
+    from s4eca_peft.training import main
+
+    forward = ReferringSegmentationModel.forward
+    calls = []
+
+    def recording_forward(self, *a, **kw):
+        calls.append((self.training, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                      next(p.dtype for n, p in self.vision_model.named_parameters() if "s4eca_" not in n)))
+        return forward(self, *a, **kw)
+
+    monkeypatch.setattr(ReferringSegmentationModel, "forward", recording_forward)
+    main(args)
+    return calls
+
+
+def test_bf16_run_stores_frozen_encoders_in_bf16_and_saves_the_same_adapter(
+    tmp_path, tiny_swin, minilm_path, fresh_accelerator_state
+):
+    monkeypatch = fresh_accelerator_state
+    eager = tmp_path / "fp32"
+    run_recording_forwards(monkeypatch, tiny_run_args(eager, tiny_swin, minilm_path, "--max_train_steps", "2"))
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    mixed = tmp_path / "bf16"
+    calls = run_recording_forwards(monkeypatch, tiny_run_args(mixed, tiny_swin, minilm_path, "--max_train_steps", "2"))
+    train_results = json.loads((mixed / "train_results.json").read_text())
+    assert train_results["mixed_precision"] == "bf16" and train_results["train_steps"] == 2
+    # every forward, training and evaluation alike, ran under bf16 autocast over bf16 frozen encoder weights
+    assert {c[0] for c in calls} == {True, False}
+    assert all(on and dtype == torch.bfloat16 and weight == torch.bfloat16 for _, on, dtype, weight in calls), calls
+    for run in (eager, mixed):
+        scores = json.loads((run / "eval_results.json").read_text())
+        assert all(math.isfinite(scores[split]["oIoU"]) for split in ("val", "test"))
+    # the saved adapter (and head) has the keys and dtypes of a float32 run
+    reference, adapter = (load_file(str(run / "adapter_model.safetensors")) for run in (eager, mixed))
+    assert {k: v.dtype for k, v in adapter.items()} == {k: v.dtype for k, v in reference.items()}
+    assert {v.dtype for v in adapter.values()} == {torch.float32}
+    assert all(torch.isfinite(v).all() for v in adapter.values())
+
+
+def test_torch_compile_flag_compiles_the_adapters_and_trains(tmp_path, tiny_swin, minilm_path, monkeypatch):
+    """The flag's wiring; inductor's own kernels are checked against eager ones in test_tuner_compile.py."""
+    from torch._dynamo.utils import counters
+
+    from s4eca_peft.training import loop, main
+    from s4eca_peft.tuner import compile_adapters
+
+    compiled = []
+
+    def compile_with_aot_eager(model, **kwargs):  # the same graphs as inductor's, without its C++ build (minutes)
+        compiled.append(compile_adapters(model, backend="aot_eager", **kwargs))
+        return compiled[-1]
+
+    monkeypatch.setattr(loop, "compile_adapters", compile_with_aot_eager)
+    counters.clear()
+    output = tmp_path / "compiled"
+    main(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "2", "--torch_compile"))
+    assert len(compiled) == 1 and compiled[0] > 0
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo captured adapter graphs and the steps ran them
+    assert json.loads((output / "train_results.json").read_text())["train_steps"] == 2
+    adapter = load_file(str(output / "adapter_model.safetensors"))
+    assert adapter and not any("_orig_mod" in key for key in adapter)
+    assert all(torch.isfinite(v).all() for v in adapter.values())

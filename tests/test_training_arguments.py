@@ -20,11 +20,12 @@ from s4eca_peft.training.loop import plan_schedule
 
 def test_flags_fill_the_dataclasses_and_the_s4eca_config():
     config = parse_train_args(["--no_scale_selection", "--extractor_dilations", "1", "4", "--num_queries", "8",
-                               "--gradient_checkpointing", "--dataset", "refsegrs", "--data_dir", "d"])
+                               "--gradient_checkpointing", "--torch_compile", "--dataset", "refsegrs", "--data_dir", "d"])
     s4eca = config.s4eca.to_config()
     assert (s4eca.scale_selection, s4eca.spatial_selection, s4eca.text_feedback) == (False, True, True)
     assert s4eca.extractor_dilations == [1, 4] and s4eca.extractor_kernel_sizes == [3, 3] and s4eca.num_queries == 8
-    assert config.training.gradient_checkpointing is True
+    assert config.training.gradient_checkpointing is True and config.training.torch_compile is True
+    assert parse_train_args([]).training.torch_compile is False
     assert config.data.image_size == 480  # real data defaults to the published size
     assert config.command.startswith("accelerate launch examples/train.py --no_scale_selection")
 

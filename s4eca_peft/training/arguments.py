@@ -150,6 +150,9 @@ class TrainingArguments:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0 disables)."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute encoder blocks in backward."})
+    torch_compile: bool = field(default=False, metadata={
+        "help": "Compile the S4ECA adapter modules with torch.compile (fewer, fused kernels; the first steps are "
+                "slower while it compiles)."})
     seed: int = field(default=0, metadata={"help": "Seed for the model, data order and augmentation."})
     checkpointing_steps: str = field(default="epoch", metadata={
         "help": "Save a resumable adapter-only checkpoint every N optimizer steps, or 'epoch'."})

@@ -1,7 +1,8 @@
 """Train S4ECA adapters with Accelerate: one GPU, several GPUs or CPU processes, with resumable checkpoints.
 
 Supported modes (all through ``accelerate launch examples/train.py ...``):
-  - single CPU or GPU; ``--mixed_precision bf16|fp16`` through Accelerate's own flag;
+  - single CPU or GPU; ``--mixed_precision bf16|fp16`` through Accelerate's own flag (the frozen encoders are then
+    stored in that dtype; adapters and head train in float32); ``--torch_compile`` compiles the adapters;
   - several processes (``--multi_gpu --num_processes N``; on CPU set ``ACCELERATE_USE_CPU=true``);
   - ``--resume_from_checkpoint latest`` after a crash: adapter, optimizer, scheduler, RNG and step are restored.
 
@@ -28,6 +29,8 @@ import torch
 from ..files import write_json_atomic
 from ..inference.adapter_folder import save_for_inference
 from ..inference.visualization import plot_training_curves
+from ..modeling import compute_dtype
+from ..tuner import compile_adapters
 from .arguments import TrainConfig, TrainingArguments, parse_train_args
 from .base_model import build_base_and_processor
 from .checkpoints import CheckpointManager, RunState, load_adapter_weights
@@ -123,12 +126,26 @@ def build_model(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, tuple[
     for note in notes:
         accelerator.print(note)
     model = get_peft_model(base, config.s4eca.to_config())
+    dtype = compute_dtype(accelerator.mixed_precision)
+    if dtype is not None:  # every forward runs under the accelerator's autocast: no per-step cast of frozen weights
+        cast = base.cast_frozen_parameters(dtype)
+        accelerator.print(f"frozen encoders stored in {dtype} ({cast} tensors); adapters and head stay float32")
     if config.training.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.training.torch_compile:
+        accelerator.print(f"torch.compile: {compile_adapters(model)} adapter modules")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     accelerator.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f} %)")
     return model, processor, (trainable, total)
+
+
+def build_optimizer(model: torch.nn.Module, training: TrainingArguments, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (float32 under mixed precision too); its fused kernels on CUDA."""
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=training.learning_rate,
+        weight_decay=training.weight_decay, fused=torch.device(device).type == "cuda",
+    )
 
 
 def make_accelerator(training: TrainingArguments) -> Any:
@@ -163,9 +180,7 @@ def set_up(config: TrainConfig, accelerator: Any) -> TrainingSession:
                              + "; check the dataset's files (s4eca-prepare-data reports what it finds).")
     sampler = train_sampler_for(config.data, training.seed, datasets)
     train_dl, eval_dls = build_dataloaders(config.data, training, datasets, processor, sampler)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=training.learning_rate, weight_decay=training.weight_decay
-    )
+    optimizer = build_optimizer(model, training, accelerator.device)
     schedule = plan_schedule(training, len(sampler), accelerator.num_processes)
     scheduler = get_scheduler(
         training.lr_scheduler_type, optimizer,
