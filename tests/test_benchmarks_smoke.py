@@ -20,7 +20,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from common import METHOD_LABELS, METHODS, read_section  # noqa: E402
 
-ACCURACY_RUNS = ["s4eca", "full", "lora", "head", "s4eca_no_scale", "s4eca_no_spatial", "s4eca_no_queries"]
+ACCURACY_RUNS = ["s4eca", "s4eca_no_feedback", "lora", "head", "full", "s4eca_no_scale", "s4eca_no_spatial",
+                 "s4eca_no_queries"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -67,8 +68,10 @@ def test_benchmark_smoke_modes_write_tables_with_every_method(tmp_path):
         assert all(math.isfinite(loss) for loss in r["losses"])
 
     scored = json.loads((tmp_path / "accuracy.json").read_text())["results"]
-    assert [r["run"] for r in scored] == ACCURACY_RUNS
-    for r in scored:
+    assert list(scored) == ACCURACY_RUNS
+    for run, seeds in scored.items():
+        assert len(seeds) == 1 and seeds[0]["run"] == run
+        r = seeds[0]
         assert r["steps"] == 2 and r["test"]["num_samples"] == r["val"]["num_samples"] == 4
         assert 0.0 <= r["test"]["mIoU"] <= 1.0 and math.isfinite(r["final_loss"])
 
@@ -107,3 +110,22 @@ def test_reproduce_page_shows_what_the_gpu_script_prints_from_its_raw_figures(tm
     assert page.read_text() == (REPO / "docs" / "reproduce.md").read_text()
     section = read_section(page, "gpu-epoch-cost")
     assert "NVIDIA H200" in section and section in result.stdout
+
+
+def test_accuracy_rows_are_mean_and_spread_over_seeds_and_comparisons_name_the_spread():
+    from accuracy_synthetic import comparisons, mean_std, results_table
+
+    def result(run: str, val: float, test: float) -> dict:
+        metrics = {"mIoU": val, "oIoU": val, "precision@0.5": val, "precision@0.7": val}
+        return {"run": run, "trainable": 10, "total": 100, "lora_rank": None, "final_loss": 0.5, "train_s": 1.0,
+                "val": metrics, "test": {**metrics, "mIoU": test}}
+
+    results = {"s4eca": [result("s4eca", 0.50, 0.5), result("s4eca", 0.54, 0.5)],
+               "head": [result("head", 0.40, 0.4), result("head", 0.42, 0.4)],
+               "lora": [result("lora", 0.49, 0.4), result("lora", 0.53, 0.4)]}
+    mean, std = mean_std([50.0, 54.0])
+    assert mean == 52.0 and abs(std - 2.8284271) < 1e-6
+    assert "| 52.00 ± 2.83 |" in results_table(results)
+    head, lora = comparisons(results, "val")
+    assert "+11.00 for S4ECA" in head and "S4ECA above, beyond the seed spread" in head
+    assert "+1.00 for S4ECA" in lora and "within the seed spread" in lora

@@ -56,3 +56,30 @@ def test_a_deeper_backbone_is_refused(adapter_from_folders):
     assert config.vision_name_or_path == str(adapter_from_folders / "swin")
     with pytest.raises(ValueError, match=r"trained on other backbones \(vision_config: depths: trained \[1, 1, 1, 1\], found \[1, 1, 2, 1\]\)"):
         load_for_inference(adapter)
+
+
+def test_the_default_base_is_recorded_by_package_reference_not_copied(tmp_path):
+    from s4eca_peft.modeling.packaged import EMBEDDED_BACKBONE, MINILM
+    from s4eca_peft.training.arguments import ModelArguments
+    from s4eca_peft.training.base_model import build_base_and_processor
+
+    base, processor, notes = build_base_and_processor(ModelArguments(decoder_dim=16), image_size=64)
+    assert (base.config.vision_name_or_path, base.config.text_name_or_path) == (EMBEDDED_BACKBONE, MINILM)
+    assert notes[0] == f"vision backbone: {EMBEDDED_BACKBONE}"
+    torch.manual_seed(0)
+    model = get_peft_model(base, S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2,
+                                             vision_bottleneck_size=8))
+    save_for_inference(model, processor, tmp_path / "adapter")
+    assert not (tmp_path / "adapter" / BASE_DIR / "model.safetensors").exists()
+    size = sum(f.stat().st_size for f in (tmp_path / "adapter").rglob("*") if f.is_file())
+    assert size < 2_000_000  # adapter, head, processor and configs: no frozen encoder weights
+
+    loaded, _, metadata = load_for_inference(tmp_path / "adapter")
+    assert metadata["base_weights_included"] is False
+    inputs = processor(images=[torch.rand(3, 64, 64).numpy().transpose(1, 2, 0)], text=["the red vehicle"],
+                       return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        actual = loaded(**inputs).logits
+    torch.testing.assert_close(actual, expected)

@@ -6,7 +6,8 @@ Layout of an adapter folder (or Hub repo):
 adapter_config.json, adapter_model.safetensors   the PEFT adapter (S4ECA layers + segmentation head)
 s4eca_processor_config.json + tokenizer files    the processor
 s4eca_base/config.json                           ReferringSegmentationConfig (records the backbone ids)
-s4eca_base/model.safetensors                     the frozen base model, only when a backbone has no Hub id
+s4eca_base/model.safetensors                     the frozen base model, only when a backbone is a local folder
+                                                 (not a Hub id nor a package reference)
 s4eca_metadata.json                              image size the adapter was trained at, and other facts
 ```
 """
@@ -25,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from ..files import PICKLE_SUFFIXES, hub_kwargs, hub_snapshot, is_hub_id, is_path_like, write_json_atomic
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..modeling.packaged import is_package_reference
 from ..tuner.checks import check_adapter_folder
 from ..tuner.errors import AdapterBackboneMismatchError
 
@@ -87,9 +89,16 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
             )
 
 
+def loadable_by_name(name_or_path: Any) -> bool:
+    """Whether an encoder recorded as ``name_or_path`` can be loaded again on another machine by that name alone:
+    a Hub repo id or a package reference (``package:...``), not a local folder."""
+    return is_hub_id(name_or_path) or is_package_reference(name_or_path)
+
+
 def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
-    """Whether an adapter folder carries ``s4eca_base/model.safetensors``: unless both encoders have Hub ids."""
-    return not (is_hub_id(config.vision_name_or_path) and is_hub_id(config.text_name_or_path))
+    """Whether an adapter folder carries ``s4eca_base/model.safetensors``: unless both encoders are recorded by a
+    Hub id or a package reference."""
+    return not (loadable_by_name(config.vision_name_or_path) and loadable_by_name(config.text_name_or_path))
 
 
 def save_for_inference(
@@ -194,7 +203,7 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
             )
         return model
     names = (config.vision_name_or_path, config.text_name_or_path)
-    if not all(name and (Path(name).is_dir() or is_hub_id(name)) for name in names):
+    if not all(name and (loadable_by_name(name) or Path(name).is_dir()) for name in names):
         raise FileNotFoundError(
             f"{str(weights)!r} is missing, and the base model of this adapter ({recorded_backbones(config)}) is "
             "neither on the Hub nor in a local folder, so its frozen weights must be in that file. Copy the "

