@@ -188,13 +188,14 @@ class TrainingArguments:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run is given; ``command`` is recorded in the model card."""
+    """Everything one training run is given; ``arguments`` (the script's command line) are recorded in the model
+    card, after the ``accelerate launch`` options the run had (`s4eca_peft.training.launch_command`)."""
 
     model: ModelArguments = field(default_factory=ModelArguments)
     s4eca: S4ECAArguments = field(default_factory=S4ECAArguments)
     data: DataArguments = field(default_factory=DataArguments)
     training: TrainingArguments = field(default_factory=TrainingArguments)
-    command: str = "python"
+    arguments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,8 +254,8 @@ def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
         "s4eca-train", "Train S4ECA adapters for referring remote sensing image segmentation.",
         (ModelArguments, S4ECAArguments, DataArguments, TrainingArguments), argv,
     )
-    words = list(argv) if argv is not None else sys.argv[1:]
-    return TrainConfig(model, s4eca, data, training, " ".join(["accelerate launch examples/train.py", *words]))
+    words = tuple(argv) if argv is not None else tuple(sys.argv[1:])
+    return TrainConfig(model, s4eca, data, training, words)
 
 
 def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
