@@ -187,7 +187,8 @@ def test_short_block_names():
     assert short_block_names(["vit.encoder.layer.3"]) == {"vit.encoder.layer.3": "layer.3"}
 
 
-def test_flags_default_to_loopback_without_sharing():
+def test_flags_default_to_loopback_without_sharing(tmp_path, monkeypatch):
+    monkeypatch.setattr("s4eca_peft.modeling.packaged.REFERENCE_ADAPTER_PATH", tmp_path / "none")  # none installed
     args = build_parser().parse_args(["--adapter", "outputs/s4eca"])
     assert (args.host, args.port, args.share, args.revision) == ("127.0.0.1", 7860, False, None)
     with pytest.raises(SystemExit):

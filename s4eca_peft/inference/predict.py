@@ -67,9 +67,17 @@ class BatchRow:
     vector: str | None = None
 
 
-def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--adapter``, ``--revision``, ``--device``, ``--dtype``, ``--cache_dir``: which adapter to load, and how."""
-    parser.add_argument("--adapter", required=True, help="Adapter folder or Hub repo id.")
+def add_adapter_arguments(parser: argparse.ArgumentParser, default_reference: bool = False) -> None:
+    """``--adapter``, ``--revision``, ``--device``, ``--dtype``, ``--cache_dir``: which adapter to load, and how.
+    With ``default_reference``, ``--adapter`` defaults to the reference adapter when one is installed in the
+    package; otherwise it is required."""
+    from ..modeling.packaged import REFERENCE_ADAPTER, reference_adapter_installed
+
+    default = REFERENCE_ADAPTER if default_reference and reference_adapter_installed() else None
+    about = f"Adapter folder, Hub repo id, or {REFERENCE_ADAPTER} (the reference adapter shipped with the package)."
+    if default_reference:
+        about += " Default: the reference adapter" + (" (installed)." if default else ", but none is installed.")
+    parser.add_argument("--adapter", required=default is None, default=default, help=about)
     parser.add_argument("--revision", default=None, help="Branch, tag or commit of the Hub repo.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
     parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16.")

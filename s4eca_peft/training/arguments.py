@@ -202,7 +202,8 @@ class TrainConfig:
 class EvalArguments:
     """``s4eca-eval``: an adapter scored on one split."""
 
-    adapter: str = field(metadata={"help": "Adapter folder or Hub repo id."})
+    adapter: str = field(metadata={
+        "help": "Adapter folder, Hub repo id, or package:s4eca-peft/reference-adapter (shipped with the package)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
     dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
         "help": "Dataset to score on."})
