@@ -223,7 +223,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                                     elem_id="s4eca-mask")
                     mask_file = gr.File(label="Mask PNG (0 / 255)", interactive=False, elem_id="s4eca-mask-file")
                 geotiff_file = gr.File(label="Mask GeoTIFF, for a georeferenced GeoTIFF input (its CRS and transform; "
-                                       "1 object, 0 background, 255 nodata)", interactive=False,
+                                       "1 object, 0 background, 255 nodata)", interactive=False, height=100,
                                        elem_id="s4eca-mask-geotiff")
                 summary = gr.Markdown(elem_id="s4eca-summary")
                 scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
