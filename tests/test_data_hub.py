@@ -5,6 +5,7 @@ as the same rows."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 import zipfile
@@ -18,6 +19,8 @@ from test_data_rrsisd import good_layout
 
 from s4eca_peft.data import load_refsegrs, load_rrsisd, prepare_data_main, write_refsegrs_layout
 from s4eca_peft.data.hub import MANIFEST, unpack_zip
+from s4eca_peft.data.masks import encode_mask
+from s4eca_peft.data.validation import DataValidationWarning
 
 REPO = "owner/refsegrs"
 SPLITS = {"train": 3, "val": 2, "test": 2}
@@ -182,6 +185,101 @@ def test_prepare_data_pushes_parquet_that_the_loaders_read_back_identically(data
             assert_same_rows(load("me/prepared", split, revision=commit, cache_dir=tmp_path / "cache"), local)
     with pytest.raises(ValueError, match=f"holds a prepared '{dataset}' dataset, not"):
         (load_rrsisd if dataset == "refsegrs" else load_refsegrs)("me/prepared", "val", cache_dir=tmp_path / "cache")
+
+
+BAD_ROWS = {  # row of the val shard -> (its corruption, the problem kind the loaders report)
+    0: ("rle", "malformed_record"),
+    1: ("mask_size", "wrong_mask_size"),
+    2: ("empty_mask", "empty_mask"),
+    3: ("expression", "missing_expression"),
+    4: ("split", "malformed_record"),
+    5: ("unknown_split", "malformed_record"),
+    6: ("image", "unreadable_file"),
+}
+
+
+def corrupt(row: dict, how: str) -> dict:
+    """One prepared row made invalid in one way, as a damaged or hand-edited parquet file could hold it."""
+    size = row["mask"]["size"]
+    if how == "rle":  # runs that cover more pixels than the size says: pycocotools must never decode them
+        return dict(row, mask={"size": size, "counts": encode_mask(np.ones((size[0] + 9, size[1]), bool))["counts"]})
+    if how == "mask_size":
+        return dict(row, mask=encode_mask(np.ones((size[0] + 1, size[1]), bool)))
+    if how == "empty_mask":
+        return dict(row, mask=encode_mask(np.zeros(size, bool)))
+    if how == "expression":
+        return dict(row, expression="   ")
+    if how == "split":
+        return dict(row, split="train")
+    if how == "unknown_split":
+        return dict(row, split="dev")
+    return dict(row, image={"bytes": b"II*\x00 not really a TIFF", "path": row["image"]["path"]})
+
+
+@pytest.fixture
+def damaged_repo(tmp_path, fake_hub) -> tuple[str, Path]:
+    """A prepared RefSegRS on the fake Hub whose val shard holds one invalid row per kind of problem, then good
+    rows; returns (commit, the folder the good rows come from)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from s4eca_peft.data.hub import write_prepared_dataset
+    from s4eca_peft.data.refsegrs import scan_refsegrs
+
+    root = write_refsegrs_layout(tmp_path / "refsegrs", {"train": 1, "val": len(BAD_ROWS) + 2, "test": 1},
+                                 image_size=32, seed=3)
+    records = {split: records for split, (records, _) in scan_refsegrs(root).items()}
+    write_prepared_dataset(records, "refsegrs", tmp_path / "prepared")
+    (shard,) = (tmp_path / "prepared" / "data").glob("val-*.parquet")
+    table = pq.read_table(shard)
+    rows = [corrupt(row, BAD_ROWS[n][0]) if n in BAD_ROWS else row for n, row in enumerate(table.to_pylist())]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    return fake_hub.add_repo("me/damaged", tmp_path / "prepared", repo_type="dataset"), root
+
+
+def test_parquet_rows_are_validated_again_and_invalid_ones_skipped_naming_file_and_row(damaged_repo, tmp_path):
+    commit, root = damaged_repo
+    with pytest.warns(DataValidationWarning, match=r"RefSegRS val: kept 2 samples, skipped 7"):
+        loaded = load_refsegrs("me/damaged", "val", revision=commit, cache_dir=tmp_path / "cache")
+    local = load_refsegrs(root, "val")
+    assert_same_rows(loaded, local.select(range(len(BAD_ROWS), len(local))))  # exactly the good rows, decoded
+    with pytest.raises(ValueError, match="strict=True") as error:
+        load_refsegrs("me/damaged", "val", revision=commit, cache_dir=tmp_path / "cache", strict=True)
+    details = str(error.value)
+    for number, (how, kind) in BAD_ROWS.items():
+        assert re.search(rf"{kind}: .*\n(    .*\n)*    data/val-00000-of-00001\.parquet row {number}: ", details), how
+    assert "RLE runs cover" in details and "in a file listed for split 'val'" in details
+    assert "cannot read the encoded image" in details and "expression is empty" in details
+    train = load_refsegrs("me/damaged", "train", revision=commit, cache_dir=tmp_path / "cache", strict=True)
+    assert len(train) == 1  # the other splits are untouched
+
+
+def test_rle_runs_are_read_as_pycocotools_reads_them():
+    from s4eca_peft.data.masks import rle_runs
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        height, width = rng.integers(1, 40, 2)
+        mask = rng.random((height, width)) < rng.random()
+        runs = rle_runs(encode_mask(mask)["counts"])
+        assert sum(runs) == mask.size and sum(runs[1::2]) == mask.sum() and min(runs) >= 0
+    for counts in ("\x7f", "0" * 3 + "`"):  # outside the alphabet; a run cut off
+        with pytest.raises(ValueError, match="RLE counts"):
+            rle_runs(counts)
+
+
+def test_a_shard_without_the_prepared_columns_is_refused_naming_it(tmp_path, fake_hub):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "prepared"
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"image": [b"x"], "text": ["a"]}), folder / "data" / "val-00000-of-00001.parquet")
+    manifest = {"dataset": "refsegrs", "splits": {"val": {"files": ["data/val-00000-of-00001.parquet"]}}}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    commit = fake_hub.add_repo("me/odd", folder, repo_type="dataset")
+    with pytest.raises(ValueError, match=r"val-00000-of-00001\.parquet' \(split 'val'\) has columns \['image', 'text'\]"):
+        load_refsegrs("me/odd", "val", revision=commit, cache_dir=tmp_path / "cache")
 
 
 def test_strict_push_stops_when_records_are_invalid(folders, hub_api, tmp_path):

@@ -109,6 +109,53 @@ def test_session_shows_and_writes_the_mask_predict_gives(segmenter, scene, tmp_p
     assert stricter.mask_path != view.mask_path and view.mask_path.exists()
 
 
+def write_geotiff(path: Path, image: Path, crs: str | None) -> Path:
+    """The pixels of ``image`` as a 3-band uint8 GeoTIFF, on a 0.5 m UTM grid when ``crs`` is given."""
+    rasterio = pytest.importorskip("rasterio", reason="the geo extra (pip install 's4eca-peft[geo]') installs rasterio")
+    from rasterio.transform import from_origin
+
+    pixels = np.moveaxis(np.asarray(Image.open(image).convert("RGB")), -1, 0)  # (3, H, W)
+    grid = {"crs": crs, "transform": from_origin(500_000.0, 4_000_000.0, 0.5, 0.5)} if crs else {}
+    with rasterio.open(path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=3,
+                       dtype="uint8", **grid) as sink:
+        sink.write(pixels)
+    return path
+
+
+def test_a_georeferenced_geotiff_is_also_offered_as_a_mask_geotiff_on_its_grid(segmenter, scene, tmp_path):
+    import rasterio
+
+    source = write_geotiff(tmp_path / "scene.tif", scene, "EPSG:32633")
+    view = DemoSession(segmenter, tmp_path / "work").segment(source, EXPRESSION)
+    expected = segmenter.predict(source, EXPRESSION)
+    assert 0.2 < expected.mean() < 0.8  # the test adapter splits the scene: a real comparison
+    np.testing.assert_array_equal(expected, segmenter.predict(scene, EXPRESSION))  # same pixels as the PNG scene
+    np.testing.assert_array_equal(view.mask, expected)
+    assert view.geotiff_path == view.mask_path.with_suffix(".tif") and "GeoTIFF" in view.summary
+    with rasterio.open(source) as given, rasterio.open(view.geotiff_path) as written:
+        assert written.crs == given.crs and written.transform == given.transform
+        assert (written.height, written.width, written.count) == (given.height, given.width, 1)
+        assert written.dtypes == ("uint8",) and written.nodata == 255
+        np.testing.assert_array_equal(written.read(1), expected.astype(np.uint8))  # 1 object, 0 background
+    with Image.open(view.mask_path) as png:  # the PNG is offered beside it
+        np.testing.assert_array_equal(np.asarray(png), np.where(expected, 255, 0))
+    assert sorted(p.suffix for p in (tmp_path / "work" / "masks").iterdir()) == [".png", ".tif"]
+
+
+@pytest.mark.parametrize("case", ["png", "tiff_without_crs", "geotiff_without_rasterio"])
+def test_other_inputs_are_offered_the_png_only(segmenter, scene, tmp_path, monkeypatch, case):
+    image = scene
+    if case == "tiff_without_crs":
+        image = write_geotiff(tmp_path / "plain.tif", scene, None)
+    elif case == "geotiff_without_rasterio":
+        image = write_geotiff(tmp_path / "scene.tif", scene, "EPSG:32633")
+        monkeypatch.setattr("s4eca_peft.geo.reading.has_rasterio", lambda: False)
+    view = DemoSession(segmenter, tmp_path / "work").segment(image, EXPRESSION)
+    assert view.geotiff_path is None and "GeoTIFF" not in view.summary
+    assert [p.suffix for p in (tmp_path / "work" / "masks").iterdir()] == [".png"]
+    np.testing.assert_array_equal(view.mask, segmenter.predict(scene, EXPRESSION))
+
+
 def test_large_images_show_the_first_window(segmenter, tmp_path):
     segmenter_windows = S4ECASegmenter(segmenter.model, segmenter.processor, max_side=80, tile_size=64)
     image = tmp_path / "wide.png"
@@ -140,7 +187,8 @@ def test_short_block_names():
     assert short_block_names(["vit.encoder.layer.3"]) == {"vit.encoder.layer.3": "layer.3"}
 
 
-def test_flags_default_to_loopback_without_sharing():
+def test_flags_default_to_loopback_without_sharing(tmp_path, monkeypatch):
+    monkeypatch.setattr("s4eca_peft.modeling.packaged.REFERENCE_ADAPTER_PATH", tmp_path / "none")  # none installed
     args = build_parser().parse_args(["--adapter", "outputs/s4eca"])
     assert (args.host, args.port, args.share, args.revision) == ("127.0.0.1", 7860, False, None)
     with pytest.raises(SystemExit):

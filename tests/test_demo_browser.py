@@ -141,15 +141,16 @@ def test_gradio_client_calls_the_running_app(served, expected, tmp_path):
     from gradio_client.exceptions import AppError
 
     client = Client(served["url"], download_files=str(tmp_path), verbose=False)
-    overlay, mask, scale, gate, mask_file, summary = client.predict(
+    overlay, mask, scale, gate, mask_file, summary, geotiff = client.predict(
         handle_file(str(served["scene"])), EXPRESSION, 0.5, api_name="/segment"
     )
+    assert geotiff is None  # a PNG has no grid: the mask PNG only
     with Image.open(mask_file) as png:
         np.testing.assert_array_equal(np.asarray(png), np.where(expected, 255, 0))
     with Image.open(overlay) as picture:
         np.testing.assert_array_equal(np.asarray(picture), np.asarray(overlay_prediction(served["scene"], expected)))
     assert Path(scale).is_file() and Path(gate).is_file() and "Mask:" in summary
-    *_, strict_file, _ = client.predict(handle_file(str(served["scene"])), EXPRESSION, 0.9, api_name="/segment")
+    *_, strict_file, _, _ = client.predict(handle_file(str(served["scene"])), EXPRESSION, 0.9, api_name="/segment")
     strict = S4ECASegmenter.from_pretrained(served["adapter"], device="cpu").predict(
         served["scene"], EXPRESSION, threshold=0.9
     )
@@ -157,6 +158,21 @@ def test_gradio_client_calls_the_running_app(served, expected, tmp_path):
         np.testing.assert_array_equal(np.asarray(png), np.where(strict, 255, 0))
     with pytest.raises(AppError, match="Type an expression"):
         client.predict(handle_file(str(served["scene"])), "  ", 0.5, api_name="/segment")
+
+
+def test_gradio_client_gets_a_mask_geotiff_for_a_georeferenced_upload(served, expected, tmp_path):
+    from gradio_client import Client, handle_file
+    from test_demo import write_geotiff
+
+    rasterio = pytest.importorskip("rasterio", reason="the geo extra installs rasterio")
+    source = write_geotiff(tmp_path / "scene.tif", served["scene"], "EPSG:32633")
+    client = Client(served["url"], download_files=str(tmp_path / "downloads"), verbose=False)
+    *_, mask_file, _, geotiff = client.predict(handle_file(str(source)), EXPRESSION, 0.5, api_name="/segment")
+    with Image.open(mask_file) as png:
+        np.testing.assert_array_equal(np.asarray(png), np.where(expected, 255, 0))
+    with rasterio.open(source) as given, rasterio.open(geotiff) as written:
+        assert (written.crs, written.transform) == (given.crs, given.transform)
+        np.testing.assert_array_equal(written.read(1), expected.astype(np.uint8))
 
 
 def test_the_app_connects_to_nothing_but_the_loopback(served):

@@ -26,6 +26,7 @@ from accelerate.commands.launch import launch_command_parser
 from s4eca_peft.data.prepare import build_parser as prepare_data_parser
 from s4eca_peft.inference.predict import build_parser as predict_parser
 from s4eca_peft.training.arguments import parse_eval_args, parse_train_args
+from s4eca_peft.training.launch_command import LaunchOptions
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", "geospatial.md", "method.md", "peft.md", "benchmarks.md",
@@ -193,7 +194,8 @@ def document_text(path: Path) -> str:
     text = path.read_text()
     if path.name == "adapter_card_template.md":
         launch = launch_command_parser().parse_args(shlex.split(CARD_COMMAND)[2:])
-        text = text.replace("$command", parse_train_args(launch.training_script_args).command)
+        options = LaunchOptions(mixed_precision=launch.mixed_precision)
+        text = text.replace("$command", options.command(parse_train_args(launch.training_script_args).arguments))
     return text
 
 

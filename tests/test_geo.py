@@ -18,6 +18,7 @@ from s4eca_peft.geo import (  # noqa: E402
     axis_weights,
     predict_raster,
     require_rasterio,
+    write_mask_geotiff,
 )
 from s4eca_peft.inference import S4ECASegmenter, sliding_window_starts  # noqa: E402
 from s4eca_peft.modeling.image_io import load_image, to_float_rgb  # noqa: E402
@@ -124,6 +125,21 @@ def test_cloud_optimized_output(tmp_path):
         assert mask.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert mask.overviews(1) and mask.compression is not None
         assert mask.crs.to_epsg() == 32633 and mask.transform == UTM[1]
+
+
+def test_a_whole_mask_is_written_on_the_rasters_grid_with_its_nodata(tmp_path):
+    data = block_scene(40, 60, (5, 10, 20, 50))
+    data[:, :, :8] = 0  # a nodata collar
+    scene = write_scene(tmp_path / "scene.tif", data, *WGS84, nodata=0)
+    mask = data[0] > 100
+    output = write_mask_geotiff(mask, scene, tmp_path / "out" / "mask.tif")
+    written, meta = read_mask(output)
+    assert meta["crs"].to_string() == WGS84[0] and meta["transform"] == WGS84[1] and meta["nodata"] == 255
+    np.testing.assert_array_equal(written, np.where(data[0] == 0, 255, mask.astype(np.uint8)))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mask.tif"]
+    with pytest.raises(ValueError, match=r"mask: shape \(40, 59\) differs from the raster"):
+        write_mask_geotiff(mask[:, 1:], scene, tmp_path / "other.tif")
+    assert not (tmp_path / "other.tif").exists()
 
 
 # ----------------------------------------------------------------------------- windows and blending

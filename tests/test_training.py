@@ -168,6 +168,13 @@ def test_two_process_group_metrics_equal_one_process_evaluation(tmp_path, tiny_s
         env_extra={"ACCELERATE_USE_CPU": "true"}, launcher=launcher, timeout=300,
     )
     assert "2 process(es)" in result.stdout
+    from test_docs import documented_commands, parse_command
+
+    card = (output / "README.md").read_text()  # the card records the launch that ran, as a rerunnable command
+    ((program, arguments, line),) = [found for found in documented_commands(card) if "accelerate" in found[2]]
+    assert line.startswith("ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 "
+                           "--mixed_precision no --dynamo_backend no examples/train.py --output_dir")
+    parse_command(program, arguments)
     recorded = json.loads((output / "eval_results.json").read_text())["val"]
     assert recorded["num_samples"] == 9
     single = eval_main(["--adapter", str(output), "--dataset", "synthetic", "--split", "val", "--num_samples", "9"])

@@ -27,7 +27,7 @@ def test_flags_fill_the_dataclasses_and_the_s4eca_config():
     assert config.training.gradient_checkpointing is True and config.training.torch_compile is True
     assert parse_train_args([]).training.torch_compile is False
     assert config.data.image_size == 480  # real data defaults to the published size
-    assert config.command.startswith("accelerate launch examples/train.py --no_scale_selection")
+    assert config.arguments[:3] == ("--no_scale_selection", "--extractor_dilations", "1")
 
 
 def test_defaults_are_the_embedded_default_run():

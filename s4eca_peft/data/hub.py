@@ -5,8 +5,11 @@
   duplicate names are refused); the loaders then read and validate the folder as they read a local one.
 * A repo written by `push_prepared_dataset` (``s4eca-prepare-data --push_to_hub``) holds
   ``data/<split>-NNNNN-of-NNNNN.parquet`` (the loaders' columns: images as encoded bytes, masks as RLE,
-  expressions, ids, categories) and ``s4eca_dataset.json`` naming the dataset; the loaders read it back as the
-  same rows.
+  expressions, ids, categories; and each row's ``split``) and ``s4eca_dataset.json`` naming the dataset; the
+  loaders read it back as the same rows. Every row is validated again as a folder's records are
+  (`s4eca_peft.data.records`: its split, a readable image, a valid RLE mask of the image's size with foreground,
+  an expression, ids): an invalid row is reported as ``<parquet file> row <n>`` and skipped, or raises when
+  ``strict``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import datasets
+import pyarrow
 
 from ..files import hub_snapshot, is_hub_id, snapshot_commit
+from .records import encoded_record_problem
 from .schema import COLUMNS, FEATURES, decode_masks, records_to_dataset
 from .validation import SPLITS, ValidationReport, check_split
 
@@ -32,6 +37,10 @@ MANIFEST = "s4eca_dataset.json"
 PARQUET_DIR = "data"
 ROWS_PER_SHARD = 500
 UNPACKED_DIR = "s4eca-unpacked"
+SPLIT_COLUMN = "split"
+PREPARED_FEATURES = datasets.Features({**FEATURES, SPLIT_COLUMN: datasets.Value("string")})
+"""The parquet rows of a prepared dataset: the loaders' columns and each row's split."""
+FORMAT_VERSION = 2  # 1: no split column
 
 
 # ----------------------------------------------------------------------------- where a dataset is read from
@@ -139,6 +148,7 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
 
 def load_split(
     dataset: str,
+    name: str,
     scan: Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]],
     root: str | os.PathLike,
     split: str,
@@ -148,11 +158,14 @@ def load_split(
     token: Any,
 ) -> datasets.Dataset:
     """What `load_refsegrs` and `load_rrsisd` share: find the folder (`dataset_folder`), read a prepared dataset
-    back, or ``scan`` the folder and warn about (or, ``strict``, raise on) the records it skipped."""
+    back, or ``scan`` the folder; then warn about (or, ``strict``, raise on) the records skipped. ``name`` is the
+    dataset's name in reports (``RefSegRS``)."""
     folder = dataset_folder(root, revision, cache_dir, token)
-    prepared = read_prepared_split(folder, dataset, split, cache_dir)
+    prepared = read_prepared_split(folder, dataset, split, name, cache_dir)
     if prepared is not None:
-        return prepared
+        table, report = prepared
+        report.finish(strict, stacklevel=4)
+        return table
     records, report = scan(folder, [split])[split]
     report.finish(strict, stacklevel=4)
     return records_to_dataset(records)
@@ -160,10 +173,11 @@ def load_split(
 
 # ----------------------------------------------------------------------------- prepared datasets (parquet)
 def read_prepared_split(
-    folder: Path, dataset: str, split: str, cache_dir: str | os.PathLike | None = None
-) -> datasets.Dataset | None:
-    """The ``split`` of a prepared dataset in ``folder`` (None when ``folder`` holds none), checked to be
-    ``dataset`` with the loaders' columns."""
+    folder: Path, dataset: str, split: str, name: str | None = None, cache_dir: str | os.PathLike | None = None
+) -> tuple[datasets.Dataset, ValidationReport] | None:
+    """The valid rows of the ``split`` of a prepared dataset in ``folder`` and the report of those skipped (see the
+    module docstring; ``name`` names the dataset in the report), or None when ``folder`` holds none. The manifest
+    must name ``dataset`` and list files inside the folder, each with the prepared columns."""
     manifest_file = folder / MANIFEST
     if not manifest_file.is_file():
         return None
@@ -183,13 +197,50 @@ def read_prepared_split(
     if outside or missing:
         raise ValueError(f"{str(manifest_file)!r}: split {split!r} lists files outside the folder {outside} or "
                          f"missing {missing}.")
-    paths = [folder / name for name in files]
-    if not paths:
-        return records_to_dataset([])
-    table = datasets.Dataset.from_parquet([str(p) for p in paths], cache_dir=str(cache_dir) if cache_dir else None)
-    if set(table.column_names) != set(COLUMNS):
-        raise ValueError(f"{str(folder)!r}: split {split!r} has columns {table.column_names}, expected {list(COLUMNS)}.")
-    return table.cast(FEATURES).with_transform(decode_masks)
+    report = ValidationReport(name or dataset, split)
+    keep = _valid_rows(folder, files, split, report)
+    report.num_samples = len(keep)
+    if not files:
+        return records_to_dataset([]), report
+    table = datasets.Dataset.from_parquet([str(folder / f) for f in files], cache_dir=str(cache_dir) if cache_dir else None)
+    if SPLIT_COLUMN in table.column_names:
+        table = table.remove_columns(SPLIT_COLUMN)
+    if len(keep) != len(table):
+        table = table.select(keep)
+    try:
+        table = table.cast(FEATURES)
+    except (TypeError, ValueError, pyarrow.ArrowException) as error:
+        raise ValueError(f"{str(folder)!r}: split {split!r} has column types {table.features}, expected {FEATURES}: "
+                         f"{error}") from error
+    return table.with_transform(decode_masks), report
+
+
+def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationReport) -> list[int]:
+    """Positions (over ``files`` in order) of the rows that pass `encoded_record_problem`; each other row is added to
+    ``report`` as ``<file> row <n>`` (0-based within its file). A file that is not parquet with the prepared columns
+    (all files of a split alike) raises a ValueError naming it."""
+    import pyarrow.parquet
+
+    keep: list[int] = []
+    offset, columns = 0, None
+    for name in files:
+        try:
+            table = pyarrow.parquet.read_table(folder / name)
+        except (OSError, pyarrow.ArrowException) as error:
+            raise ValueError(f"{str(folder / name)!r} is not a readable parquet file: {error}") from error
+        found = sorted(table.column_names)
+        if found not in (sorted(COLUMNS), sorted(PREPARED_FEATURES)) or (columns is not None and found != columns):
+            raise ValueError(f"{str(folder / name)!r} (split {split!r}) has columns {table.column_names}, expected "
+                             f"{list(PREPARED_FEATURES)} in every file of the split.")
+        columns = found
+        for number, row in enumerate(table.to_pylist()):
+            problem = encoded_record_problem(row, split)
+            if problem is None:
+                keep.append(offset + number)
+            else:
+                report.add(problem[0], f"{name} row {number}", problem[1])
+        offset += table.num_rows
+    return keep
 
 
 def _shard_files(split: str, count: int) -> list[str]:
@@ -204,17 +255,18 @@ def write_prepared_dataset(
     shards with the image files' bytes embedded, plus the manifest and a dataset card; returns the written paths
     relative to ``out_dir``."""
     out = Path(out_dir)
-    manifest: dict[str, Any] = {"dataset": dataset, "format_version": 1, "splits": {}}
+    manifest: dict[str, Any] = {"dataset": dataset, "format_version": FORMAT_VERSION, "splits": {}}
     written: list[str] = []
     for split in SPLITS:
         records = records_per_split.get(split, [])
         files = _shard_files(split, len(records))
         for index, name in enumerate(files):
             chunk = records[index * ROWS_PER_SHARD : (index + 1) * ROWS_PER_SHARD]
-            rows = [dict(r, image={"bytes": Path(r["image"]).read_bytes(), "path": Path(r["image"]).name}) for r in chunk]
-            columns = {column: [row[column] for row in rows] for column in COLUMNS}
+            rows = [dict(r, image={"bytes": Path(r["image"]).read_bytes(), "path": Path(r["image"]).name}, split=split)
+                    for r in chunk]
+            columns = {column: [row[column] for row in rows] for column in PREPARED_FEATURES}
             (out / name).parent.mkdir(parents=True, exist_ok=True)
-            datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(str(out / name))
+            datasets.Dataset.from_dict(columns, features=PREPARED_FEATURES).to_parquet(str(out / name))
         manifest["splits"][split] = {"num_samples": len(records), "files": files}
         written += files
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
@@ -233,7 +285,7 @@ def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
         "- referring-image-segmentation\n- remote-sensing\n---\n\n"
         f"# {dataset} (prepared by s4eca-peft)\n\nSamples per split: {sizes}. Columns: `image` (the original file's "
         "bytes), `mask` (compressed COCO RLE: `size` [H, W] and `counts`), `expression`, `image_id`, `sample_id`, "
-        f"`category`.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
+        f"`category`, `split`.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
         f'val = load_{dataset}("<this repo id>", "val")  # masks decoded to (H, W) booleans\n```\n'
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from numbers import Real
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,36 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     """Compressed RLE (as written by `encode_mask`) -> ``(H, W)`` boolean mask."""
     counts = rle["counts"]
     return mask_utils.decode({"size": list(rle["size"]), "counts": counts.encode("ascii")}).astype(bool)
+
+
+def rle_runs(counts: str) -> list[int]:
+    """The run lengths (background first, alternating) of a compressed COCO RLE ``counts`` string, read in Python
+    without pycocotools, so that untrusted counts can be checked before anything decodes them.
+
+    Each run is a little-endian sequence of 5-bit groups, one character each (``chr(48 + group)``, bit 0x20 meaning
+    "more groups follow", bit 0x10 of the last group the sign); from the third run on, a run is stored as the
+    difference to the run two places before it. Raises ValueError for a character outside the alphabet or a run
+    that is cut off."""
+    runs: list[int] = []
+    position, length = 0, len(counts)
+    while position < length:
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= length:
+                raise ValueError(f"RLE counts end inside a run (at character {position})")
+            group = ord(counts[position]) - 48
+            if not 0 <= group < 64:
+                raise ValueError(f"RLE counts hold {counts[position]!r} at {position}, outside the RLE alphabet")
+            value |= (group & 0x1F) << shift
+            shift += 5
+            more = bool(group & 0x20)
+            position += 1
+            if not more and group & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
 
 
 def rle_area(rle: dict[str, Any]) -> int:
@@ -112,7 +142,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     }
 
 
-def read_image_size(path: str | os.PathLike, decode: bool = False) -> tuple[int, int]:
+def read_image_size(path: str | os.PathLike | IO[bytes], decode: bool = False) -> tuple[int, int]:
     """``(height, width)`` from an image file's header, after decoding every pixel when ``decode`` (so that a
     truncated or corrupt file raises here); PIL's own warnings are silenced (the caller reports)."""
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ import datasets
 from . import validation as v
 from .hub import load_split
 from .masks import encode_mask, read_image_size, read_mask_file
+from .records import record_problem
 
 DATASET_NAME = "RefSegRS"
 IMAGE_SUFFIX = ".tif"
@@ -89,26 +90,20 @@ def _scan_split(
         except Exception as error:
             report.add(v.UNREADABLE_FILE, sample_id, f"cannot read mask {mask_path}: {error}")
             continue
-        if mask.shape != (height, width):
-            report.add(
-                v.WRONG_MASK_SIZE,
-                sample_id,
-                f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW), image is {height}x{width}",
-            )
+        record = {
+            "image": str(image_path),
+            "mask": encode_mask(mask),
+            "expression": expression,
+            "image_id": sample_id,
+            "sample_id": sample_id,
+            "category": None,
+        }
+        problem = record_problem(record, height, width, mask_name=f"mask {mask_path} (foreground > 50)")
+        if problem is not None:
+            kind, detail = problem
+            report.add(kind, sample_id, detail)
             continue
-        if not mask.any():
-            report.add(v.EMPTY_MASK, sample_id, f"mask {mask_path} has no foreground pixel (> 50)")
-            continue
-        records.append(
-            {
-                "image": str(image_path),
-                "mask": encode_mask(mask),
-                "expression": expression,
-                "image_id": sample_id,
-                "sample_id": sample_id,
-                "category": None,
-            }
-        )
+        records.append(record)
     report.num_samples = len(records)
     return records, report
 
@@ -152,4 +147,4 @@ def load_refsegrs(
     as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
     folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    return load_split("refsegrs", scan_refsegrs, root, split, strict, revision, cache_dir, token)
+    return load_split("refsegrs", DATASET_NAME, scan_refsegrs, root, split, strict, revision, cache_dir, token)

@@ -13,7 +13,8 @@ import datasets
 
 from . import validation as v
 from .hub import load_split
-from .masks import read_image_size, rle_area, segmentation_to_rle
+from .masks import read_image_size, segmentation_to_rle
+from .records import expression_problem, mask_problem
 from .safe_pickle import load_untrusted_pickle
 
 DATASET_NAME = "RRSIS-D"
@@ -160,17 +161,9 @@ class _Scanner:
         except Exception as error:  # pycocotools raises several types on corrupt input
             report.add(v.MALFORMED_RECORD, rid, f"annotation {ann_id!r}: cannot decode segmentation: {error}", n)
             return None
-        if rle["size"] != [height, width]:
-            mask_h, mask_w = rle["size"]
-            report.add(
-                v.WRONG_MASK_SIZE,
-                rid,
-                f"annotation {ann_id!r} mask is {mask_h}x{mask_w}, image is {height}x{width}",
-                n,
-            )
-            return None
-        if rle_area(rle) == 0:
-            report.add(v.EMPTY_MASK, rid, f"annotation {ann_id!r} has an empty mask", n)
+        problem = mask_problem(rle, height, width, name=f"annotation {ann_id!r} mask")
+        if problem is not None:
+            report.add(problem[0], rid, problem[1], n)
             return None
         return annotation, rle
 
@@ -208,8 +201,10 @@ class _Scanner:
                 continue
             sample_id = f"{ref['ref_id']}_{sent_id}"
             text = _sentence_text(sentence)
-            if text is None:
-                report.add(v.MISSING_EXPRESSION, sample_id, f"{rid} sentence {position} has no 'raw' or 'sent' text")
+            problem = expression_problem(text, f"{rid} sentence {position}: its 'raw' or 'sent' text")
+            if problem is not None:
+                kind, detail = problem
+                report.add(kind, sample_id, detail)
                 continue
             if sample_id in self.seen_samples:
                 report.add(v.DUPLICATE_ID, sample_id, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
@@ -289,4 +284,4 @@ def load_rrsisd(
     as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
     folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    return load_split("rrsisd", scan_rrsisd, root, split, strict, revision, cache_dir, token)
+    return load_split("rrsisd", DATASET_NAME, scan_rrsisd, root, split, strict, revision, cache_dir, token)

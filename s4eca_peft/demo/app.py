@@ -1,4 +1,5 @@
-"""The Gradio app: an image and an expression in; the mask over the image, the selection maps and a mask PNG out.
+"""The Gradio app: an image and an expression in; the mask over the image, the selection maps and a mask PNG out
+(and a mask GeoTIFF on the input's grid when the input is a georeferenced GeoTIFF and the ``geo`` extra is installed).
 
 `segment` does the work without Gradio (`SegmentationView`); `build_demo` lays it out as a `gradio.Blocks` app with
 one endpoint, ``/segment``, that the browser and `gradio_client` call alike. Gradio is imported only here and only
@@ -21,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ..data.synthetic import generate_scene
+from ..geo.reading import is_georeferenced_geotiff
+from ..geo.writing import write_mask_geotiff
 from ..inference import S4ECASegmenter, overlay_prediction
 from ..inference.predict import mask_to_image
 from ..inference.visualization import save_image_atomic
@@ -30,7 +33,8 @@ from .selection_capture import SelectionCapture, short_block_names
 
 EXAMPLE_SEEDS = (1000, 1001, 1002)
 EXAMPLE_SIZE = 256
-MASK_MAX_AGE_S = 3600  # written mask PNGs older than this are removed on the next request
+MASK_MAX_AGE_S = 3600  # written mask files older than this are removed on the next request
+MASK_SUFFIXES = (".png", ".tif")
 IMAGE_HEIGHT = 320  # pixels of the image and overlay panels
 PICTURE_SIDE = 256  # the image under the spatial gates is shrunk to at most this side
 
@@ -59,6 +63,9 @@ class SegmentationView:
             off.
         mask_path (`Path`): the mask written as an 8-bit PNG, 0 background / 255 foreground.
         summary (`str`): one line of Markdown about the result.
+        geotiff_path (`Path`, *optional*): the mask as a GeoTIFF with the input's CRS and transform (1 object,
+            0 background, 255 nodata), written when the input is a georeferenced GeoTIFF and rasterio is installed;
+            `None` otherwise.
     """
 
     mask: np.ndarray
@@ -67,6 +74,7 @@ class SegmentationView:
     spatial_gate: Image.Image | None
     mask_path: Path
     summary: str
+    geotiff_path: Path | None = None
 
 
 def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
@@ -92,7 +100,7 @@ def write_example_scenes(folder: Path) -> list[list[str]]:
 
 
 class DemoSession:
-    """One loaded adapter serving the app: predicts, records the selection maps, writes mask PNGs.
+    """One loaded adapter serving the app: predicts, records the selection maps, writes mask PNGs (and GeoTIFFs).
 
     Args:
         segmenter (`S4ECASegmenter`): the adapter to serve.
@@ -120,11 +128,14 @@ class DemoSession:
         windows = self.segmenter.window_boxes(height, width) if self.segmenter.needs_windows(height, width) else []
         scale, gate = self._pictures(maps, array, windows)
         path = self._write_mask(mask, image, expression, threshold)
+        geotiff = write_mask_geotiff(mask, image, path.with_suffix(".tif")) if is_georeferenced_geotiff(image) else None
         share = 100.0 * mask.mean()
         summary = f"Mask: {int(mask.sum())} of {height * width} pixels ({share:.1f} %), threshold {threshold:.2f}."
         if windows:
             summary += f" Predicted in {len(windows)} sliding windows; the selection maps show the first window."
-        return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary)
+        if geotiff is not None:
+            summary += " The mask is also offered as a GeoTIFF on the input's grid."
+        return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary, geotiff)
 
     def _pictures(
         self, maps: dict[str, dict[str, list[np.ndarray]]], array: np.ndarray, windows: list
@@ -146,7 +157,7 @@ class DemoSession:
 
     def _write_mask(self, mask: np.ndarray, image: str | os.PathLike, expression: str, threshold: float) -> Path:
         now = time.time()
-        for old in self.mask_dir.glob("*.png"):
+        for old in [p for p in self.mask_dir.iterdir() if p.suffix in MASK_SUFFIXES]:
             with contextlib.suppress(FileNotFoundError):  # another request may have removed it
                 if now - old.stat().st_mtime > MASK_MAX_AGE_S:
                     old.unlink()
@@ -160,13 +171,15 @@ DESCRIPTION = """\
 Upload an aerial image (or pick an example scene), describe one object in it, and press **Segment**. The app shows
 the predicted mask over the image, the language-guided **scale weights** (how much each receptive field of the
 multi-scale extractor counts, per adapted vision block) and the language-guided **spatial gate** (where each
-adapted block lets the adapter act), and offers the mask as a PNG (0 background, 255 foreground).
+adapted block lets the adapter act), and offers the mask as a PNG (0 background, 255 foreground); for a
+georeferenced GeoTIFF, also as a GeoTIFF with the same coordinate system and transform.
 """
 
 
 def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None, title: str | None = None) -> Any:
     """The app as a `gradio.Blocks` (not launched). Its endpoint ``/segment`` takes (image file, expression,
-    threshold) and returns (overlay, mask, scale weights, spatial gate, mask PNG file, summary).
+    threshold) and returns (overlay, mask, scale weights, spatial gate, mask PNG file, summary, mask GeoTIFF file or
+    None).
 
     Args:
         segmenter (`S4ECASegmenter`): the adapter to serve.
@@ -185,8 +198,9 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
             view = session.segment(image, expression, threshold)
         except (ValueError, TypeError, FileNotFoundError) as error:
             raise gr.Error(str(error)) from error
+        geotiff = str(view.geotiff_path) if view.geotiff_path is not None else None
         return (view.overlay, mask_to_image(view.mask), view.scale_weights, view.spatial_gate, str(view.mask_path),
-                view.summary)
+                view.summary, geotiff)
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(MASK_MAX_AGE_S, MASK_MAX_AGE_S)) as demo:
         gr.Markdown(f"# {title}\n\n{DESCRIPTION}")
@@ -208,6 +222,9 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                     mask = gr.Image(label="Mask", type="pil", format="png", interactive=False, height=160,
                                     elem_id="s4eca-mask")
                     mask_file = gr.File(label="Mask PNG (0 / 255)", interactive=False, elem_id="s4eca-mask-file")
+                geotiff_file = gr.File(label="Mask GeoTIFF, for a georeferenced GeoTIFF input (its CRS and transform; "
+                                       "1 object, 0 background, 255 nodata)", interactive=False, height=100,
+                                       elem_id="s4eca-mask-geotiff")
                 summary = gr.Markdown(elem_id="s4eca-summary")
                 scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
                                  elem_id="s4eca-scale-weights")
@@ -217,7 +234,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
             triggers=[submit.click, expression.submit],
             fn=run,
             inputs=[image, expression, threshold],
-            outputs=[overlay, mask, scale, gate, mask_file, summary],
+            outputs=[overlay, mask, scale, gate, mask_file, summary, geotiff_file],
             api_name="segment",
         )
     return demo

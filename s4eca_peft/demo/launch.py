@@ -1,5 +1,6 @@
 """``s4eca-demo``: serve a trained S4ECA adapter as a Gradio app in the browser.
 
+    s4eca-demo                                                # the reference adapter, when one is installed
     s4eca-demo --adapter outputs/s4eca                        # http://127.0.0.1:7860
     s4eca-demo --adapter owner/s4eca-swin-b --revision 3f1c2a --host 0.0.0.0 --port 8080
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="s4eca-demo",
         description="Serve an S4ECA adapter as a Gradio app: image + expression -> mask, selection maps, mask PNG.",
     )
-    add_adapter_arguments(parser)
+    add_adapter_arguments(parser, default_reference=True)
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: loopback only).")
     parser.add_argument("--port", type=_port, default=7860, help="Port to listen on (default: 7860).")
     parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link (off by default).")
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_segmenter(args: argparse.Namespace) -> Any:
-    """The `S4ECASegmenter` named by ``--adapter`` (folder or Hub repo id) and ``--revision``."""
+    """The `S4ECASegmenter` named by ``--adapter`` (folder, Hub repo id or the reference adapter) and
+    ``--revision``."""
     from ..inference import S4ECASegmenter
 
     return S4ECASegmenter.from_pretrained(

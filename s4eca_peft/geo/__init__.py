@@ -8,9 +8,10 @@ imported only when used; without them these functions raise an ImportError namin
 """
 
 from .blending import WindowStitcher, axis_weights, cosine_ramp
-from .dependencies import GEO_EXTRA_HINT, require_fiona, require_rasterio
+from .dependencies import GEO_EXTRA_HINT, has_rasterio, require_fiona, require_rasterio
 from .prediction import ProbabilityFn, RasterPrediction, predict_raster, segmenter_probabilities
-from .reading import SceneStretch, read_rgb, select_bands, valid_mask
+from .reading import SceneStretch, is_georeferenced_geotiff, read_rgb, select_bands, valid_mask
+from .writing import write_mask_geotiff
 
 __all__ = [
     "GEO_EXTRA_HINT",
@@ -20,6 +21,8 @@ __all__ = [
     "WindowStitcher",
     "axis_weights",
     "cosine_ramp",
+    "has_rasterio",
+    "is_georeferenced_geotiff",
     "predict_raster",
     "read_rgb",
     "require_fiona",
@@ -27,4 +30,5 @@ __all__ = [
     "segmenter_probabilities",
     "select_bands",
     "valid_mask",
+    "write_mask_geotiff",
 ]

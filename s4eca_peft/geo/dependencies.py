@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 from types import ModuleType
 
 GEO_EXTRA_HINT = "install the geo extra: pip install 's4eca-peft[geo]'"
+
+
+def has_rasterio() -> bool:
+    """Whether rasterio is installed (without importing it)."""
+    return importlib.util.find_spec("rasterio") is not None
 
 
 def require_rasterio() -> ModuleType:

@@ -29,7 +29,7 @@ from .blending import WindowStitcher
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
 from .vectors import check_vector_path, mask_polygons, write_polygons
-from .writing import MASK_COLORS, NODATA, OBJECT, publish_mask, scratch_path, scratch_profile
+from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_path, scratch_profile
 
 ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 """``(h, w, 3)`` float32 RGB windows in [0, 1] -> one ``(h, w)`` probability array per window."""
@@ -148,8 +148,7 @@ def predict_raster(
             profile = scratch_profile(source)
             score_file = rasterio.open(score_tmp, "w", **profile) if vector is not None else None
             try:
-                with rasterio.open(mask_tmp, "w", **profile, nodata=NODATA) as mask_file:
-                    mask_file.write_colormap(1, MASK_COLORS)
+                with open_scratch_mask(mask_tmp, source) as mask_file:
                     object_pixels = _predict_windows(
                         source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
                         mask_file, score_file,

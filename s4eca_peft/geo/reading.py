@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,26 @@ from typing import Any
 import numpy as np
 
 from ..modeling.image_io import apply_stretch, float_scale, stretch_bounds
+from .dependencies import has_rasterio, require_rasterio
+
+GEOTIFF_DRIVERS = ("GTiff", "COG")
+
+
+def is_georeferenced_geotiff(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a GeoTIFF with a coordinate system; False when rasterio is not installed, for other
+    formats (PNG, JPEG ...), for a TIFF without one and for a file GDAL cannot open."""
+    if not has_rasterio():
+        return False
+    rasterio = require_rasterio()
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            with rasterio.open(path) as dataset:
+                return dataset.driver in GEOTIFF_DRIVERS and dataset.crs is not None
+        except RasterioIOError:
+            return False
 
 
 def select_bands(dataset: Any, bands: Sequence[int] | None = None) -> tuple[int, int, int]:

@@ -1,5 +1,5 @@
-"""Mask GeoTIFFs: a scratch raster filled cell by cell, then copied to a tiled, compressed GeoTIFF (or a
-Cloud-Optimized GeoTIFF) through a temporary file and a rename."""
+"""Mask GeoTIFFs: a scratch raster filled cell by cell (or whole, `write_mask_geotiff`), then copied to a tiled,
+compressed GeoTIFF (or a Cloud-Optimized GeoTIFF) through a temporary file and a rename."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .dependencies import require_rasterio
+from .reading import select_bands, valid_mask
 
 BACKGROUND, OBJECT, NODATA = 0, 1, 255
 MASK_COLORS = {BACKGROUND: (0, 0, 0, 0), OBJECT: (255, 40, 40, 255), NODATA: (0, 0, 0, 0)}
@@ -55,6 +58,32 @@ def scratch_profile(source: Any) -> dict[str, Any]:
     if tiled:
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     return profile
+
+
+def open_scratch_mask(scratch: Path, source: Any) -> Any:
+    """``scratch`` opened for writing as the uint8 mask raster on ``source``'s grid: nodata 255 and the mask colours."""
+    rasterio = require_rasterio()
+    sink = rasterio.open(scratch, "w", **scratch_profile(source), nodata=NODATA)
+    sink.write_colormap(1, MASK_COLORS)
+    return sink
+
+
+def write_mask_geotiff(mask: np.ndarray, source_path: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """A whole ``(H, W)`` boolean mask predicted for the raster at ``source_path`` written as a mask GeoTIFF on its
+    grid (same CRS, transform and size; 1 object, 0 background, 255 where the raster is nodata), atomically."""
+    rasterio = require_rasterio()
+    output = Path(output)
+    with rasterio.open(source_path) as source:
+        if np.shape(mask) != (source.height, source.width):
+            raise ValueError(f"mask: shape {np.shape(mask)} differs from the raster {str(source_path)!r} "
+                             f"({source.height}, {source.width}).")
+        valid = valid_mask(source, select_bands(source))
+        values = np.where(valid, np.asarray(mask, dtype=bool).astype(np.uint8) * OBJECT, NODATA).astype(np.uint8)
+        with scratch_path(output, "mask") as scratch:
+            with open_scratch_mask(scratch, source) as sink:
+                sink.write(values, 1)
+            publish_mask(scratch, output)
+    return output
 
 
 def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:

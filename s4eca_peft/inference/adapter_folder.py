@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from ..files import PICKLE_SUFFIXES, hub_kwargs, hub_snapshot, is_hub_id, is_path_like, write_json_atomic
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
-from ..modeling.packaged import is_package_reference
+from ..modeling.packaged import is_package_reference, resolve_model_reference
 from ..tuner.checks import check_adapter_folder
 from ..tuner.errors import AdapterBackboneMismatchError
 
@@ -145,7 +145,13 @@ def save_for_inference(
 
 
 def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
-    """A local adapter folder as is; a Hub repo id (never a path-like name) downloaded to the cache."""
+    """A local adapter folder as is; a package reference (``package:s4eca-peft/reference-adapter``) as the folder
+    it names; a Hub repo id (never a path-like name) downloaded to the cache."""
+    if is_package_reference(str(name_or_path)):
+        if revision is not None:
+            raise ValueError(f"{str(name_or_path)!r} is an adapter shipped with the package, not a Hub repo: revision "
+                             f"{revision!r} cannot apply.")
+        return Path(resolve_model_reference(str(name_or_path)))
     path = Path(name_or_path)
     if path.is_dir():
         return path

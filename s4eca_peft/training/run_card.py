@@ -13,6 +13,7 @@ import torch
 from ..files import atomic_write, write_text_atomic
 from ..modeling.packaged import EMBEDDED_BACKBONE
 from .arguments import TrainConfig
+from .launch_command import LaunchOptions
 from .model_card import ModelCardInfo, render_model_card
 
 
@@ -44,9 +45,11 @@ def write_model_card(
     trainable: int,
     total: int,
     wall_time: float,
-    num_processes: int = 1,
+    launch: LaunchOptions | None = None,
 ) -> Path:
-    """Render ``README.md`` beside the adapter (written atomically), with a widget example image."""
+    """Render ``README.md`` beside the adapter (written atomically), with a widget example image. ``launch``: the
+    run's ``accelerate launch`` options (`LaunchOptions.from_accelerator`), written into the card's command."""
+    launch = launch or LaunchOptions()
     widget_image, widget_expression = write_widget_example(output_dir, config.data.image_size)
     adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
     metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
@@ -59,9 +62,9 @@ def write_model_card(
         trainable_params=trainable,
         total_params=total,
         adapter_size_bytes=(output_dir / "adapter_model.safetensors").stat().st_size,
-        hardware=describe_hardware(num_processes),
+        hardware=describe_hardware(launch.num_processes),
         wall_time_s=wall_time,
-        command=config.command,
+        command=launch.command(config.arguments),
         seed=config.training.seed,
         image_size=config.data.image_size,
         s4eca_config=adapter_config,

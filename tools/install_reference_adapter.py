@@ -1,0 +1,132 @@
+"""Install a trained run's adapter folder as the package's reference adapter (``package:s4eca-peft/reference-adapter``).
+
+    python tools/install_reference_adapter.py outputs/default_run                 # into s4eca_peft/reference_adapter/
+    python tools/install_reference_adapter.py outputs/default_run --target DIR    # anywhere else
+
+Only the files an adapter folder needs are copied, by an allow-list of names: the adapter (``adapter_config.json``,
+``adapter_model.safetensors``), the processor (``s4eca_processor_config.json`` and the tokenizer files), the base
+config (``s4eca_base/config.json``), ``s4eca_metadata.json``, the card (``README.md``, ``widget/scene.png``) and
+``eval_results.json``. Everything else in the run folder (checkpoints, logs, pictures) is left behind and listed.
+The install is refused, with nothing written, when the adapter folder holds a pickled file (``.bin``, ``.pt`` ...:
+weights load through safetensors only), a link, or an ``s4eca_base/model.safetensors`` larger than 1 MB (the run
+copied its frozen encoders: the reference must name them by package reference, such as
+``package:s4eca-peft/swin-synthetic-aerial``, so that only the adapter and head ship). The files are copied into a
+new folder beside the target, checked as the loaders check an adapter folder, and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from s4eca_peft.files import PICKLE_SUFFIXES
+from s4eca_peft.inference.adapter_folder import BASE_DIR, check_adapter_files
+from s4eca_peft.tuner.checks import check_adapter_folder
+
+DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"
+REQUIRED = ("adapter_config.json", "adapter_model.safetensors", "s4eca_processor_config.json", f"{BASE_DIR}/config.json",
+            "README.md", "eval_results.json")
+ALLOWED = frozenset({
+    *REQUIRED, "s4eca_metadata.json", f"{BASE_DIR}/model.safetensors", "widget/scene.png",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "processor_config.json",
+})
+"""Paths, relative to the adapter folder, that are copied."""
+ADAPTER_LEVELS = ("", BASE_DIR, "widget")
+"""Folders of an adapter folder (its top level included): a pickled file or a link there refuses the install."""
+MAX_BASE_BYTES = 1_000_000
+
+
+class InstallError(ValueError):
+    """The folder cannot be installed as the reference adapter (nothing was written)."""
+
+
+def plan(source: Path) -> tuple[list[str], list[str]]:
+    """``(files to copy, files left behind)`` of the run folder ``source``, relative POSIX paths; raises
+    `InstallError` naming what refuses the install."""
+    if not source.is_dir():
+        raise InstallError(f"{source}: not a folder (give a trained run's output folder).")
+    copied, left = [], []
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source).as_posix()
+        parent = path.parent.relative_to(source).as_posix()
+        in_adapter = ("" if parent == "." else parent) in ADAPTER_LEVELS
+        if path.is_symlink() and (in_adapter or relative in ALLOWED):
+            raise InstallError(f"{path}: a link; the reference adapter holds plain files only.")
+        if path.is_dir():
+            continue
+        if in_adapter and path.suffix.lower() in PICKLE_SUFFIXES:
+            raise InstallError(f"{path}: a pickled file in the adapter folder; weights are loaded with safetensors "
+                               "only, never unpickled. Remove it (or convert it to safetensors) first.")
+        (copied if relative in ALLOWED else left).append(relative)
+    missing = [name for name in REQUIRED if name not in copied]
+    if missing:
+        raise InstallError(f"{source}: not a finished run's adapter folder; missing {', '.join(missing)}.")
+    base = source / BASE_DIR / "model.safetensors"
+    if base.is_file() and base.stat().st_size > MAX_BASE_BYTES:
+        raise InstallError(
+            f"{base} is {base.stat().st_size:,} bytes (more than {MAX_BASE_BYTES:,}): the run copied its frozen "
+            "encoders into the adapter folder. The reference adapter must name them by package reference "
+            f"(recorded in {BASE_DIR}/config.json, e.g. package:s4eca-peft/swin-synthetic-aerial) so that only the "
+            "adapter and head ship."
+        )
+    return copied, left
+
+
+def install(source: str | os.PathLike, target: str | os.PathLike = DEFAULT_TARGET) -> tuple[Path, list[str]]:
+    """Copy the allow-listed files of ``source`` into ``target`` atomically (a new folder beside it, checked, then
+    renamed into place; a previous reference is replaced whole). Returns ``(target, files left behind)``."""
+    source, target = Path(source), Path(target)
+    copied, left = plan(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+    previous = target.with_name(f".old-{target.name}-{os.getpid()}")
+    try:
+        for relative in copied:
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / relative, destination)
+        try:
+            check_adapter_files(staging)
+            check_adapter_folder(staging)
+        except (OSError, ValueError) as error:
+            raise InstallError(f"{source}: the adapter does not pass the loaders' checks: {error}") from error
+        replacing = target.exists()
+        if replacing:
+            os.rename(target, previous)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if replacing:
+                os.rename(previous, target)  # the previous reference stays in place
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+    return target, left
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="A trained run's output folder (the adapter folder training writes).")
+    parser.add_argument("--target", default=str(DEFAULT_TARGET), help=f"Where to install (default: {DEFAULT_TARGET}).")
+    args = parser.parse_args(argv)
+    try:
+        target, left = install(args.source, args.target)
+    except InstallError as error:
+        print(f"install_reference_adapter: {error}", file=sys.stderr)
+        return 2
+    print(f"installed {args.source} as the reference adapter in {target}")
+    if left:
+        print(f"left behind ({len(left)} files not on the allow-list): {', '.join(left[:10])}"
+              + (" ..." if len(left) > 10 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
