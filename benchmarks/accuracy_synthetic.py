@@ -24,7 +24,7 @@ feedback stays zero) and its proxies are overwritten: a forward hook on the text
 over real tokens, the one the head also reads). ``s4eca_no_feedback`` (``text_feedback=False``, the paper's text
 adapter): the proxies reach the vision adapters only, the head reads the frozen sentence feature.
 
-    python benchmarks/accuracy_synthetic.py           # reduced default: 3 seeds x 8 runs, 48 steps of batch 16
+    python benchmarks/accuracy_synthetic.py           # reduced default: 3 seeds x 8 runs, 64 steps of batch 16
     python benchmarks/accuracy_synthetic.py --full    # 3 seeds x 8 runs, 384 steps of batch 16
     python benchmarks/accuracy_synthetic.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # 64 px, 2 steps
 
@@ -75,7 +75,7 @@ ABLATIONS = {
 }
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "steps": 2, "batch_size": 4, "num_eval_samples": 4, "jobs": 1},
-    "quick": {"image_size": 128, "steps": 48, "batch_size": 16, "num_eval_samples": 128, "jobs": 2},
+    "quick": {"image_size": 128, "steps": 64, "batch_size": 16, "num_eval_samples": 128, "jobs": 2},
     "full": {"image_size": 128, "steps": 384, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
 }
 PROTOCOL: dict[str, Any] = {

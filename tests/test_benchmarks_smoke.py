@@ -129,3 +129,17 @@ def test_accuracy_rows_are_mean_and_spread_over_seeds_and_comparisons_name_the_s
     head, lora = comparisons(results, "val")
     assert "+11.00 for S4ECA" in head and "S4ECA above, beyond the seed spread" in head
     assert "+1.00 for S4ECA" in lora and "within the seed spread" in lora
+
+
+@pytest.mark.slow
+def test_default_run_smoke_writes_both_runs_and_keeps_the_first(tmp_path):
+    command = [sys.executable, str(REPO / "benchmarks" / "default_run.py"), "--smoke", "--docs",
+               str(tmp_path / "training.md"), "--keep", str(tmp_path / "kept")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    process = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    section = read_section(tmp_path / "training.md", "default-run")
+    assert "Command: `python benchmarks/default_run.py --smoke`" in section
+    assert "| `accelerate launch examples/train.py` --max_train_steps 4" in section
+    assert "| same with `--constant_expression object` (no language) |" in section
+    assert json.loads((tmp_path / "kept" / "eval_results.json").read_text())["test"]["num_samples"] == 8

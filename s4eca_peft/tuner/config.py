@@ -103,7 +103,9 @@ class S4ECAConfig(PeftConfig):
             cross-attention output averaged over the queries, through a zero-initialised `text_bottleneck_size ->
             text_dim` linear map, added to every word), so that the text features after it, and the sentence feature
             the head reads, adapt as well. `False` leaves the text encoder's features unchanged: the proxies then
-            reach the vision adapters only.
+            reach the vision adapters only. Text feedback is this package's addition, beyond the paper's abstract;
+            `False` is the paper-faithful text adapter (docs/method.md lists what follows the paper and what is
+            added, and the val ablation behind each default).
         text_hidden_size (`Optional[int]`):
             Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks. Required
             only when the model has no text encoder (a bare vision backbone, with proxies set through
