@@ -123,6 +123,20 @@ def use_sentence_as_proxy(model) -> None:
     text_model.register_forward_hook(hook, with_kwargs=True)
 
 
+def mismatch_proxies(model) -> Any:
+    """From now on, each image's vision adapters read the proxies of the next image's expression in the batch (set
+    from a hook after the text encoder ran); the head still reads the image's own sentence. An adapter that ignores
+    its proxies scores the same with and without this. Returns the hook's handle."""
+    tuner = model.base_model
+
+    def swap(module, args, output) -> None:
+        proxies = tuner.get_language_proxies()
+        if proxies is not None:
+            tuner.set_language_proxies(proxies.roll(1, dims=0))
+
+    return model.get_base_model().text_model.register_forward_hook(swap)
+
+
 def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
     """Train `run` under `protocol` and score it on the fixed synthetic val and test scenes. Every run goes
     through this one function; only the model differs."""
@@ -197,6 +211,10 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
     # ---- evaluation of the final weights
     scores = {split: evaluate_loop(model, dl, desc=split) for split, dl in eval_dls.items()}
+    if protocol.get("language_use") and method == "s4eca" and run != "s4eca_no_queries":
+        handle = mismatch_proxies(model)
+        scores["val_mismatched_proxies"] = evaluate_loop(model, eval_dls["val"], desc="val, mismatched proxies")
+        handle.remove()
     tail = losses[-max(1, len(losses) // 10):]
     return {
         "run": run, "trainable": trainable, "total": total, "head": head, "lora_rank": lora_rank,
