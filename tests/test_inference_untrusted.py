@@ -236,7 +236,7 @@ def test_an_open_quote_is_given_up_after_max_record_lines(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value", [("--tile_overlap", "1.0"), ("--tile_overlap", "-0.1"), ("--batch_size", "0"),
-                                         ("--max_side", "-5"), ("--threshold", "2"), ("--tile_size", "x")])
+                                         ("--max_side", "-5"), ("--threshold", "2"), ("--tile_size", "0")])
 def test_prediction_flags_out_of_range_are_usage_errors(flag, value, capsys):
     with pytest.raises(SystemExit) as exited:
         predict_main(["--adapter", "x", "--image", "a.png", "--expression", "e", "--output", "m.png", flag, value])
