@@ -51,7 +51,7 @@ def predict_main(argv: list[str] | None = None) -> None:
 def prepare_data_main(argv: list[str] | None = None) -> None:
     from .data.prepare import prepare_data_main as run
 
-    raise SystemExit(run(argv))
+    raise SystemExit(run_command("s4eca-prepare-data", run, argv))
 
 
 def pretrain_backbone_main(argv: list[str] | None = None) -> None:

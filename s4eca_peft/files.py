@@ -1,14 +1,20 @@
-"""Files and Hub repos: atomic writes, which files load through pickle, and how Hub ids and Hub options are told.
+"""Files and Hub repos: atomic writes of files and folders, which files load through pickle, and how Hub ids and Hub
+options are told.
 
 One home for each of these, used by training, inference and the model card alike.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import json
 import os
 import re
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,97 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+_AT_FDCWD = -100  # renameat2: paths relative to the working directory
+_RENAME_EXCHANGE = 2  # renameat2: swap the two paths
+
+
+def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``). Returns False where the C library,
+    the kernel or the filesystem has no such call; other failures raise an OSError naming ``second``."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError, TypeError):  # not glibc >= 2.28 (macOS, Windows, musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, f"cannot swap {str(first)!r} with it: {os.strerror(code)}", str(second))
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-"
+
+
+def _aside_prefix(target: Path) -> str:
+    return f".{target.name}.old-"
+
+
+def recover_folder_swap(target: str | os.PathLike) -> None:
+    """Finish what an interrupted `atomic_write_folder` of ``target`` left: a previous folder set aside while
+    ``target`` is missing is renamed back; leftover temporary and set-aside folders beside it are removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+
+    def beside(prefix: str) -> list[str]:
+        return glob.glob(os.path.join(glob.escape(str(target.parent)), glob.escape(prefix) + "*"))
+
+    aside = sorted(beside(_aside_prefix(target)), key=os.path.getmtime)
+    if aside and not os.path.lexists(target):
+        os.rename(aside.pop(), target)  # the complete previous folder
+    for leftover in [*aside, *beside(_staging_prefix(target))]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put the complete folder ``staging`` at ``target`` in one rename; the replaced folder is removed."""
+    if not os.path.lexists(target):
+        os.rename(staging, target)
+        return
+    if exchange_paths(staging, target):
+        shutil.rmtree(staging)  # now the previous folder
+        return
+    aside = target.parent / f"{_aside_prefix(target)}{uuid.uuid4().hex}"  # recovered by recover_folder_swap
+    os.rename(target, aside)
+    os.rename(staging, target)
+    shutil.rmtree(aside)
+
+
+def atomic_write_folder(
+    target: str | os.PathLike,
+    write: Callable[[Path], Any],
+    check_replaceable: Callable[[Path, Path], None] | None = None,
+) -> Path:
+    """Call ``write(tmp)`` on an empty folder beside ``target``, then put it at ``target`` in one step, replacing the
+    folder there as a whole: a reader, or a process killed at any point, finds the previous folder or the complete
+    new one, never a mix of both.
+
+    The temporary folder is created exclusively (``tempfile.mkdtemp``) in ``target``'s parent and removed when
+    ``write`` fails. An existing ``target`` is swapped with it by Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere it
+    is renamed aside first, and `recover_folder_swap` (run here before writing) puts it back if the process died
+    between the two renames. ``check_replaceable(target, tmp)``, called once ``tmp`` is written, may raise to keep
+    an existing ``target`` that must not be replaced. One writer per ``target`` at a time.
+    """
+    target = Path(target)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise NotADirectoryError(f"{str(target)!r} is not a folder; it cannot be replaced by one.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder_swap(target)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+    try:
+        write(staging)
+        if check_replaceable is not None and target.is_dir():
+            check_replaceable(target, staging)
+        _swap_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def is_path_like(name_or_path: str | os.PathLike) -> bool:

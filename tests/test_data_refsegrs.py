@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from s4eca_peft.cli import prepare_data_main as prepare_data_command
 from s4eca_peft.data import (
     DataValidationWarning,
     load_refsegrs,
@@ -169,8 +170,11 @@ def test_cli_prints_counts_and_problems(bad_root, capsys):
 def test_cli_wrong_layout(tmp_path, capsys):
     root = write_refsegrs(tmp_path, GOOD)
     (root / "output_phrase_val.txt").unlink()
-    assert prepare_data_main(["--dataset", "refsegrs", "--data_dir", str(root)]) == 2
-    assert "output_phrase_val.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        prepare_data_command(["--dataset", "refsegrs", "--data_dir", str(root)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("s4eca-prepare-data: error: ") and err.count("\n") == 1
+    assert "output_phrase_val.txt" in err and "(--debug shows the traceback)" in err
     with pytest.raises(SystemExit) as exited:
         prepare_data_main(["--dataset", "coco", "--data_dir", str(root)])
     assert exited.value.code != 0

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from s4eca_peft.cli import prepare_data_main as prepare_data_command
 from s4eca_peft.data import (
     DataValidationWarning,
     UnsafePickleError,
@@ -265,7 +266,8 @@ def test_unpickler_refuses_anything_but_builtins(tmp_path, make, refused):
     with pytest.raises(UnsafePickleError, match=r"refs\(unc\)\.p: refusing to unpickle .*" + refused):
         load_rrsisd(root, "train")
     assert not (tmp_path / "pwned").exists()  # the payload never ran
-    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(root)]) == 2
+    with pytest.raises(UnsafePickleError, match=refused):
+        prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(root)])
 
 
 @pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
@@ -314,5 +316,10 @@ def test_cli_reports_problems_and_strict_exit_code(bad_root, capsys):
 def test_cli_wrong_layout_exits_nonzero_naming_the_file(tmp_path, capsys):
     root = good_layout(tmp_path)
     (root / "rrsisd" / "instances.json").unlink()
-    assert prepare_data_main(["--dataset", "rrsisd", "--data_dir", str(root)]) == 2
-    assert "instances.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        prepare_data_command(["--dataset", "rrsisd", "--data_dir", str(root)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("s4eca-prepare-data: error: ") and err.count("\n") == 1
+    assert "instances.json" in err and "Traceback" not in err
+    with pytest.raises(FileNotFoundError, match="instances.json"):  # --debug: the error itself, with its traceback
+        prepare_data_command(["--dataset", "rrsisd", "--data_dir", str(root), "--debug"])

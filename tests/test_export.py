@@ -83,3 +83,63 @@ def test_the_default_base_is_recorded_by_package_reference_not_copied(tmp_path):
         expected = model(**inputs).logits
         actual = loaded(**inputs).logits
     torch.testing.assert_close(actual, expected)
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class _Killed(BaseException):
+    """Stands for the process being killed."""
+
+
+def _re_export(folder, **metadata):
+    model, processor, _ = load_for_inference(folder)
+    return lambda: save_for_inference(model, processor, folder, extra_metadata=metadata)
+
+
+def test_a_new_export_replaces_the_folder_whole_and_a_kill_keeps_the_previous_one(adapter_from_folders, monkeypatch):
+    from s4eca_peft import files
+    from s4eca_peft.inference import adapter_folder
+
+    adapter = adapter_from_folders / "adapter"
+    before = _snapshot(adapter)
+    export = _re_export(adapter, best_step=7)
+
+    def kill(*args, **kwargs):
+        raise _Killed
+
+    for where in ("exchange_paths", "write_json_atomic"):  # the swap itself; the last file of the new export
+        module = files if where == "exchange_paths" else adapter_folder
+        with monkeypatch.context() as patch:
+            patch.setattr(module, where, kill)
+            with pytest.raises(_Killed):
+                export()
+        assert _snapshot(adapter) == before, where
+    export()
+    after = _snapshot(adapter)
+    assert json.loads(after[METADATA_NAME])["best_step"] == 7 and set(after) == set(before)
+    assert sorted(p.name for p in adapter_from_folders.iterdir()) == ["adapter", "bert", "swin"]  # nothing left aside
+
+
+def test_an_export_never_replaces_a_folder_of_other_files(adapter_from_folders):
+    adapter = adapter_from_folders / "adapter"
+    export = _re_export(adapter)
+    (adapter / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files a new export would not keep \(notes\.txt\)"):
+        export()
+    (adapter / "notes.txt").unlink()
+    (adapter / METADATA_NAME).unlink()
+    with pytest.raises(ValueError, match=r"no s4eca_metadata\.json: it is not an earlier adapter export"):
+        export()
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+
+def test_a_run_folder_stands_for_its_adapter_subfolder(adapter_from_folders):
+    from s4eca_peft.inference.adapter_folder import RUN_ADAPTER_DIR, adapter_root
+
+    run = adapter_from_folders  # holds adapter/ as a training run's folder does
+    assert adapter_root(run) == run / RUN_ADAPTER_DIR == adapter_root(run / RUN_ADAPTER_DIR)
+    assert adapter_root(run / "swin") == run / "swin"  # no adapter/adapter_config.json: the folder itself
+    model, processor, metadata = load_for_inference(run)
+    assert processor.image_size == 64 and metadata["image_size"] == 64

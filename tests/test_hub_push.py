@@ -156,3 +156,19 @@ def test_refuses_a_transformers_card_and_a_missing_folder(adapter_folder, hub, t
     with pytest.raises(ValueError, match="`folder` must be a directory"):
         push_adapter_to_hub(tmp_path / "nowhere", REPO_ID)
     hub.create_repo.assert_not_called()
+
+
+def test_a_run_folder_uploads_its_adapter_subfolder_at_the_repo_root(tmp_path, hub):
+    run = write_adapter_folder(tmp_path / "run")
+    (run / "adapter").mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "preprocessor_config.json", "tokenizer.json"):
+        (run / name).rename(run / "adapter" / name)
+    push_adapter_to_hub(run, REPO_ID)
+    operations = uploaded_operations(hub.create_commit)
+    assert set(operations) == UPLOADED
+    assert Path(operations["adapter_model.safetensors"].path_or_fileobj) == run / "adapter" / "adapter_model.safetensors"
+    assert Path(operations["README.md"].path_or_fileobj) == run / "README.md"
+
+    (run / "adapter_config.json").write_text("{}")  # a stale copy beside the run's adapter
+    with pytest.raises(ValueError, match=r"adapter_config\.json is both in .* and in its adapter folder"):
+        push_adapter_to_hub(run, REPO_ID)

@@ -14,7 +14,7 @@ from test_inference import build_tiny_adapter
 from test_inference_cli import write_image
 
 from s4eca_peft import S4ECASegmenter
-from s4eca_peft.inference.predict import ERRORS_NAME, predict_main
+from s4eca_peft.inference.predict import ERRORS_NAME, MAX_RECORD_LINES, predict_main, read_batch
 from s4eca_peft.tuner import AdapterFileError
 
 
@@ -181,6 +181,7 @@ def test_batch_rows_with_bad_text_or_quoting_are_reported_and_the_rest_continue(
     errors = {e["row"]: e["error"] for e in map(json.loads, (out / ERRORS_NAME).read_text().splitlines())}
     assert set(errors) == {2, 4, 5}
     assert "malformed CSV quoting" in errors[2] and "not UTF-8" in errors[4] and "malformed CSV quoting" in errors[5]
+    assert errors[2].startswith(f"{csv_file}: line 3: ") and "still open at line 5, which is not UTF-8" in errors[2]
     assert (out / "one.png").is_file() and (out / "three.png").is_file()
 
     jsonl = data / "rows.jsonl"
@@ -195,8 +196,47 @@ def test_batch_rows_with_bad_text_or_quoting_are_reported_and_the_rest_continue(
     assert len(list(out.glob("*_overlay.png"))) == 2
 
 
+def test_csv_quoted_fields_may_span_lines_and_an_open_quote_swallows_no_row(tmp_path):
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_bytes(
+        b"\xef\xbb\xbfimage,expression,output\r\n"  # a byte-order mark, CRLF line ends
+        b'a.png,"the ship\r\nnear the ""dock""",one.png\r\n'  # lines 2-3: one row (RFC 4180)
+        b"b.png,the car,two.png\n"
+        b'c.png,"the road,three.png\n'  # line 5: its quote is closed on line 7, then text follows the closing quote
+        b"d.png,the pool,four.png\n"
+        b'e.png,"the boat"x,five.png\n'
+        b"\n"
+        b'g.png,"two\n\nparagraphs",six.png\n'  # lines 9-11: a blank line inside a quoted field is kept
+        b'h.png,"never closed,seven.png\n'  # line 12: a quote still open at the end of the file
+        b"i.png,the end,eight.png\n"
+    )
+    rows = {row.number: row for row in read_batch(csv_file)}
+    assert sorted(rows) == [1, 3, 4, 5, 6, 8, 11, 12]
+    assert (rows[1].image, rows[1].expression, rows[1].output, rows[1].error) == (
+        "a.png", 'the ship\nnear the "dock"', "one.png", None)
+    assert (rows[3].image, rows[3].error) == ("b.png", None)
+    assert rows[4].error == f"{csv_file}: lines 5-7: malformed CSV quoting (',' expected after '\"')"
+    assert (rows[5].image, rows[5].expression, rows[5].output, rows[5].error) == ("d.png", "the pool", "four.png", None)
+    assert rows[6].error == f"{csv_file}: line 7: malformed CSV quoting (',' expected after '\"')"
+    assert (rows[8].image, rows[8].expression, rows[8].output) == ("g.png", "two\n\nparagraphs", "six.png")
+    assert rows[11].error == (
+        f"{csv_file}: line 12: malformed CSV quoting (a quote opened here is still open at the end of the file)")
+    assert (rows[12].image, rows[12].expression, rows[12].error) == ("i.png", "the end", None)
+
+
+def test_an_open_quote_is_given_up_after_max_record_lines(tmp_path):
+    csv_file = tmp_path / "rows.csv"
+    body = "".join(f"r{i}.png,row {i}\n" for i in range(MAX_RECORD_LINES + 20))
+    csv_file.write_text('image,expression\nopen.png,"never closed\n' + body)
+    rows = list(read_batch(csv_file))
+    assert rows[0].number == 1 and rows[0].error == (
+        f"{csv_file}: line 2: malformed CSV quoting (a quote opened here is still open at {MAX_RECORD_LINES} lines)")
+    assert [row.image for row in rows[1:]] == [f"r{i}.png" for i in range(MAX_RECORD_LINES + 20)]
+    assert all(row.error is None for row in rows[1:])
+
+
 @pytest.mark.parametrize("flag, value", [("--tile_overlap", "1.0"), ("--tile_overlap", "-0.1"), ("--batch_size", "0"),
-                                         ("--max_side", "-5"), ("--threshold", "2"), ("--tile_size", "x")])
+                                         ("--max_side", "-5"), ("--threshold", "2"), ("--tile_size", "0")])
 def test_prediction_flags_out_of_range_are_usage_errors(flag, value, capsys):
     with pytest.raises(SystemExit) as exited:
         predict_main(["--adapter", "x", "--image", "a.png", "--expression", "e", "--output", "m.png", flag, value])

@@ -61,22 +61,24 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
         commit.return_value = mock.Mock(commit_url="https://huggingface.co/me/s4eca-test/commit/abc")
         results = main(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4", "--report_to",
                                      "tensorboard", "--push_to_hub", "--hub_model_id", "me/s4eca-test"))
-    for name in ["adapter_config.json", "adapter_model.safetensors", "eval_results.json", "README.md",
-                 "s4eca_processor_config.json", "s4eca_base/config.json", "s4eca_base/model.safetensors",
-                 "s4eca_metadata.json", "training_curves.png", "val_overlays.png"]:
+    for name in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "eval_results.json", "README.md",
+                 "adapter/s4eca_processor_config.json", "adapter/s4eca_base/config.json",
+                 "adapter/s4eca_base/model.safetensors", "adapter/s4eca_metadata.json", "training_curves.png",
+                 "val_overlays.png"]:
         assert (output / name).is_file(), name
+    assert not list(output.glob(".adapter.*")), "a temporary export was left beside the adapter"
     assert list((output / "logs").rglob("events.out.tfevents.*")), "no TensorBoard log"
     saved = json.loads((output / "eval_results.json").read_text())
     assert saved["val"]["split"] == "val" and saved["test"]["split"] == "test"
     assert saved["val"]["num_samples"] == 8 and saved["test"]["num_samples"] == 4
     assert results["val"]["oIoU"] == saved["val"]["oIoU"]
-    assert json.loads((output / "s4eca_metadata.json").read_text())["image_size"] == 64
+    assert json.loads((output / "adapter" / "s4eca_metadata.json").read_text())["image_size"] == 64
     train_results = json.loads((output / "train_results.json").read_text())
     assert train_results["train_steps"] == 4 and train_results["train_samples"] == 16
     assert 0 < train_results["train_runtime_s"] < train_results["wall_time_s"]  # validation and saving excluded
     assert train_results["train_samples_per_second"] == pytest.approx(16 / train_results["train_runtime_s"], rel=0.02)
     # adapter-only weights: no frozen backbone tensor in the adapter file
-    keys = load_file(str(output / "adapter_model.safetensors")).keys()
+    keys = load_file(str(output / "adapter" / "adapter_model.safetensors")).keys()
     assert keys and all("s4eca_" in k or "segmentation_head" in k for k in keys)
 
     card = ModelCard((output / "README.md").read_text())
@@ -93,7 +95,8 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
     create_repo.assert_called_once()
     operations = commit.call_args.kwargs.get("operations") or commit.call_args.args[1]
     uploaded = {op.path_in_repo for op in operations}
-    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "widget/scene.png"} <= uploaded
+    assert {"adapter_model.safetensors", "adapter_config.json", "s4eca_base/config.json", "README.md",
+            "widget/scene.png", "eval_results.json"} <= uploaded  # the adapter at the repo's root, beside the card
     assert not any(path.startswith("checkpoints") for path in uploaded)
     readme = next(op for op in operations if op.path_in_repo == "README.md")
     assert "library_name: peft" in Path(readme.path_or_fileobj).read_text()
@@ -269,7 +272,7 @@ def test_bf16_run_stores_frozen_encoders_in_bf16_and_saves_the_same_adapter(
         scores = json.loads((run / "eval_results.json").read_text())
         assert all(math.isfinite(scores[split]["oIoU"]) for split in ("val", "test"))
     # the saved adapter (and head) has the keys and dtypes of a float32 run
-    reference, adapter = (load_file(str(run / "adapter_model.safetensors")) for run in (eager, mixed))
+    reference, adapter = (load_file(str(run / "adapter" / "adapter_model.safetensors")) for run in (eager, mixed))
     assert {k: v.dtype for k, v in adapter.items()} == {k: v.dtype for k, v in reference.items()}
     assert {v.dtype for v in adapter.values()} == {torch.float32}
     assert all(torch.isfinite(v).all() for v in adapter.values())
@@ -295,6 +298,6 @@ def test_torch_compile_flag_compiles_the_adapters_and_trains(tmp_path, tiny_swin
     assert len(compiled) == 1 and compiled[0] > 0
     assert counters["stats"]["unique_graphs"] > 0  # dynamo captured adapter graphs and the steps ran them
     assert json.loads((output / "train_results.json").read_text())["train_steps"] == 2
-    adapter = load_file(str(output / "adapter_model.safetensors"))
+    adapter = load_file(str(output / "adapter" / "adapter_model.safetensors"))
     assert adapter and not any("_orig_mod" in key for key in adapter)
     assert all(torch.isfinite(v).all() for v in adapter.values())

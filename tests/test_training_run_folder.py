@@ -129,12 +129,16 @@ def test_an_empty_train_split_is_one_clear_error(tmp_path, monkeypatch, capsys):
     assert "s4eca-train: error: The train split of --dataset synthetic has no samples" in capsys.readouterr().err
 
 
-def test_training_flags_out_of_range_are_usage_errors(capsys):
-    for flag, value in [("--checkpointing_steps", "0"), ("--logging_steps", "0"), ("--eval_every_epochs", "0"),
-                        ("--max_train_steps", "-3")]:
-        with pytest.raises(SystemExit) as exited:
-            train_main([flag, value])
-        assert exited.value.code == 2 and f"{flag.lstrip('-')}" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value, expected", [("--checkpointing_steps", "0", "a positive integer or 'epoch', got '0'"),
+                                                   ("--logging_steps", "0", "positive, got 0"),
+                                                   ("--eval_every_epochs", "0", "positive, got 0"),
+                                                   ("--max_train_steps", "-3", "positive, got -3")])
+def test_training_flags_out_of_range_are_usage_errors(capsys, flag, value, expected):
+    with pytest.raises(SystemExit) as exited:
+        train_main([flag, value])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert exited.value.code == 2
+    assert errors == [f"s4eca-train: error: `{flag[2:]}` ({flag}) must be {expected}."], errors
 
 
 def test_s4eca_eval_errors_are_one_line(tmp_path, capsys):

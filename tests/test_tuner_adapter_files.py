@@ -72,6 +72,12 @@ def test_a_config_that_is_not_json_names_the_file(adapter):
         ({"extractor_kernel_sizes": [101, 3, 3]}, "odd integers from 1 to 31"),
         ({"vision_target_modules": "blocks.(0"}, r"`vision_target_modules` is not a valid regex \(missing \)"),
         ({"text_target_modules": [3]}, "`text_target_modules` must list at most 4096 module names"),
+        ({"text_target_modules": ["x" * 257]}, "module names \\(strings of 1 to 256 characters\\)"),
+        ({"vision_target_modules": r"(\w+\.?)+x"}, r"`vision_target_modules` is refused as a regex: it nests quantif"),
+        ({"vision_target_modules": r"(?:a?){25}a{25}"}, "it nests quantifiers"),
+        ({"text_target_modules": r"(?:layer|layer\.)*x"}, r"`text_target_modules` is refused as a regex: it repeats an"),
+        ({"vision_target_modules": r".*.*.*.*x"}, "it holds more than 3 quantifiers"),
+        ({"vision_target_modules": r"(a)\1"}, "it uses a backreference"),
     ],
 )
 def test_config_values_are_checked_before_any_allocation_naming_file_and_field(adapter, changes, message):
@@ -100,6 +106,47 @@ def test_a_huge_num_queries_is_refused_before_allocating_under_a_memory_cap(adap
     assert f"refused: {adapter / 'adapter_config.json'}: `num_queries` must be an integer from 1 to 1024" in (
         result.stdout
     )
+
+
+@pytest.mark.slow
+def test_a_catastrophic_target_regex_is_refused_before_any_matching(adapter):
+    edit_config(adapter, vision_target_modules=r"(\w+\.?)+x")  # time doubling with each character of a name
+    result = run_capped(
+        f"""
+        import time
+        from peft import PeftModel
+        from test_tuner_errors import build
+        base = build()
+        started = time.perf_counter()
+        try:
+            PeftModel.from_pretrained(base, {str(adapter)!r})
+        except ValueError as error:
+            print("refused:", error)
+        print(f"seconds: {{time.perf_counter() - started:.3f}}")
+        """,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"refused: {adapter / 'adapter_config.json'}: `vision_target_modules` is refused as a regex" in result.stdout
+    assert float(result.stdout.rsplit("seconds: ", 1)[1]) < 5
+
+
+@pytest.mark.parametrize(
+    "vision, text",
+    [(r".*\.layers\.\d+\.blocks\.\d+", r".*\.encoder\.layer\.1"),
+     (r"vision_model\.backbone\.swin\.encoder\.layers\.(0|3)\.blocks\.0", r"text_model\.encoder\.layer\.(1|7)"),
+     (r"^(?!.*layers\.[12]\.).*\.blocks\.\d+$", r"(?:text_model)\.encoder\.layer\.[0-9]+(?=$)")],
+)
+def test_peft_style_target_regexes_still_select_their_blocks(swin_bert, vision, text):
+    from s4eca_peft.tuner.targets import matches
+
+    config = S4ECAConfig(**TINY, vision_target_modules=vision, text_target_modules=text)
+    model = get_peft_model(copy.deepcopy(swin_bert), config)
+    names = [name for name, _ in swin_bert.named_modules()]
+    adapted = {name.removeprefix("base_model.model.") for name, module in model.named_modules()
+               if hasattr(module, "s4eca_vision_adapter") or hasattr(module, "s4eca_text_adapter")}
+    expected = {name for name in names if matches(vision, name) or matches(text, name)}
+    assert adapted == expected and any("blocks" in name for name in adapted) and any("layer." in n for n in adapted)
 
 
 @pytest.mark.parametrize(
@@ -144,11 +191,13 @@ def test_the_security_page_states_the_limits_in_force():
 
     from s4eca_peft.data import safe_pickle
     from s4eca_peft.data.masks import MAX_OUTLINE_FACTOR
+    from s4eca_peft.inference.predict import MAX_RECORD_LINES
     from s4eca_peft.tuner import config
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
     limits = {name: getattr(config, name) for name in dir(config) if name.startswith("MAX_")}
-    limits.update(MAX_OUTLINE_FACTOR=MAX_OUTLINE_FACTOR, MAX_DEPTH=safe_pickle.MAX_DEPTH)
+    limits.update(MAX_OUTLINE_FACTOR=MAX_OUTLINE_FACTOR, MAX_DEPTH=safe_pickle.MAX_DEPTH,
+                  MAX_RECORD_LINES=MAX_RECORD_LINES)
     for name, value in limits.items():
         assert f"`{name}` = {value}" in text, name
     assert safe_pickle.MAX_FILE_BYTES == 1 << 30 and "`MAX_FILE_BYTES` = 1 GiB" in text

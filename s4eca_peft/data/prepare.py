@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from .hub import push_prepared_dataset
 from .refsegrs import scan_refsegrs
 from .rrsisd import scan_rrsisd
-from .safe_pickle import UnsafePickleError
 from .validation import SPLITS
 
 PUBLISHED_SPLIT_SIZES = {
@@ -43,14 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def prepare_data_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``s4eca-prepare-data``. Returns 0 when valid (or not strict), 1 when strict and problems
-    were found, 2 when the folder layout or a metadata file is wrong."""
+    """``s4eca-prepare-data`` (`s4eca_peft.cli.prepare_data_main` runs it). Returns 0 when valid (or not strict), 1
+    when strict and problems were found. A wrong folder layout or metadata file raises (FileNotFoundError,
+    `UnsafePickleError`, ValueError) naming the file; the command turns it into one line and exit status 2."""
     args = build_parser().parse_args(argv)
-    try:
-        scanned = _SCANNERS[args.dataset](args.data_dir, decode_images=True)
-    except (FileNotFoundError, UnsafePickleError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    scanned = _SCANNERS[args.dataset](args.data_dir, decode_images=True)
     reports = {split: report for split, (_, report) in scanned.items()}
     published = PUBLISHED_SPLIT_SIZES[args.dataset]
     name = next(iter(reports.values())).dataset
@@ -76,4 +71,6 @@ def prepare_data_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(prepare_data_main())
+    from ..cli import prepare_data_main as command
+
+    command()

@@ -10,13 +10,15 @@ s4eca_base/model.safetensors                     the frozen base model, only whe
                                                  (not a Hub id nor a package reference)
 s4eca_metadata.json                              image size the adapter was trained at, and other facts
 ```
+
+A training run keeps its best adapter in ``<output_dir>/adapter/`` (``RUN_ADAPTER_DIR``), replaced as a whole by each
+better one; every reader given a run folder reads that subfolder (`adapter_root`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import PICKLE_SUFFIXES, hub_kwargs, hub_snapshot, is_hub_id, is_path_like, write_json_atomic
+from ..files import (
+    PICKLE_SUFFIXES,
+    atomic_write_folder,
+    hub_kwargs,
+    hub_snapshot,
+    is_hub_id,
+    is_path_like,
+    write_json_atomic,
+)
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from ..modeling.packaged import is_package_reference, resolve_model_reference
 from ..tuner.checks import check_adapter_folder
@@ -34,6 +44,16 @@ BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+RUN_ADAPTER_DIR = "adapter"
+"""Where a training run's folder keeps its best adapter."""
+
+
+def adapter_root(folder: str | os.PathLike) -> Path:
+    """The adapter folder ``folder`` stands for: its ``adapter/`` subfolder when ``folder`` is a training run's folder
+    (the subfolder holds ``adapter_config.json``), else ``folder`` itself."""
+    folder = Path(folder)
+    run_adapter = folder / RUN_ADAPTER_DIR
+    return run_adapter if (run_adapter / ADAPTER_CONFIG).is_file() else folder
 
 
 def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -101,23 +121,42 @@ def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
     return not (loadable_by_name(config.vision_name_or_path) and loadable_by_name(config.text_name_or_path))
 
 
+def _check_replaceable_export(folder: Path, export: Path) -> None:
+    """Refuse to replace ``folder`` unless it is empty or an earlier export holding nothing an export does not write."""
+    present = sorted(p.name for p in folder.iterdir())
+    if not present:
+        return
+    if not (folder / METADATA_NAME).is_file():
+        raise ValueError(
+            f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and an export "
+            f"replaces its folder as a whole ({', '.join(present[:5])}). Choose a new or empty folder."
+        )
+    foreign = [name for name in present if name != BASE_DIR and not (export / name).exists()]
+    if foreign:
+        raise ValueError(
+            f"{str(folder)!r} holds files a new export would not keep ({', '.join(foreign[:5])}); an export replaces "
+            "its folder as a whole. Move them out or choose another folder."
+        )
+
+
 def save_for_inference(
     peft_model: Any,
     processor: ReferringSegmentationProcessor,
     output_dir: str | os.PathLike,
     extra_metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the adapter, processor, base config (and base weights when needed) and metadata to ``output_dir``.
+    """Write the adapter, processor, base config (and base weights when needed) and metadata as the folder
+    ``output_dir``.
 
-    Everything is first written to a temporary folder beside ``output_dir``, then moved in file by file with
-    ``os.replace``, so an interrupted save never leaves a half-written file.
+    The folder is written completely beside ``output_dir``, then swapped in with one rename
+    (`s4eca_peft.files.atomic_write_folder`): a reader, or a run killed at any point, finds the previous export or the
+    new one whole, never files of both. An existing ``output_dir`` is replaced only when it is empty or an earlier
+    export with no other files (a ValueError names them otherwise).
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     base = peft_model.get_base_model()
     config: ReferringSegmentationConfig = base.config
-    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-export-") as tmp:
-        staging = Path(tmp)
+
+    def write(staging: Path) -> None:
         peft_model.save_pretrained(staging)
         (staging / "README.md").unlink(missing_ok=True)  # the model card is ours, written separately
         processor.save_pretrained(staging)
@@ -133,20 +172,14 @@ def save_for_inference(
         }
         metadata.update(extra_metadata or {})
         write_json_atomic(staging / METADATA_NAME, metadata)
-        stale = output_dir / BASE_DIR / "model.safetensors"
-        if not ships_weights and stale.exists():
-            stale.unlink()
-        for source in sorted(staging.rglob("*")):
-            if source.is_file():
-                target = output_dir / source.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
-    return output_dir
+
+    return atomic_write_folder(output_dir, write, check_replaceable=_check_replaceable_export)
 
 
 def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
-    """A local adapter folder as is; a package reference (``package:s4eca-peft/reference-adapter``) as the folder
-    it names; a Hub repo id (never a path-like name) downloaded to the cache."""
+    """A local adapter folder (a training run's folder stands for its ``adapter/``, see `adapter_root`); a package
+    reference (``package:s4eca-peft/reference-adapter``) as the folder it names; a Hub repo id (never a path-like
+    name) downloaded to the cache."""
     if is_package_reference(str(name_or_path)):
         if revision is not None:
             raise ValueError(f"{str(name_or_path)!r} is an adapter shipped with the package, not a Hub repo: revision "
@@ -154,7 +187,7 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
         return Path(resolve_model_reference(str(name_or_path)))
     path = Path(name_or_path)
     if path.is_dir():
-        return path
+        return adapter_root(path)
     if path.exists():
         raise NotADirectoryError(f"{str(name_or_path)!r} is a file; an adapter is a folder (or a Hub repo id).")
     if is_path_like(name_or_path):
@@ -162,7 +195,7 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
                                 "like a local path is never looked up on the Hub).")
     if not is_hub_id(name_or_path):
         raise FileNotFoundError(f"{str(name_or_path)!r} is not an adapter folder (nor a Hub repo id owner/name).")
-    return hub_snapshot(str(name_or_path), revision, cache_dir=cache_dir, token=token)
+    return adapter_root(hub_snapshot(str(name_or_path), revision, cache_dir=cache_dir, token=token))
 
 
 def check_adapter_files(root: Path) -> None:

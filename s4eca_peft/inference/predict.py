@@ -12,8 +12,9 @@ A batch (CSV with a header, or JSON lines; columns ``image``, ``expression`` and
 Relative image paths are read from the batch file's folder; relative outputs go under ``--output_dir`` (default
 name: ``<image stem>_<hash of image and expression>.png``). The batch is resumable: a row whose mask and overlay
 already exist is skipped. A row that fails (missing or unreadable image, empty or non-UTF-8 expression, bad line or
-CSV quoting) is written to ``errors.jsonl`` in the output folder with its reason, and the batch goes on. A CSV is read
-one row per line (a UTF-8 byte-order mark is accepted). Rows are predicted ``--batch_size`` at a time.
+CSV quoting) is written to ``errors.jsonl`` in the output folder with its reason, and the batch goes on. A CSV quoted
+field may span lines (RFC 4180); a quote left open is reported at the row that opened it, and the lines after it are
+read as rows again. A UTF-8 byte-order mark is accepted. Rows are predicted ``--batch_size`` at a time.
 
 Nothing is overwritten by accident: before any prediction, every mask and overlay path is resolved (symbolic links
 followed) and must lie inside ``--output_dir``, and a batch in which a row would write over an input image or over
@@ -41,6 +42,7 @@ import hashlib
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +61,7 @@ ERRORS_NAME = "errors.jsonl"
 class BatchRow:
     """One line of a batch file. ``error`` is set when the line itself is unusable."""
 
-    number: int  # 1-based data row (CSV: without the header; JSONL: line number)
+    number: int  # 1-based (CSV: the row's first line, less the header's; JSONL: line number)
     image: str
     expression: str
     output: str | None = None
@@ -179,40 +181,89 @@ def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
                 yield number, None, f"line {number} is not UTF-8 text (byte {raw[error.start:error.start + 1]!r} at {error.start})"
 
 
-def _csv_fields(text: str) -> list[str]:
-    """The fields of one CSV line; malformed quoting (an unterminated quote, text after a closing quote) raises."""
-    return next(csv.reader([text], strict=True), [])
+MAX_RECORD_LINES = 100
+"""A CSV quoted field may span lines (RFC 4180); a quote still open after this many lines is reported unterminated."""
+
+_END_OF_DATA = "unexpected end of data"  # csv's message for a quote still open where the lines end
+
+
+def _csv_fields(lines: list[str]) -> list[str] | None:
+    """The fields of the one CSV record made of ``lines``; None when a quoted field is still open at their end.
+    Other malformed quoting (text after a closing quote, lines holding more than one record) raises csv.Error."""
+    try:
+        records = list(csv.reader([line + "\n" for line in lines], strict=True))
+    except csv.Error as error:
+        if str(error) == _END_OF_DATA:
+            return None
+        raise
+    if len(records) != 1:
+        raise csv.Error(f"{len(records)} records where one was expected")
+    return records[0]
+
+
+def _csv_records(path: Path) -> Iterator[tuple[str, int, list[str] | None, str | None]]:
+    """``(where, first line number, fields, error)`` for each CSV record of ``path`` (``where``: ``line 3`` or
+    ``lines 3-4``), the header first; blank lines between records are skipped. A quoted field may span lines. A quote
+    that is still open at the end of the file, at a line that is not UTF-8 or after ``MAX_RECORD_LINES`` lines is
+    reported at the line that opened it, and the lines after that one are read again as records of their own: an
+    unterminated quote never swallows later rows."""
+    lines = _lines(path)
+    ahead: deque[tuple[int, str | None, str | None]] = deque()
+
+    def next_line() -> tuple[int, str | None, str | None] | None:
+        return ahead.popleft() if ahead else next(lines, None)
+
+    while (first := next_line()) is not None:
+        number, text, error = first
+        if error is not None or not text.strip():
+            if error is not None:
+                yield f"line {number}", number, None, error
+            continue
+        taken: list[tuple[int, str | None, str | None]] = [first]
+        while True:
+            where = f"line {number}" if len(taken) == 1 else f"lines {number}-{taken[-1][0]}"
+            try:
+                fields = _csv_fields([line for _, line, _ in taken])
+            except csv.Error as csv_error:
+                fields, error = None, f"{path}: {where}: malformed CSV quoting ({csv_error})"
+            if fields is not None:
+                yield where, number, fields, None
+                break
+            if error is None:  # a quote is still open: take the next line, unless the lines end or are not text
+                following = next_line() if len(taken) < MAX_RECORD_LINES else None
+                if following is not None and following[2] is None:
+                    taken.append(following)
+                    continue
+                if following is not None:
+                    ahead.appendleft(following)
+                    end = f"line {following[0]}, which is not UTF-8"
+                else:
+                    end = "the end of the file" if len(taken) < MAX_RECORD_LINES else f"{MAX_RECORD_LINES} lines"
+                error = f"{path}: line {number}: malformed CSV quoting (a quote opened here is still open at {end})"
+            ahead.extendleft(reversed(taken[1:]))  # read again: they may be rows of their own
+            yield f"line {number}", number, None, error
+            break
 
 
 def _read_csv(path: Path) -> Iterator[BatchRow]:
-    lines = _lines(path)
-    number, header, error = next(lines, (1, None, "the file is empty"))
-    try:
-        fieldnames = _csv_fields(header) if header is not None else []
-    except csv.Error as csv_error:
-        error = f"malformed header ({csv_error})"
+    records = _csv_records(path)
+    _, _, fieldnames, error = next(records, ("", 1, None, "the file is empty"))
+    fieldnames = fieldnames or []
     missing = {"image", "expression"} - set(fieldnames)
     if error or missing:
         raise ValueError(
             f"{path}: the CSV header must name the columns image and expression (and optionally output); "
-            + (error or f"missing {', '.join(sorted(missing))}") + "."
+            + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + "."
         )
-    for number, text, error in lines:
-        row = number - 1  # data rows, without the header
+    for where, number, values, error in records:
+        row = number - 1  # data rows, without the header (the row's first line)
         if error is not None:
             yield BatchRow(row, "", "", error=error)
-            continue
-        if not text.strip():
-            continue
-        try:
-            values = _csv_fields(text)
-        except csv.Error as csv_error:
-            yield BatchRow(row, "", "", error=f"line {number}: malformed CSV quoting ({csv_error})")
-            continue
-        if len(values) > len(fieldnames):
-            yield BatchRow(row, "", "", error=f"line {number} has {len(values)} fields; the header names {len(fieldnames)}")
-            continue
-        yield _row(row, dict(zip(fieldnames, values)))
+        elif len(values) > len(fieldnames):
+            yield BatchRow(row, "", "", error=f"{path}: {where} has {len(values)} fields; the header names "
+                                              f"{len(fieldnames)}")
+        else:
+            yield _row(row, dict(zip(fieldnames, values)))
 
 
 def _read_jsonl(path: Path) -> Iterator[BatchRow]:
@@ -234,7 +285,7 @@ def _read_jsonl(path: Path) -> Iterator[BatchRow]:
 
 
 def read_batch(path: Path) -> Iterator[BatchRow]:
-    """Rows of a ``.csv`` (with a header, one row per line) or ``.jsonl`` batch file; unusable lines come back with
+    """Rows of a ``.csv`` (with a header; RFC 4180 quoting) or ``.jsonl`` batch file; unusable lines come back with
     ``error`` set."""
     suffix = path.suffix.lower()
     if suffix == ".csv":

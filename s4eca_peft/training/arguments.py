@@ -175,8 +175,8 @@ class TrainingArguments:
             raise ValueError("`push_to_hub` (--push_to_hub) needs `hub_model_id` (--hub_model_id owner/name).")
         if self.checkpointing_steps != "epoch" and not (self.checkpointing_steps.isdigit()
                                                          and int(self.checkpointing_steps) > 0):
-            raise ValueError(f"`checkpointing_steps` must be a positive integer or 'epoch', got "
-                             f"{self.checkpointing_steps!r}.")
+            raise ValueError(f"`checkpointing_steps` (--checkpointing_steps) must be a positive integer or 'epoch', "
+                             f"got {self.checkpointing_steps!r}.")
         _require_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size",
                           "gradient_accumulation_steps", "num_train_epochs", "checkpoints_total_limit",
                           "eval_every_epochs", "logging_steps")

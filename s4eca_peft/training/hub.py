@@ -2,7 +2,8 @@
 
 ``PeftModel.push_to_hub`` is deliberately not used: it replaces the README with a transformers card
 (``library_name: transformers``). :func:`push_adapter_to_hub` uploads the folder as it is on disk, card included,
-in one commit.
+in one commit. A training run's folder keeps its adapter in ``adapter/``: those files go to the repo's root, beside
+the run's card and results, so the repo is a plain adapter folder.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
 from ..files import PICKLE_SUFFIXES
+from ..inference.adapter_folder import adapter_root
 
 __all__ = ["REQUIRED_FILES", "push_adapter_to_hub"]
 
@@ -47,29 +49,48 @@ def _files_to_upload(folder: Path) -> list[Path]:
     return files
 
 
-def _check_folder(folder: Path) -> list[Path]:
+def _upload_plan(folder: Path) -> dict[str, Path]:
+    """``{path in the repo: file}``: the files of ``folder`` (`_files_to_upload`), those of a run folder's adapter
+    subfolder at the repo's root. A name found both there and in the run folder is refused."""
+    adapter = adapter_root(folder)
+    plan = {path.relative_to(adapter).as_posix(): path for path in _files_to_upload(adapter)}
+    if adapter != folder:
+        for path in _files_to_upload(folder):
+            if adapter in path.parents:
+                continue
+            name = path.relative_to(folder).as_posix()
+            if name in plan:
+                raise ValueError(
+                    f"{name} is both in {str(folder)!r} and in its adapter folder {str(adapter)!r}; the repo can hold "
+                    "one of them. Remove the stale one."
+                )
+            plan[name] = path
+    return dict(sorted(plan.items()))
+
+
+def _check_folder(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise ValueError(f"`folder` must be a directory holding a saved S4ECA adapter, got {str(folder)!r}")
+    plan = _upload_plan(folder)
     for name in REQUIRED_FILES:
-        if not (folder / name).is_file():
+        if name not in plan:
             hint = " (write it with s4eca_peft.model_card.render_model_card)" if name == "README.md" else ""
             raise ValueError(
                 f"{name} is missing from {str(folder)!r}; an adapter folder needs {list(REQUIRED_FILES)}{hint}"
             )
-    card = ModelCard.load(folder / "README.md")
+    card = ModelCard.load(plan["README.md"])
     if card.data.library_name != "peft":
         raise ValueError(
             f"README.md in {str(folder)!r} has library_name {card.data.library_name!r}, expected 'peft': "
             "write the card with s4eca_peft.model_card.render_model_card"
         )
-    files = _files_to_upload(folder)
-    pickles = [path.relative_to(folder).as_posix() for path in files if path.suffix.lower() in PICKLE_SUFFIXES]
+    pickles = [name for name, path in plan.items() if path.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise ValueError(
             f"Refusing to upload pickle files {pickles} from {str(folder)!r}: they run code when loaded. "
             "Save weights as safetensors, or move these files out of the folder."
         )
-    return files
+    return plan
 
 
 def push_adapter_to_hub(
@@ -84,12 +105,12 @@ def push_adapter_to_hub(
     """Upload an adapter folder (weights, config, README.md card, eval results, processor files) in one commit.
 
     Everything in ``folder`` is uploaded except hidden entries, ``checkpoints/`` and ``checkpoint-*`` folders and
-    temporary files. The folder must hold ``adapter_config.json``, ``adapter_model.safetensors`` and a README.md
-    whose front matter says ``library_name: peft``; pickle files (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ...)
-    are refused.
+    temporary files; a training run's ``adapter/`` subfolder goes to the repo's root. The upload must hold
+    ``adapter_config.json``, ``adapter_model.safetensors`` and a README.md whose front matter says
+    ``library_name: peft``; pickle files (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ...) are refused.
 
     Args:
-        folder: the folder ``save_pretrained`` wrote, with our model card added.
+        folder: a training run's folder, or the folder ``save_pretrained`` wrote with our model card added.
         repo_id: target model repo, ``"user/name"``; created if missing.
         token: Hub token; defaults to the logged-in one.
         private: create the repo private (ignored when it already exists).
@@ -100,16 +121,13 @@ def push_adapter_to_hub(
         The URL of the commit.
     """
     folder = Path(folder)
-    files = _check_folder(folder)
+    plan = _check_folder(folder)
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
     repo_id = getattr(repo_url, "repo_id", None) or repo_id
     if revision is not None:
         api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-    operations = [
-        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-        for path in files
-    ]
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in plan.items()]
     commit = api.create_commit(
         repo_id,
         operations,

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..files import write_json_atomic
-from ..inference.adapter_folder import save_for_inference
+from ..inference.adapter_folder import RUN_ADAPTER_DIR, save_for_inference
 from ..inference.visualization import plot_training_curves
 from ..modeling import compute_dtype
 from ..tuner import compile_adapters
@@ -116,6 +116,11 @@ class TrainingSession:
     @property
     def output_dir(self) -> Path:
         return Path(self.config.training.output_dir)
+
+    @property
+    def adapter_dir(self) -> Path:
+        """The best adapter so far, ``<output_dir>/adapter`` (replaced as a whole by a better one)."""
+        return self.output_dir / RUN_ADAPTER_DIR
 
 
 def build_model(config: TrainConfig, accelerator: Any) -> tuple[Any, Any, tuple[int, int]]:
@@ -249,7 +254,7 @@ def log_loss(session: TrainingSession, state: RunState, loss: torch.Tensor, prog
 
 
 def validate_and_keep_best(session: TrainingSession, state: RunState) -> dict[str, Any]:
-    """Score the val split; when oIoU improves, save the adapter for inference in the output folder."""
+    """Score the val split; when oIoU improves, save the adapter for inference as ``<output_dir>/adapter``."""
     accelerator = session.accelerator
     metrics = evaluate_loop(session.model, session.eval_dataloaders["val"], accelerator, desc="validation")
     record = {"step": state.completed_steps, "epoch": state.epoch, **metrics}
@@ -262,7 +267,7 @@ def validate_and_keep_best(session: TrainingSession, state: RunState) -> dict[st
         state.best = record
         if accelerator.is_main_process:
             save_for_inference(
-                accelerator.unwrap_model(session.model), session.processor, session.output_dir,
+                accelerator.unwrap_model(session.model), session.processor, session.adapter_dir,
                 extra_metadata={"dataset": session.config.data.dataset, "best_step": state.completed_steps,
                                 "val": metrics, "seed": session.config.training.seed},
             )
@@ -322,7 +327,7 @@ def finalize(session: TrainingSession, state: RunState) -> dict[str, Any]:
     accelerator, output_dir = session.accelerator, session.output_dir
     results = {"val": {"split": "val", **state.best}}
     if "test" in session.eval_dataloaders:
-        load_adapter_weights(accelerator.unwrap_model(session.model), output_dir)
+        load_adapter_weights(accelerator.unwrap_model(session.model), session.adapter_dir)
         test = evaluate_loop(session.model, session.eval_dataloaders["test"], accelerator, desc="test")
         results["test"] = {"split": "test", **test}
     wall_time = time.time() - session.started

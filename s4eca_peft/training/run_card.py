@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..files import atomic_write, write_text_atomic
+from ..inference.adapter_folder import adapter_root
 from ..modeling.packaged import EMBEDDED_BACKBONE
 from .arguments import TrainConfig
 from .launch_command import LaunchOptions
@@ -25,7 +26,7 @@ def describe_hardware(accelerator_processes: int = 1) -> str:
 
 
 WIDGET_IMAGE = "widget/scene.png"
-"""Where the card's widget example image is written, inside the adapter folder (and repo)."""
+"""Where the card's widget example image is written, inside the run folder (and the repo)."""
 
 
 def write_widget_example(output_dir: Path, image_size: int, seed: int = 0) -> tuple[str, str]:
@@ -47,11 +48,13 @@ def write_model_card(
     wall_time: float,
     launch: LaunchOptions | None = None,
 ) -> Path:
-    """Render ``README.md`` beside the adapter (written atomically), with a widget example image. ``launch``: the
-    run's ``accelerate launch`` options (`LaunchOptions.from_accelerator`), written into the card's command."""
+    """Render the run's ``README.md`` (written atomically), with a widget example image, from the run's adapter.
+    ``launch``: the run's ``accelerate launch`` options (`LaunchOptions.from_accelerator`), written into the card's
+    command."""
     launch = launch or LaunchOptions()
     widget_image, widget_expression = write_widget_example(output_dir, config.data.image_size)
-    adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
+    adapter_dir = adapter_root(output_dir)
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
     metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
     info = ModelCardInfo(
         model_id=config.training.hub_model_id or output_dir.name,
@@ -61,7 +64,7 @@ def write_model_card(
         metrics_per_split=metrics,
         trainable_params=trainable,
         total_params=total,
-        adapter_size_bytes=(output_dir / "adapter_model.safetensors").stat().st_size,
+        adapter_size_bytes=(adapter_dir / "adapter_model.safetensors").stat().st_size,
         hardware=describe_hardware(launch.num_processes),
         wall_time_s=wall_time,
         command=launch.command(config.arguments),

@@ -11,6 +11,8 @@ from typing import Any
 
 from peft.config import PeftConfig
 
+from .target_patterns import MAX_PATTERN_REPEATS, check_target_pattern
+
 
 class S4ECAPeftType(str, enum.Enum):
     """PEFT type of S4ECA.
@@ -31,6 +33,7 @@ MAX_KERNEL_SIZE = 31
 MAX_DILATION = 64
 MAX_TARGETS = 4096  # module names in a target list
 MAX_PATTERN_LENGTH = 1000  # characters of a target regex
+MAX_NAME_LENGTH = 256  # characters of a module name in a target list
 
 
 def _check_positive_int(name: str, value: object, example: int, maximum: int) -> None:
@@ -41,19 +44,28 @@ def _check_positive_int(name: str, value: object, example: int, maximum: int) ->
 
 
 def _check_targets(name: str, value: object) -> None:
-    """A target spec is None, a regex that compiles, or a list of module names (strings)."""
+    """A target spec is None, a regex that compiles and matches in bounded time, or a list of module names."""
     if isinstance(value, str):
         if len(value) > MAX_PATTERN_LENGTH:
             raise ValueError(f"`{name}` is a regex of {len(value)} characters; at most {MAX_PATTERN_LENGTH}.")
         try:
             re.compile(value)
         except re.error as error:
-            raise ValueError(f"`{name}` is not a valid regex ({error}): {value!r}.") from error
-    elif isinstance(value, list):
-        if len(value) > MAX_TARGETS or not all(isinstance(item, str) and item for item in value):
+            raise ValueError(f"`{name}` is not a valid regex ({error}): {value[:80]!r}.") from error
+        try:
+            check_target_pattern(value)
+        except ValueError as error:
             raise ValueError(
-                f"`{name}` must list at most {MAX_TARGETS} module names (non-empty strings); got "
-                f"{len(value)} entries of types {sorted({type(item).__name__ for item in value})}."
+                f"`{name}` is refused as a regex: {error} ({value[:80]!r}). List the module names instead, or use "
+                f"at most {MAX_PATTERN_REPEATS} quantifiers, none nested and none over an alternation."
+            ) from None
+    elif isinstance(value, list):
+        if len(value) > MAX_TARGETS or not all(
+            isinstance(item, str) and 0 < len(item) <= MAX_NAME_LENGTH for item in value
+        ):
+            raise ValueError(
+                f"`{name}` must list at most {MAX_TARGETS} module names (strings of 1 to {MAX_NAME_LENGTH} "
+                f"characters); got {len(value)} entries of types {sorted({type(item).__name__ for item in value})}."
             )
 
 
@@ -73,9 +85,10 @@ class S4ECAConfig(PeftConfig):
     Args:
         text_target_modules (`Optional[Union[list[str], str]]`):
             Text blocks that get a text adapter: a list of module names (matched exactly or as a dotted suffix) or a
-            regex matched against the full module name. Defaults to `None`: the last block of each text encoder
-            found in the model (`BertLayer`, `RobertaLayer`, or `CLIPEncoderLayer` of a CLIP text model, see
-            `s4eca_peft.tuner.targets`), so that proxies come from the most contextual word features.
+            regex matched against the full module name (one that could backtrack exponentially, with nested
+            quantifiers or more than `MAX_PATTERN_REPEATS`, is refused). Defaults to `None`: the last block of each
+            text encoder found in the model (`BertLayer`, `RobertaLayer`, or `CLIPEncoderLayer` of a CLIP text model,
+            see `s4eca_peft.tuner.targets`), so that proxies come from the most contextual word features.
         vision_target_modules (`Optional[Union[list[str], str]]`):
             Vision blocks that get a vision adapter, given like `text_target_modules`. Defaults to `None`: every block
             of every stage of each vision backbone found in the model (`SwinLayer`, `ConvNextLayer`, ResNet
