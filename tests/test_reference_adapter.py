@@ -166,3 +166,20 @@ def test_a_second_install_replaces_the_first_whole(run_folder, tmp_path):
     _, left = tool.install(other, target)
     assert not (target / "stale.txt").exists() and json.loads((target / "eval_results.json").read_text())["val"]["mIoU"] == 0.2
     assert "checkpoints/checkpoint-2/optimizer.bin" in left
+
+
+def test_a_training_run_folder_installs_its_adapter_subfolder_with_the_runs_card_and_results(tmp_path):
+    run = tmp_path / "run"
+    write_run_folder(tmp_path / "flat")
+    (run / "adapter").parent.mkdir()
+    os.rename(tmp_path / "flat", run / "adapter")  # a run keeps its best adapter in <output_dir>/adapter/
+    for name in ("README.md", "eval_results.json", "widget", "checkpoints", "logs", "training_curves.png"):
+        os.rename(run / "adapter" / name, run / name)
+    (run / "adapter" / "README.md").write_text("a card written into the adapter folder is not the run's card")
+    target, left = tool.install(run, tmp_path / "reference_adapter")
+    assert (target / "README.md").read_text() == (run / "README.md").read_text()
+    assert (target / "eval_results.json").read_bytes() == (run / "eval_results.json").read_bytes()
+    assert (target / "adapter_model.safetensors").read_bytes() == (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert not (target / "adapter").exists()
+    assert "checkpoints/checkpoint-2/optimizer.bin" in left and "training_curves.png" in left
+    S4ECASegmenter.from_pretrained(target, device="cpu")

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from s4eca_peft.files import PICKLE_SUFFIXES
-from s4eca_peft.inference.adapter_folder import BASE_DIR, check_adapter_files
+from s4eca_peft.inference.adapter_folder import BASE_DIR, adapter_root, check_adapter_files
 from s4eca_peft.tuner.checks import check_adapter_folder
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"
@@ -46,16 +46,38 @@ class InstallError(ValueError):
     """The folder cannot be installed as the reference adapter (nothing was written)."""
 
 
-def plan(source: Path) -> tuple[list[str], list[str]]:
-    """``(files to copy, files left behind)`` of the run folder ``source``, relative POSIX paths; raises
+RUN_LEVEL = ("README.md", "eval_results.json", "widget/scene.png")
+"""Files a training run writes beside its ``adapter/`` folder that the reference carries too."""
+
+
+def candidates(source: Path) -> dict[str, Path]:
+    """Every file the install looks at, by its path in the reference: the adapter folder's files (a run folder's
+    ``adapter/``, or ``source`` itself when it is a plain adapter folder), then the run's card and results."""
+    adapter = adapter_root(source)
+    found = {path.relative_to(adapter).as_posix(): path for path in sorted(adapter.rglob("*"))}
+    if adapter != source:
+        for path in sorted(source.rglob("*")):
+            relative = path.relative_to(source).as_posix()
+            if relative.split("/")[0] == adapter.name:
+                continue
+            if relative in RUN_LEVEL:  # the run's own card and results, not a copy left in the adapter folder
+                if relative in found:
+                    found[f"(run) {adapter.name}/{relative}"] = found[relative]
+                found[relative] = path
+            else:
+                found.setdefault(relative if path.is_dir() else f"(run) {relative}", path)
+    return found
+
+
+def plan(source: Path) -> tuple[dict[str, Path], list[str]]:
+    """``(files to copy by their path in the reference, files left behind)`` of the run folder ``source``; raises
     `InstallError` naming what refuses the install."""
     if not source.is_dir():
         raise InstallError(f"{source}: not a folder (give a trained run's output folder).")
-    copied, left = [], []
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source).as_posix()
-        parent = path.parent.relative_to(source).as_posix()
-        in_adapter = ("" if parent == "." else parent) in ADAPTER_LEVELS
+    copied, left = {}, []
+    for relative, path in candidates(source).items():
+        parent = relative.rpartition("/")[0]
+        in_adapter = parent in ADAPTER_LEVELS
         if path.is_symlink() and (in_adapter or relative in ALLOWED):
             raise InstallError(f"{path}: a link; the reference adapter holds plain files only.")
         if path.is_dir():
@@ -63,12 +85,15 @@ def plan(source: Path) -> tuple[list[str], list[str]]:
         if in_adapter and path.suffix.lower() in PICKLE_SUFFIXES:
             raise InstallError(f"{path}: a pickled file in the adapter folder; weights are loaded with safetensors "
                                "only, never unpickled. Remove it (or convert it to safetensors) first.")
-        (copied if relative in ALLOWED else left).append(relative)
+        if relative in ALLOWED:
+            copied[relative] = path
+        else:
+            left.append(relative.removeprefix("(run) "))
     missing = [name for name in REQUIRED if name not in copied]
     if missing:
         raise InstallError(f"{source}: not a finished run's adapter folder; missing {', '.join(missing)}.")
-    base = source / BASE_DIR / "model.safetensors"
-    if base.is_file() and base.stat().st_size > MAX_BASE_BYTES:
+    base = copied.get(f"{BASE_DIR}/model.safetensors")
+    if base is not None and base.stat().st_size > MAX_BASE_BYTES:
         raise InstallError(
             f"{base} is {base.stat().st_size:,} bytes (more than {MAX_BASE_BYTES:,}): the run copied its frozen "
             "encoders into the adapter folder. The reference adapter must name them by package reference "
@@ -87,10 +112,10 @@ def install(source: str | os.PathLike, target: str | os.PathLike = DEFAULT_TARGE
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
     previous = target.with_name(f".old-{target.name}-{os.getpid()}")
     try:
-        for relative in copied:
+        for relative, path in copied.items():
             destination = staging / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / relative, destination)
+            shutil.copyfile(path, destination)
         try:
             check_adapter_files(staging)
             check_adapter_folder(staging)
@@ -113,7 +138,7 @@ def install(source: str | os.PathLike, target: str | os.PathLike = DEFAULT_TARGE
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="A trained run's output folder (the adapter folder training writes).")
+    parser.add_argument("source", help="A trained run's output folder (its adapter/ and card), or an adapter folder.")
     parser.add_argument("--target", default=str(DEFAULT_TARGET), help=f"Where to install (default: {DEFAULT_TARGET}).")
     args = parser.parse_args(argv)
     try:
