@@ -143,3 +143,22 @@ def test_default_run_smoke_writes_both_runs_and_keeps_the_first(tmp_path):
     assert "| `accelerate launch examples/train.py` --max_train_steps 4" in section
     assert "| same with `--constant_expression object` (no language) |" in section
     assert json.loads((tmp_path / "kept" / "eval_results.json").read_text())["test"]["num_samples"] == 8
+
+
+def test_choices_on_val_table_groups_seeds_and_shows_the_adapters_language_use():
+    from adapter_variants import PATCHES, VARIANTS, render
+
+    assert all(v["run"] in ACCURACY_RUNS for v in VARIANTS.values())
+    assert all(v["patch"] in PATCHES for v in VARIANTS.values() if "patch" in v)
+
+    def result(variant: str, seed: int, miou: float, mismatched: float | None) -> dict:
+        return {"variant": variant, "seed": seed, "steps": 192, "learning_rate": 2e-3, "trainable": 1000,
+                "val": {"mIoU": miou, "oIoU": miou}, "command": f"python benchmarks/adapter_variants.py --seeds {seed}",
+                "val_mismatched_proxies": {"mIoU": mismatched} if mismatched is not None else None}
+
+    table = render([result("s4eca_lr_2e-3", 0, 0.40, 0.39), result("s4eca_lr_2e-3", 1, 0.42, 0.40),
+                    result("head_lr_2e-3", 1, 0.38, None)])
+    s4eca_row, head_row = [line for line in table.splitlines() if line.startswith("| S4ECA") or line.startswith("| head")]
+    assert "| 0, 1 | 41.00 ± 1.41 |" in s4eca_row and "| +1.50 |" in s4eca_row
+    assert "`python benchmarks/adapter_variants.py --seeds 0`; `python benchmarks/adapter_variants.py --seeds 1`" in s4eca_row
+    assert "| 1 | 38.00 | 38.00 | - |" in head_row
