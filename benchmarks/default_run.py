@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     runs: dict[str, dict[str, Any]] = {}
     before = load_average()
     with tempfile.TemporaryDirectory(prefix="s4eca-default-run-") as scratch:
-        for name, flags in ((label, extra), (f"same with `{' '.join(CONTROL)}` (no language)", (*extra, *CONTROL))):
-            output_dir = Path(scratch) / f"run{len(runs)}"
+        for name, folder, flags in ((label, "s4eca", extra),
+                                    (f"same with `{' '.join(CONTROL)}` (no language)", "s4eca-constant-expression",
+                                     (*extra, *CONTROL))):
+            output_dir = Path(scratch) / folder  # the folder name is the model card's name
             runs[name] = timed_run(output_dir, flags)
             print(f"{name}: {format_minutes(runs[name]['wall_seconds'])}, {json.dumps(runs[name]['eval'])}",
                   flush=True)

@@ -125,6 +125,7 @@ def install(source: str | os.PathLike, target: str | os.PathLike = DEFAULT_TARGE
         if replacing:
             os.rename(target, previous)
         try:
+            staging.chmod(0o755)  # a temporary folder is private to its owner; the installed one is package data
             os.rename(staging, target)
         except OSError:
             if replacing:
