@@ -183,3 +183,18 @@ def test_a_training_run_folder_installs_its_adapter_subfolder_with_the_runs_card
     assert not (target / "adapter").exists()
     assert "checkpoints/checkpoint-2/optimizer.bin" in left and "training_curves.png" in left
     S4ECASegmenter.from_pretrained(target, device="cpu")
+
+
+@pytest.mark.slow
+def test_the_shipped_reference_loads_offline_by_name_and_reproduces_its_val_scores():
+    from s4eca_peft.training.dataloaders import eval_dataloader, load_split
+    from s4eca_peft.training.evaluation import evaluate_loop
+
+    assert packaged.reference_adapter_installed()
+    recorded = json.loads((packaged.REFERENCE_ADAPTER_PATH / "eval_results.json").read_text())["val"]
+    assert not (packaged.REFERENCE_ADAPTER_PATH / "s4eca_base" / "model.safetensors").exists()  # encoders by name
+    segmenter = S4ECASegmenter.from_pretrained(REFERENCE_ADAPTER, device="cpu")
+    val = load_split("synthetic", "val", image_size=128, num_samples=recorded["num_samples"])
+    scores = evaluate_loop(segmenter.model, eval_dataloader(val, segmenter.processor, batch_size=32), desc="val")
+    assert scores["num_samples"] == recorded["num_samples"]
+    assert abs(scores["mIoU"] - recorded["mIoU"]) < 1e-4 and abs(scores["oIoU"] - recorded["oIoU"]) < 1e-4
