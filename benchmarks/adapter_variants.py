@@ -49,6 +49,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                 "about": "S4ECA, learning rate 2e-3, 384 steps"},
     "head_lr_2e-3_steps_384": {"run": "head", "protocol": {"learning_rate": 2e-3, "steps": 384},
                                "about": "head only, learning rate 2e-3, 384 steps"},
+    "gate_from_mean_proxy_lr_2e-3": {
+        "run": "s4eca", "patch": "gate_from_mean_proxy", "protocol": {"learning_rate": 2e-3},
+        "about": "S4ECA, learning rate 2e-3, the spatial gate compares each pixel with the proxies' mean instead of "
+                 "its best proxy"},
     "gate_on_block_features_lr_2e-3": {
         "run": "s4eca", "patch": "gate_on_block_features", "protocol": {"learning_rate": 2e-3},
         "about": "S4ECA, learning rate 2e-3, the spatial selection also scales the block's own features "
@@ -120,7 +124,22 @@ def gate_on_block_features() -> None:
     adapter.forward = forward_adapter
 
 
-PATCHES = {"attention_pooled_proxies": attention_pooled_proxies, "gate_on_block_features": gate_on_block_features}
+def gate_from_mean_proxy() -> None:
+    """Spatial selection compares each pixel with the proxies' mean (one expression vector, as scale selection
+    reads) instead of taking its best match over the proxies, which some proxy always gives."""
+    from s4eca_peft.tuner import spatial_selection
+
+    selection = spatial_selection.LanguageGuidedSpatialSelection
+    original = selection.forward
+
+    def forward(self, features, proxies):
+        return original(self, features, proxies.mean(dim=1, keepdim=True))
+
+    selection.forward = forward
+
+
+PATCHES = {"attention_pooled_proxies": attention_pooled_proxies, "gate_on_block_features": gate_on_block_features,
+           "gate_from_mean_proxy": gate_from_mean_proxy}
 
 
 def run_variant(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
@@ -184,8 +203,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     stored: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
     if not args.render:
         given = list(argv if argv is not None else sys.argv[1:])
-        if "--docs" in given:  # where the table goes does not change a figure
-            del given[given.index("--docs"):given.index("--docs") + 2]
+        for flag in ("--docs", "--results"):  # where results go does not change a figure
+            if flag in given:
+                del given[given.index(flag):given.index(flag) + 2]
         command = "python benchmarks/adapter_variants.py " + shlex.join(given)
         started, before = time.time(), load_average()
         tasks = [(name, seed) for name in args.variants for seed in args.seeds]
@@ -195,6 +215,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 result = {**future.result(), "command": command}
                 print(f"{result['variant']} seed {result['seed']}: val mIoU {100 * result['val']['mIoU']:.2f}, "
                       f"oIoU {100 * result['val']['oIoU']:.2f} ({result['train_s']:.0f} s)", flush=True)
+                stored = json.loads(path.read_text()) if path.exists() else []  # another run may have added some
                 stored = [r for r in stored if (r["variant"], r["seed"]) != (result["variant"], result["seed"])]
                 stored.append(result)
                 path.parent.mkdir(parents=True, exist_ok=True)
