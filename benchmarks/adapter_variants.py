@@ -53,6 +53,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "run": "s4eca", "patch": "gate_from_mean_proxy", "protocol": {"learning_rate": 2e-3},
         "about": "S4ECA, learning rate 2e-3, the spatial gate compares each pixel with the proxies' mean instead of "
                  "its best proxy"},
+    "head_without_sentence_lr_2e-3": {
+        "run": "s4eca", "patch": "head_without_sentence", "protocol": {"learning_rate": 2e-3},
+        "about": "diagnostic: S4ECA, learning rate 2e-3, the head reads no sentence (language only through the "
+                 "vision adapters)"},
     "gate_on_block_features_lr_2e-3": {
         "run": "s4eca", "patch": "gate_on_block_features", "protocol": {"learning_rate": 2e-3},
         "about": "S4ECA, learning rate 2e-3, the spatial selection also scales the block's own features "
@@ -138,8 +142,23 @@ def gate_from_mean_proxy() -> None:
     selection.forward = forward
 
 
+def head_without_sentence() -> None:
+    """A diagnostic, not a candidate: the head reads a zero sentence, so the expression can reach the mask only
+    through the vision adapters (their language use is then all the language the model uses)."""
+    import torch
+
+    from s4eca_peft.modeling.head import SegmentationHead
+
+    original = SegmentationHead.forward
+
+    def forward(self, features, sentence):
+        return original(self, features, torch.zeros_like(sentence))
+
+    SegmentationHead.forward = forward
+
+
 PATCHES = {"attention_pooled_proxies": attention_pooled_proxies, "gate_on_block_features": gate_on_block_features,
-           "gate_from_mean_proxy": gate_from_mean_proxy}
+           "gate_from_mean_proxy": gate_from_mean_proxy, "head_without_sentence": head_without_sentence}
 
 
 def run_variant(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
