@@ -50,23 +50,26 @@ RUN_LEVEL = ("README.md", "eval_results.json", "widget/scene.png")
 """Files a training run writes beside its ``adapter/`` folder that the reference carries too."""
 
 
-def candidates(source: Path) -> dict[str, Path]:
-    """Every file the install looks at, by its path in the reference: the adapter folder's files (a run folder's
-    ``adapter/``, or ``source`` itself when it is a plain adapter folder), then the run's card and results."""
+def candidates(source: Path) -> tuple[dict[str, Path], list[str]]:
+    """``(files the reference may take, by their path in it; files of the run folder it never takes)``: the adapter
+    folder's files (a run folder's ``adapter/``, or ``source`` itself when it is a plain adapter folder), and the run's
+    own card and results, which win over copies of them inside the adapter folder."""
     adapter = adapter_root(source)
     found = {path.relative_to(adapter).as_posix(): path for path in sorted(adapter.rglob("*"))}
-    if adapter != source:
-        for path in sorted(source.rglob("*")):
-            relative = path.relative_to(source).as_posix()
-            if relative.split("/")[0] == adapter.name:
-                continue
-            if relative in RUN_LEVEL:  # the run's own card and results, not a copy left in the adapter folder
-                if relative in found:
-                    found[f"(run) {adapter.name}/{relative}"] = found[relative]
-                found[relative] = path
-            else:
-                found.setdefault(relative if path.is_dir() else f"(run) {relative}", path)
-    return found
+    outside: list[str] = []
+    if adapter == source:
+        return found, outside
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source).as_posix()
+        if path.is_relative_to(adapter) or path.is_dir():
+            continue
+        if relative in RUN_LEVEL:
+            if relative in found:
+                outside.append(f"{adapter.name}/{relative}")
+            found[relative] = path
+        else:
+            outside.append(relative)
+    return found, outside
 
 
 def plan(source: Path) -> tuple[dict[str, Path], list[str]]:
@@ -74,8 +77,9 @@ def plan(source: Path) -> tuple[dict[str, Path], list[str]]:
     `InstallError` naming what refuses the install."""
     if not source.is_dir():
         raise InstallError(f"{source}: not a folder (give a trained run's output folder).")
-    copied, left = {}, []
-    for relative, path in candidates(source).items():
+    found, left = candidates(source)
+    copied = {}
+    for relative, path in found.items():
         parent = relative.rpartition("/")[0]
         in_adapter = parent in ADAPTER_LEVELS
         if path.is_symlink() and (in_adapter or relative in ALLOWED):
@@ -88,7 +92,7 @@ def plan(source: Path) -> tuple[dict[str, Path], list[str]]:
         if relative in ALLOWED:
             copied[relative] = path
         else:
-            left.append(relative.removeprefix("(run) "))
+            left.append(relative)
     missing = [name for name in REQUIRED if name not in copied]
     if missing:
         raise InstallError(f"{source}: not a finished run's adapter folder; missing {', '.join(missing)}.")
