@@ -58,12 +58,14 @@ def test_a_deeper_backbone_is_refused(adapter_from_folders):
         load_for_inference(adapter)
 
 
-def test_the_default_base_is_recorded_by_package_reference_not_copied(tmp_path):
+@pytest.mark.parametrize("head_reads_sentence", [True, False], ids=["sentence-head", "sentence-free-head"])
+def test_the_default_base_is_recorded_by_package_reference_not_copied(tmp_path, head_reads_sentence):
     from s4eca_peft.modeling.packaged import EMBEDDED_BACKBONE, MINILM
     from s4eca_peft.training.arguments import ModelArguments
     from s4eca_peft.training.base_model import build_base_and_processor
 
-    base, processor, notes = build_base_and_processor(ModelArguments(decoder_dim=16), image_size=64)
+    base, processor, notes = build_base_and_processor(
+        ModelArguments(decoder_dim=16, head_reads_sentence=head_reads_sentence), image_size=64)
     assert (base.config.vision_name_or_path, base.config.text_name_or_path) == (EMBEDDED_BACKBONE, MINILM)
     assert notes[0] == f"vision backbone: {EMBEDDED_BACKBONE}"
     torch.manual_seed(0)
@@ -76,6 +78,7 @@ def test_the_default_base_is_recorded_by_package_reference_not_copied(tmp_path):
 
     loaded, _, metadata = load_for_inference(tmp_path / "adapter")
     assert metadata["base_weights_included"] is False
+    assert loaded.get_base_model().config.head_reads_sentence is head_reads_sentence
     inputs = processor(images=[torch.rand(3, 64, 64).numpy().transpose(1, 2, 0)], text=["the red vehicle"],
                        return_tensors="pt")
     model.eval()

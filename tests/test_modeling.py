@@ -182,6 +182,38 @@ def test_training_the_head_changes_the_output():
     assert not torch.allclose(model(**batch).logits, before)
 
 
+def test_a_head_that_reads_no_sentence_has_no_sentence_parameters_and_ignores_the_expression(tmp_path):
+    model = build("swin", "bert", head_reads_sentence=False).eval()
+    head = model.segmentation_head
+    assert head.film is None and head.dynamic_kernel is None
+    names = {name for name, _ in head.named_parameters()}
+    assert not any(name.startswith(("film.", "dynamic_kernel.")) for name in names)
+    with_sentence = build("swin", "bert").eval()
+    assert count(with_sentence.segmentation_head) - count(head) == (
+        count(with_sentence.segmentation_head.film) + count(with_sentence.segmentation_head.dynamic_kernel))
+
+    batch = inputs()
+    other_words = dict(batch, input_ids=batch["input_ids"].flip(1))
+    logits = model(**batch).logits
+    assert torch.equal(model(**other_words).logits, logits)  # nothing but the features reaches the mask
+    assert not torch.allclose(with_sentence(**other_words).logits, with_sentence(**batch).logits)
+
+    model.save_pretrained(tmp_path)
+    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path)
+    assert reloaded.config.head_reads_sentence is False
+    assert torch.allclose(reloaded(**batch).logits, logits)
+
+
+def test_a_config_saved_before_the_head_option_existed_reads_the_sentence():
+    config = ReferringSegmentationConfig.from_dict(
+        {key: value for key, value in build().config.to_dict().items() if key != "head_reads_sentence"})
+    assert config.head_reads_sentence is True
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_unsupported_vision_type_lists_supported():
     with pytest.raises(ValueError, match=r"Unsupported vision backbone model_type 'beit'.*convnext, dinov2"):

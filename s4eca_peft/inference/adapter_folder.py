@@ -36,6 +36,7 @@ from ..files import (
     write_json_atomic,
 )
 from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from ..modeling.configuration import MODEL_OPTIONS
 from ..modeling.packaged import is_package_reference, resolve_model_reference
 from ..tuner.checks import check_adapter_folder
 from ..tuner.errors import AdapterBackboneMismatchError
@@ -248,10 +249,7 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
             "neither on the Hub nor in a local folder, so its frozen weights must be in that file. Copy the "
             "complete adapter folder again."
         )
-    head_kwargs = {
-        key: getattr(config, key)
-        for key in ("decoder_dim", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
-    }
+    head_kwargs = {key: getattr(config, key) for key in MODEL_OPTIONS}
     return ReferringSegmentationModel.from_backbones(
         config.vision_name_or_path, config.text_name_or_path, vision_revision=getattr(config, "vision_revision", None),
         text_revision=getattr(config, "text_revision", None), **head_kwargs, **hub_options,

@@ -15,6 +15,11 @@ SUPPORTED_TEXT_TYPES = ("bert", "clip_text_model", "roberta")
 
 STAGE_NAMES = ["stage1", "stage2", "stage3", "stage4"]
 
+MODEL_OPTIONS = ("decoder_dim", "head_reads_sentence", "vit_feature_layers", "bce_weight", "dice_weight",
+                 "freeze_backbones")
+"""The `ReferringSegmentationConfig` fields that are not about the encoders: what a model rebuilt from the same
+encoders (`ReferringSegmentationModel.from_backbones`) must be given again to be the same model."""
+
 
 def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: str, argument: str) -> PretrainedConfig:
     """Turn a config or a dict with a ``model_type`` into a ``PretrainedConfig``."""
@@ -59,6 +64,11 @@ class ReferringSegmentationConfig(PretrainedConfig):
             Config of the text encoder. Supported `model_type`s: bert, clip_text_model, roberta.
         decoder_dim (`int`, *optional*, defaults to 128):
             Channel width of the segmentation head.
+        head_reads_sentence (`bool`, *optional*, defaults to `True`):
+            The head modulates every scale by the sentence feature and adds a sentence-generated mask kernel. With
+            `False` the head decodes the visual features alone, as in referring-segmentation models that fuse the
+            language inside the encoders: the expression then reaches the mask only through adapters that write it
+            into the features (S4ECA's vision adapters), and a base model without them cannot follow an expression.
         vit_feature_layers (`list[int]`, *optional*):
             For ViT-family backbones, the four hidden-state indices used as the four scales
             (defaults to evenly spaced layers ending at the last one).
@@ -87,6 +97,7 @@ class ReferringSegmentationConfig(PretrainedConfig):
         vision_config: PretrainedConfig | dict[str, Any] | None = None,
         text_config: PretrainedConfig | dict[str, Any] | None = None,
         decoder_dim: int = 128,
+        head_reads_sentence: bool = True,
         vit_feature_layers: list[int] | None = None,
         bce_weight: float = 1.0,
         dice_weight: float = 1.0,
@@ -106,6 +117,7 @@ class ReferringSegmentationConfig(PretrainedConfig):
         if vit_feature_layers is not None and len(vit_feature_layers) != 4:
             raise ValueError(f"`vit_feature_layers` must list 4 hidden-state indices, got {vit_feature_layers}.")
         self.decoder_dim = decoder_dim
+        self.head_reads_sentence = head_reads_sentence
         self.vit_feature_layers = vit_feature_layers
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight

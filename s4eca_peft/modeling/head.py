@@ -1,4 +1,5 @@
-"""Light language-conditioned multi-scale segmentation head."""
+"""Light multi-scale segmentation head, conditioned on the sentence or (``reads_sentence=False``) on nothing but the
+features."""
 
 from __future__ import annotations
 
@@ -28,14 +29,19 @@ class SegmentationHead(nn.Module):
     Steps: 1x1 lateral projections to ``decoder_dim`` -> sentence FiLM (scale, shift) on each level ->
     top-down fusion to stride 4 -> concatenation of coordinate channels -> 3x3 fusion -> mask logits from a
     static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel.
+
+    With ``reads_sentence=False`` the FiLM and the dynamic kernel are absent and the sentence is not read: the
+    head decodes the features alone, so the expression reaches the mask only through what the encoders' adapters
+    wrote into the features.
     """
 
-    def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128) -> None:
+    def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128, reads_sentence: bool = True) -> None:
         super().__init__()
+        self.reads_sentence = reads_sentence
         self.lateral = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, decoder_dim, 1, bias=False), _norm(decoder_dim)) for c in in_channels
         )
-        self.film = nn.Linear(text_dim, 2 * decoder_dim * len(in_channels))
+        self.film = nn.Linear(text_dim, 2 * decoder_dim * len(in_channels)) if reads_sentence else None
         self.fuse = nn.Sequential(
             nn.Conv2d(decoder_dim + 2, decoder_dim, 3, padding=1, bias=False),
             _norm(decoder_dim),
@@ -44,27 +50,31 @@ class SegmentationHead(nn.Module):
             _norm(decoder_dim),
             nn.GELU(),
         )
-        self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1)
+        self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1) if reads_sentence else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
         self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
         self.decoder_dim = decoder_dim
 
     def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
-        """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)``.
+        """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)`` (not read
+        when the head does not read the sentence).
 
         Returns mask logits ``(batch, 1, H/4, W/4)``.
         """
-        batch = sentence.shape[0]
-        gammas_betas = self.film(sentence).view(batch, len(features), 2, self.decoder_dim, 1, 1)
+        batch = features[0].shape[0]
+        film = self.film(sentence).view(batch, len(features), 2, self.decoder_dim, 1, 1) if self.reads_sentence else None
         fused = None
         for level in reversed(range(len(features))):
             x = self.lateral[level](features[level])
-            x = x * (1 + gammas_betas[:, level, 0]) + gammas_betas[:, level, 1]  # sentence FiLM
+            if film is not None:
+                x = x * (1 + film[:, level, 0]) + film[:, level, 1]  # sentence FiLM
             if fused is not None:
                 x = x + F.interpolate(fused, size=x.shape[-2:], mode="bilinear", align_corners=False)
             fused = x
         height, width = fused.shape[-2:]
         fused = self.fuse(torch.cat([fused, coordinate_channels(batch, height, width, fused)], dim=1))
+        if not self.reads_sentence:
+            return self.classifier(fused)
         kernel = self.dynamic_kernel(sentence)  # (batch, decoder_dim + 1)
         dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5 + kernel[:, -1, None, None]
         return self.classifier(fused) + dynamic.unsqueeze(1)

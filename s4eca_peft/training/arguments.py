@@ -45,6 +45,9 @@ class ModelArguments:
     text_revision: str | None = field(default=None, metadata={
         "help": "Branch, tag or commit of a Hub text encoder (default: the main branch); recorded as a commit too."})
     decoder_dim: int = field(default=128, metadata={"help": "Channel width of the segmentation head."})
+    head_reads_sentence: bool = field(default=True, metadata={
+        "help": "The head is modulated by the sentence (--no_head_reads_sentence: it decodes the features alone, so "
+                "the expression reaches the mask only through the encoders' adapters)."})
     max_length: int = field(default=20, metadata={"help": "Tokens per expression (20 as published)."})
 
     def __post_init__(self) -> None:

@@ -70,6 +70,7 @@ def build_base_and_processor(
     attention = [getattr(m.config, "_attn_implementation", None) if m is not None else None for m in (vision, text)]
     config = ReferringSegmentationConfig(
         vision_config=vision.config, text_config=text_config, decoder_dim=model_args.decoder_dim,
+        head_reads_sentence=model_args.head_reads_sentence,
         vision_name_or_path=vision_path, text_name_or_path=text_path,
         vision_revision=vision_commit, text_revision=text_commit,
     )
