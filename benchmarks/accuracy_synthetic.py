@@ -168,9 +168,11 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
     # ---- model: the same base (and head initialisation) for every run, then the method on top
     set_seed(seed)
-    base, processor, notes = build_base_and_processor(ModelArguments(vision_model=protocol.get("vision_model")), size)
+    base, processor, notes = build_base_and_processor(
+        ModelArguments(vision_model=protocol.get("vision_model"),
+                       head_reads_sentence=protocol.get("head_reads_sentence", True)), size)
     method = "s4eca" if run in ABLATIONS else run
-    s4eca_kwargs = ABLATIONS.get(run, {})
+    s4eca_kwargs = {**ABLATIONS.get(run, {}), **protocol.get("s4eca_kwargs", {})}  # the run's, then the protocol's
     lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None
     set_seed(seed + 1)  # the method's own initialisation (adapters, LoRA matrices)
     model = build_method(base, method, lora_rank=lora_rank, s4eca_kwargs=s4eca_kwargs)

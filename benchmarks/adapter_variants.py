@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_synthetic import PROTOCOL, mean_std  # noqa: E402
+from accuracy_synthetic import PROTOCOL, comparisons, mean_std  # noqa: E402
 from common import DOCS_PAGE, load_average, markdown_table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapter_variants.json"
@@ -55,13 +55,52 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  "its best proxy"},
     "head_without_sentence_lr_2e-3": {
         "run": "s4eca", "patch": "head_without_sentence", "protocol": {"learning_rate": 2e-3},
-        "about": "diagnostic: S4ECA, learning rate 2e-3, the head reads no sentence (language only through the "
-                 "vision adapters)"},
+        "about": "diagnostic: S4ECA, learning rate 2e-3, the head is given a zero sentence (language only through "
+                 "the vision adapters; the FiLM and kernel biases stay, as learned constants)"},
     "gate_on_block_features_lr_2e-3": {
         "run": "s4eca", "patch": "gate_on_block_features", "protocol": {"learning_rate": 2e-3},
         "about": "S4ECA, learning rate 2e-3, the spatial selection also scales the block's own features "
                  "(`features * tanh(a * best cosine + c)` added, zero-initialised)"},
 }
+SENTENCE_FREE = {"learning_rate": 2e-3, "head_reads_sentence": False}
+"""Protocol of the rows where the head reads no sentence (`--no_head_reads_sentence`): the expression reaches the
+mask only through the vision adapters, so what each part of them contributes to the language shows."""
+VARIANTS.update({
+    f"{run}_sentence_free_head": {"run": run, "protocol": SENTENCE_FREE,
+                                  "about": f"{about}, learning rate 2e-3, head reads no sentence"}
+    for run, about in (("s4eca", "S4ECA"), ("s4eca_no_scale", "no scale selection"),
+                       ("s4eca_no_spatial", "no spatial selection"), ("s4eca_no_queries", "no text queries"))
+})
+TRIED_PATCHES = {
+    "gate_on_block_features": "spatial selection also scaling the block's features",
+    "gate_from_mean_proxy": "spatial gate from the proxies' mean",
+    "residual_spatial_gate": "spatial selection as a residual gate `1 + tanh(a * best cosine + c)` (zero-initialised)",
+    "separate_spatial_proxy_projection": "spatial selection with a proxy projection of its own",
+    "position_aware_spatial_selection": "spatial selection also reading each pixel's (x, y)",
+    "proxies_from_words_only": "proxies are what the queries read, without the queries added",
+    "small_query_init": "learnable queries initialised at std 0.02 instead of 1",
+    "proxies_around_the_sentence": "proxies are the sentence feature plus what each query read (zero-initialised)",
+}
+"""Changes to the adapters tried with the head that reads no sentence (and the text-side ones with the default head
+too): the patch's name and what it changes."""
+
+
+def patched_variant(patch: str, protocol: dict[str, Any]) -> dict[str, Any]:
+    where = ", head reads no sentence" if protocol.get("head_reads_sentence") is False else ""
+    return {"run": "s4eca", "patch": patch, "protocol": protocol,
+            "about": f"S4ECA, learning rate 2e-3, {TRIED_PATCHES[patch]}{where}"}
+
+
+VARIANTS.update({f"{patch}_sentence_free_head": patched_variant(patch, SENTENCE_FREE) for patch in TRIED_PATCHES})
+VARIANTS.update({f"{patch}_lr_2e-3": patched_variant(patch, {"learning_rate": 2e-3})
+                 for patch in ("proxies_from_words_only", "small_query_init", "proxies_around_the_sentence")})
+VARIANTS.update({
+    "s4eca_lr_4e-3_sentence_free_head": {"run": "s4eca", "protocol": {**SENTENCE_FREE, "learning_rate": 4e-3},
+                                         "about": "S4ECA, learning rate 4e-3, head reads no sentence"},
+    "one_query_sentence_free_head": {
+        "run": "s4eca", "protocol": {**SENTENCE_FREE, "s4eca_kwargs": {"num_queries": 1}},
+        "about": "S4ECA with one learnable query (one proxy), learning rate 2e-3, head reads no sentence"},
+})
 
 
 def attention_pooled_proxies() -> None:
@@ -91,28 +130,41 @@ def attention_pooled_proxies() -> None:
     cls.__init__, cls.forward = __init__, forward
 
 
+def add_tanh_of_best_cosine(selection: type) -> Any:
+    """Give the spatial selection class two zero-initialised scalars ``a`` and ``c``; returns a function of
+    ``(self, features, proxies)`` that runs its original forward and gives ``(gated, gate, tanh(a * best + c))``,
+    where ``best`` is each pixel's best proxy cosine, read back from the sigmoid gate."""
+    import torch
+    from torch import nn
+
+    selection_init, selection_forward = selection.__init__, selection.forward
+
+    def init_selection(self, channels: int) -> None:
+        selection_init(self, channels)
+        self.tanh_scale = nn.Parameter(torch.zeros(()))
+        self.tanh_shift = nn.Parameter(torch.zeros(()))
+
+    def forward(self, features, proxies):
+        gated, gate = selection_forward(self, features, proxies)
+        best = (torch.logit(gate.clamp(1e-6, 1 - 1e-6)) - self.bias) / self.temperature
+        return gated, gate, torch.tanh(self.tanh_scale * best + self.tanh_shift)
+
+    selection.__init__ = init_selection
+    return forward
+
+
 def gate_on_block_features() -> None:
     """Spatial selection also acts on the block's own features: the update adds ``features * tanh(a * best + c)``
     (``a``, ``c`` zero-initialised, so the model starts as the base), where ``best`` is the pixel's best proxy
     cosine. Regions can then be suppressed or amplified in what the next frozen block and the head see, not only in
     the adapter's branch."""
-    import torch
-    from torch import nn
-
     from s4eca_peft.tuner import spatial_selection, vision_adapter
 
     selection = spatial_selection.LanguageGuidedSpatialSelection
-    selection_init, selection_forward = selection.__init__, selection.forward
-
-    def init_selection(self, channels: int) -> None:
-        selection_init(self, channels)
-        self.feature_scale = nn.Parameter(torch.zeros(()))
-        self.feature_shift = nn.Parameter(torch.zeros(()))
+    tanh_of_best = add_tanh_of_best_cosine(selection)
 
     def forward_selection(self, features, proxies):
-        gated, gate = selection_forward(self, features, proxies)
-        best = (torch.logit(gate.clamp(1e-6, 1 - 1e-6)) - self.bias) / self.temperature  # the best cosine
-        self.last_feature_gate = torch.tanh(self.feature_scale * best + self.feature_shift)  # (batch, H, W, 1)
+        gated, gate, self.last_feature_gate = tanh_of_best(self, features, proxies)  # (batch, H, W, 1)
         return gated, gate
 
     adapter = vision_adapter.S4ECAVisionAdapter
@@ -124,7 +176,7 @@ def gate_on_block_features() -> None:
             update = update + features * self.spatial_selection.last_feature_gate
         return update, maps
 
-    selection.__init__, selection.forward = init_selection, forward_selection
+    selection.forward = forward_selection
     adapter.forward = forward_adapter
 
 
@@ -140,6 +192,155 @@ def gate_from_mean_proxy() -> None:
         return original(self, features, proxies.mean(dim=1, keepdim=True))
 
     selection.forward = forward
+
+
+def position_aware_spatial_selection() -> None:
+    """Spatial selection sees where each pixel is: its normalised (x, y) coordinates, through a zero-initialised
+    linear map, are added to the pixel's projection before the proxy match, so a proxy can select "the left" or "the
+    top" as well as a look. The frozen Swin's features carry no absolute position."""
+    import torch
+    from torch import nn
+
+    from s4eca_peft.modeling.head import coordinate_channels
+    from s4eca_peft.tuner import spatial_selection
+
+    selection = spatial_selection.LanguageGuidedSpatialSelection
+    selection_init = selection.__init__
+
+    def init_selection(self, channels: int) -> None:
+        selection_init(self, channels)
+        self.position_proj = nn.Linear(2, channels, bias=False)
+        nn.init.zeros_(self.position_proj.weight)
+
+    def forward_selection(self, features, proxies):
+        batch, height, width, channels = features.shape
+        coordinates = coordinate_channels(batch, height, width, features).permute(0, 2, 3, 1)  # (batch, H, W, 2)
+        pixels = (self.pixel_proj(features) + self.position_proj(coordinates)).reshape(batch, height * width, channels)
+        keys = proxies / proxies.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        best = torch.bmm(pixels, keys.transpose(1, 2)).amax(dim=-1, keepdim=True)
+        best = best / pixels.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        gate = torch.sigmoid(self.temperature * best + self.bias).view(batch, height, width, 1)
+        return features * gate, gate
+
+    selection.__init__, selection.forward = init_selection, forward_selection
+
+
+def residual_spatial_gate() -> None:
+    """Spatial selection as a residual gate, ``features * (1 + tanh(a * best + c))`` with ``a`` and ``c``
+    zero-initialised: it starts as the identity instead of a sigmoid gate that scales every pixel by a random factor
+    around one half, and can amplify the selected pixels as well as suppress the others."""
+    from s4eca_peft.tuner import spatial_selection
+
+    selection = spatial_selection.LanguageGuidedSpatialSelection
+    tanh_of_best = add_tanh_of_best_cosine(selection)
+
+    def forward_selection(self, features, proxies):
+        gate = 1 + tanh_of_best(self, features, proxies)[2]
+        return features * gate, gate
+
+    selection.forward = forward_selection
+
+
+def separate_spatial_proxy_projection() -> None:
+    """Spatial selection reads the proxies through a projection of its own instead of the one it shares with scale
+    selection, which reads their mean."""
+    from torch import nn
+
+    from s4eca_peft.tuner import spatial_selection, vision_adapter
+
+    adapter = vision_adapter.S4ECAVisionAdapter
+    adapter_init = adapter.__init__
+    selection = spatial_selection.LanguageGuidedSpatialSelection
+    selection_forward = selection.forward
+
+    def init_adapter(self, channels, text_dim, bottleneck_size, *args, **kwargs) -> None:
+        adapter_init(self, channels, text_dim, bottleneck_size, *args, **kwargs)
+        if self.spatial_selection is not None:
+            self.spatial_selection.proxy_proj = nn.Linear(text_dim, bottleneck_size)
+
+    adapter_forward = adapter.forward
+    raw = {}  # the adapter's proxies before its shared projection, for the selection's own
+
+    def forward_selection(self, features, proxies):
+        return selection_forward(self, features, self.proxy_proj(raw["proxies"]))
+
+    def forward_adapter(self, features, proxies):
+        raw["proxies"] = proxies
+        return adapter_forward(self, features, proxies)
+
+    adapter.__init__, adapter.forward = init_adapter, forward_adapter
+    selection.forward = forward_selection
+
+
+def text_adapter_with_proxies(make_proxies: Any) -> None:
+    """Replace the text adapter's forward by one whose proxies are ``make_proxies(adapter, words, key_padding_mask,
+    queries, attended)``; the attention and the feedback are the package's."""
+    from torch.nn import functional as F
+
+    from s4eca_peft.tuner import text_adapter
+
+    def forward(self, words, key_padding_mask=None, previous=None):
+        batch = words.shape[0]
+        queries = self.queries.unsqueeze(0).expand(batch, -1, -1)
+        if previous is not None:
+            queries = queries + previous
+        q, k, v = (self._heads(projection(x)) for projection, x in
+                   ((self.q_proj, queries), (self.k_proj, words), (self.v_proj, words)))
+        attn_mask = None
+        if key_padding_mask is not None:
+            attn_mask = (key_padding_mask | ~key_padding_mask.any(-1, keepdim=True))[:, None, None, :]
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        attended = attended.transpose(1, 2).reshape(batch, queries.shape[1], -1)
+        proxies = make_proxies(self, words, key_padding_mask, queries, attended)
+        update = self.feedback(attended.mean(1)).unsqueeze(1) if self.feedback is not None else None
+        return proxies, update
+
+    text_adapter.TextProxyAdapter.forward = forward
+
+
+def proxies_from_words_only() -> None:
+    """The proxies are what the queries read, ``norm(out_proj(attended))``, instead of ``norm(queries +
+    out_proj(attended))``: the unit-scale learnable queries (norm about sqrt(text_dim)) otherwise outweigh what they
+    read from the words, so that every expression starts with nearly the same proxies."""
+    text_adapter_with_proxies(lambda self, words, mask, queries, attended: self.norm(self.out_proj(attended)))
+
+
+def proxies_around_the_sentence() -> None:
+    """Each proxy is the expression's sentence feature (the masked mean of the block's words) plus what its query
+    read, ``sentence + out_proj(attended)`` with ``out_proj`` zero-initialised: the proxies start as the pretrained
+    sentence embedding (the `no text queries` ablation's single proxy) and the queries learn how to depart from it."""
+    from torch import nn
+
+    from s4eca_peft.modeling.modeling import masked_mean
+    from s4eca_peft.tuner import text_adapter
+
+    adapter = text_adapter.TextProxyAdapter
+    original_init = adapter.__init__
+
+    def __init__(self, *args, **kwargs) -> None:
+        original_init(self, *args, **kwargs)
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    adapter.__init__ = __init__
+    text_adapter_with_proxies(lambda self, words, mask, queries, attended:
+                              masked_mean(words, mask).unsqueeze(1) + self.out_proj(attended))
+
+
+def small_query_init() -> None:
+    """The learnable queries start at standard deviation 0.02 (as BERT's embeddings) instead of 1, so that the
+    proxies ``norm(queries + out_proj(attended))`` start as what the queries read from the words rather than as the
+    queries themselves."""
+    from s4eca_peft.tuner import text_adapter
+
+    adapter = text_adapter.TextProxyAdapter
+    original = adapter.__init__
+
+    def __init__(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        self.queries.data.mul_(0.02)
+
+    adapter.__init__ = __init__
 
 
 def head_without_sentence() -> None:
@@ -158,11 +359,16 @@ def head_without_sentence() -> None:
 
 
 PATCHES = {"attention_pooled_proxies": attention_pooled_proxies, "gate_on_block_features": gate_on_block_features,
-           "gate_from_mean_proxy": gate_from_mean_proxy, "head_without_sentence": head_without_sentence}
+           "gate_from_mean_proxy": gate_from_mean_proxy, "head_without_sentence": head_without_sentence,
+           "position_aware_spatial_selection": position_aware_spatial_selection,
+           "residual_spatial_gate": residual_spatial_gate,
+           "separate_spatial_proxy_projection": separate_spatial_proxy_projection,
+           "proxies_from_words_only": proxies_from_words_only, "small_query_init": small_query_init,
+           "proxies_around_the_sentence": proxies_around_the_sentence}
 
 
 def run_variant(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
-    """One variant at one seed, in its own process (patches stay there)."""
+    """One variant at one seed, in a process of its own that ends with it (patches stay there)."""
     variant = VARIANTS[name]
     if "patch" in variant:
         PATCHES[variant["patch"]]()
@@ -200,12 +406,33 @@ def render(results: list[dict[str, Any]]) -> str:
         "Each row: `accuracy_synthetic.py`'s protocol (128 px, batch 16, AdamW with 5 % warm-up then cosine, final "
         "weights) on the shipped pretrained Swin and MiniLM, scored on the 256 fixed synthetic **val** scenes only; "
         "mean ± standard deviation when several seeds are listed. Test is not looked at here. *Language use*: val "
-        "mIoU minus val mIoU with each image's vision adapters given the proxies of another image's expression (the "
-        "head still reads the image's own sentence), `accuracy_synthetic.mismatch_proxies`; 0 means the vision "
-        "adapters ignore the expression, `-` that it was not measured.",
+        "mIoU minus val mIoU with each image's vision adapters given the proxies of another image's expression (a "
+        "head that reads the sentence still reads the image's own), `accuracy_synthetic.mismatch_proxies`; 0 means "
+        "the vision adapters ignore the expression, `-` that it was not measured.",
         "",
         markdown_table(header, rows),
+        *sentence_free_comparisons(by_variant),
     ])
+
+
+def sentence_free_comparisons(by_variant: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """With a head that reads no sentence, S4ECA against its ablations on val mIoU (each row's mean and the seed
+    spread, as in the accuracy table)."""
+    runs = {VARIANTS[name]["run"]: runs for name, runs in by_variant.items()
+            if name.endswith("_sentence_free_head") and "patch" not in VARIANTS[name]
+            and VARIANTS[name]["protocol"] == SENTENCE_FREE}
+    if "s4eca" not in runs or len(runs) < 2:
+        return []
+    return [
+        "",
+        "### With a head that reads no sentence",
+        "",
+        "`--no_head_reads_sentence`: the expression reaches the mask only through the vision adapters, so an ablation "
+        "that removes a part they carry the language with scores lower. S4ECA against each ablation, val mIoU (the "
+        "verdict compares the difference with the two rows' standard deviations added):",
+        "",
+        *(f"- {line}" for line in comparisons(runs, "val")),
+    ]
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -228,7 +455,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         command = "python benchmarks/adapter_variants.py " + shlex.join(given)
         started, before = time.time(), load_average()
         tasks = [(name, seed) for name in args.variants for seed in args.seeds]
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # one fresh process per run: a variant's patch must never reach the next run
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 max_tasks_per_child=1) as pool:
             futures = [pool.submit(run_variant, name, seed, args.vision_model) for name, seed in tasks]
             for future in futures:
                 result = {**future.result(), "command": command}
