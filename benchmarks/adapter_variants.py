@@ -93,7 +93,8 @@ def patched_variant(patch: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
 VARIANTS.update({f"{patch}_sentence_free_head": patched_variant(patch, SENTENCE_FREE) for patch in TRIED_PATCHES})
 VARIANTS.update({f"{patch}_lr_2e-3": patched_variant(patch, {"learning_rate": 2e-3})
-                 for patch in ("proxies_from_words_only", "small_query_init", "proxies_around_the_sentence")})
+                 for patch in ("proxies_from_words_only", "small_query_init", "proxies_around_the_sentence",
+                               "separate_spatial_proxy_projection")})
 VARIANTS.update({
     "s4eca_lr_4e-3_sentence_free_head": {"run": "s4eca", "protocol": {**SENTENCE_FREE, "learning_rate": 4e-3},
                                          "about": "S4ECA, learning rate 4e-3, head reads no sentence"},
