@@ -76,7 +76,9 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
     train_results = json.loads((output / "train_results.json").read_text())
     assert train_results["train_steps"] == 4 and train_results["train_samples"] == 16
     assert 0 < train_results["train_runtime_s"] < train_results["wall_time_s"]  # validation and saving excluded
-    assert train_results["train_samples_per_second"] == pytest.approx(16 / train_results["train_runtime_s"], rel=0.02)
+    runtime = train_results["train_runtime_s"]  # rounded to 0.01 s: a few steps take a fraction of a second
+    throughput = train_results["train_samples_per_second"]  # rounded to 0.01 samples/s
+    assert 16 / (runtime + 0.005) - 0.005 <= throughput <= 16 / max(runtime - 0.005, 1e-6) + 0.005
     # adapter-only weights: no frozen backbone tensor in the adapter file
     keys = load_file(str(output / "adapter" / "adapter_model.safetensors")).keys()
     assert keys and all("s4eca_" in k or "segmentation_head" in k for k in keys)
