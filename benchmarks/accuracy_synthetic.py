@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 import warnings
@@ -125,8 +126,8 @@ def use_sentence_as_proxy(model) -> None:
 
 def mismatch_proxies(model) -> Any:
     """From now on, each image's vision adapters read the proxies of the next image's expression in the batch (set
-    from a hook after the text encoder ran); the head still reads the image's own sentence. An adapter that ignores
-    its proxies scores the same with and without this. Returns the hook's handle."""
+    from a hook after the text encoder ran); a head that reads the sentence still reads the image's own. An adapter
+    that ignores its proxies scores the same with and without this. Returns the hook's handle."""
     tuner = model.base_model
 
     def swap(module, args, output) -> None:
@@ -230,10 +231,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def score(seeds: list[dict[str, Any]], split: str, metric: str) -> tuple[float, float]:

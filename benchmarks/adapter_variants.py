@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_synthetic import PROTOCOL, comparisons, mean_std  # noqa: E402
+from accuracy_synthetic import PROTOCOL, comparisons, format_score  # noqa: E402
 from common import DOCS_PAGE, load_average, markdown_table, write_section  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapter_variants.json"
@@ -391,8 +391,7 @@ def render(results: list[dict[str, Any]]) -> str:
         by_variant.setdefault(r["variant"], []).append(r)
     rows = []
     for name, runs in by_variant.items():
-        scores = [mean_std([100 * r["val"][metric] for r in runs]) for metric in ("mIoU", "oIoU")]
-        shown = [f"{mean:.2f} ± {std:.2f}" if len(runs) > 1 else f"{mean:.2f}" for mean, std in scores]
+        shown = [format_score(runs, "val", metric) for metric in ("mIoU", "oIoU")]
         seeds = ", ".join(str(r["seed"]) for r in runs)
         commands = "; ".join(f"`{command}`" for command in dict.fromkeys(r["command"] for r in runs))
         drops = [100 * (r["val"]["mIoU"] - r["val_mismatched_proxies"]["mIoU"]) for r in runs
