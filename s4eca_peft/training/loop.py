@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..data.loaders import EpochSampler, build_dataloaders, build_datasets, train_sampler_for
 from ..files import write_json_atomic
 from ..inference.adapter_folder import RUN_ADAPTER_DIR, save_for_inference
 from ..inference.visualization import plot_training_curves
@@ -34,7 +35,6 @@ from ..tuner import compile_adapters
 from .arguments import TrainConfig, TrainingArguments, parse_train_args
 from .base_model import build_base_and_processor
 from .checkpoints import CheckpointManager, RunState, load_adapter_weights
-from .dataloaders import EpochSampler, build_dataloaders, build_datasets, train_sampler_for
 from .evaluation import evaluate_loop, save_overlays
 from .run_folder import acquire_lock, claim_output_dir, release_lock
 
