@@ -29,6 +29,7 @@ SINGLE_HOMES = {
     "atomic_write": "files.py",
     "is_hub_id": "files.py",
     "hub_kwargs": "files.py",
+    "load_split": "data/loaders.py",
 }
 """Names defined in exactly one module of the package (module paths relative to ``s4eca_peft/``)."""
 
