@@ -47,7 +47,7 @@ def test_a_folder_holding_another_run_is_refused(tmp_path):
 
 def test_training_into_another_runs_folder_stops_before_any_work(tmp_path, monkeypatch, capsys):
     folder = another_run(tmp_path / "run")
-    monkeypatch.setattr(loop, "set_up", lambda *args: pytest.fail("the run started"))
+    monkeypatch.setattr(loop, "build_datasets", lambda *args: pytest.fail("the run started"))
     with pytest.raises(SystemExit) as exited:
         train_main(["--output_dir", str(folder)])
     assert exited.value.code == 2
@@ -122,7 +122,7 @@ def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path):
 
 
 def test_an_empty_train_split_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(loop, "build_model", lambda config, accelerator: (None, None, (1, 1)))
+    monkeypatch.setattr(loop, "build_base_and_processor", lambda *args: pytest.fail("the model was built"))
     monkeypatch.setattr(loop, "build_datasets", lambda data, seed: {"train": [], "val": [1]})
     with pytest.raises(SystemExit):
         train_main(["--output_dir", str(tmp_path / "run")])
