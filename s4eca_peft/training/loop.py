@@ -9,8 +9,8 @@ Supported modes (all through ``accelerate launch examples/train.py ...``):
 With no arguments the run is the embedded default: offline, fresh synthetic aerial scenes every epoch, the small
 Swin pretrained on synthetic aerial scenes that ships in the package, and the pretrained MiniLM text encoder.
 
-`training_function` reads top to bottom: set-up (accelerator, run folder, seed), model, data, optimizer and schedule,
-``accelerator.prepare``, resume, the epoch loop (one `training_step` per batch, loss logging, checkpoints, validation
+`training_function` reads top to bottom: set-up (accelerator, run folder), data, model (seeded), optimizer and
+schedule, ``accelerator.prepare``, resume, the epoch loop (one `training_step` per batch, loss logging, checkpoints, validation
 that keeps the best adapter), and the final report (best adapter on val and test, curves, overlays, model card, Hub
 upload). Its helpers are the run state and checkpoint manager (`checkpoints`) and the run folder (`run_folder`).
 """
