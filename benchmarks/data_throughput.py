@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 
 from s4eca_peft import ReferringSegmentationProcessor
 from s4eca_peft.data import ReferringCollator, load_refsegrs, write_refsegrs_layout
-from s4eca_peft.training.dataloaders import EpochSampler, KeyedTrainingSet, train_transform
+from s4eca_peft.data.loaders import EpochSampler, KeyedTrainingSet, train_transform
 
 
 def _one_thread_per_worker(_: int) -> None:

@@ -13,6 +13,7 @@ import torch
 from transformers import SwinBackbone, SwinModel
 
 from s4eca_peft import EMBEDDED_BACKBONE_PATH
+from s4eca_peft.data.loaders import SYNTHETIC_SPLIT_SEEDS
 from s4eca_peft.data.synthetic import CATEGORIES, generate_scene_with_layout
 from s4eca_peft.modeling.backbones import load_vision_backbone
 from s4eca_peft.modeling.packaged import EMBEDDED_BACKBONE, EMBEDDED_VISION_CONFIG, resolve_model_reference
@@ -27,7 +28,6 @@ from s4eca_peft.pretraining import (
     scene_label_maps,
     train_pretext,
 )
-from s4eca_peft.training.dataloaders import SYNTHETIC_SPLIT_SEEDS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["stage1", "stage2", "stage3", "stage4"]

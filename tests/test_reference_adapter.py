@@ -187,7 +187,7 @@ def test_a_training_run_folder_installs_its_adapter_subfolder_with_the_runs_card
 
 @pytest.mark.slow
 def test_the_shipped_reference_loads_offline_by_name_and_reproduces_its_val_scores():
-    from s4eca_peft.training.dataloaders import eval_dataloader, load_split
+    from s4eca_peft.data.loaders import eval_dataloader, load_split
     from s4eca_peft.training.evaluation import evaluate_loop
 
     assert packaged.reference_adapter_installed()

@@ -10,7 +10,7 @@ from typing import Any
 import datasets
 
 from . import validation as v
-from .hub import load_split
+from .hub import read_dataset_split
 from .masks import encode_mask, read_image_size, read_mask_file
 from .records import record_problem
 
@@ -147,4 +147,4 @@ def load_refsegrs(
     as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
     folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    return load_split("refsegrs", DATASET_NAME, scan_refsegrs, root, split, strict, revision, cache_dir, token)
+    return read_dataset_split("refsegrs", DATASET_NAME, scan_refsegrs, root, split, strict, revision, cache_dir, token)

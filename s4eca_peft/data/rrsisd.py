@@ -12,7 +12,7 @@ from typing import Any
 import datasets
 
 from . import validation as v
-from .hub import load_split
+from .hub import read_dataset_split
 from .masks import read_image_size, segmentation_to_rle
 from .records import expression_problem, mask_problem
 from .safe_pickle import load_untrusted_pickle
@@ -284,4 +284,4 @@ def load_rrsisd(
     as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
     folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    return load_split("rrsisd", DATASET_NAME, scan_rrsisd, root, split, strict, revision, cache_dir, token)
+    return read_dataset_split("rrsisd", DATASET_NAME, scan_rrsisd, root, split, strict, revision, cache_dir, token)
