@@ -13,8 +13,8 @@ from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
 from transformers import BertTokenizerFast
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from s4eca_peft.adapter_folder import save_for_inference
 from s4eca_peft.inference import ReferringPrediction, S4ECASegmenter, overlay_prediction, sliding_window_starts
-from s4eca_peft.inference.adapter_folder import save_for_inference
 from s4eca_peft.tuner import S4ECAConfig
 
 WORDS = (

@@ -24,8 +24,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from s4eca_peft.adapter_folder import BASE_DIR, adapter_root, check_adapter_files
 from s4eca_peft.files import PICKLE_SUFFIXES
-from s4eca_peft.inference.adapter_folder import BASE_DIR, adapter_root, check_adapter_files
 from s4eca_peft.tuner.checks import check_adapter_folder
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"

@@ -205,7 +205,7 @@ class S4ECASegmenter:
         trained on other backbones than the recorded ones.
         """
         from .. import tuner  # noqa: F401  (registers S4ECA with peft before the adapter config is read)
-        from .adapter_folder import load_for_inference
+        from ..adapter_folder import load_for_inference
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -80,7 +80,7 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     """Score an adapter on one split (metrics printed as a table, and written to ``args.output`` when set)."""
     from accelerate import Accelerator
 
-    from ..inference.adapter_folder import load_for_inference
+    from ..adapter_folder import load_for_inference
     from .dataloaders import eval_dataloader, load_split
 
     accelerator = Accelerator()

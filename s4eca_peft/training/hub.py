@@ -12,8 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
+from ..adapter_folder import adapter_root
 from ..files import PICKLE_SUFFIXES
-from ..inference.adapter_folder import adapter_root
 
 __all__ = ["REQUIRED_FILES", "push_adapter_to_hub"]
 

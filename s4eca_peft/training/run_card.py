@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
+from ..adapter_folder import adapter_root
 from ..files import atomic_write, write_text_atomic
-from ..inference.adapter_folder import adapter_root
 from ..modeling.packaged import EMBEDDED_BACKBONE
 from .arguments import TrainConfig
 from .launch_command import LaunchOptions

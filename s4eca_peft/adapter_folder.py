@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import (
+from .files import (
     PICKLE_SUFFIXES,
     atomic_write_folder,
     hub_kwargs,
@@ -35,11 +35,11 @@ from ..files import (
     is_path_like,
     write_json_atomic,
 )
-from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
-from ..modeling.configuration import MODEL_OPTIONS
-from ..modeling.packaged import is_package_reference, resolve_model_reference
-from ..tuner.checks import check_adapter_folder
-from ..tuner.errors import AdapterBackboneMismatchError
+from .modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from .modeling.configuration import MODEL_OPTIONS
+from .modeling.packaged import is_package_reference, resolve_model_reference
+from .tuner.checks import check_adapter_folder
+from .tuner.errors import AdapterBackboneMismatchError
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
