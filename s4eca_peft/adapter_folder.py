@@ -38,13 +38,13 @@ from .files import (
 from .modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from .modeling.configuration import MODEL_OPTIONS
 from .modeling.packaged import is_package_reference, resolve_model_reference
+from .tuner.checks import CONFIG_NAME as ADAPTER_CONFIG
+from .tuner.checks import WEIGHTS_NAME as ADAPTER_WEIGHTS
 from .tuner.checks import check_adapter_folder
 from .tuner.errors import AdapterBackboneMismatchError
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 RUN_ADAPTER_DIR = "adapter"
 """Where a training run's folder keeps its best adapter."""
 

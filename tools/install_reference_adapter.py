@@ -24,15 +24,23 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from s4eca_peft.adapter_folder import BASE_DIR, adapter_root, check_adapter_files
+from s4eca_peft.adapter_folder import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    BASE_DIR,
+    METADATA_NAME,
+    adapter_root,
+    check_adapter_files,
+)
 from s4eca_peft.files import PICKLE_SUFFIXES
+from s4eca_peft.modeling.processing import PROCESSOR_CONFIG_NAME
 from s4eca_peft.tuner.checks import check_adapter_folder
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"
-REQUIRED = ("adapter_config.json", "adapter_model.safetensors", "s4eca_processor_config.json", f"{BASE_DIR}/config.json",
-            "README.md", "eval_results.json")
+REQUIRED = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, f"{BASE_DIR}/config.json", "README.md",
+            "eval_results.json")
 ALLOWED = frozenset({
-    *REQUIRED, "s4eca_metadata.json", f"{BASE_DIR}/model.safetensors", "widget/scene.png",
+    *REQUIRED, METADATA_NAME, f"{BASE_DIR}/model.safetensors", "widget/scene.png",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
     "vocab.json", "merges.txt", "processor_config.json",
 })

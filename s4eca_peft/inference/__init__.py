@@ -1,7 +1,14 @@
 """Inference with a trained S4ECA adapter: the saved-adapter folder format, `S4ECASegmenter` and ``s4eca-predict``."""
 
+import sys
+
+from .. import adapter_folder
 from ..adapter_folder import AdapterBackboneMismatchError, load_for_inference, save_for_inference
 from .segmenter import ReferringPrediction, S4ECASegmenter, overlay_prediction, resolve_dtype, sliding_window_starts
+
+# The folder format lives below training and inference (`s4eca_peft.adapter_folder`); its earlier import path,
+# `s4eca_peft.inference.adapter_folder`, names the same module.
+sys.modules[f"{__name__}.adapter_folder"] = adapter_folder
 
 __all__ = [
     "AdapterBackboneMismatchError",
