@@ -11,7 +11,7 @@ result = predict_raster(segmenter, "scene.tif", "the storage tanks", "tanks.tif"
 A scene whose longer side is at most ``max_side`` is predicted whole, as `S4ECASegmenter.predict` does. A larger
 one is read window by window (``tile_size`` pixels, overlapping by ``tile_overlap``, laid out by
 `s4eca_peft.inference.sliding_window_starts`), ``batch_size`` windows at a time; overlaps are blended with cosine
-ramps (`s4eca_peft.geo.blending`), and each region of the scene is written as soon as its last window is done, so
+ramps (`s4eca_peft.inference.windows`), and each region of the scene is written as soon as its last window is done, so
 the scene is never whole in memory. The window settings default to the segmenter's.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..inference import sliding_window_starts
-from .blending import WindowStitcher
+from ..inference.windows import WindowStitcher
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
 from .vectors import check_vector_path, mask_polygons, write_polygons
