@@ -23,7 +23,7 @@ def eval_main(argv: list[str] | None = None) -> None:
 
 
 def predict_main(argv: list[str] | None = None) -> None:
-    from .inference.predict import predict_main as run
+    from .predict_command import predict_main as run
 
     raise SystemExit(run(argv))
 

@@ -16,7 +16,7 @@ from test_inference import build_tiny_adapter  # noqa: E402
 
 from s4eca_peft.geo import predict_raster  # noqa: E402
 from s4eca_peft.inference import S4ECASegmenter  # noqa: E402
-from s4eca_peft.inference.predict import predict_main  # noqa: E402
+from s4eca_peft.predict_command import predict_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")

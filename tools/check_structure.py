@@ -17,7 +17,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "s4eca_peft"
 MAX_FUNCTION_LINES = 80
-COMMAND_LINE_MODULES = frozenset({"cli.py", "data/prepare.py", "training/arguments.py", "inference/predict.py", "demo/launch.py", "pretraining/command.py"})
+COMMAND_LINE_MODULES = frozenset({"cli.py", "data/prepare.py", "training/arguments.py", "predict_command.py", "demo/launch.py", "pretraining/command.py"})
 SINGLE_HOMES = {
     "PICKLE_SUFFIXES": "files.py",
     "atomic_write": "files.py",

@@ -1,4 +1,5 @@
-"""Inference with a trained S4ECA adapter: the saved-adapter folder format, `S4ECASegmenter` and ``s4eca-predict``."""
+"""Inference with a trained S4ECA adapter: `S4ECASegmenter`, its sliding windows and pictures (``s4eca-predict`` is
+`s4eca_peft.predict_command`)."""
 
 import sys
 
