@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .geo import predict_raster
 from .geo.dependencies import has_rasterio
 from .inference.visualization import save_image_atomic
 from .modeling.processing import _expression_text
@@ -400,8 +401,8 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
     from .modeling.image_io import load_image
 
     if wants_geotiff(args, args.output):
-        result = segmenter.predict_raster(args.image, args.expression, args.output, vector=args.vector,
-                                          bands=args.bands, threshold=args.threshold, cog=args.cog)
+        result = predict_raster(segmenter, args.image, args.expression, args.output, vector=args.vector,
+                                bands=args.bands, threshold=args.threshold, cog=args.cog)
         print(f"wrote {result.output}" + (f" and {result.vector}" if result.vector else ""))
         return 0
     mask_path = Path(args.output)
@@ -462,8 +463,8 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow], pat
                 skipped += 1
                 continue
             try:
-                segmenter.predict_raster(image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
-                                         threshold=args.threshold, cog=args.cog)
+                predict_raster(segmenter, image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
+                               threshold=args.threshold, cog=args.cog)
                 done += 1
             except (OSError, ValueError) as error:
                 record_error(row, str(error))

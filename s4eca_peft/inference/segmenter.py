@@ -375,12 +375,3 @@ class S4ECASegmenter:
         else:
             out = [result.mask for result in results]
         return out[0] if single else out
-
-    def predict_raster(self, path: str | os.PathLike, expression: str, output: str | os.PathLike, **options: Any) -> Any:
-        """Predict ``expression`` over a raster of any size (GeoTIFF ...) and write a mask GeoTIFF on its grid (same
-        CRS, transform and size), with ``vector=`` also its polygons; returns a `s4eca_peft.geo.RasterPrediction`.
-        Options (``vector``, ``bands``, ``threshold``, ``cog`` ...): see `s4eca_peft.geo.predict_raster`. Needs the
-        ``geo`` extra."""
-        from ..geo import predict_raster
-
-        return predict_raster(self, path, expression, output, **options)
