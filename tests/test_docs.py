@@ -24,7 +24,7 @@ import pytest
 from accelerate.commands.launch import launch_command_parser
 
 from s4eca_peft.data.prepare import build_parser as prepare_data_parser
-from s4eca_peft.inference.predict import build_parser as predict_parser
+from s4eca_peft.predict_command import build_parser as predict_parser
 from s4eca_peft.training.arguments import parse_eval_args, parse_train_args
 from s4eca_peft.training.launch_command import LaunchOptions
 

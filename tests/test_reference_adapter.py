@@ -17,9 +17,9 @@ from s4eca_peft.data.synthetic import generate_scene
 from s4eca_peft.demo.launch import build_parser as demo_parser
 from s4eca_peft.demo.launch import load_segmenter
 from s4eca_peft.inference import S4ECASegmenter
-from s4eca_peft.inference.predict import predict_main
 from s4eca_peft.modeling import packaged
 from s4eca_peft.modeling.packaged import REFERENCE_ADAPTER
+from s4eca_peft.predict_command import predict_main
 from s4eca_peft.training.evaluation import eval_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -208,7 +208,7 @@ def test_resume_from_a_folder_without_state_is_refused(tmp_path, tiny_swin, mini
 
 
 def test_default_run_without_minilm_falls_back_to_a_small_bert(tmp_path, monkeypatch, capsys):
-    from s4eca_peft.inference.adapter_folder import load_for_inference
+    from s4eca_peft.adapter_folder import load_for_inference
     from s4eca_peft.training import base_model as model_setup
     from s4eca_peft.training import main
 

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "s4eca_peft"
 MAX_FUNCTION_LINES = 250
 MAX_PARSER_LINES = 50
 PARSE_CALLS = frozenset({"parse_args", "parse_known_args", "parse_args_into_dataclasses"})
-COMMAND_LINE_MODULES = frozenset({"cli.py", "data/prepare.py", "training/arguments.py", "inference/predict.py", "demo/launch.py", "pretraining/command.py"})
+COMMAND_LINE_MODULES = frozenset({"cli.py", "data/prepare.py", "training/arguments.py", "predict_command.py", "demo/launch.py", "pretraining/command.py"})
 SINGLE_HOMES = {
     "PICKLE_SUFFIXES": "files.py",
     "atomic_write": "files.py",

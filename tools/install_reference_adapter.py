@@ -24,14 +24,22 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from s4eca_peft.adapter_folder import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    BASE_DIR,
+    PUBLISHED_FILES,
+    RUN_LEVEL_FILES,
+    adapter_root,
+    check_adapter_files,
+)
 from s4eca_peft.files import PICKLE_SUFFIXES
-from s4eca_peft.inference.adapter_folder import BASE_DIR, adapter_root, check_adapter_files
-from s4eca_peft.training.hub import PUBLISHED_FILES, RUN_LEVEL_FILES
+from s4eca_peft.modeling.processing import PROCESSOR_CONFIG_NAME
 from s4eca_peft.tuner.checks import check_adapter_folder
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"
-REQUIRED = ("adapter_config.json", "adapter_model.safetensors", "s4eca_processor_config.json", f"{BASE_DIR}/config.json",
-            "README.md", "eval_results.json")
+REQUIRED = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, f"{BASE_DIR}/config.json", "README.md",
+            "eval_results.json")
 ALLOWED = frozenset(PUBLISHED_FILES)
 """Paths, relative to the adapter folder, that are copied: those the Hub push publishes."""
 ADAPTER_LEVELS = ("", BASE_DIR, "widget")

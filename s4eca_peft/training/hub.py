@@ -16,22 +16,11 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard
 
-from ..inference.adapter_folder import BASE_DIR, adapter_root
+from ..adapter_folder import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PUBLISHED_FILES, RUN_LEVEL_FILES, adapter_root
 
 __all__ = ["PUBLISHED_FILES", "REQUIRED_FILES", "RUN_LEVEL_FILES", "push_adapter_to_hub"]
 
-REQUIRED_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "README.md")
-RUN_LEVEL_FILES: tuple[str, ...] = ("README.md", "eval_results.json", "widget/scene.png")
-"""Files a training run writes beside its ``adapter/`` folder that travel with the adapter."""
-PUBLISHED_FILES: tuple[str, ...] = (
-    "adapter_config.json", "adapter_model.safetensors", "s4eca_processor_config.json", "s4eca_metadata.json",
-    f"{BASE_DIR}/config.json", f"{BASE_DIR}/model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "processor_config.json",
-    *RUN_LEVEL_FILES,
-)
-"""Paths in an adapter folder that are published (the Hub push) or shipped (the package's reference adapter): the
-adapter, the processor, the base config and weights, the metadata, the card and its widget image, the results.
-Checkpoints, logs, pictures and anything pickled stay behind."""
+REQUIRED_FILES: tuple[str, ...] = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md")
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
+from ..adapter_folder import RUN_ADAPTER_DIR, save_for_inference
 from ..data.loaders import build_dataloaders, build_datasets, train_sampler_for
 from ..files import write_json_atomic
-from ..inference.adapter_folder import RUN_ADAPTER_DIR, save_for_inference
 from ..inference.visualization import plot_training_curves
 from ..modeling import compute_dtype
 from ..tuner import compile_adapters
