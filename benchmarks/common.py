@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,20 @@ S4ECA against full fine-tuning, LoRA at a similar parameter budget and a head-on
 training protocol. The sections below are written by the scripts in `benchmarks/`; each states the command and the
 machine that produced it.
 """
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def command_line(name: str, *words: str) -> str:
+    """How a user runs benchmark `name` with `words`: ``python -m benchmarks.<name> ...``, as the docs show it."""
+    return shlex.join(["python", "-m", f"benchmarks.{name}", *words])
+
+
+def module_process(name: str) -> tuple[list[str], dict[str, str]]:
+    """``(argv prefix, environment)`` to run benchmark `name` in a process of its own, from any working folder."""
+    paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return [sys.executable, "-m", f"benchmarks.{name}"], {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 # ---------------------------------------------------------------------------------------------- backbones

@@ -9,8 +9,8 @@ Configs (random weights, built from configs offline; speed does not depend on th
 * ``tiny``: the test suite's tiny Swin (embed 16, depths 1-1-1-1) + a 2-layer BERT of width 32, small S4ECA;
 * ``paper``: Swin-B (embed 128, depths 2-2-18-2, heads 4-8-16-32, window 12) + BERT-base, default S4ECAConfig.
 
-    python benchmarks/predict_throughput.py                          # both configs, 2 images x 3 repeats
-    python benchmarks/predict_throughput.py --configs tiny --images 8 --repeats 5 --batch-size 8
+    python -m benchmarks.predict_throughput                          # both configs, 2 images x 3 repeats
+    python -m benchmarks.predict_throughput --configs tiny --images 8 --repeats 5 --batch-size 8
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import copy
 import json
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,13 +28,10 @@ import transformers
 from peft import get_peft_model
 from transformers import BertConfig, BertTokenizerFast, SwinConfig
 
+from benchmarks.common import backbone_configs
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.inference import S4ECASegmenter
 from s4eca_peft.tuner import S4ECAConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import backbone_configs  # noqa: E402
 
 IMAGE_SIZE = 480
 EXPRESSIONS = [
