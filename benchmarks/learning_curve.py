@@ -4,7 +4,8 @@ same parameter budget and head-only, overall and per family of expressions.
 Each (method, seed) is one training run in a process of its own (`synthetic_runs.train_and_evaluate`, the accuracy
 benchmark's protocol), scored on the fixed val scenes every ``--eval_every`` steps up to ``--max_steps``, or until
 val mIoU has not improved for ``--patience`` evaluations. Every evaluation is stored at once in
-``benchmarks/results/learning_curve.json``; a rerun skips the finished runs and starts the others again.
+``benchmarks/results/learning_curve.json``, and the run's state in ``--runs_dir`` (trainable weights, optimizer,
+scheduler); a rerun skips the finished runs and continues the others from their last evaluation.
 
 *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's proxies (S4ECA only;
 LoRA and head-only have no proxies, shown as ``-``). Per-family scores are shown where the evaluation reports them.
@@ -18,6 +19,7 @@ LoRA and head-only have no proxies, shown as ``-``). Per-family scores are shown
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.common import DOCS_PAGE, IMAGES_DIR, METHOD_LABELS, command_line, markdown_table, write_section
+from benchmarks.resume import saved_step
 from benchmarks.store import RESULTS_DIR, ResultsStore
 from benchmarks.synthetic_runs import PROTOCOL
 
@@ -66,12 +69,18 @@ def worker(args: argparse.Namespace) -> None:
 
     store = ResultsStore(args.results, run_key)
     config = MODES["smoke" if args.smoke else "default"]
+    checkpoint = Path(args.runs_dir) / f"{args.method}-seed{args.seed}"
     protocol = {**PROTOCOL, **config, "steps": args.max_steps or config["max_steps"],
                 "eval_every": args.eval_every or config["eval_every"], "seed": args.seed, "threads": args.threads,
-                "splits": ("val",), "language_use": True, "device": args.device}
+                "splits": ("val",), "language_use": True, "device": args.device, "checkpoint_dir": str(checkpoint)}
     record = {"method": args.method, "seed": args.seed, "done": False, "points": [],
-              "protocol": {k: v for k, v in protocol.items() if k not in ("splits", "threads", "device")},
+              "protocol": {k: v for k, v in protocol.items() if k not in ("splits", "threads", "device",
+                                                                          "checkpoint_dir")},
               "command": args.command, "device": args.device}
+    resumed, stored = saved_step(checkpoint), store.find((args.method, args.seed))
+    if resumed and stored:  # the points up to the saved state stand; later ones are measured again
+        record["points"] = [p for p in stored["points"] if p["step"] <= resumed]
+        print(f"{args.method} seed {args.seed}: continuing after step {resumed}", flush=True)
     started = time.time()
 
     def on_evaluation(step: int, scores: dict[str, Any]) -> bool:
@@ -91,12 +100,14 @@ def worker(args: argparse.Namespace) -> None:
     record.update(done=True, trainable=result["trainable"], lora_rank=result["lora_rank"],
                   final_loss=result["final_loss"], wall_s=time.time() - started)
     store.put(record)
+    shutil.rmtree(checkpoint, ignore_errors=True)  # a finished run is not continued
 
 
 def launch(method: str, seed: int, args: argparse.Namespace, command: str) -> None:
     """One run in a process of its own; its output is shown as it comes."""
     prefix, env = common.module_process("learning_curve")
     words = [*prefix, "--worker", "--method", method, "--seed", str(seed), "--results", args.results,
+             "--runs_dir", args.runs_dir,
              "--device", args.device, "--threads", str(args.threads), "--patience", str(args.patience),
              "--command", command]
     words += ["--smoke"] if args.smoke else []
@@ -246,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="Tiny runs (64 px, 4 steps) for tests.")
     parser.add_argument("--render", action="store_true", help="Only render the stored runs.")
     parser.add_argument("--results", default=str(RESULTS), help="JSON file the runs accumulate in.")
+    parser.add_argument("--runs_dir", default="outputs/learning_curve",
+                        help="Folder of the unfinished runs' states (a finished run's is deleted).")
     parser.add_argument("--docs", default=None, help=f"Markdown page for the section (default {DOCS_PAGE}).")
     parser.add_argument("--plot", default=None, help=f"PNG to write (default docs/images/{PLOT}).")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

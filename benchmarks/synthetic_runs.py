@@ -23,6 +23,7 @@ from benchmarks.common import (
     lora_rank_for_budget,
     s4eca_adapter_budget,
 )
+from benchmarks.resume import load_run_state, save_run_state
 
 ABLATIONS = {
     "s4eca_no_scale": {"scale_selection": False},
@@ -93,10 +94,12 @@ def train_and_evaluate(run: str, protocol: dict[str, Any],
 
     With ``protocol["eval_every"]`` and `on_evaluation`, the splits are also scored every that many steps and
     ``on_evaluation(step, scores)`` is called (and once more with the final scores); it returns True to stop
-    training there. ``protocol["device"]`` (default ``"cpu"``) is where the model trains."""
+    training there. With ``protocol["checkpoint_dir"]``, the run's state is saved there after each of these
+    evaluations and a run finding one continues after its step (reseeded there, so not bit-identical to an
+    uninterrupted run). ``protocol["device"]`` (default ``"cpu"``) is where the model trains."""
     import torch
     import transformers
-    from accelerate import Accelerator
+    from accelerate import Accelerator, skip_first_batches
     from accelerate.utils import send_to_device, set_seed
     from torch.utils.data import DataLoader
 
@@ -156,28 +159,36 @@ def train_and_evaluate(run: str, protocol: dict[str, Any],
     )
     device = torch.device(protocol.get("device", "cpu"))
     model.to(device)
+    checkpoint = protocol.get("checkpoint_dir")
+    done = load_run_state(checkpoint, model, optimizer, scheduler) if checkpoint else 0
+    if done:  # continue after the saved step: the same stream, its first batches skipped
+        train_dl = skip_first_batches(train_dl, done)
+        set_seed(seed + done)
     set_training_mode(model)
     accelerator = Accelerator(cpu=device.type == "cpu")  # the step of `s4eca-train`
     losses = []
     train_started = time.time()
     every = protocol.get("eval_every")
     for batch in train_dl:
+        step = done + len(losses) + 1
         loss = training_step(model, send_to_device(batch, device), accelerator, optimizer, scheduler,
-                             protocol["max_grad_norm"], where=f"{run}, step {len(losses) + 1}")
+                             protocol["max_grad_norm"], where=f"{run}, step {step}")
         losses.append(loss.item())
-        if every and on_evaluation and len(losses) % every == 0 and len(losses) < steps:
-            if on_evaluation(len(losses), evaluate_splits(model, eval_dls, device, method, run, protocol)):
+        if every and on_evaluation and step % every == 0 and step < steps:
+            if on_evaluation(step, evaluate_splits(model, eval_dls, device, method, run, protocol)):
                 break  # the caller saw enough (early stop)
+            if checkpoint:
+                save_run_state(checkpoint, step, model, optimizer, scheduler)
     train_seconds = time.time() - train_started
 
     # ---- evaluation of the final weights
     scores = evaluate_splits(model, eval_dls, device, method, run, protocol)
     if every and on_evaluation:
-        on_evaluation(len(losses), scores)
+        on_evaluation(done + len(losses), scores)
     tail = losses[-max(1, len(losses) // 10):]
     return {
         "run": run, "trainable": trainable, "total": total, "head": head, "lora_rank": lora_rank,
-        "steps": len(losses), "final_loss": sum(tail) / len(tail), "train_s": train_seconds,
+        "steps": done + len(losses), "final_loss": sum(tail) / len(tail), "train_s": train_seconds,
         "wall_s": time.time() - started, "notes": notes, **scores,
     }
 

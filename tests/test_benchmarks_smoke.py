@@ -204,3 +204,40 @@ def test_learning_curve_table_averages_the_best_points_and_shows_what_was_not_me
     # best points: step 384 (0.40) and step 192 (0.50); relational = anchor only
     assert "| 2 | 288 | 45.00 | 45.00 | +5.00 | 35.00 | +5.00 | 55.00 | 35.00 |" in s4eca
     assert "| 1 | 192 | 20.00 | 20.00 | - | - | - | - | - |" in head
+
+
+def test_a_run_state_saved_and_loaded_continues_as_the_uninterrupted_run(tmp_path):
+    import torch
+    import transformers
+
+    from benchmarks.resume import load_run_state, save_run_state, saved_step
+
+    def run() -> tuple[torch.nn.Module, torch.optim.Optimizer, object]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+        model[0].requires_grad_(False)  # frozen weights are not part of the state
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        return model, optimizer, transformers.get_scheduler("cosine", optimizer, num_warmup_steps=1,
+                                                            num_training_steps=6)
+
+    def steps(model, optimizer, scheduler, first: int, last: int) -> None:
+        for step in range(first, last):
+            x = torch.full((2, 4), float(step))
+            model(x).square().mean().backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+
+    straight = run()
+    steps(*straight, 0, 6)
+    first = run()
+    steps(*first, 0, 3)
+    save_run_state(tmp_path / "state", 3, *first)
+    assert saved_step(tmp_path / "state") == 3 and saved_step(tmp_path / "none") == 0
+    resumed = run()
+    assert load_run_state(tmp_path / "state", *resumed) == 3
+    assert not torch.equal(resumed[0][1].weight, straight[0][1].weight)
+    steps(*resumed, 3, 6)
+    for a, b in zip(resumed[0].parameters(), straight[0].parameters()):
+        torch.testing.assert_close(a, b)
+    assert resumed[2].get_last_lr() == straight[2].get_last_lr()
