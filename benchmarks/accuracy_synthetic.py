@@ -30,7 +30,8 @@ adapter): the proxies reach the vision adapters only, the head reads the frozen 
 
 The table goes to the ``accuracy`` section of docs/benchmarks.md and the chart to
 docs/images/benchmark_accuracy.png (``--smoke`` writes neither unless ``--docs``/``--plot`` are given). Runs go
-to ``--jobs`` processes of one torch thread each (their results do not depend on the number of jobs).
+to processes of their own, ``--jobs`` at a time, of one torch thread each (their results do not depend on the number of
+jobs).
 """
 
 from __future__ import annotations

@@ -15,16 +15,14 @@ docs/benchmarks.md is rendered from all of them.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from benchmarks.common import DOCS_PAGE, load_average, markdown_table, write_section
 from benchmarks.store import RESULTS_DIR, ResultsStore
-from benchmarks.synthetic_runs import PROTOCOL, comparisons, format_score, train_and_evaluate
+from benchmarks.synthetic_runs import PROTOCOL, comparisons, format_score, run_all_named
 
 RESULTS = RESULTS_DIR / "adapter_variants.json"
 STEPS = 192
@@ -106,19 +104,20 @@ RUNNABLE = [name for name, variant in VARIANTS.items() if "patch" not in variant
 not kept as an option, so its code is gone and only its stored rows remain."""
 
 
-def run_variant(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
-    """One variant at one seed, in a process of its own."""
-    variant = VARIANTS[name]
+def variant_protocol(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
+    """The protocol of one variant at one seed: the accuracy protocol on val, then the variant's overrides."""
+    return {**PROTOCOL, "image_size": 128, "batch_size": 16, "num_eval_samples": 256, "threads": 1, "steps": STEPS,
+            "splits": ["val"], "seed": seed, "vision_model": vision_model, "language_use": True,
+            **VARIANTS[name].get("protocol", {})}
 
 
-    protocol = {**PROTOCOL, "image_size": 128, "batch_size": 16, "num_eval_samples": 256, "threads": 1,
-                "steps": STEPS, "splits": ("val",), "seed": seed, "vision_model": vision_model, "language_use": True,
-                **variant.get("protocol", {})}
-    result = train_and_evaluate(variant["run"], protocol)
-    return {"variant": name, "seed": seed, "steps": protocol["steps"], "learning_rate": protocol["learning_rate"],
-            "val": result["val"], "val_mismatched_proxies": result.get("val_mismatched_proxies"),
-            "trainable": result["trainable"], "train_s": result["train_s"],
-            "final_loss": result["final_loss"], "vision_model": vision_model or "embedded"}
+def variant_record(name: str, protocol: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """What the results file keeps of one run."""
+    return {"variant": name, "seed": protocol["seed"], "steps": protocol["steps"],
+            "learning_rate": protocol["learning_rate"], "val": result["val"],
+            "val_mismatched_proxies": result.get("val_mismatched_proxies"), "trainable": result["trainable"],
+            "train_s": result["train_s"], "final_loss": result["final_loss"],
+            "vision_model": protocol["vision_model"] or "embedded"}
 
 
 def render(results: list[dict[str, Any]]) -> str:
@@ -190,16 +189,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 del given[given.index(flag):given.index(flag) + 2]
         command = "python -m benchmarks.adapter_variants " + shlex.join(given)
         started, before = time.time(), load_average()
-        tasks = [(name, seed) for name in args.variants for seed in args.seeds]
-        tasks = [task for task in tasks if store.find(task) is None]  # what is stored is done
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 max_tasks_per_child=1) as pool:
-            futures = [pool.submit(run_variant, name, seed, args.vision_model) for name, seed in tasks]
-            for future in futures:
-                result = {**future.result(), "command": command}
-                print(f"{result['variant']} seed {result['seed']}: val mIoU {100 * result['val']['mIoU']:.2f}, "
-                      f"oIoU {100 * result['val']['oIoU']:.2f} ({result['train_s']:.0f} s)", flush=True)
-                store.put(result)
+        tasks = {f"{name} seed {seed}": (name, variant_protocol(name, seed, args.vision_model))
+                 for name in args.variants for seed in args.seeds if store.find((name, seed)) is None}
+
+        def keep(task: str, result: dict[str, Any]) -> None:  # stored as each run ends
+            name, protocol = tasks[task]
+            store.put({**variant_record(name, protocol, result), "command": command})
+
+        run_all_named({task: (VARIANTS[name]["run"], protocol) for task, (name, protocol) in tasks.items()},
+                      args.jobs, on_result=keep)
         print(f"{time.time() - started:.0f} s, load average {before} before, {load_average()} after")
     stored = store.records()
     if args.docs and stored:

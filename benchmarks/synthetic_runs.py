@@ -8,11 +8,15 @@ with `evaluation.evaluate_loop`. Runs go to processes of their own (`run_all_nam
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
@@ -21,6 +25,7 @@ from benchmarks.common import (
     count_parameters,
     head_parameters,
     lora_rank_for_budget,
+    module_process,
     s4eca_adapter_budget,
 )
 from benchmarks.resume import load_run_state, save_run_state
@@ -231,30 +236,36 @@ def comparisons(results: dict[str, list[dict[str, Any]]], split: str) -> list[st
     return lines
 
 
-def run_all_named(tasks: dict[str, tuple[str, dict[str, Any]]], jobs: int) -> dict[str, dict[str, Any]]:
-    """``{name: (run, protocol)}`` -> ``{name: result}``, in ``jobs`` processes (the slowest runs first, so that
-    the processes finish together)."""
-    def report(name: str, result: dict[str, Any]) -> None:
-        split = "test" if "test" in result else "val"
-        print(f"{name}: {split} mIoU {100 * result[split]['mIoU']:.2f}, oIoU {100 * result[split]['oIoU']:.2f} "
-              f"({result['train_s']:.0f} s training)", flush=True)
+def run_in_own_process(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
+    """`train_and_evaluate` in a process of its own (``python -m benchmarks.synthetic_runs``), which ends with it."""
+    prefix, env = module_process("synthetic_runs")
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "result.json"
+        command = [*prefix, "--run", run, "--protocol", json.dumps(protocol), "--result", str(result)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{run} (seed {protocol.get('seed')}) failed:\n{done.stderr[-4000:]}")
+        return json.loads(result.read_text())
 
-    if jobs <= 1:
-        done = {}
-        for name, (run, protocol) in tasks.items():
-            done[name] = train_and_evaluate(run, protocol)
-            report(name, done[name])
-        return done
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+
+def run_all_named(tasks: dict[str, tuple[str, dict[str, Any]]], jobs: int,
+                  on_result: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
+    """``{name: (run, protocol)}`` -> ``{name: result}``: each run in a process of its own, ``jobs`` at a time (the
+    slowest runs first, so that the processes finish together); ``on_result(name, result)`` as each one ends."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     order = sorted(tasks, key=lambda name: {"full": 0, "lora": 1}.get(tasks[name][0], 2))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {name: pool.submit(train_and_evaluate, *tasks[name]) for name in order}
-        done = {}
-        for name in order:
-            done[name] = futures[name].result()
-            report(name, done[name])
+    done = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(run_in_own_process, *tasks[name]): name for name in order}
+        for future in as_completed(futures):
+            name, result = futures[future], future.result()
+            split = "test" if "test" in result else "val"
+            print(f"{name}: {split} mIoU {100 * result[split]['mIoU']:.2f}, oIoU {100 * result[split]['oIoU']:.2f} "
+                  f"({result['train_s']:.0f} s training)", flush=True)
+            if on_result:
+                on_result(name, result)
+            done[name] = result
     return {name: done[name] for name in tasks}
 
 
@@ -264,3 +275,20 @@ def run_all(protocol: dict[str, Any], runs: list[str], seeds: list[int], jobs: i
     tasks = {f"{run} seed {seed}": (run, {**protocol, "seed": seed}) for run in runs for seed in seeds}
     done = run_all_named(tasks, jobs)
     return {run: [done[f"{run} seed {seed}"] for seed in seeds] for run in runs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One run in this process: ``--run`` under the JSON ``--protocol``, its result written to ``--result``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--run", required=True, help="A method or an ablation (`ABLATIONS`).")
+    parser.add_argument("--protocol", required=True, help="The protocol as a JSON object.")
+    parser.add_argument("--result", required=True, help="JSON file for the result.")
+    args = parser.parse_args(argv)
+    result = train_and_evaluate(args.run, json.loads(args.protocol))
+    Path(args.result).write_text(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
