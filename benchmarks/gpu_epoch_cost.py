@@ -47,6 +47,8 @@ from benchmarks.common import (
     backbone_configs,
     count_parameters,
     format_count,
+    machine_info,
+    machine_line,
     markdown_table,
     window_for,
     write_section,
@@ -221,19 +223,6 @@ def run_end_to_end(config: dict[str, Any], mixed_precision: str) -> dict[str, An
         return stats
 
 
-def machine_description(device) -> str:
-    from importlib.metadata import version
-
-    import torch
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    memory = (f" ({torch.cuda.get_device_properties(device).total_memory / GIB:.0f} GiB)"
-              if device.type == "cuda" else "")
-    return (f"{name}{memory}, torch {torch.__version__}"
-            + (f" (CUDA {torch.version.cuda})" if device.type == "cuda" else "")
-            + f", transformers {version('transformers')}, peft {version('peft')}")
-
-
 def gib(value: int | None) -> str:
     return "n/a" if value is None else f"{value / GIB:.2f} GiB"
 
@@ -294,7 +283,7 @@ def report(output: dict[str, Any], command: str) -> str:
     lines = [
         "## Expected GPU cost",
         "",
-        f"Command: `{command}`. Machine: {machine}.",
+        f"Command: `{command}`. Machine: {machine_line(machine)}.",
         "",
         f"Swin-B (window {window_for(config['image_size'])}) + BERT-base from configs, {config['image_size']}x"
         f"{config['image_size']}, batch {TRAIN_BATCH}, 20 tokens, bf16 autocast, AdamW with clipping; medians of "
@@ -327,7 +316,7 @@ def report(output: dict[str, Any], command: str) -> str:
 def run_measurements(args: argparse.Namespace, config: dict[str, Any], device) -> dict[str, Any]:
     """Every method's steps, then the end-to-end run; the raw figures are written to ``--json`` as they come, so
     that a failure later keeps what was measured."""
-    output: dict[str, Any] = {"machine": machine_description(device), "smoke": args.smoke, "config": config,
+    output: dict[str, Any] = {"machine": machine_info(1, str(device)), "smoke": args.smoke, "config": config,
                               "results": [], "end_to_end": None}
 
     def save() -> None:

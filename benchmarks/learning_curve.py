@@ -35,8 +35,9 @@ SECTION = "learning-curve"
 RESULTS = RESULTS_DIR / "learning_curve.json"
 PLOT = "benchmark_learning_curve.png"
 METHODS = ["s4eca", "lora", "head"]
-RELATIONAL_FAMILIES = ["position", "colour+position", "anchor", "ordinal", "comparison", "chain"]
-"""Families whose expressions name a relation to other objects or places; the others name an attribute."""
+RELATIONAL_FAMILIES = ["position", "colour+position", "road", "anchor", "ordinal", "comparison", "chain"]
+"""Families whose target is picked by where it lies relative to other objects or a road (its rank along an axis
+among its category included); the others (colour, size, absolute place in the image) by an attribute of its own."""
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},
@@ -54,8 +55,11 @@ def val_point(step: int, scores: dict[str, Any]) -> dict[str, Any]:
              "per_family": {family: metrics["mIoU"] for family, metrics in val.get("per_family", {}).items()}}
     mismatched = scores.get("val_mismatched_proxies")
     point["mIoU_drop"] = val["mIoU"] - mismatched["mIoU"] if mismatched else None
-    language = val.get("language_use") or {}
-    point["per_family_mIoU_drop"] = language.get("per_family_mIoU_drop", {})
+    point["per_family_mIoU_drop"] = {
+        family: metrics["mIoU"] - mismatched["per_family"][family]["mIoU"]
+        for family, metrics in val.get("per_family", {}).items()
+        if mismatched and family in mismatched.get("per_family", {})
+    }
     return point
 
 
@@ -295,7 +299,7 @@ def main(argv: list[str] | None = None) -> str | None:
             print(f"[{number}/{len(runs)}] {method} seed {seed}: training", flush=True)
             launch(method, seed, args, command)
             record = store.find((method, seed))
-            store.put({**record, "machine": common.machine_info(args.threads)})
+            store.put({**record, "machine": common.machine_info(args.threads, args.device)})
         print(f"load average {before} before, {common.load_average()} after")
     return render(args)
 

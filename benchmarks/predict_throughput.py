@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import time
 
@@ -28,7 +27,7 @@ import transformers
 from peft import get_peft_model
 from transformers import BertConfig, BertTokenizerFast, SwinConfig
 
-from benchmarks.common import backbone_configs
+from benchmarks.common import backbone_configs, machine_info, machine_line
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.inference import S4ECASegmenter
 from s4eca_peft.tuner import S4ECAConfig
@@ -117,9 +116,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"# predict throughput, CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-        f"threads), {IMAGE_SIZE}x{IMAGE_SIZE} images, batch {args.batch_size}, {args.images} images x "
-        f"{args.repeats} repeats, torch {torch.__version__}"
+        f"# predict throughput, {IMAGE_SIZE}x{IMAGE_SIZE} images, batch {args.batch_size}, {args.images} images x "
+        f"{args.repeats} repeats. Machine: {machine_line(machine_info(torch.get_num_threads()))}"
     )
     print("| config | base params | trainable | base pred/s | adapted pred/s | adapted / base |")
     print("|---|---|---|---|---|---|")

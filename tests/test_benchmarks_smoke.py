@@ -241,3 +241,16 @@ def test_a_run_state_saved_and_loaded_continues_as_the_uninterrupted_run(tmp_pat
     for a, b in zip(resumed[0].parameters(), straight[0].parameters()):
         torch.testing.assert_close(a, b)
     assert resumed[2].get_last_lr() == straight[2].get_last_lr()
+
+
+def test_a_learning_curve_point_takes_language_use_per_family_from_the_mismatched_evaluation():
+    from benchmarks.learning_curve import val_point
+
+    today = val_point(192, {"val": {"mIoU": 0.5, "oIoU": 0.4}})
+    assert today["per_family"] == today["per_family_mIoU_drop"] == {} and today["mIoU_drop"] is None
+    val = {"mIoU": 0.5, "oIoU": 0.4, "per_family": {"anchor": {"mIoU": 0.3}, "colour": {"mIoU": 0.7}}}
+    mismatched = {"mIoU": 0.45, "per_family": {"anchor": {"mIoU": 0.1}, "colour": {"mIoU": 0.7}}}
+    point = val_point(192, {"val": val, "val_mismatched_proxies": mismatched})
+    assert point["per_family"] == {"anchor": 0.3, "colour": 0.7}
+    assert point["mIoU_drop"] == pytest.approx(0.05)
+    assert point["per_family_mIoU_drop"] == pytest.approx({"anchor": 0.2, "colour": 0.0})
