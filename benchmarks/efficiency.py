@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import tempfile
@@ -57,7 +56,17 @@ from benchmarks.common import (
     window_for,
     write_section,
 )
-from benchmarks.harness import BATCH_SIZE, TEXT_LENGTH, build_measured, make_inputs, time_training_steps, timed
+from benchmarks.harness import (
+    BATCH_SIZE,
+    TEXT_LENGTH,
+    build_measured,
+    current_rss_bytes,
+    make_inputs,
+    peak_rss_bytes,
+    reset_peak_rss,
+    time_training_steps,
+    timed,
+)
 
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_sizes": [64], "rounds": 1, "warmup": 1, "repeats": 2, "latency_repeats": 2, "tiny": True},
@@ -81,27 +90,6 @@ def plot_name(mode: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- worker side
-
-
-def current_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-
-
-def reset_peak_rss() -> bool:
-    """Reset the process's peak RSS to its current RSS (Linux >= 4.0: ``5`` to ``/proc/self/clear_refs``), so that
-    the peak read after training is that of training, not of building the model. False where that is refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return peak_rss_bytes() <= current_rss_bytes() + (16 << 20)
 
 
 def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> dict[str, Any]:

@@ -7,10 +7,12 @@ A benchmark builds a method with `build_measured`, feeds it `make_inputs`, and t
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import backbone_configs, build_method, count_parameters, head_parameters, lora_rank_for_budget
@@ -118,3 +120,81 @@ def time_training_steps(measured: Measured, batch: dict, accelerator, warmup: in
     seconds, losses = timed(train_step, warmup, repeats, synchronize)
     return {"step_s": statistics.median(seconds), "step_times": seconds, "losses": [loss.item() for loss in losses],
             "train_step": train_step, "optimizer": optimizer}
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def current_rss_bytes() -> int:
+    """This process's resident memory now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak RSS to its current RSS (Linux >= 4.0: ``5`` to ``/proc/self/clear_refs``), so that
+    the peak read after training is that of training, not of building the model. False where that is refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return peak_rss_bytes() <= current_rss_bytes() + (16 << 20)
+
+
+# ---------------------------------------------------------------------------------------------- prediction
+
+
+PREDICT_SIZE = 480
+"""Side of the images of the prediction benchmarks."""
+EXPRESSIONS = [
+    "the white storage tank left of the road",
+    "the largest building at the top",
+    "the red vehicle on the right",
+    "the ship next to the harbor",
+]
+
+
+def build_predictor_model(name: str):
+    """``(ReferringSegmentationModel, S4ECAConfig)`` of the prediction benchmarks at `PREDICT_SIZE`: ``tiny`` (the test
+    suite's tiny Swin + a 2-layer BERT, small S4ECA) or ``paper`` (Swin-B + BERT-base, default S4ECA); random weights,
+    adapters not zero-initialised."""
+    import torch
+    from transformers import BertConfig, SwinConfig
+
+    from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel
+    from s4eca_peft.tuner import S4ECAConfig
+
+    if name == "tiny":
+        vision = SwinConfig(
+            image_size=PREDICT_SIZE, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+            window_size=5,
+        )
+        text = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+        peft_config = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8)
+        decoder_dim = 16
+    elif name == "paper":
+        vision, text = backbone_configs(PREDICT_SIZE, tiny=False, window_size=12)  # Swin-B + BERT-base
+        peft_config = S4ECAConfig()
+        decoder_dim = 128
+    else:
+        raise ValueError(f"unknown config {name!r}; use tiny or paper")
+    peft_config.init_weights = False  # non-zero adapters (the cost is the same; the outputs differ from the base)
+    torch.manual_seed(0)
+    config = ReferringSegmentationConfig(vision_config=vision, text_config=text, decoder_dim=decoder_dim)
+    return ReferringSegmentationModel(config).eval(), peft_config
+
+
+def word_tokenizer():
+    """A BERT word-piece tokenizer over the words of `EXPRESSIONS` (offline, no download)."""
+    from transformers import BertTokenizerFast
+
+    words = sorted({word for text in EXPRESSIONS for word in text.split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    return BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)})

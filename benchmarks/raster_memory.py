@@ -43,6 +43,14 @@ from benchmarks.common import (
     module_process,
     write_section,
 )
+from benchmarks.harness import (
+    PREDICT_SIZE,
+    build_predictor_model,
+    current_rss_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
+    word_tokenizer,
+)
 
 DOCS_PAGE = REPO / "docs" / "geospatial.md"
 EXPRESSION = "the bright square buildings"
@@ -81,14 +89,13 @@ def write_scene(path: Path, side: int) -> None:
 def tiny_segmenter():
     import torch
     from peft import get_peft_model
-    from predict_throughput import IMAGE_SIZE, build, word_tokenizer
 
     from s4eca_peft import ReferringSegmentationProcessor, S4ECASegmenter
 
-    base, peft_config = build("tiny")
+    base, peft_config = build_predictor_model("tiny")
     torch.manual_seed(0)
     model = get_peft_model(base, peft_config).eval()
-    processor = ReferringSegmentationProcessor(word_tokenizer(), image_size=IMAGE_SIZE, max_length=20)
+    processor = ReferringSegmentationProcessor(word_tokenizer(), image_size=PREDICT_SIZE, max_length=20)
     return S4ECASegmenter(model, processor, batch_size=8)
 
 
@@ -96,7 +103,6 @@ def child(predictor_name: str, scene: Path, out: Path) -> dict:
     """Runs in its own process: build the predictor, reset the peak RSS, predict, report."""
     import numpy as np
     import torch
-    from efficiency import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
     from s4eca_peft.geo import predict_raster
 
