@@ -260,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run process.")
     parser.add_argument("--smoke", action="store_true", help="Tiny runs (64 px, 4 steps) for tests.")
     parser.add_argument("--render", action="store_true", help="Only render the stored runs.")
-    parser.add_argument("--results", default=str(RESULTS), help="JSON file the runs accumulate in.")
+    parser.add_argument("--results", default=None,
+                        help=f"JSON file the runs accumulate in (default {RESULTS.relative_to(RESULTS.parents[2])}; "
+                             "smoke: learning_curve_smoke.json here).")
     parser.add_argument("--runs_dir", default="outputs/learning_curve",
                         help="Folder of the unfinished runs' states (a finished run's is deleted).")
     parser.add_argument("--docs", default=None, help=f"Markdown page for the section (default {DOCS_PAGE}).")
@@ -274,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> str | None:
     args = build_parser().parse_args(argv)
+    args.results = args.results or ("learning_curve_smoke.json" if args.smoke else str(RESULTS))
     if args.device.startswith("cuda") and not args.worker:
         import torch
 
