@@ -85,6 +85,8 @@ def worker(args: argparse.Namespace) -> None:
     if resumed and stored:  # the points up to the saved state stand; later ones are measured again
         record["points"] = [p for p in stored["points"] if p["step"] <= resumed]
         print(f"{args.method} seed {args.seed}: continuing after step {resumed}", flush=True)
+    elif resumed:  # a state whose points are not in this results file: start again
+        shutil.rmtree(checkpoint)
     started = time.time()
 
     def on_evaluation(step: int, scores: dict[str, Any]) -> bool:

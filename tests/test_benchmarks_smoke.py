@@ -254,3 +254,30 @@ def test_a_learning_curve_point_takes_language_use_per_family_from_the_mismatche
     assert point["per_family"] == {"anchor": 0.3, "colour": 0.7}
     assert point["mIoU_drop"] == pytest.approx(0.05)
     assert point["per_family_mIoU_drop"] == pytest.approx({"anchor": 0.2, "colour": 0.0})
+
+
+@pytest.mark.slow
+def test_a_learning_curve_run_killed_after_an_evaluation_continues_from_it(tmp_path):
+    import os
+    import signal
+    import time
+
+    command, env = benchmark("learning_curve", "--smoke", "--methods", "lora", "--max_steps", "6", "--results",
+                             "curve.json", "--runs_dir", "runs", "--docs", "page.md", "--plot", "curve.png")
+    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    state = tmp_path / "runs" / "lora-seed0" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0][-3000:]
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and its run, after the evaluation at step 2
+    first.wait()
+    assert [p["step"] for p in json.loads((tmp_path / "curve.json").read_text())[0]["points"]] == [2]
+
+    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "continuing after step 2" in again.stdout
+    (run,) = json.loads((tmp_path / "curve.json").read_text())
+    assert run["done"] and [p["step"] for p in run["points"]] == [2, 4, 6]
+    assert not (tmp_path / "runs" / "lora-seed0").exists()
