@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors import SafetensorError
 
 from s4eca_peft.cli import train_main
 from s4eca_peft.training import loop
@@ -112,11 +113,16 @@ def test_incomplete_checkpoint_names_the_missing_files(tmp_path):
         manager.resume(str(checkpoint))
 
 
-def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path):
+@pytest.mark.parametrize("error, cause", [
+    (RuntimeError("basic_ios::clear: iostream error"), "basic_ios::clear: iostream error"),  # torch.save
+    (SafetensorError("Error while serializing: No space left on device"), "Error while serializing: No space left"),
+    (OSError(28, "No space left on device"), "No space left on device"),
+])
+def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path, error, cause):
     root = tmp_path / "checkpoints"
-    manager = CheckpointManager(FakeAccelerator(RuntimeError("basic_ios::clear: iostream error")), root, 2)
-    with pytest.raises(OSError, match=rf"checkpoint of step 5 to {root} \(basic_ios::clear: iostream error\); the "
-                                      "disk may be full"):
+    manager = CheckpointManager(FakeAccelerator(error), root, 2)
+    with pytest.raises(OSError, match=rf"^cannot write '{root / 'checkpoint-5'}': {cause}.*; "
+                                      "the previous checkpoint is intact"):
         manager.save(RunState(completed_steps=5))
     assert not list(root.iterdir())  # no partial checkpoint left
 

@@ -191,13 +191,15 @@ def test_the_security_page_states_the_limits_in_force():
 
     from s4eca_peft.data import safe_pickle
     from s4eca_peft.data.masks import MAX_OUTLINE_FACTOR
-    from s4eca_peft.inference.predict import MAX_RECORD_LINES
+    from s4eca_peft.files import MAX_JSON_DEPTH
+    from s4eca_peft.inference.predict import MAX_LINE_BYTES
+    from s4eca_peft.modeling.image_io import MAX_IMAGE_PIXELS
     from s4eca_peft.tuner import config
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
     limits = {name: getattr(config, name) for name in dir(config) if name.startswith("MAX_")}
     limits.update(MAX_OUTLINE_FACTOR=MAX_OUTLINE_FACTOR, MAX_DEPTH=safe_pickle.MAX_DEPTH,
-                  MAX_RECORD_LINES=MAX_RECORD_LINES)
+                  MAX_JSON_DEPTH=MAX_JSON_DEPTH, MAX_LINE_BYTES=MAX_LINE_BYTES, MAX_IMAGE_PIXELS=MAX_IMAGE_PIXELS)
     for name, value in limits.items():
         assert f"`{name}` = {value}" in text, name
     assert safe_pickle.MAX_FILE_BYTES == 1 << 30 and "`MAX_FILE_BYTES` = 1 GiB" in text

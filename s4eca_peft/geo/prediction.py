@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..files import private_folder, write_failed
 from ..inference import sliding_window_starts
 from .blending import WindowStitcher
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
 from .vectors import check_vector_path, mask_polygons, write_polygons
-from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_path, scratch_profile
+from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_profile
 
 ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 """``(h, w, 3)`` float32 RGB windows in [0, 1] -> one ``(h, w)`` probability array per window."""
@@ -141,21 +142,21 @@ def predict_raster(
         stitcher = WindowStitcher(tops, lefts, side_h, side_w)
         boxes = stitcher.boxes()
 
-        with (
-            scratch_path(output, "mask") as mask_tmp,
-            scratch_path(output, "score") as score_tmp,
-        ):
-            profile = scratch_profile(source)
-            score_file = rasterio.open(score_tmp, "w", **profile) if vector is not None else None
+        with private_folder(output) as scratch:
+            mask_tmp, score_tmp = scratch / "mask.tif", scratch / "score.tif"
             try:
-                with open_scratch_mask(mask_tmp, source) as mask_file:
-                    object_pixels = _predict_windows(
-                        source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
-                        mask_file, score_file,
-                    )
-            finally:
-                if score_file is not None:
-                    score_file.close()
+                score_file = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector is not None else None
+                try:
+                    with open_scratch_mask(mask_tmp, source) as mask_file:
+                        object_pixels = _predict_windows(
+                            source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
+                            mask_file, score_file,
+                        )
+                finally:
+                    if score_file is not None:
+                        score_file.close()
+            except rasterio.errors.RasterioError as error:  # the scratch rasters: a full disk, a read-only folder
+                raise write_failed(output, error) from error
             publish_mask(mask_tmp, output, cog=cog)
             polygons = None
             if vector is not None:
