@@ -144,7 +144,7 @@ def parse_json(text: str | bytes, source: str) -> Any:
     except UnicodeDecodeError as error:
         raise ValueError(f"{source}: not UTF-8 text (byte {error.start}).") from error
     except json.JSONDecodeError as error:
-        raise ValueError(f"{source}: not valid JSON ({error}).") from error
+        raise ValueError(f"{source}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}).") from error
 
 
 def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
@@ -269,11 +269,11 @@ def is_path_like(name_or_path: str | os.PathLike) -> bool:
 def is_hub_id(name_or_path: str | os.PathLike | None) -> bool:
     """True for a Hub repo id (``owner/name`` or ``name``); false for anything path-like (`is_path_like`), a name
     with more than one ``/``, and nothing."""
-    if not name_or_path:
-        return False
-    name = str(name_or_path)
-    if is_path_like(name):
-        return False
+    return bool(name_or_path) and not is_path_like(name_or_path) and is_hub_id_spelling(str(name_or_path))
+
+
+def is_hub_id_spelling(name: str) -> bool:
+    """Whether ``name`` is spelled like a Hub repo id (``owner/name`` or ``name``), whatever exists on disk."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:

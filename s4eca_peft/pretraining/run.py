@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from transformers import SwinConfig, SwinModel
 
 from ..data.synthetic import generate_scene_with_layout
+from ..files import atomic_write_folder
 from ..modeling.packaged import EMBEDDED_VISION_CONFIG
 from ..modeling.processing import IMAGENET_MEAN, IMAGENET_STD
 from .labels import IGNORE, REGION_CLASSES, scene_label_maps
@@ -188,26 +188,28 @@ def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: d
     result = swin.load_state_dict(state, strict=False)
     if result.unexpected_keys or any(not k.startswith("layernorm.") for k in result.missing_keys):
         raise RuntimeError(f"Backbone keys do not map onto SwinModel: {result}")
-    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    swin.half().save_pretrained(tmp)
-    config_file = tmp / "config.json"
-    saved = json.loads(config_file.read_text())
-    saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
-    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-    (tmp / "preprocessor_config.json").write_text(json.dumps(
-        {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
-    ) + "\n")
-    (tmp / "pretraining.json").write_text(json.dumps({**facts, "heldout_scenes": heldout, "metrics": metrics},
-                                                     indent=2) + "\n")
-    metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
-    (tmp / "README.md").write_text(CARD.format(
-        parameters=sum(p.numel() for p in swin.parameters()), embed_dim=config.embed_dim, depths=config.depths,
-        window_size=config.window_size, patch_size=config.patch_size, pretext_text=PRETEXT_TEXT[facts["pretext"]],
-        metrics=metric_lines, heldout=heldout, command=command, **facts,
-    ))
+    def refuse(existing: Path, new: Path | None = None) -> None:
+        raise FileExistsError(f"{existing} exists: choose a new --output_dir (an earlier backbone is never replaced).")
+
     if output_dir.exists():
-        shutil.rmtree(tmp)
-        raise FileExistsError(f"{output_dir} exists: choose a new --output_dir (an earlier backbone is never replaced).")
-    os.replace(tmp, output_dir)
-    return output_dir
+        refuse(output_dir)
+
+    def write(tmp: Path) -> None:
+        swin.half().save_pretrained(tmp)
+        config_file = tmp / "config.json"
+        saved = json.loads(config_file.read_text())
+        saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
+        config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+        (tmp / "preprocessor_config.json").write_text(json.dumps(
+            {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
+        ) + "\n")
+        (tmp / "pretraining.json").write_text(json.dumps({**facts, "heldout_scenes": heldout, "metrics": metrics},
+                                                         indent=2) + "\n")
+        metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
+        (tmp / "README.md").write_text(CARD.format(
+            parameters=sum(p.numel() for p in swin.parameters()), embed_dim=config.embed_dim, depths=config.depths,
+            window_size=config.window_size, patch_size=config.patch_size, pretext_text=PRETEXT_TEXT[facts["pretext"]],
+            metrics=metric_lines, heldout=heldout, command=command, **facts,
+        ))
+
+    return atomic_write_folder(output_dir, write, check_replaceable=refuse)

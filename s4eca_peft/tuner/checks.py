@@ -9,7 +9,6 @@ what these checks find is a defect of the adapter itself, raised as `AdapterFile
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..files import open_regular, parse_json
 from .errors import AdapterFileError
 
 CONFIG_NAME = "adapter_config.json"
@@ -32,14 +32,10 @@ def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise AdapterFileError(f"{path}: not UTF-8 text ({error}).") from error
-    except json.JSONDecodeError as error:
-        raise AdapterFileError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); an adapter config "
-            "is the JSON object that `save_pretrained` writes."
-        ) from error
+        with open_regular(path, str(path)) as handle:
+            data = parse_json(handle.read(), str(path))
+    except (OSError, ValueError) as error:
+        raise AdapterFileError(f"{error} An adapter config is the JSON object that `save_pretrained` writes.") from error
     if not isinstance(data, dict):
         raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
     if "peft_type" not in data:
