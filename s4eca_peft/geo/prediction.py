@@ -17,6 +17,7 @@ the scene is never whole in memory. The window settings default to the segmenter
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..files import private_folder, write_failed
 from ..inference import sliding_window_starts
+from ..inference.segmenter import MANY_WINDOWS
 from .blending import WindowStitcher
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
@@ -141,6 +143,9 @@ def predict_raster(
             side_h, side_w, tops, lefts = height, width, [0], [0]
         stitcher = WindowStitcher(tops, lefts, side_h, side_w)
         boxes = stitcher.boxes()
+        if len(boxes) > MANY_WINDOWS:
+            warnings.warn(f"A {height} x {width} raster needs {len(boxes)} windows of {side_h} x {side_w} px; progress "
+                          "is shown. A smaller tile_overlap or a larger tile_size needs fewer.", stacklevel=2)
 
         with private_folder(output) as scratch:
             mask_tmp, score_tmp = scratch / "mask.tif", scratch / "score.tif"
@@ -193,9 +198,12 @@ def _predict_windows(
     batch_size: int, threshold: float, mask_file: Any, score_file: Any,
 ) -> int:
     """Predict every window a batch at a time, write each finished region's mask (and scores); object pixel count."""
+    from tqdm.auto import tqdm
+
     boxes = stitcher.boxes()
     object_pixels = 0
-    for start in range(0, len(boxes), batch_size):
+    starts = range(0, len(boxes), batch_size)
+    for start in tqdm(starts, desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
         chunk = boxes[start : start + batch_size]
         windows = [read_rgb(source, chosen, stretch, _window(box)) for box in chunk]
         batch = list(probabilities_of(windows))

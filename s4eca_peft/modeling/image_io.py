@@ -53,7 +53,8 @@ def read_image_file(path: str | os.PathLike, name: str = "image", max_pixels: in
     try:
         with Image.open(path) as opened:
             if opened.width * opened.height > max_pixels:
-                raise ValueError(f"{opened.width} x {opened.height} pixels is more than the limit of {max_pixels} "
+                raise ValueError(f"{opened.width} x {opened.height} = {opened.width * opened.height} pixels is more "
+                                 f"than the limit of {max_pixels} "
                                   "(raise it with --max_pixels, or use a GeoTIFF, read window by window)")
             opened.load()
             return opened.copy()

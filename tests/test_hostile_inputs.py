@@ -1,0 +1,231 @@
+"""Hostile and careless input to ``s4eca-predict``, one table: a fixture builds each input, and each case ends in one
+clear line with exit status 2, or in a reported skip (exit status 1, the reason in ``errors.jsonl``). Whatever the
+case, nothing outside the output folder changes and no input is replaced."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from test_inference import build_tiny_adapter
+from test_inference_cli import write_image
+
+from s4eca_peft.inference.predict import ERRORS_NAME, predict_main
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory) -> Path:
+    return build_tiny_adapter(tmp_path_factory.mktemp("hostile_adapter") / "tiny")
+
+
+@dataclass
+class Case:
+    """``build(work, adapter)`` makes the input under ``work`` and returns the arguments (``--adapter`` is added
+    unless given); ``status`` 2 expects ``expected`` in the one line on stderr, 1 in ``errors.jsonl``."""
+
+    build: Callable[[Path, Path], list[str]]
+    status: int
+    expected: str
+
+
+def one_image(work: Path, adapter: Path, *extra: str, output: str = "out/m.png") -> list[str]:
+    image = write_image(work / "in" / "scene.png", 20, 30)
+    (work / "out").mkdir(exist_ok=True)
+    return ["--adapter", str(adapter), "--image", str(image), "--expression", "the car", "--output",
+            str(work / output), "--device", "cpu", *extra]
+
+
+def batch(work: Path, adapter: Path, rows: list[dict] | bytes, *extra: str, name: str = "rows.jsonl") -> list[str]:
+    write_image(work / "in" / "a.png", 20, 30)
+    file = work / "in" / name
+    file.write_bytes(rows if isinstance(rows, bytes) else "".join(json.dumps(r) + "\n" for r in rows).encode())
+    (work / "out").mkdir(exist_ok=True)
+    return ["--adapter", str(adapter), "--batch", str(file), "--output_dir", str(work / "out"), "--device", "cpu",
+            *extra]
+
+
+def fifo_output(work: Path, adapter: Path) -> list[str]:
+    argv = one_image(work, adapter)
+    os.mkfifo(work / "out" / "m.png")
+    return argv
+
+
+def linked_output(work: Path, adapter: Path) -> list[str]:
+    argv = one_image(work, adapter)
+    (work / "in" / "victim.png").write_bytes(b"keep")
+    (work / "out" / "m.png").symlink_to(work / "in" / "victim.png")
+    return argv
+
+
+def big_png(work: Path) -> Path:
+    path = work / "in" / "big.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (12000, 12000)).save(path)
+    return path
+
+
+def fifo_batch(work: Path, adapter: Path) -> list[str]:
+    argv = batch(work, adapter, [])
+    (work / "in" / "rows.jsonl").unlink()
+    os.mkfifo(work / "in" / "rows.jsonl")
+    return argv
+
+
+def device_batch(work: Path, adapter: Path) -> list[str]:
+    argv = batch(work, adapter, [])
+    (work / "in" / "rows.jsonl").unlink()
+    (work / "in" / "rows.jsonl").symlink_to("/dev/zero")
+    return argv
+
+
+def vector_through_link(work: Path, adapter: Path) -> list[str]:
+    pytest.importorskip("rasterio")
+    argv = batch(work, adapter, [{"image": "a.png", "expression": "the car", "vector": "link/v.geojson"}])
+    (work / "elsewhere").mkdir()
+    (work / "out" / "link").symlink_to(work / "elsewhere", target_is_directory=True)
+    return argv
+
+
+def edited(name: str, edit: Callable[[object], object]) -> Callable[[Path, Path], list[str]]:
+    """An adapter copy whose ``name`` (JSON) is replaced by ``edit(content)``; a str or bytes result is written as is."""
+
+    def build(work: Path, adapter: Path) -> list[str]:
+        folder = work / "adapter"
+        shutil.copytree(adapter, folder)
+        file = folder / name
+        content = edit(json.loads(file.read_text()) if file.is_file() else None)
+        file.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+        return one_image(work, folder)
+
+    return build
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+PROCESSOR, BASE, METADATA = "s4eca_processor_config.json", "s4eca_base/config.json", "s4eca_metadata.json"
+
+
+def with_field(field: str, value: object) -> Callable[[object], object]:
+    return lambda data: dict(data, **{field: value})
+
+
+def with_sub_field(side: str, field: str, value: object) -> Callable[[object], object]:
+    return lambda data: dict(data, **{side: dict(data[side], **{field: value})})
+
+
+CASES = {
+    # one writer
+    "output is a FIFO": Case(fifo_output, 2, "is not a regular file"),
+    "output is a link": Case(linked_output, 2, "is not a regular file"),
+    "output is a .jpg": Case(lambda w, a: one_image(w, a, output="out/m.jpg"), 2, "masks are written as .png"),
+    "two rows write one vector": Case(lambda w, a: (pytest.importorskip("rasterio"), batch(w, a, [
+        {"image": "a.png", "expression": "the car", "output": "one.tif", "vector": "v.geojson"},
+        {"image": "a.png", "expression": "the road", "output": "two.tif", "vector": "v.geojson"}]))[1],
+        2, "rows 1 and 2 would both write"),
+    "a row writes its input image": Case(lambda w, a: batch(w, a, [
+        {"image": "a.png", "expression": "the car", "output": "a.png"}], "--output_dir", str(w / "in")),
+        2, "the input image of row 1"),
+    "a vector through a link leaves --output_dir": Case(vector_through_link, 1, "outside --output_dir"),
+    # memory budget
+    "image above --max_pixels": Case(lambda w, a: one_image(w, a, "--max_pixels", "100"), 2,
+                                     "30 x 20 = 600 pixels is more than the limit of 100 (raise it with --max_pixels"),
+    "a 12000 x 12000 PNG": Case(lambda w, a: one_image(w, a, "--image", str(big_png(w))), 2,
+                                          "12000 x 12000 = 144000000 pixels is more than the limit of 67108864"),
+    "batch file is a FIFO": Case(fifo_batch, 2, "is not a regular file"),
+    "batch file is /dev/zero": Case(device_batch, 2, "is not a regular file"),
+    "a JSONL row nested 100k deep": Case(lambda w, a: batch(w, a, DEEP + b"\n"), 1, "JSON nested deeper than"),
+    # device flags
+    "--device tpu9": Case(lambda w, a: one_image(w, a, "--device", "tpu9"), 2, "unknown device 'tpu9'"),
+    # one schema for the adapter folder
+    "processor image_size 30000": Case(edited(PROCESSOR, with_field("image_size", 30000)), 2,
+                                       f"{PROCESSOR}: `image_size` must be a finite int in [16, 4096], got 30000"),
+    "processor max_length 100000": Case(edited(PROCESSOR, with_field("max_length", 100000)), 2,
+                                        "`max_length` must be a finite int in [1, 4096], got 100000"),
+    "processor image_std zeros": Case(edited(PROCESSOR, with_field("image_std", [0, 0, 0])), 2,
+                                      "`image_std[0]` must be a finite number in [1e-06, 10], got 0"),
+    "processor image_size a string": Case(edited(PROCESSOR, with_field("image_size", "big")), 2,
+                                          "`image_size` must be an int, got a str"),
+    "processor config a list": Case(edited(PROCESSOR, lambda data: [data]), 2,
+                                    f"{PROCESSOR}: must be a JSON object, got a list"),
+    "base decoder_dim 200000": Case(edited(BASE, with_field("decoder_dim", 200000)), 2,
+                                    "`decoder_dim` must be a finite int in [1, 16384], got 200000"),
+    "base decoder_dim 'wide'": Case(edited(BASE, with_field("decoder_dim", "wide")), 2,
+                                    "`decoder_dim` must be an int, got a str"),
+    "base hidden_size 10**6": Case(edited(BASE, with_sub_field("text_config", "hidden_size", 10**6)), 2,
+                                   "`text_config.hidden_size` must be a finite int in [1, 16384]"),
+    "metadata a list": Case(edited(METADATA, lambda data: [data]), 2, f"{METADATA}: must be a JSON object"),
+    "metadata nested 100k deep": Case(edited(METADATA, lambda data: DEEP), 2,
+                                      f"{METADATA}: JSON nested deeper than MAX_JSON_DEPTH = 64"),
+    "metadata backbone_architecture 5": Case(edited(METADATA, with_field("backbone_architecture", 5)), 2,
+                                             "`backbone_architecture` must be an object, got 5"),
+    "adapter_config nested 100k deep": Case(edited("adapter_config.json", lambda data: DEEP), 2,
+                                            "adapter_config.json: JSON nested deeper than MAX_JSON_DEPTH = 64"),
+    "tokenizer.json without a model": Case(edited("tokenizer.json", lambda data: {"version": "1.0"}), 2,
+                                           "the tokenizer files cannot be loaded"),
+}
+if not torch.cuda.is_available():
+    CASES["--device cuda without a GPU"] = Case(lambda w, a: one_image(w, a, "--device", "cuda"), 2,
+                                                "this machine has 0 cuda device(s)")
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, bytes | str]]:
+    """Every path under ``root`` but ``skip``: its type, and a regular file's bytes or a link's target."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path == skip or skip in path.parents:
+            continue
+        mode = path.lstat().st_mode
+        found[str(path)] = (stat.S_IFMT(mode), path.read_bytes() if stat.S_ISREG(mode) else
+                            os.readlink(path) if stat.S_ISLNK(mode) else "")
+    return found
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_hostile_input_ends_in_one_line_or_a_reported_skip(adapter_dir, tmp_path, capsys, case):
+    argv = case.build(tmp_path, adapter_dir)
+    out = tmp_path / "out"
+    before = snapshot(tmp_path, out)
+    status = predict_main(argv)
+    err = capsys.readouterr().err
+    assert status == case.status
+    if case.status == 2:
+        lines = [line for line in err.splitlines() if line.startswith("s4eca-predict: error:")]
+        assert len(lines) == 1 and case.expected in lines[0] and "Traceback" not in err, err
+    else:
+        assert case.expected in json.loads((out / ERRORS_NAME).read_text().splitlines()[0])["error"]
+    assert snapshot(tmp_path, out) == before  # nothing outside the output folder changed, no input replaced
+
+
+def test_outputs_follow_the_umask_and_no_temporary_is_left(adapter_dir, tmp_path):
+    name = "m" * 242 + ".png"  # 246 characters; the overlay's name has 254
+    argv = one_image(tmp_path, adapter_dir, output=f"out/{name}")
+    old = os.umask(0o022)
+    try:
+        assert predict_main(argv) == 0
+    finally:
+        os.umask(old)
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == [name, "m" * 242 + "_overlay.png"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in written)
+
+
+def test_a_full_disk_while_writing_an_output_is_one_line_and_leaves_nothing(adapter_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    def full(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    argv = one_image(tmp_path, adapter_dir)
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert predict_main(argv) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == f"s4eca-predict: error: cannot write '{tmp_path / 'out' / 'm.png'}': No space left on device"
+    assert not list((tmp_path / "out").iterdir())
