@@ -39,6 +39,8 @@ def write_failed(path: str | os.PathLike, error: BaseException, hint: str = "") 
     """`WriteError` naming ``path`` and the cause ``error`` (its OS message alone for an `OSError`), then ``hint``."""
     if isinstance(error, WriteError) and not hint:
         return error
+    while "previous exception" in str(error) and (error.__cause__ or error.__context__):  # GDAL's wrapped errors
+        error = error.__cause__ or error.__context__
     cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
     code = error.errno if isinstance(error, OSError) else None
     return WriteError(code or errno.EIO, f"cannot write {str(path)!r}: {cause}{'; ' + hint if hint else ''}")

@@ -229,3 +229,59 @@ def test_a_full_disk_while_writing_an_output_is_one_line_and_leaves_nothing(adap
     line = capsys.readouterr().err.strip()
     assert line == f"s4eca-predict: error: cannot write '{tmp_path / 'out' / 'm.png'}': No space left on device"
     assert not list((tmp_path / "out").iterdir())
+
+
+FULL_DISK_SCRIPT = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np, rasterio
+from rasterio.transform import from_origin
+from s4eca_peft.geo import predict_raster
+
+with rasterio.open("scene.tif", "w", driver="GTiff", width=1200, height=1200, count=3, dtype="uint8",
+                   crs="EPSG:32633", transform=from_origin(500000, 4000000, 1, 1)) as scene:
+    scene.write(np.random.default_rng(0).integers(0, 255, (3, 1200, 1200), dtype=np.uint8))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))  # files stop growing past 50 kB, as on a full disk
+noise = lambda windows: [np.random.default_rng(1).random(w.shape[:2]).astype(np.float32) for w in windows]
+try:
+    predict_raster(noise, "scene.tif", "the car", Path("out/m.tif"), vector=Path("out/v.geojson"))
+except OSError as error:
+    sys.exit(str(error))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers
+def test_a_full_disk_on_the_geotiff_path_names_the_output_and_leaves_nothing(tmp_path):
+    pytest.importorskip("rasterio")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), timeout=300)
+    assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("cannot write 'out/m.tif': ")
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_links_planted_where_temporaries_once_were_are_never_followed(tmp_path):
+    pytest.importorskip("rasterio")
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from s4eca_peft.geo import predict_raster
+
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 4000000, 1, 1)) as sink:
+        sink.write(torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8).numpy())
+    out, victims = tmp_path / "out", tmp_path / "victims"
+    out.mkdir()
+    victims.mkdir()
+    for name in (f".m.{os.getpid()}.mask.tif", f".m.{os.getpid()}.tmp.tif", f".v.{os.getpid()}.tmp.geojson",
+                 ".tmp-m.tif", ".tmp-v.geojson"):
+        (victims / name).write_bytes(b"keep")
+        (out / name).symlink_to(victims / name)
+    probabilities = lambda windows: [torch.rand(w.shape[:2]).numpy() for w in windows]  # noqa: E731
+    predict_raster(probabilities, scene, "the car", out / "m.tif", vector=out / "v.geojson")
+    assert all(path.read_bytes() == b"keep" for path in victims.iterdir())
+    assert all(not (out / name).is_symlink() and (out / name).is_file() for name in ("m.tif", "v.geojson"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,21 @@ def test_s4eca_eval_errors_are_one_line(tmp_path, capsys):
     assert err.startswith(f"s4eca-eval: error: '{tmp_path / 'missing'}' is not an adapter folder")
     with pytest.raises(FileNotFoundError):
         eval_main(["--adapter", str(tmp_path / "missing"), "--num_samples", "2", "--debug"])
+
+
+@pytest.mark.parametrize("state, failure, expected", [
+    ("[]", None, "training_state.json: expected a JSON object with the fields"),
+    ('{"completed_steps": 3, "owner": "x"}', None, "training_state.json: expected a JSON object with the fields"),
+    ("[" * 100_000, None, "training_state.json: JSON nested deeper than MAX_JSON_DEPTH"),
+    (None, pickle.UnpicklingError("Weights only load failed"), "cannot restore the optimizer and scheduler states"),
+])
+def test_a_checkpoint_that_is_not_ours_is_one_clear_error(tmp_path, state, failure, expected):
+    manager = CheckpointManager(FakeAccelerator(), tmp_path / "checkpoints", total_limit=2)
+    manager.save(RunState(completed_steps=3))
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-3"
+    if state is not None:
+        (checkpoint / "training_state.json").write_text(state)
+    if failure is not None:
+        manager.accelerator.load_state = lambda folder: (_ for _ in ()).throw(failure)
+    with pytest.raises(ValueError, match=expected):
+        manager.resume(str(checkpoint))
