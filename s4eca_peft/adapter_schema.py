@@ -158,9 +158,8 @@ def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | No
 def check_adapter_schema(root: str | os.PathLike) -> dict[str, Any]:
     """Check every JSON file of the adapter folder ``root`` against `SCHEMAS`; returns its metadata (``{}`` when it
     has no ``s4eca_metadata.json``)."""
-    for name in SCHEMAS:
-        read_adapter_file(root, name)
-    return read_adapter_file(root, "s4eca_metadata.json") or {}
+    found = {name: read_adapter_file(root, name) for name in SCHEMAS}
+    return found["s4eca_metadata.json"] or {}
 
 
 def resolve_backbone(root: str | os.PathLike, name: str | None) -> str | None:

@@ -285,3 +285,18 @@ def test_links_planted_where_temporaries_once_were_are_never_followed(tmp_path):
     predict_raster(probabilities, scene, "the car", out / "m.tif", vector=out / "v.geojson")
     assert all(path.read_bytes() == b"keep" for path in victims.iterdir())
     assert all(not (out / name).is_symlink() and (out / name).is_file() for name in ("m.tif", "v.geojson"))
+
+
+def test_relative_backbone_paths_are_read_from_the_adapter_folder(tmp_path, monkeypatch):
+    from s4eca_peft.adapter_schema import resolve_backbone
+
+    adapter = tmp_path / "adapter"
+    (adapter / "swin").mkdir(parents=True)
+    (tmp_path / "cwd" / "swin").mkdir(parents=True)  # the same name in the working directory is never read
+    (tmp_path / "cwd" / "owner").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert resolve_backbone(adapter, "swin") == str(adapter / "swin")
+    assert resolve_backbone(adapter, "../bert") == str(adapter / "../bert")
+    assert resolve_backbone(adapter, "owner/model") == "owner/model"  # spelled like a Hub id, absent in the folder
+    assert resolve_backbone(adapter, str(tmp_path / "cwd" / "swin")) == str(tmp_path / "cwd" / "swin")
+    assert resolve_backbone(adapter, "package:s4eca-peft/swin") == "package:s4eca-peft/swin"

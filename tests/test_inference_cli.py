@@ -86,7 +86,7 @@ def test_batch_with_bad_rows_resumes(adapter_dir, tmp_path, kind, monkeypatch):
     assert "cannot read image file" in reasons[3] and "broken.png" in reasons[3]
     assert "expression is empty" in reasons[4]
     assert "no image file" in reasons[5] and "missing.png" in reasons[5]
-    assert "inside --output_dir" in reasons[7] and not (tmp_path / "escape.png").exists()
+    assert "outside --output_dir" in reasons[7] and not (tmp_path / "escape.png").exists()
     if kind == "jsonl":
         assert "not valid JSON" in reasons[8]
     assert len(errors) == (5 if kind == "jsonl" else 4)

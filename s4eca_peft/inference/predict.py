@@ -301,12 +301,8 @@ def _row(number: int, record: dict) -> BatchRow:
         row.error = "the expression is empty"
     elif (text_error := _text_error(expression)) is not None:
         row.error = text_error
-    elif row.output is not None and (Path(row.output).is_absolute() or ".." in Path(row.output).parts):
-        row.error = f"output {row.output!r} must be a relative path inside --output_dir"
     elif row.output is not None and Path(row.output).suffix.lower() not in (".png", *GEOTIFF_SUFFIXES):
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
-    elif row.vector is not None and (Path(row.vector).is_absolute() or ".." in Path(row.vector).parts):
-        row.error = f"vector {row.vector!r} must be a relative path inside --output_dir"
     elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not has_rasterio():
         row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
     return row
