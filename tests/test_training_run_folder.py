@@ -86,7 +86,7 @@ class FakeAccelerator:
     def print(self, *args): print(*args)
 
     def save_state(self, folder: str) -> None:
-        Path(folder).mkdir(parents=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)  # as Accelerate does
         if self.fail_with is not None:
             raise self.fail_with
         for name in ("adapter_model.safetensors", "optimizer.bin", "scheduler.bin"):
@@ -176,3 +176,12 @@ def test_a_checkpoint_that_is_not_ours_is_one_clear_error(tmp_path, state, failu
         manager.accelerator.load_state = lambda folder: (_ for _ in ()).throw(failure)
     with pytest.raises(ValueError, match=expected):
         manager.resume(str(checkpoint))
+
+
+def test_a_link_planted_at_the_temporary_checkpoint_name_is_not_followed(tmp_path):
+    root, elsewhere = tmp_path / "checkpoints", tmp_path / "elsewhere"
+    manager = CheckpointManager(FakeAccelerator(), root, total_limit=2)
+    elsewhere.mkdir()
+    (root / ".tmp-checkpoint-4").symlink_to(elsewhere, target_is_directory=True)
+    manager.save(RunState(completed_steps=4))
+    assert not list(elsewhere.iterdir()) and (root / "checkpoint-4" / STATE_FILE).is_file()

@@ -149,6 +149,12 @@ class CheckpointManager:
         step = state.completed_steps
         tmp, final = self.root / f"{TEMPORARY_PREFIX}{step}", self.root / f"checkpoint-{step}"
         try:
+            if self.accelerator.is_main_process:  # made here, exclusively: a link planted at its name is not followed
+                if tmp.is_symlink() or tmp.is_file():
+                    tmp.unlink()
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+            self.accelerator.wait_for_everyone()
             self.accelerator.save_state(str(tmp))
             if self.accelerator.is_main_process:
                 (tmp / STATE_FILE).write_text(state.to_json())
