@@ -300,3 +300,32 @@ def test_relative_backbone_paths_are_read_from_the_adapter_folder(tmp_path, monk
     assert resolve_backbone(adapter, "owner/model") == "owner/model"  # spelled like a Hub id, absent in the folder
     assert resolve_backbone(adapter, str(tmp_path / "cwd" / "swin")) == str(tmp_path / "cwd" / "swin")
     assert resolve_backbone(adapter, "package:s4eca-peft/swin") == "package:s4eca-peft/swin"
+
+
+def test_sigterm_during_a_geotiff_prediction_leaves_no_scratch_file(adapter_dir, tmp_path, monkeypatch):
+    pytest.importorskip("rasterio")
+    import signal
+
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from s4eca_peft.geo import prediction
+
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 4000000, 1, 1)) as sink:
+        sink.write(torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8).numpy())
+
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the prediction")
+
+    monkeypatch.setattr(prediction, "_predict_windows", stopped)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            predict_main(["--adapter", str(adapter_dir), "--image", str(scene), "--expression", "the car",
+                          "--output", str(tmp_path / "out" / "m.tif"), "--device", "cpu"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exited.value.code == 128 + signal.SIGTERM and os.listdir(tmp_path / "out") == []
