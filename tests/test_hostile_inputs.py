@@ -329,3 +329,14 @@ def test_sigterm_during_a_geotiff_prediction_leaves_no_scratch_file(adapter_dir,
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert exited.value.code == 128 + signal.SIGTERM and os.listdir(tmp_path / "out") == []
+
+
+def test_eval_output_that_is_a_fifo_is_refused_before_any_work(tmp_path, capsys):
+    from s4eca_peft.cli import eval_main
+
+    os.mkfifo(tmp_path / "results.json")
+    with pytest.raises(SystemExit) as exited:
+        eval_main(["--adapter", str(tmp_path / "no_adapter"), "--output", str(tmp_path / "results.json")])
+    assert exited.value.code == 2
+    assert f"cannot write '{tmp_path / 'results.json'}': it exists and is not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO((tmp_path / "results.json").lstat().st_mode)
