@@ -263,7 +263,7 @@ def test_a_full_disk_on_the_geotiff_path_names_the_output_and_leaves_nothing(tmp
     assert os.listdir(tmp_path / "out") == []
 
 
-def test_links_planted_where_temporaries_once_were_are_never_followed(tmp_path):
+def test_links_planted_where_temporaries_once_were_are_never_followed_and_many_windows_warn(tmp_path):
     pytest.importorskip("rasterio")
     import rasterio
     from rasterio.transform import from_origin
@@ -282,7 +282,9 @@ def test_links_planted_where_temporaries_once_were_are_never_followed(tmp_path):
         (victims / name).write_bytes(b"keep")
         (out / name).symlink_to(victims / name)
     probabilities = lambda windows: [torch.rand(w.shape[:2]).numpy() for w in windows]  # noqa: E731
-    predict_raster(probabilities, scene, "the car", out / "m.tif", vector=out / "v.geojson")
+    with pytest.warns(UserWarning, match=r"A 48 x 64 raster needs 165 windows of 8 x 8 px; progress is shown"):
+        predict_raster(probabilities, scene, "the car", out / "m.tif", vector=out / "v.geojson", max_side=8,
+                       tile_size=8, tile_overlap=0.5, batch_size=64)  # many windows: a warning and progress
     assert all(path.read_bytes() == b"keep" for path in victims.iterdir())
     assert all(not (out / name).is_symlink() and (out / name).is_file() for name in ("m.tif", "v.geojson"))
 
