@@ -17,7 +17,6 @@ better one; every reader given a run folder reads that subfolder (`adapter_root`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .adapter_schema import check_adapter_schema, resolve_backbone
 from .files import (
     PICKLE_SUFFIXES,
     atomic_write_folder,
@@ -42,7 +42,7 @@ from .modeling.processing import PROCESSOR_CONFIG_NAME
 from .tuner.checks import CONFIG_NAME as ADAPTER_CONFIG
 from .tuner.checks import WEIGHTS_NAME as ADAPTER_WEIGHTS
 from .tuner.checks import check_adapter_folder
-from .tuner.errors import AdapterBackboneMismatchError
+from .tuner.errors import AdapterBackboneMismatchError, AdapterFileError
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
@@ -244,6 +244,8 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
     if not (base_dir / "config.json").is_file():
         raise FileNotFoundError(f"No {BASE_DIR}/config.json in {str(root)!r}: cannot tell which backbones to build.")
     config = ReferringSegmentationConfig.from_pretrained(base_dir)
+    for side in ("vision", "text"):  # relative paths are read from the adapter folder
+        setattr(config, f"{side}_name_or_path", resolve_backbone(root, getattr(config, f"{side}_name_or_path")))
     weights = base_dir / "model.safetensors"
     if weights.is_file():
         model = ReferringSegmentationModel(config)
@@ -282,8 +284,7 @@ def load_for_inference(
     root = resolve_adapter_folder(name_or_path, revision, cache_dir, token)
     check_adapter_files(root)
     check_adapter_folder(root)  # the adapter's own files (config JSON and values, finite weights), naming the file
-    metadata_file = root / METADATA_NAME
-    metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+    metadata = check_adapter_schema(root)  # every other JSON file, naming the file and field
     base = load_base_model(root, **hub_kwargs({"cache_dir": cache_dir, "token": token}))
     if "backbone_architecture" in metadata:
         check_backbone_architecture(metadata["backbone_architecture"], base.config, str(name_or_path))
@@ -294,7 +295,11 @@ def load_for_inference(
             f"The adapter in {str(name_or_path)!r} ({ADAPTER_WEIGHTS}) does not fit the base model rebuilt from "
             f"{recorded_backbones(base.config)}: it was trained on other backbones. {error}"
         ) from error
-    processor = ReferringSegmentationProcessor.from_pretrained(root)
+    try:
+        processor = ReferringSegmentationProcessor.from_pretrained(root)
+    except Exception as error:  # noqa: BLE001 - tokenizers raise KeyError, Exception, ... for a bad tokenizer.json
+        raise AdapterFileError(f"{root}: the tokenizer files cannot be loaded ({type(error).__name__}: {error}).") \
+            from error
     model.to(device=device, dtype=dtype)
     model.eval()
     return model, processor, metadata

@@ -13,30 +13,107 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import numpy as np
 
 PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})
 """Suffixes of files that load through pickle (which can run code): never loaded, never uploaded."""
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path`` (``os.replace``): a reader
-    sees the old file or the complete new one, never a part. The temporary file is created exclusively under an
-    unpredictable name (nothing planted there is followed), and removed when ``write`` fails."""
+class WriteError(OSError):
+    """Writing an output failed (a full disk, a read-only folder, a refused target): the message is one line naming
+    the path and the cause."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def write_failed(path: str | os.PathLike, error: BaseException, hint: str = "") -> WriteError:
+    """`WriteError` naming ``path`` and the cause ``error`` (its OS message alone for an `OSError`), then ``hint``."""
+    if isinstance(error, WriteError) and not hint:
+        return error
+    while "previous exception" in str(error) and (error.__cause__ or error.__context__):  # GDAL's wrapped errors
+        error = error.__cause__ or error.__context__
+    cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
+    code = error.errno if isinstance(error, OSError) else None
+    return WriteError(code or errno.EIO, f"cannot write {str(path)!r}: {cause}{'; ' + hint if hint else ''}")
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """``path`` as a `Path`, refused with a `WriteError` when something other than a regular file is there (a
+    folder, a symbolic link, a device, a FIFO): outputs only ever replace regular files."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)  # O_EXCL, unguessable
-    os.close(handle)
-    tmp = Path(name)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as error:
+        raise write_failed(path, error) from error
+    if not stat.S_ISREG(mode):
+        raise WriteError(errno.EEXIST, f"cannot write {str(path)!r}: it exists and is not a regular file (a folder, "
+                                       "link, device or pipe); outputs only replace regular files.")
+    return path
+
+
+@contextmanager
+def private_folder(beside: str | os.PathLike, prefix: str = ".tmp-") -> Iterator[Path]:
+    """A folder created exclusively (``tempfile.mkdtemp``: an unpredictable name, mode 0700) in ``beside``'s folder,
+    removed with its contents when the block ends, whatever happens. Files made inside follow the umask, and nothing
+    planted by another user can be in it."""
+    beside = Path(beside)
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=beside.parent))
+    try:
+        yield folder
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a path of the same name inside a `private_folder` beside ``path``, then rename it to
+    ``path`` (``os.replace``): a reader sees the old file or the complete new one, never a part. Every output of the
+    package goes through here. ``path`` may only replace a regular file (`check_target`); the file's mode follows
+    the umask. Anything but a ValueError or TypeError raised while writing becomes a one-line `WriteError` naming
+    ``path``, and nothing is left behind."""
+    path = check_target(path)
+    try:
+        with private_folder(path) as folder:
+            tmp = folder / path.name
+            write(tmp)
+            check_target(path)
+            os.replace(tmp, path)
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:  # noqa: BLE001 - disk full, permissions, library write errors: one line
+        raise write_failed(path, error) from error
+    return path
+
+
+def append_line(path: str | os.PathLike, line: str) -> Path:
+    """Append ``line`` and a newline to the log ``path`` in one write (``O_APPEND``: concurrent writers never mix
+    lines), creating it when missing; a symbolic link or anything but a regular file there is refused."""
+    path = Path(path)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as error:
+        raise write_failed(path, error) from error
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise WriteError(errno.EEXIST, f"cannot write {str(path)!r}: it is not a regular file.")
+        os.write(handle, (line.rstrip("\n") + "\n").encode("utf-8"))
+    except WriteError:
+        raise
+    except OSError as error:
+        raise write_failed(path, error) from error
+    finally:
+        os.close(handle)
     return path
 
 
@@ -48,6 +125,42 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+MAX_JSON_DEPTH = 64
+"""Nesting depth of arrays and objects accepted in a JSON file or line (Python's parser recurses per level)."""
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def parse_json(text: str | bytes, source: str) -> Any:
+    """``text`` parsed as JSON; a ValueError beginning with ``source`` when it is not JSON (line and column) or nests
+    deeper than `MAX_JSON_DEPTH` (measured before parsing, so no depth exhausts the stack)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    codes = np.frombuffer(_JSON_STRING.sub(b"", data), dtype=np.uint8)
+    depth = np.cumsum(np.isin(codes, (0x5B, 0x7B)).astype(np.int64) - np.isin(codes, (0x5D, 0x7D)))  # [{ minus ]}
+    if depth.size and depth.max() > MAX_JSON_DEPTH:
+        raise ValueError(f"{source}: JSON nested deeper than MAX_JSON_DEPTH = {MAX_JSON_DEPTH} levels.")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not UTF-8 text (byte {error.start}).") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}).") from error
+
+
+def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
+    """``path`` opened for binary reading when it is a regular file; a FIFO, a device (``/dev/zero``) or a folder,
+    which could be read forever or not at all, is a ValueError naming ``name`` and the path."""
+    try:
+        handle = open(path, "rb", opener=lambda file, flags: os.open(file, flags | getattr(os, "O_NONBLOCK", 0)))
+    except IsADirectoryError:
+        handle = None
+    if handle is not None and stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        return handle
+    if handle is not None:
+        handle.close()
+    raise ValueError(f"{name}: {str(path)!r} is not a regular file (a folder, device or pipe).")
 
 
 _AT_FDCWD = -100  # renameat2: paths relative to the working directory
@@ -119,8 +232,8 @@ def atomic_write_folder(
     folder there as a whole: a reader, or a process killed at any point, finds the previous folder or the complete
     new one, never a mix of both.
 
-    The temporary folder is created exclusively (``tempfile.mkdtemp``) in ``target``'s parent and removed when
-    ``write`` fails. An existing ``target`` is swapped with it by Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere it
+    The new folder is made inside a `private_folder` in ``target``'s parent (its mode follows the umask) and removed
+    when ``write`` fails; an error while writing is a one-line `WriteError` naming ``target``. An existing ``target`` is swapped with it by Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere it
     is renamed aside first, and `recover_folder_swap` (run here before writing) puts it back if the process died
     between the two renames. ``check_replaceable(target, tmp)``, called once ``tmp`` is written, may raise to keep
     an existing ``target`` that must not be replaced. One writer per ``target`` at a time.
@@ -130,14 +243,18 @@ def atomic_write_folder(
         raise NotADirectoryError(f"{str(target)!r} is not a folder; it cannot be replaced by one.")
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_folder_swap(target)
-    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
-    try:
-        write(staging)
+    with private_folder(target, prefix=_staging_prefix(target)) as private:
+        staging = private / target.name
+        staging.mkdir()  # mode from the umask, like any folder the user makes
+        try:
+            write(staging)
+        except (ValueError, TypeError):
+            raise
+        except Exception as error:  # noqa: BLE001 - disk full, permissions, library write errors: one line
+            raise write_failed(target, error) from error
         if check_replaceable is not None and target.is_dir():
             check_replaceable(target, staging)
         _swap_in(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -154,11 +271,11 @@ def is_path_like(name_or_path: str | os.PathLike) -> bool:
 def is_hub_id(name_or_path: str | os.PathLike | None) -> bool:
     """True for a Hub repo id (``owner/name`` or ``name``); false for anything path-like (`is_path_like`), a name
     with more than one ``/``, and nothing."""
-    if not name_or_path:
-        return False
-    name = str(name_or_path)
-    if is_path_like(name):
-        return False
+    return bool(name_or_path) and not is_path_like(name_or_path) and is_hub_id_spelling(str(name_or_path))
+
+
+def is_hub_id_spelling(name: str) -> bool:
+    """Whether ``name`` is spelled like a Hub repo id (``owner/name`` or ``name``), whatever exists on disk."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:

@@ -12,14 +12,15 @@ A batch (CSV with a header, or JSON lines; columns ``image``, ``expression`` and
 Relative image paths are read from the batch file's folder; relative outputs go under ``--output_dir`` (default
 name: ``<image stem>_<hash of image and expression>.png``). The batch is resumable: a row whose mask and overlay
 already exist is skipped. A row that fails (missing or unreadable image, empty or non-UTF-8 expression, bad line or
-CSV quoting) is written to ``errors.jsonl`` in the output folder with its reason, and the batch goes on. A CSV quoted
-field may span lines (RFC 4180); a quote left open is reported at the row that opened it, and the lines after it are
-read as rows again. A UTF-8 byte-order mark is accepted. Rows are predicted ``--batch_size`` at a time.
+CSV quoting) is appended to ``errors.jsonl`` in the output folder with its reason and this run's id, and the batch
+goes on. CSV is read by the standard ``csv`` module: a quoted field may span lines (RFC 4180); a malformed record is
+reported and skipped, and reading goes on at the line after it. A UTF-8 byte-order mark is accepted. Rows are
+predicted one image at a time (``--batch_size`` windows per forward pass).
 
-Nothing is overwritten by accident: before any prediction, every mask and overlay path is resolved (symbolic links
-followed) and must lie inside ``--output_dir``, and a batch in which a row would write over an input image or over
-another row's mask or overlay is refused, naming both rows. Every PNG is written to an exclusively created temporary
-file in the target folder and renamed, so an interrupted run never leaves a partial file.
+Nothing is overwritten by accident: before any prediction, every mask, overlay and vector path is resolved (symbolic
+links followed) and must lie inside ``--output_dir`` and name no existing folder, link, device or pipe, and a batch
+in which a row would write over an input or over another row's output is refused, naming both rows. Every output is
+written by `s4eca_peft.files.atomic_write`, so an interrupted run never leaves a partial file.
 
 GeoTIFF: a ``.tif``/``.tiff`` mask (when the ``geo`` extra is installed; otherwise the mask is written as before),
 or any of ``--vector``, ``--bands``, ``--cog``, predicts the raster window by window and writes a uint8 mask GeoTIFF
@@ -41,18 +42,24 @@ import csv
 import hashlib
 import json
 import os
+import signal
 import sys
-from collections import deque
+import threading
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
+from .files import append_line, check_target, open_regular, parse_json
 from .geo import predict_raster
 from .geo.dependencies import has_rasterio
 from .inference.visualization import save_image_atomic
+from .modeling.image_io import MAX_IMAGE_PIXELS
 from .modeling.processing import _expression_text
 
 ERRORS_NAME = "errors.jsonl"
@@ -110,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Window side (default: 2x the training size).")
     options.add_argument("--tile_overlap", type=fraction(1.0, closed=False), default=0.25,
                          help="Overlap of sliding windows, a fraction in [0, 1).")
-    options.add_argument("--batch_size", type=positive_int, default=8, help="Images or windows per forward pass.")
+    options.add_argument("--batch_size", type=positive_int, default=8, help="Windows per forward pass.")
+    options.add_argument("--max_pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
+                         help=f"Largest image decoded whole, in pixels (default {MAX_IMAGE_PIXELS}); GeoTIFFs are read "
+                              "window by window instead.")
     options.add_argument("--no_overlay", action="store_true", help="Write masks only.")
     options.add_argument("--bands", type=int, nargs="+", default=None, help="1-based bands read as red green blue.")
     options.add_argument("--cog", action="store_true", help="Write the mask as a Cloud-Optimized GeoTIFF.")
@@ -169,125 +179,107 @@ def default_output_name(image: str, expression: str) -> str:
     return f"{Path(image).stem}_{key}.png"
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    """``(line number, text, error)`` for each line of ``path`` read as UTF-8 (a byte-order mark is dropped); a line
-    that is not UTF-8 comes back with ``text`` None and the reason, so one bad line never stops the others."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n"), None
-            except UnicodeDecodeError as error:
-                yield number, None, f"line {number} is not UTF-8 text (byte {raw[error.start:error.start + 1]!r} at {error.start})"
+MAX_LINE_BYTES = 1 << 20
+"""A batch file line longer than this (1 MiB) is reported and skipped without being held in memory."""
 
 
-MAX_RECORD_LINES = 100
-"""A CSV quoted field may span lines (RFC 4180); a quote still open after this many lines is reported unterminated."""
-
-_END_OF_DATA = "unexpected end of data"  # csv's message for a quote still open where the lines end
-
-
-def _csv_fields(lines: list[str]) -> list[str] | None:
-    """The fields of the one CSV record made of ``lines``; None when a quoted field is still open at their end.
-    Other malformed quoting (text after a closing quote, lines holding more than one record) raises csv.Error."""
-    try:
-        records = list(csv.reader([line + "\n" for line in lines], strict=True))
-    except csv.Error as error:
-        if str(error) == _END_OF_DATA:
-            return None
-        raise
-    if len(records) != 1:
-        raise csv.Error(f"{len(records)} records where one was expected")
-    return records[0]
+def _raw_lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of ``handle``; None for a line longer than `MAX_LINE_BYTES` (read past in pieces, never held)."""
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield line
 
 
-def _csv_records(path: Path) -> Iterator[tuple[str, int, list[str] | None, str | None]]:
-    """``(where, first line number, fields, error)`` for each CSV record of ``path`` (``where``: ``line 3`` or
-    ``lines 3-4``), the header first; blank lines between records are skipped. A quoted field may span lines. A quote
-    that is still open at the end of the file, at a line that is not UTF-8 or after ``MAX_RECORD_LINES`` lines is
-    reported at the line that opened it, and the lines after that one are read again as records of their own: an
-    unterminated quote never swallows later rows."""
-    lines = _lines(path)
-    ahead: deque[tuple[int, str | None, str | None]] = deque()
-
-    def next_line() -> tuple[int, str | None, str | None] | None:
-        return ahead.popleft() if ahead else next(lines, None)
-
-    while (first := next_line()) is not None:
-        number, text, error = first
-        if error is not None or not text.strip():
-            if error is not None:
-                yield f"line {number}", number, None, error
+def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
+    """Each line of ``handle`` as text (a UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too long
+    comes back replaced, its reason recorded in ``bad`` under its line number, so one bad line never stops others."""
+    for number, raw in enumerate(_raw_lines(handle), start=1):
+        if raw is None:
+            bad[number] = f"line {number} is longer than MAX_LINE_BYTES = {MAX_LINE_BYTES} bytes"
+            yield "\n"
             continue
-        taken: list[tuple[int, str | None, str | None]] = [first]
-        while True:
-            where = f"line {number}" if len(taken) == 1 else f"lines {number}-{taken[-1][0]}"
-            try:
-                fields = _csv_fields([line for _, line, _ in taken])
-            except csv.Error as csv_error:
-                fields, error = None, f"{path}: {where}: malformed CSV quoting ({csv_error})"
-            if fields is not None:
-                yield where, number, fields, None
-                break
-            if error is None:  # a quote is still open: take the next line, unless the lines end or are not text
-                following = next_line() if len(taken) < MAX_RECORD_LINES else None
-                if following is not None and following[2] is None:
-                    taken.append(following)
-                    continue
-                if following is not None:
-                    ahead.appendleft(following)
-                    end = f"line {following[0]}, which is not UTF-8"
-                else:
-                    end = "the end of the file" if len(taken) < MAX_RECORD_LINES else f"{MAX_RECORD_LINES} lines"
-                error = f"{path}: line {number}: malformed CSV quoting (a quote opened here is still open at {end})"
-            ahead.extendleft(reversed(taken[1:]))  # read again: they may be rows of their own
-            yield f"line {number}", number, None, error
-            break
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad[number] = f"line {number} is not UTF-8 text (byte {raw[error.start:error.start + 1]!r} at {error.start})"
+            text = raw.decode("utf-8", "replace")
+        yield text.rstrip("\r\n") + "\n"  # CRLF read as LF, inside quoted fields too
+
+
+def _csv_records(handle: BinaryIO, path: Path) -> Iterator[tuple[int, str, list[str] | None, str | None]]:
+    """``(first line, where, fields, error)`` for each non-blank CSV record, read by the standard `csv` module
+    (RFC 4180: a quoted field may span lines, up to ``csv.field_size_limit()`` characters). A malformed record is
+    reported with the lines it took and reading goes on at the next line."""
+    bad: dict[int, str] = {}
+    reader = csv.reader(_lines(handle, bad), strict=True)
+    first = 1
+    while True:
+        try:
+            fields, error = next(reader), None
+        except StopIteration:
+            return
+        except csv.Error as csv_error:
+            fields, error = None, f"malformed CSV ({csv_error})"
+        last = max(reader.line_num, first)
+        where = f"line {first}" if last == first else f"lines {first}-{last}"
+        error = next((bad[n] for n in range(first, last + 1) if n in bad), error)
+        if error is not None:
+            yield first, where, None, f"{path}: {where}: {error}"
+        elif any(field.strip() for field in fields):
+            yield first, where, fields, None
+        first = last + 1
 
 
 def _read_csv(path: Path) -> Iterator[BatchRow]:
-    records = _csv_records(path)
-    _, _, fieldnames, error = next(records, ("", 1, None, "the file is empty"))
-    fieldnames = fieldnames or []
-    missing = {"image", "expression"} - set(fieldnames)
-    if error or missing:
-        raise ValueError(
-            f"{path}: the CSV header must name the columns image and expression (and optionally output); "
-            + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + "."
-        )
-    for where, number, values, error in records:
-        row = number - 1  # data rows, without the header (the row's first line)
-        if error is not None:
-            yield BatchRow(row, "", "", error=error)
-        elif len(values) > len(fieldnames):
-            yield BatchRow(row, "", "", error=f"{path}: {where} has {len(values)} fields; the header names "
-                                              f"{len(fieldnames)}")
-        else:
-            yield _row(row, dict(zip(fieldnames, values)))
+    with open_regular(path, "--batch") as handle:
+        records = _csv_records(handle, path)
+        _, _, fieldnames, error = next(records, (1, "", None, "the file is empty"))
+        fieldnames = fieldnames or []
+        missing = {"image", "expression"} - set(fieldnames)
+        if error or missing:
+            raise ValueError(
+                f"{path}: the CSV header must name the columns image and expression (and optionally output); "
+                + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + "."
+            )
+        for first, where, values, error in records:
+            row = first - 1  # data rows, without the header (the row's first line)
+            if error is not None:
+                yield BatchRow(row, "", "", error=error)
+            elif len(values) > len(fieldnames):
+                yield BatchRow(row, "", "", error=f"{path}: {where} has {len(values)} fields; the header names "
+                                                  f"{len(fieldnames)}")
+            else:
+                yield _row(row, dict(zip(fieldnames, values)))
 
 
 def _read_jsonl(path: Path) -> Iterator[BatchRow]:
-    for number, line, error in _lines(path):
-        if error is not None:
-            yield BatchRow(number, "", "", error=error)
-            continue
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as json_error:
-            yield BatchRow(number, "", "", error=f"line {number} is not valid JSON: {json_error}")
-            continue
-        if not isinstance(record, dict):
-            yield BatchRow(number, "", "", error=f"line {number} is not a JSON object")
-            continue
-        yield _row(number, record)
+    with open_regular(path, "--batch") as handle:
+        bad: dict[int, str] = {}
+        for number, line in enumerate(_lines(handle, bad), start=1):
+            if number in bad or not line.strip():
+                if number in bad:
+                    yield BatchRow(number, "", "", error=bad[number])
+                continue
+            try:
+                record = parse_json(line, f"line {number}")
+            except ValueError as error:
+                yield BatchRow(number, "", "", error=str(error))
+                continue
+            if not isinstance(record, dict):
+                yield BatchRow(number, "", "", error=f"line {number} is not a JSON object")
+                continue
+            yield _row(number, record)
 
 
 def read_batch(path: Path) -> Iterator[BatchRow]:
-    """Rows of a ``.csv`` (with a header; RFC 4180 quoting) or ``.jsonl`` batch file; unusable lines come back with
-    ``error`` set."""
+    """Rows of a ``.csv`` (with a header; RFC 4180 quoting) or ``.jsonl`` batch file, read one at a time from a
+    regular file only; unusable lines come back with ``error`` set."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from _read_csv(path)
@@ -310,12 +302,8 @@ def _row(number: int, record: dict) -> BatchRow:
         row.error = "the expression is empty"
     elif (text_error := _text_error(expression)) is not None:
         row.error = text_error
-    elif row.output is not None and (Path(row.output).is_absolute() or ".." in Path(row.output).parts):
-        row.error = f"output {row.output!r} must be a relative path inside --output_dir"
     elif row.output is not None and Path(row.output).suffix.lower() not in (".png", *GEOTIFF_SUFFIXES):
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
-    elif row.vector is not None and (Path(row.vector).is_absolute() or ".." in Path(row.vector).parts):
-        row.error = f"vector {row.vector!r} must be a relative path inside --output_dir"
     elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not has_rasterio():
         row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
     return row
@@ -336,13 +324,20 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
+def planned_targets(mask_path: Path, vector_path: Path | None, overlay: bool) -> list[tuple[str, Path]]:
+    """``(kind, path)`` of every file one prediction writes: its mask, overlay and vector."""
+    targets = [("output", mask_path)] + ([("overlay", overlay_path(mask_path))] if overlay else [])
+    return targets + ([("vector", vector_path)] if vector_path is not None else [])
+
+
 def plan_batch(
     rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool, geotiff: bool = False
-) -> list[tuple[Path, Path]]:
-    """``(image path, mask path)`` of each row, checked before any work.
+) -> list[tuple[Path, Path, Path | None]]:
+    """``(image path, mask path, vector path)`` of each row, checked before any work.
 
-    A row whose mask or overlay resolves outside ``output_dir`` gets ``error`` set. Raises `ValueError` naming both
-    rows when one would write over an input image of the batch or over another row's mask or overlay.
+    A row whose mask, overlay or vector resolves outside ``output_dir``, or names something other than a regular
+    file, gets ``error`` set. Raises `ValueError` naming both rows when one would write over an input (an image or
+    the batch file) or over another row's mask, overlay or vector.
     """
     root = Path(os.path.realpath(output_dir))
     paths = []
@@ -353,39 +348,55 @@ def plan_batch(
         mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
         if row.output is None and (geotiff or row.vector):  # GeoTIFF-only options: the default name is a .tif
             mask_path = mask_path.with_suffix(".tif")
-        paths.append((image_path, mask_path))
-    inputs: dict[Path, int] = {}
-    for row, (image_path, _) in zip(rows, paths):
+        paths.append((image_path, mask_path, output_dir / row.vector if row.vector else None))
+    inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
+    for row, (image_path, _, _) in zip(rows, paths):
         if row.error is None:
-            inputs.setdefault(Path(os.path.realpath(image_path)), row.number)
+            inputs.setdefault(Path(os.path.realpath(image_path)), f"the input image of row {row.number}")
     written: dict[Path, int] = {}
     conflicts = []
-    for row, (_, mask_path) in zip(rows, paths):
+    for row, (_, mask_path, vector_path) in zip(rows, paths):
         if row.error is not None:
             continue
-        for target in [mask_path, overlay_path(mask_path)] if overlay else [mask_path]:
+        for kind, target in planned_targets(mask_path, vector_path, overlay and not _is_geotiff(mask_path, geotiff)):
             real = _real(target)
             if not real.is_relative_to(root):
-                row.error = f"output {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
+                row.error = f"{kind} {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
+                break
+            try:
+                check_target(real)
+            except OSError as error:
+                row.error = str(error)
                 break
             if real in inputs:
-                conflicts.append(f"row {row.number} would write {str(real)!r}, the input image of row {inputs[real]}")
+                conflicts.append(f"row {row.number} would write {str(real)!r}, {inputs[real]}")
             elif real in written:
                 conflicts.append(f"rows {written[real]} and {row.number} would both write {str(real)!r}")
             written.setdefault(real, row.number)
     if conflicts:
         more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
         raise ValueError(f"{batch_file}: refused before any prediction, outputs collide: "
-                         + "; ".join(conflicts[:5]) + more + ". Give these rows distinct `output` names.")
+                         + "; ".join(conflicts[:5]) + more + ". Give these rows distinct `output` and `vector` names.")
     return paths
 
 
-def check_single_output(image: str, output: str, overlay: bool) -> None:
-    """Refuse a mask or overlay path that is the input image."""
+def _is_geotiff(mask_path: Path, geotiff: bool) -> bool:
+    return geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES
+
+
+OUTPUT_SUFFIXES = (".png", *GEOTIFF_SUFFIXES)
+
+
+def check_single_output(image: str, output: str, overlay: bool, vector: str | None = None) -> None:
+    """Refuse, before any work, a mask that is not .png/.tif/.tiff, and a mask, overlay or vector path that is the
+    input image or names something other than a regular file."""
+    if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output {output!r}: masks are written as .png, .tif or .tiff files.")
     source = Path(os.path.realpath(image))
-    for target in [Path(output), overlay_path(Path(output))] if overlay else [Path(output)]:
+    for kind, target in planned_targets(Path(output), Path(vector) if vector else None, overlay):
         if _real(target) == source or Path(os.path.realpath(target)) == source:
-            raise ValueError(f"--output {output!r}: writing {str(target)!r} would replace the input image {image!r}.")
+            raise ValueError(f"--{kind} {str(target)!r}: writing it would replace the input image {image!r}.")
+        check_target(target)
 
 
 def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: bool) -> None:
@@ -406,15 +417,18 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
         print(f"wrote {result.output}" + (f" and {result.vector}" if result.vector else ""))
         return 0
     mask_path = Path(args.output)
-    image = load_image(args.image, name=args.image)  # (H, W, 3) float32, read once for mask and overlay
+    image = load_image(args.image, name=args.image, max_pixels=args.max_pixels)  # (H, W, 3) float32, read once
     mask = segmenter.predict(image, args.expression, threshold=args.threshold)
     write_outputs(image, mask, mask_path, overlay=not args.no_overlay)
     print(f"wrote {mask_path}" + ("" if args.no_overlay else f" and {overlay_path(mask_path)}"))
     return 0
 
 
-def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow], paths: list[tuple[Path, Path]]) -> int:
-    """Predict the rows whose ``(image path, mask path)`` `plan_batch` gave; returns the exit status."""
+def predict_batch(
+    segmenter, args: argparse.Namespace, rows: list[BatchRow], paths: list[tuple[Path, Path, Path | None]]
+) -> int:
+    """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
+    appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
     from tqdm.auto import tqdm
 
     from .modeling.image_io import load_image
@@ -422,68 +436,37 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow], pat
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     errors_file = output_dir / ERRORS_NAME
-    errors_file.unlink(missing_ok=True)  # this run's failures only; failed rows are retried on the next run
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     done = skipped = failed = 0
 
     def record_error(row: BatchRow, reason: str) -> None:
         nonlocal failed
         failed += 1
-        entry = {"row": row.number, "image": row.image, "expression": row.expression, "error": reason}
-        with errors_file.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        entry = {"run": run_id, "row": row.number, "image": row.image, "expression": row.expression, "error": reason}
+        append_line(errors_file, json.dumps(entry))
 
-    def run_chunk(chunk: list[tuple[BatchRow, Path, np.ndarray]]) -> None:
-        nonlocal done
-        try:
-            masks = segmenter.predict([a for _, _, a in chunk], [r.expression for r, _, _ in chunk], args.threshold)
-        except (OSError, ValueError, TypeError):
-            if len(chunk) == 1:
-                raise
-            for item in chunk:  # find the row at fault, predict the others
-                try:
-                    run_chunk([item])
-                except (OSError, ValueError, TypeError) as error:
-                    record_error(item[0], str(error))
-            return
-        for (row, mask_path, image), mask in zip(chunk, masks):
-            try:
-                write_outputs(image, mask, mask_path, overlay=not args.no_overlay)
-                done += 1
-            except OSError as error:
-                record_error(row, str(error))
-
-    chunk: list[tuple[BatchRow, Path, np.ndarray]] = []
-    for row, (image_path, mask_path) in tqdm(list(zip(rows, paths)), desc="s4eca-predict", unit="row"):
+    for row, (image_path, mask_path, vector_path) in tqdm(list(zip(rows, paths)), desc="s4eca-predict", unit="row"):
         if row.error is not None:
             record_error(row, row.error)
             continue
-        if wants_geotiff(args, mask_path) or row.vector:
-            vector_path = output_dir / row.vector if row.vector else None
-            if not args.overwrite and mask_path.is_file() and (vector_path is None or vector_path.is_file()):
-                skipped += 1
-                continue
-            try:
-                predict_raster(segmenter, image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
-                               threshold=args.threshold, cog=args.cog)
-                done += 1
-            except (OSError, ValueError) as error:
-                record_error(row, str(error))
-            continue
-        if not args.overwrite and mask_path.is_file() and (args.no_overlay or overlay_path(mask_path).is_file()):
+        geotiff = wants_geotiff(args, mask_path) or vector_path is not None
+        overlay = not (args.no_overlay or geotiff)
+        if not args.overwrite and all(path.is_file() for _, path in planned_targets(mask_path, vector_path, overlay)):
             skipped += 1
             continue
         try:
-            image = load_image(image_path, name=row.image)  # (H, W, 3) float32, read once for mask and overlay
+            if geotiff:
+                predict_raster(segmenter, image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
+                               threshold=args.threshold, cog=args.cog)
+            else:  # (H, W, 3) float32, read once for mask and overlay; one image in memory at a time
+                image = load_image(image_path, name=row.image, max_pixels=args.max_pixels)
+                mask = segmenter.predict(image, row.expression, threshold=args.threshold)
+                write_outputs(image, mask, mask_path, overlay=overlay)
+            done += 1
         except (OSError, ValueError, TypeError) as error:
             record_error(row, str(error))
-            continue
-        chunk.append((row, mask_path, image))
-        if len(chunk) == segmenter.batch_size:
-            run_chunk(chunk)
-            chunk = []
-    if chunk:
-        run_chunk(chunk)
-    print(f"{done} predicted, {skipped} already done, {failed} failed" + (f" (see {errors_file})" if failed else ""))
+    print(f"{done} predicted, {skipped} already done, {failed} failed"
+          + (f" (see {errors_file}, run {run_id})" if failed else ""))
     return 1 if failed else 0
 
 
@@ -506,19 +489,22 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
         parser.error(f"--vector, --bands and --cog need rasterio; {GEO_EXTRA_HINT}.")
 
-    from .inference.segmenter import S4ECASegmenter
+    from .inference.segmenter import S4ECASegmenter, resolve_device
 
+    if threading.current_thread() is threading.main_thread():  # a stop request runs the clean-up of temporaries
+        signal.signal(signal.SIGTERM, _stop)
     try:
+        device = resolve_device(args.device)
         if args.batch:  # a bad batch file or colliding outputs fail before the adapter is loaded
             rows = list(read_batch(Path(args.batch)))
             paths = plan_batch(rows, Path(args.batch), Path(args.output_dir), overlay=not args.no_overlay,
                                geotiff=bool(args.bands or args.cog))
         else:
-            check_single_output(args.image, args.output, overlay=not args.no_overlay)
+            check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
         segmenter = S4ECASegmenter.from_pretrained(
             args.adapter,
             revision=args.revision,
-            device=args.device,
+            device=device,
             dtype=args.dtype,
             cache_dir=args.cache_dir,
             max_side=args.max_side,
@@ -532,6 +518,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"s4eca-predict: error: {error}", file=sys.stderr)
         return 2
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -245,3 +245,18 @@ def test_command_line_errors_end_with_a_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         demo_main(["--adapter", "a", "--port", "http"])
     assert exit_info.value.code == 2 and "--port" in capsys.readouterr().err
+
+
+def test_uploads_are_bounded_before_they_are_stored(monkeypatch):
+    from s4eca_peft.demo import app, launch
+
+    launched = {}
+
+    class Blocks:
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+
+    monkeypatch.setattr(launch, "load_segmenter", lambda args: None)
+    monkeypatch.setattr(app, "build_demo", lambda segmenter, workdir, title: Blocks())
+    launch.serve(build_parser().parse_args(["--adapter", "unused"]))
+    assert launched["max_file_size"] == launch.MAX_UPLOAD_BYTES == 50 * 1024 * 1024

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -144,3 +145,13 @@ def test_exchange_swaps_two_folders_in_one_call(tmp_path):
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["from-a"] and not list((tmp_path / "a").iterdir())
     with pytest.raises(FileNotFoundError, match="cannot swap"):
         exchange_paths(tmp_path / "missing", tmp_path / "b")
+
+
+def test_the_folder_and_its_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_folder(tmp_path / "adapter", writer(NEW))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "adapter").stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "adapter").rglob("*") if p.is_file()} == {0o644}

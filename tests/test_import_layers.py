@@ -13,6 +13,7 @@ LAYERS: dict[str, int] = {
     "tuner": 1, "modeling": 1,
     "data": 2, "metrics": 2,
     "adapter_folder": 3,
+    "adapter_schema": 2,
     "inference": 4,
     "geo": 5, "training": 5, "pretraining": 5,
     "predict_command": 6,

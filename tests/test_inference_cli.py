@@ -86,7 +86,7 @@ def test_batch_with_bad_rows_resumes(adapter_dir, tmp_path, kind, monkeypatch):
     assert "cannot read image file" in reasons[3] and "broken.png" in reasons[3]
     assert "expression is empty" in reasons[4]
     assert "no image file" in reasons[5] and "missing.png" in reasons[5]
-    assert "inside --output_dir" in reasons[7] and not (tmp_path / "escape.png").exists()
+    assert "outside --output_dir" in reasons[7] and not (tmp_path / "escape.png").exists()
     if kind == "jsonl":
         assert "not valid JSON" in reasons[8]
     assert len(errors) == (5 if kind == "jsonl" else 4)
@@ -100,9 +100,11 @@ def test_batch_with_bad_rows_resumes(adapter_dir, tmp_path, kind, monkeypatch):
     original = S4ECASegmenter.predict
     monkeypatch.setattr(S4ECASegmenter, "predict", lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
     assert predict_main(argv) == 1
-    assert calls == [["the red car"]]  # one predict call, for the one row left
+    assert calls == ["the red car"]  # one predict call, for the one row left
     assert first.is_file()
-    assert len((out / ERRORS_NAME).read_text().splitlines()) == len(errors)  # this run's failures only
+    records = [json.loads(line) for line in (out / ERRORS_NAME).read_text().splitlines()]
+    assert records[: len(errors)] == errors and len(records) == 2 * len(errors)  # appended, never truncated
+    assert len({record["run"] for record in records[len(errors):]} | {errors[0]["run"]}) == 2  # under a new run id
 
 
 def test_bad_batch_file_adapter_or_image(adapter_dir, tmp_path, capsys):

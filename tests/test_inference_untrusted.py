@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from test_inference import build_tiny_adapter
 from test_inference_cli import write_image
 
 from s4eca_peft import S4ECASegmenter
-from s4eca_peft.predict_command import ERRORS_NAME, MAX_RECORD_LINES, predict_main, read_batch
+from s4eca_peft.predict_command import ERRORS_NAME, predict_main, read_batch
 from s4eca_peft.tuner import AdapterFileError
 
 
@@ -171,68 +172,72 @@ def test_batch_rows_with_bad_text_or_quoting_are_reported_and_the_rest_continue(
     csv_file.write_bytes(
         b"\xef\xbb\xbfimage,expression,output\n"  # a UTF-8 byte-order mark before the header
         b"a.png,the car,one.png\n"
-        b'a.png,"the road,two.png\n'  # unterminated quote: must not swallow the next row
-        b"a.png,the pool,three.png\n"
-        b"a.png,the \xff tank,four.png\n"  # not UTF-8
-        b'a.png,"the ship"x,five.png\n'  # text after a closing quote
+        b"a.png,the \xff tank,two.png\n"  # not UTF-8
+        b'a.png,"the ship"x,three.png\n'  # text after a closing quote
+        b"a.png,the pool,four.png\n"
+        b'a.png,"the road,five.png\n'  # a quote still open at the end of the file
     )
     out = tmp_path / "out_csv"
     assert predict_main(predict_argv(adapter_dir, "--batch", str(csv_file), "--output_dir", str(out))) == 1
     errors = {e["row"]: e["error"] for e in map(json.loads, (out / ERRORS_NAME).read_text().splitlines())}
-    assert set(errors) == {2, 4, 5}
-    assert "malformed CSV quoting" in errors[2] and "not UTF-8" in errors[4] and "malformed CSV quoting" in errors[5]
-    assert errors[2].startswith(f"{csv_file}: line 3: ") and "still open at line 5, which is not UTF-8" in errors[2]
-    assert (out / "one.png").is_file() and (out / "three.png").is_file()
+    assert set(errors) == {2, 3, 5}
+    assert errors[2] == f"{csv_file}: line 3: line 3 is not UTF-8 text (byte b'\\xff' at 10)"
+    assert errors[3] == f"{csv_file}: line 4: malformed CSV (',' expected after '\"')"
+    assert errors[5] == f"{csv_file}: line 6: malformed CSV (unexpected end of data)"
+    assert (out / "one.png").is_file() and (out / "four.png").is_file()
 
     jsonl = data / "rows.jsonl"
     jsonl.write_bytes(b'{"image": "a.png", "expression": "the car"}\n'
                       b'{"image": "a.png", "expression": "the \\ud800 tank"}\n'  # a lone surrogate
                       b'{"image": "a.png", "expression": "the \xff road"}\n'  # not UTF-8
-                      b'{"image": "a.png", "expression": "the pool"}\n')
+                      + b"[" * 100_000 + b"]" * 100_000 + b"\n"  # nested too deep for Python's parser
+                      + b'{"image": "a.png", "expression": "the pool"}\n')
     out = tmp_path / "out_jsonl"
     assert predict_main(predict_argv(adapter_dir, "--batch", str(jsonl), "--output_dir", str(out))) == 1
     errors = {e["row"]: e["error"] for e in map(json.loads, (out / ERRORS_NAME).read_text().splitlines())}
-    assert set(errors) == {2, 3} and "lone surrogate" in errors[2] and "not UTF-8" in errors[3]
+    assert set(errors) == {2, 3, 4} and "lone surrogate" in errors[2] and "not UTF-8" in errors[3]
+    assert errors[4] == "line 4: JSON nested deeper than MAX_JSON_DEPTH = 64 levels."
     assert len(list(out.glob("*_overlay.png"))) == 2
 
 
-def test_csv_quoted_fields_may_span_lines_and_an_open_quote_swallows_no_row(tmp_path):
+def test_csv_is_read_by_the_csv_module_and_a_malformed_record_is_skipped(tmp_path):
     csv_file = tmp_path / "rows.csv"
     csv_file.write_bytes(
         b"\xef\xbb\xbfimage,expression,output\r\n"  # a byte-order mark, CRLF line ends
         b'a.png,"the ship\r\nnear the ""dock""",one.png\r\n'  # lines 2-3: one row (RFC 4180)
         b"b.png,the car,two.png\n"
-        b'c.png,"the road,three.png\n'  # line 5: its quote is closed on line 7, then text follows the closing quote
-        b"d.png,the pool,four.png\n"
-        b'e.png,"the boat"x,five.png\n'
+        b'e.png,"the boat"x,five.png\n'  # line 5: text after a closing quote, reported; line 6 is read again
         b"\n"
-        b'g.png,"two\n\nparagraphs",six.png\n'  # lines 9-11: a blank line inside a quoted field is kept
-        b'h.png,"never closed,seven.png\n'  # line 12: a quote still open at the end of the file
+        b'g.png,"two\n\nparagraphs",six.png\n'  # lines 7-9: a blank line inside a quoted field is kept
+        b'h.png,"never closed,seven.png\n'  # line 10: the quote takes every line after it, to the end
         b"i.png,the end,eight.png\n"
     )
     rows = {row.number: row for row in read_batch(csv_file)}
-    assert sorted(rows) == [1, 3, 4, 5, 6, 8, 11, 12]
+    assert sorted(rows) == [1, 3, 4, 6, 9]
     assert (rows[1].image, rows[1].expression, rows[1].output, rows[1].error) == (
         "a.png", 'the ship\nnear the "dock"', "one.png", None)
     assert (rows[3].image, rows[3].error) == ("b.png", None)
-    assert rows[4].error == f"{csv_file}: lines 5-7: malformed CSV quoting (',' expected after '\"')"
-    assert (rows[5].image, rows[5].expression, rows[5].output, rows[5].error) == ("d.png", "the pool", "four.png", None)
-    assert rows[6].error == f"{csv_file}: line 7: malformed CSV quoting (',' expected after '\"')"
-    assert (rows[8].image, rows[8].expression, rows[8].output) == ("g.png", "two\n\nparagraphs", "six.png")
-    assert rows[11].error == (
-        f"{csv_file}: line 12: malformed CSV quoting (a quote opened here is still open at the end of the file)")
-    assert (rows[12].image, rows[12].expression, rows[12].error) == ("i.png", "the end", None)
+    assert rows[4].error == f"{csv_file}: line 5: malformed CSV (',' expected after '\"')"
+    assert (rows[6].image, rows[6].expression, rows[6].output) == ("g.png", "two\n\nparagraphs", "six.png")
+    assert rows[9].error == f"{csv_file}: lines 10-11: malformed CSV (unexpected end of data)"
 
 
-def test_an_open_quote_is_given_up_after_max_record_lines(tmp_path):
+def test_an_open_quote_is_given_up_at_the_csv_field_limit(tmp_path):
     csv_file = tmp_path / "rows.csv"
-    body = "".join(f"r{i}.png,row {i}\n" for i in range(MAX_RECORD_LINES + 20))
-    csv_file.write_text('image,expression\nopen.png,"never closed\n' + body)
+    limit = csv.field_size_limit()
+    csv_file.write_text('image,expression\nopen.png,"never closed' + "x" * limit + "\nr.png,the next row\n")
     rows = list(read_batch(csv_file))
     assert rows[0].number == 1 and rows[0].error == (
-        f"{csv_file}: line 2: malformed CSV quoting (a quote opened here is still open at {MAX_RECORD_LINES} lines)")
-    assert [row.image for row in rows[1:]] == [f"r{i}.png" for i in range(MAX_RECORD_LINES + 20)]
-    assert all(row.error is None for row in rows[1:])
+        f"{csv_file}: line 2: malformed CSV (field larger than field limit ({limit}))")
+    assert [(row.image, row.error) for row in rows[1:]] == [("r.png", None)]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_batch_file_must_be_a_regular_file(tmp_path, kind):
+    path = tmp_path / "rows.csv"
+    {"fifo": lambda: os.mkfifo(path), "device": lambda: path.symlink_to("/dev/zero"), "folder": path.mkdir}[kind]()
+    with pytest.raises(ValueError, match=f"--batch: '{path}' is not a regular file"):
+        list(read_batch(path))
 
 
 @pytest.mark.parametrize("flag, value", [("--tile_overlap", "1.0"), ("--tile_overlap", "-0.1"), ("--batch_size", "0"),

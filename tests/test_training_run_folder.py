@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from safetensors import SafetensorError
 
 from s4eca_peft.cli import train_main
 from s4eca_peft.training import loop
@@ -71,20 +73,27 @@ def test_a_second_concurrent_run_is_refused_and_a_stale_lock_taken_over(tmp_path
 
 
 class FakeAccelerator:
-    """What `CheckpointManager` uses of an `accelerate.Accelerator`, failing its save with ``fail_with``."""
+    """What `CheckpointManager` uses of an `accelerate.Accelerator`, writing a checkpoint's files itself."""
 
     is_main_process = True
 
-    def __init__(self, fail_with: Exception) -> None:
-        self.fail_with = fail_with
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.fail_with, self.loaded = fail_with, []
 
     def register_save_state_pre_hook(self, hook): ...
     def register_load_state_pre_hook(self, hook): ...
     def wait_for_everyone(self): ...
+    def print(self, *args): print(*args)
 
     def save_state(self, folder: str) -> None:
-        Path(folder).mkdir(parents=True)  # a partial checkpoint, then the failure
-        raise self.fail_with
+        Path(folder).mkdir(parents=True, exist_ok=True)  # as Accelerate does
+        if self.fail_with is not None:
+            raise self.fail_with
+        for name in ("adapter_model.safetensors", "optimizer.bin", "scheduler.bin"):
+            (Path(folder) / name).write_bytes(b"x")
+
+    def load_state(self, folder: str) -> None:
+        self.loaded.append(folder)
 
 
 def prepared_accelerator():
@@ -119,11 +128,16 @@ def test_incomplete_checkpoint_names_the_missing_files(tmp_path):
         manager.resume(str(checkpoint))
 
 
-def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path):
+@pytest.mark.parametrize("error, cause", [
+    (RuntimeError("basic_ios::clear: iostream error"), "basic_ios::clear: iostream error"),  # torch.save
+    (SafetensorError("Error while serializing: No space left on device"), "Error while serializing: No space left"),
+    (OSError(28, "No space left on device"), "No space left on device"),
+])
+def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path, error, cause):
     root = tmp_path / "checkpoints"
-    manager = CheckpointManager(FakeAccelerator(RuntimeError("basic_ios::clear: iostream error")), root, 2)
-    with pytest.raises(OSError, match=rf"checkpoint of step 5 to {root} \(basic_ios::clear: iostream error\); the "
-                                      "disk may be full"):
+    manager = CheckpointManager(FakeAccelerator(error), root, 2)
+    with pytest.raises(OSError, match=rf"^cannot write '{root / 'checkpoint-5'}': {cause}.*; "
+                                      "the previous checkpoint is intact"):
         manager.save(RunState(completed_steps=5))
     assert not list(root.iterdir())  # no partial checkpoint left
 
@@ -158,3 +172,30 @@ def test_s4eca_eval_errors_are_one_line(tmp_path, capsys):
     assert err.startswith(f"s4eca-eval: error: '{tmp_path / 'missing'}' is not an adapter folder")
     with pytest.raises(FileNotFoundError):
         eval_main(["--adapter", str(tmp_path / "missing"), "--num_samples", "2", "--debug"])
+
+
+@pytest.mark.parametrize("state, failure, expected", [
+    ("[]", None, "training_state.json: expected a JSON object with the fields"),
+    ('{"completed_steps": 3, "owner": "x"}', None, "training_state.json: expected a JSON object with the fields"),
+    ("[" * 100_000, None, "training_state.json: JSON nested deeper than MAX_JSON_DEPTH"),
+    (None, pickle.UnpicklingError("Weights only load failed"), "cannot restore the optimizer and scheduler states"),
+])
+def test_a_checkpoint_that_is_not_ours_is_one_clear_error(tmp_path, state, failure, expected):
+    manager = CheckpointManager(FakeAccelerator(), tmp_path / "checkpoints", total_limit=2)
+    manager.save(RunState(completed_steps=3))
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-3"
+    if state is not None:
+        (checkpoint / "training_state.json").write_text(state)
+    if failure is not None:
+        manager.accelerator.load_state = lambda folder: (_ for _ in ()).throw(failure)
+    with pytest.raises(ValueError, match=expected):
+        manager.resume(str(checkpoint))
+
+
+def test_a_link_planted_at_the_temporary_checkpoint_name_is_not_followed(tmp_path):
+    root, elsewhere = tmp_path / "checkpoints", tmp_path / "elsewhere"
+    manager = CheckpointManager(FakeAccelerator(), root, total_limit=2)
+    elsewhere.mkdir()
+    (root / ".tmp-checkpoint-4").symlink_to(elsewhere, target_is_directory=True)
+    manager.save(RunState(completed_steps=4))
+    assert not list(elsewhere.iterdir()) and (root / "checkpoint-4" / STATE_FILE).is_file()

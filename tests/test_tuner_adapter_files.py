@@ -189,15 +189,24 @@ def test_non_finite_weights_are_refused_on_load(adapter, swin_bert, bad):
 def test_the_security_page_states_the_limits_in_force():
     from pathlib import Path
 
+    from s4eca_peft import adapter_schema
     from s4eca_peft.data import safe_pickle
     from s4eca_peft.data.masks import MAX_OUTLINE_FACTOR
-    from s4eca_peft.predict_command import MAX_RECORD_LINES
+    from s4eca_peft.files import MAX_JSON_DEPTH
+    from s4eca_peft.modeling.image_io import MAX_IMAGE_PIXELS
+    from s4eca_peft.predict_command import MAX_LINE_BYTES
     from s4eca_peft.tuner import config
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
     limits = {name: getattr(config, name) for name in dir(config) if name.startswith("MAX_")}
     limits.update(MAX_OUTLINE_FACTOR=MAX_OUTLINE_FACTOR, MAX_DEPTH=safe_pickle.MAX_DEPTH,
-                  MAX_RECORD_LINES=MAX_RECORD_LINES)
+                  MAX_JSON_DEPTH=MAX_JSON_DEPTH, MAX_LINE_BYTES=MAX_LINE_BYTES, MAX_IMAGE_PIXELS=MAX_IMAGE_PIXELS)
+    limits.update({name: getattr(adapter_schema, name) for name in dir(adapter_schema) if name.startswith("MAX_")})
+    schema = adapter_schema.SCHEMAS
+    processor, base = schema["s4eca_processor_config.json"], schema["s4eca_base/config.json"]
+    assert (processor["image_size"].high, processor["max_length"].high, base["decoder_dim"].high) == (
+        adapter_schema.MAX_IMAGE_SIZE, adapter_schema.MAX_TOKENS, config.MAX_WIDTH)
+    assert (processor["image_std"].low, processor["image_std"].high, processor["image_mean"].low) == (1e-6, 10, -10)
     for name, value in limits.items():
         assert f"`{name}` = {value}" in text, name
     assert safe_pickle.MAX_FILE_BYTES == 1 << 30 and "`MAX_FILE_BYTES` = 1 GiB" in text

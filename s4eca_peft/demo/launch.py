@@ -49,6 +49,10 @@ def load_segmenter(args: argparse.Namespace) -> Any:
     )
 
 
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+"""Largest upload the app accepts (50 MiB); Gradio refuses a larger one before it is stored."""
+
+
 def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
     """Load the adapter, build the app and launch it; returns the running `gradio.Blocks`."""
     from .app import build_demo, require_gradio
@@ -56,7 +60,8 @@ def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
     require_gradio()  # a missing extra fails before the model is loaded
     demo = build_demo(load_segmenter(args), workdir=args.workdir, title=args.title)
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=prevent_thread_lock
+        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=prevent_thread_lock,
+        max_file_size=MAX_UPLOAD_BYTES,
     )
     return demo
 

@@ -16,6 +16,7 @@ each region of the scene is written as soon as its last window is done, so the s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..files import private_folder, write_failed
+from ..inference.segmenter import MANY_WINDOWS
 from ..inference.windows import WindowStitcher
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
 from .vectors import check_vector_path, mask_polygons, write_polygons
-from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_path, scratch_profile
+from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_profile
 
 ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 """``(h, w, 3)`` float32 RGB windows in [0, 1] -> one ``(h, w)`` probability array per window."""
@@ -135,22 +138,26 @@ def predict_raster(
         else:
             stitcher = WindowStitcher([0], [0], height, width)
         boxes = stitcher.boxes()
+        if len(boxes) > MANY_WINDOWS:
+            warnings.warn(f"A {height} x {width} raster needs {len(boxes)} windows of {stitcher.window_height} x "
+                          f"{stitcher.window_width} px; progress is shown. A smaller tile_overlap or a larger tile_size "
+                          "needs fewer.", stacklevel=2)
 
-        with (
-            scratch_path(output, "mask") as mask_tmp,
-            scratch_path(output, "score") as score_tmp,
-        ):
-            profile = scratch_profile(source)
-            score_file = rasterio.open(score_tmp, "w", **profile) if vector is not None else None
+        with private_folder(output) as scratch:
+            mask_tmp, score_tmp = scratch / "mask.tif", scratch / "score.tif"
             try:
-                with open_scratch_mask(mask_tmp, source) as mask_file:
-                    object_pixels = _predict_windows(
-                        source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
-                        mask_file, score_file,
-                    )
-            finally:
-                if score_file is not None:
-                    score_file.close()
+                score_file = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector is not None else None
+                try:
+                    with open_scratch_mask(mask_tmp, source) as mask_file:
+                        object_pixels = _predict_windows(
+                            source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
+                            mask_file, score_file,
+                        )
+                finally:
+                    if score_file is not None:
+                        score_file.close()
+            except rasterio.errors.RasterioError as error:  # the scratch rasters: a full disk, a read-only folder
+                raise write_failed(output, error) from error
             publish_mask(mask_tmp, output, cog=cog)
             polygons = None
             if vector is not None:
@@ -187,9 +194,12 @@ def _predict_windows(
     batch_size: int, threshold: float, mask_file: Any, score_file: Any,
 ) -> int:
     """Predict every window a batch at a time, write each finished region's mask (and scores); object pixel count."""
+    from tqdm.auto import tqdm
+
     boxes = stitcher.boxes()
     object_pixels = 0
-    for start in range(0, len(boxes), batch_size):
+    starts = range(0, len(boxes), batch_size)
+    for start in tqdm(starts, desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
         chunk = boxes[start : start + batch_size]
         windows = [read_rgb(source, chosen, stretch, _window(box)) for box in chunk]
         batch = list(probabilities_of(windows))

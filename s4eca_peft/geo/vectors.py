@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write
 from .dependencies import require_fiona, require_rasterio
-from .writing import OBJECT, atomic_path
+from .writing import OBJECT
 
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg")
 SCORE_BAND_PIXELS = 1 << 22  # pixels burnt per band when summing polygon scores (16 MiB of int32 labels)
@@ -87,12 +88,15 @@ def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], c
     if path.suffix.lower() == ".gpkg":
         fiona = require_fiona()
         schema = {"geometry": "Polygon", "properties": {"expression": "str", "score": "float", "pixels": "int"}}
-        with atomic_path(path) as tmp:
-            crs_wkt = crs.to_wkt() if crs is not None else ""
+        crs_wkt = crs.to_wkt() if crs is not None else ""
+
+        def write_gpkg(tmp: Path) -> None:
             with fiona.open(tmp, "w", driver="GPKG", schema=schema, crs_wkt=crs_wkt, layer=path.stem) as sink:
                 sink.writerecords(
                     {"geometry": geometry, "properties": record} for (geometry, _, _), record in zip(polygons, records)
                 )
+
+        atomic_write(path, write_gpkg)
         return
     collection: dict[str, Any] = {"type": "FeatureCollection"}
     if crs is not None:  # the source CRS, named as GDAL and QGIS read it (RFC 7946 readers assume WGS 84)
@@ -105,5 +109,4 @@ def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], c
         {"type": "Feature", "geometry": geometry, "properties": record}
         for (geometry, _, _), record in zip(polygons, records)
     ]
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(collection))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(collection), encoding="utf-8"))

@@ -1,45 +1,22 @@
 """Mask GeoTIFFs: a scratch raster filled cell by cell (or whole, `write_mask_geotiff`), then copied to a tiled,
-compressed GeoTIFF (or a Cloud-Optimized GeoTIFF) through a temporary file and a rename."""
+compressed GeoTIFF (or a Cloud-Optimized GeoTIFF) through `s4eca_peft.files.atomic_write`; scratch rasters live in a
+`s4eca_peft.files.private_folder` beside the output."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write, private_folder
 from .dependencies import require_rasterio
 from .reading import select_bands, valid_mask
 
 BACKGROUND, OBJECT, NODATA = 0, 1, 255
 MASK_COLORS = {BACKGROUND: (0, 0, 0, 0), OBJECT: (255, 40, 40, 255), NODATA: (0, 0, 0, 0)}
 BLOCK = 256
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same suffix) that replaces ``path`` when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def scratch_path(beside: Path, tag: str) -> Iterator[Path]:
-    """A hidden temporary ``.tif`` path beside ``beside``, removed when the block ends, whatever happens."""
-    beside.parent.mkdir(parents=True, exist_ok=True)
-    tmp = beside.with_name(f".{beside.stem}.{os.getpid()}.{tag}.tif")
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def scratch_profile(source: Any) -> dict[str, Any]:
@@ -79,7 +56,8 @@ def write_mask_geotiff(mask: np.ndarray, source_path: str | os.PathLike, output:
                              f"({source.height}, {source.width}).")
         valid = valid_mask(source, select_bands(source))
         values = np.where(valid, np.asarray(mask, dtype=bool).astype(np.uint8) * OBJECT, NODATA).astype(np.uint8)
-        with scratch_path(output, "mask") as scratch:
+        with private_folder(output) as scratch_dir:
+            scratch = scratch_dir / "mask.tif"
             with open_scratch_mask(scratch, source) as sink:
                 sink.write(values, 1)
             publish_mask(scratch, output)
@@ -90,9 +68,8 @@ def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:
     """Copy the finished scratch mask to ``output``: DEFLATE-compressed, tiled, nodata 255 and a colour table; with
     ``cog`` a Cloud-Optimized GeoTIFF with nearest-neighbour overviews."""
     rasterio = require_rasterio()
-    with atomic_path(output) as tmp:
-        if cog:
-            options = {"driver": "COG", "COMPRESS": "DEFLATE", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"}
-        else:
-            options = {"driver": "GTiff", "COMPRESS": "DEFLATE", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}
-        rasterio.shutil.copy(str(scratch), str(tmp), **options)
+    if cog:
+        options = {"driver": "COG", "COMPRESS": "DEFLATE", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"}
+    else:
+        options = {"driver": "GTiff", "COMPRESS": "DEFLATE", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}
+    atomic_write(output, lambda tmp: rasterio.shutil.copy(str(scratch), str(tmp), **options))

@@ -92,6 +92,28 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}, 'auto' or a torch.dtype.")
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"cuda:1"`` / ``torch.device`` -> ``torch.device``, checked against this machine before anything is loaded;
+    ``None``: CUDA when available, else CPU. An unknown device, or one this machine lacks, is a ValueError naming it."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in DEVICE_TYPES:
+        raise ValueError(f"device: unknown device {str(device)!r}; expected cpu, cuda, cuda:N or mps.")
+    available = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                 "mps": int(torch.backends.mps.is_available())}[resolved.type]
+    if available <= (resolved.index or 0):
+        raise ValueError(f"device {str(device)!r}: this machine has {available} {resolved.type} device(s); "
+                         "use --device cpu or another device.")
+    return resolved
+
+
 def overlay_prediction(
     image: ImageInput, mask: np.ndarray | torch.Tensor, color: tuple[int, int, int] = (255, 40, 40), alpha: float = 0.5
 ) -> Image.Image:
@@ -193,8 +215,7 @@ class S4ECASegmenter:
         """
         from ..adapter_folder import load_for_inference
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         source = str(adapter_id_or_dir)
         cache_dir = str(cache_dir) if cache_dir is not None else None
         model, processor, metadata = load_for_inference(

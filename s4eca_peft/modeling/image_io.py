@@ -25,6 +25,10 @@ ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
 STRETCH_PERCENTILES = (2.0, 98.0)  # display stretch of integer images other than uint8, per channel
 
+MAX_IMAGE_PIXELS = 1 << 26
+"""Largest image file decoded whole by default (67,108,864 pixels, 8192 x 8192: about 0.8 GB as float RGB), checked
+from the file's header before decoding; ``s4eca-predict --max_pixels`` raises it."""
+
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -40,23 +44,29 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def read_image_file(path: str | os.PathLike, name: str = "image") -> Image.Image:
-    """An image file decoded in full (a truncated or corrupt file raises here, naming it), as a PIL image."""
+def read_image_file(path: str | os.PathLike, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """An image file decoded in full (a truncated or corrupt file raises here, naming it), as a PIL image. An image
+    of more than ``max_pixels`` pixels is refused from its header, before decoding."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no image file at {str(path)!r}.")
     try:
         with Image.open(path) as opened:
+            if opened.width * opened.height > max_pixels:
+                raise ValueError(f"{opened.width} x {opened.height} = {opened.width * opened.height} pixels is more "
+                                 f"than the limit of {max_pixels} "
+                                  "(raise it with --max_pixels, or use a GeoTIFF, read window by window)")
             opened.load()
             return opened.copy()
     except Exception as error:  # PIL raises many types for unreadable files
         raise ValueError(f"{name}: cannot read image file {str(path)!r}: {error}") from error
 
 
-def load_image(image: ImageInput, name: str = "image") -> np.ndarray:
-    """Any accepted input -> ``(H, W, 3)`` float32 RGB in [0, 1] (see the module docstring)."""
+def load_image(image: ImageInput, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Any accepted input -> ``(H, W, 3)`` float32 RGB in [0, 1] (see the module docstring); a file of more than
+    ``max_pixels`` pixels is refused before decoding."""
     if isinstance(image, (str, os.PathLike)):
-        array = _pil_to_array(read_image_file(image, name))
+        array = _pil_to_array(read_image_file(image, name, max_pixels))
     elif isinstance(image, Image.Image):
         array = _pil_to_array(image)
     elif isinstance(image, np.ndarray):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from transformers import SwinBackbone, SwinConfig
 
 from ..data.synthetic import generate_scene_with_layout
+from ..files import atomic_write_folder
 from ..modeling.configuration import STAGE_NAMES
 from ..modeling.packaged import EMBEDDED_VISION_CONFIG
 from ..modeling.processing import IMAGENET_MEAN, IMAGENET_STD
@@ -191,28 +191,32 @@ def save_backbone(backbone: SwinBackbone, folder: str | os.PathLike) -> None:
 
 def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: dict[str, Any],
                     metrics: dict[str, float], heldout: int, command: str) -> Path:
-    """Write the backbone as a `SwinBackbone` folder (`save_backbone`, preprocessor config, card) to a temporary
-    sibling, then move it into place."""
+    """Write the backbone as a `SwinBackbone` folder (`save_backbone`, preprocessor config, card), written aside and
+    moved into place; an existing folder is never replaced."""
     output_dir = Path(output_dir)
     config = SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=facts["image_size"]), out_features=list(STAGE_NAMES))
     backbone = SwinBackbone(config)
     backbone.load_state_dict(model.backbone.state_dict())  # strict: raises on any key that does not map
-    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_backbone(backbone, tmp)
-    (tmp / "preprocessor_config.json").write_text(json.dumps(
-        {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
-    ) + "\n")
-    (tmp / "pretraining.json").write_text(json.dumps({**facts, "heldout_scenes": heldout, "metrics": metrics},
-                                                     indent=2) + "\n")
-    metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
-    (tmp / "README.md").write_text(CARD.format(
-        parameters=sum(p.numel() for p in backbone.swin.parameters()), embed_dim=config.embed_dim, depths=config.depths,
-        window_size=config.window_size, patch_size=config.patch_size, pretext_text=PRETEXT_TEXT[facts["pretext"]],
-        metrics=metric_lines, heldout=heldout, command=command, **facts,
-    ))
+
+    def refuse(existing: Path, new: Path | None = None) -> None:
+        raise FileExistsError(f"{existing} exists: choose a new --output_dir (an earlier backbone is never replaced).")
+
     if output_dir.exists():
-        shutil.rmtree(tmp)
-        raise FileExistsError(f"{output_dir} exists: choose a new --output_dir (an earlier backbone is never replaced).")
-    os.replace(tmp, output_dir)
-    return output_dir
+        refuse(output_dir)
+
+    def write(tmp: Path) -> None:
+        save_backbone(backbone, tmp)
+        (tmp / "preprocessor_config.json").write_text(json.dumps(
+            {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
+        ) + "\n")
+        (tmp / "pretraining.json").write_text(json.dumps({**facts, "heldout_scenes": heldout, "metrics": metrics},
+                                                         indent=2) + "\n")
+        metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
+        (tmp / "README.md").write_text(CARD.format(
+            parameters=sum(p.numel() for p in backbone.swin.parameters()), embed_dim=config.embed_dim,
+            depths=config.depths, window_size=config.window_size, patch_size=config.patch_size,
+            pretext_text=PRETEXT_TEXT[facts["pretext"]], metrics=metric_lines, heldout=heldout, command=command,
+            **facts,
+        ))
+
+    return atomic_write_folder(output_dir, write, check_replaceable=refuse)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..files import parse_json, write_failed
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
@@ -49,8 +52,13 @@ class RunState:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> RunState:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, source: str = STATE_FILE) -> RunState:
+        """The state written by `to_json`; a ValueError naming ``source`` for anything else."""
+        data = parse_json(text, source)
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict) or not set(data) <= names:
+            raise ValueError(f"{source}: expected a JSON object with the fields {', '.join(sorted(names))}.")
+        return cls(**data)
 
 
 def list_checkpoints(checkpoint_root: Path) -> list[Path]:
@@ -123,8 +131,11 @@ class CheckpointManager:
         path = self.find(resume_from)
         if path is None:
             return RunState()
-        self.accelerator.load_state(str(path))
-        state = RunState.from_json((path / STATE_FILE).read_text())
+        state = RunState.from_json((path / STATE_FILE).read_text(encoding="utf-8"), str(path / STATE_FILE))
+        try:
+            self.accelerator.load_state(str(path))
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:  # torch.load(weights_only=True) refusals
+            raise ValueError(f"{path}: cannot restore the optimizer and scheduler states ({error}).") from error
         self.accelerator.print(f"resumed from {path} at step {state.completed_steps}")
         if Path(os.path.realpath(path)).parent != Path(os.path.realpath(self.root)):
             # another run's checkpoint: its best adapter lives in that run's folder, so the next validation
@@ -138,19 +149,22 @@ class CheckpointManager:
         step = state.completed_steps
         tmp, final = self.root / f"{TEMPORARY_PREFIX}{step}", self.root / f"checkpoint-{step}"
         try:
+            if self.accelerator.is_main_process:  # made here, exclusively: a link planted at its name is not followed
+                if tmp.is_symlink() or tmp.is_file():
+                    tmp.unlink()
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+            self.accelerator.wait_for_everyone()
             self.accelerator.save_state(str(tmp))
             if self.accelerator.is_main_process:
                 (tmp / STATE_FILE).write_text(state.to_json())
-        except (OSError, RuntimeError) as error:  # torch reports a full disk as "basic_ios::clear: iostream error"
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+        except Exception as error:  # noqa: BLE001 - a full disk: torch's "iostream error", SafetensorError, OSError
             shutil.rmtree(tmp, ignore_errors=True)
-            raise OSError(
-                f"Could not write the checkpoint of step {step} to {self.root} ({error}); the disk may be full. "
-                "The previous checkpoint is intact: free space and resume with --resume_from_checkpoint latest."
-            ) from error
-        if self.accelerator.is_main_process:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            raise write_failed(final, error, "the previous checkpoint is intact: free space and resume with "
+                                             "--resume_from_checkpoint latest") from error
             for old in list_checkpoints(self.root)[: -self.total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.nn import functional as F
 
-from ..files import write_json_atomic
+from ..files import check_target, write_json_atomic
 from ..inference.visualization import overlay_mask, save_image_atomic
 from ..metrics import intersection_and_union, metrics_markdown_table, rrsis_metrics
 from .arguments import EvalArguments, parse_eval_args
@@ -83,6 +83,8 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     from ..adapter_folder import load_for_inference
     from ..data.loaders import eval_dataloader, load_split
 
+    if args.output:
+        check_target(args.output)  # a folder, link, device or pipe is refused before any work
     accelerator = Accelerator()
     model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)
     processor.image_size = args.image_size or metadata.get("image_size", processor.image_size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import os
 import re
 import warnings
@@ -13,6 +12,7 @@ from typing import Any
 
 from peft.config import PeftConfig
 
+from ..files import open_regular, parse_json
 from .errors import AdapterFileError
 from .target_patterns import MAX_PATTERN_REPEATS, check_target_pattern
 
@@ -34,14 +34,10 @@ def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise AdapterFileError(f"{path}: not UTF-8 text ({error}).") from error
-    except json.JSONDecodeError as error:
-        raise AdapterFileError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); an adapter config "
-            "is the JSON object that `save_pretrained` writes."
-        ) from error
+        with open_regular(path, str(path)) as handle:
+            data = parse_json(handle.read(), str(path))
+    except (OSError, ValueError) as error:
+        raise AdapterFileError(f"{error} An adapter config is the JSON object that `save_pretrained` writes.") from error
     if not isinstance(data, dict):
         raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
     if "peft_type" not in data:

@@ -1,0 +1,176 @@
+"""One schema for the JSON files of an adapter folder: types, ranges, finite numbers and depth, checked before any of
+them is used, and a refusal that names the file and the field.
+
+``adapter_config.json`` is checked by `s4eca_peft.tuner.checks` (its fields are `S4ECAConfig`'s); the other files are
+described here. Fields not listed are kept as they are (an export may carry more facts). Relative backbone paths in
+``s4eca_base/config.json`` are read from the adapter folder (`resolve_backbone`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .files import is_hub_id_spelling, open_regular, parse_json
+from .modeling.packaged import is_package_reference
+from .tuner.config import MAX_WIDTH
+from .tuner.errors import AdapterFileError
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest JSON config file of an adapter folder read (1 MiB; a real one is a few kilobytes)."""
+MAX_IMAGE_SIZE = 4096
+"""Largest ``image_size`` of the processor and the metadata (the square the model reads; 480 in the protocol)."""
+MAX_TOKENS = 4096
+"""Largest ``max_length`` (tokens per expression) and ``max_position_embeddings``."""
+MAX_LAYERS = 256
+"""Largest layer, head and stage count in a backbone config."""
+MAX_VOCAB = 1 << 20
+"""Largest ``vocab_size`` in a text encoder config."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """What one JSON field may hold: a type (``"int"``, ``"number"``, ``"bool"``, ``"str"``, ``"object"``), a
+    range for numbers (each item of a list of ``length`` numbers), and whether ``null`` is allowed."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    length: int | None = None  # a list of this many items (None: not a list; 0: a list of any length)
+    nullable: bool = False
+
+
+def _size(high: float) -> Field:
+    return Field("int", 1, high)
+
+
+def _sizes(high: float) -> Field:
+    return Field("int", 1, high, length=0)
+
+
+_BACKBONE_FIELDS = {
+    "hidden_size": _size(MAX_WIDTH), "intermediate_size": _size(4 * MAX_WIDTH), "embed_dim": _size(MAX_WIDTH),
+    "hidden_sizes": _sizes(MAX_WIDTH), "embedding_size": _size(MAX_WIDTH), "num_hidden_layers": _size(MAX_LAYERS),
+    "num_attention_heads": _size(MAX_LAYERS), "depths": _sizes(MAX_LAYERS), "num_heads": _sizes(MAX_LAYERS),
+    "patch_size": _size(MAX_IMAGE_SIZE), "window_size": _size(MAX_IMAGE_SIZE), "image_size": _size(MAX_IMAGE_SIZE),
+    "num_channels": _size(16), "vocab_size": _size(MAX_VOCAB), "max_position_embeddings": _size(MAX_TOKENS),
+    "model_type": Field("str"),
+}
+"""Size fields of the encoder configs inside ``s4eca_base/config.json`` (those not present are not required)."""
+
+SCHEMAS: dict[str, dict[str, Field]] = {
+    "s4eca_processor_config.json": {
+        "image_size": Field("int", 16, MAX_IMAGE_SIZE), "max_length": Field("int", 1, MAX_TOKENS),
+        "image_mean": Field("number", -10.0, 10.0, length=3), "image_std": Field("number", 1e-6, 10.0, length=3),
+        "processor_class": Field("str"),
+    },
+    "s4eca_base/config.json": {
+        "vision_config": Field("object"), "text_config": Field("object"), "decoder_dim": _size(MAX_WIDTH),
+        "head_reads_sentence": Field("bool"), "vit_feature_layers": Field("int", -MAX_LAYERS, MAX_LAYERS, length=4,
+                                                                          nullable=True),
+        "bce_weight": Field("number", 0.0, 1e3), "dice_weight": Field("number", 0.0, 1e3),
+        "freeze_backbones": Field("bool"), "vision_name_or_path": Field("str", nullable=True),
+        "text_name_or_path": Field("str", nullable=True), "vision_revision": Field("str", nullable=True),
+        "text_revision": Field("str", nullable=True),
+    },
+    "s4eca_metadata.json": {
+        "image_size": Field("int", 16, MAX_IMAGE_SIZE), "base_weights_included": Field("bool"),
+        "backbone_architecture": Field("object"),
+    },
+}
+"""The fields of each JSON file of an adapter folder (besides ``adapter_config.json``), by path in the folder."""
+
+_TYPES = {"int": int, "number": (int, float), "bool": bool, "str": str, "object": dict}
+
+
+def _refuse(file: Path, where: str, expected: str, value: Any) -> AdapterFileError:
+    shown = repr(value) if isinstance(value, (int, float, bool)) or value is None else f"a {type(value).__name__}"
+    return AdapterFileError(f"{file}: `{where}` must be {expected}, got {shown}.")
+
+
+def _check_value(file: Path, where: str, field: Field, value: Any) -> None:
+    if value is None and field.nullable:
+        return
+    if field.length is not None:
+        if not isinstance(value, list) or (field.length and len(value) != field.length):
+            count = f"{field.length} " if field.length else ""
+            raise _refuse(file, where, f"a list of {count}{field.kind} values", value)
+        for index, item in enumerate(value):
+            _check_value(file, f"{where}[{index}]", Field(field.kind, field.low, field.high), item)
+        return
+    kind = _TYPES[field.kind]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, kind) or (is_bool and field.kind != "bool"):
+        raise _refuse(file, where, f"a{'n' if field.kind[0] in 'io' else ''} {field.kind}", value)
+    if field.kind in ("int", "number"):
+        if not math.isfinite(value) or not (field.low <= value <= field.high):
+            raise _refuse(file, where, f"a finite {field.kind} in [{field.low:g}, {field.high:g}]", value)
+
+
+def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = "") -> dict[str, Any]:
+    """``data`` (the JSON content of ``file``) checked against ``fields``; an `AdapterFileError` naming the file
+    and the field otherwise."""
+    if not isinstance(data, dict):
+        raise AdapterFileError(f"{file}: {'`' + prefix.rstrip('.') + '` ' if prefix else ''}must be a JSON object, "
+                               f"got a {type(data).__name__}.")
+    for name, field in fields.items():
+        if name in data:
+            _check_value(file, prefix + name, field, data[name])
+    return data
+
+
+def read_json_file(file: str | os.PathLike) -> Any:
+    """The JSON content of an adapter-folder file: a regular file of at most `MAX_CONFIG_BYTES`, UTF-8, nested at most
+    `s4eca_peft.files.MAX_JSON_DEPTH` levels; an `AdapterFileError` naming it otherwise."""
+    file = Path(file)
+    try:
+        with open_regular(file, str(file)) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as error:
+        raise AdapterFileError(f"{file}: cannot be read ({error}).") from error
+    if len(data) > MAX_CONFIG_BYTES:
+        raise AdapterFileError(f"{file}: larger than MAX_CONFIG_BYTES = {MAX_CONFIG_BYTES} bytes.")
+    try:
+        return parse_json(data, str(file))
+    except ValueError as error:
+        raise AdapterFileError(str(error)) from error
+
+
+def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """The JSON object ``root/name`` (a key of `SCHEMAS`) checked against its schema; None when the file is absent."""
+    file = Path(root) / name
+    if not os.path.lexists(file):
+        return None
+    data = check_fields(file, read_json_file(file), SCHEMAS[name])
+    if name == "s4eca_base/config.json":
+        for side in ("vision_config", "text_config"):
+            if side in data:
+                check_fields(file, data[side], _BACKBONE_FIELDS, prefix=f"{side}.")
+    if name == "s4eca_metadata.json":
+        for side, fields in (data.get("backbone_architecture") or {}).items():
+            check_fields(file, fields, _BACKBONE_FIELDS, prefix=f"backbone_architecture.{side}.")
+    return data
+
+
+def check_adapter_schema(root: str | os.PathLike) -> dict[str, Any]:
+    """Check every JSON file of the adapter folder ``root`` against `SCHEMAS`; returns its metadata (``{}`` when it
+    has no ``s4eca_metadata.json``)."""
+    found = {name: read_adapter_file(root, name) for name in SCHEMAS}
+    return found["s4eca_metadata.json"] or {}
+
+
+def resolve_backbone(root: str | os.PathLike, name: str | None) -> str | None:
+    """A backbone recorded as ``name`` in ``root/s4eca_base/config.json``: a package reference, an absolute path or a
+    Hub id as it is; any other name is a path read from the adapter folder ``root`` (never the working directory)."""
+    if name is None or is_package_reference(name) or os.path.isabs(name):
+        return name
+    local = Path(root) / name
+    if os.path.lexists(local) or name.startswith((".", "~")) or "\\" in name or not is_hub_id_spelling(name):
+        return str(local)
+    return name
+
+
+__all__ = ["MAX_CONFIG_BYTES", "SCHEMAS", "check_adapter_schema", "read_adapter_file", "resolve_backbone"]
