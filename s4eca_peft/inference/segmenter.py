@@ -9,15 +9,8 @@ mask = segmenter.predict("tile.png", "the white storage tank left of the road") 
 overlay_prediction("tile.png", mask).save("tile_overlay.png")
 ```
 
-**Large images.** An image whose longer side exceeds `max_side` (1600 px by default) is not squeezed into the
-training resolution: it is cut into overlapping square windows of `tile_size` pixels (by default twice the size the
-adapter was trained at, e.g. 960 px for 480), each window is resized to the training size and predicted, and the
-probabilities are upsampled back to the window and blended with cosine ramps where windows overlap (`WindowStitcher`,
-the same stitching as `s4eca_peft.geo.predict_raster`). Every forward pass sees at most `batch_size` inputs at the
-training size, so memory is bounded whatever the image size; what grows with the image is the image itself (12 bytes
-per pixel as float RGB) and the stitched probabilities (4 bytes per pixel). Each window only sees its part of the
-scene: expressions about the whole image ("the leftmost ship") are better served by a smaller image or a larger
-`max_side`.
+An image whose longer side exceeds `max_side` is predicted in overlapping windows of `tile_size` pixels, blended by
+`WindowStitcher`, at most `batch_size` inputs per forward (docs/inference.md, "Large images").
 """
 
 from __future__ import annotations
