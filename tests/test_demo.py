@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from demo_helpers import build_split_adapter
+from demo_helpers import build_split_adapter, write_geotiff
 from fake_hub import write_hub_cache
 from huggingface_hub import constants
 from peft import get_peft_model
 from PIL import Image
-from test_inference import tiny_tokenizer
 from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+from tiny_models import tiny_tokenizer
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.data.synthetic import generate_scene
@@ -86,19 +86,6 @@ def test_session_shows_and_writes_the_mask_predict_gives(segmenter, scene, tmp_p
     stricter = session.segment(scene, EXPRESSION, threshold=0.9)
     np.testing.assert_array_equal(stricter.mask, segmenter.predict(scene, EXPRESSION, threshold=0.9))
     assert stricter.mask_path != view.mask_path and view.mask_path.exists()
-
-
-def write_geotiff(path: Path, image: Path, crs: str | None) -> Path:
-    """The pixels of ``image`` as a 3-band uint8 GeoTIFF, on a 0.5 m UTM grid when ``crs`` is given."""
-    rasterio = pytest.importorskip("rasterio", reason="the geo extra (pip install 's4eca-peft[geo]') installs rasterio")
-    from rasterio.transform import from_origin
-
-    pixels = np.moveaxis(np.asarray(Image.open(image).convert("RGB")), -1, 0)  # (3, H, W)
-    grid = {"crs": crs, "transform": from_origin(500_000.0, 4_000_000.0, 0.5, 0.5)} if crs else {}
-    with rasterio.open(path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=3,
-                       dtype="uint8", **grid) as sink:
-        sink.write(pixels)
-    return path
 
 
 def test_a_georeferenced_geotiff_is_also_offered_as_a_mask_geotiff_on_its_grid(segmenter, scene, tmp_path):
