@@ -1,9 +1,8 @@
-"""The adapter model card: front matter the Hub parses, per-split metrics, usage snippet, template identity."""
+"""The adapter model card: front matter the Hub parses, per-split metrics, usage snippet."""
 
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -108,14 +107,6 @@ def test_invalid_inputs_name_the_field():
         make_info(trainable_params=10, total_params=5)
     with pytest.raises(ValueError, match=r"unknown placeholder \$gpu"):
         render_model_card(make_info(), template="$model_id on $gpu")
-
-
-def test_template_has_one_source_of_truth():
-    documented = (REPO_ROOT / "model_cards" / "adapter_card_template.md").read_bytes()
-    packaged = (REPO_ROOT / "s4eca_peft" / "training" / "model_card_template.md").read_bytes()
-    assert documented == packaged, "copy model_cards/adapter_card_template.md to s4eca_peft/training/model_card_template.md"
-    assert resources.files("s4eca_peft.training").joinpath("model_card_template.md").read_bytes() == documented
-    assert documented.startswith(b"---\nlibrary_name: peft\n")
 
 
 def test_base_models_are_adapted_and_the_widget_names_image_and_expression(tmp_path):
