@@ -16,7 +16,7 @@ from torch import nn
 from .checks import WEIGHTS_NAME, check_adapter_tensors
 from .config import S4ECAConfig
 from .errors import AdapterBackboneMismatchError
-from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
+from .layer import MERGE_REFUSAL, S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
 from .routing import S4ECARouting, forward_scope, remove_forward_scope
 from .targets import (
     TEXT_BLOCK_CLASSES,
@@ -212,11 +212,7 @@ class S4ECAModel(BaseTuner):
     # ------------------------------------------------------------------ adapters
 
     def _check_merge_allowed(self) -> None:
-        raise ValueError(
-            "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a "
-            "softmax scale selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep "
-            "the PeftModel for inference, or call `unload()` to get the unadapted base model back."
-        )
+        raise ValueError(MERGE_REFUSAL)
 
     def _unload_and_optionally_merge(
         self,
