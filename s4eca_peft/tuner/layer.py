@@ -149,17 +149,10 @@ class S4ECATextLayer(S4ECALayer):
     adapter_layer_names = ("s4eca_text_adapter",)
     other_param_names = ("s4eca_text_index",)
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: S4ECAConfig,
-        routing: S4ECARouting,
-        module_name: str,
-        text_index: int = 0,
-    ) -> None:
+    def __init__(self, *args: Any, text_index: int = 0) -> None:
+        """`S4ECALayer`'s arguments; `text_index` counts the text layers of the adapter before this one."""
         self.s4eca_text_index: dict[str, int] = {}
-        super().__init__(base_layer, adapter_name, config, routing, module_name, text_index=text_index)
+        super().__init__(*args, text_index=text_index)
 
     def update_layer(self, adapter_name: str, config: S4ECAConfig, text_index: int = 0, **kwargs: Any) -> None:
         self.s4eca_text_adapter[adapter_name] = TextProxyAdapter(
@@ -226,17 +219,10 @@ class S4ECAVisionLayer(S4ECALayer):
     role = "vision"
     adapter_layer_names = ("s4eca_vision_adapter",)
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: S4ECAConfig,
-        routing: S4ECARouting,
-        module_name: str,
-        patch_size: int | None = None,
-    ) -> None:
+    def __init__(self, *args: Any, patch_size: int | None = None) -> None:
+        """`S4ECALayer`'s arguments; `patch_size` of the enclosing ViT-family backbone, if any."""
         self.patch_size = patch_size
-        super().__init__(base_layer, adapter_name, config, routing, module_name)
+        super().__init__(*args)
 
     def update_layer(self, adapter_name: str, config: S4ECAConfig, **kwargs: Any) -> None:
         text_dim = config.text_hidden_size or 0  # 0: no selection reads proxies (checked by the tuner otherwise)

@@ -192,7 +192,9 @@ class S4ECAModel(BaseTuner):
         # the encoder holding the block opens a forward of its own when called alone, and records its inputs
         scope = forward_scope(owner, self.routing) if owner is not None else None
         if role == "text":
-            new_module = S4ECATextLayer(target, adapter_name, peft_config, self.routing, current_key, text_index)
+            new_module = S4ECATextLayer(
+                target, adapter_name, peft_config, self.routing, current_key, text_index=text_index
+            )
             if scope is not None:
                 scope.records_text = True
                 if not any(encoder is owner for encoder in self.routing.text_encoders):
@@ -200,7 +202,9 @@ class S4ECAModel(BaseTuner):
         else:
             patch_size = getattr(getattr(owner, "config", None), "patch_size", None)
             patch_size = patch_size if isinstance(patch_size, int) else None
-            new_module = S4ECAVisionLayer(target, adapter_name, peft_config, self.routing, current_key, patch_size)
+            new_module = S4ECAVisionLayer(
+                target, adapter_name, peft_config, self.routing, current_key, patch_size=patch_size
+            )
             if scope is not None and patch_size:
                 scope.records_pixels = True
         self._replace_module(parent, target_name, new_module, target)
