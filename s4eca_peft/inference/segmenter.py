@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..modeling import ReferringSegmentationProcessor
 from ..modeling.image_io import ImageInput, load_image
+from ..modeling.processing import _expression_text
 from ..tuner import AdapterBackboneMismatchError
 from .visualization import overlay_mask
 from .windows import WindowStitcher
@@ -316,11 +317,7 @@ class S4ECASegmenter:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
         image_list, text_list, single = _pair_inputs(images, expressions)
-        for i, text in enumerate(text_list):  # fail before any forward pass
-            if not isinstance(text, str):
-                raise TypeError(f"expressions[{i}]: expected a string, got {type(text).__name__}.")
-            if not text.strip():
-                raise ValueError(f"expressions[{i}]: the expression is empty; describe the object to segment.")
+        text_list = [_expression_text(text, f"expressions[{i}]") for i, text in enumerate(text_list)]  # before any forward
         if return_selection_maps:
             self._selection_recorder()
 
