@@ -248,17 +248,10 @@ class S4ECASegmenter:
         return logits, maps
 
     @staticmethod
-    def _split_maps(maps: Any, index: int) -> Any:
-        """Sample ``index`` of the recorded maps (tensors with a batch axis), moved to numpy."""
-        if maps is None:
-            return None
-        if isinstance(maps, torch.Tensor):
-            return maps[index].float().cpu().numpy()
-        if isinstance(maps, dict):
-            return {key: S4ECASegmenter._split_maps(value, index) for key, value in maps.items()}
-        if isinstance(maps, (list, tuple)):
-            return type(maps)(S4ECASegmenter._split_maps(value, index) for value in maps)
-        return maps
+    def _split_maps(maps: dict[str, dict[str, torch.Tensor]], index: int) -> dict[str, dict[str, np.ndarray]]:
+        """Sample ``index`` of the recorded maps (layer -> kind -> tensor with a batch axis), moved to numpy."""
+        return {layer: {kind: value[index].float().cpu().numpy() for kind, value in kinds.items()}
+                for layer, kinds in maps.items()}
 
     def _predict_windows(
         self, array: np.ndarray, expression: str, record: bool
