@@ -28,17 +28,8 @@ from PIL import Image
 from ..modeling import ReferringSegmentationProcessor
 from ..modeling.image_io import ImageInput, load_image
 from ..modeling.processing import _expression_text
-from ..tuner import AdapterBackboneMismatchError
 from .visualization import overlay_mask
 from .windows import WindowStitcher
-
-__all__ = [
-    "AdapterBackboneMismatchError",
-    "ReferringPrediction",
-    "S4ECASegmenter",
-    "overlay_prediction",
-    "resolve_dtype",
-]
 
 MANY_WINDOWS = 64
 """Above this many sliding windows for one image, a warning is given and progress is shown."""
