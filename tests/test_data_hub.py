@@ -15,7 +15,7 @@ from unittest import mock
 import numpy as np
 import pytest
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
-from test_data_rrsisd import good_layout
+from rrsisd_layout import good_layout
 
 from s4eca_peft.data import load_refsegrs, load_rrsisd, prepare_data_main, write_refsegrs_layout
 from s4eca_peft.data.hub import MANIFEST, unpack_zip

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from memory_cap import run_capped
 from PIL import Image
-from test_data_rrsisd import GOOD_REFS, H, W, good_layout, image_record, ref, sentence
+from rrsisd_layout import GOOD_REFS, H, W, good_layout, image_record, ref, sentence
 
 from s4eca_peft.data import (
     UnsafePickleError,

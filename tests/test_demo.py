@@ -12,21 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from demo_helpers import build_split_adapter
+from demo_helpers import build_split_adapter, write_geotiff
 from fake_hub import write_hub_cache
 from huggingface_hub import constants
 from peft import get_peft_model
 from PIL import Image
-from test_inference import tiny_tokenizer
 from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+from tiny_models import tiny_tokenizer
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.data.synthetic import generate_scene
-from s4eca_peft.demo import DemoSession, SelectionCapture
-from s4eca_peft.demo.app import require_gradio, write_example_scenes
+from s4eca_peft.demo import DemoSession
+from s4eca_peft.demo.app import require_gradio, short_block_names, write_example_scenes
 from s4eca_peft.demo.launch import build_parser, load_segmenter
 from s4eca_peft.demo.launch import main as demo_main
-from s4eca_peft.demo.selection_capture import short_block_names
 from s4eca_peft.inference import S4ECASegmenter, overlay_prediction
 from s4eca_peft.tuner import S4ECAConfig
 
@@ -50,24 +49,6 @@ def segmenter(adapter_dir) -> S4ECASegmenter:
     return S4ECASegmenter.from_pretrained(adapter_dir, device="cpu")
 
 
-def test_hooks_record_the_maps_the_tuner_records_and_are_removed(segmenter, scene):
-    capture = SelectionCapture(segmenter.model)
-    assert len(capture.modules) == 8  # 4 adapted Swin blocks x (scale, spatial)
-    with capture:
-        prediction = segmenter.predict(scene, EXPRESSION, return_selection_maps=True)
-    assert all(not module._forward_hooks for _, _, module in capture.modules)
-    assert list(capture.maps) == list(prediction.selection_maps)  # same blocks, in forward order
-    for block, expected in prediction.selection_maps.items():
-        (weights,), (gate,) = capture.maps[block]["scale_weights"], capture.maps[block]["spatial_gate"]
-        np.testing.assert_array_equal(weights, expected["scale_weights"])
-        np.testing.assert_array_equal(gate, expected["spatial_gate"][0])
-        np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-5)
-    with capture:  # a new capture starts empty
-        segmenter.predict(scene, EXPRESSION)
-        segmenter.predict(scene, "the road")
-    assert all(len(kinds["spatial_gate"]) == 2 for kinds in capture.maps.values())
-
-
 @pytest.mark.parametrize("switch", ["scale_selection", "spatial_selection"])
 def test_a_selection_switched_off_has_no_maps_and_no_picture(switch, tmp_path, scene):
     torch.manual_seed(0)
@@ -80,8 +61,6 @@ def test_a_selection_switched_off_has_no_maps_and_no_picture(switch, tmp_path, s
     processor = ReferringSegmentationProcessor(tiny_tokenizer(), image_size=IMAGE_SIZE, max_length=12)
     session = DemoSession(S4ECASegmenter(model, processor), tmp_path)
     view = session.segment(scene, EXPRESSION)
-    kept = "spatial_gate" if switch == "scale_selection" else "scale_weights"
-    assert all(set(kinds) == {kept} for kinds in session.capture.maps.values()) and session.capture.maps
     assert (view.scale_weights is None) == (switch == "scale_selection")
     assert (view.spatial_gate is None) == (switch == "spatial_selection")
 
@@ -107,19 +86,6 @@ def test_session_shows_and_writes_the_mask_predict_gives(segmenter, scene, tmp_p
     stricter = session.segment(scene, EXPRESSION, threshold=0.9)
     np.testing.assert_array_equal(stricter.mask, segmenter.predict(scene, EXPRESSION, threshold=0.9))
     assert stricter.mask_path != view.mask_path and view.mask_path.exists()
-
-
-def write_geotiff(path: Path, image: Path, crs: str | None) -> Path:
-    """The pixels of ``image`` as a 3-band uint8 GeoTIFF, on a 0.5 m UTM grid when ``crs`` is given."""
-    rasterio = pytest.importorskip("rasterio", reason="the geo extra (pip install 's4eca-peft[geo]') installs rasterio")
-    from rasterio.transform import from_origin
-
-    pixels = np.moveaxis(np.asarray(Image.open(image).convert("RGB")), -1, 0)  # (3, H, W)
-    grid = {"crs": crs, "transform": from_origin(500_000.0, 4_000_000.0, 0.5, 0.5)} if crs else {}
-    with rasterio.open(path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=3,
-                       dtype="uint8", **grid) as sink:
-        sink.write(pixels)
-    return path
 
 
 def test_a_georeferenced_geotiff_is_also_offered_as_a_mask_geotiff_on_its_grid(segmenter, scene, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_helpers import build_split_adapter
+from demo_helpers import build_split_adapter, write_geotiff
 from PIL import Image
 
 from s4eca_peft.data.synthetic import generate_scene
@@ -162,7 +162,6 @@ def test_gradio_client_calls_the_running_app(served, expected, tmp_path):
 
 def test_gradio_client_gets_a_mask_geotiff_for_a_georeferenced_upload(served, expected, tmp_path):
     from gradio_client import Client, handle_file
-    from test_demo import write_geotiff
 
     rasterio = pytest.importorskip("rasterio", reason="the geo extra installs rasterio")
     source = write_geotiff(tmp_path / "scene.tif", served["scene"], "EPSG:32633")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 rasterio = pytest.importorskip("rasterio", reason="the geo extra (pip install 's4eca-peft[geo]') installs rasterio")
+from geo_scenes import UTM, WGS84, block_scene, read_mask, write_scene  # noqa: E402
 from rasterio.enums import ColorInterp  # noqa: E402
-from rasterio.transform import from_origin, xy  # noqa: E402
+from rasterio.transform import xy  # noqa: E402
 
 from s4eca_peft.geo import (  # noqa: E402
     WindowStitcher,
@@ -23,38 +23,9 @@ from s4eca_peft.geo import (  # noqa: E402
 from s4eca_peft.inference import S4ECASegmenter, sliding_window_starts  # noqa: E402
 from s4eca_peft.modeling.image_io import load_image, to_float_rgb  # noqa: E402
 
-UTM = ("EPSG:32633", from_origin(500_000.0, 4_000_000.0, 10.0, 10.0))  # 10 m pixels, north-up
-WGS84 = ("EPSG:4326", from_origin(12.0, 45.0, 0.0001, 0.0001))
-
-
-def write_scene(path: Path, data: np.ndarray, crs=UTM[0], transform=UTM[1], nodata=None, colorinterp=None) -> Path:
-    """``data`` ``(bands, H, W)`` -> an uncompressed GeoTIFF on the given grid."""
-    count, height, width = data.shape
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name)
-    if crs is not None:
-        profile.update(crs=crs, transform=transform)
-    with rasterio.open(path, "w", **profile, nodata=nodata) as sink:
-        sink.write(data)
-        if colorinterp is not None:
-            sink.colorinterp = colorinterp
-    return path
-
-
-def block_scene(height: int, width: int, box: tuple[int, int, int, int], bands: int = 3) -> np.ndarray:
-    """Dark uint8 scene with a bright rectangle ``box`` = (top, left, bottom, right)."""
-    data = np.full((bands, height, width), 20, np.uint8)
-    top, left, bottom, right = box
-    data[:, top:bottom, left:right] = 230
-    return data
-
 
 def brightness(windows: list[np.ndarray]) -> list[np.ndarray]:
     return [window.mean(axis=2) for window in windows]
-
-
-def read_mask(path: Path) -> tuple[np.ndarray, dict]:
-    with rasterio.open(path) as mask:
-        return mask.read(1), {"crs": mask.crs, "transform": mask.transform, "shape": mask.shape, "nodata": mask.nodata}
 
 
 # ----------------------------------------------------------------------------- grid, CRS, polygons
@@ -350,7 +321,7 @@ def test_without_rasterio_the_error_names_the_extra(monkeypatch):
 # ----------------------------------------------------------------------------- with the segmenter
 @pytest.fixture(scope="module")
 def tiny_segmenter(tmp_path_factory) -> S4ECASegmenter:
-    from test_inference import build_tiny_adapter
+    from tiny_models import build_tiny_adapter
 
     folder = build_tiny_adapter(tmp_path_factory.mktemp("geo_adapter") / "tiny")
     return S4ECASegmenter.from_pretrained(folder, device="cpu", max_side=100, tile_size=64, tile_overlap=0.0)

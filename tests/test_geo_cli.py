@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 rasterio = pytest.importorskip("rasterio", reason="the geo extra (pip install 's4eca-peft[geo]') installs rasterio")
-from test_geo import UTM, block_scene, read_mask, write_scene  # noqa: E402
-from test_inference import build_tiny_adapter  # noqa: E402
+from geo_scenes import UTM, block_scene, read_mask, write_scene  # noqa: E402
+from tiny_models import build_tiny_adapter  # noqa: E402
 
 from s4eca_peft.geo import predict_raster  # noqa: E402
 from s4eca_peft.inference import S4ECASegmenter  # noqa: E402

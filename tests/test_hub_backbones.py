@@ -11,8 +11,8 @@ import torch
 from fake_hub import FakeHub
 from huggingface_hub import constants
 from peft import get_peft_model
-from test_inference import tiny_tokenizer
 from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+from tiny_models import tiny_tokenizer
 from transformers import BertModel, SwinBackbone
 
 from s4eca_peft.adapter_folder import load_base_model, save_for_inference

@@ -9,12 +9,13 @@ from unittest import mock
 
 import pytest
 import torch
+from card_info import make_info
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import save_file
 
 from s4eca_peft.training.hub import push_adapter_to_hub
-from s4eca_peft.training.model_card import ModelCardInfo, render_model_card
+from s4eca_peft.training.model_card import render_model_card
 
 REPO_ID = "someone/s4eca-tiny"
 COMMIT_URL = f"https://huggingface.co/{REPO_ID}/commit/0123456789abcdef"
@@ -35,26 +36,7 @@ def write_adapter_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "S4ECA", "num_queries": 8}))
     save_file({"text_adapter.queries": torch.zeros(8, 4)}, str(folder / "adapter_model.safetensors"))
-    info = ModelCardInfo(
-        model_id=REPO_ID,
-        vision_model=None,
-        text_model=None,
-        dataset="synthetic",
-        metrics_per_split={
-            "test": dict.fromkeys(
-                ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "mIoU", "oIoU"],
-                0.5,
-            )
-        },
-        trainable_params=1_000,
-        total_params=100_000,
-        adapter_size_bytes=2_000,
-        hardware="CPU",
-        wall_time_s=12.0,
-        command="accelerate launch examples/train.py --max_steps 10",
-        seed=0,
-        image_size=128,
-    )
+    info = make_info(model_id=REPO_ID)
     (folder / "README.md").write_text(render_model_card(info), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps({"test": {"mIoU": 0.5}}))
     (folder / "s4eca_processor_config.json").write_text("{}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_inference import build_tiny_adapter
+from tiny_models import build_tiny_adapter, write_image
 
 from s4eca_peft.predict_command import ERRORS_NAME, default_output_name, predict_main
 
@@ -16,12 +16,6 @@ from s4eca_peft.predict_command import ERRORS_NAME, default_output_name, predict
 @pytest.fixture(scope="module")
 def adapter_dir(tmp_path_factory) -> Path:
     return build_tiny_adapter(tmp_path_factory.mktemp("cli_adapter") / "tiny")
-
-
-def write_image(path: Path, height: int, width: int, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def read_png(path: Path) -> np.ndarray:

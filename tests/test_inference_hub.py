@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fake_hub import write_hub_cache
 from huggingface_hub import constants
-from test_inference import build_tiny_adapter
+from tiny_models import build_tiny_adapter
 
 from s4eca_peft.inference import AdapterBackboneMismatchError, S4ECASegmenter
 

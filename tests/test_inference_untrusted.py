@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_inference import build_tiny_adapter
-from test_inference_cli import write_image
+from tiny_models import build_tiny_adapter, write_image
 
 from s4eca_peft import S4ECASegmenter
 from s4eca_peft.predict_command import ERRORS_NAME, predict_main, read_batch

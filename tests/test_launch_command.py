@@ -10,8 +10,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.commands.launch import launch_command_parser
 from accelerate.state import AcceleratorState
-from test_docs import documented_commands, package_command, parse_command, shell_segments
-from test_model_card import make_info
+from card_info import make_info
+from doc_commands import documented_commands, package_command, parse_command, shell_segments
 
 from s4eca_peft.training.arguments import parse_train_args
 from s4eca_peft.training.launch_command import LaunchOptions

@@ -1,41 +1,17 @@
-"""The adapter model card: front matter the Hub parses, per-split metrics, usage snippet, template identity."""
+"""The adapter model card: front matter the Hub parses, per-split metrics, usage snippet."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from importlib import resources
 from pathlib import Path
 
 import pytest
+from card_info import METRIC_KEYS, TEST, VAL, make_info
 from huggingface_hub import ModelCard, ModelCardData
 
-from s4eca_peft.training.model_card import ModelCardInfo, render_model_card
+from s4eca_peft.training.model_card import render_model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METRIC_KEYS = ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "mIoU", "oIoU"]
-VAL = dict(zip(METRIC_KEYS, [0.8112, 0.7733, 0.7001, 0.5502, 0.2507, 0.66123456, 0.7789])) | {"num_samples": 1740}
-TEST = dict(zip(METRIC_KEYS, [0.7912, 0.7431, 0.6610, 0.5112, 0.2211, 0.6444, 0.7654])) | {"num_samples": 3481}
-
-
-def make_info(**changes) -> ModelCardInfo:
-    info = ModelCardInfo(
-        model_id="someone/s4eca-swin-bert-rrsisd",
-        vision_model="microsoft/swin-base-patch4-window12-384",
-        text_model="google-bert/bert-base-uncased",
-        dataset="rrsisd",
-        metrics_per_split={"val": VAL, "test": TEST},
-        trainable_params=4_712_345,
-        total_params=201_112_233,
-        adapter_size_bytes=18_874_368,
-        hardware="1x NVIDIA H100 80GB",
-        wall_time_s=7395.4,
-        command="accelerate launch examples/train.py --dataset rrsisd --image_size 480 --seed 42",
-        seed=42,
-        image_size=480,
-        s4eca_config={"num_queries": 8, "bottleneck_dim": 64, "target_blocks": "all"},
-    )
-    return dataclasses.replace(info, **changes)
 
 
 def test_front_matter_parses_as_peft_card():
@@ -131,14 +107,6 @@ def test_invalid_inputs_name_the_field():
         make_info(trainable_params=10, total_params=5)
     with pytest.raises(ValueError, match=r"unknown placeholder \$gpu"):
         render_model_card(make_info(), template="$model_id on $gpu")
-
-
-def test_template_has_one_source_of_truth():
-    documented = (REPO_ROOT / "model_cards" / "adapter_card_template.md").read_bytes()
-    packaged = (REPO_ROOT / "s4eca_peft" / "training" / "model_card_template.md").read_bytes()
-    assert documented == packaged, "copy model_cards/adapter_card_template.md to s4eca_peft/training/model_card_template.md"
-    assert resources.files("s4eca_peft.training").joinpath("model_card_template.md").read_bytes() == documented
-    assert documented.startswith(b"---\nlibrary_name: peft\n")
 
 
 def test_base_models_are_adapted_and_the_widget_names_image_and_expression(tmp_path):

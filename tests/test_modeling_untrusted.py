@@ -6,8 +6,8 @@ import builtins
 import json
 
 import pytest
-from test_inference import tiny_tokenizer
 from tiny_configs import tiny_vision_config
+from tiny_models import tiny_tokenizer
 from transformers import SwinModel
 
 from s4eca_peft import ReferringSegmentationProcessor

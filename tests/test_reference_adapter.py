@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_inference import build_tiny_adapter
+from tiny_models import build_tiny_adapter
 
 from s4eca_peft.data.synthetic import generate_scene
 from s4eca_peft.demo.launch import build_parser as demo_parser

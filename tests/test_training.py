@@ -178,7 +178,7 @@ def test_two_process_group_metrics_equal_one_process_evaluation(tmp_path, tiny_s
         env_extra={"ACCELERATE_USE_CPU": "true"}, launcher=launcher, timeout=300,
     )
     assert "2 process(es)" in result.stdout
-    from test_docs import documented_commands, parse_command
+    from doc_commands import documented_commands, parse_command
 
     card = (output / "README.md").read_text()  # the card records the launch that ran, as a rerunnable command
     ((program, arguments, line),) = [found for found in documented_commands(card) if "accelerate" in found[2]]

@@ -9,7 +9,7 @@ import pytest
 from memory_cap import run_capped
 from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
-from test_tuner_errors import TINY, build
+from tiny_models import TINY, build
 
 from s4eca_peft import S4ECAConfig
 from s4eca_peft.tuner import AdapterFileError, check_adapter_folder

@@ -9,20 +9,10 @@ import torch
 from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+from tiny_models import TINY, build
 from transformers import BertConfig, BertModel, SwinConfig, SwinModel
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
-
-TINY = {"num_queries": 4, "text_bottleneck_size": 16, "text_num_heads": 2, "vision_bottleneck_size": 8}
-
-
-
-def build(vision: str = "swin", text: str = "bert", vision_config=None) -> ReferringSegmentationModel:
-    torch.manual_seed(0)
-    config = ReferringSegmentationConfig(
-        vision_config=vision_config or tiny_vision_config(vision), text_config=tiny_text_config(text), decoder_dim=16
-    )
-    return ReferringSegmentationModel(config).eval()
 
 
 @pytest.fixture(scope="module")

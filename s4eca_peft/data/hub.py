@@ -1,15 +1,6 @@
-"""Datasets on the Hugging Face Hub: a dataset repo holding the official zip, or a prepared dataset in parquet.
-
-* A repo holding one ``.zip`` (e.g. RefSegRS as distributed) is downloaded with ``huggingface_hub`` and unpacked
-  once per commit into ``<hub cache>/s4eca-unpacked/`` (entries that leave the folder, absolute paths, links and
-  duplicate names are refused); the loaders then read and validate the folder as they read a local one.
-* A repo written by `push_prepared_dataset` (``s4eca-prepare-data --push_to_hub``) holds
-  ``data/<split>-NNNNN-of-NNNNN.parquet`` (the loaders' columns: images as encoded bytes, masks as RLE,
-  expressions, ids, categories; and each row's ``split``) and ``s4eca_dataset.json`` naming the dataset; the
-  loaders read it back as the same rows. Every row is validated again as a folder's records are
-  (`s4eca_peft.data.records`: its split, a readable image, a valid RLE mask of the image's size with foreground,
-  an expression, ids): an invalid row is reported as ``<parquet file> row <n>`` and skipped, or raises when
-  ``strict``.
+"""Datasets on the Hugging Face Hub: a dataset repo holding the official zip (unpacked once per commit into the
+Hub cache), or a prepared dataset in parquet written by `push_prepared_dataset`; rows are validated as a folder's
+records are (docs/data.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ class KeyedTrainingSet(Dataset):
     generator seeded by ``(seed, k)``.
 
     Augmentation thus depends only on what is sampled, never on worker processes or call order, so a resumed
-    run draws exactly the batches an uninterrupted run would.
+    run draws exactly the batches an uninterrupted run would. Without a transform and read by index, it is the
+    evaluation view (optionally with every expression replaced, for a control run).
     """
 
     def __init__(self, base: Any, transform: TrainTransform | None, seed: int, constant_expression: str | None = None):
@@ -39,22 +40,6 @@ class KeyedTrainingSet(Dataset):
             sample["expression"] = self.constant_expression
         if self.transform is not None:
             sample = self.transform(sample, np.random.default_rng((self.seed, int(key))))
-        return sample
-
-
-class EvaluationSet(Dataset):
-    """A dataset read as is (optionally with every expression replaced, for a control run)."""
-
-    def __init__(self, base: Any, constant_expression: str | None = None):
-        self.base, self.constant_expression = base, constant_expression
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = dict(self.base[int(index)])
-        if self.constant_expression is not None:
-            sample["expression"] = self.constant_expression
         return sample
 
 
@@ -135,7 +120,7 @@ def train_transform(augment: str, seed: int) -> TrainTransform | None:
 def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: int = 0,
                     constant_expression: str | None = None) -> DataLoader:
     return DataLoader(
-        EvaluationSet(dataset, constant_expression), batch_size=batch_size, shuffle=False,
+        KeyedTrainingSet(dataset, None, 0, constant_expression), batch_size=batch_size, shuffle=False,
         num_workers=num_workers, collate_fn=ReferringCollator(processor),
     )
 

@@ -63,10 +63,6 @@ def rle_runs(counts: str) -> list[int]:
     return runs
 
 
-def rle_area(rle: dict[str, Any]) -> int:
-    return int(mask_utils.area({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}))
-
-
 def _is_number_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, Real) and not isinstance(v, bool) for v in value)
 

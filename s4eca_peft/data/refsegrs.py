@@ -151,10 +151,6 @@ def load_refsegrs(
 
     Each line of ``output_phrase_<split>.txt`` is a sample; ``image_id`` and ``sample_id`` are its id and
     ``category`` is None. Invalid records are skipped with one `DataValidationWarning`, or raise a ValueError
-    listing them when ``strict``.
-
-    ``root`` is the dataset's folder, or a Hub dataset repo id read at ``revision`` (``cache_dir`` and ``token``
-    as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
-    folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
+    listing them when ``strict``. ``root`` and the Hub options are those of `load_rrsisd`.
     """
     return read_dataset_split("refsegrs", DATASET_NAME, scan_refsegrs, root, split, strict, revision, cache_dir, token)

@@ -109,18 +109,28 @@ class _Scanner:
                 self._image_sizes[key] = f"{type(error).__name__}: {error}"
         return self._image_sizes[key]
 
+    def _unique(self, what: str, key: Any, report: ValidationReport, rid: str, n: int) -> dict[str, Any] | None:
+        """The one ``what`` (``"image"`` or ``"annotation"``) of id ``key``, or None after reporting it missing or
+        repeated in instances.json."""
+        instances = self.instances
+        entries, counts = ((instances.images, instances.image_counts) if what == "image"
+                           else (instances.annotations, instances.annotation_counts))
+        if key not in entries:
+            report.add(MISSING_IMAGE if what == "image" else MISSING_ANNOTATION, rid,
+                       f"{what} id {key!r} is not in instances.json", n)
+            return None
+        if counts[key] > 1:
+            report.add(DUPLICATE_ID, rid, f"{what} id {key!r} appears {counts[key]} times in instances.json", n)
+            return None
+        return entries[key]
+
     def _check_image(
         self, ref: dict[str, Any], report: ValidationReport, rid: str, n: int
     ) -> tuple[Path, int, int] | None:
         """The image path and its size, or None after reporting why the ref is skipped."""
         image_id = ref["image_id"]
-        image = self.instances.images.get(image_id)
+        image = self._unique("image", image_id, report, rid, n)
         if image is None:
-            report.add(MISSING_IMAGE, rid, f"image id {image_id!r} is not in instances.json", n)
-            return None
-        if self.instances.image_counts[image_id] > 1:
-            count = self.instances.image_counts[image_id]
-            report.add(DUPLICATE_ID, rid, f"image id {image_id!r} appears {count} times in instances.json", n)
             return None
         file_name, height, width = image.get("file_name"), image.get("height"), image.get("width")
         if not (isinstance(file_name, str) and isinstance(height, int) and isinstance(width, int)):
@@ -155,13 +165,8 @@ class _Scanner:
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The annotation and its RLE, or None after reporting why the ref is skipped."""
         ann_id = ref["ann_id"]
-        annotation = self.instances.annotations.get(ann_id)
+        annotation = self._unique("annotation", ann_id, report, rid, n)
         if annotation is None:
-            report.add(MISSING_ANNOTATION, rid, f"annotation id {ann_id!r} is not in instances.json", n)
-            return None
-        if self.instances.annotation_counts[ann_id] > 1:
-            count = self.instances.annotation_counts[ann_id]
-            report.add(DUPLICATE_ID, rid, f"annotation id {ann_id!r} appears {count} times in instances.json", n)
             return None
         if annotation.get("image_id") != ref["image_id"]:
             owner = annotation.get("image_id")

@@ -1,15 +1,6 @@
-"""Unpickling untrusted files (the RRSIS-D ``refs(unc).p``) with an allow-list of builtin types only.
-
-Three layers keep a small hostile file from running code or exhausting memory:
-
-1. The opcode stream is read first (`pickletools.genops`): a truncated stream, or a length field that claims more
-   bytes than the file holds, is refused before anything is allocated.
-2. Loading names no global outside the allow-list, and the allowed constructors are wrapped: ``bytearray`` takes
-   bytes or text but never a size (``bytearray(10**9)`` would allocate a gigabyte from 36 bytes), ``set`` and
-   ``frozenset`` take one list or tuple, ``complex`` numbers or a short string, ``_codecs.encode`` latin-1 text.
-3. The loaded object is measured as a tree: shared references let a few hundred bytes describe a tree of 2**60
-   nodes, which printing or converting would expand. Its expanded size (one per object plus the length of each
-   string) and its depth are bounded, and reference cycles are refused.
+"""Unpickling untrusted files (the RRSIS-D ``refs(unc).p``) with an allow-list of builtin types only: the opcode
+stream is checked first, globals are allow-listed with wrapped constructors, and the loaded tree is measured
+(docs/security.md).
 """
 
 from __future__ import annotations

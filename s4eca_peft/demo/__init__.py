@@ -1,11 +1,9 @@
 """A browser demo of an S4ECA adapter (``s4eca-demo``; Gradio comes with the ``demo`` extra).
 
-`build_demo(segmenter)` returns the `gradio.Blocks` app; `DemoSession` does its work without Gradio;
-`SelectionCapture` records the selection maps of one prediction with forward hooks. Gradio is imported only when
-an app is built.
+`build_demo(segmenter)` returns the `gradio.Blocks` app; `DemoSession` does its work without Gradio. Gradio is
+imported only when an app is built.
 """
 
 from .app import DemoSession, SegmentationView, build_demo, require_gradio
-from .selection_capture import SelectionCapture
 
-__all__ = ["DemoSession", "SegmentationView", "SelectionCapture", "build_demo", "require_gradio"]
+__all__ = ["DemoSession", "SegmentationView", "build_demo", "require_gradio"]

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from ..inference.visualization import save_image_atomic
 from ..modeling.image_io import load_image
 from ..predict_command import mask_to_image
 from .pictures import scale_weights_picture, spatial_gate_picture
-from .selection_capture import SelectionCapture, short_block_names
 
 EXAMPLE_SEEDS = (1000, 1001, 1002)
 EXAMPLE_SIZE = 256
@@ -77,6 +75,17 @@ class SegmentationView:
     geotiff_path: Path | None = None
 
 
+def short_block_names(names: list[str]) -> dict[str, str]:
+    """Block names without the dotted prefix they all share, keeping its last part for context
+    (``vision_model.backbone.swin.encoder.layers.0.blocks.1`` -> ``layers.0.blocks.1``)."""
+    split = [name.split(".") for name in names]
+    common = 0
+    while split and all(len(parts) > common + 1 and parts[common] == split[0][common] for parts in split):
+        common += 1
+    keep = max(common - 1, 0)
+    return {name: ".".join(parts[keep:]) for name, parts in zip(names, split)}
+
+
 def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
     """``"k3 d2"`` (kernel size, dilation) per extractor branch, from the active adapter's config."""
     config = getattr(segmenter.model, "active_peft_config", None)
@@ -100,7 +109,7 @@ def write_example_scenes(folder: Path) -> list[list[str]]:
 
 
 class DemoSession:
-    """One loaded adapter serving the app: predicts, records the selection maps, writes mask PNGs (and GeoTIFFs).
+    """One loaded adapter serving the app: predicts with the selection maps, writes mask PNGs (and GeoTIFFs).
 
     Args:
         segmenter (`S4ECASegmenter`): the adapter to serve.
@@ -113,19 +122,16 @@ class DemoSession:
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="s4eca-demo-"))
         self.mask_dir = self.workdir / "masks"
         self.mask_dir.mkdir(parents=True, exist_ok=True)
-        self.capture = SelectionCapture(segmenter.model)
-        self._lock = threading.Lock()  # the hooks live on a shared model: one capture at a time
 
     def segment(self, image: str | os.PathLike, expression: str, threshold: float = 0.5) -> SegmentationView:
         """Predict ``image`` (a file path) for ``expression``; `ValueError` for an empty expression."""
         if not isinstance(expression, str) or not expression.strip():
             raise ValueError("Type an expression that describes the object to segment.")
         array = load_image(image, name="image")  # (H, W, 3) float32, read once for the pictures
-        with self._lock, self.capture:
-            mask = self.segmenter.predict(image, expression, threshold=threshold)
-            maps = self.capture.maps
+        prediction = self.segmenter.predict(image, expression, threshold=threshold, return_selection_maps=True)
+        mask, windows = prediction.mask, prediction.windows or []
         height, width = mask.shape
-        windows = self.segmenter.window_boxes(height, width) if self.segmenter.needs_windows(height, width) else []
+        maps = prediction.selection_maps[0] if windows else prediction.selection_maps
         scale, gate = self._pictures(maps, array, windows)
         path = self._write_mask(mask, image, expression, threshold)
         geotiff = write_mask_geotiff(mask, image, path.with_suffix(".tif")) if is_georeferenced_geotiff(image) else None
@@ -138,11 +144,15 @@ class DemoSession:
         return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary, geotiff)
 
     def _pictures(
-        self, maps: dict[str, dict[str, list[np.ndarray]]], array: np.ndarray, windows: list
+        self, maps: dict[str, dict[str, np.ndarray]], array: np.ndarray, windows: list
     ) -> tuple[Image.Image | None, Image.Image | None]:
+        """Pictures of the selections the adapter has switched on (a switched-off one is recorded as uniform)."""
+        config = getattr(self.segmenter.model, "active_peft_config", None)
         labels = short_block_names(list(maps))
-        weights = {labels[b]: kinds["scale_weights"][0] for b, kinds in maps.items() if "scale_weights" in kinds}
-        gates = {labels[b]: kinds["spatial_gate"][0] for b, kinds in maps.items() if "spatial_gate" in kinds}
+        weights = {labels[b]: kinds["scale_weights"] for b, kinds in maps.items()}
+        gates = {labels[b]: kinds["spatial_gate"][0] for b, kinds in maps.items()}  # (1, H, W) -> (H, W)
+        weights = weights if getattr(config, "scale_selection", True) else {}
+        gates = gates if getattr(config, "spatial_selection", True) else {}
         if windows:
             top, left, bottom, right = windows[0]
             array = array[top:bottom, left:right]

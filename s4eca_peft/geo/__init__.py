@@ -1,10 +1,6 @@
-"""Georeferenced rasters in, georeferenced masks and polygons out, for scenes of any size (the ``geo`` extra).
-
-`predict_raster` reads a GeoTIFF (or any raster GDAL reads) window by window, predicts a referring expression with
-an `S4ECASegmenter` or any probability function, blends overlapping windows with cosine ramps, and writes a uint8
-mask GeoTIFF on the scene's grid (same CRS, transform and size; 1 object, 0 background, 255 nodata), optionally a
-Cloud-Optimized GeoTIFF and the object polygons as GeoJSON or GeoPackage. rasterio (and fiona, for GeoPackage) are
-imported only when used; without them these functions raise an ImportError naming the extra.
+"""Georeferenced rasters in, georeferenced masks and polygons out, for scenes of any size (the ``geo`` extra;
+docs/geospatial.md). rasterio and fiona are imported only when used; without them these functions raise an
+ImportError naming the extra.
 """
 
 from ..inference.windows import WindowStitcher, axis_weights, cosine_ramp

@@ -9,15 +9,8 @@ mask = segmenter.predict("tile.png", "the white storage tank left of the road") 
 overlay_prediction("tile.png", mask).save("tile_overlay.png")
 ```
 
-**Large images.** An image whose longer side exceeds `max_side` (1600 px by default) is not squeezed into the
-training resolution: it is cut into overlapping square windows of `tile_size` pixels (by default twice the size the
-adapter was trained at, e.g. 960 px for 480), each window is resized to the training size and predicted, and the
-probabilities are upsampled back to the window and blended with cosine ramps where windows overlap (`WindowStitcher`,
-the same stitching as `s4eca_peft.geo.predict_raster`). Every forward pass sees at most `batch_size` inputs at the
-training size, so memory is bounded whatever the image size; what grows with the image is the image itself (12 bytes
-per pixel as float RGB) and the stitched probabilities (4 bytes per pixel). Each window only sees its part of the
-scene: expressions about the whole image ("the leftmost ship") are better served by a smaller image or a larger
-`max_side`.
+An image whose longer side exceeds `max_side` is predicted in overlapping windows of `tile_size` pixels, blended by
+`WindowStitcher`, at most `batch_size` inputs per forward (docs/inference.md, "Large images").
 """
 
 from __future__ import annotations
@@ -34,17 +27,9 @@ from PIL import Image
 
 from ..modeling import ReferringSegmentationProcessor
 from ..modeling.image_io import ImageInput, load_image
-from ..tuner import AdapterBackboneMismatchError
+from ..modeling.processing import _expression_text
 from .visualization import overlay_mask
 from .windows import WindowStitcher
-
-__all__ = [
-    "AdapterBackboneMismatchError",
-    "ReferringPrediction",
-    "S4ECASegmenter",
-    "overlay_prediction",
-    "resolve_dtype",
-]
 
 MANY_WINDOWS = 64
 """Above this many sliding windows for one image, a warning is given and progress is shown."""
@@ -275,17 +260,10 @@ class S4ECASegmenter:
         return logits, maps
 
     @staticmethod
-    def _split_maps(maps: Any, index: int) -> Any:
-        """Sample ``index`` of the recorded maps (tensors with a batch axis), moved to numpy."""
-        if maps is None:
-            return None
-        if isinstance(maps, torch.Tensor):
-            return maps[index].float().cpu().numpy()
-        if isinstance(maps, dict):
-            return {key: S4ECASegmenter._split_maps(value, index) for key, value in maps.items()}
-        if isinstance(maps, (list, tuple)):
-            return type(maps)(S4ECASegmenter._split_maps(value, index) for value in maps)
-        return maps
+    def _split_maps(maps: dict[str, dict[str, torch.Tensor]], index: int) -> dict[str, dict[str, np.ndarray]]:
+        """Sample ``index`` of the recorded maps (layer -> kind -> tensor with a batch axis), moved to numpy."""
+        return {layer: {kind: value[index].float().cpu().numpy() for kind, value in kinds.items()}
+                for layer, kinds in maps.items()}
 
     def _predict_windows(
         self, array: np.ndarray, expression: str, record: bool
@@ -344,11 +322,7 @@ class S4ECASegmenter:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
         image_list, text_list, single = _pair_inputs(images, expressions)
-        for i, text in enumerate(text_list):  # fail before any forward pass
-            if not isinstance(text, str):
-                raise TypeError(f"expressions[{i}]: expected a string, got {type(text).__name__}.")
-            if not text.strip():
-                raise ValueError(f"expressions[{i}]: the expression is empty; describe the object to segment.")
+        text_list = [_expression_text(text, f"expressions[{i}]") for i, text in enumerate(text_list)]  # before any forward
         if return_selection_maps:
             self._selection_recorder()
 

@@ -47,13 +47,12 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> None:
 def plot_training_curves(
     steps: Sequence[int], losses: Sequence[float], epochs: Sequence[dict], path: str | os.PathLike
 ) -> None:
-    """Training loss per step and validation mIoU / oIoU per evaluation, side by side."""
-    import matplotlib
+    """Training loss per step and validation mIoU / oIoU per evaluation, side by side (matplotlib's object API: no
+    pyplot, no global backend)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6), layout="tight")
+    left, right = fig.subplots(1, 2)
     if len(losses):
         left.plot(steps, losses, color="0.7", linewidth=0.8, label="loss")
         window = max(1, len(losses) // 20)
@@ -71,8 +70,4 @@ def plot_training_curves(
     right.set_ylabel("%")
     right.set_title("validation")
     right.legend()
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -21,8 +21,7 @@ from transformers import (
 from .configuration import (
     HIERARCHICAL_VISION_TYPES,
     STAGE_NAMES,
-    check_text_type,
-    check_vision_type,
+    check_model_type,
 )
 from .packaged import resolve_model_reference
 from .remote_code import auto_from_pretrained, refuse_remote_code
@@ -71,7 +70,7 @@ def _backbone_kwargs(model_type: str) -> dict:
 
 def build_vision_backbone(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised vision backbone for ``config``."""
-    check_vision_type(config.model_type)
+    check_model_type(config.model_type, "vision backbone")
     if config.model_type in HIERARCHICAL_VISION_TYPES:
         config.out_features = list(STAGE_NAMES)
         config.out_indices = [1, 2, 3, 4]
@@ -86,14 +85,14 @@ def load_vision_backbone(name_or_path: str, **kwargs) -> PreTrainedModel:
     kwargs = refuse_remote_code(kwargs)
     name_or_path = resolve_model_reference(name_or_path)
     config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
-    check_vision_type(config.model_type)
+    check_model_type(config.model_type, "vision backbone")
     cls = HIERARCHICAL_BACKBONE_CLASSES.get(config.model_type) or PLAIN_VISION_CLASSES[config.model_type]
     return cls.from_pretrained(name_or_path, **_backbone_kwargs(config.model_type), **kwargs)
 
 
 def build_text_encoder(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised text encoder for ``config``."""
-    check_text_type(config.model_type)
+    check_model_type(config.model_type, "text encoder")
     return TEXT_CLASSES[config.model_type](config)
 
 
@@ -106,7 +105,7 @@ def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
     name_or_path = resolve_model_reference(name_or_path)
     config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
     model_type = "clip_text_model" if config.model_type == "clip" else config.model_type
-    check_text_type(model_type)
+    check_model_type(model_type, "text encoder")
     return TEXT_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
 
 

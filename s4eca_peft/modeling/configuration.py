@@ -38,18 +38,11 @@ def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: st
     raise TypeError(f"`{argument}` must be a PretrainedConfig, a dict or None, got {type(value).__name__}.")
 
 
-def check_vision_type(model_type: str) -> None:
-    if model_type not in SUPPORTED_VISION_TYPES:
-        raise ValueError(
-            f"Unsupported vision backbone model_type {model_type!r}; supported: {', '.join(SUPPORTED_VISION_TYPES)}."
-        )
-
-
-def check_text_type(model_type: str) -> None:
-    if model_type not in SUPPORTED_TEXT_TYPES:
-        raise ValueError(
-            f"Unsupported text encoder model_type {model_type!r}; supported: {', '.join(SUPPORTED_TEXT_TYPES)}."
-        )
+def check_model_type(model_type: str, role: str) -> None:
+    """Refuse a ``role`` (``"vision backbone"`` or ``"text encoder"``) of a ``model_type`` this model cannot use."""
+    supported = SUPPORTED_VISION_TYPES if role == "vision backbone" else SUPPORTED_TEXT_TYPES
+    if model_type not in supported:
+        raise ValueError(f"Unsupported {role} model_type {model_type!r}; supported: {', '.join(supported)}.")
 
 
 class ReferringSegmentationConfig(PretrainedConfig):
@@ -110,8 +103,8 @@ class ReferringSegmentationConfig(PretrainedConfig):
     ) -> None:
         self.vision_config = _as_config(vision_config, "swin", "vision_config")
         self.text_config = _as_config(text_config, "bert", "text_config")
-        check_vision_type(self.vision_config.model_type)
-        check_text_type(self.text_config.model_type)
+        check_model_type(self.vision_config.model_type, "vision backbone")
+        check_model_type(self.text_config.model_type, "text encoder")
         if decoder_dim <= 0:
             raise ValueError(f"`decoder_dim` must be a positive integer, got {decoder_dim}.")
         if vit_feature_layers is not None and len(vit_feature_layers) != 4:

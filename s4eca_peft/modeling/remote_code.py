@@ -1,9 +1,6 @@
-"""Loading transformers configs and tokenizers without ever running code shipped in a folder or Hub repo.
-
-An ``auto_map`` in ``config.json`` or ``tokenizer_config.json`` asks transformers to import a ``.py`` file from the
-folder; left to its default, transformers prompts "Do you wish to run the custom code? [y/N]" and runs it on "y".
-Every ``Auto*.from_pretrained`` of this package goes through `auto_from_pretrained`, which passes
-``trust_remote_code=False`` and turns transformers' refusal into an error naming the folder.
+"""Loading transformers configs and tokenizers without ever running code shipped in a folder or Hub repo: every
+``Auto*.from_pretrained`` of this package goes through `auto_from_pretrained`, which passes ``trust_remote_code=False``
+and turns transformers' refusal of an ``auto_map`` into an error naming the folder (docs/security.md).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -141,37 +142,6 @@ def train_pretext(
     return model, facts
 
 
-CARD = """---
-library_name: transformers
-tags: [swin, remote-sensing, synthetic, s4eca-peft]
----
-# Small Swin pretrained on synthetic aerial scenes (no language)
-
-A frozen vision backbone shipped with s4eca-peft (`s4eca_peft.EMBEDDED_BACKBONE_PATH`). A `SwinBackbone` ({parameters:,} parameters, embed dim
-{embed_dim}, depths {depths}, window {window_size}, patch {patch_size}; its four stage norms stay at their identity
-initialisation) pretrained from random weights by
-`s4eca-pretrain-backbone` on {scenes_seen:,} synthetic aerial scenes at {image_size}x{image_size}
-(pretext `{pretext}`: {pretext_text}). No expression was ever seen: language enters only through the adapters.
-
-Load it with `SwinBackbone.from_pretrained(s4eca_peft.EMBEDDED_BACKBONE_PATH)` (weights stored in float16; the config
-asks for float32). Inputs are normalised with the ImageNet mean and std (`preprocessor_config.json`).
-
-## Pretext scores on {heldout} held-out scenes
-
-{metrics}
-
-## How it was made
-
-`{command}`: {steps} steps of batch {batch_size}, AdamW at {learning_rate}, {train_seconds} s on {torch_threads}
-CPU thread(s) (the time grows with the machine's other work). Scenes come from the stream of seed {pretrain_scene_seed} and the held-out scenes from seed
-{heldout_scene_seed}; the referring task's val and test scenes use other seeds, so none of them was seen here.
-
-## What it is not
-
-Not trained on ImageNet nor on any real imagery. It knows the package's synthetic scenes (textured ground, roads,
-trees, vehicles, storage tanks, buildings, pools) and nothing else: a stand-in for a faithful miniature of adapting a
-pretrained frozen backbone, not a backbone for real aerial images.
-"""
 PRETEXT_TEXT = {
     "dense": "per-pixel region class (ground, road, four object categories), object colour and size class",
     "mim": "reconstruct the pixels of randomly blanked 16-pixel blocks",
@@ -212,7 +182,8 @@ def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: d
         (tmp / "pretraining.json").write_text(json.dumps({**facts, "heldout_scenes": heldout, "metrics": metrics},
                                                          indent=2) + "\n")
         metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
-        (tmp / "README.md").write_text(CARD.format(
+        card = resources.files(__package__).joinpath("backbone_card_template.md").read_text(encoding="utf-8")
+        (tmp / "README.md").write_text(card.format(
             parameters=sum(p.numel() for p in backbone.swin.parameters()), embed_dim=config.embed_dim,
             depths=config.depths, window_size=config.window_size, patch_size=config.patch_size,
             pretext_text=PRETEXT_TEXT[facts["pretext"]], metrics=metric_lines, heldout=heldout, command=command,

@@ -1,18 +1,11 @@
-"""Train S4ECA adapters with Accelerate: one GPU, several GPUs or CPU processes, with resumable checkpoints.
+"""Train S4ECA adapters with Accelerate: one GPU, several GPUs or CPU processes, with resumable checkpoints
+(modes and flags: docs/training.md). With no arguments the run is the embedded default: offline synthetic scenes,
+the packaged Swin and the pretrained MiniLM.
 
-Supported modes (all through ``accelerate launch examples/train.py ...``):
-  - single CPU or GPU; ``--mixed_precision bf16|fp16`` through Accelerate's own flag (the frozen encoders are then
-    stored in that dtype; adapters and head train in float32); ``--torch_compile`` compiles the adapters;
-  - several processes (``--multi_gpu --num_processes N``; on CPU set ``ACCELERATE_USE_CPU=true``);
-  - ``--resume_from_checkpoint latest`` after a crash: adapter, optimizer, scheduler, RNG and step are restored.
-
-With no arguments the run is the embedded default: offline, fresh synthetic aerial scenes every epoch, the small
-Swin pretrained on synthetic aerial scenes that ships in the package, and the pretrained MiniLM text encoder.
-
-`training_function` reads top to bottom: set-up (accelerator, run folder), data, model (seeded), optimizer and
-schedule, ``accelerator.prepare``, resume, the epoch loop (one `training_step` per batch, loss logging, checkpoints, validation
-that keeps the best adapter), and the final report (best adapter on val and test, curves, overlays, model card, Hub
-upload). Its helpers are the run state and checkpoint manager (`checkpoints`) and the run folder (`run_folder`).
+`training_function` reads top to bottom: set-up, data, model (seeded), optimizer and schedule,
+``accelerator.prepare``, resume, the epoch loop (`training_step`, logging, checkpoints, validation that keeps the best
+adapter), and the final report. Its helpers are the run state and checkpoint manager (`checkpoints`) and the run
+folder (`run_folder`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
-"""A training run owns its ``--output_dir``: a marker file says which run wrote the folder, and a lock file keeps a
-second concurrent run out.
-
-* ``s4eca_run.json`` (written atomically when a run starts) holds the run's id. A folder holding files of another
-  run is refused, unless ``overwrite_output_dir`` is set (its checkpoints and marker are then removed, so they can
-  neither outrank the new run's checkpoints nor be picked by ``--resume_from_checkpoint latest``) or the run is
-  resumed (``--resume_from_checkpoint latest`` or one of the folder's own checkpoints).
-* ``.s4eca-train.lock`` is created exclusively and holds the owner's host and process id; a lock left by a process
-  that no longer runs on this host is taken over, one held by a live process is refused naming it.
+"""A training run owns its ``--output_dir``: ``s4eca_run.json`` names the run that wrote the folder, and
+``.s4eca-train.lock`` keeps a second concurrent run out (docs/security.md).
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""Multi-scale dense extractor: parallel depthwise branches at growing receptive fields, densely connected.
-
-Paper: a *multi-scale dense extractor* captures objects of very different sizes (remote-sensing targets range from a
-car to an airport). Branch `i` is a depthwise `k_i x k_i` convolution with dilation `d_i` (receptive field
-`d_i * (k_i - 1) + 1`) followed by GELU. As in DenseASPP, each branch is fed the input plus the outputs of all
-previous branches (a sum, which keeps the width at `r` and the cost low), so later branches see progressively larger,
-composed receptive fields. All branches are returned; the scale selection decides how to mix them.
-
-The input is channels-last, `(batch, H, W, r)`, like the token sequences of transformer backbones. It is viewed once
-as `(batch, r, H, W)` (channels-last memory, so the convolutions run without layout copies) and the branches are
-returned in that layout, which the scale selection mixes in: no layout change per branch.
+"""Multi-scale dense extractor: parallel depthwise dilated branches, each fed the input plus the earlier
+branches (DenseASPP; docs/method.md). Input channels-last `(batch, H, W, r)`; branches `(batch, r, H, W)` in
+channels-last memory, the layout the scale selection mixes in.
 """
 
 from __future__ import annotations

@@ -24,6 +24,11 @@ from .text_adapter import TextProxyAdapter
 from .vision_adapter import S4ECAVisionAdapter
 
 _WIDTH_ATTRIBUTES = ("out_features", "out_channels", "num_features", "normalized_shape")
+MERGE_REFUSAL = (
+    "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a softmax scale "
+    "selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep the PeftModel for "
+    "inference, or call `unload()` to get the unadapted base model back."
+)
 
 
 def block_hidden_size(block: nn.Module) -> int:
@@ -47,15 +52,26 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
 
     role: str = ""
 
-    def __init__(self, base_layer: nn.Module, routing: S4ECARouting, module_name: str, hidden_size: int) -> None:
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: S4ECAConfig,
+        routing: S4ECARouting,
+        module_name: str,
+        **layer_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.routing = routing
         self.module_name = module_name
-        self.in_features = self.out_features = hidden_size
+        self.in_features = self.out_features = block_hidden_size(base_layer)
         self._disable_adapters = False
         self.merged_adapters = []
+        setattr(self, self.adapter_layer_names[0], nn.ModuleDict({}))
+        self._active_adapter = adapter_name
         base_layer.register_forward_hook(self._adapt, with_kwargs=True, prepend=True)
+        self.update_layer(adapter_name, config, **layer_kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.base_layer(*args, **kwargs)
@@ -108,10 +124,7 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
                 base._forward_hooks_always_called.pop(key, None)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
-        raise ValueError(
-            "S4ECA adapters cannot be merged: they are non-linear (convolutions, softmax scale selection, sigmoid "
-            "spatial gate) and depend on the language proxies of each input. Use `unload()` for the base model."
-        )
+        raise ValueError(MERGE_REFUSAL)
 
     def unmerge(self) -> None:
         """Nothing is ever merged."""
@@ -136,20 +149,10 @@ class S4ECATextLayer(S4ECALayer):
     adapter_layer_names = ("s4eca_text_adapter",)
     other_param_names = ("s4eca_text_index",)
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: S4ECAConfig,
-        routing: S4ECARouting,
-        module_name: str,
-        text_index: int = 0,
-    ) -> None:
-        super().__init__(base_layer, routing, module_name, block_hidden_size(base_layer))
-        self.s4eca_text_adapter = nn.ModuleDict({})
+    def __init__(self, *args: Any, text_index: int = 0) -> None:
+        """`S4ECALayer`'s arguments; `text_index` counts the text layers of the adapter before this one."""
         self.s4eca_text_index: dict[str, int] = {}
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, config, text_index=text_index)
+        super().__init__(*args, text_index=text_index)
 
     def update_layer(self, adapter_name: str, config: S4ECAConfig, text_index: int = 0, **kwargs: Any) -> None:
         self.s4eca_text_adapter[adapter_name] = TextProxyAdapter(
@@ -216,20 +219,10 @@ class S4ECAVisionLayer(S4ECALayer):
     role = "vision"
     adapter_layer_names = ("s4eca_vision_adapter",)
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: S4ECAConfig,
-        routing: S4ECARouting,
-        module_name: str,
-        patch_size: int | None = None,
-    ) -> None:
-        super().__init__(base_layer, routing, module_name, block_hidden_size(base_layer))
+    def __init__(self, *args: Any, patch_size: int | None = None) -> None:
+        """`S4ECALayer`'s arguments; `patch_size` of the enclosing ViT-family backbone, if any."""
         self.patch_size = patch_size
-        self.s4eca_vision_adapter = nn.ModuleDict({})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, config)
+        super().__init__(*args)
 
     def update_layer(self, adapter_name: str, config: S4ECAConfig, **kwargs: Any) -> None:
         text_dim = config.text_hidden_size or 0  # 0: no selection reads proxies (checked by the tuner otherwise)

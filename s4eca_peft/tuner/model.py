@@ -16,7 +16,7 @@ from torch import nn
 from .checks import WEIGHTS_NAME, check_adapter_tensors
 from .config import S4ECAConfig
 from .errors import AdapterBackboneMismatchError
-from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
+from .layer import MERGE_REFUSAL, S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
 from .routing import S4ECARouting, forward_scope, remove_forward_scope
 from .targets import (
     TEXT_BLOCK_CLASSES,
@@ -192,7 +192,9 @@ class S4ECAModel(BaseTuner):
         # the encoder holding the block opens a forward of its own when called alone, and records its inputs
         scope = forward_scope(owner, self.routing) if owner is not None else None
         if role == "text":
-            new_module = S4ECATextLayer(target, adapter_name, peft_config, self.routing, current_key, text_index)
+            new_module = S4ECATextLayer(
+                target, adapter_name, peft_config, self.routing, current_key, text_index=text_index
+            )
             if scope is not None:
                 scope.records_text = True
                 if not any(encoder is owner for encoder in self.routing.text_encoders):
@@ -200,7 +202,9 @@ class S4ECAModel(BaseTuner):
         else:
             patch_size = getattr(getattr(owner, "config", None), "patch_size", None)
             patch_size = patch_size if isinstance(patch_size, int) else None
-            new_module = S4ECAVisionLayer(target, adapter_name, peft_config, self.routing, current_key, patch_size)
+            new_module = S4ECAVisionLayer(
+                target, adapter_name, peft_config, self.routing, current_key, patch_size=patch_size
+            )
             if scope is not None and patch_size:
                 scope.records_pixels = True
         self._replace_module(parent, target_name, new_module, target)
@@ -212,11 +216,7 @@ class S4ECAModel(BaseTuner):
     # ------------------------------------------------------------------ adapters
 
     def _check_merge_allowed(self) -> None:
-        raise ValueError(
-            "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a "
-            "softmax scale selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep "
-            "the PeftModel for inference, or call `unload()` to get the unadapted base model back."
-        )
+        raise ValueError(MERGE_REFUSAL)
 
     def _unload_and_optionally_merge(
         self,

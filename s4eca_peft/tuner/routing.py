@@ -1,22 +1,10 @@
-"""Proxy routing: how the text adapters hand language proxies to the vision adapters.
+"""Proxy routing: how the text adapters hand language proxies to the vision adapters (docs/peft.md).
 
-Backbone forwards have fixed signatures, so nothing can be passed from the text encoder to the vision backbone as an
-argument. The tuner carries the proxies itself, in an [`S4ECARouting`] that all S4ECA layers of a model reference.
-
-Proxies belong to one forward. A forward pre-hook on the adapted model (and on every text encoder and vision backbone
-that holds an adapter) opens a [`CallState`] when it is the outermost call of the thread, and a forward hook that
-always runs closes it; the text adapters write `(batch, num_queries, text_dim)` proxies into it, the vision adapters
-read them from it. Nothing a forward writes is read by a later one, and each thread has its own state, so one model
-can serve concurrent requests. Proxies set with `S4ECAModel.set_language_proxies` before a forward belong to that
-forward only.
-
-Models that run their vision tower before their text tower (CLIP, SigLIP) get their proxies computed when the first
-vision adapter asks for them: the text encoder runs on the text inputs of the same call (`input_ids`,
-`attention_mask`, ...), and then once more when the model itself calls it.
-
-Gradient checkpointing: transformers 5 checkpoints a layer's `forward` only, so the adaptation of a block (a forward
-hook on it) stays outside the block's own checkpoint. A checkpointed layer that *contains* adapted blocks (Swin's
-`SwinStage`) replays their hooks in backward, after the forward has returned and possibly on another thread: its
+Backbone forwards have fixed signatures, so the proxies travel in an [`S4ECARouting`] that all S4ECA layers of a
+model reference. A forward pre-hook opens a per-thread [`CallState`] at the outermost call and a forward hook closes
+it: nothing a forward writes is read by a later one, and one model can serve concurrent requests. Vision-first
+models (CLIP, SigLIP) run their text encoder on the call's text inputs when the first vision adapter asks.
+A checkpointed layer that contains adapted blocks (Swin's `SwinStage`) replays their hooks in backward; its
 checkpoint function is wrapped ([`CheckpointReplay`]) so that the replay sees the state of the forward it replays.
 """
 

@@ -1,13 +1,5 @@
-"""Language-guided scale selection: the expression decides, per channel, which receptive field to use.
-
-Paper: *semantic-driven scale selection* weights the extractor's scales with the language, so "the large lake"
-and "the small car" draw on different receptive fields. The proxies (already projected to the bottleneck width `r`)
-are averaged into one expression vector, a linear layer maps it to `n_branches x r` logits, and a softmax over the
-branches gives per-channel weights `(batch, n_branches, r)` that mix the branch outputs. With the switch off
-(ablation), the branches are averaged uniformly.
-
-Branches come in the extractor's `(batch, r, H, W)` layout and are mixed there with one multiply-add per branch; the
-mixture is returned channels-last, `(batch, H, W, r)`.
+"""Language-guided scale selection: softmax weights over the extractor's branches, per channel, from the
+proxies' mean (docs/method.md); uniform weights when switched off (ablation).
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""Language-guided spatial selection: the expression decides where the adapter acts.
-
-Paper: *semantic-driven spatial selection* keeps the regions the expression refers to and suppresses the rest.
-Pixels are projected (a per-pixel linear map) into the bottleneck space where the proxies also live; the cosine
-similarity of every pixel to every proxy is taken, the best-matching proxy counts (max over proxies), and a sigmoid of
-a learned affine map of it gives a spatial gate that multiplies the features. With the switch off (ablation), no
-gate is applied. Only the proxies are normalised before the similarity; the pixel's norm, the same for every proxy,
-divides the best match (the same cosine, with a per-pixel division instead of a per-channel one).
+"""Language-guided spatial selection: a sigmoid gate from each pixel's best cosine similarity to the proxies
+(docs/method.md); no gate when switched off (ablation).
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""Target regexes from an untrusted ``adapter_config.json``: refuse those whose matching can take exponential time.
-
-Python's ``re`` backtracks: matching ``(\\w+\\.?)+x`` takes time that doubles with each character of the module
-name, and ``.*.*.*.*x`` grows with the fourth power of the name's length. The pattern is parsed (the standard
-library's own regex parser) and refused, naming the construct, when it puts a quantifier (``?`` included) or an
-alternation under a repeating quantifier, uses a backreference, or holds more than ``MAX_PATTERN_REPEATS`` repeating
-quantifiers. What PEFT-style target regexes use (``.*\\.layers\\.\\d+\\.mlp``, ``.*\\.(q|k|v)_proj``, lookaheads)
-passes.
+"""Target regexes from an untrusted ``adapter_config.json``: refuse those whose matching can take exponential time
+(docs/security.md). The pattern is parsed with the standard library's regex parser and refused, naming the construct,
+for a quantifier or alternation under a repeating quantifier, a backreference, or more than ``MAX_PATTERN_REPEATS``
+repeating quantifiers.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""Text adapter: learnable queries distil *language proxies* from the word-level features.
+"""Text adapter: learnable queries distil *language proxies* from the word-level features (docs/method.md).
 
-Paper: the text adapter "distils" a few language proxies from the expression early, so that every vision block can
-be grounded on them. Here `num_queries` learnable query vectors cross-attend (multi-head, in a bottleneck of width
-`text_bottleneck_size`) to the hidden states of the wrapped text block, padding masked, and give
-`(batch, num_queries, text_dim)` proxies.
-
-With feedback (`S4ECAConfig.text_feedback`, on by default) what the queries gathered also flows back into the
-language side: the cross-attention output (width `bottleneck_size`), averaged over the queries, is projected to
-`text_dim` by a zero-initialised linear map and added to every word feature of the wrapped block, so the features
-after it, and the sentence feature the segmentation head is conditioned on, adapt to the task too. Without it the
-text encoder's features are never altered and the proxies only reach the vision adapters; on the synthetic benchmark
-that leaves the head conditioned on a frozen sentence feature (see docs/method.md).
+With `text_feedback` the cross-attention output, averaged over the queries, is added back to every word feature
+through a zero-initialised linear map; without it the text features are never altered.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
-"""Vision adapter: bottleneck -> multi-scale dense extractor -> scale selection -> spatial selection -> up.
-
-Paper: a light adapter after each vision block aligns the visual features with the expression. The block output is
-projected down to `r` (per-pixel linear map + GELU), expanded into multi-scale branches
-([`MultiScaleDenseExtractor`]), mixed per channel by [`LanguageGuidedScaleSelection`], gated per pixel by
-[`LanguageGuidedSpatialSelection`], and projected back to `C` by a per-pixel linear map that is zero-initialised, so
-the adapted model starts equal to the base model. The result is added residually by the tuner layer.
-
-The adapter works channels-last, `(batch, H, W, C)`: transformer blocks give exactly that layout as a view of their
-tokens, so the adapter adds no layout copies to them.
+"""Vision adapter: bottleneck -> multi-scale dense extractor -> scale selection -> spatial selection -> up
+(docs/method.md). Channels-last `(batch, H, W, C)`, the layout transformer blocks give as a view of their tokens; the
+zero-initialised up-projection makes the adapted model start equal to the base model.
 """
 
 from __future__ import annotations
