@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from test_inference import build_tiny_adapter
-from test_inference_cli import write_image
+from tiny_models import build_tiny_adapter, write_image
 
 from s4eca_peft.predict_command import ERRORS_NAME, predict_main
 

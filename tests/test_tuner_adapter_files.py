@@ -95,7 +95,7 @@ def test_a_huge_num_queries_is_refused_before_allocating_under_a_memory_cap(adap
     result = run_capped(
         f"""
         from peft import PeftModel
-        from test_tuner_errors import build
+        from tiny_models import build
         try:
             PeftModel.from_pretrained(build(), {str(adapter)!r})
         except ValueError as error:
@@ -115,7 +115,7 @@ def test_a_catastrophic_target_regex_is_refused_before_any_matching(adapter):
         f"""
         import time
         from peft import PeftModel
-        from test_tuner_errors import build
+        from tiny_models import build
         base = build()
         started = time.perf_counter()
         try:
