@@ -87,12 +87,15 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)
     processor.image_size = args.image_size or metadata.get("image_size", processor.image_size)
     dataset = load_split(args.dataset, args.split, data_dir=args.data_dir, image_size=processor.image_size,
-                         num_samples=args.num_samples, max_samples=args.max_eval_samples, revision=args.data_revision)
+                         num_samples=args.num_samples, max_samples=args.max_eval_samples, revision=args.data_revision,
+                         version=args.data_version)
     dataloader = accelerator.prepare(eval_dataloader(dataset, processor, args.batch_size, args.dataloader_num_workers))
     model = accelerator.prepare(model)
     metrics = evaluate_loop(model, dataloader, accelerator, desc=f"{args.split}")
     result = {"split": args.split, "dataset": args.dataset, "image_size": processor.image_size,
               "adapter": str(args.adapter), **metrics}
+    if args.dataset == "synthetic":
+        result["data_version"] = args.data_version
     if accelerator.is_main_process:
         print(metrics_markdown_table(metrics, args.split))
         if args.output:

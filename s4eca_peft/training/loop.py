@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..data.synthetic import DATA_VERSION
 from ..files import write_json_atomic
 from ..inference.adapter_folder import RUN_ADAPTER_DIR, save_for_inference
 from ..inference.visualization import plot_training_curves
@@ -330,6 +331,8 @@ def finalize(session: TrainingSession, state: RunState) -> dict[str, Any]:
         load_adapter_weights(accelerator.unwrap_model(session.model), session.adapter_dir)
         test = evaluate_loop(session.model, session.eval_dataloaders["test"], accelerator, desc="test")
         results["test"] = {"split": "test", **test}
+    if session.config.data.dataset == "synthetic":
+        results = {split: {**metrics, "data_version": DATA_VERSION} for split, metrics in results.items()}
     wall_time = time.time() - session.started
     train_results = training_statistics(session, state, wall_time)
     accelerator.print("training: " + ", ".join(f"{k} {v}" for k, v in train_results.items()))
