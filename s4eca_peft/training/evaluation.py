@@ -23,12 +23,13 @@ from .arguments import EvalArguments, parse_eval_args
 
 @torch.no_grad()
 def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: str = "evaluation") -> dict[str, Any]:
-    """Mask metrics over a dataloader of collated batches (``labels`` at the input resolution)."""
+    """Mask metrics over a dataloader of collated batches (``labels`` at the input resolution); per family too
+    (``"per_family"``, see `s4eca_peft.metrics.rrsis_metrics`) when every batch names its samples' ``families``."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    intersections, unions = [], []
+    intersections, unions, families = [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(dataloader, desc=desc, disable=not main, leave=False):
         logits = model(
@@ -37,15 +38,19 @@ def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: st
         labels = batch["labels"]
         logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
         inter, union = intersection_and_union(logits[:, 0] > 0, labels[:, 0] > 0.5)  # probability > 0.5
+        names = batch.get("families")
         if accelerator is not None:
             inter, union = accelerator.gather_for_metrics((inter, union))
+            names = None if names is None else accelerator.gather_for_metrics(list(names), use_gather_object=True)
         intersections.append(inter.cpu())
         unions.append(union.cpu())
+        families.append(names)
     if was_training:
         model.train()
     if not intersections:
         raise ValueError("The evaluation set is empty.")
-    return rrsis_metrics(torch.cat(intersections), torch.cat(unions))
+    named = None if any(names is None for names in families) else [name for names in families for name in names]
+    return rrsis_metrics(torch.cat(intersections), torch.cat(unions), named)
 
 
 @torch.no_grad()
