@@ -124,20 +124,6 @@ def use_sentence_as_proxy(model) -> None:
     text_model.register_forward_hook(hook, with_kwargs=True)
 
 
-def mismatch_proxies(model) -> Any:
-    """From now on, each image's vision adapters read the proxies of the next image's expression in the batch (set
-    from a hook after the text encoder ran); a head that reads the sentence still reads the image's own. An adapter
-    that ignores its proxies scores the same with and without this. Returns the hook's handle."""
-    tuner = model.base_model
-
-    def swap(module, args, output) -> None:
-        proxies = tuner.get_language_proxies()
-        if proxies is not None:
-            tuner.set_language_proxies(proxies.roll(1, dims=0))
-
-    return model.get_base_model().text_model.register_forward_hook(swap)
-
-
 def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
     """Train `run` under `protocol` and score it on the fixed synthetic val and test scenes. Every run goes
     through this one function; only the model differs."""
@@ -159,6 +145,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
         train_transform,
     )
     from s4eca_peft.training.evaluation import evaluate_loop
+    from s4eca_peft.tuner import mismatch_proxies
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     transformers.logging.set_verbosity_error()

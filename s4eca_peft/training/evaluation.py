@@ -53,6 +53,29 @@ def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: st
     return rrsis_metrics(torch.cat(intersections), torch.cat(unions), named)
 
 
+def measure_language_use(model: torch.nn.Module, dataloader, accelerator=None,
+                         matched: dict[str, Any] | None = None, desc: str = "evaluation") -> dict[str, Any]:
+    """What the vision adapters carry of the language: the drop in mask quality when each image's vision adapters
+    read the proxies of another image's expression (`s4eca_peft.tuner.mismatch_proxies`; batches of 2 or more).
+
+    ``matched``: the `evaluate_loop` scores of the same model and dataloader, if already at hand. Returns
+    ``{"mIoU_drop": matched - mismatched mIoU, "oIoU_drop": likewise (fractions, as the metrics), "mismatched":
+    the mismatched scores (with their "per_family"), "per_family_mIoU_drop": {family: drop}}``, the last only when
+    the samples carry a family. Adapters that ignore their proxies give exactly 0.
+    """
+    from ..tuner import mismatch_proxies
+
+    matched = matched if matched is not None else evaluate_loop(model, dataloader, accelerator, desc=desc)
+    with mismatch_proxies(model):
+        mismatched = evaluate_loop(model, dataloader, accelerator, desc=f"{desc}, mismatched proxies")
+    result = {"mIoU_drop": matched["mIoU"] - mismatched["mIoU"], "oIoU_drop": matched["oIoU"] - mismatched["oIoU"],
+              "mismatched": mismatched}
+    if "per_family" in matched and "per_family" in mismatched:
+        result["per_family_mIoU_drop"] = {family: scores["mIoU"] - mismatched["per_family"][family]["mIoU"]
+                                          for family, scores in matched["per_family"].items()}
+    return result
+
+
 @torch.no_grad()
 def save_overlays(model, processor, dataset, path: str | os.PathLike, num_samples: int = 4) -> None:
     """A strip of predictions (red) with the ground-truth outline (green) and the expression, as one PNG."""
@@ -101,11 +124,24 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
               "adapter": str(args.adapter), **metrics}
     if args.dataset == "synthetic":
         result["data_version"] = args.data_version
+    if args.language_use:
+        result["language_use"] = measure_language_use(model, dataloader, accelerator, matched=metrics, desc=args.split)
     if accelerator.is_main_process:
         print(metrics_markdown_table(metrics, args.split))
+        if args.language_use:
+            print(language_use_summary(result["language_use"]))
         if args.output:
             write_json_atomic(args.output, result)
     return result
+
+
+def language_use_summary(language_use: dict[str, Any]) -> str:
+    """`measure_language_use` output in words: the drops in points, overall and per family, and the mismatched
+    scores as a table."""
+    lines = [f"Language use (drop when each image's vision adapters read another image's proxies): mIoU "
+             f"{100 * language_use['mIoU_drop']:+.2f}, oIoU {100 * language_use['oIoU_drop']:+.2f} points"]
+    lines += [f"  {family}: mIoU {100 * drop:+.2f}" for family, drop in language_use.get("per_family_mIoU_drop", {}).items()]
+    return "\n".join(lines + [metrics_markdown_table(language_use["mismatched"], "mismatched proxies")])
 
 
 def eval_main(argv: list[str] | None = None) -> dict[str, Any]:
