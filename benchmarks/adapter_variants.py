@@ -1,35 +1,30 @@
 """Choices for the embedded default, decided on the synthetic **val** split: adapter variants, steps and learning
-rates, each one run of `accuracy_synthetic.train_and_evaluate` (the benchmark's protocol) scored on val only.
+rates, each one run of `synthetic_runs.train_and_evaluate` (the accuracy benchmark's protocol) scored on val only.
 
-A variant is a run of `accuracy_synthetic` (``s4eca``, ``head``, ...), optionally a change to the adapter's code that
-is tried here before it earns a place in the package (``patch``), and protocol overrides (steps, learning rate).
+A variant is a run of `accuracy_synthetic` (``s4eca``, ``head``, ...) with package options and protocol overrides
+(steps, learning rate, `S4ECAConfig` fields). Variants marked ``patch`` changed the adapters' code; none was kept as
+an option, so their code is gone and their stored rows stay in the table.
 Results accumulate in ``benchmarks/results/adapter_variants.json`` (one entry per variant and seed, with the command
-that made it), and the table in the ``adapter-variants`` section of docs/benchmarks.md is rendered from all of them.
+that made it; a stored variant and seed is not run again), and the table in the ``adapter-variants`` section of
+docs/benchmarks.md is rendered from all of them.
 
-    python benchmarks/adapter_variants.py --variants s4eca head --seeds 0
-    python benchmarks/adapter_variants.py --variants attention_pooled_proxies --seeds 0 1
-    python benchmarks/adapter_variants.py --render     # the table from the stored results only
+    python -m benchmarks.adapter_variants --variants s4eca_lr_2e-3 head_lr_2e-3 --seeds 0
+    python -m benchmarks.adapter_variants --render     # the table from the stored results only
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import os
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import DOCS_PAGE, load_average, markdown_table, write_section
+from benchmarks.store import RESULTS_DIR, ResultsStore
+from benchmarks.synthetic_runs import PROTOCOL, comparisons, format_score, run_all_named
 
-from accuracy_synthetic import PROTOCOL, comparisons, format_score  # noqa: E402
-from common import DOCS_PAGE, load_average, markdown_table, write_section  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results" / "adapter_variants.json"
+RESULTS = RESULTS_DIR / "adapter_variants.json"
 STEPS = 192
 """Steps of batch 16 of every variant unless it says otherwise: the default run's 3 epochs of 1,024 scenes."""
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -104,285 +99,25 @@ VARIANTS.update({
 })
 
 
-def attention_pooled_proxies() -> None:
-    """Scale selection weights the proxies by their match with a query made from the block's pooled features."""
-    import torch
-    from torch import nn
-
-    from s4eca_peft.tuner import scale_selection
-
-    cls = scale_selection.LanguageGuidedScaleSelection
-    original_init = cls.__init__
-
-    def __init__(self, channels: int, num_branches: int) -> None:
-        original_init(self, channels, num_branches)
-        self.pool_query = nn.Linear(channels, channels)
-        nn.init.zeros_(self.pool_query.weight)
-        nn.init.zeros_(self.pool_query.bias)
-
-    def forward(self, branches, proxies):
-        batch, channels = proxies.shape[0], proxies.shape[-1]
-        query = self.pool_query(branches[0].mean(dim=(2, 3)))  # (batch, r)
-        attention = torch.einsum("bqr,br->bq", proxies, query) / channels**0.5
-        pooled = torch.einsum("bq,bqr->br", attention.softmax(dim=1), proxies)
-        weights = self.to_logits(pooled).view(batch, self.num_branches, channels).softmax(dim=1)
-        return scale_selection.mix_branches(branches, weights), weights
-
-    cls.__init__, cls.forward = __init__, forward
-
-
-def add_tanh_of_best_cosine(selection: type) -> Any:
-    """Give the spatial selection class two zero-initialised scalars ``a`` and ``c``; returns a function of
-    ``(self, features, proxies)`` that runs its original forward and gives ``(gated, gate, tanh(a * best + c))``,
-    where ``best`` is each pixel's best proxy cosine, read back from the sigmoid gate."""
-    import torch
-    from torch import nn
-
-    selection_init, selection_forward = selection.__init__, selection.forward
-
-    def init_selection(self, channels: int) -> None:
-        selection_init(self, channels)
-        self.tanh_scale = nn.Parameter(torch.zeros(()))
-        self.tanh_shift = nn.Parameter(torch.zeros(()))
-
-    def forward(self, features, proxies):
-        gated, gate = selection_forward(self, features, proxies)
-        best = (torch.logit(gate.clamp(1e-6, 1 - 1e-6)) - self.bias) / self.temperature
-        return gated, gate, torch.tanh(self.tanh_scale * best + self.tanh_shift)
-
-    selection.__init__ = init_selection
-    return forward
-
-
-def gate_on_block_features() -> None:
-    """Spatial selection also acts on the block's own features: the update adds ``features * tanh(a * best + c)``
-    (``a``, ``c`` zero-initialised, so the model starts as the base), where ``best`` is the pixel's best proxy
-    cosine. Regions can then be suppressed or amplified in what the next frozen block and the head see, not only in
-    the adapter's branch."""
-    from s4eca_peft.tuner import spatial_selection, vision_adapter
-
-    selection = spatial_selection.LanguageGuidedSpatialSelection
-    tanh_of_best = add_tanh_of_best_cosine(selection)
-
-    def forward_selection(self, features, proxies):
-        gated, gate, self.last_feature_gate = tanh_of_best(self, features, proxies)  # (batch, H, W, 1)
-        return gated, gate
-
-    adapter = vision_adapter.S4ECAVisionAdapter
-    adapter_forward = adapter.forward
-
-    def forward_adapter(self, features, proxies):
-        update, maps = adapter_forward(self, features, proxies)
-        if self.spatial_selection is not None:
-            update = update + features * self.spatial_selection.last_feature_gate
-        return update, maps
-
-    selection.forward = forward_selection
-    adapter.forward = forward_adapter
-
-
-def gate_from_mean_proxy() -> None:
-    """Spatial selection compares each pixel with the proxies' mean (one expression vector, as scale selection
-    reads) instead of taking its best match over the proxies, which some proxy always gives."""
-    from s4eca_peft.tuner import spatial_selection
-
-    selection = spatial_selection.LanguageGuidedSpatialSelection
-    original = selection.forward
-
-    def forward(self, features, proxies):
-        return original(self, features, proxies.mean(dim=1, keepdim=True))
-
-    selection.forward = forward
-
-
-def position_aware_spatial_selection() -> None:
-    """Spatial selection sees where each pixel is: its normalised (x, y) coordinates, through a zero-initialised
-    linear map, are added to the pixel's projection before the proxy match, so a proxy can select "the left" or "the
-    top" as well as a look. The frozen Swin's features carry no absolute position."""
-    import torch
-    from torch import nn
-
-    from s4eca_peft.modeling.head import coordinate_channels
-    from s4eca_peft.tuner import spatial_selection
-
-    selection = spatial_selection.LanguageGuidedSpatialSelection
-    selection_init = selection.__init__
-
-    def init_selection(self, channels: int) -> None:
-        selection_init(self, channels)
-        self.position_proj = nn.Linear(2, channels, bias=False)
-        nn.init.zeros_(self.position_proj.weight)
-
-    def forward_selection(self, features, proxies):
-        batch, height, width, channels = features.shape
-        coordinates = coordinate_channels(batch, height, width, features).permute(0, 2, 3, 1)  # (batch, H, W, 2)
-        pixels = (self.pixel_proj(features) + self.position_proj(coordinates)).reshape(batch, height * width, channels)
-        keys = proxies / proxies.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        best = torch.bmm(pixels, keys.transpose(1, 2)).amax(dim=-1, keepdim=True)
-        best = best / pixels.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        gate = torch.sigmoid(self.temperature * best + self.bias).view(batch, height, width, 1)
-        return features * gate, gate
-
-    selection.__init__, selection.forward = init_selection, forward_selection
-
-
-def residual_spatial_gate() -> None:
-    """Spatial selection as a residual gate, ``features * (1 + tanh(a * best + c))`` with ``a`` and ``c``
-    zero-initialised: it starts as the identity instead of a sigmoid gate that scales every pixel by a random factor
-    around one half, and can amplify the selected pixels as well as suppress the others."""
-    from s4eca_peft.tuner import spatial_selection
-
-    selection = spatial_selection.LanguageGuidedSpatialSelection
-    tanh_of_best = add_tanh_of_best_cosine(selection)
-
-    def forward_selection(self, features, proxies):
-        gate = 1 + tanh_of_best(self, features, proxies)[2]
-        return features * gate, gate
-
-    selection.forward = forward_selection
-
-
-def separate_spatial_proxy_projection() -> None:
-    """Spatial selection reads the proxies through a projection of its own instead of the one it shares with scale
-    selection, which reads their mean."""
-    from torch import nn
-
-    from s4eca_peft.tuner import spatial_selection, vision_adapter
-
-    adapter = vision_adapter.S4ECAVisionAdapter
-    adapter_init = adapter.__init__
-    selection = spatial_selection.LanguageGuidedSpatialSelection
-    selection_forward = selection.forward
-
-    def init_adapter(self, channels, text_dim, bottleneck_size, *args, **kwargs) -> None:
-        adapter_init(self, channels, text_dim, bottleneck_size, *args, **kwargs)
-        if self.spatial_selection is not None:
-            self.spatial_selection.proxy_proj = nn.Linear(text_dim, bottleneck_size)
-
-    adapter_forward = adapter.forward
-    raw = {}  # the adapter's proxies before its shared projection, for the selection's own
-
-    def forward_selection(self, features, proxies):
-        return selection_forward(self, features, self.proxy_proj(raw["proxies"]))
-
-    def forward_adapter(self, features, proxies):
-        raw["proxies"] = proxies
-        return adapter_forward(self, features, proxies)
-
-    adapter.__init__, adapter.forward = init_adapter, forward_adapter
-    selection.forward = forward_selection
-
-
-def text_adapter_with_proxies(make_proxies: Any) -> None:
-    """Replace the text adapter's forward by one whose proxies are ``make_proxies(adapter, words, key_padding_mask,
-    queries, attended)``; the attention and the feedback are the package's."""
-    from torch.nn import functional as F
-
-    from s4eca_peft.tuner import text_adapter
-
-    def forward(self, words, key_padding_mask=None, previous=None):
-        batch = words.shape[0]
-        queries = self.queries.unsqueeze(0).expand(batch, -1, -1)
-        if previous is not None:
-            queries = queries + previous
-        q, k, v = (self._heads(projection(x)) for projection, x in
-                   ((self.q_proj, queries), (self.k_proj, words), (self.v_proj, words)))
-        attn_mask = None
-        if key_padding_mask is not None:
-            attn_mask = (key_padding_mask | ~key_padding_mask.any(-1, keepdim=True))[:, None, None, :]
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        attended = attended.transpose(1, 2).reshape(batch, queries.shape[1], -1)
-        proxies = make_proxies(self, words, key_padding_mask, queries, attended)
-        update = self.feedback(attended.mean(1)).unsqueeze(1) if self.feedback is not None else None
-        return proxies, update
-
-    text_adapter.TextProxyAdapter.forward = forward
-
-
-def proxies_from_words_only() -> None:
-    """The proxies are what the queries read, ``norm(out_proj(attended))``, instead of ``norm(queries +
-    out_proj(attended))``: the unit-scale learnable queries (norm about sqrt(text_dim)) otherwise outweigh what they
-    read from the words, so that every expression starts with nearly the same proxies."""
-    text_adapter_with_proxies(lambda self, words, mask, queries, attended: self.norm(self.out_proj(attended)))
-
-
-def proxies_around_the_sentence() -> None:
-    """Each proxy is the expression's sentence feature (the masked mean of the block's words) plus what its query
-    read, ``sentence + out_proj(attended)`` with ``out_proj`` zero-initialised: the proxies start as the pretrained
-    sentence embedding (the `no text queries` ablation's single proxy) and the queries learn how to depart from it."""
-    from torch import nn
-
-    from s4eca_peft.modeling.modeling import masked_mean
-    from s4eca_peft.tuner import text_adapter
-
-    adapter = text_adapter.TextProxyAdapter
-    original_init = adapter.__init__
-
-    def __init__(self, *args, **kwargs) -> None:
-        original_init(self, *args, **kwargs)
-        nn.init.zeros_(self.out_proj.weight)
-        nn.init.zeros_(self.out_proj.bias)
-
-    adapter.__init__ = __init__
-    text_adapter_with_proxies(lambda self, words, mask, queries, attended:
-                              masked_mean(words, mask).unsqueeze(1) + self.out_proj(attended))
-
-
-def small_query_init() -> None:
-    """The learnable queries start at standard deviation 0.02 (as BERT's embeddings) instead of 1, so that the
-    proxies ``norm(queries + out_proj(attended))`` start as what the queries read from the words rather than as the
-    queries themselves."""
-    from s4eca_peft.tuner import text_adapter
-
-    adapter = text_adapter.TextProxyAdapter
-    original = adapter.__init__
-
-    def __init__(self, *args, **kwargs) -> None:
-        original(self, *args, **kwargs)
-        self.queries.data.mul_(0.02)
-
-    adapter.__init__ = __init__
-
-
-def head_without_sentence() -> None:
-    """A diagnostic, not a candidate: the head reads a zero sentence, so the expression can reach the mask only
-    through the vision adapters (their language use is then all the language the model uses)."""
-    import torch
-
-    from s4eca_peft.modeling.head import SegmentationHead
-
-    original = SegmentationHead.forward
-
-    def forward(self, features, sentence):
-        return original(self, features, torch.zeros_like(sentence))
-
-    SegmentationHead.forward = forward
-
-
-PATCHES = {"attention_pooled_proxies": attention_pooled_proxies, "gate_on_block_features": gate_on_block_features,
-           "gate_from_mean_proxy": gate_from_mean_proxy, "head_without_sentence": head_without_sentence,
-           "position_aware_spatial_selection": position_aware_spatial_selection,
-           "residual_spatial_gate": residual_spatial_gate,
-           "separate_spatial_proxy_projection": separate_spatial_proxy_projection,
-           "proxies_from_words_only": proxies_from_words_only, "small_query_init": small_query_init,
-           "proxies_around_the_sentence": proxies_around_the_sentence}
-
-
-def run_variant(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
-    """One variant at one seed, in a process of its own that ends with it (patches stay there)."""
-    variant = VARIANTS[name]
-    if "patch" in variant:
-        PATCHES[variant["patch"]]()
-    from accuracy_synthetic import train_and_evaluate
-
-    protocol = {**PROTOCOL, "image_size": 128, "batch_size": 16, "num_eval_samples": 256, "threads": 1,
-                "steps": STEPS, "splits": ("val",), "seed": seed, "vision_model": vision_model, "language_use": True,
-                **variant.get("protocol", {})}
-    result = train_and_evaluate(variant["run"], protocol)
-    return {"variant": name, "seed": seed, "steps": protocol["steps"], "learning_rate": protocol["learning_rate"],
-            "val": result["val"], "val_mismatched_proxies": result.get("val_mismatched_proxies"),
-            "trainable": result["trainable"], "train_s": result["train_s"],
-            "final_loss": result["final_loss"], "vision_model": vision_model or "embedded"}
+RUNNABLE = [name for name, variant in VARIANTS.items() if "patch" not in variant]
+"""Variants made of package options and protocol overrides. A ``patch`` variant changed the adapters' code; it was
+not kept as an option, so its code is gone and only its stored rows remain."""
+
+
+def variant_protocol(name: str, seed: int, vision_model: str | None) -> dict[str, Any]:
+    """The protocol of one variant at one seed: the accuracy protocol on val, then the variant's overrides."""
+    return {**PROTOCOL, "image_size": 128, "batch_size": 16, "num_eval_samples": 256, "threads": 1, "steps": STEPS,
+            "splits": ["val"], "seed": seed, "vision_model": vision_model, "language_use": True,
+            **VARIANTS[name].get("protocol", {})}
+
+
+def variant_record(name: str, protocol: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """What the results file keeps of one run."""
+    return {"variant": name, "seed": protocol["seed"], "steps": protocol["steps"],
+            "learning_rate": protocol["learning_rate"], "val": result["val"],
+            "val_mismatched_proxies": result.get("val_mismatched_proxies"), "trainable": result["trainable"],
+            "train_s": result["train_s"], "final_loss": result["final_loss"],
+            "vision_model": protocol["vision_model"] or "embedded"}
 
 
 def render(results: list[dict[str, Any]]) -> str:
@@ -437,7 +172,8 @@ def sentence_free_comparisons(by_variant: dict[str, list[dict[str, Any]]]) -> li
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=[])
+    parser.add_argument("--variants", nargs="*", choices=RUNNABLE, default=[],
+                        help="Variants to train (those that changed the adapters' code are stored results only).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--vision_model", default=None, help="Another frozen backbone folder (default: the shipped one).")
     parser.add_argument("--jobs", type=int, default=2, help="Parallel processes of one torch thread.")
@@ -445,32 +181,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--docs", default=str(DOCS_PAGE), help="Markdown page for the section ('' for none).")
     parser.add_argument("--render", action="store_true", help="Only render the stored results.")
     args = parser.parse_args(argv)
-    path = Path(args.results)
-    stored: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    store = ResultsStore(args.results, key=lambda r: (r["variant"], r["seed"]))
     if not args.render:
         given = list(argv if argv is not None else sys.argv[1:])
         for flag in ("--docs", "--results"):  # where results go does not change a figure
             if flag in given:
                 del given[given.index(flag):given.index(flag) + 2]
-        command = "python benchmarks/adapter_variants.py " + shlex.join(given)
+        command = "python -m benchmarks.adapter_variants " + shlex.join(given)
         started, before = time.time(), load_average()
-        tasks = [(name, seed) for name in args.variants for seed in args.seeds]
-        # one fresh process per run: a variant's patch must never reach the next run
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 max_tasks_per_child=1) as pool:
-            futures = [pool.submit(run_variant, name, seed, args.vision_model) for name, seed in tasks]
-            for future in futures:
-                result = {**future.result(), "command": command}
-                print(f"{result['variant']} seed {result['seed']}: val mIoU {100 * result['val']['mIoU']:.2f}, "
-                      f"oIoU {100 * result['val']['oIoU']:.2f} ({result['train_s']:.0f} s)", flush=True)
-                stored = json.loads(path.read_text()) if path.exists() else []  # another run may have added some
-                stored = [r for r in stored if (r["variant"], r["seed"]) != (result["variant"], result["seed"])]
-                stored.append(result)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-                tmp.write_text(json.dumps(stored, indent=1))
-                os.replace(tmp, path)
+        tasks = {f"{name} seed {seed}": (name, variant_protocol(name, seed, args.vision_model))
+                 for name in args.variants for seed in args.seeds if store.find((name, seed)) is None}
+
+        def keep(task: str, result: dict[str, Any]) -> None:  # stored as each run ends
+            name, protocol = tasks[task]
+            store.put({**variant_record(name, protocol, result), "command": command})
+
+        run_all_named({task: (VARIANTS[name]["run"], protocol) for task, (name, protocol) in tasks.items()},
+                      args.jobs, on_result=keep)
         print(f"{time.time() - started:.0f} s, load average {before} before, {load_average()} after")
+    stored = store.records()
     if args.docs and stored:
         write_section(args.docs, "adapter-variants", render(stored))
     return stored

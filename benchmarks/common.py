@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,20 @@ S4ECA against full fine-tuning, LoRA at a similar parameter budget and a head-on
 training protocol. The sections below are written by the scripts in `benchmarks/`; each states the command and the
 machine that produced it.
 """
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def command_line(name: str, *words: str) -> str:
+    """How a user runs benchmark `name` with `words`: ``python -m benchmarks.<name> ...``, as the docs show it."""
+    return shlex.join(["python", "-m", f"benchmarks.{name}", *words])
+
+
+def module_process(name: str) -> tuple[list[str], dict[str, str]]:
+    """``(argv prefix, environment)`` to run benchmark `name` in a process of its own, from any working folder."""
+    paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return [sys.executable, "-m", f"benchmarks.{name}"], {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 # ---------------------------------------------------------------------------------------------- backbones
@@ -194,13 +210,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, usable cores, the torch threads of the measured processes, and package versions (read from the
-    installed metadata, so that the driver process does not import them)."""
+def machine_info(threads: int, device: str = "cpu") -> dict[str, Any]:
+    """CPU model, usable cores, the torch threads of the measured processes, package versions (read from the
+    installed metadata, so that the driver process does not import them), and for a CUDA `device` the GPU: its name,
+    memory and CUDA version. The one description of the machine every benchmark records with its results."""
     from importlib.metadata import version
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
+    info = {
         "cpu": cpu_model(),
         "cores": usable,
         "torch_threads": threads,
@@ -209,9 +226,22 @@ def machine_info(threads: int) -> dict[str, Any]:
         "peft": version("peft"),
         "python": platform.python_version(),
     }
+    if device.startswith("cuda"):
+        import torch
+
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                    gpu_memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30),
+                    torch=torch.__version__)
+    return info
 
 
-def machine_line(info: dict[str, Any]) -> str:
+def machine_line(info: dict[str, Any] | str) -> str:
+    """`machine_info` in one line (a line stored as text is shown as it is)."""
+    if isinstance(info, str):
+        return info
+    if "gpu" in info:
+        return (f"{info['gpu']} ({info['gpu_memory_gib']} GiB), torch {info['torch']} (CUDA {info['cuda']}), "
+                f"transformers {info['transformers']}, peft {info['peft']}")
     return (
         f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} thread(s) per "
         f"measured process), "

@@ -5,28 +5,23 @@ The paper reports that the adapters update 2.4 % of the backbones' parameters. T
 The backbone configs are the benchmarks' own (`common.backbone_configs`); ``--tiny`` counts the tiny ones instead
 (seconds instead of a minute, for a quick check of the script).
 
-    python benchmarks/count_parameters.py
-    python benchmarks/count_parameters.py --vision-bottleneck-size 64 --num-queries 8
-    python benchmarks/count_parameters.py --tiny
+    python -m benchmarks.count_parameters
+    python -m benchmarks.count_parameters --vision-bottleneck-size 64 --num-queries 8
+    python -m benchmarks.count_parameters --tiny
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import transformers
 from peft import get_peft_model
 
 import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
+from benchmarks.common import backbone_configs, count_parameters, head_parameters
 from s4eca_peft.modeling import ReferringSegmentationConfig, ReferringSegmentationModel
 from s4eca_peft.tuner import S4ECAConfig, S4ECATextLayer, S4ECAVisionLayer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import backbone_configs, count_parameters, head_parameters  # noqa: E402
 
 
 def adapter_parameters(model: torch.nn.Module, layer_cls: type) -> int:

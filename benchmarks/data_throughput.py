@@ -9,8 +9,8 @@ Two figures are printed: wall-clock samples/s, and the CPU cost per sample (main
 `resource.getrusage`) turned into the samples/s that ``--cores`` fully available cores would sustain. The second
 does not depend on other load on the machine; the first does.
 
-    python benchmarks/data_throughput.py                       # 2 workers, batch 8, 256 samples x 2 epochs
-    python benchmarks/data_throughput.py --num-workers 4 --epochs 3
+    python -m benchmarks.data_throughput                       # 2 workers, batch 8, 256 samples x 2 epochs
+    python -m benchmarks.data_throughput --num-workers 4 --epochs 3
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 
 from s4eca_peft import ReferringSegmentationProcessor
 from s4eca_peft.data import ReferringCollator, load_refsegrs, write_refsegrs_layout
-from s4eca_peft.training.dataloaders import EpochSampler, KeyedTrainingSet, train_transform
+from s4eca_peft.data.loaders import EpochSampler, KeyedTrainingSet, train_transform
 
 
 def _one_thread_per_worker(_: int) -> None:

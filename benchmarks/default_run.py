@@ -6,9 +6,9 @@ machine to itself, and writes their wall time and val/test metrics into the ``de
 docs/training.md. Every synthetic scene holds two or more objects of the target's category, so the gap between the
 two rows is what the expression contributes.
 
-    python benchmarks/default_run.py                       # the table in docs/training.md
-    python benchmarks/default_run.py --keep outputs/s4eca  # also keep the default run's folder
-    python benchmarks/default_run.py --smoke               # 4 steps each, for tests
+    python -m benchmarks.default_run                       # the table in docs/training.md
+    python -m benchmarks.default_run --keep outputs/s4eca  # also keep the default run's folder
+    python -m benchmarks.default_run --smoke               # 4 steps each, for tests
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import REPO, load_average, machine_info, machine_line, markdown_table, write_section
 
-from common import load_average, machine_info, machine_line, markdown_table, write_section  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 TRAINING_PAGE = REPO / "docs" / "training.md"
 CONTROL = ("--constant_expression", "object")
 SMOKE = ("--max_train_steps", "4", "--train_samples_per_epoch", "32", "--num_val_samples", "8",
@@ -114,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
                   flush=True)
             if args.keep and len(runs) == 1:
                 shutil.copytree(output_dir, args.keep)
-    command = "python benchmarks/default_run.py" + (" --smoke" if args.smoke else "")
+    command = "python -m benchmarks.default_run" + (" --smoke" if args.smoke else "")
     if args.docs:
         write_section(args.docs, "default-run", section(runs, command, before, load_average()))
     return runs

@@ -17,9 +17,9 @@ S4ECA with gradient checkpointing of the encoder blocks is measured as an extra 
 fine-tuning measured in the same run. Swin needs the last stage's map (size / 32) to be at least one window: the
 window is 12 (as in the paper) where that holds, else size / 32 (7 at 224, as in Swin-B 224).
 
-    python benchmarks/efficiency.py          # reduced default (--quick): 224x224, 3 steps, 10 calls (~2 min)
-    python benchmarks/efficiency.py --full   # 224x224 and 480x480 (the paper's size), 2 rounds of 3 steps, 5 calls
-    python benchmarks/efficiency.py --smoke --docs /tmp/b.md --plot /tmp/b.png   # tiny models, seconds
+    python -m benchmarks.efficiency          # reduced default (--quick): 224x224, 3 steps, 10 calls (~2 min)
+    python -m benchmarks.efficiency --full   # 224x224 and 480x480 (the paper's size), 2 rounds of 3 steps, 5 calls
+    python -m benchmarks.efficiency --smoke --docs /tmp/b.md --plot /tmp/b.png   # tiny models, seconds
 
 The table goes to the ``efficiency`` (``efficiency-full``) section of docs/benchmarks.md and the plot to
 docs/images/benchmark_efficiency.png (benchmark_efficiency_full.png); ``--docs``/``--plot`` write elsewhere, and
@@ -30,37 +30,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from benchmarks.common import (
     DOCS_PAGE,
     IMAGES_DIR,
     METHOD_LABELS,
     METHODS,
-    backbone_configs,
-    build_method,
+    command_line,
     count_parameters,
     format_bytes,
     format_count,
-    head_parameters,
     load_average,
-    lora_rank_for_budget,
     machine_info,
     machine_line,
     markdown_table,
+    module_process,
     saved_size_bytes,
     window_for,
     write_section,
+)
+from benchmarks.harness import (
+    BATCH_SIZE,
+    TEXT_LENGTH,
+    build_measured,
+    current_rss_bytes,
+    make_inputs,
+    peak_rss_bytes,
+    reset_peak_rss,
+    time_training_steps,
+    timed,
 )
 
 MODES: dict[str, dict[str, Any]] = {
@@ -68,8 +73,6 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {"image_sizes": [224], "rounds": 1, "warmup": 1, "repeats": 3, "latency_repeats": 10, "tiny": False},
     "full": {"image_sizes": [224, 480], "rounds": 2, "warmup": 1, "repeats": 3, "latency_repeats": 5, "tiny": False},
 }
-BATCH_SIZE = 2
-TEXT_LENGTH = 20
 METHODS_MEASURED = [*METHODS, "s4eca_gc"]
 """The four compared methods, and S4ECA with gradient checkpointing (`s4eca-train --gradient_checkpointing`) as an
 extra row: the same adapters, encoder blocks recomputed in backward instead of keeping their activations."""
@@ -89,101 +92,27 @@ def plot_name(mode: str) -> str:
 # ---------------------------------------------------------------------------------------------- worker side
 
 
-def build_base(image_size: int, tiny: bool, seed: int = 0):
-    import torch
-
-    from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel
-
-    vision, text = backbone_configs(image_size, tiny)
-    torch.manual_seed(seed)
-    return ReferringSegmentationModel(ReferringSegmentationConfig(vision_config=vision, text_config=text))
-
-
-def enable_checkpointing(base) -> None:
-    """Gradient checkpointing of the encoder blocks, as `s4eca-train --gradient_checkpointing` enables it; the
-    encoders stay in eval mode through `set_training_mode` (`ReferringSegmentationModel.encoders_eval`)."""
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def make_inputs(batch: int, image_size: int, vocab_size: int, seed: int = 0) -> dict:
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    attention_mask = torch.ones(batch, TEXT_LENGTH, dtype=torch.long)
-    attention_mask[:, TEXT_LENGTH // 2:] = 0  # half-padded expressions, as short referring expressions are
-    return {
-        "pixel_values": torch.randn(batch, 3, image_size, image_size, generator=generator),
-        "input_ids": torch.randint(5, vocab_size, (batch, TEXT_LENGTH), generator=generator),
-        "attention_mask": attention_mask,
-        "labels": (torch.rand(batch, 1, image_size, image_size, generator=generator) > 0.9).float(),
-    }
-
-
-def current_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-
-
-def reset_peak_rss() -> bool:
-    """Reset the process's peak RSS to its current RSS (Linux >= 4.0: ``5`` to ``/proc/self/clear_refs``), so that
-    the peak read after training is that of training, not of building the model. False where that is refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return peak_rss_bytes() <= current_rss_bytes() + (16 << 20)
-
-
 def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> dict[str, Any]:
     """One method in this process: build, train `warmup + repeats` steps, time inference, save."""
     import torch
     from accelerate import Accelerator
 
-    from s4eca_peft.training import set_training_mode, training_step
-
-    base = build_base(args.image_size, args.tiny)
-    lora_rank = lora_rank_for_budget(base, lora_budget) if method == "lora" else None
-    model = build_method(base, "s4eca" if method == "s4eca_gc" else method, lora_rank=lora_rank)
-    trainable = count_parameters(model, trainable_only=True)
-    total = count_parameters(model)
-    head = head_parameters(model)
-    inputs = make_inputs(BATCH_SIZE, args.image_size, base.config.text_config.vocab_size)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.01)
+    measured = build_measured(method, args.image_size, args.tiny, lora_budget)
+    model = measured.model
+    inputs = make_inputs(BATCH_SIZE, args.image_size, measured.base.config.text_config.vocab_size)
     peak_build = peak_rss_bytes()
     rss_built = current_rss_bytes()
     peak_was_reset = reset_peak_rss()
-
-    if method == "s4eca_gc":
-        enable_checkpointing(base)
-    accelerator, scheduler = Accelerator(cpu=True), torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    set_training_mode(model)
-    step_times, losses = [], []
-    for step in range(args.warmup + args.repeats):
-        start = time.perf_counter()  # the step of `s4eca-train`, without gradient clipping
-        loss = training_step(model, inputs, accelerator, optimizer, scheduler, max_grad_norm=0.0)
-        elapsed = time.perf_counter() - start
-        losses.append(loss.item())
-        if step >= args.warmup:
-            step_times.append(elapsed)
+    # the step of `s4eca-train`, without gradient clipping
+    steps = time_training_steps(measured, inputs, Accelerator(cpu=True), args.warmup, args.repeats, max_grad_norm=0.0)
     peak_train = peak_rss_bytes()
-    del optimizer
+    del steps["optimizer"], steps["train_step"]
     model.zero_grad(set_to_none=True)  # inference in every process without training state
 
     model.eval()
     single = {k: v[:1] for k, v in inputs.items() if k != "labels"}
-    latencies = []
     with torch.no_grad():
-        for call in range(args.warmup + args.latency_repeats):
-            start = time.perf_counter()
-            model(**single)
-            if call >= args.warmup:
-                latencies.append(time.perf_counter() - start)
+        latencies, _ = timed(lambda: model(**single), args.warmup, args.latency_repeats)
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = saved_size_bytes(model, method, Path(tmp) / method)
@@ -191,21 +120,21 @@ def measure(method: str, args: argparse.Namespace, lora_budget: int | None) -> d
         "method": method,
         "image_size": args.image_size,
         "window_size": window_for(args.image_size),
-        "lora_rank": lora_rank,
-        "trainable": trainable,
-        "total": total,
-        "head": head,
-        "adapter": trainable - head if method not in ("full", "head") else None,
+        "lora_rank": measured.lora_rank,
+        "trainable": measured.trainable,
+        "total": count_parameters(model),
+        "head": measured.head,
+        "adapter": measured.adapter,
         "saved_bytes": saved,
         "rss_built": rss_built,
         "peak_rss_build": peak_build,
         "peak_rss": peak_train,
         "peak_rss_reset": peak_was_reset,
-        "step_s": statistics.median(step_times),
-        "step_times": step_times,
+        "step_s": steps["step_s"],
+        "step_times": steps["step_times"],
         "latency_s": statistics.median(latencies),
         "latencies": latencies,
-        "losses": losses,
+        "losses": steps["losses"],
         "threads": torch.get_num_threads(),
     }
 
@@ -234,10 +163,11 @@ def worker_main(args: argparse.Namespace) -> None:
 
 def run_worker(methods: list[str], image_size: int, config: dict[str, Any], args: argparse.Namespace,
                lora_budget: int | None) -> list[dict[str, Any]]:
+    prefix, env = module_process("efficiency")
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         command = [
-            sys.executable, str(Path(__file__).resolve()), "--worker", "--methods", *methods,
+            *prefix, "--worker", "--methods", *methods,
             "--image-size", str(image_size), "--warmup", str(config["warmup"]), "--repeats", str(config["repeats"]),
             "--latency-repeats", str(config["latency_repeats"]),
             "--result-file", str(result_file),
@@ -248,7 +178,7 @@ def run_worker(methods: list[str], image_size: int, config: dict[str, Any], args
             command += ["--lora-budget", str(lora_budget)]
         if args.threads:
             command += ["--threads", str(args.threads)]
-        completed = subprocess.run(command, capture_output=True, text=True)
+        completed = subprocess.run(command, capture_output=True, text=True, env=env)
         if completed.returncode != 0:
             raise RuntimeError(f"worker {methods} at {image_size} px failed:\n{completed.stderr[-4000:]}")
         return json.loads(result_file.read_text())
@@ -395,7 +325,7 @@ def driver_main(args: argparse.Namespace) -> list[dict[str, Any]]:
                       f"{format_bytes(result['peak_rss'])}, inference {1000 * result['latency_s']:.0f} ms", flush=True)
         results += [merge_rounds(rounds[method]) for method in METHODS_MEASURED]
     wall = time.time() - started
-    command = "python benchmarks/efficiency.py" + {"quick": "", "full": " --full", "smoke": " --smoke"}[mode]
+    command = command_line("efficiency", *{"quick": [], "full": ["--full"], "smoke": ["--smoke"]}[mode])
     table = results_table(results)
     s4eca = next(r for r in results if r["method"] == "s4eca")
     lora = next(r for r in results if r["method"] == "lora")

@@ -18,9 +18,9 @@ Two measurements, on one CUDA GPU:
 operators with the most GPU time; ``--scaling-batch-sizes 16 32`` trains S4ECA, full fine-tuning and head-only at
 larger batches too.
 
-    python benchmarks/gpu_epoch_cost.py --end-to-end --profile   # needs a CUDA GPU; ~3 min on an H200
-    python benchmarks/gpu_epoch_cost.py --from-json benchmarks/results/gpu_epoch_cost_h200.json   # re-render
-    python benchmarks/gpu_epoch_cost.py --smoke --docs /tmp/r.md   # tiny models, CPU or GPU, seconds (tests)
+    python -m benchmarks.gpu_epoch_cost --end-to-end --profile   # needs a CUDA GPU; ~3 min on an H200
+    python -m benchmarks.gpu_epoch_cost --from-json benchmarks/results/gpu_epoch_cost_h200.json   # re-render
+    python -m benchmarks.gpu_epoch_cost --smoke --docs /tmp/r.md   # tiny models, CPU or GPU, seconds (tests)
 
 The result goes to the ``gpu-epoch-cost`` section of docs/reproduce.md (``--docs`` writes elsewhere; ``--smoke``
 writes nothing unless ``--docs`` is given), the raw figures to ``--json``.
@@ -41,22 +41,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from benchmarks.common import (
     METHOD_LABELS,
     REPO,
     backbone_configs,
-    build_method,
     count_parameters,
     format_count,
-    head_parameters,
-    lora_rank_for_budget,
+    machine_info,
+    machine_line,
     markdown_table,
     window_for,
     write_section,
 )
-from efficiency import build_base, enable_checkpointing, make_inputs  # noqa: E402
+from benchmarks.harness import build_measured, make_inputs, time_training_steps, timed
 
 DOCS_PAGE = REPO / "docs" / "reproduce.md"
 SECTION = "gpu-epoch-cost"
@@ -121,46 +118,26 @@ def measure(method: str, config: dict[str, Any], device, lora_budget: int | None
     """Build `method` on a fresh base, train `warmup + repeats` steps and time evaluation batches (32)."""
     import torch
 
-    from s4eca_peft.training import set_training_mode, training_step
-
-    base = build_base(config["image_size"], config["tiny"])
-    lora_rank = lora_rank_for_budget(base, lora_budget) if method == "lora" else None
-    model = build_method(base, "s4eca" if method == "s4eca_gc" else method, lora_rank=lora_rank)
-    trainable, head = count_parameters(model, trainable_only=True), head_parameters(model)
-    if method == "s4eca_gc":
-        enable_checkpointing(base)
+    measured = build_measured(method, config["image_size"], config["tiny"], lora_budget)
+    model = measured.model
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    vocab = base.config.text_config.vocab_size
+    vocab = measured.base.config.text_config.vocab_size
     batch = {k: v.to(device) for k, v in make_inputs(batch_size, config["image_size"], vocab).items()}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
-    accelerator = step_accelerator(device.type == "cpu")
     # what `--mixed_precision bf16` does to the prepared model's forward (its own autocast instance)
     model.forward = torch.autocast(device.type, dtype=torch.bfloat16)(model.forward)
-
-    def train_step() -> torch.Tensor:  # the step of `s4eca-train`, gradients clipped at 1.0
-        return training_step(model, batch, accelerator, optimizer, scheduler, max_grad_norm=1.0)
-
-    set_training_mode(model)
-    step_times = []
-    for step in range(config["warmup"] + config["repeats"]):
-        synchronize(device)
-        start = time.perf_counter()
-        loss = train_step()
-        synchronize(device)
-        if step >= config["warmup"]:
-            step_times.append(time.perf_counter() - start)
+    # the step of `s4eca-train`, gradients clipped at 1.0
+    steps = time_training_steps(measured, batch, step_accelerator(device.type == "cpu"), config["warmup"],
+                                config["repeats"], max_grad_norm=1.0, synchronize=lambda: synchronize(device))
     train_peak = peak_memory(device)
-    profiled = profile_steps(train_step, device) if profile and device.type == "cuda" else None
+    profiled = profile_steps(steps["train_step"], device) if profile and device.type == "cuda" else None
     result = {
-        "method": method, "batch_size": batch_size, "lora_rank": lora_rank, "trainable": trainable, "head": head,
-        "adapter": trainable - head if method not in ("full", "head") else None,
-        "total": count_parameters(model), "step_s": statistics.median(step_times), "step_times": step_times,
-        "peak_bytes": train_peak, "final_loss": loss.item(), "profile": profiled,
+        "method": method, "batch_size": batch_size, "lora_rank": measured.lora_rank, "trainable": measured.trainable,
+        "head": measured.head, "adapter": measured.adapter, "total": count_parameters(model),
+        "step_s": steps["step_s"], "step_times": steps["step_times"], "peak_bytes": train_peak,
+        "final_loss": steps["losses"][-1], "profile": profiled,
     }
     if time_evaluation:
         result["eval_batch_s"] = time_evaluation_batches(model, config, device, vocab, autocast)
@@ -183,15 +160,9 @@ def time_evaluation_batches(model, config: dict[str, Any], device, vocab: int, a
     model.eval()
     eval_batch = {k: v.to(device) for k, v in make_inputs(EVAL_BATCH, config["image_size"], vocab).items()
                   if k != "labels"}
-    eval_times = []
     with torch.no_grad(), autocast:
-        for call in range(config["warmup"] + max(2, config["repeats"] // 2)):
-            synchronize(device)
-            start = time.perf_counter()
-            model(**eval_batch)
-            synchronize(device)
-            if call >= config["warmup"]:
-                eval_times.append(time.perf_counter() - start)
+        eval_times, _ = timed(lambda: model(**eval_batch), config["warmup"], max(2, config["repeats"] // 2),
+                              lambda: synchronize(device))
     return statistics.median(eval_times)
 
 
@@ -250,19 +221,6 @@ def run_end_to_end(config: dict[str, Any], mixed_precision: str) -> dict[str, An
         stats["eval_results"] = json.loads((output / "eval_results.json").read_text())
         stats["process_wall_s"] = time.time() - started
         return stats
-
-
-def machine_description(device) -> str:
-    from importlib.metadata import version
-
-    import torch
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    memory = (f" ({torch.cuda.get_device_properties(device).total_memory / GIB:.0f} GiB)"
-              if device.type == "cuda" else "")
-    return (f"{name}{memory}, torch {torch.__version__}"
-            + (f" (CUDA {torch.version.cuda})" if device.type == "cuda" else "")
-            + f", transformers {version('transformers')}, peft {version('peft')}")
 
 
 def gib(value: int | None) -> str:
@@ -325,7 +283,7 @@ def report(output: dict[str, Any], command: str) -> str:
     lines = [
         "## Expected GPU cost",
         "",
-        f"Command: `{command}`. Machine: {machine}.",
+        f"Command: `{command}`. Machine: {machine_line(machine)}.",
         "",
         f"Swin-B (window {window_for(config['image_size'])}) + BERT-base from configs, {config['image_size']}x"
         f"{config['image_size']}, batch {TRAIN_BATCH}, 20 tokens, bf16 autocast, AdamW with clipping; medians of "
@@ -358,7 +316,7 @@ def report(output: dict[str, Any], command: str) -> str:
 def run_measurements(args: argparse.Namespace, config: dict[str, Any], device) -> dict[str, Any]:
     """Every method's steps, then the end-to-end run; the raw figures are written to ``--json`` as they come, so
     that a failure later keeps what was measured."""
-    output: dict[str, Any] = {"machine": machine_description(device), "smoke": args.smoke, "config": config,
+    output: dict[str, Any] = {"machine": machine_info(1, str(device)), "smoke": args.smoke, "config": config,
                               "results": [], "end_to_end": None}
 
     def save() -> None:
@@ -425,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit("gpu_epoch_cost.py measures a GPU and none is visible; use --smoke to try it on CPU.")
         output = run_measurements(args, MODES["smoke" if args.smoke else "full"], device)
         output["command"] = " ".join(
-            ["python benchmarks/gpu_epoch_cost.py"] + (["--smoke"] if args.smoke else [])
+            ["python -m benchmarks.gpu_epoch_cost"] + (["--smoke"] if args.smoke else [])
             + (["--end-to-end"] if args.end_to_end else []) + (["--profile"] if args.profile else [])
             + (["--scaling-batch-sizes", *map(str, args.scaling_batch_sizes)] if args.scaling_batch_sizes else []))
         if args.json:

@@ -3,7 +3,7 @@
 On a GPU a PEFT step is launch-bound: its time follows the number of kernels more than the number of FLOPs. On a CPU
 the same shape shows as the number of aten operators that torch dispatches, which is deterministic (the same on a
 busy machine as on an idle one), unlike step times. This script counts them with `torch.profiler` for one forward and
-backward of Swin-B + BERT-base (the configs of `benchmarks/efficiency.py`, random weights), batch 2, 20 tokens:
+backward of Swin-B + BERT-base (the configs of `benchmarks.efficiency`, random weights), batch 2, 20 tokens:
 
 * ``full``: full fine-tuning, every encoder weight gets a gradient;
 * ``floor``: the frozen encoders with the gradient flowing through them (input embeddings require grad) and the
@@ -18,11 +18,11 @@ and "compute ops": the innermost ones that do arithmetic or copy data, i.e. with
 (closest to what launches a kernel on a GPU); a compiled region's generated kernels are not aten operators, so each
 call of a compiled graph counts as one compute op. The optimizer step is left out.
 
-    python benchmarks/operator_count.py                # Swin-B + BERT-base at 224 px, every variant
-    python benchmarks/operator_count.py --no-compile   # without the compiled variants (compiling takes minutes)
-    python benchmarks/operator_count.py --variants s4eca_compile --merge-json eager.json   # add to an earlier run
-    python benchmarks/operator_count.py --render --merge-json eager.json compiled.json   # one table from runs
-    python benchmarks/operator_count.py --smoke --docs /tmp/o.md   # tiny models (tests)
+    python -m benchmarks.operator_count                # Swin-B + BERT-base at 224 px, every variant
+    python -m benchmarks.operator_count --no-compile   # without the compiled variants (compiling takes minutes)
+    python -m benchmarks.operator_count --variants s4eca_compile --merge-json eager.json   # add to an earlier run
+    python -m benchmarks.operator_count --render --merge-json eager.json compiled.json   # one table from runs
+    python -m benchmarks.operator_count --smoke --docs /tmp/o.md   # tiny models (tests)
 
 The table goes to the ``operator-count`` section of docs/benchmarks.md (``--docs`` writes elsewhere; ``--smoke``
 writes nothing unless ``--docs`` is given), the raw counts to ``--json``.
@@ -33,25 +33,23 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from benchmarks.common import (
     DOCS_PAGE,
     build_method,
+    command_line,
     machine_info,
     machine_line,
     markdown_table,
     window_for,
     write_section,
 )
-from efficiency import BATCH_SIZE, TEXT_LENGTH, build_base, make_inputs  # noqa: E402
+from benchmarks.harness import BATCH_SIZE, TEXT_LENGTH, build_base, make_inputs
 
 SECTION = "operator-count"
 AIM = 0.8
@@ -205,8 +203,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     variants = [v for v in VARIANTS if (args.compile or not v.compile) and (not args.variants or v.key in args.variants)
                 and not args.render]
     image_size = args.image_size or (64 if args.smoke else 224)
-    command = "python benchmarks/operator_count.py" + (" --smoke" if args.smoke else "") + (
-        "" if args.compile else " --no-compile") + (" --variants " + " ".join(args.variants) if args.variants else "")
+    command = command_line("operator_count", *(["--smoke"] if args.smoke else []),
+                           *([] if args.compile else ["--no-compile"]),
+                           *(["--variants", *args.variants] if args.variants else []))
     earlier = [json.loads(Path(path).read_text()) for path in args.merge_json or []]
     for run_ in earlier:
         if run_["image_size"] != image_size:
@@ -230,11 +229,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     model_line = ("tiny Swin + BERT (smoke)" if args.smoke else
                   "Swin-B (embed_dim 128, depths [2, 2, 18, 2]) + BERT-base from configs (random weights)")
     table = results_table(results)
+    # the machine recorded with the first run counted: a rendering from stored runs describes theirs
+    machine = next((run_["machine"] for run_ in earlier if "machine" in run_), None) or machine_info(args.threads)
     section = "\n".join([
         "## Operators per training step (CPU)",
         "",
         f"Command{'s' if len(commands) > 1 else ''}: {', '.join(f'`{c}`' for c in commands)} ({wall / 60:.1f} "
-        f"min). Machine: {machine_line(machine_info(args.threads))}. Operator counts do not depend on the machine's "
+        f"min). Machine: {machine_line(machine)}. Operator counts do not depend on the machine's "
         "load: unlike times, they are the same on a shared machine."
         + (f" Raw counts in {', '.join(f'`{path}`' for path in args.merge_json)}, one table from them with "
            "`--render --merge-json`." if args.merge_json else ""),
@@ -263,7 +264,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         write_section(docs, SECTION, section)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"image_size": image_size, "wall_s": wall, "commands": commands, "results": results}, indent=2))
+            {"image_size": image_size, "wall_s": wall, "commands": commands, "machine": machine, "results": results},
+            indent=2))
     return results
 
 

@@ -9,8 +9,8 @@ Configs (random weights, built from configs offline; speed does not depend on th
 * ``tiny``: the test suite's tiny Swin (embed 16, depths 1-1-1-1) + a 2-layer BERT of width 32, small S4ECA;
 * ``paper``: Swin-B (embed 128, depths 2-2-18-2, heads 4-8-16-32, window 12) + BERT-base, default S4ECAConfig.
 
-    python benchmarks/predict_throughput.py                          # both configs, 2 images x 3 repeats
-    python benchmarks/predict_throughput.py --configs tiny --images 8 --repeats 5 --batch-size 8
+    python -m benchmarks.predict_throughput                          # both configs, 2 images x 3 repeats
+    python -m benchmarks.predict_throughput --configs tiny --images 8 --repeats 5 --batch-size 8
 """
 
 from __future__ import annotations
@@ -18,60 +18,18 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from peft import get_peft_model
-from transformers import BertConfig, BertTokenizerFast, SwinConfig
 
-from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from benchmarks.common import machine_info, machine_line
+from benchmarks.harness import EXPRESSIONS, PREDICT_SIZE, build_predictor_model, word_tokenizer
+from s4eca_peft import ReferringSegmentationProcessor
 from s4eca_peft.inference import S4ECASegmenter
-from s4eca_peft.tuner import S4ECAConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import backbone_configs  # noqa: E402
-
-IMAGE_SIZE = 480
-EXPRESSIONS = [
-    "the white storage tank left of the road",
-    "the largest building at the top",
-    "the red vehicle on the right",
-    "the ship next to the harbor",
-]
-
-
-def build(name: str) -> tuple[ReferringSegmentationModel, S4ECAConfig]:
-    if name == "tiny":
-        vision = SwinConfig(
-            image_size=IMAGE_SIZE, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-            window_size=5,
-        )
-        text = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-        peft_config = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8)
-        decoder_dim = 16
-    elif name == "paper":
-        vision, text = backbone_configs(IMAGE_SIZE, tiny=False, window_size=12)  # Swin-B + BERT-base
-        peft_config = S4ECAConfig()
-        decoder_dim = 128
-    else:
-        raise ValueError(f"unknown config {name!r}; use tiny or paper")
-    peft_config.init_weights = False  # non-zero adapters (the cost is the same; the outputs differ from the base)
-    torch.manual_seed(0)
-    config = ReferringSegmentationConfig(vision_config=vision, text_config=text, decoder_dim=decoder_dim)
-    return ReferringSegmentationModel(config).eval(), peft_config
-
-
-def word_tokenizer() -> BertTokenizerFast:
-    words = sorted({word for text in EXPRESSIONS for word in text.split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    return BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)})
 
 
 def seconds(segmenter: S4ECASegmenter, images: list[np.ndarray], expressions: list[str]) -> float:
@@ -81,16 +39,16 @@ def seconds(segmenter: S4ECASegmenter, images: list[np.ndarray], expressions: li
 
 
 def run(name: str, num_images: int, repeats: int, batch_size: int) -> dict:
-    base, peft_config = build(name)
+    base, peft_config = build_predictor_model(name)
     adapted = get_peft_model(copy.deepcopy(base), peft_config).eval()
     trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
-    processor = ReferringSegmentationProcessor(word_tokenizer(), image_size=IMAGE_SIZE, max_length=20)
+    processor = ReferringSegmentationProcessor(word_tokenizer(), image_size=PREDICT_SIZE, max_length=20)
     segmenters = {
         "base": S4ECASegmenter(base, processor, batch_size=batch_size),
         "adapted": S4ECASegmenter(adapted, processor, batch_size=batch_size),
     }
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8) for _ in range(num_images)]
+    images = [rng.integers(0, 256, (PREDICT_SIZE, PREDICT_SIZE, 3), dtype=np.uint8) for _ in range(num_images)]
     expressions = [EXPRESSIONS[i % len(EXPRESSIONS)] for i in range(num_images)]
     for segmenter in segmenters.values():  # warm-up
         segmenter.predict(images[:batch_size], expressions[:batch_size])
@@ -122,9 +80,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"# predict throughput, CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-        f"threads), {IMAGE_SIZE}x{IMAGE_SIZE} images, batch {args.batch_size}, {args.images} images x "
-        f"{args.repeats} repeats, torch {torch.__version__}"
+        f"# predict throughput, {PREDICT_SIZE}x{PREDICT_SIZE} images, batch {args.batch_size}, {args.images} images x "
+        f"{args.repeats} repeats. Machine: {machine_line(machine_info(torch.get_num_threads()))}"
     )
     print("| config | base params | trainable | base pred/s | adapted pred/s | adapted / base |")
     print("|---|---|---|---|---|---|")

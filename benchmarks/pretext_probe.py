@@ -8,7 +8,7 @@ gives the random initialisation as a control. Every run is `accuracy_synthetic.t
 
     s4eca-pretrain-backbone --pretext dense --steps 120 --batch_size 16 --output_dir outputs/probe/bb_dense
     s4eca-pretrain-backbone --pretext mim --steps 120 --batch_size 16 --output_dir outputs/probe/bb_mim
-    python benchmarks/pretext_probe.py --backbones dense=outputs/probe/bb_dense mim=outputs/probe/bb_mim \\
+    python -m benchmarks.pretext_probe --backbones dense=outputs/probe/bb_dense mim=outputs/probe/bb_mim \\
         --head_only dense --jobs 3
 
 The table goes to the ``pretext-probe`` section of docs/benchmarks.md.
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from accuracy_synthetic import PROTOCOL, run_all_named  # noqa: E402
-from common import DOCS_PAGE, load_average, markdown_table, write_section  # noqa: E402
+from benchmarks.common import DOCS_PAGE, load_average, markdown_table, write_section
+from benchmarks.synthetic_runs import PROTOCOL, run_all_named
 
 HEAD_ONLY = " + head only"
 
@@ -78,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     results = run_all_named(tasks, args.jobs)
     wall = time.time() - started
     table = probe_table(backbones, results)
-    command = "python benchmarks/pretext_probe.py --backbones " + " ".join(args.backbones)
+    command = "python -m benchmarks.pretext_probe --backbones " + " ".join(args.backbones)
     if args.head_only:
         command += " --head_only " + " ".join(args.head_only)
     if args.steps != 64:

@@ -12,12 +12,12 @@ Predictors:
   size changes (reading, blending, writing, polygons); windows of 960 px overlapping by 25 %, 8 per batch, as the
   segmenter's defaults for a 480-px adapter;
 * ``tiny``: a real S4ECA segmenter (random weights) on the tiny Swin + 2-layer BERT of
-  ``benchmarks/predict_throughput.py`` at 480 px, the same windows, each resized to 480 px.
+  ``benchmarks.predict_throughput`` at 480 px, the same windows, each resized to 480 px.
 * ``tiny-in-memory``: for reference, today's `S4ECASegmenter.predict` on the scene decoded whole (uniform averaging
   of the same windows); only for scenes that fit in memory.
 
-    python benchmarks/raster_memory.py                                   # fast at 2k/8k/16k, tiny at 2k
-    python benchmarks/raster_memory.py --sizes 2048 4096 --tiny-sizes 2048 --docs /tmp/geo.md
+    python -m benchmarks.raster_memory                                   # fast at 2k/8k/16k, tiny at 2k
+    python -m benchmarks.raster_memory --sizes 2048 4096 --tiny-sizes 2048 --docs /tmp/geo.md
 
 The table goes to the ``raster-memory`` section of docs/geospatial.md (``--docs`` writes elsewhere, ``--no-docs``
 nowhere).
@@ -33,9 +33,24 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import REPO, format_bytes, load_average, machine_info, machine_line, markdown_table, write_section  # noqa: E402
+from benchmarks.common import (
+    REPO,
+    format_bytes,
+    load_average,
+    machine_info,
+    machine_line,
+    markdown_table,
+    module_process,
+    write_section,
+)
+from benchmarks.harness import (
+    PREDICT_SIZE,
+    build_predictor_model,
+    current_rss_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
+    word_tokenizer,
+)
 
 DOCS_PAGE = REPO / "docs" / "geospatial.md"
 EXPRESSION = "the bright square buildings"
@@ -74,14 +89,13 @@ def write_scene(path: Path, side: int) -> None:
 def tiny_segmenter():
     import torch
     from peft import get_peft_model
-    from predict_throughput import IMAGE_SIZE, build, word_tokenizer
 
     from s4eca_peft import ReferringSegmentationProcessor, S4ECASegmenter
 
-    base, peft_config = build("tiny")
+    base, peft_config = build_predictor_model("tiny")
     torch.manual_seed(0)
     model = get_peft_model(base, peft_config).eval()
-    processor = ReferringSegmentationProcessor(word_tokenizer(), image_size=IMAGE_SIZE, max_length=20)
+    processor = ReferringSegmentationProcessor(word_tokenizer(), image_size=PREDICT_SIZE, max_length=20)
     return S4ECASegmenter(model, processor, batch_size=8)
 
 
@@ -89,7 +103,6 @@ def child(predictor_name: str, scene: Path, out: Path) -> dict:
     """Runs in its own process: build the predictor, reset the peak RSS, predict, report."""
     import numpy as np
     import torch
-    from efficiency import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
     from s4eca_peft.geo import predict_raster
 
@@ -125,8 +138,9 @@ def child(predictor_name: str, scene: Path, out: Path) -> dict:
 def measure(predictor: str, scene: Path, side: int, folder: Path) -> dict:
     out = folder / f"{predictor}_{side}"
     out.mkdir()
-    command = [sys.executable, __file__, "--child", predictor, str(scene), str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    prefix, env = module_process("raster_memory")
+    command = [*prefix, "--child", predictor, str(scene), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{predictor} at {side} px failed:\n{done.stderr[-3000:]}")
     record = json.loads(done.stdout.strip().splitlines()[-1])
@@ -210,7 +224,7 @@ def main() -> None:
     text = table(records)
     print(text)
     info = machine_info(threads=1)
-    command = "python benchmarks/raster_memory.py " + " ".join(sys.argv[1:]).replace(str(args.docs), "").strip()
+    command = "python -m benchmarks.raster_memory " + " ".join(sys.argv[1:]).replace(str(args.docs), "").strip()
     section = (
         f"{text}\n\nCommand: `{command.strip()}`. Machine: {machine_line(info)}; load average "
         f"{load_average()} at the end. Peak RSS is the process's high-water mark during the prediction (reset "

@@ -6,8 +6,8 @@ Both models are built offline from configs (random weights; latency does not dep
 inputs go through the base model and through the adapted one, alternating, after warm-up. Medians and best times
 are printed; on a shared machine the best times are the ones least disturbed by other load.
 
-    python benchmarks/tuner_overhead.py                    # 480x480, the paper's evaluation size
-    python benchmarks/tuner_overhead.py --image-size 192   # quicker
+    python -m benchmarks.tuner_overhead                    # 480x480, the paper's evaluation size
+    python -m benchmarks.tuner_overhead --image-size 192   # quicker
 """
 
 from __future__ import annotations
@@ -15,21 +15,16 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import transformers
 from peft import get_peft_model
 
 import s4eca_peft  # noqa: F401  (registers S4ECA with peft)
+from benchmarks.common import backbone_configs
 from s4eca_peft.modeling import ReferringSegmentationConfig, ReferringSegmentationModel
 from s4eca_peft.tuner import S4ECAConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import backbone_configs  # noqa: E402
 
 
 def seconds(model: torch.nn.Module, inputs: dict) -> float:

@@ -3,7 +3,7 @@
     python examples/predict.py --adapter owner/s4eca-swin-b-rrsisd --image tile.jpg \\
         --expression "the white storage tank left of the road" --output tile_overlay.png
 
-`--adapter` is a Hub repo id or a folder written by training (`s4eca_peft.inference.adapter_folder.save_for_inference`). The same in
+`--adapter` is a Hub repo id or a folder written by training (`s4eca_peft.adapter_folder.save_for_inference`). The same in
 one call is `S4ECASegmenter.from_pretrained(adapter).predict(image, expression)`, or the `s4eca-predict` command;
 this script spells the steps out. Without `--image`, a synthetic aerial scene is generated.
 """
@@ -15,8 +15,8 @@ import argparse
 import torch
 
 import s4eca_peft  # noqa: F401  (registers S4ECA with peft: needed before loading any S4ECA adapter)
+from s4eca_peft.adapter_folder import load_for_inference
 from s4eca_peft.inference import overlay_prediction
-from s4eca_peft.inference.adapter_folder import load_for_inference
 from s4eca_peft.modeling.image_io import load_image
 
 

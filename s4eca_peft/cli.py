@@ -7,27 +7,7 @@ stderr and exit status 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
-from typing import Any
-
-KNOWN_ERRORS = (OSError, ValueError, FloatingPointError)
-"""What the commands raise for bad input or an unusable environment (not programming errors)."""
-
-
-def run_command(prog: str, command: Callable[[list[str]], Any], argv: Sequence[str] | None) -> Any:
-    """``command(argv)`` with ``--debug`` taken out of ``argv``; a known error becomes one line and exit status 2."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in words
-    words = [word for word in words if word != "--debug"]
-    try:
-        return command(words)
-    except KNOWN_ERRORS as error:
-        if debug:
-            raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
-        raise SystemExit(2) from None
+from .command_errors import run_command
 
 
 def train_main(argv: list[str] | None = None) -> None:
@@ -43,7 +23,7 @@ def eval_main(argv: list[str] | None = None) -> None:
 
 
 def predict_main(argv: list[str] | None = None) -> None:
-    from .inference.predict import predict_main as run
+    from .predict_command import predict_main as run
 
     raise SystemExit(run(argv))
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import operator_count  # noqa: E402
-from common import read_section  # noqa: E402
+from benchmarks import operator_count
+from benchmarks.common import read_section
 
 
 def test_compute_ops_leave_out_views_allocations_and_composites():
@@ -46,5 +41,5 @@ def test_smoke_mode_counts_every_eager_variant_and_merges_runs(tmp_path):
 
     section = read_section(docs, operator_count.SECTION)
     assert section.count("| fp32 |") == 3 and section.count("| bf16 autocast |") == 4
-    assert "Commands: `python benchmarks/operator_count.py --smoke --no-compile --variants full floor s4eca`" in section
+    assert "Commands: `python -m benchmarks.operator_count --smoke --no-compile --variants full floor s4eca`" in section
     assert "| S4ECA, frozen encoders in bf16 |" in section and "aim <= 0.8x" in section

@@ -290,8 +290,8 @@ def test_strict_push_stops_when_records_are_invalid(folders, hub_api, tmp_path):
 
 
 def test_training_and_evaluation_read_a_hub_dataset_at_a_revision(folders, fake_hub, tmp_path):
+    from s4eca_peft.data.loaders import build_datasets
     from s4eca_peft.training.arguments import DataArguments, parse_eval_args
-    from s4eca_peft.training.dataloaders import build_datasets
 
     first = publish_zip(fake_hub, folders["v1"], tmp_path / "repo1")
     publish_zip(fake_hub, folders["v2"], tmp_path / "repo2")

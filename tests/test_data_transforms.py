@@ -135,7 +135,7 @@ def test_eval_collate_shapes_and_values(processor, samples):
 
 
 def test_training_batches_are_augmented_by_the_sample_key(processor, samples):
-    from s4eca_peft.training.dataloaders import KeyedTrainingSet
+    from s4eca_peft.data.loaders import KeyedTrainingSet
 
     collate = ReferringCollator(processor)
     plain = collate(samples)
@@ -160,7 +160,7 @@ def test_training_batches_are_augmented_by_the_sample_key(processor, samples):
 
 
 def test_collate_in_dataloader_workers(processor):
-    from s4eca_peft.training.dataloaders import KeyedTrainingSet
+    from s4eca_peft.data.loaders import KeyedTrainingSet
 
     dataset = KeyedTrainingSet(make_synthetic_dataset(8, image_size=64, seed=9), TrainTransform(seed=3), seed=3)
 

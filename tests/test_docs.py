@@ -3,7 +3,8 @@
 Blocks preceded by ``<!-- requires: gpu -->``, ``<!-- requires: hub -->`` or ``<!-- requires: server -->`` (a
 server that runs until stopped) are skipped. Training commands are
 run as written with small-run flags appended (argparse keeps the last value), and ``count_parameters.py`` in its
-``--tiny`` mode, so the suite stays fast. The benchmarks' ``--smoke`` commands are left to
+``--tiny`` mode, so the suite stays fast. Benchmarks run as ``python -m benchmarks.<name>`` with the repository on
+``PYTHONPATH``. The benchmarks' ``--smoke`` commands are left to
 ``tests/test_benchmarks_smoke.py``, which runs them and checks what they write: nothing runs twice.
 
 Every documented training, evaluation, prediction and data-preparation command (README, docs/, model_cards/, the
@@ -24,7 +25,7 @@ import pytest
 from accelerate.commands.launch import launch_command_parser
 
 from s4eca_peft.data.prepare import build_parser as prepare_data_parser
-from s4eca_peft.inference.predict import build_parser as predict_parser
+from s4eca_peft.predict_command import build_parser as predict_parser
 from s4eca_peft.training.arguments import parse_eval_args, parse_train_args
 from s4eca_peft.training.launch_command import LaunchOptions
 
@@ -36,7 +37,7 @@ SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_va
            "--num_test_samples", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]
 INSTALL = re.compile(r"^pip install\b")
 TINY_COUNT = ["--tiny", "--image-size", "64"]
-RUN_BY_SMOKE_TEST = re.compile(r"benchmarks/(efficiency|accuracy_synthetic)\.py .*--smoke")
+RUN_BY_SMOKE_TEST = re.compile(r"-m benchmarks\.(efficiency|accuracy_synthetic|learning_curve) .*--smoke")
 
 
 def commands(text: str) -> list[str]:
@@ -56,7 +57,7 @@ def shorten(command: str) -> str:
         command = command.replace(folder, f"{REPO}/{folder}")
     if is_training and "--help" not in words:
         command += " " + " ".join(SHORTEN)
-    if "benchmarks/count_parameters.py" in command:
+    if "benchmarks.count_parameters" in command:
         command += " " + " ".join(TINY_COUNT)
     return command
 
@@ -78,7 +79,8 @@ def test_page_commands_run(page, workdir):
     if not path.exists():
         pytest.skip(f"{page} not written")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))  # -m benchmarks.x
     for command in commands(path.read_text()):
         if INSTALL.match(command):
             continue  # the suite runs inside the installed environment

@@ -16,7 +16,7 @@ from s4eca_peft import (
     ReferringSegmentationProcessor,
     S4ECAConfig,
 )
-from s4eca_peft.inference.adapter_folder import BASE_DIR, METADATA_NAME, load_for_inference, save_for_inference
+from s4eca_peft.adapter_folder import BASE_DIR, METADATA_NAME, load_for_inference, save_for_inference
 
 TINY = S4ECAConfig(num_queries=4, text_bottleneck_size=16, text_num_heads=2, vision_bottleneck_size=8)
 
@@ -102,8 +102,7 @@ def _re_export(folder, **metadata):
 
 
 def test_a_new_export_replaces_the_folder_whole_and_a_kill_keeps_the_previous_one(adapter_from_folders, monkeypatch):
-    from s4eca_peft import files
-    from s4eca_peft.inference import adapter_folder
+    from s4eca_peft import adapter_folder, files
 
     adapter = adapter_from_folders / "adapter"
     before = _snapshot(adapter)
@@ -139,7 +138,7 @@ def test_an_export_never_replaces_a_folder_of_other_files(adapter_from_folders):
 
 
 def test_a_run_folder_stands_for_its_adapter_subfolder(adapter_from_folders):
-    from s4eca_peft.inference.adapter_folder import RUN_ADAPTER_DIR, adapter_root
+    from s4eca_peft.adapter_folder import RUN_ADAPTER_DIR, adapter_root
 
     run = adapter_from_folders  # holds adapter/ as a training run's folder does
     assert adapter_root(run) == run / RUN_ADAPTER_DIR == adapter_root(run / RUN_ADAPTER_DIR)

@@ -1,4 +1,4 @@
-"""`S4ECASegmenter.predict_raster` and the GeoTIFF options of `s4eca-predict` (single image and batch)."""
+"""`s4eca_peft.geo.predict_raster` with a segmenter and the GeoTIFF options of `s4eca-predict` (single image and batch)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from test_inference import build_tiny_adapter  # noqa: E402
 
 from s4eca_peft.geo import predict_raster  # noqa: E402
 from s4eca_peft.inference import S4ECASegmenter  # noqa: E402
-from s4eca_peft.inference.predict import predict_main  # noqa: E402
+from s4eca_peft.predict_command import predict_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +33,14 @@ def scene(tmp_path) -> Path:
     return write_scene(tmp_path / "scene.tif", block_scene(96, 130, (20, 30, 60, 90), bands=4))
 
 
-def test_segmenter_method_equals_the_function(adapter_dir, scene, tmp_path):
+def test_predict_command_equals_the_function(adapter_dir, scene, tmp_path):
+    status = predict(adapter_dir, "--image", str(scene), "--expression", "the white tank", "--output",
+                     str(tmp_path / "a.tif"), "--bands", "3", "2", "1", "--threshold", "0.4", "--max_side", "64",
+                     "--tile_size", "64")  # fmt: skip
     segmenter = S4ECASegmenter.from_pretrained(adapter_dir, device="cpu", max_side=64, tile_size=64)
-    method = segmenter.predict_raster(scene, "the white tank", tmp_path / "a.tif", bands=[3, 2, 1], threshold=0.4)
     function = predict_raster(segmenter, scene, "the white tank", tmp_path / "b.tif", bands=[3, 2, 1], threshold=0.4)
-    assert method.windows == function.windows > 1
-    np.testing.assert_array_equal(read_mask(method.output)[0], read_mask(function.output)[0])
+    assert status == 0 and function.windows > 1
+    np.testing.assert_array_equal(read_mask(tmp_path / "a.tif")[0], read_mask(function.output)[0])
 
 
 def test_predict_command_writes_a_geotiff_and_polygons(adapter_dir, scene, tmp_path):

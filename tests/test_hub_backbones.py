@@ -15,8 +15,8 @@ from test_inference import tiny_tokenizer
 from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
 from transformers import BertModel, SwinBackbone
 
+from s4eca_peft.adapter_folder import load_base_model, save_for_inference
 from s4eca_peft.files import pin_hub_revision
-from s4eca_peft.inference.adapter_folder import load_base_model, save_for_inference
 from s4eca_peft.modeling import ReferringSegmentationModel
 from s4eca_peft.modeling.backbones import load_vision_backbone
 from s4eca_peft.training.arguments import ModelArguments

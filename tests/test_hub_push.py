@@ -1,4 +1,5 @@
-"""`push_adapter_to_hub` through a patched HfApi: what gets uploaded, and what is refused."""
+"""`push_adapter_to_hub` through a patched HfApi: what gets uploaded (the files `upload_folder` would select with the
+push's allow patterns, read while the call runs), and what is refused."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from unittest import mock
 
 import pytest
 import torch
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, RepoUrl
+from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
+from huggingface_hub.utils import filter_repo_objects
 from safetensors.torch import save_file
 
 from s4eca_peft.training.hub import push_adapter_to_hub
@@ -21,9 +23,10 @@ UPLOADED = {
     "adapter_model.safetensors",
     "README.md",
     "eval_results.json",
-    "preprocessor_config.json",
+    "s4eca_processor_config.json",
     "tokenizer.json",
-    "runs/events.out.tfevents.1",
+    "s4eca_base/config.json",
+    "widget/scene.png",
 }
 
 
@@ -54,11 +57,15 @@ def write_adapter_folder(folder: Path) -> Path:
     )
     (folder / "README.md").write_text(render_model_card(info), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps({"test": {"mIoU": 0.5}}))
-    (folder / "preprocessor_config.json").write_text("{}")
+    (folder / "s4eca_processor_config.json").write_text("{}")
     (folder / "tokenizer.json").write_text("{}")
+    (folder / "s4eca_base").mkdir()
+    (folder / "s4eca_base" / "config.json").write_text("{}")
+    (folder / "widget").mkdir()
+    (folder / "widget" / "scene.png").write_bytes(b"png")
+    # left out: logs, training state (pickles inside are fine: never uploaded), hidden and temporary files
     (folder / "runs").mkdir()
     (folder / "runs" / "events.out.tfevents.1").write_bytes(b"\0")
-    # left out: training state (pickles inside are fine: never uploaded), hidden and temporary files
     (folder / "checkpoints" / "checkpoint_0").mkdir(parents=True)
     (folder / "checkpoints" / "checkpoint_0" / "optimizer.bin").write_bytes(b"pickle")
     (folder / "checkpoints" / "latest.txt").write_text("checkpoint_0")
@@ -79,25 +86,33 @@ def adapter_folder(tmp_path) -> Path:
 
 @pytest.fixture
 def hub():
-    """HfApi with the two network calls replaced; autospec checks the arguments against the real signatures."""
+    """HfApi with its network calls replaced; autospec checks the arguments against the real signatures. The
+    `upload_folder` double records ``{path in the repo: bytes}`` of the files it would upload: those of
+    ``folder_path`` its allow and ignore patterns select (`filter_repo_objects`, as upload_folder itself does)."""
     commit = CommitInfo(commit_url=COMMIT_URL, commit_message="m", commit_description="", oid="0123456789abcdef")
+    uploads = []
+
+    def upload_folder(self, *, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
+        files = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file())
+        selected = filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)
+        uploads.append({name: (Path(folder_path) / name).read_bytes() for name in selected})
+        return commit
+
     with (
         mock.patch.object(
             HfApi, "create_repo", autospec=True, return_value=RepoUrl(f"https://huggingface.co/{REPO_ID}")
         ) as create_repo,
         mock.patch.object(HfApi, "create_branch", autospec=True) as create_branch,
-        mock.patch.object(HfApi, "create_commit", autospec=True, return_value=commit) as create_commit,
-        mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=AssertionError("one commit only")),
+        mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder) as upload,
+        mock.patch.object(HfApi, "create_commit", autospec=True, side_effect=AssertionError("upload_folder commits")),
         mock.patch("peft.PeftModel.push_to_hub", side_effect=AssertionError("replaces our card")),
     ):
-        yield mock.Mock(create_repo=create_repo, create_branch=create_branch, create_commit=create_commit)
+        yield mock.Mock(create_repo=create_repo, create_branch=create_branch, upload_folder=upload, uploads=uploads)
 
 
-def uploaded_operations(create_commit: mock.Mock) -> dict[str, CommitOperationAdd]:
-    create_commit.assert_called_once()
-    operations = create_commit.call_args.args[2]
-    assert all(isinstance(op, CommitOperationAdd) for op in operations)
-    return {op.path_in_repo: op for op in operations}
+def uploaded_files(hub: mock.Mock) -> dict[str, bytes]:
+    hub.upload_folder.assert_called_once()
+    return hub.uploads[0]
 
 
 def test_push_uploads_adapter_card_and_eval_results(adapter_folder, hub):
@@ -107,25 +122,22 @@ def test_push_uploads_adapter_card_and_eval_results(adapter_folder, hub):
     assert hub.create_repo.call_args.args[1] == REPO_ID
     assert hub.create_repo.call_args.kwargs | {"exist_ok": True, "private": True} == hub.create_repo.call_args.kwargs
     hub.create_branch.assert_not_called()
-    operations = uploaded_operations(hub.create_commit)
-    assert set(operations) == UPLOADED
-    assert hub.create_commit.call_args.args[1] == REPO_ID
-    assert hub.create_commit.call_args.kwargs["commit_message"] == "S4ECA tiny"
-    assert hub.create_commit.call_args.kwargs["revision"] is None
-    readme = Path(operations["README.md"].path_or_fileobj).read_text(encoding="utf-8")
+    files = uploaded_files(hub)
+    assert set(files) == UPLOADED
+    assert hub.upload_folder.call_args.kwargs["repo_id"] == REPO_ID
+    assert hub.upload_folder.call_args.kwargs["commit_message"] == "S4ECA tiny"
+    assert hub.upload_folder.call_args.kwargs["revision"] is None
+    readme = files["README.md"].decode("utf-8")
     assert ModelCard(readme).data.library_name == "peft"
     assert readme.startswith("---\nlibrary_name: peft\n")
-    assert (
-        Path(operations["adapter_model.safetensors"].path_or_fileobj).read_bytes()
-        == (adapter_folder / "adapter_model.safetensors").read_bytes()
-    )
+    assert files["adapter_model.safetensors"] == (adapter_folder / "adapter_model.safetensors").read_bytes()
 
 
 def test_push_to_a_branch_creates_it(adapter_folder, hub):
     push_adapter_to_hub(str(adapter_folder), REPO_ID, revision="v0.1")
     hub.create_branch.assert_called_once()
     assert hub.create_branch.call_args.kwargs["branch"] == "v0.1"
-    assert hub.create_commit.call_args.kwargs["revision"] == "v0.1"
+    assert hub.upload_folder.call_args.kwargs["revision"] == "v0.1"
     assert hub.create_repo.call_args.kwargs["private"] is False
 
 
@@ -135,17 +147,15 @@ def test_refuses_folder_without_required_file(adapter_folder, hub, missing):
     with pytest.raises(ValueError, match=missing.replace(".", r"\.") + " is missing"):
         push_adapter_to_hub(adapter_folder, REPO_ID)
     hub.create_repo.assert_not_called()
-    hub.create_commit.assert_not_called()
+    hub.upload_folder.assert_not_called()
 
 
-@pytest.mark.parametrize("name", ["adapter_model.bin", "head.pt", "text/encoder.pth", "state.pkl"])
-def test_refuses_pickle_files(adapter_folder, hub, name):
-    (adapter_folder / name).parent.mkdir(exist_ok=True)
-    (adapter_folder / name).write_bytes(b"pickle")
-    with pytest.raises(ValueError, match=rf"pickle files \['{name}'\]"):
-        push_adapter_to_hub(adapter_folder, REPO_ID)
-    hub.create_repo.assert_not_called()
-    hub.create_commit.assert_not_called()
+def test_pickled_and_unlisted_files_stay_behind(adapter_folder, hub):
+    for name in ("adapter_model.bin", "head.pt", "text/encoder.pth", "state.pkl", "s4eca_base/model.pt", "notes.txt"):
+        (adapter_folder / name).parent.mkdir(exist_ok=True)
+        (adapter_folder / name).write_bytes(b"pickle")
+    push_adapter_to_hub(adapter_folder, REPO_ID)
+    assert set(uploaded_files(hub)) == UPLOADED
 
 
 def test_refuses_a_transformers_card_and_a_missing_folder(adapter_folder, hub, tmp_path):
@@ -161,13 +171,16 @@ def test_refuses_a_transformers_card_and_a_missing_folder(adapter_folder, hub, t
 def test_a_run_folder_uploads_its_adapter_subfolder_at_the_repo_root(tmp_path, hub):
     run = write_adapter_folder(tmp_path / "run")
     (run / "adapter").mkdir()
-    for name in ("adapter_config.json", "adapter_model.safetensors", "preprocessor_config.json", "tokenizer.json"):
+    (run / "adapter" / "s4eca_base").mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "s4eca_processor_config.json", "tokenizer.json",
+                 "s4eca_base/config.json"):
         (run / name).rename(run / "adapter" / name)
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"the run's best adapter")
     push_adapter_to_hub(run, REPO_ID)
-    operations = uploaded_operations(hub.create_commit)
-    assert set(operations) == UPLOADED
-    assert Path(operations["adapter_model.safetensors"].path_or_fileobj) == run / "adapter" / "adapter_model.safetensors"
-    assert Path(operations["README.md"].path_or_fileobj) == run / "README.md"
+    files = uploaded_files(hub)
+    assert set(files) == UPLOADED
+    assert files["adapter_model.safetensors"] == b"the run's best adapter"
+    assert files["README.md"] == (run / "README.md").read_bytes()
 
     (run / "adapter_config.json").write_text("{}")  # a stale copy beside the run's adapter
     with pytest.raises(ValueError, match=r"adapter_config\.json is both in .* and in its adapter folder"):

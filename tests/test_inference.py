@@ -13,8 +13,14 @@ from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
 from transformers import BertTokenizerFast
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
-from s4eca_peft.inference import ReferringPrediction, S4ECASegmenter, overlay_prediction, sliding_window_starts
-from s4eca_peft.inference.adapter_folder import save_for_inference
+from s4eca_peft.adapter_folder import save_for_inference
+from s4eca_peft.inference import (
+    ReferringPrediction,
+    S4ECASegmenter,
+    WindowStitcher,
+    overlay_prediction,
+    sliding_window_starts,
+)
 from s4eca_peft.tuner import S4ECAConfig
 
 WORDS = (
@@ -174,9 +180,13 @@ def test_large_image_is_predicted_with_sliding_windows(segmenter):
     top, left, bottom, right = boxes[0]
     alone = segmenter.predict(image[top:bottom, left:right], "the large building", return_probabilities=True)
     np.testing.assert_allclose(prediction.probabilities[:400, :400], alone.probabilities[:400, :400], atol=1e-5)
-    # where two windows overlap, their average
+    # where two windows overlap, the blend of both by the stitcher's cosine-ramp weights (which add up to 1 there)
     right_neighbour = segmenter.predict(image[0:1024, 488:1512], "the large building", return_probabilities=True)
-    both = (alone.probabilities[:400, 600:900] + right_neighbour.probabilities[:400, 112:412]) / 2
+    stitcher = WindowStitcher([0, 476], [0, 488, 976], 1024, 1024)
+    weight_left, weight_right = stitcher.weights(boxes[0])[:400, 600:900], stitcher.weights(boxes[1])[:400, 112:412]
+    np.testing.assert_allclose(weight_left + weight_right, 1.0, atol=1e-6)
+    assert (np.diff(weight_left[0]) < 0).all()  # the left window fades out towards its right edge, not a plain mean
+    both = weight_left * alone.probabilities[:400, 600:900] + weight_right * right_neighbour.probabilities[:400, 112:412]
     np.testing.assert_allclose(prediction.probabilities[:400, 600:900], both, atol=1e-5)
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from test_inference import build_tiny_adapter
 
-from s4eca_peft.inference.predict import ERRORS_NAME, default_output_name, predict_main
+from s4eca_peft.predict_command import ERRORS_NAME, default_output_name, predict_main
 
 
 @pytest.fixture(scope="module")

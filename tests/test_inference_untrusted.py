@@ -14,7 +14,7 @@ from test_inference import build_tiny_adapter
 from test_inference_cli import write_image
 
 from s4eca_peft import S4ECASegmenter
-from s4eca_peft.inference.predict import ERRORS_NAME, MAX_RECORD_LINES, predict_main, read_batch
+from s4eca_peft.predict_command import ERRORS_NAME, MAX_RECORD_LINES, predict_main, read_batch
 from s4eca_peft.tuner import AdapterFileError
 
 

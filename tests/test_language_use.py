@@ -15,9 +15,9 @@ from test_inference import build_tiny_adapter, tiny_tokenizer
 from tiny_configs import IMAGE_SIZE, VOCAB_SIZE, tiny_text_config, tiny_vision_config
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
+from s4eca_peft.data.loaders import eval_dataloader
 from s4eca_peft.data.synthetic import make_synthetic_dataset
 from s4eca_peft.modeling import ReferringSegmentationProcessor
-from s4eca_peft.training.dataloaders import eval_dataloader
 from s4eca_peft.training.evaluation import eval_main, evaluate_loop, measure_language_use
 from s4eca_peft.tuner import S4ECAModel, mismatch_proxies
 

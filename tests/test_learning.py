@@ -59,8 +59,8 @@ def train_two_at_a_time(runs: dict[str, list[str]], output: Path) -> dict[str, d
 def validation_scores(adapter: Path, mismatched_proxies: bool) -> dict[str, float]:
     """The adapter's val metrics; with ``mismatched_proxies``, each image's vision adapters read the proxies of the
     next image's expression in the batch (set from a hook after the text encoder ran)."""
-    from s4eca_peft.inference.adapter_folder import load_for_inference
-    from s4eca_peft.training.dataloaders import eval_dataloader, load_split
+    from s4eca_peft.adapter_folder import load_for_inference
+    from s4eca_peft.data.loaders import eval_dataloader, load_split
     from s4eca_peft.training.evaluation import evaluate_loop
 
     model, processor, _ = load_for_inference(adapter)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import SwinBackbone, SwinModel
+from transformers import SwinBackbone
 
 from s4eca_peft import EMBEDDED_BACKBONE_PATH
+from s4eca_peft.data.loaders import SYNTHETIC_SPLIT_SEEDS
 from s4eca_peft.data.synthetic import CATEGORIES, generate_scene_with_layout
 from s4eca_peft.modeling.backbones import load_vision_backbone
 from s4eca_peft.modeling.packaged import EMBEDDED_BACKBONE, EMBEDDED_VISION_CONFIG, resolve_model_reference
@@ -27,7 +28,6 @@ from s4eca_peft.pretraining import (
     scene_label_maps,
     train_pretext,
 )
-from s4eca_peft.training.dataloaders import SYNTHETIC_SPLIT_SEEDS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
@@ -72,16 +72,17 @@ def test_flipped_batches_mirror_labels_with_pixels():
 
 
 @pytest.mark.parametrize("pretext", ["dense", "dense+mim"])
-def test_tiny_pretraining_exports_a_swin_model_folder(tmp_path, pretext):
+def test_tiny_pretraining_exports_a_swin_backbone_folder(tmp_path, pretext):
     model, facts = train_pretext(pretext, steps=2, batch_size=2, image_size=64, log=lambda line: None)
     metrics = evaluate_pretext(model, num_samples=4, image_size=64, batch_size=4)
     assert 0.0 <= metrics["region_mIoU"] <= 1.0 and "colour_accuracy" in metrics
     assert ("masked_pixel_l1" in metrics) == (pretext == "dense+mim")
     folder = export_backbone(model, tmp_path / "swin", facts, metrics, heldout=4, command="test")
     assert not list(tmp_path.glob(".tmp-*"))
-    swin = SwinModel.from_pretrained(folder)
-    assert next(swin.parameters()).dtype == torch.float32
-    backbone = SwinBackbone.from_pretrained(folder, out_features=STAGES).eval()
+    backbone, loading = SwinBackbone.from_pretrained(folder, output_loading_info=True)
+    assert next(backbone.parameters()).dtype == torch.float32 and backbone.out_features == STAGES
+    assert not loading["missing_keys"] and not loading["unexpected_keys"]  # stage norms saved with the Swin layers
+    backbone.eval()
     model.eval()
     pixels = pretext_batch(PRETRAIN_EVAL_SEED, 0, 2, 64)["pixel_values"]
     with torch.no_grad():
@@ -96,7 +97,7 @@ def test_tiny_pretraining_exports_a_swin_model_folder(tmp_path, pretext):
 def test_embedded_backbone_ships_inside_the_package():
     weights = EMBEDDED_BACKBONE_PATH / "model.safetensors"
     assert weights.is_file() and weights.stat().st_size <= 16 * 2**20
-    swin = SwinModel.from_pretrained(EMBEDDED_BACKBONE_PATH)
+    swin = SwinBackbone.from_pretrained(EMBEDDED_BACKBONE_PATH)
     assert next(swin.parameters()).dtype == torch.float32
     for key, value in EMBEDDED_VISION_CONFIG.items():
         assert getattr(swin.config, key) == value, key

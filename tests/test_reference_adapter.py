@@ -17,9 +17,9 @@ from s4eca_peft.data.synthetic import generate_scene
 from s4eca_peft.demo.launch import build_parser as demo_parser
 from s4eca_peft.demo.launch import load_segmenter
 from s4eca_peft.inference import S4ECASegmenter
-from s4eca_peft.inference.predict import predict_main
 from s4eca_peft.modeling import packaged
 from s4eca_peft.modeling.packaged import REFERENCE_ADAPTER
+from s4eca_peft.predict_command import predict_main
 from s4eca_peft.training.evaluation import eval_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def test_a_training_run_folder_installs_its_adapter_subfolder_with_the_runs_card
 
 @pytest.mark.slow
 def test_the_shipped_reference_loads_offline_by_name_and_reproduces_its_val_scores():
-    from s4eca_peft.training.dataloaders import eval_dataloader, load_split
+    from s4eca_peft.data.loaders import eval_dataloader, load_split
     from s4eca_peft.training.evaluation import evaluate_loop
 
     assert packaged.reference_adapter_installed()

@@ -18,20 +18,22 @@ def test_the_package_has_no_structure_findings():
 
 def write_misshapen_package(package: Path) -> None:
     (package / "training").mkdir(parents=True)
-    body = "\n".join(f"    x{i} = {i}" for i in range(81))
-    (package / "training" / "loop.py").write_text(f"import argparse\n\n\ndef long():\n{body}\n")
+    body = "\n".join(f"    x{i} = {i}" for i in range(check_structure.MAX_FUNCTION_LINES))
+    parse_and_train = "def main(parser, loss):\n    parser.parse_args()\n    loss.backward()\n"
+    (package / "training" / "loop.py").write_text(f"import argparse\n\n\ndef long():\n{body}\n\n\n{parse_and_train}")
     (package / "cli.py").write_text("from argparse import ArgumentParser\n")  # a command-line module: allowed
     (package / "helpers.py").write_text("PICKLE_SUFFIXES = ('.bin',)\n\n\ndef is_hub_id(name):\n    return True\n")
 
 
-def test_the_check_reports_long_functions_argparse_and_second_homes(tmp_path):
+def test_the_check_reports_long_functions_parsers_that_train_argparse_and_second_homes(tmp_path):
     write_misshapen_package(tmp_path / "pkg")
     found = check_structure.findings(tmp_path / "pkg")
-    assert any("training/loop.py:4: long is 82 lines long" in line for line in found)
+    assert any("training/loop.py:4: long is 251 lines long (at most 250)" in line for line in found)
+    assert any("training/loop.py:257: main parses a command line and also trains" in line for line in found)
     assert any("training/loop.py: imports argparse" in line for line in found)
     assert not any(line.startswith("s4eca_peft/cli.py") for line in found)
     assert sum("helpers.py: defines" in line for line in found) == 2
-    assert len(found) == 4
+    assert len(found) == 5
 
 
 def test_the_script_exits_non_zero_on_findings(tmp_path):
@@ -41,5 +43,5 @@ def test_the_script_exits_non_zero_on_findings(tmp_path):
     write_misshapen_package(tmp_path / "pkg")
     misshapen = subprocess.run([*script, "--package", str(tmp_path / "pkg")], capture_output=True, text=True,
                                timeout=60)
-    assert misshapen.returncode == 1 and "4 structure finding(s)" in misshapen.stderr
-    assert "long is 82 lines long" in misshapen.stdout
+    assert misshapen.returncode == 1 and "5 structure finding(s)" in misshapen.stderr
+    assert "long is 251 lines long" in misshapen.stdout

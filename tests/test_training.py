@@ -52,13 +52,20 @@ def run_subprocess(args: list[str], env_extra: dict | None = None, launcher: lis
 
 def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_swin, minilm_path):
     from huggingface_hub import HfApi, ModelCard
+    from huggingface_hub.utils import filter_repo_objects
 
     from s4eca_peft.training import main
 
-    output = tmp_path / "run"
-    with mock.patch.object(HfApi, "create_repo") as create_repo, mock.patch.object(HfApi, "create_commit") as commit:
-        create_repo.return_value = "https://huggingface.co/me/s4eca-test"
-        commit.return_value = mock.Mock(commit_url="https://huggingface.co/me/s4eca-test/commit/abc")
+    output, uploaded = tmp_path / "run", {}
+
+    def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, **kwargs):  # what upload_folder would send
+        names = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+        for name in filter_repo_objects(names, allow_patterns=allow_patterns):
+            uploaded[name] = (Path(folder_path) / name).read_bytes()
+        return mock.Mock(commit_url=f"https://huggingface.co/{repo_id}/commit/abc")
+
+    with (mock.patch.object(HfApi, "create_repo", return_value="https://huggingface.co/me/s4eca-test") as create_repo,
+          mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder)):
         results = main(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4", "--report_to",
                                      "tensorboard", "--push_to_hub", "--hub_model_id", "me/s4eca-test"))
     for name in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "eval_results.json", "README.md",
@@ -95,13 +102,11 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
 
     # --push_to_hub: our card, adapter and config went up, not checkpoints
     create_repo.assert_called_once()
-    operations = commit.call_args.kwargs.get("operations") or commit.call_args.args[1]
-    uploaded = {op.path_in_repo for op in operations}
     assert {"adapter_model.safetensors", "adapter_config.json", "s4eca_base/config.json", "README.md",
-            "widget/scene.png", "eval_results.json"} <= uploaded  # the adapter at the repo's root, beside the card
-    assert not any(path.startswith("checkpoints") for path in uploaded)
-    readme = next(op for op in operations if op.path_in_repo == "README.md")
-    assert "library_name: peft" in Path(readme.path_or_fileobj).read_text()
+            "widget/scene.png", "eval_results.json"} <= set(uploaded)  # the adapter at the repo's root, beside the card
+    assert not any(path.startswith(("checkpoints", "logs")) for path in uploaded)
+    assert uploaded["README.md"] == (output / "README.md").read_bytes()
+    assert uploaded["adapter_model.safetensors"] == (output / "adapter" / "adapter_model.safetensors").read_bytes()
 
 
 def test_s4eca_eval_matches_training_metrics(tmp_path, tiny_swin, minilm_path):
@@ -203,7 +208,7 @@ def test_resume_from_a_folder_without_state_is_refused(tmp_path, tiny_swin, mini
 
 
 def test_default_run_without_minilm_falls_back_to_a_small_bert(tmp_path, monkeypatch, capsys):
-    from s4eca_peft.inference.adapter_folder import load_for_inference
+    from s4eca_peft.adapter_folder import load_for_inference
     from s4eca_peft.training import base_model as model_setup
     from s4eca_peft.training import main
 

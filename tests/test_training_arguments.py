@@ -43,12 +43,24 @@ def test_defaults_are_the_embedded_default_run():
     (["--checkpointing_steps", "often"], "checkpointing_steps.*positive integer or 'epoch'"),
     (["--push_to_hub"], "needs `hub_model_id`"),
     (["--per_device_train_batch_size", "0"], "per_device_train_batch_size.*must be positive"),
+    (["--num_queries", "0"], r"`num_queries` \(--num_queries\) must be positive"),
 ])
 def test_bad_flags_exit_with_a_message_naming_them(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_train_args(argv)
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_the_s4eca_flags_are_the_config_fields_with_its_defaults():
+    from s4eca_peft import S4ECAConfig
+    from s4eca_peft.training.arguments import S4ECA_CONFIG_ONLY
+
+    names = [f.name for f in dataclasses.fields(S4ECAArguments)]
+    assert set(names) == {f.name for f in dataclasses.fields(S4ECAConfig)} - S4ECA_CONFIG_ONLY
+    defaults, config = S4ECAArguments(), S4ECAConfig()
+    assert {name: getattr(defaults, name) for name in names} == {name: getattr(config, name) for name in names}
+    assert defaults.to_config().to_dict() == config.to_dict()
 
 
 def test_eval_arguments():

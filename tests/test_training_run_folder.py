@@ -47,7 +47,7 @@ def test_a_folder_holding_another_run_is_refused(tmp_path):
 
 def test_training_into_another_runs_folder_stops_before_any_work(tmp_path, monkeypatch, capsys):
     folder = another_run(tmp_path / "run")
-    monkeypatch.setattr(loop, "set_up", lambda *args: pytest.fail("the run started"))
+    monkeypatch.setattr(loop, "build_datasets", lambda *args: pytest.fail("the run started"))
     with pytest.raises(SystemExit) as exited:
         train_main(["--output_dir", str(folder)])
     assert exited.value.code == 2
@@ -71,40 +71,47 @@ def test_a_second_concurrent_run_is_refused_and_a_stale_lock_taken_over(tmp_path
 
 
 class FakeAccelerator:
-    """What `CheckpointManager` uses of an `accelerate.Accelerator`, writing a checkpoint's files itself."""
+    """What `CheckpointManager` uses of an `accelerate.Accelerator`, failing its save with ``fail_with``."""
 
     is_main_process = True
 
-    def __init__(self, fail_with: Exception | None = None) -> None:
-        self.fail_with, self.loaded = fail_with, []
+    def __init__(self, fail_with: Exception) -> None:
+        self.fail_with = fail_with
 
     def register_save_state_pre_hook(self, hook): ...
     def register_load_state_pre_hook(self, hook): ...
     def wait_for_everyone(self): ...
-    def print(self, *args): print(*args)
 
     def save_state(self, folder: str) -> None:
-        Path(folder).mkdir(parents=True)
-        if self.fail_with is not None:
-            raise self.fail_with
-        for name in ("adapter_model.safetensors", "optimizer.bin", "scheduler.bin"):
-            (Path(folder) / name).write_bytes(b"x")
+        Path(folder).mkdir(parents=True)  # a partial checkpoint, then the failure
+        raise self.fail_with
 
-    def load_state(self, folder: str) -> None:
-        self.loaded.append(folder)
+
+def prepared_accelerator():
+    """A real `accelerate.Accelerator` with a tiny PEFT model, its optimizer and scheduler prepared: its checkpoints
+    hold the adapter, optimizer and scheduler files a training run's do."""
+    import torch
+    from accelerate import Accelerator
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(4, 4)), LoraConfig(target_modules=["0"], r=2))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    accelerator = Accelerator()
+    accelerator.prepare(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))
+    return accelerator
 
 
 def test_resuming_another_runs_checkpoint_keeps_the_best_adapter_here(tmp_path):
-    old = CheckpointManager(FakeAccelerator(), tmp_path / "old" / "checkpoints", total_limit=2)
+    old = CheckpointManager(prepared_accelerator(), tmp_path / "old" / "checkpoints", total_limit=2)
     old.save(RunState(completed_steps=8, best={"step": 8, "oIoU": 0.9}))
-    new = CheckpointManager(FakeAccelerator(), tmp_path / "new" / "checkpoints", total_limit=2)
+    new = CheckpointManager(prepared_accelerator(), tmp_path / "new" / "checkpoints", total_limit=2)
     state = new.resume(str(tmp_path / "old" / "checkpoints" / "checkpoint-8"))
     assert state.completed_steps == 8 and state.best is None  # the next validation saves an adapter here
     assert old.resume("latest").best == {"step": 8, "oIoU": 0.9}  # its own run keeps its best
 
 
 def test_incomplete_checkpoint_names_the_missing_files(tmp_path):
-    manager = CheckpointManager(FakeAccelerator(), tmp_path / "checkpoints", total_limit=2)
+    manager = CheckpointManager(prepared_accelerator(), tmp_path / "checkpoints", total_limit=2)
     manager.save(RunState(completed_steps=3))
     checkpoint = tmp_path / "checkpoints" / "checkpoint-3"
     (checkpoint / "optimizer.bin").unlink()
@@ -122,7 +129,7 @@ def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path):
 
 
 def test_an_empty_train_split_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(loop, "build_model", lambda config, accelerator: (None, None, (1, 1)))
+    monkeypatch.setattr(loop, "build_base_and_processor", lambda *args: pytest.fail("the model was built"))
     monkeypatch.setattr(loop, "build_datasets", lambda data, seed: {"train": [], "val": [1]})
     with pytest.raises(SystemExit):
         train_main(["--output_dir", str(tmp_path / "run")])

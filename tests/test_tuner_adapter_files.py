@@ -191,7 +191,7 @@ def test_the_security_page_states_the_limits_in_force():
 
     from s4eca_peft.data import safe_pickle
     from s4eca_peft.data.masks import MAX_OUTLINE_FACTOR
-    from s4eca_peft.inference.predict import MAX_RECORD_LINES
+    from s4eca_peft.predict_command import MAX_RECORD_LINES
     from s4eca_peft.tuner import config
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()

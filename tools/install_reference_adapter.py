@@ -3,10 +3,10 @@
     python tools/install_reference_adapter.py outputs/default_run                 # into s4eca_peft/reference_adapter/
     python tools/install_reference_adapter.py outputs/default_run --target DIR    # anywhere else
 
-Only the files an adapter folder needs are copied, by an allow-list of names: the adapter (``adapter_config.json``,
-``adapter_model.safetensors``), the processor (``s4eca_processor_config.json`` and the tokenizer files), the base
-config (``s4eca_base/config.json``), ``s4eca_metadata.json``, the card (``README.md``, ``widget/scene.png``) and
-``eval_results.json``. Everything else in the run folder (checkpoints, logs, pictures) is left behind and listed.
+Only the files an adapter folder needs are copied, by the allow-list the Hub push uses
+(``s4eca_peft.training.hub.PUBLISHED_FILES``): the adapter (``adapter_config.json``, ``adapter_model.safetensors``),
+the processor (``s4eca_processor_config.json`` and the tokenizer files), the base config (``s4eca_base/config.json``),
+``s4eca_metadata.json``, the card (``README.md``, ``widget/scene.png``) and ``eval_results.json``. Everything else in the run folder (checkpoints, logs, pictures) is left behind and listed.
 The install is refused, with nothing written, when the adapter folder holds a pickled file (``.bin``, ``.pt`` ...:
 weights load through safetensors only), a link, or an ``s4eca_base/model.safetensors`` larger than 1 MB (the run
 copied its frozen encoders: the reference must name them by package reference, such as
@@ -24,19 +24,24 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from s4eca_peft.adapter_folder import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    BASE_DIR,
+    PUBLISHED_FILES,
+    RUN_LEVEL_FILES,
+    adapter_root,
+    check_adapter_files,
+)
 from s4eca_peft.files import PICKLE_SUFFIXES
-from s4eca_peft.inference.adapter_folder import BASE_DIR, adapter_root, check_adapter_files
+from s4eca_peft.modeling.processing import PROCESSOR_CONFIG_NAME
 from s4eca_peft.tuner.checks import check_adapter_folder
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"
-REQUIRED = ("adapter_config.json", "adapter_model.safetensors", "s4eca_processor_config.json", f"{BASE_DIR}/config.json",
-            "README.md", "eval_results.json")
-ALLOWED = frozenset({
-    *REQUIRED, "s4eca_metadata.json", f"{BASE_DIR}/model.safetensors", "widget/scene.png",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "processor_config.json",
-})
-"""Paths, relative to the adapter folder, that are copied."""
+REQUIRED = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, f"{BASE_DIR}/config.json", "README.md",
+            "eval_results.json")
+ALLOWED = frozenset(PUBLISHED_FILES)
+"""Paths, relative to the adapter folder, that are copied: those the Hub push publishes."""
 ADAPTER_LEVELS = ("", BASE_DIR, "widget")
 """Folders of an adapter folder (its top level included): a pickled file or a link there refuses the install."""
 MAX_BASE_BYTES = 1_000_000
@@ -44,10 +49,6 @@ MAX_BASE_BYTES = 1_000_000
 
 class InstallError(ValueError):
     """The folder cannot be installed as the reference adapter (nothing was written)."""
-
-
-RUN_LEVEL = ("README.md", "eval_results.json", "widget/scene.png")
-"""Files a training run writes beside its ``adapter/`` folder that the reference carries too."""
 
 
 def candidates(source: Path) -> tuple[dict[str, Path], list[str]]:
@@ -63,7 +64,7 @@ def candidates(source: Path) -> tuple[dict[str, Path], list[str]]:
         relative = path.relative_to(source).as_posix()
         if path.is_relative_to(adapter) or path.is_dir():
             continue
-        if relative in RUN_LEVEL:
+        if relative in RUN_LEVEL_FILES:
             if relative in found:
                 outside.append(f"{adapter.name}/{relative}")
             found[relative] = path

@@ -18,7 +18,7 @@ class ReferringCollator:
         processor: a `ReferringSegmentationProcessor` (resizes, normalises, tokenizes; masks by nearest).
 
     Samples arrive augmented already where they are (training reads them through
-    `s4eca_peft.training.dataloaders.KeyedTrainingSet`, which keys the augmentation by the sample).
+    `s4eca_peft.data.loaders.KeyedTrainingSet`, which keys the augmentation by the sample).
 
     Returns a dict: ``pixel_values`` ``(B, 3, S, S)`` float32, ``input_ids`` / ``attention_mask`` ``(B, T)``,
     ``labels`` ``(B, 1, S, S)`` float32 0/1 (when every sample has a mask), ``sample_ids``, ``image_ids``,

@@ -146,7 +146,7 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
-def load_split(
+def read_dataset_split(
     dataset: str,
     name: str,
     scan: Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]],

@@ -71,6 +71,6 @@ def prepare_data_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import prepare_data_main as command
+    from ..command_errors import run_command
 
-    command()
+    raise SystemExit(run_command("s4eca-prepare-data", prepare_data_main, None))

@@ -10,8 +10,16 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from . import validation as v
 from .masks import read_image_size, rle_runs, segmentation_to_rle
+from .validation import (
+    EMPTY_MASK,
+    MALFORMED_RECORD,
+    MISSING_EXPRESSION,
+    SPLITS,
+    UNREADABLE_FILE,
+    WRONG_MASK_SIZE,
+    brief,
+)
 
 Problem = tuple[str, str]
 """``(kind, detail)`` of one invalid record."""
@@ -22,27 +30,27 @@ def mask_problem(rle: Any, height: int, width: int, name: str = "mask") -> Probl
     ``H * W`` pixels (checked before anything decodes it), of the image's ``height`` x ``width``, with at least one
     foreground pixel."""
     if not isinstance(rle, dict):
-        return v.MALFORMED_RECORD, f"{name}: expected an RLE dict with 'size' and 'counts', got {v.brief(rle)}"
+        return MALFORMED_RECORD, f"{name}: expected an RLE dict with 'size' and 'counts', got {brief(rle)}"
     try:
         rle = segmentation_to_rle(rle, height, width)  # compressed: {"size": [H, W], "counts": str}
         runs = rle_runs(rle["counts"])
     except Exception as error:  # pycocotools raises several types on corrupt input
-        return v.MALFORMED_RECORD, f"{name}: not a valid RLE mask ({type(error).__name__}: {error})"
+        return MALFORMED_RECORD, f"{name}: not a valid RLE mask ({type(error).__name__}: {error})"
     rows, columns = rle["size"]
     if min(runs, default=0) < 0 or sum(runs) != rows * columns:
-        return v.MALFORMED_RECORD, (f"{name}: RLE runs cover {sum(runs)} pixels (or one is negative), its size "
+        return MALFORMED_RECORD, (f"{name}: RLE runs cover {sum(runs)} pixels (or one is negative), its size "
                                     f"says {rows}x{columns}")
     if (rows, columns) != (height, width):
-        return v.WRONG_MASK_SIZE, f"{name} is {rows}x{columns} (HxW), image is {height}x{width}"
+        return WRONG_MASK_SIZE, f"{name} is {rows}x{columns} (HxW), image is {height}x{width}"
     if not any(runs[1::2]):
-        return v.EMPTY_MASK, f"{name} has no foreground pixel"
+        return EMPTY_MASK, f"{name} has no foreground pixel"
     return None
 
 
 def expression_problem(expression: Any, name: str = "expression") -> Problem | None:
     """The expression must be text with at least one non-space character."""
     if not isinstance(expression, str) or not expression.strip():
-        return v.MISSING_EXPRESSION, f"{name} is empty or not text ({v.brief(expression)})"
+        return MISSING_EXPRESSION, f"{name} is empty or not text ({brief(expression)})"
     return None
 
 
@@ -52,18 +60,18 @@ def record_problem(record: dict[str, Any], height: int, width: int, mask_name: s
     `mask_problem`."""
     for key in ("image_id", "sample_id"):
         if not isinstance(record.get(key), str) or not record[key]:
-            return v.MALFORMED_RECORD, f"{key} {v.brief(record.get(key))} is not a non-empty string"
+            return MALFORMED_RECORD, f"{key} {brief(record.get(key))} is not a non-empty string"
     if record.get("category") is not None and not isinstance(record["category"], str):
-        return v.MALFORMED_RECORD, f"category {v.brief(record['category'])} is not a string or null"
+        return MALFORMED_RECORD, f"category {brief(record['category'])} is not a string or null"
     return expression_problem(record.get("expression")) or mask_problem(record.get("mask"), height, width, mask_name)
 
 
 def split_problem(value: Any, split: str) -> Problem | None:
     """A record read for ``split`` must be recorded in that split."""
-    if value not in v.SPLITS:
-        return v.MALFORMED_RECORD, f"split {v.brief(value)} is not one of {', '.join(v.SPLITS)}"
+    if value not in SPLITS:
+        return MALFORMED_RECORD, f"split {brief(value)} is not one of {', '.join(SPLITS)}"
     if value != split:
-        return v.MALFORMED_RECORD, f"split {value!r} in a file listed for split {split!r}"
+        return MALFORMED_RECORD, f"split {value!r} in a file listed for split {split!r}"
     return None
 
 
@@ -78,9 +86,9 @@ def encoded_record_problem(record: dict[str, Any], split: str) -> Problem | None
     image = record.get("image")
     data = image.get("bytes") if isinstance(image, dict) else None
     if not isinstance(data, (bytes, bytearray)) or not data:
-        return v.MALFORMED_RECORD, f"image: expected encoded image bytes, got {v.brief(image)}"
+        return MALFORMED_RECORD, f"image: expected encoded image bytes, got {brief(image)}"
     try:
         height, width = read_image_size(io.BytesIO(data))
     except Exception as error:  # PIL raises many types for unreadable data
-        return v.UNREADABLE_FILE, f"image: cannot read the encoded image ({type(error).__name__})"
+        return UNREADABLE_FILE, f"image: cannot read the encoded image ({type(error).__name__})"
     return record_problem(record, height, width)

@@ -9,10 +9,20 @@ from typing import Any
 
 import datasets
 
-from . import validation as v
-from .hub import load_split
+from .hub import read_dataset_split
 from .masks import encode_mask, read_image_size, read_mask_file
 from .records import record_problem
+from .validation import (
+    DUPLICATE_ID,
+    MALFORMED_RECORD,
+    MISSING_EXPRESSION,
+    MISSING_IMAGE,
+    MISSING_MASK,
+    SPLITS,
+    UNREADABLE_FILE,
+    ValidationReport,
+    check_split,
+)
 
 DATASET_NAME = "RefSegRS"
 IMAGE_SUFFIX = ".tif"
@@ -22,7 +32,7 @@ def refsegrs_paths(root: str | os.PathLike) -> dict[str, Path]:
     """The files and folders of the RefSegRS layout under ``root``."""
     root = Path(root)
     paths = {"images": root / "images", "masks": root / "masks"}
-    paths.update({split: root / f"output_phrase_{split}.txt" for split in v.SPLITS})
+    paths.update({split: root / f"output_phrase_{split}.txt" for split in SPLITS})
     return paths
 
 
@@ -39,56 +49,56 @@ def _valid_id(sample_id: str) -> bool:
     return sample_id not in (".", "..") and "/" not in sample_id and "\\" not in sample_id
 
 
-def _read_lines(path: Path, report: v.ValidationReport) -> Iterable[tuple[str, str, str]]:
+def _read_lines(path: Path, report: ValidationReport) -> Iterable[tuple[str, str, str]]:
     """Yields ``(record_id, id, expression)`` per non-blank line; reports lines it cannot use."""
     for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
         record_id = f"line {number}"
         try:
             line = raw.decode("utf-8").lstrip("\ufeff").strip()  # a byte-order mark may open the file
         except UnicodeDecodeError as error:
-            report.add(v.MALFORMED_RECORD, record_id, f"{path.name}: not UTF-8 text ({error})")
+            report.add(MALFORMED_RECORD, record_id, f"{path.name}: not UTF-8 text ({error})")
             continue
         if not line:
             continue  # blank lines are not records
         parts = line.split(maxsplit=1)
         if len(parts) < 2:
-            report.add(v.MISSING_EXPRESSION, parts[0], f"{path.name} {record_id}: an id without an expression")
+            report.add(MISSING_EXPRESSION, parts[0], f"{path.name} {record_id}: an id without an expression")
             continue
         yield record_id, parts[0], " ".join(parts[1].split())
 
 
 def _scan_split(
     paths: dict[str, Path], split: str, decode_images: bool = False
-) -> tuple[list[dict[str, Any]], v.ValidationReport]:
-    report = v.ValidationReport(DATASET_NAME, split)
+) -> tuple[list[dict[str, Any]], ValidationReport]:
+    report = ValidationReport(DATASET_NAME, split)
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
     for record_id, sample_id, expression in _read_lines(paths[split], report):
         where = f"{paths[split].name} {record_id}"
         if not _valid_id(sample_id):
-            report.add(v.MALFORMED_RECORD, sample_id, f"{where}: id is not a plain file name")
+            report.add(MALFORMED_RECORD, sample_id, f"{where}: id is not a plain file name")
             continue
         if sample_id in seen:
-            report.add(v.DUPLICATE_ID, sample_id, f"{where}: id already used earlier in this file; kept the first")
+            report.add(DUPLICATE_ID, sample_id, f"{where}: id already used earlier in this file; kept the first")
             continue
         seen.add(sample_id)
         image_path = paths["images"] / f"{sample_id}{IMAGE_SUFFIX}"
         mask_path = paths["masks"] / f"{sample_id}{IMAGE_SUFFIX}"
         if not image_path.is_file():
-            report.add(v.MISSING_IMAGE, sample_id, f"{where}: no image file {image_path}")
+            report.add(MISSING_IMAGE, sample_id, f"{where}: no image file {image_path}")
             continue
         if not mask_path.is_file():
-            report.add(v.MISSING_MASK, sample_id, f"{where}: no mask file {mask_path}")
+            report.add(MISSING_MASK, sample_id, f"{where}: no mask file {mask_path}")
             continue
         try:
             height, width = read_image_size(image_path, decode=decode_images)
         except Exception as error:  # PIL raises many types for unreadable files
-            report.add(v.UNREADABLE_FILE, sample_id, f"cannot read image {image_path}: {error}")
+            report.add(UNREADABLE_FILE, sample_id, f"cannot read image {image_path}: {error}")
             continue
         try:
             mask = read_mask_file(mask_path)
         except Exception as error:
-            report.add(v.UNREADABLE_FILE, sample_id, f"cannot read mask {mask_path}: {error}")
+            report.add(UNREADABLE_FILE, sample_id, f"cannot read mask {mask_path}: {error}")
             continue
         record = {
             "image": str(image_path),
@@ -109,11 +119,11 @@ def _scan_split(
 
 
 def scan_refsegrs(
-    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
-) -> dict[str, tuple[list[dict[str, Any]], v.ValidationReport]]:
+    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
+) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
     """Valid records and the validation report of each split; raises FileNotFoundError on a wrong layout.
     ``decode_images`` decodes every image in full (slow) so that truncated files are reported too."""
-    splits = [v.check_split(split) for split in splits]
+    splits = [check_split(split) for split in splits]
     paths = refsegrs_paths(root)
     _require(paths["images"], "folder")
     _require(paths["masks"], "folder")
@@ -123,8 +133,8 @@ def scan_refsegrs(
 
 
 def validate_refsegrs(
-    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
-) -> dict[str, v.ValidationReport]:
+    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
+) -> dict[str, ValidationReport]:
     """The `ValidationReport` of each split (no warning, no dataset); see `scan_refsegrs` for ``decode_images``."""
     return {split: report for split, (_, report) in scan_refsegrs(root, splits, decode_images).items()}
 
@@ -147,4 +157,4 @@ def load_refsegrs(
     as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
     folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    return load_split("refsegrs", DATASET_NAME, scan_refsegrs, root, split, strict, revision, cache_dir, token)
+    return read_dataset_split("refsegrs", DATASET_NAME, scan_refsegrs, root, split, strict, revision, cache_dir, token)

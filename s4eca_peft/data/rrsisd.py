@@ -11,11 +11,23 @@ from typing import Any
 
 import datasets
 
-from . import validation as v
-from .hub import load_split
+from .hub import read_dataset_split
 from .masks import read_image_size, segmentation_to_rle
 from .records import expression_problem, mask_problem
 from .safe_pickle import load_untrusted_pickle
+from .validation import (
+    DUPLICATE_ID,
+    MALFORMED_RECORD,
+    MISSING_ANNOTATION,
+    MISSING_EXPRESSION,
+    MISSING_IMAGE,
+    SPLITS,
+    UNREADABLE_FILE,
+    WRONG_MASK_SIZE,
+    ValidationReport,
+    brief,
+    check_split,
+)
 
 DATASET_NAME = "RRSIS-D"
 _LAYOUT = "<root>/rrsisd/refs(unc).p, <root>/rrsisd/instances.json and <root>/images/rrsisd/JPEGImages/"
@@ -98,39 +110,39 @@ class _Scanner:
         return self._image_sizes[key]
 
     def _check_image(
-        self, ref: dict[str, Any], report: v.ValidationReport, rid: str, n: int
+        self, ref: dict[str, Any], report: ValidationReport, rid: str, n: int
     ) -> tuple[Path, int, int] | None:
         """The image path and its size, or None after reporting why the ref is skipped."""
         image_id = ref["image_id"]
         image = self.instances.images.get(image_id)
         if image is None:
-            report.add(v.MISSING_IMAGE, rid, f"image id {image_id!r} is not in instances.json", n)
+            report.add(MISSING_IMAGE, rid, f"image id {image_id!r} is not in instances.json", n)
             return None
         if self.instances.image_counts[image_id] > 1:
             count = self.instances.image_counts[image_id]
-            report.add(v.DUPLICATE_ID, rid, f"image id {image_id!r} appears {count} times in instances.json", n)
+            report.add(DUPLICATE_ID, rid, f"image id {image_id!r} appears {count} times in instances.json", n)
             return None
         file_name, height, width = image.get("file_name"), image.get("height"), image.get("width")
         if not (isinstance(file_name, str) and isinstance(height, int) and isinstance(width, int)):
             report.add(
-                v.MALFORMED_RECORD, rid, f"image {image_id!r} in instances.json lacks file_name/height/width", n
+                MALFORMED_RECORD, rid, f"image {image_id!r} in instances.json lacks file_name/height/width", n
             )
             return None
         relative = PurePosixPath(file_name.replace("\\", "/"))
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            report.add(v.MALFORMED_RECORD, rid, f"image file_name {file_name!r} is not a path inside JPEGImages/", n)
+            report.add(MALFORMED_RECORD, rid, f"image file_name {file_name!r} is not a path inside JPEGImages/", n)
             return None
         path = self.paths["images"] / relative
         if not path.is_file():
-            report.add(v.MISSING_IMAGE, rid, f"no image file {path}", n)
+            report.add(MISSING_IMAGE, rid, f"no image file {path}", n)
             return None
         size = self._image_size(path)
         if isinstance(size, str):
-            report.add(v.UNREADABLE_FILE, rid, f"cannot read image {path}: {size}", n)
+            report.add(UNREADABLE_FILE, rid, f"cannot read image {path}: {size}", n)
             return None
         if size != (height, width):
             report.add(
-                v.WRONG_MASK_SIZE,
+                WRONG_MASK_SIZE,
                 rid,
                 f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says {height}x{width}",
                 n,
@@ -139,27 +151,27 @@ class _Scanner:
         return path, height, width
 
     def _check_mask(
-        self, ref: dict[str, Any], report: v.ValidationReport, rid: str, n: int, height: int, width: int
+        self, ref: dict[str, Any], report: ValidationReport, rid: str, n: int, height: int, width: int
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The annotation and its RLE, or None after reporting why the ref is skipped."""
         ann_id = ref["ann_id"]
         annotation = self.instances.annotations.get(ann_id)
         if annotation is None:
-            report.add(v.MISSING_ANNOTATION, rid, f"annotation id {ann_id!r} is not in instances.json", n)
+            report.add(MISSING_ANNOTATION, rid, f"annotation id {ann_id!r} is not in instances.json", n)
             return None
         if self.instances.annotation_counts[ann_id] > 1:
             count = self.instances.annotation_counts[ann_id]
-            report.add(v.DUPLICATE_ID, rid, f"annotation id {ann_id!r} appears {count} times in instances.json", n)
+            report.add(DUPLICATE_ID, rid, f"annotation id {ann_id!r} appears {count} times in instances.json", n)
             return None
         if annotation.get("image_id") != ref["image_id"]:
             owner = annotation.get("image_id")
-            detail = f"annotation {ann_id!r} belongs to image {v.brief(owner)}, the ref to {ref['image_id']!r}"
-            report.add(v.MALFORMED_RECORD, rid, detail, n)
+            detail = f"annotation {ann_id!r} belongs to image {brief(owner)}, the ref to {ref['image_id']!r}"
+            report.add(MALFORMED_RECORD, rid, detail, n)
             return None
         try:
             rle = segmentation_to_rle(annotation.get("segmentation"), height, width)
         except Exception as error:  # pycocotools raises several types on corrupt input
-            report.add(v.MALFORMED_RECORD, rid, f"annotation {ann_id!r}: cannot decode segmentation: {error}", n)
+            report.add(MALFORMED_RECORD, rid, f"annotation {ann_id!r}: cannot decode segmentation: {error}", n)
             return None
         problem = mask_problem(rle, height, width, name=f"annotation {ann_id!r} mask")
         if problem is not None:
@@ -167,17 +179,17 @@ class _Scanner:
             return None
         return annotation, rle
 
-    def scan_ref(self, ref: dict[str, Any], report: v.ValidationReport, index: int) -> list[dict[str, Any]]:
+    def scan_ref(self, ref: dict[str, Any], report: ValidationReport, index: int) -> list[dict[str, Any]]:
         sentences = ref.get("sentences")
         n = len(sentences) if isinstance(sentences, list) else 1
         ids_ok = all(_is_id(ref.get(key)) for key in ("ref_id", "ann_id", "image_id"))
         if not ids_ok or not isinstance(sentences, list):
             detail = "needs ref_id, ann_id, image_id (int or str) and a 'sentences' list"
-            report.add(v.MALFORMED_RECORD, f"refs[{index}]", detail, n)
+            report.add(MALFORMED_RECORD, f"refs[{index}]", detail, n)
             return []
         rid = f"ref {ref['ref_id']}"
         if ref["ref_id"] in self.seen_refs:
-            report.add(v.DUPLICATE_ID, rid, "ref_id already used by an earlier ref; kept the first", n)
+            report.add(DUPLICATE_ID, rid, "ref_id already used by an earlier ref; kept the first", n)
             return []
         self.seen_refs.add(ref["ref_id"])
         checked = self._check_image(ref, report, rid, n)
@@ -189,15 +201,15 @@ class _Scanner:
             return []
         annotation, rle = checked
         if not sentences:
-            report.add(v.MISSING_EXPRESSION, rid, "the ref has no sentences", 0)
+            report.add(MISSING_EXPRESSION, rid, "the ref has no sentences", 0)
         category_id = ref.get("category_id", annotation.get("category_id"))
         category = self.instances.category_names.get(category_id) if _is_id(category_id) else None
         records = []
         for position, sentence in enumerate(sentences):
             sent_id = sentence.get("sent_id", position) if isinstance(sentence, dict) else position
             if not _is_id(sent_id):
-                detail = f"{rid} sentence {position}: sent_id {v.brief(sent_id)} is not an int or str"
-                report.add(v.MALFORMED_RECORD, f"{rid} sentence {position}", detail)
+                detail = f"{rid} sentence {position}: sent_id {brief(sent_id)} is not an int or str"
+                report.add(MALFORMED_RECORD, f"{rid} sentence {position}", detail)
                 continue
             sample_id = f"{ref['ref_id']}_{sent_id}"
             text = _sentence_text(sentence)
@@ -207,7 +219,7 @@ class _Scanner:
                 report.add(kind, sample_id, detail)
                 continue
             if sample_id in self.seen_samples:
-                report.add(v.DUPLICATE_ID, sample_id, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
+                report.add(DUPLICATE_ID, sample_id, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
                 continue
             self.seen_samples.add(sample_id)
             records.append(
@@ -224,8 +236,8 @@ class _Scanner:
 
 
 def scan_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
-) -> dict[str, tuple[list[dict[str, Any]], v.ValidationReport]]:
+    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
+) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
     """Valid records and the validation report of each split; ``decode_images`` decodes every image in full (slow)
     so that truncated files are reported too, not only those whose header is unreadable.
 
@@ -233,7 +245,7 @@ def scan_rrsisd(
     or ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers.
     A ref whose split is not one of train/val/test is reported in every requested split.
     """
-    splits = [v.check_split(split) for split in splits]
+    splits = [check_split(split) for split in splits]
     paths = rrsisd_paths(root)
     for name, path in paths.items():
         if not (path.is_dir() if name == "images" else path.is_file()):
@@ -242,17 +254,17 @@ def scan_rrsisd(
     if not isinstance(refs, list):
         raise ValueError(f"{paths['refs']}: expected a list of refs (dicts), got {type(refs).__name__}.")
     scanner = _Scanner(paths, decode_images)
-    results = {split: ([], v.ValidationReport(DATASET_NAME, split)) for split in splits}
+    results = {split: ([], ValidationReport(DATASET_NAME, split)) for split in splits}
     for index, ref in enumerate(refs):
         split = ref.get("split") if isinstance(ref, dict) else None
-        if split in v.SPLITS:
+        if split in SPLITS:
             if split in results:
                 records, report = results[split]
                 records.extend(scanner.scan_ref(ref, report, index))
             continue
         for _, report in results.values():
             report.add(
-                v.MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {v.SPLITS}: {v.brief(ref)}"
+                MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}"
             )
     for records, report in results.values():
         report.num_samples = len(records)
@@ -260,8 +272,8 @@ def scan_rrsisd(
 
 
 def validate_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = v.SPLITS, decode_images: bool = False
-) -> dict[str, v.ValidationReport]:
+    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
+) -> dict[str, ValidationReport]:
     """The `ValidationReport` of each split (no warning, no dataset); see `scan_rrsisd` for ``decode_images``."""
     return {split: report for split, (_, report) in scan_rrsisd(root, splits, decode_images).items()}
 
@@ -284,4 +296,4 @@ def load_rrsisd(
     as for ``huggingface_hub``): a repo holding the dataset's zip is unpacked into the Hub cache and validated like a
     folder; a repo written by ``s4eca-prepare-data --push_to_hub`` is read back from its parquet files.
     """
-    return load_split("rrsisd", DATASET_NAME, scan_rrsisd, root, split, strict, revision, cache_dir, token)
+    return read_dataset_split("rrsisd", DATASET_NAME, scan_rrsisd, root, split, strict, revision, cache_dir, token)

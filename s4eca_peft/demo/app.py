@@ -25,9 +25,9 @@ from ..data.synthetic import generate_scene
 from ..geo.reading import is_georeferenced_geotiff
 from ..geo.writing import write_mask_geotiff
 from ..inference import S4ECASegmenter, overlay_prediction
-from ..inference.predict import mask_to_image
 from ..inference.visualization import save_image_atomic
 from ..modeling.image_io import load_image
+from ..predict_command import mask_to_image
 from .pictures import scale_weights_picture, spatial_gate_picture
 from .selection_capture import SelectionCapture, short_block_names
 

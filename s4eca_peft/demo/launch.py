@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..inference.predict import add_adapter_arguments
+from ..predict_command import add_adapter_arguments
 
 
 def _port(value: str) -> int:

@@ -7,7 +7,7 @@ Cloud-Optimized GeoTIFF and the object polygons as GeoJSON or GeoPackage. raster
 imported only when used; without them these functions raise an ImportError naming the extra.
 """
 
-from .blending import WindowStitcher, axis_weights, cosine_ramp
+from ..inference.windows import WindowStitcher, axis_weights, cosine_ramp
 from .dependencies import GEO_EXTRA_HINT, has_rasterio, require_fiona, require_rasterio
 from .prediction import ProbabilityFn, RasterPrediction, predict_raster, segmenter_probabilities
 from .reading import SceneStretch, is_georeferenced_geotiff, read_rgb, select_bands, valid_mask

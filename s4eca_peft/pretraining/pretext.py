@@ -1,8 +1,8 @@
 """The pretext model: a Swin backbone with a light decoder that predicts dense scene labels and/or masked pixels.
 
 Only the backbone is kept after pretraining. Its per-stage output norms stay at their initial identity affine
-(frozen), so the backbone saved as a plain `SwinModel` gives the same features when loaded back as a
-`SwinBackbone` (whose fresh stage norms start at that identity).
+(frozen) and are saved with it, so it loads back as a `SwinBackbone` with nothing missing and the same features as a
+fresh `SwinBackbone` around the same Swin layers.
 """
 
 from __future__ import annotations

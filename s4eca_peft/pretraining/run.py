@@ -6,6 +6,7 @@ both differ from the referring task's val/test seeds, so no val/test scene is se
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -16,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import SwinConfig, SwinModel
+from transformers import SwinBackbone, SwinConfig
 
 from ..data.synthetic import generate_scene_with_layout
+from ..modeling.configuration import STAGE_NAMES
 from ..modeling.packaged import EMBEDDED_VISION_CONFIG
 from ..modeling.processing import IMAGENET_MEAN, IMAGENET_STD
 from .labels import IGNORE, REGION_CLASSES, scene_label_maps
@@ -147,12 +149,13 @@ tags: [swin, remote-sensing, synthetic, s4eca-peft]
 ---
 # Small Swin pretrained on synthetic aerial scenes (no language)
 
-A frozen vision backbone shipped with s4eca-peft (`s4eca_peft.EMBEDDED_BACKBONE_PATH`). A `SwinModel` ({parameters:,} parameters, embed dim
-{embed_dim}, depths {depths}, window {window_size}, patch {patch_size}) pretrained from random weights by
+A frozen vision backbone shipped with s4eca-peft (`s4eca_peft.EMBEDDED_BACKBONE_PATH`). A `SwinBackbone` ({parameters:,} parameters, embed dim
+{embed_dim}, depths {depths}, window {window_size}, patch {patch_size}; its four stage norms stay at their identity
+initialisation) pretrained from random weights by
 `s4eca-pretrain-backbone` on {scenes_seen:,} synthetic aerial scenes at {image_size}x{image_size}
 (pretext `{pretext}`: {pretext_text}). No expression was ever seen: language enters only through the adapters.
 
-Load it with `SwinModel.from_pretrained(s4eca_peft.EMBEDDED_BACKBONE_PATH)` (weights stored in float16; the config
+Load it with `SwinBackbone.from_pretrained(s4eca_peft.EMBEDDED_BACKBONE_PATH)` (weights stored in float16; the config
 asks for float32). Inputs are normalised with the ImageNet mean and std (`preprocessor_config.json`).
 
 ## Pretext scores on {heldout} held-out scenes
@@ -178,25 +181,27 @@ PRETEXT_TEXT = {
 }
 
 
-def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: dict[str, Any],
-                    metrics: dict[str, float], heldout: int, command: str) -> Path:
-    """Write the backbone as a `SwinModel` folder (float16 safetensors, float32 config, preprocessor config, card)
-    to a temporary sibling, then move it into place."""
-    output_dir = Path(output_dir)
-    config = SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=facts["image_size"]))
-    swin = SwinModel(config, add_pooling_layer=False)
-    prefix = f"{model.backbone.base_model_prefix}."  # SwinBackbone keeps the SwinModel layers under "swin."
-    state = {k[len(prefix):]: v for k, v in model.backbone.state_dict().items() if k.startswith(prefix)}
-    result = swin.load_state_dict(state, strict=False)
-    if result.unexpected_keys or any(not k.startswith("layernorm.") for k in result.missing_keys):
-        raise RuntimeError(f"Backbone keys do not map onto SwinModel: {result}")
-    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    swin.half().save_pretrained(tmp)
-    config_file = tmp / "config.json"
+def save_backbone(backbone: SwinBackbone, folder: str | os.PathLike) -> None:
+    """``backbone`` as a `SwinBackbone` folder: float16 safetensors, its stage norms included (so that loading it
+    reports no missing weight), and a config that computes in float32."""
+    copy.deepcopy(backbone).half().save_pretrained(folder)
+    config_file = Path(folder) / "config.json"
     saved = json.loads(config_file.read_text())
     saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
     config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
+def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: dict[str, Any],
+                    metrics: dict[str, float], heldout: int, command: str) -> Path:
+    """Write the backbone as a `SwinBackbone` folder (`save_backbone`, preprocessor config, card) to a temporary
+    sibling, then move it into place."""
+    output_dir = Path(output_dir)
+    config = SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=facts["image_size"]), out_features=list(STAGE_NAMES))
+    backbone = SwinBackbone(config)
+    backbone.load_state_dict(model.backbone.state_dict())  # strict: raises on any key that does not map
+    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_backbone(backbone, tmp)
     (tmp / "preprocessor_config.json").write_text(json.dumps(
         {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
     ) + "\n")
@@ -204,7 +209,7 @@ def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: d
                                                      indent=2) + "\n")
     metric_lines = "\n".join(f"- {k}: {v:.4f}" for k, v in metrics.items())
     (tmp / "README.md").write_text(CARD.format(
-        parameters=sum(p.numel() for p in swin.parameters()), embed_dim=config.embed_dim, depths=config.depths,
+        parameters=sum(p.numel() for p in backbone.swin.parameters()), embed_dim=config.embed_dim, depths=config.depths,
         window_size=config.window_size, patch_size=config.patch_size, pretext_text=PRETEXT_TEXT[facts["pretext"]],
         metrics=metric_lines, heldout=heldout, command=command, **facts,
     ))

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import MISSING, Field, dataclass, field, fields, make_dataclass
+from types import UnionType
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
+from peft.config import PeftConfig
 from transformers import HfArgumentParser
 
 from ..data.synthetic import DATA_VERSION, DATA_VERSIONS
+from ..tuner.config import S4ECAConfig
 
 DATASETS = ("synthetic", "rrsisd", "refsegrs")
 
@@ -56,50 +59,66 @@ class ModelArguments:
         _require_positive(self, "decoder_dim", "max_length")
 
 
-@dataclass(frozen=True)
-class S4ECAArguments:
-    """The S4ECA adapters (`S4ECAConfig` fields; the extractor's branches are 3x3 at ``extractor_dilations``)."""
+S4ECA_CONFIG_ONLY = frozenset({
+    *(f.name for f in fields(PeftConfig)), "text_num_heads", "text_hidden_size", "init_weights", "modules_to_save",
+    "targets_from_defaults", "extractor_kernel_sizes",
+})
+"""`S4ECAConfig` fields that are no ``s4eca-train`` flag (every extractor branch is 3x3 at ``extractor_dilations``)."""
+S4ECA_FLAG_HELP = {
+    "num_queries": "Learnable queries = language proxies.",
+    "text_bottleneck_size": "Text adapter attention width.",
+    "vision_bottleneck_size": "Vision adapter width r.",
+    "extractor_dilations": "Dilations of the multi-scale dense extractor's 3x3 branches.",
+    "scale_selection": "Language-guided scale selection (--no_scale_selection, an ablation: average the branches).",
+    "spatial_selection": "Language-guided spatial selection (--no_spatial_selection, an ablation: no spatial gate).",
+    "text_feedback": "Text feedback (--no_text_feedback, an ablation: the text adapter only writes proxies; the text "
+                     "features stay frozen).",
+    "text_target_modules": "Regex of text blocks (default per model_type).",
+    "vision_target_modules": "Regex of vision blocks (default per model_type).",
+}
+"""Command-line help where it differs from the `S4ECAConfig` field's own, in the order of ``--help``."""
 
-    _argument_group_name: ClassVar[str] = "S4ECA adapters"
 
-    num_queries: int = field(default=16, metadata={"help": "Learnable queries = language proxies."})
-    text_bottleneck_size: int = field(default=128, metadata={"help": "Text adapter attention width."})
-    vision_bottleneck_size: int = field(default=82, metadata={"help": "Vision adapter width r."})
-    extractor_dilations: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={
-        "help": "Dilations of the multi-scale dense extractor's 3x3 branches."})
-    scale_selection: bool = field(default=True, metadata={
-        "help": "Language-guided scale selection (--no_scale_selection, an ablation: average the branches)."})
-    spatial_selection: bool = field(default=True, metadata={
-        "help": "Language-guided spatial selection (--no_spatial_selection, an ablation: no spatial gate)."})
-    text_feedback: bool = field(default=True, metadata={
-        "help": "Text feedback (--no_text_feedback, an ablation: the text adapter only writes proxies; the text "
-                "features stay frozen)."})
-    text_target_modules: str | None = field(default=None, metadata={
-        "help": "Regex of text blocks (default per model_type)."})
-    vision_target_modules: str | None = field(default=None, metadata={
-        "help": "Regex of vision blocks (default per model_type)."})
+def _s4eca_flag(config_field: Field, hint: Any) -> tuple[str, Any, Field]:
+    """One `S4ECAArguments` field from an `S4ECAConfig` field: its default, its help (`S4ECA_FLAG_HELP` first); a
+    target spec that may be a list or a regex is a regex on the command line."""
+    if get_origin(hint) in (Union, UnionType) and str in get_args(hint):
+        hint = str | None
+    default = ({"default_factory": config_field.default_factory} if config_field.default is MISSING
+               else {"default": config_field.default})
+    help_text = S4ECA_FLAG_HELP.get(config_field.name, config_field.metadata.get("help", ""))
+    return config_field.name, hint, field(**default, metadata={"help": help_text})
 
-    def __post_init__(self) -> None:
-        _require_positive(self, "num_queries", "text_bottleneck_size", "vision_bottleneck_size")
-        if not self.extractor_dilations:
-            raise ValueError("`extractor_dilations` needs at least one dilation.")
 
-    def to_config(self):
-        """The `S4ECAConfig` these arguments describe."""
-        from ..tuner import S4ECAConfig
+def _check_s4eca_arguments(arguments: Any) -> None:
+    _require_positive(arguments, *(f.name for f in fields(arguments) if f.type is int))
+    for empty in (f.name for f in fields(arguments) if isinstance(getattr(arguments, f.name), list)):
+        if not getattr(arguments, empty):
+            raise ValueError(f"`{empty}` (--{empty}) needs at least one value.")
 
-        return S4ECAConfig(
-            num_queries=self.num_queries,
-            text_bottleneck_size=self.text_bottleneck_size,
-            vision_bottleneck_size=self.vision_bottleneck_size,
-            extractor_kernel_sizes=[3] * len(self.extractor_dilations),
-            extractor_dilations=list(self.extractor_dilations),
-            scale_selection=self.scale_selection,
-            spatial_selection=self.spatial_selection,
-            text_feedback=self.text_feedback,
-            text_target_modules=self.text_target_modules,
-            vision_target_modules=self.vision_target_modules,
-        )
+
+def _s4eca_config(arguments: Any) -> Any:
+    """The `S4ECAConfig` these arguments describe."""
+    values = {f.name: getattr(arguments, f.name) for f in fields(arguments)}
+    values = {name: list(value) if isinstance(value, list) else value for name, value in values.items()}
+    return S4ECAConfig(**values, extractor_kernel_sizes=[3] * len(arguments.extractor_dilations))
+
+
+def _help_order(config_field: Field) -> int:
+    return list(S4ECA_FLAG_HELP).index(config_field.name) if config_field.name in S4ECA_FLAG_HELP else len(S4ECA_FLAG_HELP)
+
+
+_S4ECA_HINTS = get_type_hints(S4ECAConfig)
+S4ECAArguments = make_dataclass(
+    "S4ECAArguments",
+    [_s4eca_flag(f, _S4ECA_HINTS[f.name]) for f in sorted(fields(S4ECAConfig), key=_help_order)
+     if f.name not in S4ECA_CONFIG_ONLY],
+    namespace={"_argument_group_name": "S4ECA adapters", "__post_init__": _check_s4eca_arguments,
+               "to_config": _s4eca_config, "__module__": __name__},
+    frozen=True,
+)
+S4ECAArguments.__doc__ = """The S4ECA adapters: every `S4ECAConfig` field but those in `S4ECA_CONFIG_ONLY`, with the
+config's defaults (a new config field is a new flag); `to_config()` gives the `S4ECAConfig`."""
 
 
 @dataclass(frozen=True)

@@ -108,8 +108,8 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     """Score an adapter on one split (metrics printed as a table, and written to ``args.output`` when set)."""
     from accelerate import Accelerator
 
-    from ..inference.adapter_folder import load_for_inference
-    from .dataloaders import eval_dataloader, load_split
+    from ..adapter_folder import load_for_inference
+    from ..data.loaders import eval_dataloader, load_split
 
     accelerator = Accelerator()
     model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)

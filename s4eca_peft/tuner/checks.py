@@ -9,49 +9,21 @@ what these checks find is a defect of the adapter itself, raised as `AdapterFile
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from peft.utils import CONFIG_NAME
+from peft.utils import SAFETENSORS_WEIGHTS_NAME as WEIGHTS_NAME
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from .config import S4ECAConfig
 from .errors import AdapterFileError
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
-PEFT_TYPE = "S4ECA"
 _CONTAINERS = ("s4eca_text_adapter", "s4eca_vision_adapter")
-
-
-def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object of an ``adapter_config.json``, after checking that it is JSON and an S4ECA config.
-
-    Field values are checked by `S4ECAConfig` itself (see `S4ECAConfig.from_json_file`).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise AdapterFileError(f"{path}: not UTF-8 text ({error}).") from error
-    except json.JSONDecodeError as error:
-        raise AdapterFileError(
-            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); an adapter config "
-            "is the JSON object that `save_pretrained` writes."
-        ) from error
-    if not isinstance(data, dict):
-        raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
-    if "peft_type" not in data:
-        raise AdapterFileError(f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
-    if data["peft_type"] != PEFT_TYPE:
-        found = data["peft_type"]
-        shown = repr(found) if isinstance(found, str) and len(found) < 40 else f"a {type(found).__name__}"
-        raise AdapterFileError(
-            f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or its config was edited). '
-            "Load it with the PEFT method that wrote it."
-        )
-    return data
 
 
 def _adapter_key(key: str, adapter_name: str | None) -> tuple[str, str, str] | None:
@@ -149,11 +121,6 @@ def check_adapter_folder(folder: str | os.PathLike) -> Any:
     Raises `AdapterFileError` naming the file for a config that is not JSON, of another PEFT method or with invalid
     values, and for weights that are non-finite or contradict the config; FileNotFoundError for a missing file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .config import S4ECAConfig
-
     folder = Path(folder)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import enum
+import json
 import os
 import re
 import warnings
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from peft.config import PeftConfig
 
+from .errors import AdapterFileError
 from .target_patterns import MAX_PATTERN_REPEATS, check_target_pattern
 
 
@@ -22,6 +25,35 @@ class S4ECAPeftType(str, enum.Enum):
     """
 
     S4ECA = "S4ECA"
+
+
+def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object of an ``adapter_config.json``, after checking that it is JSON and an S4ECA config.
+
+    Field values are checked by `S4ECAConfig` itself (see `S4ECAConfig.from_json_file`).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise AdapterFileError(f"{path}: not UTF-8 text ({error}).") from error
+    except json.JSONDecodeError as error:
+        raise AdapterFileError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); an adapter config "
+            "is the JSON object that `save_pretrained` writes."
+        ) from error
+    if not isinstance(data, dict):
+        raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
+    if "peft_type" not in data:
+        raise AdapterFileError(f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
+    if data["peft_type"] != S4ECAPeftType.S4ECA:
+        found = data["peft_type"]
+        shown = repr(found) if isinstance(found, str) and len(found) < 40 else f"a {type(found).__name__}"
+        raise AdapterFileError(
+            f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or its config was edited). '
+            "Load it with the PEFT method that wrote it."
+        )
+    return data
 
 
 # Upper bounds, checked before anything is allocated: far above any useful value, far below what exhausts memory
@@ -279,9 +311,6 @@ class S4ECAConfig(PeftConfig):
     def from_json_file(cls, path_json_file: str, **kwargs: Any) -> dict[str, Any]:
         """The fields of an ``adapter_config.json``, checked before any module is built: the file must be JSON with
         ``"peft_type": "S4ECA"``, and every value valid. Errors name the file (`AdapterFileError`)."""
-        from .checks import read_adapter_config
-        from .errors import AdapterFileError
-
         data = read_adapter_config(path_json_file)
         if data.pop("runtime_config", None) is not None:  # runtime-only settings never come from a file (as in peft)
             warnings.warn(

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import (
+from .files import (
     PICKLE_SUFFIXES,
     atomic_write_folder,
     hub_kwargs,
@@ -35,18 +35,30 @@ from ..files import (
     is_path_like,
     write_json_atomic,
 )
-from ..modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
-from ..modeling.configuration import MODEL_OPTIONS
-from ..modeling.packaged import is_package_reference, resolve_model_reference
-from ..tuner.checks import check_adapter_folder
-from ..tuner.errors import AdapterBackboneMismatchError
+from .modeling import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
+from .modeling.configuration import MODEL_OPTIONS
+from .modeling.packaged import is_package_reference, resolve_model_reference
+from .modeling.processing import PROCESSOR_CONFIG_NAME
+from .tuner.checks import CONFIG_NAME as ADAPTER_CONFIG
+from .tuner.checks import WEIGHTS_NAME as ADAPTER_WEIGHTS
+from .tuner.checks import check_adapter_folder
+from .tuner.errors import AdapterBackboneMismatchError
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 RUN_ADAPTER_DIR = "adapter"
 """Where a training run's folder keeps its best adapter."""
+RUN_LEVEL_FILES: tuple[str, ...] = ("README.md", "eval_results.json", "widget/scene.png")
+"""Files a training run writes beside its ``adapter/`` folder that travel with the adapter."""
+PUBLISHED_FILES: tuple[str, ...] = (
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, METADATA_NAME,
+    f"{BASE_DIR}/config.json", f"{BASE_DIR}/model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "processor_config.json",
+    *RUN_LEVEL_FILES,
+)
+"""Paths in an adapter folder that are published (the Hub push) or shipped (the package's reference adapter): the
+adapter, the processor, the base config and weights, the metadata, the card and its widget image, the results.
+Checkpoints, logs, pictures and anything pickled stay behind."""
 
 
 def adapter_root(folder: str | os.PathLike) -> Path:

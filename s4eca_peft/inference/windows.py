@@ -1,4 +1,7 @@
-"""Overlapping windows blended with cosine ramps, stitched into finished scene regions with bounded memory.
+"""Sliding windows over a large image: where they start, and how their probabilities are stitched back.
+
+`S4ECASegmenter` (an image in memory) and `s4eca_peft.geo.predict_raster` (a raster read window by window) both lay
+out windows with `sliding_window_starts` and blend them with `WindowStitcher`, so they give the same probabilities.
 
 Every window gets a separable weight that is 1 in its interior and rises as ``sin^2`` over the strip it shares with
 the previous window and falls as ``cos^2`` over the strip it shares with the next one; scene borders get no ramp.
@@ -16,6 +19,19 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) in scene pixels, bottom/right exclusive
+
+
+def sliding_window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``.
+
+    The first window starts at 0 and the last one ends at ``length``; the others are spread evenly in between. A
+    side not longer than the window gets one window of the whole side.
+    """
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1.0 - overlap)))
+    count = math.ceil((length - window) / stride) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
 
 
 def cosine_ramp(length: int) -> np.ndarray:
@@ -49,9 +65,17 @@ class WindowStitcher:
     about one window plus the strip shared with the next row of windows, whatever the scene size.
 
     Args:
-        tops / lefts: window starts along each axis (e.g. from `s4eca_peft.inference.sliding_window_starts`).
+        tops / lefts: window starts along each axis (e.g. from `sliding_window_starts`).
         window_height / window_width: the window sides.
     """
+
+    @classmethod
+    def covering(cls, height: int, width: int, tile_size: int, overlap: float) -> WindowStitcher:
+        """Square windows of ``tile_size`` pixels (a shorter side gets one window of its length) covering a
+        ``height x width`` image, neighbours overlapping by at least ``overlap`` of a window."""
+        side_h, side_w = min(tile_size, height), min(tile_size, width)
+        tops, lefts = sliding_window_starts(height, side_h, overlap), sliding_window_starts(width, side_w, overlap)
+        return cls(tops, lefts, side_h, side_w)
 
     def __init__(self, tops: Sequence[int], lefts: Sequence[int], window_height: int, window_width: int) -> None:
         self.tops, self.lefts = list(tops), list(lefts)

@@ -8,10 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data import ReferringCollator, SyntheticSceneStream, TrainTransform, load_refsegrs, load_rrsisd
-from ..data.synthetic import DATA_VERSION, make_synthetic_dataset
-from ..data.transforms import PhotometricJitter
-from .arguments import DataArguments, TrainingArguments
+from .collate import ReferringCollator
+from .refsegrs import load_refsegrs
+from .rrsisd import load_rrsisd
+from .synthetic import DATA_VERSION, SyntheticSceneStream, make_synthetic_dataset
+from .transforms import PhotometricJitter, TrainTransform
 
 SYNTHETIC_SPLIT_SEEDS = {"val": 1_000_003, "test": 2_000_003}
 """Fixed seeds of the synthetic val/test scenes, so every run is scored on the same scenes."""
@@ -110,8 +111,8 @@ def load_split(
     return data
 
 
-def build_datasets(data: DataArguments, seed: int) -> dict[str, Any]:
-    """``{"train", "val", "test"}`` for the run (test only where the dataset has one)."""
+def build_datasets(data: Any, seed: int) -> dict[str, Any]:
+    """``{"train", "val", "test"}`` for the run's `DataArguments` ``data`` (test only where the dataset has one)."""
     common = dict(data_dir=data.data_dir, image_size=data.image_size, max_samples=data.max_eval_samples,
                   revision=data.data_revision)
     result = {
@@ -142,9 +143,10 @@ def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: 
 
 
 def build_dataloaders(
-    data: DataArguments, training: TrainingArguments, datasets: dict[str, Any], processor: Any, sampler: EpochSampler
+    data: Any, training: Any, datasets: dict[str, Any], processor: Any, sampler: EpochSampler
 ) -> tuple[DataLoader, dict[str, DataLoader]]:
-    """The training dataloader (keyed augmentation, ``sampler`` order) and one evaluation dataloader per split."""
+    """The training dataloader (keyed augmentation, ``sampler`` order) and one evaluation dataloader per split, for
+    the run's `DataArguments` ``data`` and `TrainingArguments` ``training``."""
     train_set = KeyedTrainingSet(
         datasets["train"], train_transform(data.augment, training.seed), training.seed, data.constant_expression
     )
@@ -160,7 +162,7 @@ def build_dataloaders(
     return train, evaluation
 
 
-def train_sampler_for(data: DataArguments, seed: int, datasets: dict[str, Any]) -> EpochSampler:
+def train_sampler_for(data: Any, seed: int, datasets: dict[str, Any]) -> EpochSampler:
     """Fresh synthetic scenes every epoch, or a permutation of the real training set per epoch."""
     if data.dataset == "synthetic":
         return EpochSampler(data.train_samples_per_epoch, seed, fresh=True)

@@ -50,9 +50,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..geo.dependencies import has_rasterio
-from ..modeling.processing import _expression_text
-from .visualization import save_image_atomic
+from .geo import predict_raster
+from .geo.dependencies import has_rasterio
+from .inference.visualization import save_image_atomic
+from .modeling.processing import _expression_text
 
 ERRORS_NAME = "errors.jsonl"
 
@@ -73,7 +74,7 @@ def add_adapter_arguments(parser: argparse.ArgumentParser, default_reference: bo
     """``--adapter``, ``--revision``, ``--device``, ``--dtype``, ``--cache_dir``: which adapter to load, and how.
     With ``default_reference``, ``--adapter`` defaults to the reference adapter when one is installed in the
     package; otherwise it is required."""
-    from ..modeling.packaged import REFERENCE_ADAPTER, reference_adapter_installed
+    from .modeling.packaged import REFERENCE_ADAPTER, reference_adapter_installed
 
     default = REFERENCE_ADAPTER if default_reference and reference_adapter_installed() else None
     about = f"Adapter folder, Hub repo id, or {REFERENCE_ADAPTER} (the reference adapter shipped with the package)."
@@ -388,7 +389,7 @@ def check_single_output(image: str, output: str, overlay: bool) -> None:
 
 
 def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: bool) -> None:
-    from .segmenter import overlay_prediction
+    from .inference.segmenter import overlay_prediction
 
     save_image_atomic(mask_to_image(mask), mask_path)
     if overlay:
@@ -397,11 +398,11 @@ def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: boo
 
 # --------------------------------------------------------------------------- modes
 def predict_one(segmenter, args: argparse.Namespace) -> int:
-    from ..modeling.image_io import load_image
+    from .modeling.image_io import load_image
 
     if wants_geotiff(args, args.output):
-        result = segmenter.predict_raster(args.image, args.expression, args.output, vector=args.vector,
-                                          bands=args.bands, threshold=args.threshold, cog=args.cog)
+        result = predict_raster(segmenter, args.image, args.expression, args.output, vector=args.vector,
+                                bands=args.bands, threshold=args.threshold, cog=args.cog)
         print(f"wrote {result.output}" + (f" and {result.vector}" if result.vector else ""))
         return 0
     mask_path = Path(args.output)
@@ -416,7 +417,7 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow], pat
     """Predict the rows whose ``(image path, mask path)`` `plan_batch` gave; returns the exit status."""
     from tqdm.auto import tqdm
 
-    from ..modeling.image_io import load_image
+    from .modeling.image_io import load_image
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -462,8 +463,8 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow], pat
                 skipped += 1
                 continue
             try:
-                segmenter.predict_raster(image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
-                                         threshold=args.threshold, cog=args.cog)
+                predict_raster(segmenter, image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
+                               threshold=args.threshold, cog=args.cog)
                 done += 1
             except (OSError, ValueError) as error:
                 record_error(row, str(error))
@@ -501,11 +502,11 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--{text_error}")
 
     if (args.vector or args.bands or args.cog) and not has_rasterio():
-        from ..geo.dependencies import GEO_EXTRA_HINT
+        from .geo.dependencies import GEO_EXTRA_HINT
 
         parser.error(f"--vector, --bands and --cog need rasterio; {GEO_EXTRA_HINT}.")
 
-    from .segmenter import S4ECASegmenter
+    from .inference.segmenter import S4ECASegmenter
 
     try:
         if args.batch:  # a bad batch file or colliding outputs fail before the adapter is loaded

@@ -1,0 +1,313 @@
+"""Learning curves on the synthetic scenes: val mIoU and language use against training steps for S4ECA, LoRA at the
+same parameter budget and head-only, overall and per family of expressions.
+
+Each (method, seed) is one training run in a process of its own (`synthetic_runs.train_and_evaluate`, the accuracy
+benchmark's protocol), scored on the fixed val scenes every ``--eval_every`` steps up to ``--max_steps``, or until
+val mIoU has not improved for ``--patience`` evaluations. Every evaluation is stored at once in
+``benchmarks/results/learning_curve.json``, and the run's state in ``--runs_dir`` (trainable weights, optimizer,
+scheduler); a rerun skips the finished runs and continues the others from their last evaluation.
+
+*Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's proxies (S4ECA only;
+LoRA and head-only have no proxies, shown as ``-``). Per-family scores are shown where the evaluation reports them.
+
+    python -m benchmarks.learning_curve                       # 3 methods x 2 seeds, every 192 steps up to 3,000
+    python -m benchmarks.learning_curve --device cuda --seeds 0 1 2
+    python -m benchmarks.learning_curve --render              # the figure and the table from the stored runs
+    python -m benchmarks.learning_curve --smoke --results lc.json --docs lc.md --plot lc.png   # tiny, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+from benchmarks.common import DOCS_PAGE, IMAGES_DIR, METHOD_LABELS, command_line, markdown_table, write_section
+from benchmarks.resume import saved_step
+from benchmarks.store import RESULTS_DIR, ResultsStore
+from benchmarks.synthetic_runs import PROTOCOL
+
+SECTION = "learning-curve"
+RESULTS = RESULTS_DIR / "learning_curve.json"
+PLOT = "benchmark_learning_curve.png"
+METHODS = ["s4eca", "lora", "head"]
+RELATIONAL_FAMILIES = ["position", "colour+position", "road", "anchor", "ordinal", "comparison", "chain"]
+"""Families whose target is picked by where it lies relative to other objects or a road (its rank along an axis
+among its category included); the others (colour, size, absolute place in the image) by an attribute of its own."""
+MODES: dict[str, dict[str, Any]] = {
+    "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
+    "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},
+}
+
+
+def run_key(record: dict[str, Any]) -> tuple[str, int]:
+    return record["method"], record["seed"]
+
+
+def val_point(step: int, scores: dict[str, Any]) -> dict[str, Any]:
+    """One point of a curve: val metrics, per-family metrics and language use where they were measured."""
+    val = scores["val"]
+    point = {"step": step, "mIoU": val["mIoU"], "oIoU": val["oIoU"],
+             "per_family": {family: metrics["mIoU"] for family, metrics in val.get("per_family", {}).items()}}
+    mismatched = scores.get("val_mismatched_proxies")
+    point["mIoU_drop"] = val["mIoU"] - mismatched["mIoU"] if mismatched else None
+    point["per_family_mIoU_drop"] = {
+        family: metrics["mIoU"] - mismatched["per_family"][family]["mIoU"]
+        for family, metrics in val.get("per_family", {}).items()
+        if mismatched and family in mismatched.get("per_family", {})
+    }
+    return point
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Train one (method, seed), storing the record after every evaluation; stop after ``patience`` evaluations
+    without a better val mIoU."""
+    from benchmarks.synthetic_runs import train_and_evaluate
+
+    store = ResultsStore(args.results, run_key)
+    config = MODES["smoke" if args.smoke else "default"]
+    checkpoint = Path(args.runs_dir) / f"{args.method}-seed{args.seed}"
+    protocol = {**PROTOCOL, **config, "steps": args.max_steps or config["max_steps"],
+                "eval_every": args.eval_every or config["eval_every"], "seed": args.seed, "threads": args.threads,
+                "splits": ("val",), "language_use": True, "device": args.device, "checkpoint_dir": str(checkpoint)}
+    record = {"method": args.method, "seed": args.seed, "done": False, "points": [],
+              "protocol": {k: v for k, v in protocol.items() if k not in ("splits", "threads", "device",
+                                                                          "checkpoint_dir")},
+              "command": args.command, "device": args.device}
+    resumed, stored = saved_step(checkpoint), store.find((args.method, args.seed))
+    if resumed and stored:  # the points up to the saved state stand; later ones are measured again
+        record["points"] = [p for p in stored["points"] if p["step"] <= resumed]
+        print(f"{args.method} seed {args.seed}: continuing after step {resumed}", flush=True)
+    elif resumed:  # a state whose points are not in this results file: start again
+        shutil.rmtree(checkpoint)
+    started = time.time()
+
+    def on_evaluation(step: int, scores: dict[str, Any]) -> bool:
+        if record["points"] and record["points"][-1]["step"] == step:
+            return True  # the final evaluation of a run stopped early repeats its last point
+        record["points"].append(val_point(step, scores))
+        record["wall_s"] = time.time() - started
+        store.put(record)
+        point = record["points"][-1]
+        drop = "-" if point["mIoU_drop"] is None else f"{100 * point['mIoU_drop']:+.2f}"
+        print(f"{args.method} seed {args.seed} step {step}: val mIoU {100 * point['mIoU']:.2f}, language use {drop}",
+              flush=True)
+        best = max(range(len(record["points"])), key=lambda i: record["points"][i]["mIoU"])
+        return len(record["points"]) - 1 - best >= args.patience
+
+    result = train_and_evaluate(args.method, protocol, on_evaluation)
+    record.update(done=True, trainable=result["trainable"], lora_rank=result["lora_rank"],
+                  final_loss=result["final_loss"], wall_s=time.time() - started)
+    store.put(record)
+    shutil.rmtree(checkpoint, ignore_errors=True)  # a finished run is not continued
+
+
+def launch(method: str, seed: int, args: argparse.Namespace, command: str) -> None:
+    """One run in a process of its own; its output is shown as it comes."""
+    prefix, env = common.module_process("learning_curve")
+    words = [*prefix, "--worker", "--method", method, "--seed", str(seed), "--results", args.results,
+             "--runs_dir", args.runs_dir,
+             "--device", args.device, "--threads", str(args.threads), "--patience", str(args.patience),
+             "--command", command]
+    words += ["--smoke"] if args.smoke else []
+    words += ["--max_steps", str(args.max_steps)] if args.max_steps else []
+    words += ["--eval_every", str(args.eval_every)] if args.eval_every else []
+    subprocess.run(words, env=env, check=True)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+
+
+def final_points(records: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """Each seed's best val point (the checkpoint a run would keep)."""
+    return [max(r["points"], key=lambda p: p["mIoU"]) for r in records if r["method"] == method and r["points"]]
+
+
+def over(points: list[dict[str, Any]], name: str, within: str | None = None) -> float | None:
+    """Mean over seeds of a point's `name` (inside `within`); None unless every seed measured it."""
+    values = [(p[within] if within else p).get(name) for p in points]
+    return mean(values) if None not in values else None
+
+
+def over_families(points: list[dict[str, Any]], within: str, names: list[str]) -> float | None:
+    """Mean over seeds of the mean over the families `names` of ``point[within]``; None where not measured."""
+    values = [mean([p[within][f] for f in names if f in p[within]]) for p in points]
+    return mean(values) if names and None not in values else None
+
+
+def families(records: list[dict[str, Any]]) -> list[str]:
+    found = {family for r in records for p in r["points"] for family in p["per_family"]}
+    return sorted(found, key=lambda f: (f in RELATIONAL_FAMILIES, f))
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """One row per method: the best val point, mean over seeds; relational families averaged apart."""
+    shown = families(records)
+    relational = [f for f in shown if f in RELATIONAL_FAMILIES]
+    header = ["method", "seeds", "best step", "val mIoU", "val oIoU", "language use", "relational mIoU",
+              "relational language use", *(f"{f} mIoU" for f in shown)]
+    rows = []
+    for method in METHODS:
+        points = final_points(records, method)
+        if not points:
+            continue
+        rows.append([METHOD_LABELS[method], len(points), round(mean([p["step"] for p in points])),
+                     percent(over(points, "mIoU")), percent(over(points, "oIoU")),
+                     percent(over(points, "mIoU_drop"), signed=True),
+                     percent(over_families(points, "per_family", relational)),
+                     percent(over_families(points, "per_family_mIoU_drop", relational), signed=True),
+                     *(percent(over(points, f, "per_family")) for f in shown)])
+    return markdown_table(header, rows)
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, method in enumerate(METHODS):
+        colour = f"C{index}"
+        for r in (r for r in records if r["method"] == method):
+            steps = [p["step"] for p in r["points"]]
+            label = METHOD_LABELS[method] if r["seed"] == min(x["seed"] for x in records if x["method"] == method) \
+                else None
+            left.plot(steps, [100 * p["mIoU"] for p in r["points"]], color=colour, marker=".", label=label)
+            drops = [(p["step"], 100 * p["mIoU_drop"]) for p in r["points"] if p["mIoU_drop"] is not None]
+            if drops:
+                right.plot(*zip(*drops), color=colour, marker=".", label=label)
+    left.set(xlabel="training steps", ylabel="val mIoU (%)", title="val mIoU, one line per seed")
+    right.set(xlabel="training steps", ylabel="mIoU drop with mismatched proxies (%)", title="language use")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def section(records: list[dict[str, Any]], plot_file: str) -> str:
+    first = records[0]
+    protocol, machine = first["protocol"], first.get("machine")
+    commands = "; ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in records))
+    unfinished = [f"{r['method']} seed {r['seed']}" for r in records if not r["done"]]
+    return "\n".join([
+        "## Learning curves (val)",
+        "",
+        f"Command: {commands}." + (f" Machine: {common.machine_line(machine)}." if machine else "")
+        + f" Device: {first['device']}." + (f" Not finished: {', '.join(unfinished)}." if unfinished else ""),
+        "",
+        f"Each run: the accuracy protocol ({protocol['image_size']} px, batch {protocol['batch_size']}, AdamW lr "
+        f"{protocol['learning_rate']:g} with warm-up then cosine over {protocol['steps']} steps), scored on "
+        f"{protocol['num_eval_samples']} fixed synthetic **val** scenes every {protocol['eval_every']} steps; a run "
+        "stops early when val mIoU has not improved for a few evaluations. Each row: the best val point of each seed, "
+        "averaged. *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's "
+        "proxies (S4ECA only). Relational families: " + ", ".join(RELATIONAL_FAMILIES) + ". `-`: not measured. "
+        "Scores in %.",
+        "",
+        table(records),
+        "",
+        f"![learning curves](images/{plot_file})",
+    ])
+
+
+def render(args: argparse.Namespace) -> str | None:
+    records = ResultsStore(args.results, run_key).records()
+    if not records:
+        print(f"{args.results}: no stored runs yet.")
+        return None
+    text = section(records, Path(args.plot).name if args.plot else PLOT)
+    print(text)
+    docs = args.docs if args.docs is not None else (None if args.smoke else str(DOCS_PAGE))
+    plot_path = args.plot if args.plot is not None else (None if args.smoke else str(IMAGES_DIR / PLOT))
+    if docs:
+        write_section(docs, SECTION, text)
+    if plot_path:
+        plot(records, Path(plot_path))
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="Seeds per method (default 0 1; smoke 0).")
+    parser.add_argument("--max_steps", type=int, default=None, help="Steps of a run (default 3000; smoke 4).")
+    parser.add_argument("--eval_every", type=int, default=None, help="Steps between evaluations (default 192).")
+    parser.add_argument("--patience", type=int, default=3,
+                        help="Evaluations without a better val mIoU before a run stops.")
+    parser.add_argument("--device", default="cpu", help="Where the runs train: cpu or cuda.")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run process.")
+    parser.add_argument("--smoke", action="store_true", help="Tiny runs (64 px, 4 steps) for tests.")
+    parser.add_argument("--render", action="store_true", help="Only render the stored runs.")
+    parser.add_argument("--results", default=None,
+                        help=f"JSON file the runs accumulate in (default {RESULTS.relative_to(RESULTS.parents[2])}; "
+                             "smoke: learning_curve_smoke.json here).")
+    parser.add_argument("--runs_dir", default="outputs/learning_curve",
+                        help="Folder of the unfinished runs' states (a finished run's is deleted).")
+    parser.add_argument("--docs", default=None, help=f"Markdown page for the section (default {DOCS_PAGE}).")
+    parser.add_argument("--plot", default=None, help=f"PNG to write (default docs/images/{PLOT}).")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--method", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--command", default="", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    args = build_parser().parse_args(argv)
+    args.results = args.results or ("learning_curve_smoke.json" if args.smoke else str(RESULTS))
+    if args.device.startswith("cuda") and not args.worker:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device}: no CUDA device is visible.")
+    if args.worker:
+        worker(args)
+        return None
+    if not args.render:
+        seeds = args.seeds if args.seeds is not None else ([0] if args.smoke else [0, 1])
+        command = command_line("learning_curve", *(["--smoke"] if args.smoke else []),
+                               *(["--device", args.device] if args.device != "cpu" else []),
+                               *(["--max_steps", str(args.max_steps)] if args.max_steps else []),
+                               *(["--eval_every", str(args.eval_every)] if args.eval_every else []))
+        store = ResultsStore(args.results, run_key)
+        runs = [(m, s) for s in seeds for m in args.methods]
+        before = common.load_average()
+        for number, (method, seed) in enumerate(runs, 1):
+            stored = store.find((method, seed))
+            if stored and stored["done"]:
+                print(f"[{number}/{len(runs)}] {method} seed {seed}: done ({len(stored['points'])} points), skipped")
+                continue
+            print(f"[{number}/{len(runs)}] {method} seed {seed}: training", flush=True)
+            launch(method, seed, args, command)
+            record = store.find((method, seed))
+            store.put({**record, "machine": common.machine_info(args.threads, args.device)})
+        print(f"load average {before} before, {common.load_average()} after")
+    return render(args)
+
+
+if __name__ == "__main__":
+    main()
