@@ -76,23 +76,6 @@ def plot_name(mode: str) -> str:
     return "benchmark_accuracy_full.png" if mode == "full" else "benchmark_accuracy.png"
 
 
-# ---------------------------------------------------------------------------------------------- one run
-
-
-def mismatch_proxies(model) -> Any:
-    """From now on, each image's vision adapters read the proxies of the next image's expression in the batch (set
-    from a hook after the text encoder ran); a head that reads the sentence still reads the image's own. An adapter
-    that ignores its proxies scores the same with and without this. Returns the hook's handle."""
-    tuner = model.base_model
-
-    def swap(module, args, output) -> None:
-        proxies = tuner.get_language_proxies()
-        if proxies is not None:
-            tuner.set_language_proxies(proxies.roll(1, dims=0))
-
-    return model.get_base_model().text_model.register_forward_hook(swap)
-
-
 # ---------------------------------------------------------------------------------------------- report
 
 

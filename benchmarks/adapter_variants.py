@@ -142,7 +142,7 @@ def render(results: list[dict[str, Any]]) -> str:
         "weights) on the shipped pretrained Swin and MiniLM, scored on the 256 fixed synthetic **val** scenes only; "
         "mean ± standard deviation when several seeds are listed. Test is not looked at here. *Language use*: val "
         "mIoU minus val mIoU with each image's vision adapters given the proxies of another image's expression (a "
-        "head that reads the sentence still reads the image's own), `accuracy_synthetic.mismatch_proxies`; 0 means "
+        "head that reads the sentence still reads the image's own), `s4eca_peft.tuner.mismatch_proxies`; 0 means "
         "the vision adapters ignore the expression, `-` that it was not measured.",
         "",
         markdown_table(header, rows),

@@ -83,7 +83,7 @@ def evaluate_splits(model, dataloaders: dict[str, Any], device, method: str, run
 
     scores = {split: evaluate_loop(model, on_device(dl), desc=split) for split, dl in dataloaders.items()}
     if protocol.get("language_use") and method == "s4eca" and run != "s4eca_no_queries":
-        from benchmarks.accuracy_synthetic import mismatch_proxies
+        from s4eca_peft.tuner import mismatch_proxies
 
         handle = mismatch_proxies(model)
         scores["val_mismatched_proxies"] = evaluate_loop(model, on_device(dataloaders["val"]),

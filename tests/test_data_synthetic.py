@@ -13,9 +13,21 @@ from s4eca_peft.data import (
     generate_scene_with_layout,
     make_synthetic_dataset,
 )
-from s4eca_peft.data.synthetic import _NOUNS, RELATIONS, SceneObject, _local, _shape
+from s4eca_peft.data.scene_rules import ambiguity
+from s4eca_peft.data.synthetic import (
+    _NOUNS,
+    DATA_VERSION,
+    FAMILIES,
+    RELATIONAL_FAMILIES,
+    RELATIONS,
+    SceneObject,
+    SyntheticScene,
+    _local,
+    _shape,
+)
 
-SCENES = [generate_scene_with_layout((11, i), image_size=128) for i in range(60)]
+SCENES = [generate_scene_with_layout((11, i), image_size=128, version=1) for i in range(60)]
+SCENES_V2 = [generate_scene_with_layout((11, i), image_size=128) for i in range(300)]
 
 
 def test_same_seed_same_scene_and_different_seeds_differ():
@@ -33,6 +45,67 @@ def test_same_seed_same_scene_and_different_seeds_differ():
 
 def test_every_relation_occurs():
     assert {scene.relation for scene in SCENES} == set(RELATIONS)
+
+
+def test_version_2_is_the_default_has_every_family_and_a_sizeable_relational_share():
+    assert DATA_VERSION == 2 and set(RELATIONS) < set(FAMILIES)
+    families = [scene.family for scene in SCENES_V2]
+    assert set(families) == set(FAMILIES)
+    assert 0.35 < sum(f in RELATIONAL_FAMILIES for f in families) / len(families) < 0.65
+
+
+def test_version_1_draws_the_scenes_it_always_drew():
+    """The reference adapter's recorded scores are on these val scenes."""
+    scenes = [generate_scene_with_layout((1_000_003, i), 128, version=1) for i in range(4)]
+    assert [(s.expression, int(s.mask.sum())) for s in scenes] == [
+        ("the car farthest to the left", 136), ("the lower white oil tank", 94), ("the vehicle above the road", 171),
+        ("the gray oil tank on the left", 69)]
+    with pytest.raises(ValueError, match=r"version.*\(1, 2\), got 3"):
+        generate_scene(0, version=3)
+
+
+@pytest.mark.parametrize("index", range(0, 300, 3))
+def test_every_version_2_expression_is_unambiguous(index):
+    scene = SCENES_V2[index]
+    assert ambiguity(scene) is None, (scene.family, scene.expression)
+    assert any(noun in scene.expression for noun in _NOUNS[scene.category])
+    target = scene.objects[scene.target]
+    expected = np.zeros_like(scene.mask)
+    region, u, v = _local(target, 128)
+    expected[region] = _shape(target, u, v)
+    np.testing.assert_array_equal(scene.mask, expected)
+
+
+def _moved(scene: SyntheticScene, **changes) -> SyntheticScene:
+    """The scene with its target's attributes changed (the layout only; pixels are not redrawn)."""
+    objects = [SceneObject(**vars(obj)) for obj in scene.objects]
+    for key, value in changes.items():
+        setattr(objects[scene.target], key, value)
+    return SyntheticScene(scene.image, scene.mask, scene.expression, scene.category, scene.family, objects,
+                          scene.target, scene.roads, scene.rule)
+
+
+def test_the_checker_refuses_scenes_whose_rule_names_another_object_or_none():
+    by_family = {scene.family: scene for scene in SCENES_V2}
+    anchor = next(s for s in SCENES_V2 if s.family == "anchor" and s.rule["relation"] != "next to")
+    peer = next(o for i, o in enumerate(anchor.objects) if o.category == anchor.category and i != anchor.target)
+    assert "objects are" in ambiguity(_moved(anchor, cx=peer.cx, cy=peer.cy))  # now on the others' side
+    ordinal = by_family["ordinal"]
+    rival = next(o for i, o in enumerate(ordinal.objects) if o.category == ordinal.category and i != ordinal.target)
+    assert ambiguity(_moved(ordinal, cx=rival.cx + 0.5, cy=rival.cy + 0.5)) is not None
+    chain = by_family["attributes"]
+    other = next(c for c in ("red", "blue", "white", "gray", "green", "turquoise", "black", "yellow", "brown", "orange")
+                 if all(o.colour != c for o in chain.objects))
+    assert "0 objects" in ambiguity(_moved(chain, colour=other))
+    comparison = by_family["comparison"]
+    same_size = "small" if comparison.rule["size"] == "large" else "large"
+    assert "compared group" in ambiguity(_moved(comparison, size=same_size))
+    corner = next(s for s in SCENES_V2 if s.family == "image-position" and s.rule["region"] != "centre")
+    assert "not in the" in ambiguity(_moved(corner, cx=64.0, cy=64.0))
+    alone = _moved(corner)
+    alone.objects = [o for i, o in enumerate(alone.objects) if i == alone.target or o.category != alone.category]
+    alone.target = alone.objects.index(next(o for o in alone.objects if o.category == alone.category))
+    assert ambiguity(alone) == "no other object shares the target's category"
 
 
 def same_category(scene) -> list[SceneObject]:
@@ -93,7 +166,8 @@ def test_objects_never_overlap():
 
 def test_dataset_and_stream_are_deterministic():
     first, again = make_synthetic_dataset(3, image_size=64, seed=2), make_synthetic_dataset(3, image_size=64, seed=2)
-    assert {"image", "mask", "expression", "image_id", "sample_id", "category"} <= set(first.column_names)
+    assert {"image", "mask", "expression", "image_id", "sample_id", "category", "family"} <= set(first.column_names)
+    assert set(first["family"]) <= set(FAMILIES)
     assert first["expression"] == again["expression"] and first["sample_id"] == [
         "synthetic-2-0",
         "synthetic-2-1",
@@ -104,6 +178,7 @@ def test_dataset_and_stream_are_deterministic():
         np.testing.assert_array_equal(np.asarray(first[i]["image"]), np.asarray(stream[i]["image"]))
         np.testing.assert_array_equal(first[i]["mask"], stream[i]["mask"])
         assert first[i]["expression"] == stream[i]["expression"] and first[i]["category"] == stream[i]["category"]
+        assert first[i]["family"] == stream[i]["family"]
     other = make_synthetic_dataset(3, image_size=64, seed=3)
     assert not np.array_equal(np.asarray(first[0]["image"]), np.asarray(other[0]["image"]))
     assert len(stream) == 10

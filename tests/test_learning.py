@@ -28,12 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from s4eca_peft.tuner import mismatch_proxies
+
 pytestmark = pytest.mark.slow  # two training runs of 64 steps and one of 192
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from accuracy_synthetic import mismatch_proxies  # noqa: E402
 
 COMMON = ["--num_val_samples", "128", "--num_test_samples", "0", "--seed", "0"]
 DEFAULT_RUN = ["--max_train_steps", "64", "--train_samples_per_epoch", "512", *COMMON]

@@ -208,3 +208,20 @@ def test_markdown_table_names_split_and_shows_percentages():
         metrics_markdown_table(metrics, "")
     with pytest.raises(ValueError, match="oIoU"):
         metrics_markdown_table({k: v for k, v in metrics.items() if k != "oIoU"}, "val")
+
+
+def test_per_family_scores_sit_next_to_the_overall_ones_only_when_samples_name_a_family():
+    inter, union, families = [7, 1, 0, 5], [10, 4, 3, 5], ["ordinal", "colour", "ordinal", "colour"]
+    metrics = rrsis_metrics(inter, union, families)
+    assert "per_family" not in rrsis_metrics(inter, union)
+    assert {k: v for k, v in metrics.items() if k != "per_family"} == rrsis_metrics(inter, union)
+    assert list(metrics["per_family"]) == ["colour", "ordinal"]
+    assert metrics["per_family"]["ordinal"] == rrsis_metrics([7, 0], [10, 3])
+    assert metrics["per_family"]["colour"]["mIoU"] == (0.25 + 1.0) / 2 and metrics["per_family"]["colour"]["oIoU"] == 6 / 9
+    assert set(metrics["per_family"]["colour"]) == {"mIoU", "oIoU", "num_samples"} | {
+        f"precision@{t}" for t in (0.5, 0.6, 0.7, 0.8, 0.9)}
+    rows = metrics_markdown_table(metrics, "val").splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in rows] == ["val", "val / colour", "val / ordinal"]
+    assert rows[2].split("|")[2].strip() == "2"
+    with pytest.raises(ValueError, match="one family per sample: got 3 for 4 samples"):
+        rrsis_metrics(inter, union, families[:3])

@@ -58,6 +58,18 @@ def test_body_reports_what_was_measured():
     assert '"num_queries": 8' in body
     assert "18.9 MB (18,874,368 bytes)" in body
     assert "$" not in text  # every placeholder filled
+    assert "split / family" not in body  # real datasets without families: no family rows
+
+
+def test_per_family_rows_follow_each_splits_overall_row():
+    anchor = VAL | {"mIoU": 0.25, "num_samples": 1000}
+    info = make_info(dataset="synthetic", metrics_per_split={
+        "val": VAL | {"per_family": {"anchor": anchor, "colour": VAL | {"num_samples": 740}}}, "test": TEST})
+    body = ModelCard(render_model_card(info)).text
+    rows = [line.split("|")[1].strip() for line in body.splitlines() if line.startswith("| val") or
+            line.startswith("| test")]
+    assert rows == ["val", "val / anchor", "val / colour", "test"]
+    assert "| val / anchor | 1000 |" in body and "25.00" in body and "split / family" in body
 
 
 def test_usage_snippet_imports_s4eca_peft_first():

@@ -22,7 +22,8 @@ class ReferringCollator:
 
     Returns a dict: ``pixel_values`` ``(B, 3, S, S)`` float32, ``input_ids`` / ``attention_mask`` ``(B, T)``,
     ``labels`` ``(B, 1, S, S)`` float32 0/1 (when every sample has a mask), ``sample_ids``, ``image_ids``,
-    ``original_sizes`` (``(H, W)`` per sample) and ``expressions`` (as fed to the model).
+    ``original_sizes`` (``(H, W)`` per sample), ``expressions`` (as fed to the model) and ``families`` (when every
+    sample has an expression ``family``).
     """
 
     def __init__(self, processor: Any) -> None:
@@ -54,4 +55,6 @@ class ReferringCollator:
         batch["image_ids"] = [sample.get("image_id") for sample in samples]
         batch["original_sizes"] = sizes
         batch["expressions"] = expressions
+        if all(sample.get("family") is not None for sample in samples):
+            batch["families"] = [sample["family"] for sample in samples]
         return batch

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .collate import ReferringCollator
 from .refsegrs import load_refsegrs
 from .rrsisd import load_rrsisd
-from .synthetic import SyntheticSceneStream, make_synthetic_dataset
+from .synthetic import DATA_VERSION, SyntheticSceneStream, make_synthetic_dataset
 from .transforms import PhotometricJitter, TrainTransform
 
 SYNTHETIC_SPLIT_SEEDS = {"val": 1_000_003, "test": 2_000_003}
@@ -76,13 +76,15 @@ def load_split(
     max_samples: int | None = None,
     seed: int = 0,
     revision: str | None = None,
+    version: int = DATA_VERSION,
 ) -> Any:
     """One split: synthetic train is an endless stream of fresh scenes; everything else a finite dataset (read from
-    the folder or Hub dataset repo ``data_dir``, at ``revision`` for a repo)."""
+    the folder or Hub dataset repo ``data_dir``, at ``revision`` for a repo). ``version``: of the synthetic scenes."""
     if dataset == "synthetic":
         if split == "train":
-            return SyntheticSceneStream(image_size=image_size, seed=seed, length=STREAM_LENGTH)
-        data = make_synthetic_dataset(num_samples, image_size=image_size, seed=SYNTHETIC_SPLIT_SEEDS[split])
+            return SyntheticSceneStream(image_size=image_size, seed=seed, length=STREAM_LENGTH, version=version)
+        data = make_synthetic_dataset(num_samples, image_size=image_size, seed=SYNTHETIC_SPLIT_SEEDS[split],
+                                      version=version)
     elif dataset == "rrsisd":
         data = load_rrsisd(data_dir, split, revision=revision)
     elif dataset == "refsegrs":

@@ -10,6 +10,8 @@ import datasets
 from .masks import decode_rle
 
 COLUMNS = ("image", "mask", "expression", "image_id", "sample_id", "category")
+FAMILY = "family"
+"""Optional column: the expression family of each sample (synthetic scenes carry one; real datasets do not)."""
 
 FEATURES = datasets.Features(
     {
@@ -36,8 +38,11 @@ def records_to_dataset(records: Sequence[dict[str, Any]]) -> datasets.Dataset:
     """Records with the `COLUMNS` keys (``mask`` as RLE) -> a `datasets.Dataset` that decodes masks on access.
 
     The transform is a format: ``select``/``shuffle`` keep it; ``with_format``/``map`` replace it (re-apply
-    `decode_masks` with ``with_transform`` then).
+    `decode_masks` with ``with_transform`` then). When every record has a `FAMILY`, the dataset has that column too.
     """
-    columns = {name: [record[name] for record in records] for name in COLUMNS}
-    dataset = datasets.Dataset.from_dict(columns, features=FEATURES)
+    names = COLUMNS + ((FAMILY,) if records and all(FAMILY in record for record in records) else ())
+    columns = {name: [record[name] for record in records] for name in names}
+    features = FEATURES if len(names) == len(COLUMNS) else datasets.Features(
+        {**FEATURES, FAMILY: datasets.Value("string")})
+    dataset = datasets.Dataset.from_dict(columns, features=features)
     return dataset.with_transform(decode_masks)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -35,7 +35,39 @@ SeedLike = Union[int, Sequence[int], np.random.Generator]
 
 CATEGORIES = ("vehicle", "storage tank", "building", "pool")
 RELATIONS = ("colour", "size", "position", "road", "colour+position")
+"""The five families of data version 1 (the target's own attributes, its extreme position, a road)."""
 _RELATION_WEIGHTS = (0.25, 0.2, 0.25, 0.15, 0.15)
+RELATIONAL_FAMILIES = ("anchor", "ordinal", "comparison")
+"""Families whose rule needs a second object or an ordering of several."""
+FAMILIES = RELATIONS + RELATIONAL_FAMILIES + ("image-position", "attributes")
+"""Every expression family of data version 2 (see the module docstring)."""
+_FAMILY_WEIGHTS = (0.08, 0.07, 0.08, 0.06, 0.06, 0.22, 0.15, 0.12, 0.08, 0.08)
+DATA_VERSION = 2
+"""The default version of the generated scenes (1: the five families of `RELATIONS` only)."""
+DATA_VERSIONS = (1, 2)
+ANCHOR_RELATIONS = ("next to", "left of", "right of", "above", "below")
+ANCHOR_MARGIN = 0.05
+"""Clear gap (fraction of the image side) between a rule's boundary and the objects on either side of it."""
+ORDINAL_GAP = 0.1
+"""Least distance (fraction of the image side) along the axis between objects an ordinal ranks."""
+IMAGE_REGIONS = ("upper left", "upper right", "lower left", "lower right", "centre")
+_RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
+_ANCHOR_WORDS = {
+    "next to": ("next to", "beside", "nearest to", "closest to"),
+    "left of": ("to the left of", "left of", "on the left of"),
+    "right of": ("to the right of", "right of", "on the right of"),
+    "above": ("above", "north of"),
+    "below": ("below", "south of", "under"),
+}
+_ORDINALS = {2: "second", 3: "third"}
+_REGION_WORDS = {
+    "upper left": ("in the upper left of the image", "in the top left corner", "at the top left of the image"),
+    "upper right": ("in the upper right of the image", "in the top right corner", "at the top right of the image"),
+    "lower left": ("in the lower left of the image", "in the bottom left corner", "at the bottom left of the image"),
+    "lower right": ("in the lower right of the image", "in the bottom right corner",
+                    "at the bottom right of the image"),
+    "centre": ("in the centre of the image", "in the middle of the image"),
+}
 _NOUNS = {
     "vehicle": ("vehicle", "car"),
     "storage tank": ("storage tank", "tank", "oil tank"),
@@ -100,10 +132,16 @@ class SyntheticScene:
     mask: np.ndarray
     expression: str
     category: str
-    relation: str
+    family: str
     objects: list[SceneObject] = field(default_factory=list)
     target: int = 0
     roads: list[tuple[str, float, float]] = field(default_factory=list)  # (axis "h"/"v", centre, half width)
+    rule: dict[str, Any] = field(default_factory=dict)  # what the expression states (`scene_rules.referents`)
+
+    @property
+    def relation(self) -> str:
+        """The family (its name before data version 2)."""
+        return self.family
 
 
 def _rng(rng_or_seed: SeedLike) -> np.random.Generator:
@@ -130,6 +168,10 @@ def _make_object(rng: np.random.Generator, category: str, colour: str, size: str
     return SceneObject(category, colour, size, half_w=length / 2, half_h=width / 2)
 
 
+Sampled = tuple["_Layout", str, str, dict[str, Any], int]
+"""A sampled layout: the layout, the expression, its family, its rule and the target's index in the layout."""
+
+
 class _Layout:
     """Places objects without overlaps and off the roads; ``place`` returns False when no spot was found."""
 
@@ -151,7 +193,8 @@ class _Layout:
         return True
 
     def place(
-        self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9)
+        self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9),
+        accept: Callable[[SceneObject], bool] | None = None,
     ) -> bool:
         x_low, x_high = max(x_range[0], obj.half_w + 1), min(x_range[1], self.n - obj.half_w - 1)
         y_low, y_high = max(y_range[0], obj.half_h + 1), min(y_range[1], self.n - obj.half_h - 1)
@@ -159,7 +202,7 @@ class _Layout:
             return False
         for _ in range(40):
             obj.cx, obj.cy = self.rng.uniform(x_low, x_high), self.rng.uniform(y_low, y_high)
-            if self._free(obj):
+            if self._free(obj) and (accept is None or accept(obj)):
                 self.objects.append(obj)
                 return True
         return False
@@ -186,19 +229,45 @@ def _split_ranges(rng: np.random.Generator, n: int, first: bool) -> tuple[tuple[
     return (low, high) if first else (high, low)
 
 
-def _sample_layout(rng: np.random.Generator, n: int) -> tuple[_Layout, str, str] | None:
-    """Roads and objects (the target first) with the expression and relation, or None if they did not fit."""
-    relation = RELATIONS[int(rng.choice(len(RELATIONS), p=_RELATION_WEIGHTS))]
+def _scene_roads(rng: np.random.Generator, n: int, road_half: float) -> list[tuple[str, float, float]]:
+    """Zero to two roads that no rule refers to."""
+    count = int(rng.choice(3, p=(0.35, 0.45, 0.2)))
+    axes = ["h", "v"] if count == 2 else [_pick(rng, "hv")] * count
+    return [(axis, rng.uniform(0.2, 0.8) * n, road_half) for axis in axes]
+
+
+def _add_distractors(layout: _Layout, rng: np.random.Generator, exclude: Sequence[str], low: int = 1) -> bool:
+    """``low`` to three objects of the categories not in ``exclude``; False when one did not fit."""
+    for _ in range(int(rng.integers(low, 4))):
+        other = _pick(rng, [c for c in CATEGORIES if c not in exclude])
+        obj = _make_object(rng, other, _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large")), n=layout.n)
+        if not layout.place(obj):
+            return False
+    return True
+
+
+def _sample_layout(rng: np.random.Generator, n: int, version: int) -> Sampled | None:
+    """Roads and objects with the expression, its family and rule, and the target's index (None if they did not
+    fit). Version 1 draws exactly the scenes it always drew."""
+    if version == 1:
+        family = RELATIONS[int(rng.choice(len(RELATIONS), p=_RELATION_WEIGHTS))]
+    else:
+        family = FAMILIES[int(rng.choice(len(FAMILIES), p=_FAMILY_WEIGHTS))]
     category = _pick(rng, CATEGORIES)
     noun = _pick(rng, _NOUNS[category])
+    if family in RELATIONS:
+        return _attribute_layout(rng, n, family, category, noun)
+    return _RELATIONAL_LAYOUTS[family](rng, n, category, noun)
+
+
+def _attribute_layout(rng: np.random.Generator, n: int, relation: str, category: str, noun: str) -> Sampled | None:
+    """The five families of version 1: a rule on the target's own attributes, its extreme position or a road."""
     palette = _CATEGORY_COLOURS[category]
     road_half = rng.uniform(0.035, 0.05) * n
     if relation == "road":
         roads = [(_pick(rng, "hv"), rng.uniform(0.35, 0.65) * n, road_half)]
     else:
-        count = int(rng.choice(3, p=(0.35, 0.45, 0.2)))
-        axes = ["h", "v"] if count == 2 else [_pick(rng, "hv")] * count
-        roads = [(axis, rng.uniform(0.2, 0.8) * n, road_half) for axis in axes]
+        roads = _scene_roads(rng, n, road_half)
     layout = _Layout(n, roads, rng)
     count = int(rng.integers(3 if relation == "colour+position" else 2, 5))
     sizes = [_pick(rng, ("small", "large")) for _ in range(count)]
@@ -209,10 +278,12 @@ def _sample_layout(rng: np.random.Generator, n: int) -> tuple[_Layout, str, str]
     if relation == "colour":
         colours[1:] = [_pick(rng, [c for c in palette if c != colours[0]]) for _ in range(count - 1)]
         expression = _pick(rng, [f"the {colours[0]} {noun}", f"the {noun} that is {colours[0]}"])
+        rule = {"colour": colours[0]}
     elif relation == "size":
         sizes = [sizes[0]] + [("small" if sizes[0] == "large" else "large")] * (count - 1)
         words = ("large", "largest", "big", "biggest") if sizes[0] == "large" else ("small", "smallest", "little")
         expression = f"the {_pick(rng, words)} {noun}"
+        rule = {"size": sizes[0]}
     elif relation in ("position", "colour+position"):
         axis, first = _pick(rng, "xy"), bool(rng.random() < 0.5)
         target_range, rest_range = _split_ranges(rng, n, first)
@@ -227,30 +298,203 @@ def _sample_layout(rng: np.random.Generator, n: int) -> tuple[_Layout, str, str]
             span = target_range if i == 0 else rest_range
             ranges[i] = (span, anywhere[1]) if axis == "x" else (anywhere[0], span)
         expression = _pick(rng, _position_words(axis, first, contenders, noun, colour))
+        rule = {"axis": axis, "first": first, "colour": colour or None}
     else:  # road
-        axis, centre, _ = roads[0]
-        first = bool(rng.random() < 0.5)
-        target_range, rest_range = (
-            ((0.0, centre), (centre, float(n))) if first else ((centre, float(n)), (0.0, centre))
-        )
-        for i in range(count):
-            span = target_range if i == 0 else rest_range
-            ranges[i] = (anywhere[0], span) if axis == "h" else (span, anywhere[1])
-        if axis == "h":
-            where = _pick(rng, ("above", "north of")) if first else _pick(rng, ("below", "south of"))
-        else:
-            where = _pick(rng, ("to the left of", "west of")) if first else _pick(rng, ("to the right of", "east of"))
-        expression = f"the {noun} {where} the road"
+        expression, rule = _road_rule(rng, n, roads[0], noun, count, ranges)
 
     for i in range(count):
         if not layout.place(_make_object(rng, category, colours[i], sizes[i], n), *ranges[i]):
             return None
-    for _ in range(int(rng.integers(1, 4))):
-        other = _pick(rng, [c for c in CATEGORIES if c != category])
-        obj = _make_object(rng, other, _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large")), n)
-        if not layout.place(obj):
+    if not _add_distractors(layout, rng, (category,)):
+        return None
+    return layout, expression, relation, rule, 0
+
+
+def _road_rule(rng: np.random.Generator, n: int, road: tuple[str, float, float], noun: str, count: int,
+               ranges: list) -> tuple[str, dict[str, Any]]:
+    """The target on one side of the road, the others on the other side (fills ``ranges``)."""
+    axis, centre, _ = road
+    first = bool(rng.random() < 0.5)
+    target_range, rest_range = ((0.0, centre), (centre, float(n))) if first else ((centre, float(n)), (0.0, centre))
+    for i in range(count):
+        span = target_range if i == 0 else rest_range
+        ranges[i] = ((0.0, 1e9), span) if axis == "h" else (span, (0.0, 1e9))
+    if axis == "h":
+        where = _pick(rng, ("above", "north of")) if first else _pick(rng, ("below", "south of"))
+    else:
+        where = _pick(rng, ("to the left of", "west of")) if first else _pick(rng, ("to the right of", "east of"))
+    return f"the {noun} {where} the road", {"road": 0, "first": first}
+
+
+# -------------------------------------------------------------------- version 2: relations and orderings
+def _peers(rng: np.random.Generator, category: str, count: int) -> list[tuple[str, str]]:
+    """``count`` random ``(colour, size)`` pairs of ``category``."""
+    return [(_pick(rng, _CATEGORY_COLOURS[category]), _pick(rng, ("small", "large"))) for _ in range(count)]
+
+
+def _place_peers(layout: _Layout, rng: np.random.Generator, category: str, peers: Sequence[tuple[str, str]],
+                 accept: Callable[[SceneObject], bool] | None = None, ranges=((0.0, 1e9), (0.0, 1e9))) -> bool:
+    return all(layout.place(_make_object(rng, category, c, s, layout.n), *ranges, accept=accept) for c, s in peers)
+
+
+def _anchor_layout(rng: np.random.Generator, n: int, category: str, noun: str) -> Sampled | None:
+    """"the vehicle next to the white building", "the tank to the left of the pool": exactly one object of the
+    target's category stands in the relation to the one object the anchor phrase names."""
+    relation = _pick(rng, ANCHOR_RELATIONS)
+    anchor_category = _pick(rng, [c for c in CATEGORIES if c != category])
+    layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
+    anchor = _make_object(rng, anchor_category, _pick(rng, _CATEGORY_COLOURS[anchor_category]),
+                          _pick(rng, ("small", "large")), n)
+    if not layout.place(anchor, (0.3 * n, 0.7 * n), (0.3 * n, 0.7 * n)):
+        return None
+    named_colour = None
+    if rng.random() < 0.4:  # a second object of the anchor's category: the anchor phrase names the colour
+        named_colour = anchor.colour
+        others = [c for c in _CATEGORY_COLOURS[anchor_category] if c != anchor.colour]
+        if not _place_peers(layout, rng, anchor_category, [(_pick(rng, others), _pick(rng, ("small", "large")))]):
             return None
-    return layout, expression, relation
+    elif rng.random() < 0.5:
+        named_colour = anchor.colour
+    peers = _peers(rng, category, int(rng.integers(2, 5)))
+    margin = ANCHOR_MARGIN * n
+    if relation == "next to":
+        near = ((anchor.cx - anchor.half_w - 0.2 * n, anchor.cx + anchor.half_w + 0.2 * n),
+                (anchor.cy - anchor.half_h - 0.2 * n, anchor.cy + anchor.half_h + 0.2 * n))
+        if not _place_peers(layout, rng, category, peers[:1], ranges=near):
+            return None
+        closest = _distance(layout.objects[-1], anchor)
+        farther = lambda obj: _distance(obj, anchor) >= max(1.6 * closest, closest + 0.15 * n)  # noqa: E731
+        placed = _place_peers(layout, rng, category, peers[1:], accept=farther)
+    else:
+        axis, sign = _RELATION_SIDES[relation]
+        centre = anchor.cx if axis == "x" else anchor.cy
+        side = (0.0, centre - margin) if sign < 0 else (centre + margin, float(n))
+        rest = (centre + margin, float(n)) if sign < 0 else (0.0, centre - margin)
+        span = lambda r: (r, (0.0, 1e9)) if axis == "x" else ((0.0, 1e9), r)  # noqa: E731
+        placed = _place_peers(layout, rng, category, peers[:1], ranges=span(side)) and _place_peers(
+            layout, rng, category, peers[1:], ranges=span(rest))
+    if not placed or not _add_distractors(layout, rng, (category, anchor_category), low=0):
+        return None
+    anchor_words = f"the {named_colour or ''} {_pick(rng, _NOUNS[anchor_category])}".replace("  ", " ")
+    expression = f"the {noun} {_pick(rng, _ANCHOR_WORDS[relation])} {anchor_words}"
+    target = next(i for i, obj in enumerate(layout.objects) if obj.category == category)
+    return layout, expression, "anchor", {"relation": relation, "anchor": 0, "anchor_colour": named_colour}, target
+
+
+def _distance(a: SceneObject, b: SceneObject) -> float:
+    return math.hypot(a.cx - b.cx, a.cy - b.cy)
+
+
+def _ordinal_layout(rng: np.random.Generator, n: int, category: str, noun: str) -> Sampled | None:
+    """"the second tank from the left": three or four objects of the category, spaced along the axis."""
+    axis, first = _pick(rng, "xy"), bool(rng.random() < 0.5)
+    count = int(rng.integers(3, 5))
+    rank = int(rng.integers(2, 4))
+    layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
+    coordinate = (lambda obj: obj.cx) if axis == "x" else (lambda obj: obj.cy)
+    spaced = lambda obj: all(  # noqa: E731
+        abs(coordinate(obj) - coordinate(other)) >= ORDINAL_GAP * n for other in layout.objects if other.category == category)
+    if not _place_peers(layout, rng, category, _peers(rng, category, count), accept=spaced):
+        return None
+    if not _add_distractors(layout, rng, (category,)):
+        return None
+    order = sorted(range(count), key=lambda i: coordinate(layout.objects[i]), reverse=not first)
+    side = {("x", True): "left", ("x", False): "right", ("y", True): "top", ("y", False): "bottom"}[axis, first]
+    ordinal = _ORDINALS[rank]
+    expression = _pick(rng, (f"the {ordinal} {noun} from the {side}", f"the {noun} {ordinal} from the {side}"))
+    return layout, expression, "ordinal", {"axis": axis, "first": first, "rank": rank}, order[rank - 1]
+
+
+def _comparison_layout(rng: np.random.Generator, n: int, category: str, noun: str) -> Sampled | None:
+    """"the larger of the two tanks", "the smaller of the two red cars": exactly two objects (of the named colour)
+    in the category, of different size classes."""
+    size = _pick(rng, ("small", "large"))
+    other_size = "small" if size == "large" else "large"
+    palette = _CATEGORY_COLOURS[category]
+    colour = _pick(rng, palette) if rng.random() < 0.5 else None
+    if colour is None:
+        peers = [(_pick(rng, palette), size), (_pick(rng, palette), other_size)]
+    else:
+        rest = [(_pick(rng, [c for c in palette if c != colour]), _pick(rng, ("small", "large")))
+                for _ in range(int(rng.integers(1, 3)))]
+        peers = [(colour, size), (colour, other_size)] + rest
+    layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
+    if not _place_peers(layout, rng, category, peers) or not _add_distractors(layout, rng, (category,)):
+        return None
+    which = _pick(rng, ("larger", "bigger")) if size == "large" else "smaller"
+    group = f"{colour} {noun}s" if colour else f"{noun}s"
+    expression = f"the {which} of the two {group}"
+    return layout, expression, "comparison", {"size": size, "colour": colour}, 0
+
+
+def _image_position_layout(rng: np.random.Generator, n: int, category: str, noun: str) -> Sampled | None:
+    """"the pool in the upper left of the image": the target in a corner (or the centre) of the image, every
+    other object of its category clearly elsewhere."""
+    region = _pick(rng, IMAGE_REGIONS)
+    layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
+    peers = _peers(rng, category, int(rng.integers(2, 5)))
+    if not _place_peers(layout, rng, category, peers[:1], ranges=_region_core(region, n)):
+        return None
+    elsewhere = lambda obj: obj.category != category or not in_image_region(obj, region, n, loose=True)  # noqa: E731
+    if not _place_peers(layout, rng, category, peers[1:], accept=elsewhere):
+        return None
+    if not _add_distractors(layout, rng, (category,)):
+        return None
+    words = _REGION_WORDS[region]
+    expression = f"the {noun} {_pick(rng, words)}"
+    return layout, expression, "image-position", {"region": region}, 0
+
+
+def _region_core(region: str, n: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Centre ranges of a target in ``region``: the outer third of its quadrant, or the central third."""
+    if region == "centre":
+        return (n / 3, 2 * n / 3), (n / 3, 2 * n / 3)
+    vertical, horizontal = region.split()
+    x = (0.0, n / 3) if horizontal == "left" else (2 * n / 3, float(n))
+    y = (0.0, n / 3) if vertical == "upper" else (2 * n / 3, float(n))
+    return x, y
+
+
+def in_image_region(obj: SceneObject, region: str, n: int, loose: bool = False) -> bool:
+    """Whether ``obj``'s centre is in ``region`` of an ``n``-pixel image: strictly (the target's range) or
+    ``loose`` (what an object must stay out of so that the phrase names one object only)."""
+    if region == "centre":
+        reach = (0.3 if loose else 1 / 6) * n
+        return max(abs(obj.cx - n / 2), abs(obj.cy - n / 2)) < reach
+    if not loose:
+        (x0, x1), (y0, y1) = _region_core(region, n)
+        return x0 <= obj.cx <= x1 and y0 <= obj.cy <= y1
+    vertical, horizontal = region.split()
+    limit = n / 2 + ANCHOR_MARGIN * n
+    in_x = obj.cx < limit if horizontal == "left" else obj.cx > n - limit
+    in_y = obj.cy < limit if vertical == "upper" else obj.cy > n - limit
+    return in_x and in_y
+
+
+def _attributes_layout(rng: np.random.Generator, n: int, category: str, noun: str) -> Sampled | None:
+    """"the small red vehicle": the only object with both attributes, while another shares its colour and
+    another its size."""
+    palette = _CATEGORY_COLOURS[category]
+    colour, size = _pick(rng, palette), _pick(rng, ("small", "large"))
+    other_colour, other_size = _pick(rng, [c for c in palette if c != colour]), "small" if size == "large" else "large"
+    peers = [(colour, size), (colour, other_size), (other_colour, size)]
+    if rng.random() < 0.5:
+        peers.append(_pick(rng, [(c, s) for c in palette for s in ("small", "large") if (c, s) != (colour, size)]))
+    layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
+    if not _place_peers(layout, rng, category, peers) or not _add_distractors(layout, rng, (category,)):
+        return None
+    size_word = _pick(rng, ("small", "little")) if size == "small" else _pick(rng, ("large", "big"))
+    expression = f"the {size_word} {colour} {noun}"
+    return layout, expression, "attributes", {"size": size, "colour": colour}, 0
+
+
+_RELATIONAL_LAYOUTS: dict[str, Callable[..., Sampled | None]] = {
+    "anchor": _anchor_layout,
+    "ordinal": _ordinal_layout,
+    "comparison": _comparison_layout,
+    "image-position": _image_position_layout,
+    "attributes": _attributes_layout,
+}
 
 
 # ---------------------------------------------------------------------------------------------- drawing
@@ -334,57 +578,72 @@ def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> t
     return np.clip(canvas, 0, 255).astype(np.uint8), mask
 
 
-def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128) -> SyntheticScene:
-    """One scene with its layout (see the module docstring); deterministic for a seed."""
+def check_version(version: int) -> int:
+    """``version`` if it is one of `DATA_VERSIONS`, else a ``ValueError`` that names them."""
+    if version not in DATA_VERSIONS:
+        raise ValueError(f"Synthetic data `version` must be one of {DATA_VERSIONS}, got {version!r}.")
+    return int(version)
+
+
+def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128,
+                               version: int = DATA_VERSION) -> SyntheticScene:
+    """One scene with its layout (see the module docstring); deterministic for a seed and ``version``."""
     if image_size < 32:
         raise ValueError(f"`image_size` must be at least 32 pixels, got {image_size} (objects are legible from ~96).")
     rng = _rng(rng_or_seed)
+    version = check_version(version)
     for _ in range(100):
-        sampled = _sample_layout(rng, image_size)
+        sampled = _sample_layout(rng, image_size, version)
         if sampled is None:
             continue  # no room for every object: draw another layout from the same stream
-        layout, expression, relation = sampled
-        target = layout.objects[0]
+        layout, expression, family, rule, index = sampled
+        target = layout.objects[index]
         pixels, mask = _render(layout, rng, target)
         return SyntheticScene(
             image=Image.fromarray(pixels),
             mask=mask,
             expression=expression,
             category=target.category,
-            relation=relation,
+            family=family,
             objects=list(layout.objects),
-            target=0,
+            target=index,
             roads=list(layout.roads),
+            rule=rule,
         )
     raise RuntimeError(f"Could not lay out a scene at image_size={image_size}; use a larger image_size.")
 
 
-def generate_scene(rng_or_seed: SeedLike = 0, image_size: int = 128) -> tuple[Image.Image, np.ndarray, str, str]:
+def generate_scene(rng_or_seed: SeedLike = 0, image_size: int = 128,
+                   version: int = DATA_VERSION) -> tuple[Image.Image, np.ndarray, str, str]:
     """``(RGB image, (H, W) boolean target mask, expression, category)`` for a seed or generator."""
-    scene = generate_scene_with_layout(rng_or_seed, image_size)
+    scene = generate_scene_with_layout(rng_or_seed, image_size, version)
     return scene.image, scene.mask, scene.expression, scene.category
 
 
-def _sample(seed: int, index: int, image_size: int) -> dict[str, Any]:
-    image, mask, expression, category = generate_scene((seed, index), image_size)
+def _sample(seed: int, index: int, image_size: int, version: int) -> dict[str, Any]:
+    scene = generate_scene_with_layout((seed, index), image_size, version)
     sample_id = f"synthetic-{seed}-{index}"
     return {
-        "image": image,
-        "mask": mask,
-        "expression": expression,
+        "image": scene.image,
+        "mask": scene.mask,
+        "expression": scene.expression,
         "image_id": sample_id,
         "sample_id": sample_id,
-        "category": category,
+        "category": scene.category,
+        "family": scene.family,
     }
 
 
-def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0) -> datasets.Dataset:
-    """``num_samples`` scenes (scene ``i`` from ``(seed, i)``) as a dataset with the loaders' columns."""
+def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0,
+                           version: int = DATA_VERSION) -> datasets.Dataset:
+    """``num_samples`` scenes (scene ``i`` from ``(seed, i)``) as a dataset with the loaders' columns and
+    ``family``; ``version`` selects the generator (`DATA_VERSIONS`)."""
     if num_samples < 0:
         raise ValueError(f"`num_samples` must be non-negative, got {num_samples}.")
+    version = check_version(version)
     records = []
     for index in range(num_samples):
-        sample = _sample(seed, index, image_size)
+        sample = _sample(seed, index, image_size, version)
         records.append({**sample, "mask": encode_mask(sample["mask"])})
     return records_to_dataset(records)
 
@@ -394,13 +653,15 @@ class SyntheticSceneStream(torch.utils.data.Dataset):
 
     Reproducible with any number of workers. Indices are already random scenes, so read it in order
     (``shuffle=False``); use a different ``seed`` for evaluation data. Items are dicts with the loaders' columns
-    (``image`` a PIL image, ``mask`` an ``(H, W)`` boolean array).
+    (``image`` a PIL image, ``mask`` an ``(H, W)`` boolean array) and ``family``.
     """
 
-    def __init__(self, image_size: int = 128, seed: int = 0, length: int = 1_000_000) -> None:
+    def __init__(self, image_size: int = 128, seed: int = 0, length: int = 1_000_000,
+                 version: int = DATA_VERSION) -> None:
         if length <= 0:
             raise ValueError(f"`length` must be positive, got {length}.")
         self.image_size, self.seed, self.length = int(image_size), int(seed), int(length)
+        self.version = check_version(version)
 
     def __len__(self) -> int:
         return self.length
@@ -408,11 +669,12 @@ class SyntheticSceneStream(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a stream of length {self.length}")
-        return _sample(self.seed, int(index), self.image_size)
+        return _sample(self.seed, int(index), self.image_size, self.version)
 
 
 def write_refsegrs_layout(
-    out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0
+    out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0,
+    version: int = DATA_VERSION,
 ) -> Path:
     """Writes scenes in the RefSegRS layout (TIFF images, 0/255 TIFF masks, phrase files) that `load_refsegrs`
     reads back exactly. Ids count up from 0 across ``splits`` in train/val/test order; id ``k`` is scene
@@ -427,7 +689,7 @@ def write_refsegrs_layout(
     for split in SPLITS:
         lines = []
         for _ in range(int(splits.get(split, 0))):
-            sample = _sample(seed, next_id, image_size)
+            sample = _sample(seed, next_id, image_size, check_version(version))
             sample["image"].save(out / "images" / f"{next_id}.tif", format="TIFF")
             Image.fromarray(sample["mask"].astype(np.uint8) * 255).save(
                 out / "masks" / f"{next_id}.tif", format="TIFF"

@@ -10,11 +10,14 @@ Definitions (as RRSIS papers compute them), all reported as **fractions in [0, 1
 - ``mIoU`` = mean of the per-sample IoUs;
 - ``oIoU`` = sum(I) / sum(U), and 0 when sum(U) = 0;
 - ``precision@X`` = share of samples whose IoU >= X, for X in 0.5, 0.6, 0.7, 0.8, 0.9.
+
+Given each sample's expression family, the scores also come per family (``"per_family"``), next to the overall ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,16 +88,37 @@ def _as_counts(name: str, values: torch.Tensor | np.ndarray | Sequence[int]) -> 
 def rrsis_metrics(
     intersections: torch.Tensor | np.ndarray | Sequence[int],
     unions: torch.Tensor | np.ndarray | Sequence[int],
-) -> dict[str, float | int]:
+    families: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Scores of a whole split from per-sample pixel counts.
 
     Args:
         intersections: per-sample intersection counts, shape ``(num_samples,)`` (all processes gathered).
         unions: per-sample union counts, same shape.
+        families: optional expression family of each sample (same length).
 
     Returns:
-        ``{"precision@0.5", ..., "precision@0.9", "mIoU", "oIoU"}`` as floats in [0, 1], and ``"num_samples"``.
+        ``{"precision@0.5", ..., "precision@0.9", "mIoU", "oIoU"}`` as floats in [0, 1], and ``"num_samples"``;
+        with ``families``, also ``"per_family"``: ``{family: the same keys over that family's samples}``, families
+        in sorted order.
     """
+    scores = _split_metrics(intersections, unions)
+    if families is not None:
+        families = [str(family) for family in families]
+        if len(families) != scores["num_samples"]:
+            raise ValueError(f"`families` must name one family per sample: got {len(families)} for "
+                             f"{scores['num_samples']} samples")
+        inter, union = np.asarray(_as_counts("intersections", intersections)), _as_counts("unions", unions)
+        labels = np.asarray(families)
+        scores["per_family"] = {
+            family: _split_metrics(inter[labels == family], union[labels == family]) for family in sorted(set(families))
+        }
+    return scores
+
+
+def _split_metrics(
+    intersections: torch.Tensor | np.ndarray | Sequence[int], unions: torch.Tensor | np.ndarray | Sequence[int]
+) -> dict[str, Any]:
     inter = _as_counts("intersections", intersections)
     union = _as_counts("unions", unions)
     if inter.shape != union.shape:
@@ -119,8 +143,9 @@ def rrsis_metrics(
     return metrics
 
 
-def metrics_markdown_table(metrics: Mapping[str, float | int], split: str) -> str:
-    """A one-row Markdown table of :func:`rrsis_metrics` output for ``split``, values shown as percentages.
+def metrics_markdown_table(metrics: Mapping[str, Any], split: str) -> str:
+    """A Markdown table of :func:`rrsis_metrics` output for ``split``, values shown as percentages: one row, and
+    one more per family (``split / family``) when the metrics have ``"per_family"``.
 
     The metrics themselves are fractions in [0, 1]; the table multiplies by 100 (as papers print them) and says
     so in its header.
@@ -133,8 +158,12 @@ def metrics_markdown_table(metrics: Mapping[str, float | int], split: str) -> st
             f"`metrics` lacks {missing}; expected the keys returned by rrsis_metrics: {list(METRIC_NAMES)}"
         )
     header = ["Split", "Samples"] + [f"{METRIC_LABELS[name]} (%)" for name in METRIC_NAMES]
-    num_samples = metrics.get("num_samples")
-    row = [split, "n/a" if num_samples is None else str(int(num_samples))]
-    row += [f"{100 * float(metrics[name]):.2f}" for name in METRIC_NAMES]
-    lines = [header, ["---"] * len(header), row]
+    lines = [header, ["---"] * len(header), _table_row(split, metrics)]
+    lines += [_table_row(f"{split} / {family}", scores) for family, scores in metrics.get("per_family", {}).items()]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def _table_row(label: str, metrics: Mapping[str, Any]) -> list[str]:
+    num_samples = metrics.get("num_samples")
+    row = [label, "n/a" if num_samples is None else str(int(num_samples))]
+    return row + [f"{100 * float(metrics[name]):.2f}" for name in METRIC_NAMES]

@@ -31,6 +31,8 @@ PRETRAIN_SEED = 3_000_017
 """Seed of the pretraining scene stream (scene ``i`` is drawn from ``(PRETRAIN_SEED, i)``)."""
 PRETRAIN_EVAL_SEED = 3_000_019
 """Seed of the held-out scenes that score the pretext."""
+PRETRAIN_DATA_VERSION = 1
+"""Version of the synthetic scenes the shipped backbone was pretrained on (kept, so that it stays reproducible)."""
 
 
 def pretext_batch(seed: int, start: int, batch_size: int, image_size: int, flip: bool = False) -> dict[str, torch.Tensor]:
@@ -42,7 +44,7 @@ def pretext_batch(seed: int, start: int, batch_size: int, image_size: int, flip:
     std = np.asarray(IMAGENET_STD, np.float32)
     pixels, labels = [], {"region": [], "colour": [], "size": []}
     for index in range(start, start + batch_size):
-        scene = generate_scene_with_layout((seed, index), image_size)
+        scene = generate_scene_with_layout((seed, index), image_size, version=PRETRAIN_DATA_VERSION)
         image = (np.asarray(scene.image, np.float32) / 255.0 - mean) / std
         maps = scene_label_maps(scene)
         if flip and np.random.default_rng((seed, index, 1)).random() < 0.5:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type
 from peft.config import PeftConfig
 from transformers import HfArgumentParser
 
+from ..data.synthetic import DATA_VERSION, DATA_VERSIONS
 from ..tuner.config import S4ECAConfig
 
 DATASETS = ("synthetic", "rrsisd", "refsegrs")
@@ -243,12 +244,24 @@ class EvalArguments:
         "help": "Evaluation side; defaults to the size the adapter was trained at."})
     batch_size: int = field(default=16, metadata={"help": "Samples per forward pass."})
     num_samples: int = field(default=256, metadata={"help": "Synthetic only: scenes in the split."})
+    data_version: int = field(default=DATA_VERSION, metadata={
+        "help": f"Synthetic only: version of the generated scenes, one of {DATA_VERSIONS} (1: the five attribute and "
+                "position families the shipped reference adapter was scored on)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many samples."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes of the dataloader."})
+    language_use: bool = field(default=False, metadata={
+        "help": "Also score the split with each image's vision adapters reading another image's language proxies "
+                "(S4ECA adapters only; --batch_size 2 or more) and report the drop: what the adapters carry of the "
+                "language."})
 
     def __post_init__(self) -> None:
         _check_dataset(self.dataset, self.data_dir, self.data_revision)
         _require_positive(self, "batch_size", "num_samples")
+        if self.language_use and self.batch_size < 2:
+            raise ValueError("`language_use` (--language_use) swaps proxies between the images of a batch: "
+                             f"--batch_size must be 2 or more, got {self.batch_size}.")
+        if self.data_version not in DATA_VERSIONS:
+            raise ValueError(f"`data_version` (--data_version) must be one of {DATA_VERSIONS}, got {self.data_version}.")
 
 
 def _require_positive(arguments: Any, *names: str) -> None:

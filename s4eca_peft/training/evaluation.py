@@ -23,12 +23,13 @@ from .arguments import EvalArguments, parse_eval_args
 
 @torch.no_grad()
 def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: str = "evaluation") -> dict[str, Any]:
-    """Mask metrics over a dataloader of collated batches (``labels`` at the input resolution)."""
+    """Mask metrics over a dataloader of collated batches (``labels`` at the input resolution); per family too
+    (``"per_family"``, see `s4eca_peft.metrics.rrsis_metrics`) when every batch names its samples' ``families``."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    intersections, unions = [], []
+    intersections, unions, families = [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(dataloader, desc=desc, disable=not main, leave=False):
         logits = model(
@@ -37,15 +38,42 @@ def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: st
         labels = batch["labels"]
         logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
         inter, union = intersection_and_union(logits[:, 0] > 0, labels[:, 0] > 0.5)  # probability > 0.5
+        names = batch.get("families")
         if accelerator is not None:
             inter, union = accelerator.gather_for_metrics((inter, union))
+            names = None if names is None else accelerator.gather_for_metrics(list(names), use_gather_object=True)
         intersections.append(inter.cpu())
         unions.append(union.cpu())
+        families.append(names)
     if was_training:
         model.train()
     if not intersections:
         raise ValueError("The evaluation set is empty.")
-    return rrsis_metrics(torch.cat(intersections), torch.cat(unions))
+    named = None if any(names is None for names in families) else [name for names in families for name in names]
+    return rrsis_metrics(torch.cat(intersections), torch.cat(unions), named)
+
+
+def measure_language_use(model: torch.nn.Module, dataloader, accelerator=None,
+                         matched: dict[str, Any] | None = None, desc: str = "evaluation") -> dict[str, Any]:
+    """What the vision adapters carry of the language: the drop in mask quality when each image's vision adapters
+    read the proxies of another image's expression (`s4eca_peft.tuner.mismatch_proxies`; batches of 2 or more).
+
+    ``matched``: the `evaluate_loop` scores of the same model and dataloader, if already at hand. Returns
+    ``{"mIoU_drop": matched - mismatched mIoU, "oIoU_drop": likewise (fractions, as the metrics), "mismatched":
+    the mismatched scores (with their "per_family"), "per_family_mIoU_drop": {family: drop}}``, the last only when
+    the samples carry a family. Adapters that ignore their proxies give exactly 0.
+    """
+    from ..tuner import mismatch_proxies
+
+    matched = matched if matched is not None else evaluate_loop(model, dataloader, accelerator, desc=desc)
+    with mismatch_proxies(model):
+        mismatched = evaluate_loop(model, dataloader, accelerator, desc=f"{desc}, mismatched proxies")
+    result = {"mIoU_drop": matched["mIoU"] - mismatched["mIoU"], "oIoU_drop": matched["oIoU"] - mismatched["oIoU"],
+              "mismatched": mismatched}
+    if "per_family" in matched and "per_family" in mismatched:
+        result["per_family_mIoU_drop"] = {family: scores["mIoU"] - mismatched["per_family"][family]["mIoU"]
+                                          for family, scores in matched["per_family"].items()}
+    return result
 
 
 @torch.no_grad()
@@ -89,17 +117,33 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     model, processor, metadata = load_for_inference(args.adapter, revision=args.revision)
     processor.image_size = args.image_size or metadata.get("image_size", processor.image_size)
     dataset = load_split(args.dataset, args.split, data_dir=args.data_dir, image_size=processor.image_size,
-                         num_samples=args.num_samples, max_samples=args.max_eval_samples, revision=args.data_revision)
+                         num_samples=args.num_samples, max_samples=args.max_eval_samples, revision=args.data_revision,
+                         version=args.data_version)
     dataloader = accelerator.prepare(eval_dataloader(dataset, processor, args.batch_size, args.dataloader_num_workers))
     model = accelerator.prepare(model)
     metrics = evaluate_loop(model, dataloader, accelerator, desc=f"{args.split}")
     result = {"split": args.split, "dataset": args.dataset, "image_size": processor.image_size,
               "adapter": str(args.adapter), **metrics}
+    if args.dataset == "synthetic":
+        result["data_version"] = args.data_version
+    if args.language_use:
+        result["language_use"] = measure_language_use(model, dataloader, accelerator, matched=metrics, desc=args.split)
     if accelerator.is_main_process:
         print(metrics_markdown_table(metrics, args.split))
+        if args.language_use:
+            print(language_use_summary(result["language_use"]))
         if args.output:
             write_json_atomic(args.output, result)
     return result
+
+
+def language_use_summary(language_use: dict[str, Any]) -> str:
+    """`measure_language_use` output in words: the drops in points, overall and per family, and the mismatched
+    scores as a table."""
+    lines = [f"Language use (drop when each image's vision adapters read another image's proxies): mIoU "
+             f"{100 * language_use['mIoU_drop']:+.2f}, oIoU {100 * language_use['oIoU_drop']:+.2f} points"]
+    lines += [f"  {family}: mIoU {100 * drop:+.2f}" for family, drop in language_use.get("per_family_mIoU_drop", {}).items()]
+    return "\n".join(lines + [metrics_markdown_table(language_use["mismatched"], "mismatched proxies")])
 
 
 def eval_main(argv: list[str] | None = None) -> dict[str, Any]:

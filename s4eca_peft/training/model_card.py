@@ -201,9 +201,12 @@ def _evaluation_section(info: ModelCardInfo) -> str:
     if not info.metrics_per_split:
         return f"This run was not evaluated: no scores are reported for {dataset_name}."
     splits = ", ".join(f"`{split}`" for split in info.metrics_per_split)
-    # One table, one row per split: the header of the first table, then each table's data row.
+    # One table: the header of the first table, then each split's rows (its overall row, then one per family).
     tables = [metrics_markdown_table(m, split).splitlines() for split, m in info.metrics_per_split.items()]
-    table = "\n".join(tables[0][:2] + [lines[2] for lines in tables])
+    table = "\n".join(tables[0][:2] + [line for lines in tables for line in lines[2:]])
+    per_family = any("per_family" in m for m in info.metrics_per_split.values())
+    families = (" A row `split / family` scores the samples of one expression family of that split (the "
+                "synthetic families are described in the package's data documentation).") if per_family else ""
     return (
         f"Measured by this run on {dataset_name}, split(s) {splits}, with model input {info.image_size} × "
         f"{info.image_size}; no other numbers (e.g. from the S4ECA paper) are reported here. Each sample is one "
@@ -212,7 +215,7 @@ def _evaluation_section(info: ModelCardInfo) -> str:
         "Per-sample IoU = I / U (0 when both masks are empty); mIoU = mean per-sample IoU; oIoU = ΣI / ΣU over the "
         "split; Pr@X = share of samples with IoU ≥ X. The table shows percentages; the `model-index` metadata "
         "stores the same scores as fractions in [0, 1]. Computed with `s4eca_peft.metrics` "
-        "(`evaluate.load(s4eca_peft.metrics.RRSIS_IOU_PATH)`)."
+        f"(`evaluate.load(s4eca_peft.metrics.RRSIS_IOU_PATH)`).{families}"
     )
 
 

@@ -11,6 +11,7 @@ from .checks import check_adapter_folder
 from .compilation import compile_adapters
 from .config import S4ECAConfig, S4ECAPeftType
 from .errors import AdapterBackboneMismatchError, AdapterFileError
+from .language_use import MismatchedProxies, mismatch_proxies
 from .layer import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
 from .model import S4ECAModel
 from .routing import CallState, S4ECARouting
@@ -20,6 +21,7 @@ __all__ = [
     "AdapterBackboneMismatchError",
     "AdapterFileError",
     "CallState",
+    "MismatchedProxies",
     "S4ECAConfig",
     "S4ECALayer",
     "S4ECAModel",
@@ -31,6 +33,7 @@ __all__ = [
     "VISION_BLOCK_CLASSES",
     "check_adapter_folder",
     "compile_adapters",
+    "mismatch_proxies",
     "register_s4eca",
 ]
 

@@ -1,0 +1,66 @@
+"""Giving each image's vision adapters another image's language proxies: the probe behind *language use*.
+
+Adapters that ignore their proxies produce exactly the same output with and without the swap; adapters that read
+them do not. The drop in mask quality under the swap is thus what the vision adapters carry of the language
+(`s4eca_peft.training.evaluation.measure_language_use` measures it on a split).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .model import S4ECAModel
+
+__all__ = ["MismatchedProxies", "mismatch_proxies"]
+
+
+class MismatchedProxies:
+    """The hooks `mismatch_proxies` placed: ``remove()`` them, or use the object as a context manager."""
+
+    def __init__(self, handles: list[Any]) -> None:
+        self.handles = handles
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def __enter__(self) -> MismatchedProxies:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.remove()
+
+
+def _tuner(model: nn.Module) -> S4ECAModel:
+    for candidate in (model, getattr(model, "module", None)):  # `module`: a distributed wrapper
+        for tuner in (candidate, getattr(candidate, "base_model", None)):
+            if isinstance(tuner, S4ECAModel):
+                return tuner
+    raise TypeError(f"`model` must carry S4ECA adapters (a PeftModel from get_peft_model(..., S4ECAConfig) or an "
+                    f"S4ECAModel), got {type(model).__name__}; other PEFT methods have no language proxies to swap.")
+
+
+def mismatch_proxies(model: nn.Module, shift: int = 1) -> MismatchedProxies:
+    """From now on, image ``i`` of a batch has its vision adapters read the proxies of image ``i - shift``'s
+    expression (set from a hook after each text encoder that holds text adapters ran). Everything else still reads
+    its own expression: a head that reads the sentence, for one. A batch of one keeps its own proxies; adapters
+    without text adapters (both selections off) have no proxies, and nothing changes.
+
+    Args:
+        model: a PeftModel (or S4ECAModel) with S4ECA adapters.
+        shift: how far along the batch the proxies move (`torch.roll`).
+
+    Returns:
+        The hooks, to ``remove()`` (or ``with mismatch_proxies(model): ...``).
+    """
+    tuner = _tuner(model)
+
+    def swap(module: nn.Module, args: Any, output: Any) -> None:
+        proxies = tuner.get_language_proxies()
+        if proxies is not None:
+            tuner.set_language_proxies(proxies.roll(shift, dims=0))
+
+    return MismatchedProxies([encoder.register_forward_hook(swap) for encoder in tuner.routing.text_encoders])
