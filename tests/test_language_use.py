@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import torch
 from peft import get_peft_model
-from test_inference import build_tiny_adapter, tiny_tokenizer
 from tiny_configs import IMAGE_SIZE, VOCAB_SIZE, tiny_text_config, tiny_vision_config
+from tiny_models import build_tiny_adapter, tiny_tokenizer
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
 from s4eca_peft.data.loaders import eval_dataloader

@@ -45,3 +45,20 @@ def test_the_script_exits_non_zero_on_findings(tmp_path):
                                timeout=60)
     assert misshapen.returncode == 1 and "5 structure finding(s)" in misshapen.stderr
     assert "long is 251 lines long" in misshapen.stdout
+
+
+def test_test_modules_import_no_other_test_module_nor_the_benchmarks():
+    """Tests share code through helper modules (``tiny_models``, ``fake_hub``, ...), never through each other; only the
+    benchmarks' own tests import the benchmarks."""
+    import ast
+
+    tests = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            top = {name.split(".")[0] for name in names}
+            benchmark = not path.name.startswith("test_benchmark") and top & {"benchmarks", "accuracy_synthetic"}
+            found += [f"{path.name} imports {name}" for name in sorted(top) if name.startswith("test_") or benchmark]
+    assert found == []
