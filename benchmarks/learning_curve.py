@@ -30,14 +30,12 @@ from benchmarks.common import DOCS_PAGE, IMAGES_DIR, METHOD_LABELS, command_line
 from benchmarks.resume import saved_step
 from benchmarks.store import RESULTS_DIR, ResultsStore
 from benchmarks.synthetic_runs import PROTOCOL
+from s4eca_peft.data.synthetic import RELATIONAL_FAMILIES
 
 SECTION = "learning-curve"
 RESULTS = RESULTS_DIR / "learning_curve.json"
 PLOT = "benchmark_learning_curve.png"
 METHODS = ["s4eca", "lora", "head"]
-RELATIONAL_FAMILIES = ["position", "colour+position", "road", "anchor", "ordinal", "comparison", "chain"]
-"""Families whose target is picked by where it lies relative to other objects or a road (its rank along an axis
-among its category included); the others (colour, size, absolute place in the image) by an attribute of its own."""
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},

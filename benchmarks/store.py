@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Callable, Hashable
@@ -27,9 +28,12 @@ class ResultsStore:
         return next((r for r in self.records() if self.key(r) == key), None)
 
     def put(self, record: dict[str, Any]) -> None:
-        """Add `record`, replacing a stored one with the same key, and write the file atomically."""
-        records = [r for r in self.records() if self.key(r) != self.key(record)] + [record]
+        """Add `record`, replacing a stored one with the same key, and write the file atomically; concurrent writers
+        (several runs of one benchmark) take turns on a lock file, so none loses another's record."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
-        tmp.write_text(json.dumps(records, indent=1))
-        os.replace(tmp, self.path)
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            records = [r for r in self.records() if self.key(r) != self.key(record)] + [record]
+            tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+            tmp.write_text(json.dumps(records, indent=1))
+            os.replace(tmp, self.path)
