@@ -194,3 +194,18 @@ def test_generation_is_fast():
         generate_scene((99, i), image_size=128)
     per_scene = (time.process_time() - start) / 50
     assert per_scene < 0.02, f"{per_scene * 1000:.1f} ms per 128 px scene"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_training_run_reads_the_data_version_it_is_given(version):
+    from s4eca_peft.data.loaders import build_datasets, load_split
+    from s4eca_peft.training.arguments import DataArguments
+
+    datasets = build_datasets(DataArguments(num_val_samples=8, num_test_samples=8, data_version=version), seed=0)
+    for split in ("val", "test"):
+        other = load_split("synthetic", split, num_samples=8, version=3 - version)
+        assert datasets[split]["expression"] == load_split("synthetic", split, num_samples=8, version=version)["expression"]
+        assert datasets[split]["expression"] != other["expression"]
+    assert next(iter(datasets["train"]))["family"] in (RELATIONS if version == 1 else FAMILIES)
+    with pytest.raises(ValueError, match=r"--data_version"):
+        DataArguments(data_version=3)

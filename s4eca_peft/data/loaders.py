@@ -98,14 +98,16 @@ def load_split(
 
 def build_datasets(data: Any, seed: int) -> dict[str, Any]:
     """``{"train", "val", "test"}`` for the run's `DataArguments` ``data`` (test only where the dataset has one)."""
-    common = dict(data_dir=data.data_dir, image_size=data.image_size, max_samples=data.max_eval_samples,
-                  revision=data.data_revision)
+    common = dict(data_dir=data.data_dir, image_size=data.image_size, revision=data.data_revision,
+                  version=data.data_version)
     result = {
-        "train": load_split(data.dataset, "train", data.data_dir, data.image_size, seed=seed, revision=data.data_revision),
-        "val": load_split(data.dataset, "val", num_samples=data.num_val_samples, **common),
+        "train": load_split(data.dataset, "train", seed=seed, **common),
+        "val": load_split(data.dataset, "val", num_samples=data.num_val_samples, max_samples=data.max_eval_samples,
+                          **common),
     }
     if data.dataset != "synthetic" or data.num_test_samples > 0:
-        result["test"] = load_split(data.dataset, "test", num_samples=max(1, data.num_test_samples), **common)
+        result["test"] = load_split(data.dataset, "test", num_samples=max(1, data.num_test_samples),
+                                    max_samples=data.max_eval_samples, **common)
     return result
 
 

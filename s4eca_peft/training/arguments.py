@@ -140,6 +140,9 @@ class DataArguments:
                 "the synthetic val split)."})
     num_val_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed validation scenes."})
     num_test_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed test scenes."})
+    data_version: int = field(default=DATA_VERSION, metadata={
+        "help": f"Synthetic only: version of the generated scenes, one of {DATA_VERSIONS} (1: the five attribute and "
+                "position families the shipped reference adapter was scored on)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many samples."})
     augment: Literal["flip", "jitter", "all", "none"] = field(default="all", metadata={
         "help": "Training augmentation; a flip swaps left/right words in the expression."})
@@ -152,6 +155,7 @@ class DataArguments:
         if self.image_size is None:
             object.__setattr__(self, "image_size", 128 if self.dataset == "synthetic" else 480)
         _require_positive(self, "image_size", "train_samples_per_epoch", "num_val_samples")
+        _check_data_version(self.data_version)
 
 
 @dataclass(frozen=True)
@@ -260,8 +264,12 @@ class EvalArguments:
         if self.language_use and self.batch_size < 2:
             raise ValueError("`language_use` (--language_use) swaps proxies between the images of a batch: "
                              f"--batch_size must be 2 or more, got {self.batch_size}.")
-        if self.data_version not in DATA_VERSIONS:
-            raise ValueError(f"`data_version` (--data_version) must be one of {DATA_VERSIONS}, got {self.data_version}.")
+        _check_data_version(self.data_version)
+
+
+def _check_data_version(version: int) -> None:
+    if version not in DATA_VERSIONS:
+        raise ValueError(f"`data_version` (--data_version) must be one of {DATA_VERSIONS}, got {version}.")
 
 
 def _require_positive(arguments: Any, *names: str) -> None:

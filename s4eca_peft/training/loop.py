@@ -23,7 +23,6 @@ import torch
 
 from ..adapter_folder import RUN_ADAPTER_DIR, save_for_inference
 from ..data.loaders import build_dataloaders, build_datasets, train_sampler_for
-from ..data.synthetic import DATA_VERSION
 from ..files import write_json_atomic
 from ..inference.visualization import plot_training_curves
 from ..modeling import compute_dtype
@@ -254,7 +253,7 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
             results["test"] = {"split": "test", **evaluate_loop(model, eval_dataloaders["test"], accelerator,
                                                                  desc="test")}
         if data.dataset == "synthetic":
-            results = {split: {**metrics, "data_version": DATA_VERSION} for split, metrics in results.items()}
+            results = {split: {**metrics, "data_version": data.data_version} for split, metrics in results.items()}
         wall_time = time.time() - started
         # training time excludes validation and checkpoint saves; the peak memory includes validation
         samples = (state.completed_steps * training.per_device_train_batch_size * training.gradient_accumulation_steps
