@@ -31,7 +31,7 @@ from .pictures import scale_weights_picture, spatial_gate_picture
 
 EXAMPLE_SEEDS = (1000, 1001, 1002)
 EXAMPLE_SIZE = 256
-MASK_MAX_AGE_S = 3600  # written mask files older than this are removed on the next request
+FILE_MAX_AGE_S = 600  # uploads and written masks older than this are removed (uploads checked every minute)
 MASK_SUFFIXES = (".png", ".tif")
 IMAGE_HEIGHT = 320  # pixels of the image and overlay panels
 PICTURE_SIDE = 256  # the image under the spatial gates is shrunk to at most this side
@@ -169,12 +169,27 @@ class DemoSession:
         now = time.time()
         for old in [p for p in self.mask_dir.iterdir() if p.suffix in MASK_SUFFIXES]:
             with contextlib.suppress(FileNotFoundError):  # another request may have removed it
-                if now - old.stat().st_mtime > MASK_MAX_AGE_S:
+                if now - old.stat().st_mtime > FILE_MAX_AGE_S:
                     old.unlink()
         digest = hashlib.sha1(f"{expression}\n{threshold}\n{time.time_ns()}".encode()).hexdigest()[:10]
         path = self.mask_dir / f"{Path(image).stem}_mask_{digest}.png"
         save_image_atomic(mask_to_image(mask), path)
         return path
+
+
+def explain_refused_uploads(gr: Any, image: Any) -> None:
+    """A file that ``image`` (a `gradio.Image`) cannot open is answered by a message naming what the app expects,
+    not Gradio's generic error."""
+    preprocess = image.preprocess
+
+    def preprocess_or_explain(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+            name = getattr(payload, "orig_name", None) or "The upload"
+            raise gr.Error(f"{name} is not an image the app can read: upload a PNG, JPEG or (Geo)TIFF.") from error
+
+    image.preprocess = preprocess_or_explain
 
 
 DESCRIPTION = """\
@@ -212,7 +227,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
         return (view.overlay, mask_to_image(view.mask), view.scale_weights, view.spatial_gate, str(view.mask_path),
                 view.summary, geotiff)
 
-    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(MASK_MAX_AGE_S, MASK_MAX_AGE_S)) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(60, FILE_MAX_AGE_S)) as demo:
         gr.Markdown(f"# {title}\n\n{DESCRIPTION}")
         with gr.Row():
             with gr.Column():
@@ -238,6 +253,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                 summary = gr.Markdown(elem_id="s4eca-summary")
                 scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
                                  elem_id="s4eca-scale-weights")
+        explain_refused_uploads(gr, image)
         gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
                         height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
         gr.on(
