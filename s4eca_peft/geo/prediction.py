@@ -74,19 +74,15 @@ def segmenter_probabilities(segmenter: Any, expression: str) -> ProbabilityFn:
 def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
     """Window settings: those given, else the segmenter's, else the segmenter's defaults for a 480 px model."""
     defaults = {"max_side": 1600, "tile_size": 960, "tile_overlap": 0.25, "batch_size": 8}
-    settings = {}
-    for name, default in defaults.items():
-        value = given[name] if given[name] is not None else getattr(predictor, name, default)
-        settings[name] = value
+    settings = {name: getattr(predictor, name, default) if given[name] is None else given[name]
+                for name, default in defaults.items()}
     if settings["max_side"] <= 0 or settings["tile_size"] <= 0 or settings["batch_size"] <= 0:
         raise ValueError(f"max_side, tile_size and batch_size must be positive, got {settings}.")
     if not 0.0 <= settings["tile_overlap"] < 1.0:
         raise ValueError(f"tile_overlap must lie in [0, 1), got {settings['tile_overlap']}.")
     if hasattr(predictor, "predict") and settings["tile_size"] > predictor.max_side:
-        raise ValueError(
-            f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side ({predictor.max_side}): each window "
-            "must be predicted whole. Lower tile_size or raise max_side."
-        )
+        raise ValueError(f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side ({predictor.max_side}): "
+                         "each window must be predicted whole. Lower tile_size or raise max_side.")
     return settings
 
 
@@ -179,9 +175,7 @@ def _checked_paths(
     path, output = Path(path), Path(output)
     vector = Path(vector) if vector is not None else None
     if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(
-            f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}."
-        )
+        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}.")
     if vector is not None:
         check_vector_path(vector)
     if not path.is_file():

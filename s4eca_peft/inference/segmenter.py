@@ -34,14 +34,8 @@ from .windows import WindowStitcher
 MANY_WINDOWS = 64
 """Above this many sliding windows for one image, a warning is given and progress is shown."""
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -69,11 +63,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """``"bf16"`` / ``"bfloat16"`` / ``torch.bfloat16`` ... -> ``torch.dtype``; ``None`` and ``"auto"`` -> ``None``."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if isinstance(dtype, str):
-        if dtype == "auto":
-            return None
-        if dtype.lower() in DTYPES:
-            return DTYPES[dtype.lower()]
+    if isinstance(dtype, str) and (dtype == "auto" or dtype.lower() in DTYPES):
+        return DTYPES.get(dtype.lower())
     raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}, 'auto' or a torch.dtype.")
 
 
@@ -200,11 +191,9 @@ class S4ECASegmenter:
         """
         from ..adapter_folder import load_for_inference
 
-        device = resolve_device(device)
-        source = str(adapter_id_or_dir)
-        cache_dir = str(cache_dir) if cache_dir is not None else None
         model, processor, metadata = load_for_inference(
-            source, revision=revision, device=device, dtype=resolve_dtype(dtype), cache_dir=cache_dir, token=token
+            str(adapter_id_or_dir), revision=revision, device=resolve_device(device), dtype=resolve_dtype(dtype),
+            cache_dir=str(cache_dir) if cache_dir is not None else None, token=token,
         )
         return cls(model, processor, metadata, **settings)
 
@@ -241,23 +230,20 @@ class S4ECASegmenter:
     def _forward(self, arrays: list[np.ndarray], expressions: list[str], record: bool) -> tuple[torch.Tensor, Any]:
         """Arrays ``(H_i, W_i, 3)`` + expressions -> logits ``(batch, 1, S/4, S/4)`` (and the selection maps)."""
         inputs = self.processor(images=arrays, text=expressions)  # pixel_values (B, 3, S, S), input_ids (B, L)
-        model_inputs = {
-            "pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
-            "input_ids": inputs["input_ids"].to(self.device),
-            "attention_mask": inputs["attention_mask"].to(self.device),
-        }
-        if not record:
-            with torch.inference_mode():
-                return self.model(**model_inputs).logits.float(), None
-        tuner = self._selection_recorder()
-        tuner.record_selection_maps(True)
+        model_inputs = {"pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
+                        "input_ids": inputs["input_ids"].to(self.device),
+                        "attention_mask": inputs["attention_mask"].to(self.device)}
+        tuner = self._selection_recorder() if record else None
+        if tuner is not None:
+            tuner.record_selection_maps(True)
         try:
             with torch.inference_mode():
                 logits = self.model(**model_inputs).logits.float()
-            maps = tuner.get_selection_maps()  # layer -> {"scale_weights": (B, n, r), "spatial_gate": (B, 1, h, w)}
+            # layer -> {"scale_weights": (B, n, r), "spatial_gate": (B, 1, h, w)}
+            return logits, tuner.get_selection_maps() if tuner is not None else None
         finally:
-            tuner.record_selection_maps(False)
-        return logits, maps
+            if tuner is not None:
+                tuner.record_selection_maps(False)
 
     @staticmethod
     def _split_maps(maps: dict[str, dict[str, torch.Tensor]], index: int) -> dict[str, dict[str, np.ndarray]]:
