@@ -68,13 +68,9 @@ def _is_number_list(value: Any) -> bool:
 
 
 def check_polygons(polygons: list[list[float]], height: int, width: int) -> None:
-    """Refuse polygons that pycocotools cannot rasterise safely, before it sees them.
-
-    pycocotools walks every edge pixel by pixel (at 5x resolution) into one buffer: a NaN coordinate crashes the
-    process and a coordinate of 1e9 asks for gigabytes. Every coordinate must be finite and lie within one image
-    size of the image (x in [-W, 2W], y in [-H, 2H]), and the outlines together at most `MAX_OUTLINE_FACTOR`
-    times ``height + width`` pixels long.
-    """
+    """Refuse polygons that pycocotools cannot rasterise safely (a NaN crashes it, 1e9 asks for gigabytes) before it
+    sees them: finite coordinates within one image size of the image, outlines at most `MAX_OUTLINE_FACTOR` times
+    ``height + width`` long (docs/security.md)."""
     outline = 0.0
     for number, polygon in enumerate(polygons):
         xs, ys = np.asarray(polygon[0::2]), np.asarray(polygon[1::2])

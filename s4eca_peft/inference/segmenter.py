@@ -185,9 +185,7 @@ class S4ECASegmenter:
             cache_dir / token: passed to the Hub client.
             settings: `max_side`, `tile_size`, `tile_overlap`, `batch_size` (see the class).
 
-        Raises `ValueError` naming the file or repo for a pickle-only checkpoint (never unpickled), an unreadable
-        safetensors file, a revision or repo that does not exist, and `AdapterBackboneMismatchError` for an adapter
-        trained on other backbones than the recorded ones.
+        The errors it raises, each naming the file or repo, are listed in docs/inference.md ("Safety and errors").
         """
         from ..adapter_folder import load_for_inference
 
@@ -291,8 +289,8 @@ class S4ECASegmenter:
         """Masks at each original image size.
 
         Args:
-            images: one image or a list (PIL images, ``(H, W[, C])`` numpy arrays, or paths; see
-                `s4eca_peft.modeling.image_io` for the conversion rule).
+            images: one image or a list (PIL images, ``(H, W[, C])`` numpy arrays, or paths; docs/architecture.md,
+                "Image conversion rule").
             expressions: one expression or a list. Lists of equal length pair up; one image with a list of
                 expressions, or a list of images with one expression, is broadcast.
             threshold: a pixel is foreground when its probability exceeds it.
