@@ -50,21 +50,10 @@ def require_gradio() -> Any:
 
 @dataclass
 class SegmentationView:
-    """What the app shows for one image and expression.
-
-    Args:
-        mask (`np.ndarray` of shape `(height, width)`, dtype `bool`): `S4ECASegmenter.predict`'s mask.
-        overlay (`PIL.Image.Image`): the image with the mask tinted and outlined (`overlay_prediction`).
-        scale_weights (`PIL.Image.Image`, *optional*): scale weights per block and branch; `None` when the adapter
-            has scale selection off.
-        spatial_gate (`PIL.Image.Image`, *optional*): spatial gate of every block; `None` when spatial selection is
-            off.
-        mask_path (`Path`): the mask written as an 8-bit PNG, 0 background / 255 foreground.
-        summary (`str`): one line of Markdown about the result.
-        geotiff_path (`Path`, *optional*): the mask as a GeoTIFF with the input's CRS and transform (1 object,
-            0 background, 255 nodata), written when the input is a georeferenced GeoTIFF and rasterio is installed;
-            `None` otherwise.
-    """
+    """What the app shows for one image and expression: ``mask`` `(height, width)` bool (`S4ECASegmenter.predict`'s),
+    its ``overlay``, the ``scale_weights`` and ``spatial_gate`` pictures (`None` for a selection switched off), the
+    8-bit mask PNG at ``mask_path``, a one-line Markdown ``summary``, and the mask GeoTIFF on the input's grid at
+    ``geotiff_path`` for a georeferenced GeoTIFF input (`None` otherwise); docs/demo.md."""
 
     mask: np.ndarray
     overlay: Image.Image
@@ -109,13 +98,8 @@ def write_example_scenes(folder: Path) -> list[list[str]]:
 
 
 class DemoSession:
-    """One loaded adapter serving the app: predicts with the selection maps, writes mask PNGs (and GeoTIFFs).
-
-    Args:
-        segmenter (`S4ECASegmenter`): the adapter to serve.
-        workdir (`str` or `os.PathLike`, *optional*): where example scenes and mask PNGs are written; a new
-            temporary folder by default.
-    """
+    """One loaded adapter serving the app: predicts with the selection maps, writes mask PNGs (and GeoTIFFs) under
+    ``workdir`` (a new temporary folder by default)."""
 
     def __init__(self, segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None) -> None:
         self.segmenter = segmenter
@@ -202,15 +186,8 @@ georeferenced GeoTIFF, also as a GeoTIFF with the same coordinate system and tra
 
 
 def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None, title: str | None = None) -> Any:
-    """The app as a `gradio.Blocks` (not launched). Its endpoint ``/segment`` takes (image file, expression,
-    threshold) and returns (overlay, mask, scale weights, spatial gate, mask PNG file, summary, mask GeoTIFF file or
-    None).
-
-    Args:
-        segmenter (`S4ECASegmenter`): the adapter to serve.
-        workdir (`str` or `os.PathLike`, *optional*): folder for the example scenes and mask PNGs.
-        title (`str`, *optional*): page heading and browser tab title.
-    """
+    """The app serving ``segmenter`` as a `gradio.Blocks` (not launched), its files under ``workdir`` and ``title`` as
+    its heading; the endpoint ``/segment`` is described in docs/demo.md."""
     gr = require_gradio()
     session = DemoSession(segmenter, workdir)
     examples = write_example_scenes(session.workdir / "examples")
