@@ -296,31 +296,19 @@ def hub_snapshot(
     """Download (or find in the cache, offline) ``repo_id`` at ``revision`` with ``huggingface_hub.snapshot_download``;
     returns the snapshot folder, ``.../snapshots/<commit>``. Hub errors become a ValueError naming the repo and the
     revision."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import errors, snapshot_download
 
     kind = "Hub dataset repo" if repo_type == "dataset" else "Hub repo"
     try:
-        folder = snapshot_download(
-            repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns, cache_dir=cache_dir,
-            token=token,
-        )
-    except RevisionNotFoundError as error:
+        return Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
+                                      cache_dir=cache_dir, token=token))
+    except errors.RevisionNotFoundError as error:
         raise ValueError(f"Revision {revision!r} does not exist in {kind} {repo_id!r}.") from error
-    except RepositoryNotFoundError as error:
+    except errors.RepositoryNotFoundError as error:
         raise ValueError(f"{kind} {repo_id!r} was not found (or is private: pass a token).") from error
-    except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled) as error:
-        raise ValueError(
-            f"Cannot get {kind} {repo_id!r} at revision {revision or 'main'!r}: not in the local cache and the Hub "
-            f"is not reachable ({error})."
-        ) from error
-    return Path(folder)
+    except (errors.LocalEntryNotFoundError, errors.EntryNotFoundError, errors.OfflineModeIsEnabled) as error:
+        raise ValueError(f"Cannot get {kind} {repo_id!r} at revision {revision or 'main'!r}: not in the local cache "
+                         f"and the Hub is not reachable ({error}).") from error
 
 
 def snapshot_commit(snapshot: str | os.PathLike) -> str:
@@ -337,9 +325,8 @@ def pin_hub_revision(name_or_path: str | os.PathLike | None, revision: str | Non
     revision given for a folder raises a ValueError). ``hub_options``: ``cache_dir`` and ``token``."""
     if not is_hub_id(name_or_path):
         if name_or_path and revision is not None:
-            raise ValueError(
-                f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be applied to it."
-            )
+            raise ValueError(f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be "
+                             "applied to it.")
         return None
     options = hub_kwargs({**hub_options, "revision": revision})
     return snapshot_commit(hub_snapshot(str(name_or_path), allow_patterns=["config.json"], **options))

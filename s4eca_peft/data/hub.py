@@ -51,10 +51,8 @@ def dataset_folder(
         return snapshot
     archives = sorted(snapshot.rglob("*.zip"))
     if len(archives) != 1:
-        raise ValueError(
-            f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} (a prepared "
-            f"dataset) nor exactly one .zip (found {[a.relative_to(snapshot).as_posix() for a in archives]})."
-        )
+        raise ValueError(f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} (a "
+                         f"prepared dataset) nor exactly one .zip (found {[a.relative_to(snapshot).as_posix() for a in archives]}).")
     from huggingface_hub import constants
 
     cache = Path(cache_dir or constants.HF_HUB_CACHE) / UNPACKED_DIR / f"datasets--{str(root).replace('/', '--')}"
@@ -93,10 +91,8 @@ def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
         raise ValueError(f"{str(archive)!r}: entry {name!r} is not a plain file or folder; refused.")
     parts = relative_parts(name)
     if parts is None:
-        raise ValueError(
-            f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, '..', drive or "
-            "backslash); refused."
-        )
+        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, '..', "
+                         "drive or backslash); refused.")
     return parts
 
 
@@ -132,17 +128,12 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
-def read_dataset_split(
-    dataset: str,
-    name: str,
-    scan: Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]],
-    root: str | os.PathLike,
-    split: str,
-    strict: bool,
-    revision: str | None,
-    cache_dir: str | os.PathLike | None,
-    token: Any,
-) -> datasets.Dataset:
+Scan = Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]]
+"""A dataset folder's scanner (`scan_rrsisd`, `scan_refsegrs`): folder, splits -> records and report per split."""
+
+
+def read_dataset_split(dataset: str, name: str, scan: Scan, root: str | os.PathLike, split: str, strict: bool,
+                       revision: str | None, cache_dir: str | os.PathLike | None, token: Any) -> datasets.Dataset:
     """What `load_refsegrs` and `load_rrsisd` share: find the folder (`dataset_folder`), read a prepared dataset
     back, or ``scan`` the folder; then warn about (or, ``strict``, raise on) the records skipped. ``name`` is the
     dataset's name in reports (``RefSegRS``)."""
