@@ -313,6 +313,11 @@ class S4ECASegmenter:
         results: list[ReferringPrediction | None] = [None] * len(image_list)
         pending: list[tuple[int, np.ndarray, str]] = []
 
+        def result(probs: torch.Tensor, maps: Any, boxes: list | None = None) -> ReferringPrediction:
+            probs = probs.cpu().numpy()  # (H, W) at the original size
+            return ReferringPrediction(probs > threshold, probs if return_probabilities else None,
+                                       maps if return_selection_maps else None, boxes)
+
         def flush() -> None:
             if not pending:
                 return
@@ -320,11 +325,7 @@ class S4ECASegmenter:
             logits, maps = self._forward(arrays, texts, return_selection_maps)
             probabilities = self.processor.post_process_probabilities(logits, [a.shape[:2] for a in arrays])
             for j, ((index, _, _), probs) in enumerate(zip(pending, probabilities)):
-                results[index] = ReferringPrediction(
-                    mask=(probs > threshold).cpu().numpy(),
-                    probabilities=probs.cpu().numpy() if return_probabilities else None,
-                    selection_maps=self._split_maps(maps, j) if return_selection_maps else None,
-                )
+                results[index] = result(probs, self._split_maps(maps, j) if return_selection_maps else None)
             pending.clear()
 
         last_image, last_array = None, None
@@ -336,13 +337,7 @@ class S4ECASegmenter:
                 last_image, last_array = image, array
             height, width = array.shape[:2]
             if self.needs_windows(height, width):
-                probs, window_maps, boxes = self._predict_windows(array, text, return_selection_maps)
-                results[index] = ReferringPrediction(
-                    mask=(probs > threshold).numpy(),
-                    probabilities=probs.numpy() if return_probabilities else None,
-                    selection_maps=window_maps if return_selection_maps else None,
-                    windows=boxes,
-                )
+                results[index] = result(*self._predict_windows(array, text, return_selection_maps))
             else:
                 pending.append((index, array, text))
                 if len(pending) == self.batch_size:
