@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,16 +143,10 @@ def predict_raster(
         with private_folder(output) as scratch:
             mask_tmp, score_tmp = scratch / "mask.tif", scratch / "score.tif"
             try:
-                score_file = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector is not None else None
-                try:
-                    with open_scratch_mask(mask_tmp, source) as mask_file:
-                        object_pixels = _predict_windows(
-                            source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
-                            mask_file, score_file,
-                        )
-                finally:
-                    if score_file is not None:
-                        score_file.close()
+                score_sink = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector else nullcontext()
+                with score_sink as score_file, open_scratch_mask(mask_tmp, source) as mask_file:
+                    object_pixels = _predict_windows(source, chosen, stretch, stitcher, probabilities_of,
+                                                     settings["batch_size"], threshold, mask_file, score_file)
             except rasterio.errors.RasterioError as error:  # the scratch rasters: a full disk, a read-only folder
                 raise write_failed(output, error) from error
             publish_mask(mask_tmp, output, cog=cog)
