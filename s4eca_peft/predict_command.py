@@ -167,22 +167,16 @@ MAX_LINE_BYTES = 1 << 20
 """A batch file line longer than this (1 MiB) is reported and skipped without being held in memory."""
 
 
-def _raw_lines(handle: BinaryIO) -> Iterator[bytes | None]:
-    """The lines of ``handle``; None for a line longer than `MAX_LINE_BYTES` (read past in pieces, never held)."""
-    while line := handle.readline(MAX_LINE_BYTES + 1):
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-            yield None
-        else:
-            yield line
-
-
 def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
     """Each line of ``handle`` as text (a UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too long
-    comes back replaced, its reason recorded in ``bad`` under its line number, so one bad line never stops others."""
-    for number, raw in enumerate(_raw_lines(handle), start=1):
-        if raw is None:
+    (read past in pieces, never held) comes back replaced, its reason recorded in ``bad`` under its line number, so
+    one bad line never stops others."""
+    number = 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
             bad[number] = f"line {number} is longer than MAX_LINE_BYTES = {MAX_LINE_BYTES} bytes"
             yield "\n"
             continue
@@ -272,12 +266,9 @@ def read_batch(path: Path) -> Iterator[BatchRow]:
 
 
 def _row(number: int, record: dict) -> BatchRow:
-    image = record.get("image")
-    expression = record.get("expression")
-    output = record.get("output") or None
-    vector = record.get("vector") or None
-    row = BatchRow(number, str(image or ""), str(expression or ""), str(output) if output else None)
-    row.vector = str(vector) if vector else None
+    image, expression, output, vector = (record.get(key) for key in ("image", "expression", "output", "vector"))
+    row = BatchRow(number, str(image or ""), str(expression or ""), str(output) if output else None,
+                   vector=str(vector) if vector else None)
     if not image:
         row.error = "no image given"
     elif not isinstance(expression, str) or not expression.strip():
