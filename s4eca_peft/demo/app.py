@@ -111,8 +111,8 @@ class DemoSession:
         """Predict ``image`` (a file path) for ``expression``; `ValueError` for an empty expression."""
         if not isinstance(expression, str) or not expression.strip():
             raise ValueError("Type an expression that describes the object to segment.")
-        array = load_image(image, name="image")  # (H, W, 3) float32, read once for the pictures
-        prediction = self.segmenter.predict(image, expression, threshold=threshold, return_selection_maps=True)
+        array = load_image(image, name="image")  # (H, W, 3) float32, read once for the prediction and the pictures
+        prediction = self.segmenter.predict(array, expression, threshold=threshold, return_selection_maps=True)
         mask, windows = prediction.mask, prediction.windows or []
         height, width = mask.shape
         maps = prediction.selection_maps[0] if windows else prediction.selection_maps
@@ -142,10 +142,8 @@ class DemoSession:
             array = array[top:bottom, left:right]
         background = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
         background.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
-        scale = None
-        if weights:
-            count = next(iter(weights.values())).shape[0]
-            scale = scale_weights_picture(weights, branch_labels(self.segmenter, count))
+        count = next(iter(weights.values())).shape[0] if weights else 0  # extractor branches
+        scale = scale_weights_picture(weights, branch_labels(self.segmenter, count)) if weights else None
         gate = spatial_gate_picture(gates, np.asarray(background)) if gates else None
         return scale, gate
 
