@@ -228,16 +228,21 @@ def test_uploads_are_bounded_before_they_are_stored(monkeypatch):
     assert launched["max_file_size"] == launch.MAX_UPLOAD_BYTES == 50 * 1024 * 1024
 
 
-def test_uploads_are_removed_after_ten_minutes_and_a_non_image_is_named(segmenter, tmp_path):
+def test_uploads_are_removed_after_ten_minutes_and_a_non_image_at_once_naming_the_formats(segmenter, tmp_path):
     gr = require_gradio()
     from gradio.data_classes import FileData
 
     demo = build_demo(segmenter, tmp_path)
     assert demo.delete_cache == (60, 600)  # Gradio removes uploads older than ten minutes, checked every minute
     image = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "s4eca-image")
-    text = tmp_path / "notes.txt"
-    text.write_text("not an image")
-    with pytest.raises(gr.Error, match=r"notes.txt is not an image the app can read: upload a PNG, JPEG"):
-        image.preprocess(FileData(path=str(text), orig_name="notes.txt"))
+    uploaded, elsewhere = tmp_path / "cache" / "notes.txt", tmp_path / "notes.txt"
+    uploaded.parent.mkdir()
+    for text in (uploaded, elsewhere):
+        text.write_text("not an image")
+    image.GRADIO_CACHE = str(uploaded.parent)
+    for text in (uploaded, elsewhere):
+        with pytest.raises(gr.Error, match=r"notes.txt is not an image the app can read: upload a PNG, JPEG"):
+            image.preprocess(FileData(path=str(text), orig_name="notes.txt"))
+    assert not uploaded.exists() and elsewhere.exists()  # a refused upload is removed at once, nothing else is
     scene = write_example_scenes(tmp_path / "scenes")[0][0]
     assert image.preprocess(FileData(path=scene, orig_name="scene.png")) == scene

@@ -161,13 +161,16 @@ class DemoSession:
 
 def explain_refused_uploads(gr: Any, image: Any) -> None:
     """A file that ``image`` (a `gradio.Image`) cannot open is answered by a message naming what the app expects,
-    not Gradio's generic error."""
+    not Gradio's generic error, and removed at once when it is an upload in Gradio's cache."""
     preprocess = image.preprocess
 
     def preprocess_or_explain(payload: Any) -> Any:
         try:
             return preprocess(payload)
         except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+            upload = Path(os.path.realpath(getattr(payload, "path", None) or image.GRADIO_CACHE))
+            if upload.is_relative_to(os.path.realpath(image.GRADIO_CACHE)) and upload.is_file():
+                upload.unlink(missing_ok=True)
             name = getattr(payload, "orig_name", None) or "The upload"
             raise gr.Error(f"{name} is not an image the app can read: upload a PNG, JPEG or (Geo)TIFF.") from error
 
