@@ -148,7 +148,8 @@ def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | No
     if name == "s4eca_base/config.json":
         encoders = {f"{side}.": data[side] for side in ("vision_config", "text_config") if side in data}
     else:  # the metadata records the same encoder fields; the processor config has none
-        encoders = {f"backbone_architecture.{side}.": fields for side, fields in data.get("backbone_architecture", {}).items()}
+        encoders = {f"backbone_architecture.{side}.": fields
+                    for side, fields in data.get("backbone_architecture", {}).items()}
     for prefix, fields in encoders.items():
         check_fields(file, fields, _BACKBONE_FIELDS, prefix=prefix)
     return data

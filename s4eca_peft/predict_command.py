@@ -331,7 +331,8 @@ def plan_batch(
     for row, (_, mask_path, vector_path) in zip(rows, paths):
         if row.error is not None:
             continue
-        for kind, target in planned_targets(mask_path, vector_path, overlay and not (geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES)):
+        row_overlay = overlay and not (geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES)
+        for kind, target in planned_targets(mask_path, vector_path, row_overlay):
             real = _real(target)
             if not real.is_relative_to(root):
                 row.error = f"{kind} {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
@@ -388,7 +389,8 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
     geotiff = wants_geotiff(args, mask_path)
     overlay = not (args.no_overlay or geotiff)
     predict_to(segmenter, args, Path(args.image), args.image, args.expression, mask_path, vector, geotiff, overlay)
-    print(f"wrote {mask_path}" + (f" and {vector}" if vector else f" and {overlay_path(mask_path)}" if overlay else ""))
+    also = vector if vector else overlay_path(mask_path) if overlay else None
+    print(f"wrote {mask_path}" + (f" and {also}" if also else ""))
     return 0
 
 
@@ -421,7 +423,8 @@ def predict_batch(
             skipped += 1
             continue
         try:
-            predict_to(segmenter, args, image_path, row.image, row.expression, mask_path, vector_path, geotiff, overlay)
+            predict_to(segmenter, args, image_path, row.image, row.expression, mask_path, vector_path, geotiff,
+                       overlay)
             done += 1
         except (OSError, ValueError, TypeError) as error:
             record_error(row, str(error))
@@ -463,7 +466,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
         segmenter = S4ECASegmenter.from_pretrained(
             args.adapter, revision=args.revision, device=device, dtype=args.dtype, cache_dir=args.cache_dir,
-            max_side=args.max_side, tile_size=args.tile_size, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
+            max_side=args.max_side, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+            batch_size=args.batch_size,
         )
         return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)
     except (OSError, ValueError) as error:  # bad adapter, revision, batch file or image: one clear line

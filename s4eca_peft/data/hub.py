@@ -51,8 +51,9 @@ def dataset_folder(
         return snapshot
     archives = sorted(snapshot.rglob("*.zip"))
     if len(archives) != 1:
-        raise ValueError(f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} (a "
-                         f"prepared dataset) nor exactly one .zip (found {[a.relative_to(snapshot).as_posix() for a in archives]}).")
+        found = [archive.relative_to(snapshot).as_posix() for archive in archives]
+        raise ValueError(f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} "
+                         f"(a prepared dataset) nor exactly one .zip (found {found}).")
     from huggingface_hub import constants
 
     cache = Path(cache_dir or constants.HF_HUB_CACHE) / UNPACKED_DIR / f"datasets--{str(root).replace('/', '--')}"
@@ -91,8 +92,8 @@ def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
         raise ValueError(f"{str(archive)!r}: entry {name!r} is not a plain file or folder; refused.")
     parts = relative_parts(name)
     if parts is None:
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, '..', "
-                         "drive or backslash); refused.")
+        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, "
+                         "'..', drive or backslash); refused.")
     return parts
 
 

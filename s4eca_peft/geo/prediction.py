@@ -82,8 +82,9 @@ def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
     if not 0.0 <= settings["tile_overlap"] < 1.0:
         raise ValueError(f"tile_overlap must lie in [0, 1), got {settings['tile_overlap']}.")
     if hasattr(predictor, "predict") and settings["tile_size"] > predictor.max_side:
-        raise ValueError(f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side ({predictor.max_side}): "
-                         "each window must be predicted whole. Lower tile_size or raise max_side.")
+        raise ValueError(f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side "
+                         f"({predictor.max_side}): each window must be predicted whole. Lower tile_size or raise "
+                         "max_side.")
     return settings
 
 
@@ -170,7 +171,8 @@ def _checked_paths(
     path, output = Path(path), Path(output)
     vector = Path(vector) if vector is not None else None
     if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}.")
+        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got "
+                         f"{str(output)!r}.")
     if vector is not None:
         check_vector_path(vector)
     if not path.is_file():

@@ -99,7 +99,8 @@ def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], c
     collection: dict[str, Any] = {"type": "FeatureCollection"}
     if crs is not None:  # the source CRS, named as GDAL and QGIS read it (RFC 7946 readers assume WGS 84)
         epsg = crs.to_epsg()
-        collection["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()}}
+        name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
+        collection["crs"] = {"type": "name", "properties": {"name": name}}
     collection["features"] = [{"type": "Feature", "geometry": geometry, "properties": record}
                               for (geometry, _, _), record in zip(polygons, records)]
     write_text_atomic(path, json.dumps(collection))
