@@ -71,13 +71,8 @@ def _allowed_constructors(source: str) -> dict[str, Any]:
             return args[0].encode("latin1")
         raise _refuse(source, "_codecs.encode with anything but (text, 'latin1')")
 
-    return {
-        "bytearray": make_bytearray,
-        "set": make_collection(set),
-        "frozenset": make_collection(frozenset),
-        "complex": make_complex,
-        "encode": encode,
-    }
+    return {"bytearray": make_bytearray, "set": make_collection(set), "frozenset": make_collection(frozenset),
+            "complex": make_complex, "encode": encode}
 
 
 _ALLOWED_MODULES = {"builtins": {"bytearray", "set", "frozenset", "complex"}, "_codecs": {"encode"}}

@@ -145,14 +145,11 @@ class S4ECASegmenter:
         tile_overlap: float = 0.25,
         batch_size: int = 8,
     ) -> None:
-        if max_side <= 0:
-            raise ValueError(f"`max_side` must be positive, got {max_side}.")
-        if tile_size is not None and tile_size <= 0:
-            raise ValueError(f"`tile_size` must be positive, got {tile_size}.")
+        for name, value in (("max_side", max_side), ("tile_size", tile_size), ("batch_size", batch_size)):
+            if value is not None and value <= 0:
+                raise ValueError(f"`{name}` must be positive, got {value}.")
         if not 0.0 <= tile_overlap < 1.0:
             raise ValueError(f"`tile_overlap` must lie in [0, 1), got {tile_overlap}.")
-        if batch_size <= 0:
-            raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
         self.model = model.eval()
         self.processor = processor
         self.metadata = dict(metadata or {})
