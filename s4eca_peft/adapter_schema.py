@@ -146,12 +146,12 @@ def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | No
         return None
     data = check_fields(file, read_json_file(file), SCHEMAS[name])
     if name == "s4eca_base/config.json":
-        for side in ("vision_config", "text_config"):
-            if side in data:
-                check_fields(file, data[side], _BACKBONE_FIELDS, prefix=f"{side}.")
-    if name == "s4eca_metadata.json":
-        for side, fields in (data.get("backbone_architecture") or {}).items():
-            check_fields(file, fields, _BACKBONE_FIELDS, prefix=f"backbone_architecture.{side}.")
+        encoders = {f"{side}.": data[side] for side in ("vision_config", "text_config") if side in data}
+    else:  # the metadata records the same encoder fields; the processor config has none
+        encoders = {f"backbone_architecture.{side}.": fields
+                    for side, fields in data.get("backbone_architecture", {}).items()}
+    for prefix, fields in encoders.items():
+        check_fields(file, fields, _BACKBONE_FIELDS, prefix=prefix)
     return data
 
 

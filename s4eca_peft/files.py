@@ -102,18 +102,14 @@ def append_line(path: str | os.PathLike, line: str) -> Path:
     path = Path(path)
     try:
         handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                raise OSError(errno.EEXIST, "it is not a regular file.")
+            os.write(handle, (line.rstrip("\n") + "\n").encode("utf-8"))
+        finally:
+            os.close(handle)
     except OSError as error:
         raise write_failed(path, error) from error
-    try:
-        if not stat.S_ISREG(os.fstat(handle).st_mode):
-            raise WriteError(errno.EEXIST, f"cannot write {str(path)!r}: it is not a regular file.")
-        os.write(handle, (line.rstrip("\n") + "\n").encode("utf-8"))
-    except WriteError:
-        raise
-    except OSError as error:
-        raise write_failed(path, error) from error
-    finally:
-        os.close(handle)
     return path
 
 
@@ -184,14 +180,6 @@ def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
     raise OSError(code, f"cannot swap {str(first)!r} with it: {os.strerror(code)}", str(second))
 
 
-def _staging_prefix(target: Path) -> str:
-    return f".{target.name}.tmp-"
-
-
-def _aside_prefix(target: Path) -> str:
-    return f".{target.name}.old-"
-
-
 def recover_folder_swap(target: str | os.PathLike) -> None:
     """Finish what an interrupted `atomic_write_folder` of ``target`` left: a previous folder set aside while
     ``target`` is missing is renamed back; leftover temporary and set-aside folders beside it are removed."""
@@ -202,10 +190,10 @@ def recover_folder_swap(target: str | os.PathLike) -> None:
     def beside(prefix: str) -> list[str]:
         return glob.glob(os.path.join(glob.escape(str(target.parent)), glob.escape(prefix) + "*"))
 
-    aside = sorted(beside(_aside_prefix(target)), key=os.path.getmtime)
+    aside = sorted(beside(f".{target.name}.old-"), key=os.path.getmtime)
     if aside and not os.path.lexists(target):
         os.rename(aside.pop(), target)  # the complete previous folder
-    for leftover in [*aside, *beside(_staging_prefix(target))]:
+    for leftover in [*aside, *beside(f".{target.name}.tmp-")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -217,7 +205,7 @@ def _swap_in(staging: Path, target: Path) -> None:
     if exchange_paths(staging, target):
         shutil.rmtree(staging)  # now the previous folder
         return
-    aside = target.parent / f"{_aside_prefix(target)}{uuid.uuid4().hex}"  # recovered by recover_folder_swap
+    aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"  # recovered by recover_folder_swap
     os.rename(target, aside)
     os.rename(staging, target)
     shutil.rmtree(aside)
@@ -232,18 +220,17 @@ def atomic_write_folder(
     folder there as a whole: a reader, or a process killed at any point, finds the previous folder or the complete
     new one, never a mix of both.
 
-    The new folder is made inside a `private_folder` in ``target``'s parent (its mode follows the umask) and removed
-    when ``write`` fails; an error while writing is a one-line `WriteError` naming ``target``. An existing ``target`` is swapped with it by Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere it
-    is renamed aside first, and `recover_folder_swap` (run here before writing) puts it back if the process died
-    between the two renames. ``check_replaceable(target, tmp)``, called once ``tmp`` is written, may raise to keep
-    an existing ``target`` that must not be replaced. One writer per ``target`` at a time.
+    The new folder is made in a `private_folder` beside ``target`` and removed when ``write`` fails (a one-line
+    `WriteError` naming ``target``); an existing ``target`` is swapped with it (`exchange_paths`), or renamed aside
+    first where that call is missing (`recover_folder_swap`, run here first, undoes a half-done swap).
+    ``check_replaceable(target, tmp)``, called once ``tmp`` is written, may raise to keep an existing ``target``.
     """
     target = Path(target)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise NotADirectoryError(f"{str(target)!r} is not a folder; it cannot be replaced by one.")
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_folder_swap(target)
-    with private_folder(target, prefix=_staging_prefix(target)) as private:
+    with private_folder(target, prefix=f".{target.name}.tmp-") as private:
         staging = private / target.name
         staging.mkdir()  # mode from the umask, like any folder the user makes
         try:
@@ -309,31 +296,19 @@ def hub_snapshot(
     """Download (or find in the cache, offline) ``repo_id`` at ``revision`` with ``huggingface_hub.snapshot_download``;
     returns the snapshot folder, ``.../snapshots/<commit>``. Hub errors become a ValueError naming the repo and the
     revision."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import errors, snapshot_download
 
     kind = "Hub dataset repo" if repo_type == "dataset" else "Hub repo"
     try:
-        folder = snapshot_download(
-            repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns, cache_dir=cache_dir,
-            token=token,
-        )
-    except RevisionNotFoundError as error:
+        return Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
+                                      cache_dir=cache_dir, token=token))
+    except errors.RevisionNotFoundError as error:
         raise ValueError(f"Revision {revision!r} does not exist in {kind} {repo_id!r}.") from error
-    except RepositoryNotFoundError as error:
+    except errors.RepositoryNotFoundError as error:
         raise ValueError(f"{kind} {repo_id!r} was not found (or is private: pass a token).") from error
-    except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled) as error:
-        raise ValueError(
-            f"Cannot get {kind} {repo_id!r} at revision {revision or 'main'!r}: not in the local cache and the Hub "
-            f"is not reachable ({error})."
-        ) from error
-    return Path(folder)
+    except (errors.LocalEntryNotFoundError, errors.EntryNotFoundError, errors.OfflineModeIsEnabled) as error:
+        raise ValueError(f"Cannot get {kind} {repo_id!r} at revision {revision or 'main'!r}: not in the local cache "
+                         f"and the Hub is not reachable ({error}).") from error
 
 
 def snapshot_commit(snapshot: str | os.PathLike) -> str:
@@ -350,10 +325,8 @@ def pin_hub_revision(name_or_path: str | os.PathLike | None, revision: str | Non
     revision given for a folder raises a ValueError). ``hub_options``: ``cache_dir`` and ``token``."""
     if not is_hub_id(name_or_path):
         if name_or_path and revision is not None:
-            raise ValueError(
-                f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be applied to it."
-            )
+            raise ValueError(f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be "
+                             "applied to it.")
         return None
-    options = {key: hub_options[key] for key in ("cache_dir", "token") if hub_options.get(key) is not None}
-    snapshot = hub_snapshot(str(name_or_path), revision, allow_patterns=["config.json"], **options)
-    return snapshot_commit(snapshot)
+    options = hub_kwargs({**hub_options, "revision": revision})
+    return snapshot_commit(hub_snapshot(str(name_or_path), allow_patterns=["config.json"], **options))

@@ -9,29 +9,12 @@ A batch (CSV with a header, or JSON lines; columns ``image``, ``expression`` and
 
     s4eca-predict --adapter ./my_adapter --batch queries.csv --output_dir out/
 
-Relative image paths are read from the batch file's folder; relative outputs go under ``--output_dir`` (default
-name: ``<image stem>_<hash of image and expression>.png``). The batch is resumable: a row whose mask and overlay
-already exist is skipped. A row that fails (missing or unreadable image, empty or non-UTF-8 expression, bad line or
-CSV quoting) is appended to ``errors.jsonl`` in the output folder with its reason and this run's id, and the batch
-goes on. CSV is read by the standard ``csv`` module: a quoted field may span lines (RFC 4180); a malformed record is
-reported and skipped, and reading goes on at the line after it. A UTF-8 byte-order mark is accepted. Rows are
-predicted one image at a time (``--batch_size`` windows per forward pass).
-
-Nothing is overwritten by accident: before any prediction, every mask, overlay and vector path is resolved (symbolic
-links followed) and must lie inside ``--output_dir`` and name no existing folder, link, device or pipe, and a batch
-in which a row would write over an input or over another row's output is refused, naming both rows. Every output is
-written by `s4eca_peft.files.atomic_write`, so an interrupted run never leaves a partial file.
-
-GeoTIFF: a ``.tif``/``.tiff`` mask (when the ``geo`` extra is installed; otherwise the mask is written as before),
-or any of ``--vector``, ``--bands``, ``--cog``, predicts the raster window by window and writes a uint8 mask GeoTIFF
-with the image's CRS and transform (1 object, 0 background, 255 nodata) and no overlay; ``--vector`` (batch: a
-``vector`` column) also writes the polygons as ``.geojson`` or ``.gpkg``. See docs/geospatial.md::
+Batch rows, ``errors.jsonl``, resuming, the output checks made before any prediction, GeoTIFF and vector outputs and
+the exit status (0 done, 1 some rows failed, 2 nothing could be done: one line on stderr, ``--debug`` for the
+traceback) are described in docs/inference.md, docs/geospatial.md and docs/security.md::
 
     s4eca-predict --adapter ./my_adapter --image scene.tif --expression "the tanks" --output tanks.tif \\
         --vector tanks.geojson --bands 3 2 1
-
-Exit status: 0 when every row succeeded (or was already done), 1 when some rows failed, 2 when nothing could be done
-(bad adapter, batch file, image or arguments: one line on stderr; ``--debug`` shows the traceback instead).
 """
 
 from __future__ import annotations
@@ -133,9 +116,9 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
@@ -161,6 +144,7 @@ def mask_to_image(mask: np.ndarray) -> Image.Image:
 
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+OUTPUT_SUFFIXES = (".png", *GEOTIFF_SUFFIXES)
 
 
 def wants_geotiff(args: argparse.Namespace, output: str | Path | None) -> bool:
@@ -183,22 +167,16 @@ MAX_LINE_BYTES = 1 << 20
 """A batch file line longer than this (1 MiB) is reported and skipped without being held in memory."""
 
 
-def _raw_lines(handle: BinaryIO) -> Iterator[bytes | None]:
-    """The lines of ``handle``; None for a line longer than `MAX_LINE_BYTES` (read past in pieces, never held)."""
-    while line := handle.readline(MAX_LINE_BYTES + 1):
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-            yield None
-        else:
-            yield line
-
-
 def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
     """Each line of ``handle`` as text (a UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too long
-    comes back replaced, its reason recorded in ``bad`` under its line number, so one bad line never stops others."""
-    for number, raw in enumerate(_raw_lines(handle), start=1):
-        if raw is None:
+    (read past in pieces, never held) comes back replaced, its reason recorded in ``bad`` under its line number, so
+    one bad line never stops others."""
+    number = 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
             bad[number] = f"line {number} is longer than MAX_LINE_BYTES = {MAX_LINE_BYTES} bytes"
             yield "\n"
             continue
@@ -262,19 +240,17 @@ def _read_jsonl(path: Path) -> Iterator[BatchRow]:
     with open_regular(path, "--batch") as handle:
         bad: dict[int, str] = {}
         for number, line in enumerate(_lines(handle, bad), start=1):
-            if number in bad or not line.strip():
-                if number in bad:
-                    yield BatchRow(number, "", "", error=bad[number])
-                continue
-            try:
-                record = parse_json(line, f"line {number}")
-            except ValueError as error:
-                yield BatchRow(number, "", "", error=str(error))
-                continue
-            if not isinstance(record, dict):
-                yield BatchRow(number, "", "", error=f"line {number} is not a JSON object")
-                continue
-            yield _row(number, record)
+            if number in bad:
+                yield BatchRow(number, "", "", error=bad[number])
+            elif line.strip():
+                try:
+                    record = parse_json(line, f"line {number}")
+                    if not isinstance(record, dict):
+                        raise ValueError(f"line {number} is not a JSON object")
+                except ValueError as error:
+                    yield BatchRow(number, "", "", error=str(error))
+                else:
+                    yield _row(number, record)
 
 
 def read_batch(path: Path) -> Iterator[BatchRow]:
@@ -290,19 +266,16 @@ def read_batch(path: Path) -> Iterator[BatchRow]:
 
 
 def _row(number: int, record: dict) -> BatchRow:
-    image = record.get("image")
-    expression = record.get("expression")
-    output = record.get("output") or None
-    vector = record.get("vector") or None
-    row = BatchRow(number, str(image or ""), str(expression or ""), str(output) if output else None)
-    row.vector = str(vector) if vector else None
+    image, expression, output, vector = (record.get(key) for key in ("image", "expression", "output", "vector"))
+    row = BatchRow(number, str(image or ""), str(expression or ""), str(output) if output else None,
+                   vector=str(vector) if vector else None)
     if not image:
         row.error = "no image given"
     elif not isinstance(expression, str) or not expression.strip():
         row.error = "the expression is empty"
     elif (text_error := _text_error(expression)) is not None:
         row.error = text_error
-    elif row.output is not None and Path(row.output).suffix.lower() not in (".png", *GEOTIFF_SUFFIXES):
+    elif row.output is not None and Path(row.output).suffix.lower() not in OUTPUT_SUFFIXES:
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
     elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not has_rasterio():
         row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
@@ -358,7 +331,8 @@ def plan_batch(
     for row, (_, mask_path, vector_path) in zip(rows, paths):
         if row.error is not None:
             continue
-        for kind, target in planned_targets(mask_path, vector_path, overlay and not _is_geotiff(mask_path, geotiff)):
+        row_overlay = overlay and not (geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES)
+        for kind, target in planned_targets(mask_path, vector_path, row_overlay):
             real = _real(target)
             if not real.is_relative_to(root):
                 row.error = f"{kind} {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
@@ -380,13 +354,6 @@ def plan_batch(
     return paths
 
 
-def _is_geotiff(mask_path: Path, geotiff: bool) -> bool:
-    return geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES
-
-
-OUTPUT_SUFFIXES = (".png", *GEOTIFF_SUFFIXES)
-
-
 def check_single_output(image: str, output: str, overlay: bool, vector: str | None = None) -> None:
     """Refuse, before any work, a mask that is not .png/.tif/.tiff, and a mask, overlay or vector path that is the
     input image or names something other than a regular file."""
@@ -399,28 +366,31 @@ def check_single_output(image: str, output: str, overlay: bool, vector: str | No
         check_target(target)
 
 
-def write_outputs(image: object, mask: np.ndarray, mask_path: Path, overlay: bool) -> None:
+def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expression: str, mask_path: Path,
+               vector_path: Path | None, geotiff: bool, overlay: bool) -> None:
+    """Predict one image and write its mask and overlay (or its mask GeoTIFF and vector); one image in memory."""
     from .inference.segmenter import overlay_prediction
+    from .modeling.image_io import load_image
 
+    if geotiff:
+        predict_raster(segmenter, image, expression, mask_path, vector=vector_path, bands=args.bands,
+                       threshold=args.threshold, cog=args.cog)
+        return
+    array = load_image(image, name=name, max_pixels=args.max_pixels)  # (H, W, 3) float32, read once for both
+    mask = segmenter.predict(array, expression, threshold=args.threshold)
     save_image_atomic(mask_to_image(mask), mask_path)
     if overlay:
-        save_image_atomic(overlay_prediction(image, mask), overlay_path(mask_path))
+        save_image_atomic(overlay_prediction(array, mask), overlay_path(mask_path))
 
 
 # --------------------------------------------------------------------------- modes
 def predict_one(segmenter, args: argparse.Namespace) -> int:
-    from .modeling.image_io import load_image
-
-    if wants_geotiff(args, args.output):
-        result = predict_raster(segmenter, args.image, args.expression, args.output, vector=args.vector,
-                                bands=args.bands, threshold=args.threshold, cog=args.cog)
-        print(f"wrote {result.output}" + (f" and {result.vector}" if result.vector else ""))
-        return 0
-    mask_path = Path(args.output)
-    image = load_image(args.image, name=args.image, max_pixels=args.max_pixels)  # (H, W, 3) float32, read once
-    mask = segmenter.predict(image, args.expression, threshold=args.threshold)
-    write_outputs(image, mask, mask_path, overlay=not args.no_overlay)
-    print(f"wrote {mask_path}" + ("" if args.no_overlay else f" and {overlay_path(mask_path)}"))
+    mask_path, vector = Path(args.output), Path(args.vector) if args.vector else None
+    geotiff = wants_geotiff(args, mask_path)
+    overlay = not (args.no_overlay or geotiff)
+    predict_to(segmenter, args, Path(args.image), args.image, args.expression, mask_path, vector, geotiff, overlay)
+    also = vector if vector else overlay_path(mask_path) if overlay else None
+    print(f"wrote {mask_path}" + (f" and {also}" if also else ""))
     return 0
 
 
@@ -430,8 +400,6 @@ def predict_batch(
     """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
     appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
     from tqdm.auto import tqdm
-
-    from .modeling.image_io import load_image
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -455,13 +423,8 @@ def predict_batch(
             skipped += 1
             continue
         try:
-            if geotiff:
-                predict_raster(segmenter, image_path, row.expression, mask_path, vector=vector_path, bands=args.bands,
-                               threshold=args.threshold, cog=args.cog)
-            else:  # (H, W, 3) float32, read once for mask and overlay; one image in memory at a time
-                image = load_image(image_path, name=row.image, max_pixels=args.max_pixels)
-                mask = segmenter.predict(image, row.expression, threshold=args.threshold)
-                write_outputs(image, mask, mask_path, overlay=overlay)
+            predict_to(segmenter, args, image_path, row.image, row.expression, mask_path, vector_path, geotiff,
+                       overlay)
             done += 1
         except (OSError, ValueError, TypeError) as error:
             record_error(row, str(error))
@@ -502,14 +465,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         else:
             check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
         segmenter = S4ECASegmenter.from_pretrained(
-            args.adapter,
-            revision=args.revision,
-            device=device,
-            dtype=args.dtype,
-            cache_dir=args.cache_dir,
-            max_side=args.max_side,
-            tile_size=args.tile_size,
-            tile_overlap=args.tile_overlap,
+            args.adapter, revision=args.revision, device=device, dtype=args.dtype, cache_dir=args.cache_dir,
+            max_side=args.max_side, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
             batch_size=args.batch_size,
         )
         return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)

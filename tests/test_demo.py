@@ -23,7 +23,7 @@ from tiny_models import tiny_tokenizer
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.data.synthetic import generate_scene
 from s4eca_peft.demo import DemoSession
-from s4eca_peft.demo.app import require_gradio, short_block_names, write_example_scenes
+from s4eca_peft.demo.app import build_demo, require_gradio, short_block_names, write_example_scenes
 from s4eca_peft.demo.launch import build_parser, load_segmenter
 from s4eca_peft.demo.launch import main as demo_main
 from s4eca_peft.inference import S4ECASegmenter, overlay_prediction
@@ -72,7 +72,7 @@ def test_session_shows_and_writes_the_mask_predict_gives(segmenter, scene, tmp_p
         path.write_bytes(b"")
     os.utime(stale, (time.time() - 2 * 3600,) * 2)
     view = session.segment(scene, EXPRESSION)
-    assert not stale.exists() and recent.exists()  # masks older than an hour are removed
+    assert not stale.exists() and recent.exists()  # masks older than ten minutes are removed
     expected = segmenter.predict(scene, EXPRESSION)
     assert 0.2 < expected.mean() < 0.8  # the test adapter splits the scene: a real comparison
     np.testing.assert_array_equal(view.mask, expected)
@@ -226,3 +226,23 @@ def test_uploads_are_bounded_before_they_are_stored(monkeypatch):
     monkeypatch.setattr(app, "build_demo", lambda segmenter, workdir, title: Blocks())
     launch.serve(build_parser().parse_args(["--adapter", "unused"]))
     assert launched["max_file_size"] == launch.MAX_UPLOAD_BYTES == 50 * 1024 * 1024
+
+
+def test_uploads_are_removed_after_ten_minutes_and_a_non_image_at_once_naming_the_formats(segmenter, tmp_path):
+    gr = require_gradio()
+    from gradio.data_classes import FileData
+
+    demo = build_demo(segmenter, tmp_path)
+    assert demo.delete_cache == (60, 600)  # Gradio removes uploads older than ten minutes, checked every minute
+    image = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "s4eca-image")
+    uploaded, elsewhere = tmp_path / "cache" / "notes.txt", tmp_path / "notes.txt"
+    uploaded.parent.mkdir()
+    for text in (uploaded, elsewhere):
+        text.write_text("not an image")
+    image.GRADIO_CACHE = str(uploaded.parent)
+    for text in (uploaded, elsewhere):
+        with pytest.raises(gr.Error, match=r"notes.txt is not an image the app can read: upload a PNG, JPEG"):
+            image.preprocess(FileData(path=str(text), orig_name="notes.txt"))
+    assert not uploaded.exists() and elsewhere.exists()  # a refused upload is removed at once, nothing else is
+    scene = write_example_scenes(tmp_path / "scenes")[0][0]
+    assert image.preprocess(FileData(path=scene, orig_name="scene.png")) == scene

@@ -158,6 +158,10 @@ def test_gradio_client_calls_the_running_app(served, expected, tmp_path):
         np.testing.assert_array_equal(np.asarray(png), np.where(strict, 255, 0))
     with pytest.raises(AppError, match="Type an expression"):
         client.predict(handle_file(str(served["scene"])), "  ", 0.5, api_name="/segment")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    with pytest.raises(AppError, match="notes.txt is not an image the app can read: upload a PNG, JPEG"):
+        client.predict(handle_file(str(notes)), EXPRESSION, 0.5, api_name="/segment")
 
 
 def test_gradio_client_gets_a_mask_geotiff_for_a_georeferenced_upload(served, expected, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import datasets
 import pyarrow
 
-from ..files import hub_snapshot, is_hub_id, snapshot_commit
+from ..files import hub_snapshot, is_hub_id, parse_json, private_folder, snapshot_commit, write_text_atomic
 from .records import encoded_record_problem
 from .schema import COLUMNS, FEATURES, decode_masks, records_to_dataset
 from .validation import SPLITS, ValidationReport, check_split
@@ -51,10 +51,9 @@ def dataset_folder(
         return snapshot
     archives = sorted(snapshot.rglob("*.zip"))
     if len(archives) != 1:
-        raise ValueError(
-            f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} (a prepared "
-            f"dataset) nor exactly one .zip (found {[a.relative_to(snapshot).as_posix() for a in archives]})."
-        )
+        found = [archive.relative_to(snapshot).as_posix() for archive in archives]
+        raise ValueError(f"Hub dataset repo {str(root)!r} at revision {revision or 'main'!r} holds neither {MANIFEST} "
+                         f"(a prepared dataset) nor exactly one .zip (found {found}).")
     from huggingface_hub import constants
 
     cache = Path(cache_dir or constants.HF_HUB_CACHE) / UNPACKED_DIR / f"datasets--{str(root).replace('/', '--')}"
@@ -93,10 +92,8 @@ def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
         raise ValueError(f"{str(archive)!r}: entry {name!r} is not a plain file or folder; refused.")
     parts = relative_parts(name)
     if parts is None:
-        raise ValueError(
-            f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, '..', drive or "
-            "backslash); refused."
-        )
+        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, "
+                         "'..', drive or backslash); refused.")
     return parts
 
 
@@ -109,45 +106,35 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
         handle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as error:
         raise ValueError(f"{str(archive)!r} is not a readable zip archive: {error}") from error
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
-    try:
-        with handle:
-            members = [(info, _member_parts(archive, info)) for info in handle.infolist()]
-            for info, parts in members:
-                destination = staging.joinpath(*parts)
-                if info.is_dir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with handle.open(info) as source, open(destination, "xb") as output:
-                        shutil.copyfileobj(source, output)
-                except FileExistsError as error:
-                    raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.") from error
-                except zipfile.BadZipFile as error:
-                    raise ValueError(f"{str(archive)!r}: entry {info.filename!r} is damaged: {error}") from error
+    with handle, private_folder(target, prefix=f".tmp-{target.name}-") as staging:
+        members = [(info, _member_parts(archive, info)) for info in handle.infolist()]
+        for info, parts in members:
+            destination = staging.joinpath(*parts)
+            if info.is_dir():
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with handle.open(info) as source, open(destination, "xb") as output:
+                    shutil.copyfileobj(source, output)
+            except FileExistsError as error:
+                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.") from error
+            except zipfile.BadZipFile as error:
+                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} is damaged: {error}") from error
         try:
             os.rename(staging, target)
         except OSError:
             if not target.is_dir():  # another process may have unpacked the same commit meanwhile
                 raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def read_dataset_split(
-    dataset: str,
-    name: str,
-    scan: Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]],
-    root: str | os.PathLike,
-    split: str,
-    strict: bool,
-    revision: str | None,
-    cache_dir: str | os.PathLike | None,
-    token: Any,
-) -> datasets.Dataset:
+Scan = Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]]
+"""A dataset folder's scanner (`scan_rrsisd`, `scan_refsegrs`): folder, splits -> records and report per split."""
+
+
+def read_dataset_split(dataset: str, name: str, scan: Scan, root: str | os.PathLike, split: str, strict: bool,
+                       revision: str | None, cache_dir: str | os.PathLike | None, token: Any) -> datasets.Dataset:
     """What `load_refsegrs` and `load_rrsisd` share: find the folder (`dataset_folder`), read a prepared dataset
     back, or ``scan`` the folder; then warn about (or, ``strict``, raise on) the records skipped. ``name`` is the
     dataset's name in reports (``RefSegRS``)."""
@@ -174,7 +161,7 @@ def read_prepared_split(
         return None
     split = check_split(split)
     try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        manifest = parse_json(manifest_file.read_bytes(), str(manifest_file))
         recorded, files = manifest["dataset"], list(manifest["splits"][split]["files"])
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(
@@ -260,8 +247,8 @@ def write_prepared_dataset(
             datasets.Dataset.from_dict(columns, features=PREPARED_FEATURES).to_parquet(str(out / name))
         manifest["splits"][split] = {"num_samples": len(records), "files": files}
         written += files
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    (out / "README.md").write_text(_dataset_card(dataset, manifest), encoding="utf-8")
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    write_text_atomic(out / "README.md", _dataset_card(dataset, manifest))
     return [*written, MANIFEST, "README.md"]
 
 

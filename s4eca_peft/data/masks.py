@@ -68,13 +68,9 @@ def _is_number_list(value: Any) -> bool:
 
 
 def check_polygons(polygons: list[list[float]], height: int, width: int) -> None:
-    """Refuse polygons that pycocotools cannot rasterise safely, before it sees them.
-
-    pycocotools walks every edge pixel by pixel (at 5x resolution) into one buffer: a NaN coordinate crashes the
-    process and a coordinate of 1e9 asks for gigabytes. Every coordinate must be finite and lie within one image
-    size of the image (x in [-W, 2W], y in [-H, 2H]), and the outlines together at most `MAX_OUTLINE_FACTOR`
-    times ``height + width`` pixels long.
-    """
+    """Refuse polygons that pycocotools cannot rasterise safely (a NaN crashes it, 1e9 asks for gigabytes) before it
+    sees them: finite coordinates within one image size of the image, outlines at most `MAX_OUTLINE_FACTOR` times
+    ``height + width`` long (docs/security.md)."""
     outline = 0.0
     for number, polygon in enumerate(polygons):
         xs, ys = np.asarray(polygon[0::2]), np.asarray(polygon[1::2])
@@ -85,17 +81,13 @@ def check_polygons(polygons: list[list[float]], height: int, width: int) -> None
         for axis, values, side in (("x", xs, width), ("y", ys, height)):
             low, high = float(values.min()), float(values.max())
             if low < -side or high > 2 * side:
-                raise ValueError(
-                    f"polygon {number} has {axis} coordinates in [{low:g}, {high:g}], far outside an image of "
-                    f"{width}x{height} (WxH); accepted: [{-side}, {2 * side}]"
-                )
+                raise ValueError(f"polygon {number} has {axis} coordinates in [{low:g}, {high:g}], far outside an "
+                                 f"image of {width}x{height} (WxH); accepted: [{-side}, {2 * side}]")
         steps = np.maximum(np.abs(np.diff(xs, append=xs[:1])), np.abs(np.diff(ys, append=ys[:1])))
         outline += float(steps.sum())
     if outline > MAX_OUTLINE_FACTOR * (height + width):
-        raise ValueError(
-            f"polygon outlines are {outline:.0f} pixels long, more than {MAX_OUTLINE_FACTOR}x the image's height + "
-            f"width ({height + width}); refused as too costly to rasterise"
-        )
+        raise ValueError(f"polygon outlines are {outline:.0f} pixels long, more than {MAX_OUTLINE_FACTOR}x the "
+                         f"image's height + width ({height + width}); refused as too costly to rasterise")
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
@@ -120,9 +112,8 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
             raise ValueError(f"RLE 'size' must be [height, width] with positive integers, got {brief(size)}")
         if isinstance(counts, list):
             if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
-                raise ValueError(
-                    f"uncompressed RLE 'counts' must be non-negative integers summing to {size[0] * size[1]}"
-                )
+                raise ValueError(f"uncompressed RLE 'counts' must be non-negative integers summing to "
+                                 f"{size[0] * size[1]}")
             rle = mask_utils.frPyObjects(segmentation, size[0], size[1])
         elif isinstance(counts, (str, bytes)):
             rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
@@ -132,10 +123,8 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     else:
         raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segmentation).__name__}")
     counts = rle["counts"]
-    return {
-        "size": [int(v) for v in rle["size"]],
-        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-    }
+    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": [int(v) for v in rle["size"]], "counts": counts}
 
 
 def read_image_size(path: str | os.PathLike | IO[bytes], decode: bool = False) -> tuple[int, int]:

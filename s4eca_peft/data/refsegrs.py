@@ -37,12 +37,9 @@ def refsegrs_paths(root: str | os.PathLike) -> dict[str, Path]:
 
 
 def _require(path: Path, kind: str) -> None:
-    exists = path.is_dir() if kind == "folder" else path.is_file()
-    if not exists:
-        raise FileNotFoundError(
-            f"RefSegRS layout: missing {kind} {path} (expected <root>/images/<id>.tif, <root>/masks/<id>.tif and "
-            "<root>/output_phrase_{train,val,test}.txt)."
-        )
+    if not (path.is_dir() if kind == "folder" else path.is_file()):
+        raise FileNotFoundError(f"RefSegRS layout: missing {kind} {path} (expected <root>/images/<id>.tif, "
+                                "<root>/masks/<id>.tif and <root>/output_phrase_{train,val,test}.txt).")
 
 
 def _valid_id(sample_id: str) -> bool:
@@ -100,14 +97,8 @@ def _scan_split(
         except Exception as error:
             report.add(UNREADABLE_FILE, sample_id, f"cannot read mask {mask_path}: {error}")
             continue
-        record = {
-            "image": str(image_path),
-            "mask": encode_mask(mask),
-            "expression": expression,
-            "image_id": sample_id,
-            "sample_id": sample_id,
-            "category": None,
-        }
+        record = {"image": str(image_path), "mask": encode_mask(mask), "expression": expression, "image_id": sample_id,
+                  "sample_id": sample_id, "category": None}
         problem = record_problem(record, height, width, mask_name=f"mask {mask_path} (foreground > 50)")
         if problem is not None:
             kind, detail = problem
@@ -139,14 +130,8 @@ def validate_refsegrs(
     return {split: report for split, (_, report) in scan_refsegrs(root, splits, decode_images).items()}
 
 
-def load_refsegrs(
-    root: str | os.PathLike,
-    split: str,
-    strict: bool = False,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    token: Any = None,
-) -> datasets.Dataset:
+def load_refsegrs(root: str | os.PathLike, split: str, strict: bool = False, revision: str | None = None,
+                  cache_dir: str | os.PathLike | None = None, token: Any = None) -> datasets.Dataset:
     """One RefSegRS split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
 
     Each line of ``output_phrase_<split>.txt`` is a sample; ``image_id`` and ``sample_id`` are its id and

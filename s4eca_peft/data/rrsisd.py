@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -11,6 +10,7 @@ from typing import Any
 
 import datasets
 
+from ..files import parse_json
 from .hub import read_dataset_split
 from .masks import read_image_size, segmentation_to_rle
 from .records import expression_problem, mask_problem
@@ -36,11 +36,8 @@ _LAYOUT = "<root>/rrsisd/refs(unc).p, <root>/rrsisd/instances.json and <root>/im
 def rrsisd_paths(root: str | os.PathLike) -> dict[str, Path]:
     """The files and folders of the RRSIS-D layout under ``root``."""
     root = Path(root)
-    return {
-        "refs": root / "rrsisd" / "refs(unc).p",
-        "instances": root / "rrsisd" / "instances.json",
-        "images": root / "images" / "rrsisd" / "JPEGImages",
-    }
+    return {"refs": root / "rrsisd" / "refs(unc).p", "instances": root / "rrsisd" / "instances.json",
+            "images": root / "images" / "rrsisd" / "JPEGImages"}
 
 
 def _is_id(value: Any) -> bool:
@@ -62,15 +59,9 @@ class _Instances:
     """Index of ``instances.json``: images, annotations and category names by id, with id counts."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from error
-        if not (
-            isinstance(data, dict)
-            and isinstance(data.get("images"), list)
-            and isinstance(data.get("annotations"), list)
-        ):
+        data = parse_json(path.read_bytes(), str(path))  # a ValueError naming the file; nesting bounded
+        if not (isinstance(data, dict) and isinstance(data.get("images"), list)
+                and isinstance(data.get("annotations"), list)):
             raise ValueError(f"{path}: expected a COCO object with 'images' and 'annotations' lists.")
         self.images, self.image_counts = self._index(data["images"])
         self.annotations, self.annotation_counts = self._index(data["annotations"])
@@ -134,9 +125,7 @@ class _Scanner:
             return None
         file_name, height, width = image.get("file_name"), image.get("height"), image.get("width")
         if not (isinstance(file_name, str) and isinstance(height, int) and isinstance(width, int)):
-            report.add(
-                MALFORMED_RECORD, rid, f"image {image_id!r} in instances.json lacks file_name/height/width", n
-            )
+            report.add(MALFORMED_RECORD, rid, f"image {image_id!r} in instances.json lacks file_name/height/width", n)
             return None
         relative = PurePosixPath(file_name.replace("\\", "/"))
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
@@ -151,12 +140,8 @@ class _Scanner:
             report.add(UNREADABLE_FILE, rid, f"cannot read image {path}: {size}", n)
             return None
         if size != (height, width):
-            report.add(
-                WRONG_MASK_SIZE,
-                rid,
-                f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says {height}x{width}",
-                n,
-            )
+            report.add(WRONG_MASK_SIZE, rid, f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says "
+                                             f"{height}x{width}", n)
             return None
         return path, height, width
 
@@ -227,16 +212,8 @@ class _Scanner:
                 report.add(DUPLICATE_ID, sample_id, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
                 continue
             self.seen_samples.add(sample_id)
-            records.append(
-                {
-                    "image": str(path),
-                    "mask": rle,
-                    "expression": text,
-                    "image_id": str(ref["image_id"]),
-                    "sample_id": sample_id,
-                    "category": category,
-                }
-            )
+            records.append({"image": str(path), "mask": rle, "expression": text, "image_id": str(ref["image_id"]),
+                            "sample_id": sample_id, "category": category})
         return records
 
 
@@ -268,9 +245,7 @@ def scan_rrsisd(
                 records.extend(scanner.scan_ref(ref, report, index))
             continue
         for _, report in results.values():
-            report.add(
-                MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}"
-            )
+            report.add(MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}")
     for records, report in results.values():
         report.num_samples = len(records)
     return results
@@ -283,14 +258,8 @@ def validate_rrsisd(
     return {split: report for split, (_, report) in scan_rrsisd(root, splits, decode_images).items()}
 
 
-def load_rrsisd(
-    root: str | os.PathLike,
-    split: str,
-    strict: bool = False,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    token: Any = None,
-) -> datasets.Dataset:
+def load_rrsisd(root: str | os.PathLike, split: str, strict: bool = False, revision: str | None = None,
+                cache_dir: str | os.PathLike | None = None, token: Any = None) -> datasets.Dataset:
     """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
 
     Every sentence of a ref is a sample: ``sample_id`` is ``"<ref_id>_<sent_id>"``, ``image_id`` the COCO image

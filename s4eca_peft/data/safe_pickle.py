@@ -71,13 +71,8 @@ def _allowed_constructors(source: str) -> dict[str, Any]:
             return args[0].encode("latin1")
         raise _refuse(source, "_codecs.encode with anything but (text, 'latin1')")
 
-    return {
-        "bytearray": make_bytearray,
-        "set": make_collection(set),
-        "frozenset": make_collection(frozenset),
-        "complex": make_complex,
-        "encode": encode,
-    }
+    return {"bytearray": make_bytearray, "set": make_collection(set), "frozenset": make_collection(frozenset),
+            "complex": make_complex, "encode": encode}
 
 
 _ALLOWED_MODULES = {"builtins": {"bytearray", "set", "frozenset", "complex"}, "_codecs": {"encode"}}
@@ -106,11 +101,8 @@ def _check_stream(data: bytes, source: str) -> None:
 
 
 def _check_shape(root: Any, source: str, budget: int) -> None:
-    """Refuse cycles, nesting deeper than `MAX_DEPTH` and an expanded size above ``budget``.
-
-    Sizes are memoised per object, so a tree of shared references is measured in time linear in its distinct
-    objects however large its expansion.
-    """
+    """Refuse cycles, nesting deeper than `MAX_DEPTH` and an expanded size above ``budget``; sizes are memoised per
+    object, so shared references are measured in time linear in the distinct objects."""
     sizes: dict[int, int] = {}
     open_ids: set[int] = set()
 
@@ -145,12 +137,8 @@ def _check_shape(root: Any, source: str, budget: int) -> None:
 
 
 def load_untrusted_pickle(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """Loads a pickle of plain data; raises `UnsafePickleError` naming the file and what was refused.
-
-    Nothing the file names outside the allow-list is imported or called, so a malicious payload never runs; the
-    allowed constructors refuse sizes, and the result's expanded size (at most `EXPANSION_PER_BYTE` per byte of
-    file) and depth (`MAX_DEPTH`) are bounded. A truncated or corrupt file raises ValueError naming it.
-    """
+    """Loads a pickle of plain data; raises `UnsafePickleError` naming the file and what was refused (the checks:
+    docs/security.md), and ValueError naming a truncated or corrupt file."""
     path = Path(path)
     source = str(path)
     size = path.stat().st_size

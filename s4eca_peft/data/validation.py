@@ -19,17 +19,8 @@ EMPTY_MASK = "empty_mask"
 DUPLICATE_ID = "duplicate_id"
 MISSING_EXPRESSION = "missing_expression"
 MALFORMED_RECORD = "malformed_record"
-PROBLEM_KINDS = (
-    MISSING_IMAGE,
-    MISSING_MASK,
-    MISSING_ANNOTATION,
-    UNREADABLE_FILE,
-    WRONG_MASK_SIZE,
-    EMPTY_MASK,
-    DUPLICATE_ID,
-    MISSING_EXPRESSION,
-    MALFORMED_RECORD,
-)
+PROBLEM_KINDS = (MISSING_IMAGE, MISSING_MASK, MISSING_ANNOTATION, UNREADABLE_FILE, WRONG_MASK_SIZE, EMPTY_MASK,
+                 DUPLICATE_ID, MISSING_EXPRESSION, MALFORMED_RECORD)
 
 
 _BRIEF = reprlib.Repr()
@@ -124,8 +115,5 @@ class ValidationReport:
             return
         if strict:
             raise ValueError(f"Invalid records (strict=True):\n{self.details()}")
-        warnings.warn(
-            f"Skipped invalid records: {self.summary()}. Pass strict=True to raise instead.",
-            DataValidationWarning,
-            stacklevel=stacklevel,
-        )
+        warnings.warn(f"Skipped invalid records: {self.summary()}. Pass strict=True to raise instead.",
+                      DataValidationWarning, stacklevel=stacklevel)

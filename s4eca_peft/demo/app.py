@@ -31,7 +31,7 @@ from .pictures import scale_weights_picture, spatial_gate_picture
 
 EXAMPLE_SEEDS = (1000, 1001, 1002)
 EXAMPLE_SIZE = 256
-MASK_MAX_AGE_S = 3600  # written mask files older than this are removed on the next request
+FILE_MAX_AGE_S = 600  # uploads and written masks older than this are removed (uploads checked every minute)
 MASK_SUFFIXES = (".png", ".tif")
 IMAGE_HEIGHT = 320  # pixels of the image and overlay panels
 PICTURE_SIDE = 256  # the image under the spatial gates is shrunk to at most this side
@@ -50,21 +50,10 @@ def require_gradio() -> Any:
 
 @dataclass
 class SegmentationView:
-    """What the app shows for one image and expression.
-
-    Args:
-        mask (`np.ndarray` of shape `(height, width)`, dtype `bool`): `S4ECASegmenter.predict`'s mask.
-        overlay (`PIL.Image.Image`): the image with the mask tinted and outlined (`overlay_prediction`).
-        scale_weights (`PIL.Image.Image`, *optional*): scale weights per block and branch; `None` when the adapter
-            has scale selection off.
-        spatial_gate (`PIL.Image.Image`, *optional*): spatial gate of every block; `None` when spatial selection is
-            off.
-        mask_path (`Path`): the mask written as an 8-bit PNG, 0 background / 255 foreground.
-        summary (`str`): one line of Markdown about the result.
-        geotiff_path (`Path`, *optional*): the mask as a GeoTIFF with the input's CRS and transform (1 object,
-            0 background, 255 nodata), written when the input is a georeferenced GeoTIFF and rasterio is installed;
-            `None` otherwise.
-    """
+    """What the app shows for one image and expression: ``mask`` `(height, width)` bool (`S4ECASegmenter.predict`'s),
+    its ``overlay``, the ``scale_weights`` and ``spatial_gate`` pictures (`None` for a selection switched off), the
+    8-bit mask PNG at ``mask_path``, a one-line Markdown ``summary``, and the mask GeoTIFF on the input's grid at
+    ``geotiff_path`` for a georeferenced GeoTIFF input (`None` otherwise); docs/demo.md."""
 
     mask: np.ndarray
     overlay: Image.Image
@@ -109,13 +98,8 @@ def write_example_scenes(folder: Path) -> list[list[str]]:
 
 
 class DemoSession:
-    """One loaded adapter serving the app: predicts with the selection maps, writes mask PNGs (and GeoTIFFs).
-
-    Args:
-        segmenter (`S4ECASegmenter`): the adapter to serve.
-        workdir (`str` or `os.PathLike`, *optional*): where example scenes and mask PNGs are written; a new
-            temporary folder by default.
-    """
+    """One loaded adapter serving the app: predicts with the selection maps, writes mask PNGs (and GeoTIFFs) under
+    ``workdir`` (a new temporary folder by default)."""
 
     def __init__(self, segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None) -> None:
         self.segmenter = segmenter
@@ -127,8 +111,8 @@ class DemoSession:
         """Predict ``image`` (a file path) for ``expression``; `ValueError` for an empty expression."""
         if not isinstance(expression, str) or not expression.strip():
             raise ValueError("Type an expression that describes the object to segment.")
-        array = load_image(image, name="image")  # (H, W, 3) float32, read once for the pictures
-        prediction = self.segmenter.predict(image, expression, threshold=threshold, return_selection_maps=True)
+        array = load_image(image, name="image")  # (H, W, 3) float32, read once for the prediction and the pictures
+        prediction = self.segmenter.predict(array, expression, threshold=threshold, return_selection_maps=True)
         mask, windows = prediction.mask, prediction.windows or []
         height, width = mask.shape
         maps = prediction.selection_maps[0] if windows else prediction.selection_maps
@@ -158,10 +142,8 @@ class DemoSession:
             array = array[top:bottom, left:right]
         background = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
         background.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
-        scale = None
-        if weights:
-            count = next(iter(weights.values())).shape[0]
-            scale = scale_weights_picture(weights, branch_labels(self.segmenter, count))
+        count = next(iter(weights.values())).shape[0] if weights else 0  # extractor branches
+        scale = scale_weights_picture(weights, branch_labels(self.segmenter, count)) if weights else None
         gate = spatial_gate_picture(gates, np.asarray(background)) if gates else None
         return scale, gate
 
@@ -169,12 +151,30 @@ class DemoSession:
         now = time.time()
         for old in [p for p in self.mask_dir.iterdir() if p.suffix in MASK_SUFFIXES]:
             with contextlib.suppress(FileNotFoundError):  # another request may have removed it
-                if now - old.stat().st_mtime > MASK_MAX_AGE_S:
+                if now - old.stat().st_mtime > FILE_MAX_AGE_S:
                     old.unlink()
         digest = hashlib.sha1(f"{expression}\n{threshold}\n{time.time_ns()}".encode()).hexdigest()[:10]
         path = self.mask_dir / f"{Path(image).stem}_mask_{digest}.png"
         save_image_atomic(mask_to_image(mask), path)
         return path
+
+
+def explain_refused_uploads(gr: Any, image: Any) -> None:
+    """A file that ``image`` (a `gradio.Image`) cannot open is answered by a message naming what the app expects,
+    not Gradio's generic error, and removed at once when it is an upload in Gradio's cache."""
+    preprocess = image.preprocess
+
+    def preprocess_or_explain(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+            upload = Path(os.path.realpath(getattr(payload, "path", None) or image.GRADIO_CACHE))
+            if upload.is_relative_to(os.path.realpath(image.GRADIO_CACHE)) and upload.is_file():
+                upload.unlink(missing_ok=True)
+            name = getattr(payload, "orig_name", None) or "The upload"
+            raise gr.Error(f"{name} is not an image the app can read: upload a PNG, JPEG or (Geo)TIFF.") from error
+
+    image.preprocess = preprocess_or_explain
 
 
 DESCRIPTION = """\
@@ -187,15 +187,8 @@ georeferenced GeoTIFF, also as a GeoTIFF with the same coordinate system and tra
 
 
 def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None, title: str | None = None) -> Any:
-    """The app as a `gradio.Blocks` (not launched). Its endpoint ``/segment`` takes (image file, expression,
-    threshold) and returns (overlay, mask, scale weights, spatial gate, mask PNG file, summary, mask GeoTIFF file or
-    None).
-
-    Args:
-        segmenter (`S4ECASegmenter`): the adapter to serve.
-        workdir (`str` or `os.PathLike`, *optional*): folder for the example scenes and mask PNGs.
-        title (`str`, *optional*): page heading and browser tab title.
-    """
+    """The app serving ``segmenter`` as a `gradio.Blocks` (not launched), its files under ``workdir`` and ``title`` as
+    its heading; the endpoint ``/segment`` is described in docs/demo.md."""
     gr = require_gradio()
     session = DemoSession(segmenter, workdir)
     examples = write_example_scenes(session.workdir / "examples")
@@ -212,7 +205,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
         return (view.overlay, mask_to_image(view.mask), view.scale_weights, view.spatial_gate, str(view.mask_path),
                 view.summary, geotiff)
 
-    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(MASK_MAX_AGE_S, MASK_MAX_AGE_S)) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(60, FILE_MAX_AGE_S)) as demo:
         gr.Markdown(f"# {title}\n\n{DESCRIPTION}")
         with gr.Row():
             with gr.Column():
@@ -238,6 +231,7 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                 summary = gr.Markdown(elem_id="s4eca-summary")
                 scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
                                  elem_id="s4eca-scale-weights")
+        explain_refused_uploads(gr, image)
         gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
                         height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
         gr.on(

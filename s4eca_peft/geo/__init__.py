@@ -9,22 +9,6 @@ from .prediction import ProbabilityFn, RasterPrediction, predict_raster, segment
 from .reading import SceneStretch, is_georeferenced_geotiff, read_rgb, select_bands, valid_mask
 from .writing import write_mask_geotiff
 
-__all__ = [
-    "GEO_EXTRA_HINT",
-    "ProbabilityFn",
-    "RasterPrediction",
-    "SceneStretch",
-    "WindowStitcher",
-    "axis_weights",
-    "cosine_ramp",
-    "has_rasterio",
-    "is_georeferenced_geotiff",
-    "predict_raster",
-    "read_rgb",
-    "require_fiona",
-    "require_rasterio",
-    "segmenter_probabilities",
-    "select_bands",
-    "valid_mask",
-    "write_mask_geotiff",
-]
+__all__ = ["GEO_EXTRA_HINT", "ProbabilityFn", "RasterPrediction", "SceneStretch", "WindowStitcher", "axis_weights",
+           "cosine_ramp", "has_rasterio", "is_georeferenced_geotiff", "predict_raster", "read_rgb", "require_fiona",
+           "require_rasterio", "segmenter_probabilities", "select_bands", "valid_mask", "write_mask_geotiff"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,19 +75,16 @@ def segmenter_probabilities(segmenter: Any, expression: str) -> ProbabilityFn:
 def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
     """Window settings: those given, else the segmenter's, else the segmenter's defaults for a 480 px model."""
     defaults = {"max_side": 1600, "tile_size": 960, "tile_overlap": 0.25, "batch_size": 8}
-    settings = {}
-    for name, default in defaults.items():
-        value = given[name] if given[name] is not None else getattr(predictor, name, default)
-        settings[name] = value
+    settings = {name: getattr(predictor, name, default) if given[name] is None else given[name]
+                for name, default in defaults.items()}
     if settings["max_side"] <= 0 or settings["tile_size"] <= 0 or settings["batch_size"] <= 0:
         raise ValueError(f"max_side, tile_size and batch_size must be positive, got {settings}.")
     if not 0.0 <= settings["tile_overlap"] < 1.0:
         raise ValueError(f"tile_overlap must lie in [0, 1), got {settings['tile_overlap']}.")
     if hasattr(predictor, "predict") and settings["tile_size"] > predictor.max_side:
-        raise ValueError(
-            f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side ({predictor.max_side}): each window "
-            "must be predicted whole. Lower tile_size or raise max_side."
-        )
+        raise ValueError(f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side "
+                         f"({predictor.max_side}): each window must be predicted whole. Lower tile_size or raise "
+                         "max_side.")
     return settings
 
 
@@ -146,16 +144,10 @@ def predict_raster(
         with private_folder(output) as scratch:
             mask_tmp, score_tmp = scratch / "mask.tif", scratch / "score.tif"
             try:
-                score_file = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector is not None else None
-                try:
-                    with open_scratch_mask(mask_tmp, source) as mask_file:
-                        object_pixels = _predict_windows(
-                            source, chosen, stretch, stitcher, probabilities_of, settings["batch_size"], threshold,
-                            mask_file, score_file,
-                        )
-                finally:
-                    if score_file is not None:
-                        score_file.close()
+                score_sink = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector else nullcontext()
+                with score_sink as score_file, open_scratch_mask(mask_tmp, source) as mask_file:
+                    object_pixels = _predict_windows(source, chosen, stretch, stitcher, probabilities_of,
+                                                     settings["batch_size"], threshold, mask_file, score_file)
             except rasterio.errors.RasterioError as error:  # the scratch rasters: a full disk, a read-only folder
                 raise write_failed(output, error) from error
             publish_mask(mask_tmp, output, cog=cog)
@@ -179,9 +171,8 @@ def _checked_paths(
     path, output = Path(path), Path(output)
     vector = Path(vector) if vector is not None else None
     if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(
-            f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}."
-        )
+        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got "
+                         f"{str(output)!r}.")
     if vector is not None:
         check_vector_path(vector)
     if not path.is_file():

@@ -1,14 +1,5 @@
-"""Reading a raster window by window into the model's float RGB, with the package's image rules applied per scene.
-
-* Bands: ``bands`` (1-based, one or three) picks and orders them; by default the red, green and blue bands when the
-  file's colour interpretation names them, else the first three, else a single band repeated as grey.
-* Values follow `s4eca_peft.modeling.image_io`: uint8 / 255; other integers stretched per band from the 2nd to the
-  98th percentile; floats kept in [0, 1] or divided by 255. The percentiles and the float scale come from the whole
-  scene (from a decimated read, served by overviews when the file has them, for scenes larger than
-  ``sample_side``), never from one window, so all windows agree.
-* Nodata: a pixel is nodata when any selected band masks it (nodata value, alpha band or internal mask, as GDAL
-  reports it). Nodata pixels are left out of the percentiles and fed to the model as black.
-"""
+"""Reading a raster window by window into the model's float RGB, with the package's image rule applied per scene:
+bands, values and nodata as docs/geospatial.md ("How the scene is read") describes."""
 
 from __future__ import annotations
 
@@ -45,7 +36,7 @@ def is_georeferenced_geotiff(path: str | os.PathLike) -> bool:
 
 
 def select_bands(dataset: Any, bands: Sequence[int] | None = None) -> tuple[int, int, int]:
-    """Three 1-based band indexes of ``dataset`` to read as red, green, blue (see the module docstring)."""
+    """Three 1-based band indexes of ``dataset`` to read as red, green, blue (docs/geospatial.md)."""
     count = dataset.count
     if bands is not None:
         bands = [int(band) for band in bands]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import atomic_write, write_text_atomic
 from .dependencies import require_fiona, require_rasterio
 from .writing import OBJECT
 
@@ -81,10 +81,8 @@ def _row_extent(geometry: dict, d: float, e: float, f: float) -> tuple[int, int]
 def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], crs: Any, expression: str) -> None:
     """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.geojson`` or ``.gpkg``."""
     check_vector_path(path)
-    records = [
-        {"expression": expression, "score": None if score is None else round(score, 4), "pixels": pixels}
-        for _, score, pixels in polygons
-    ]
+    records = [{"expression": expression, "score": None if score is None else round(score, 4), "pixels": pixels}
+               for _, score, pixels in polygons]
     if path.suffix.lower() == ".gpkg":
         fiona = require_fiona()
         schema = {"geometry": "Polygon", "properties": {"expression": "str", "score": "float", "pixels": "int"}}
@@ -101,12 +99,8 @@ def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], c
     collection: dict[str, Any] = {"type": "FeatureCollection"}
     if crs is not None:  # the source CRS, named as GDAL and QGIS read it (RFC 7946 readers assume WGS 84)
         epsg = crs.to_epsg()
-        collection["crs"] = {
-            "type": "name",
-            "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()},
-        }
-    collection["features"] = [
-        {"type": "Feature", "geometry": geometry, "properties": record}
-        for (geometry, _, _), record in zip(polygons, records)
-    ]
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(collection), encoding="utf-8"))
+        name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
+        collection["crs"] = {"type": "name", "properties": {"name": name}}
+    collection["features"] = [{"type": "Feature", "geometry": geometry, "properties": record}
+                              for (geometry, _, _), record in zip(polygons, records)]
+    write_text_atomic(path, json.dumps(collection))

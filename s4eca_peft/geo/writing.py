@@ -22,17 +22,9 @@ BLOCK = 256
 def scratch_profile(source: Any) -> dict[str, Any]:
     """Profile of an uncompressed tiled single-band uint8 raster on ``source``'s grid (cells can be written in any
     order without the file growing)."""
-    tiled = source.width > BLOCK or source.height > BLOCK
-    profile = {
-        "driver": "GTiff",
-        "width": source.width,
-        "height": source.height,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": source.crs,
-        "transform": source.transform,
-    }
-    if tiled:
+    profile = {"driver": "GTiff", "width": source.width, "height": source.height, "count": 1, "dtype": "uint8",
+               "crs": source.crs, "transform": source.transform}
+    if source.width > BLOCK or source.height > BLOCK:
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     return profile
 

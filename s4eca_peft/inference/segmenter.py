@@ -34,14 +34,8 @@ from .windows import WindowStitcher
 MANY_WINDOWS = 64
 """Above this many sliding windows for one image, a warning is given and progress is shown."""
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -69,11 +63,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """``"bf16"`` / ``"bfloat16"`` / ``torch.bfloat16`` ... -> ``torch.dtype``; ``None`` and ``"auto"`` -> ``None``."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if isinstance(dtype, str):
-        if dtype == "auto":
-            return None
-        if dtype.lower() in DTYPES:
-            return DTYPES[dtype.lower()]
+    if isinstance(dtype, str) and (dtype == "auto" or dtype.lower() in DTYPES):
+        return DTYPES.get(dtype.lower())
     raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}, 'auto' or a torch.dtype.")
 
 
@@ -154,14 +145,11 @@ class S4ECASegmenter:
         tile_overlap: float = 0.25,
         batch_size: int = 8,
     ) -> None:
-        if max_side <= 0:
-            raise ValueError(f"`max_side` must be positive, got {max_side}.")
-        if tile_size is not None and tile_size <= 0:
-            raise ValueError(f"`tile_size` must be positive, got {tile_size}.")
+        for name, value in (("max_side", max_side), ("tile_size", tile_size), ("batch_size", batch_size)):
+            if value is not None and value <= 0:
+                raise ValueError(f"`{name}` must be positive, got {value}.")
         if not 0.0 <= tile_overlap < 1.0:
             raise ValueError(f"`tile_overlap` must lie in [0, 1), got {tile_overlap}.")
-        if batch_size <= 0:
-            raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
         self.model = model.eval()
         self.processor = processor
         self.metadata = dict(metadata or {})
@@ -194,17 +182,13 @@ class S4ECASegmenter:
             cache_dir / token: passed to the Hub client.
             settings: `max_side`, `tile_size`, `tile_overlap`, `batch_size` (see the class).
 
-        Raises `ValueError` naming the file or repo for a pickle-only checkpoint (never unpickled), an unreadable
-        safetensors file, a revision or repo that does not exist, and `AdapterBackboneMismatchError` for an adapter
-        trained on other backbones than the recorded ones.
+        The errors it raises, each naming the file or repo, are listed in docs/inference.md ("Safety and errors").
         """
         from ..adapter_folder import load_for_inference
 
-        device = resolve_device(device)
-        source = str(adapter_id_or_dir)
-        cache_dir = str(cache_dir) if cache_dir is not None else None
         model, processor, metadata = load_for_inference(
-            source, revision=revision, device=device, dtype=resolve_dtype(dtype), cache_dir=cache_dir, token=token
+            str(adapter_id_or_dir), revision=revision, device=resolve_device(device), dtype=resolve_dtype(dtype),
+            cache_dir=str(cache_dir) if cache_dir is not None else None, token=token,
         )
         return cls(model, processor, metadata, **settings)
 
@@ -241,23 +225,20 @@ class S4ECASegmenter:
     def _forward(self, arrays: list[np.ndarray], expressions: list[str], record: bool) -> tuple[torch.Tensor, Any]:
         """Arrays ``(H_i, W_i, 3)`` + expressions -> logits ``(batch, 1, S/4, S/4)`` (and the selection maps)."""
         inputs = self.processor(images=arrays, text=expressions)  # pixel_values (B, 3, S, S), input_ids (B, L)
-        model_inputs = {
-            "pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
-            "input_ids": inputs["input_ids"].to(self.device),
-            "attention_mask": inputs["attention_mask"].to(self.device),
-        }
-        if not record:
-            with torch.inference_mode():
-                return self.model(**model_inputs).logits.float(), None
-        tuner = self._selection_recorder()
-        tuner.record_selection_maps(True)
+        model_inputs = {"pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
+                        "input_ids": inputs["input_ids"].to(self.device),
+                        "attention_mask": inputs["attention_mask"].to(self.device)}
+        tuner = self._selection_recorder() if record else None
+        if tuner is not None:
+            tuner.record_selection_maps(True)
         try:
             with torch.inference_mode():
                 logits = self.model(**model_inputs).logits.float()
-            maps = tuner.get_selection_maps()  # layer -> {"scale_weights": (B, n, r), "spatial_gate": (B, 1, h, w)}
+            # layer -> {"scale_weights": (B, n, r), "spatial_gate": (B, 1, h, w)}
+            return logits, tuner.get_selection_maps() if tuner is not None else None
         finally:
-            tuner.record_selection_maps(False)
-        return logits, maps
+            if tuner is not None:
+                tuner.record_selection_maps(False)
 
     @staticmethod
     def _split_maps(maps: dict[str, dict[str, torch.Tensor]], index: int) -> dict[str, dict[str, np.ndarray]]:
@@ -305,8 +286,8 @@ class S4ECASegmenter:
         """Masks at each original image size.
 
         Args:
-            images: one image or a list (PIL images, ``(H, W[, C])`` numpy arrays, or paths; see
-                `s4eca_peft.modeling.image_io` for the conversion rule).
+            images: one image or a list (PIL images, ``(H, W[, C])`` numpy arrays, or paths; docs/architecture.md,
+                "Image conversion rule").
             expressions: one expression or a list. Lists of equal length pair up; one image with a list of
                 expressions, or a list of images with one expression, is broadcast.
             threshold: a pixel is foreground when its probability exceeds it.
@@ -329,6 +310,11 @@ class S4ECASegmenter:
         results: list[ReferringPrediction | None] = [None] * len(image_list)
         pending: list[tuple[int, np.ndarray, str]] = []
 
+        def result(probs: torch.Tensor, maps: Any, boxes: list | None = None) -> ReferringPrediction:
+            probs = probs.cpu().numpy()  # (H, W) at the original size
+            return ReferringPrediction(probs > threshold, probs if return_probabilities else None,
+                                       maps if return_selection_maps else None, boxes)
+
         def flush() -> None:
             if not pending:
                 return
@@ -336,11 +322,7 @@ class S4ECASegmenter:
             logits, maps = self._forward(arrays, texts, return_selection_maps)
             probabilities = self.processor.post_process_probabilities(logits, [a.shape[:2] for a in arrays])
             for j, ((index, _, _), probs) in enumerate(zip(pending, probabilities)):
-                results[index] = ReferringPrediction(
-                    mask=(probs > threshold).cpu().numpy(),
-                    probabilities=probs.cpu().numpy() if return_probabilities else None,
-                    selection_maps=self._split_maps(maps, j) if return_selection_maps else None,
-                )
+                results[index] = result(probs, self._split_maps(maps, j) if return_selection_maps else None)
             pending.clear()
 
         last_image, last_array = None, None
@@ -352,13 +334,7 @@ class S4ECASegmenter:
                 last_image, last_array = image, array
             height, width = array.shape[:2]
             if self.needs_windows(height, width):
-                probs, window_maps, boxes = self._predict_windows(array, text, return_selection_maps)
-                results[index] = ReferringPrediction(
-                    mask=(probs > threshold).numpy(),
-                    probabilities=probs.numpy() if return_probabilities else None,
-                    selection_maps=window_maps if return_selection_maps else None,
-                    windows=boxes,
-                )
+                results[index] = result(*self._predict_windows(array, text, return_selection_maps))
             else:
                 pending.append((index, array, text))
                 if len(pending) == self.batch_size:

@@ -1,16 +1,5 @@
-"""Reading images into float RGB arrays by one documented rule.
-
-Conversion rule (applied to PIL images, numpy arrays and paths alike):
-
-* Layout: ``(H, W)`` or ``(H, W, C)`` with ``C`` in 1, 3 or 4. One channel (grayscale) is repeated to RGB;
-  four channels (RGBA) keep RGB and drop alpha. Any other channel count is an error.
-* ``uint8``: divided by 255.
-* Other integer types (16-bit TIFF, common in remote sensing, often holding 10-12 significant bits): each
-  channel is stretched linearly from its 2nd to its 98th percentile to [0, 1] and clipped, the usual
-  display stretch for such imagery.
-* Floating point: values in [0, 1] are kept; a maximum above 1 is taken as a 0-255 range and divided by 255;
-  the result is clipped to [0, 1].
-"""
+"""Reading images (PIL images, numpy arrays and paths alike) into float RGB arrays by one rule: docs/architecture.md,
+"Image conversion rule"."""
 
 from __future__ import annotations
 
@@ -37,9 +26,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         image = image.convert("RGB")
-    elif image.mode == "LA":
-        image = image.convert("L")
-    elif image.mode == "1":
+    elif image.mode in ("LA", "1"):
         image = image.convert("L")
     return np.asarray(image)
 
@@ -54,8 +41,8 @@ def read_image_file(path: str | os.PathLike, name: str = "image", max_pixels: in
         with Image.open(path) as opened:
             if opened.width * opened.height > max_pixels:
                 raise ValueError(f"{opened.width} x {opened.height} = {opened.width * opened.height} pixels is more "
-                                 f"than the limit of {max_pixels} "
-                                  "(raise it with --max_pixels, or use a GeoTIFF, read window by window)")
+                             f"than the limit of {max_pixels} (raise it with --max_pixels, or use a GeoTIFF, read "
+                             "window by window)")
             opened.load()
             return opened.copy()
     except Exception as error:  # PIL raises many types for unreadable files
@@ -63,7 +50,7 @@ def read_image_file(path: str | os.PathLike, name: str = "image", max_pixels: in
 
 
 def load_image(image: ImageInput, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Any accepted input -> ``(H, W, 3)`` float32 RGB in [0, 1] (see the module docstring); a file of more than
+    """Any accepted input -> ``(H, W, 3)`` float32 RGB in [0, 1] (the conversion rule); a file of more than
     ``max_pixels`` pixels is refused before decoding."""
     if isinstance(image, (str, os.PathLike)):
         array = _pil_to_array(read_image_file(image, name, max_pixels))
