@@ -5,7 +5,7 @@ server that runs until stopped) are skipped. Training commands are
 run as written with small-run flags appended (argparse keeps the last value), and ``count_parameters.py`` in its
 ``--tiny`` mode, so the suite stays fast. Benchmarks run as ``python -m benchmarks.<name>`` with the repository on
 ``PYTHONPATH``. The benchmarks' ``--smoke`` commands are left to
-``tests/test_benchmarks_smoke.py``, which runs them and checks what they write: nothing runs twice.
+``tests/benchmarks/test_benchmarks_smoke.py``, which runs them and checks what they write: nothing runs twice.
 
 Every documented training, evaluation, prediction and data-preparation command (README, docs/, model_cards/, the
 GPU- and Hub-only blocks included) is also parsed, without running it, by the parsers that would read it:
@@ -86,7 +86,7 @@ def test_page_commands_run(page, workdir):
         if command.startswith("pytest") or "&& pytest" in command:
             continue  # the suite itself
         if RUN_BY_SMOKE_TEST.search(command):
-            continue  # tests/test_benchmarks_smoke.py runs it
+            continue  # tests/benchmarks/test_benchmarks_smoke.py runs it
         result = subprocess.run(shorten(command), shell=True, cwd=workdir, env=env, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, f"{page}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

@@ -12,7 +12,7 @@ model can only guess which one is meant.
   steps) the expression can reach the mask only through the vision adapters; evaluated with every image's vision
   adapters given the proxies of another image's expression, the trained model scores clearly lower. Adapters that
   ignored their proxies, or a tuner that never routed them, would score exactly the same
-  (tests/test_language_use.py), so a do-nothing adapter fails this test.
+  (tests/tuner/test_language_use.py), so a do-nothing adapter fails this test.
 * Whether the default model's adapters use the language, with the head reading the sentence: after 64 steps they do
   not yet (the head's sentence conditioning carries it), so that test is a strict expected failure: it turns red
   the day it passes.
@@ -104,7 +104,7 @@ def test_with_a_head_that_reads_no_sentence_the_trained_vision_adapters_carry_th
     mismatched = validation_scores(output / "sentence_free_head", mismatched_proxies=True)
     print({f"{metric} {which}": round(100 * scores[metric], 2) for which, scores in
            (("matched proxies", matched), ("mismatched", mismatched)) for metric in ("mIoU", "oIoU")})
-    # adapters that ignore their proxies score exactly the same (tests/test_language_use.py)
+    # adapters that ignore their proxies score exactly the same (tests/tuner/test_language_use.py)
     assert mismatched["mIoU"] < matched["mIoU"] - 0.02
     assert mismatched["oIoU"] < matched["oIoU"]
 

@@ -47,18 +47,32 @@ def test_the_script_exits_non_zero_on_findings(tmp_path):
     assert "long is 251 lines long" in misshapen.stdout
 
 
+def all_test_modules() -> list[Path]:
+    return sorted((REPO / "tests").rglob("test_*.py"))
+
+
+def test_test_modules_have_distinct_names_and_the_shared_modules_sit_at_the_top():
+    """pytest imports each test module by its file name (the folders are not packages), and every folder reaches the
+    shared modules through ``tests/`` on the path."""
+    names = [path.name for path in all_test_modules()]
+    assert len(names) > 50 and [name for name in set(names) if names.count(name) > 1] == []
+    nested = [path for path in (REPO / "tests").rglob("*.py") if path.parent != REPO / "tests"]
+    assert [path for path in nested if not path.name.startswith("test_")] == []
+    assert list((REPO / "tests").rglob("__init__.py")) == []
+
+
 def test_test_modules_import_no_other_test_module_nor_the_benchmarks():
     """Tests share code through helper modules (``tiny_models``, ``fake_hub``, ...), never through each other; only the
-    benchmarks' own tests import the benchmarks."""
+    benchmarks' own tests (``tests/benchmarks/``) import the benchmarks."""
     import ast
 
-    tests = Path(__file__).resolve().parent
     found = []
-    for path in sorted(tests.glob("test_*.py")):
+    for path in all_test_modules():
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             top = {name.split(".")[0] for name in names}
-            benchmark = not path.name.startswith("test_benchmark") and top & {"benchmarks", "accuracy_synthetic"}
-            found += [f"{path.name} imports {name}" for name in sorted(top) if name.startswith("test_") or benchmark]
+            benchmark = path.parent.name != "benchmarks" and top & {"benchmarks", "accuracy_synthetic"}
+            found += [f"{path.relative_to(REPO)} imports {name}" for name in sorted(top)
+                      if name.startswith("test_") or benchmark]
     assert found == []

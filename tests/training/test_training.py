@@ -20,7 +20,7 @@ from transformers import SwinModel
 
 pytestmark = pytest.mark.slow  # every test here trains (in this process or in subprocesses)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO / "examples" / "train.py")
 
 

@@ -29,7 +29,7 @@ from s4eca_peft.pretraining import (
     train_pretext,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 
 

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from s4eca_peft.training.model_card import render_model_card
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_front_matter_parses_as_peft_card():

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.common import METHOD_LABELS, METHODS, module_process, read_section
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 ACCURACY_RUNS = ["s4eca", "s4eca_no_feedback", "lora", "head", "full", "s4eca_no_scale", "s4eca_no_spatial",
                  "s4eca_no_queries"]

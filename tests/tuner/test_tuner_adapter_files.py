@@ -197,7 +197,7 @@ def test_the_security_page_states_the_limits_in_force():
     from s4eca_peft.predict_command import MAX_LINE_BYTES
     from s4eca_peft.tuner import config
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     limits = {name: getattr(config, name) for name in dir(config) if name.startswith("MAX_")}
     limits.update(MAX_OUTLINE_FACTOR=MAX_OUTLINE_FACTOR, MAX_DEPTH=safe_pickle.MAX_DEPTH,
                   MAX_JSON_DEPTH=MAX_JSON_DEPTH, MAX_LINE_BYTES=MAX_LINE_BYTES, MAX_IMAGE_PIXELS=MAX_IMAGE_PIXELS)

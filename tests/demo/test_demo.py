@@ -188,7 +188,7 @@ def test_missing_gradio_names_the_extra(monkeypatch):
 
 
 def test_space_layout(tmp_path):
-    folder = Path(__file__).resolve().parents[1] / "examples" / "space"
+    folder = Path(__file__).resolve().parents[2] / "examples" / "space"
     spec = importlib.util.spec_from_file_location("space_app", folder / "app.py")
     space_app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(space_app)

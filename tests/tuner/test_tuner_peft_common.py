@@ -13,7 +13,7 @@ Which of peft's tests run:
   adapters skip themselves with the reason S4ECA gives (non-linear adapters cannot be merged), as peft does for its
   own non-mergeable methods, and those about options S4ECA does not have (`bias`) skip with peft's reason;
 - tests parametrized over `ALL_PEFT_CONFIG_CLASSES` are hard-wired to `DeepMLP` and a `target_modules` argument:
-  they are collected for `S4ECAConfig` and skipped with that reason (tests/test_tuner_model.py covers the same
+  they are collected for `S4ECAConfig` and skipped with that reason (tests/tuner/test_tuner_model.py covers the same
   ground for S4ECA);
 - tests written for one other method or model (LoRA, IA3, GLoRA, DoRA, GPT-2, trainable tokens, ...) are not
   collected.
@@ -206,7 +206,7 @@ upstream._skip_if_merging_not_supported = common._skip_if_merging_not_supported 
 
 NOT_APPLICABLE_CONFIG_CLASS_TESTS = (
     "hard-wired to peft's DeepMLP/MLP and a `target_modules` argument, which S4ECA replaces by text and vision "
-    "targets; tests/test_tuner_model.py covers requires-grad, set_adapter and modules_to_save for S4ECA"
+    "targets; tests/tuner/test_tuner_model.py covers requires-grad, set_adapter and modules_to_save for S4ECA"
 )
 
 
