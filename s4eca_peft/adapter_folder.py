@@ -212,18 +212,13 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
 
 
 def check_adapter_files(root: Path) -> None:
-    """Refuse pickle-only adapters and unreadable safetensors, naming the file."""
+    """Refuse pickle-only adapters and unreadable safetensors, naming the file (missing files are named by
+    `s4eca_peft.tuner.check_adapter_folder`)."""
     weights = root / ADAPTER_WEIGHTS
-    if not (root / ADAPTER_CONFIG).is_file():
-        raise FileNotFoundError(f"No {ADAPTER_CONFIG} in {str(root)!r}: not an S4ECA adapter folder.")
-    if not weights.is_file():
-        pickles = sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-        if pickles:
-            raise ValueError(
-                f"{str(root)!r} holds only pickle weights ({', '.join(pickles)}); they are never loaded because "
-                f"unpickling can run code. Convert them to {ADAPTER_WEIGHTS} with safetensors."
-            )
-        raise FileNotFoundError(f"No {ADAPTER_WEIGHTS} in {str(root)!r}.")
+    pickles = [] if weights.is_file() else sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ValueError(f"{str(root)!r} holds only pickle weights ({', '.join(pickles)}); they are never loaded "
+                         f"because unpickling can run code. Convert them to {ADAPTER_WEIGHTS} with safetensors.")
     for file in [weights, root / BASE_DIR / "model.safetensors"]:
         if file.is_file():
             try:
@@ -231,9 +226,8 @@ def check_adapter_files(root: Path) -> None:
                     for key in handle.keys():
                         handle.get_slice(key)
             except (SafetensorError, OSError, ValueError) as error:
-                raise ValueError(
-                    f"{str(file)!r} is not a readable safetensors file (corrupted or truncated): {error}"
-                ) from error
+                raise ValueError(f"{str(file)!r} is not a readable safetensors file (corrupted or truncated): {error}") \
+                    from error
 
 
 def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSegmentationModel:

@@ -271,9 +271,7 @@ def _row(number: int, record: dict) -> BatchRow:
                    vector=str(vector) if vector else None)
     if not image:
         row.error = "no image given"
-    elif not isinstance(expression, str) or not expression.strip():
-        row.error = "the expression is empty"
-    elif (text_error := _text_error(expression)) is not None:
+    elif (text_error := _text_error(expression or "")) is not None:  # empty, not text, not UTF-8
         row.error = text_error
     elif row.output is not None and Path(row.output).suffix.lower() not in OUTPUT_SUFFIXES:
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"

@@ -28,9 +28,10 @@ import numpy as np
 from ..files import private_folder, write_failed
 from ..inference.segmenter import MANY_WINDOWS
 from ..inference.windows import WindowStitcher
+from ..modeling.processing import _expression_text
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
-from .vectors import check_vector_path, mask_polygons, write_polygons
+from .vectors import VECTOR_SUFFIXES, mask_polygons, write_polygons
 from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_profile
 
 ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
@@ -164,17 +165,14 @@ def _checked_paths(
     expression: str, threshold: float, path: str | Path, output: str | Path, vector: str | Path | None
 ) -> tuple[Path, Path, Path | None]:
     """The arguments of `predict_raster` checked before any file is opened; the paths as `Path`."""
-    if not isinstance(expression, str) or not expression.strip():
-        raise ValueError("expression: the expression is empty; describe the object to segment.")
+    _expression_text(expression, "expression")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
-    path, output = Path(path), Path(output)
-    vector = Path(vector) if vector is not None else None
+    path, output, vector = Path(path), Path(output), Path(vector) if vector is not None else None
     if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got "
-                         f"{str(output)!r}.")
-    if vector is not None:
-        check_vector_path(vector)
+        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}.")
+    if vector is not None and vector.suffix.lower() not in VECTOR_SUFFIXES:
+        raise ValueError(f"vector: polygons are written as .geojson or .gpkg, got {str(vector)!r}.")
     if not path.is_file():
         raise FileNotFoundError(f"path: no raster file at {str(path)!r}.")
     return path, output, vector

@@ -17,11 +17,6 @@ VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg")
 SCORE_BAND_PIXELS = 1 << 22  # pixels burnt per band when summing polygon scores (16 MiB of int32 labels)
 
 
-def check_vector_path(path: Path) -> None:
-    if path.suffix.lower() not in VECTOR_SUFFIXES:
-        raise ValueError(f"vector: polygons are written as .geojson or .gpkg, got {str(path)!r}.")
-
-
 def mask_polygons(mask_path: Path, score_path: Path | None) -> list[tuple[dict, float | None, int]]:
     """``(GeoJSON polygon in world coordinates, mean probability, pixel count)`` per 4-connected object region of
     the mask raster; ``score_path`` holds probabilities scaled to 0-255 on the same grid.
@@ -79,8 +74,8 @@ def _row_extent(geometry: dict, d: float, e: float, f: float) -> tuple[int, int]
 
 
 def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], crs: Any, expression: str) -> None:
-    """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.geojson`` or ``.gpkg``."""
-    check_vector_path(path)
+    """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.gpkg``, else GeoJSON (the
+    suffix is one of `VECTOR_SUFFIXES`, checked by `predict_raster` before any work)."""
     records = [{"expression": expression, "score": None if score is None else round(score, 4), "pixels": pixels}
                for _, score, pixels in polygons]
     if path.suffix.lower() == ".gpkg":

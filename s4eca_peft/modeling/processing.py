@@ -76,12 +76,9 @@ class ReferringSegmentationProcessor:
         image_std: Sequence[float] = IMAGENET_STD,
         max_length: int = 20,
     ) -> None:
-        if image_size <= 0:
-            raise ValueError(f"`image_size` must be positive, got {image_size}.")
-        if max_length <= 0:
-            raise ValueError(f"`max_length` must be positive, got {max_length}.")
-        if len(image_mean) != 3 or len(image_std) != 3:
-            raise ValueError("`image_mean` and `image_std` must have 3 values (RGB).")
+        if image_size <= 0 or max_length <= 0 or len(image_mean) != 3 or len(image_std) != 3:
+            raise ValueError(f"`image_size` and `max_length` must be positive and `image_mean` / `image_std` hold 3 "
+                             f"values (RGB), got {image_size}, {max_length}, {image_mean}, {image_std}.")
         self.tokenizer = tokenizer
         self.image_size = int(image_size)
         self.image_mean = tuple(float(v) for v in image_mean)

@@ -150,9 +150,8 @@ class CheckpointManager:
         tmp, final = self.root / f"{TEMPORARY_PREFIX}{step}", self.root / f"checkpoint-{step}"
         try:
             if self.accelerator.is_main_process:  # made here, exclusively: a link planted at its name is not followed
-                if tmp.is_symlink() or tmp.is_file():
-                    tmp.unlink()
-                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(tmp, ignore_errors=True)  # a folder; a link or file is not followed but unlinked
+                tmp.unlink(missing_ok=True)
                 tmp.mkdir()
             self.accelerator.wait_for_everyone()
             self.accelerator.save_state(str(tmp))
@@ -161,10 +160,10 @@ class CheckpointManager:
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
+                for old in list_checkpoints(self.root)[: -self.total_limit]:
+                    shutil.rmtree(old, ignore_errors=True)
         except Exception as error:  # noqa: BLE001 - a full disk: torch's "iostream error", SafetensorError, OSError
             shutil.rmtree(tmp, ignore_errors=True)
             raise write_failed(final, error, "the previous checkpoint is intact: free space and resume with "
                                              "--resume_from_checkpoint latest") from error
-            for old in list_checkpoints(self.root)[: -self.total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
