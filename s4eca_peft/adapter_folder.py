@@ -116,10 +116,9 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
         differing = {k: (v, actual.get(name, {}).get(k)) for k, v in fields.items() if actual.get(name, {}).get(k) != v}
         if differing:
             details = ", ".join(f"{k}: trained {a!r}, found {b!r}" for k, (a, b) in differing.items())
-            raise AdapterBackboneMismatchError(
-                f"The adapter in {source!r} (adapter_model.safetensors) does not fit the base model rebuilt from "
-                f"{BASE_DIR}/: it was trained on other backbones ({name}: {details})."
-            )
+            raise AdapterBackboneMismatchError(f"The adapter in {source!r} (adapter_model.safetensors) does not fit the "
+                                               f"base model rebuilt from {BASE_DIR}/: it was trained on other backbones "
+                                               f"({name}: {details}).")
 
 
 def loadable_by_name(name_or_path: Any) -> bool:
@@ -137,19 +136,14 @@ def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
 def _check_replaceable_export(folder: Path, export: Path) -> None:
     """Refuse to replace ``folder`` unless it is empty or an earlier export holding nothing an export does not write."""
     present = sorted(p.name for p in folder.iterdir())
-    if not present:
-        return
-    if not (folder / METADATA_NAME).is_file():
-        raise ValueError(
-            f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and an export "
-            f"replaces its folder as a whole ({', '.join(present[:5])}). Choose a new or empty folder."
-        )
+    if present and not (folder / METADATA_NAME).is_file():
+        raise ValueError(f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and "
+                         f"an export replaces its folder as a whole ({', '.join(present[:5])}). Choose a new or empty "
+                         "folder.")
     foreign = [name for name in present if name != BASE_DIR and not (export / name).exists()]
     if foreign:
-        raise ValueError(
-            f"{str(folder)!r} holds files a new export would not keep ({', '.join(foreign[:5])}); an export replaces "
-            "its folder as a whole. Move them out or choose another folder."
-        )
+        raise ValueError(f"{str(folder)!r} holds files a new export would not keep ({', '.join(foreign[:5])}); an "
+                         "export replaces its folder as a whole. Move them out or choose another folder.")
 
 
 def save_for_inference(
@@ -178,12 +172,8 @@ def save_for_inference(
         ships_weights = base_weights_shipped(config)
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
-        metadata = {
-            "image_size": processor.image_size,
-            "base_weights_included": ships_weights,
-            "backbone_architecture": backbone_architecture(config),
-        }
-        metadata.update(extra_metadata or {})
+        metadata = {"image_size": processor.image_size, "base_weights_included": ships_weights,
+                    "backbone_architecture": backbone_architecture(config), **(extra_metadata or {})}
         write_json_atomic(staging / METADATA_NAME, metadata)
 
     return atomic_write_folder(output_dir, write, check_replaceable=_check_replaceable_export)
@@ -245,18 +235,14 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
         model = ReferringSegmentationModel(config)
         result = model.load_state_dict(load_file(str(weights)), strict=False)
         if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"{str(weights)!r} does not match the base model of {BASE_DIR}/config.json: "
-                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
-            )
+            raise ValueError(f"{str(weights)!r} does not match the base model of {BASE_DIR}/config.json: missing "
+                             f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.")
         return model
     names = (config.vision_name_or_path, config.text_name_or_path)
     if not all(name and (loadable_by_name(name) or Path(name).is_dir()) for name in names):
-        raise FileNotFoundError(
-            f"{str(weights)!r} is missing, and the base model of this adapter ({recorded_backbones(config)}) is "
-            "neither on the Hub nor in a local folder, so its frozen weights must be in that file. Copy the "
-            "complete adapter folder again."
-        )
+        raise FileNotFoundError(f"{str(weights)!r} is missing, and the base model of this adapter "
+                                f"({recorded_backbones(config)}) is neither on the Hub nor in a local folder, so its "
+                                "frozen weights must be in that file. Copy the complete adapter folder again.")
     head_kwargs = {key: getattr(config, key) for key in MODEL_OPTIONS}
     return ReferringSegmentationModel.from_backbones(
         config.vision_name_or_path, config.text_name_or_path, vision_revision=getattr(config, "vision_revision", None),
@@ -285,10 +271,9 @@ def load_for_inference(
     try:
         model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
     except AdapterBackboneMismatchError as error:
-        raise AdapterBackboneMismatchError(
-            f"The adapter in {str(name_or_path)!r} ({ADAPTER_WEIGHTS}) does not fit the base model rebuilt from "
-            f"{recorded_backbones(base.config)}: it was trained on other backbones. {error}"
-        ) from error
+        raise AdapterBackboneMismatchError(f"The adapter in {str(name_or_path)!r} ({ADAPTER_WEIGHTS}) does not fit the "
+                                           f"base model rebuilt from {recorded_backbones(base.config)}: it was trained "
+                                           f"on other backbones. {error}") from error
     try:
         processor = ReferringSegmentationProcessor.from_pretrained(root)
     except Exception as error:  # noqa: BLE001 - tokenizers raise KeyError, Exception, ... for a bad tokenizer.json

@@ -78,10 +78,8 @@ def add_adapter_arguments(parser: argparse.ArgumentParser, default_reference: bo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="s4eca-predict",
-        description="Predict referring-segmentation masks (0/255 PNG) and overlays with an S4ECA adapter.",
-    )
+    parser = argparse.ArgumentParser(prog="s4eca-predict", description="Predict referring-segmentation masks "
+                                     "(0/255 PNG) and overlays with an S4ECA adapter.")
     add_adapter_arguments(parser)
     single = parser.add_argument_group("one image")
     single.add_argument("--image", help="Image path (PNG, JPEG, TIFF ...).")
@@ -221,10 +219,9 @@ def _read_csv(path: Path) -> Iterator[BatchRow]:
         fieldnames = fieldnames or []
         missing = {"image", "expression"} - set(fieldnames)
         if error or missing:
-            raise ValueError(
-                f"{path}: the CSV header must name the columns image and expression (and optionally output); "
-                + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + "."
-            )
+            raise ValueError(f"{path}: the CSV header must name the columns image and expression (and optionally "
+                             "output); " + (f"malformed header ({error})" if error else f"missing "
+                                            f"{', '.join(sorted(missing))}") + ".")
         for first, where, values, error in records:
             row = first - 1  # data rows, without the header (the row's first line)
             if error is not None:
@@ -312,16 +309,13 @@ def plan_batch(
     """
     root = Path(os.path.realpath(output_dir))
     paths = []
+    inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
     for row in rows:
-        image_path = Path(row.image)
-        if not image_path.is_absolute():
-            image_path = batch_file.parent / image_path
+        image_path = batch_file.parent / row.image  # an absolute image path stays as it is
         mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
         if row.output is None and (geotiff or row.vector):  # GeoTIFF-only options: the default name is a .tif
             mask_path = mask_path.with_suffix(".tif")
         paths.append((image_path, mask_path, output_dir / row.vector if row.vector else None))
-    inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
-    for row, (image_path, _, _) in zip(rows, paths):
         if row.error is None:
             inputs.setdefault(Path(os.path.realpath(image_path)), f"the input image of row {row.number}")
     written: dict[Path, int] = {}

@@ -42,9 +42,8 @@ def require_gradio() -> Any:
     try:
         import gradio
     except ImportError as error:
-        raise ImportError(
-            "The S4ECA demo needs Gradio, which the 'demo' extra installs: pip install 's4eca-peft[demo]'."
-        ) from error
+        raise ImportError("The S4ECA demo needs Gradio, which the 'demo' extra installs: pip install "
+                          "'s4eca-peft[demo]'.") from error
     return gradio
 
 
@@ -215,9 +214,8 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                                         elem_id="s4eca-expression")
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Threshold", elem_id="s4eca-threshold")
                 submit = gr.Button("Segment", variant="primary", elem_id="s4eca-submit")
-                gr.Examples(
-                    examples=examples, inputs=[image, expression], label="Example scenes", elem_id="s4eca-examples"
-                )
+                gr.Examples(examples=examples, inputs=[image, expression], label="Example scenes",
+                            elem_id="s4eca-examples")
             with gr.Column():
                 overlay = gr.Image(label="Mask over the image", type="pil", format="png", interactive=False,
                                    height=IMAGE_HEIGHT, elem_id="s4eca-overlay")
@@ -234,11 +232,6 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
         explain_refused_uploads(gr, image)
         gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
                         height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
-        gr.on(
-            triggers=[submit.click, expression.submit],
-            fn=run,
-            inputs=[image, expression, threshold],
-            outputs=[overlay, mask, scale, gate, mask_file, summary, geotiff_file],
-            api_name="segment",
-        )
+        gr.on(triggers=[submit.click, expression.submit], fn=run, inputs=[image, expression, threshold],
+              outputs=[overlay, mask, scale, gate, mask_file, summary, geotiff_file], api_name="segment")
     return demo

@@ -123,9 +123,8 @@ def predict_raster(
     """
     rasterio = require_rasterio()
     path, output, vector = _checked_paths(expression, threshold, path, output, vector)
-    settings = _settings(
-        predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap, batch_size=batch_size
-    )
+    settings = _settings(predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap,
+                         batch_size=batch_size)
     probabilities_of = segmenter_probabilities(predictor, expression) if hasattr(predictor, "predict") else predictor
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(path) as source:

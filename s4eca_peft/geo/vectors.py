@@ -85,9 +85,8 @@ def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], c
 
         def write_gpkg(tmp: Path) -> None:
             with fiona.open(tmp, "w", driver="GPKG", schema=schema, crs_wkt=crs_wkt, layer=path.stem) as sink:
-                sink.writerecords(
-                    {"geometry": geometry, "properties": record} for (geometry, _, _), record in zip(polygons, records)
-                )
+                sink.writerecords({"geometry": geometry, "properties": record}
+                                  for (geometry, _, _), record in zip(polygons, records))
 
         atomic_write(path, write_gpkg)
         return

@@ -24,9 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _as_list(value: Any) -> list:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _expression_text(expression: Any, name: str) -> str:
@@ -36,20 +34,17 @@ def _expression_text(expression: Any, name: str) -> str:
         try:
             expression = bytes(expression).decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(
-                f"{name}: the expression is not UTF-8 text (byte {bytes(expression)[error.start:error.start + 1]!r} "
-                f"at position {error.start}: {error.reason}); pass UTF-8 text."
-            ) from error
+            raise ValueError(f"{name}: the expression is not UTF-8 text (byte "
+                             f"{bytes(expression)[error.start:error.start + 1]!r} at position {error.start}: "
+                             f"{error.reason}); pass UTF-8 text.") from error
     if not isinstance(expression, str):
         raise TypeError(f"{name}: expected a string, got {type(expression).__name__}.")
     try:
         expression.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise ValueError(
-            f"{name}: the expression holds a lone surrogate (U+{ord(expression[error.start]):04X}) at character "
-            f"{error.start}, which is not text; it usually comes from bytes that were not UTF-8 (e.g. a command-line "
-            "argument in another encoding). Pass UTF-8 text."
-        ) from error
+        raise ValueError(f"{name}: the expression holds a lone surrogate (U+{ord(expression[error.start]):04X}) at "
+                         f"character {error.start}, which is not text; it usually comes from bytes that were not UTF-8 "
+                         "(e.g. a command-line argument in another encoding). Pass UTF-8 text.") from error
     if not expression.strip():
         raise ValueError(f"{name}: the expression is empty; describe the object to segment.")
     return expression
@@ -94,10 +89,8 @@ class ReferringSegmentationProcessor:
         out = []
         for array in arrays:
             tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
-            if tensor.shape[-2:] != (self.image_size, self.image_size):
-                tensor = F.interpolate(
-                    tensor, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
-                )
+            if tensor.shape[-2:] != (side := (self.image_size, self.image_size)):
+                tensor = F.interpolate(tensor, size=side, mode="bilinear", align_corners=False, antialias=True)
             out.append((tensor[0].clamp(0, 1) - mean) / std)
         return torch.stack(out)
 
@@ -115,9 +108,8 @@ class ReferringSegmentationProcessor:
     def tokenize(self, text: str | bytes | Sequence[str | bytes]) -> dict[str, torch.Tensor]:
         """Expressions (text, or UTF-8 bytes) -> ``input_ids`` / ``attention_mask`` ``(batch, max_length)``."""
         expressions = [_expression_text(expression, f"text[{i}]") for i, expression in enumerate(_as_list(text))]
-        return self.tokenizer(
-            expressions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        return self.tokenizer(expressions, padding="max_length", truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
 
     def __call__(
         self,
@@ -134,14 +126,11 @@ class ReferringSegmentationProcessor:
             raise ValueError("Give `images`, `text` or both.")
         data: dict[str, Any] = {}
         if images is not None and text is not None and len(_as_list(images)) != len(_as_list(text)):
-            raise ValueError(
-                f"Got {len(_as_list(images))} images and {len(_as_list(text))} expressions; expected one "
-                "expression per image."
-            )
+            raise ValueError(f"Got {len(_as_list(images))} images and {len(_as_list(text))} expressions; expected one "
+                             "expression per image.")
         if text is not None:
             encoded = self.tokenize(text)
-            data["input_ids"] = encoded["input_ids"]
-            data["attention_mask"] = encoded["attention_mask"]
+            data.update(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
         if images is not None:
             data["pixel_values"] = self.preprocess_images(images)
         if masks is not None:
@@ -175,13 +164,8 @@ class ReferringSegmentationProcessor:
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "processor_class": type(self).__name__,
-            "image_size": self.image_size,
-            "image_mean": list(self.image_mean),
-            "image_std": list(self.image_std),
-            "max_length": self.max_length,
-        }
+        return {"processor_class": type(self).__name__, "image_size": self.image_size, "image_mean": list(self.image_mean),
+                "image_std": list(self.image_std), "max_length": self.max_length}
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         directory = Path(save_directory)
@@ -216,13 +200,10 @@ class ReferringSegmentationProcessor:
         for their side."""
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if vision_name_or_path is not None:
-            vision_path = resolve_model_reference(vision_name_or_path)
-            stats = _read_image_stats(vision_path, **_with_revision(kwargs, vision_revision))
-            if stats is not None:
-                mean, std = stats
-        tokenizer = auto_from_pretrained(
-            AutoTokenizer, resolve_model_reference(text_name_or_path), **_with_revision(kwargs, text_revision)
-        )
+            stats = _read_image_stats(resolve_model_reference(vision_name_or_path), **_with_revision(kwargs, vision_revision))
+            mean, std = stats or (mean, std)
+        tokenizer = auto_from_pretrained(AutoTokenizer, resolve_model_reference(text_name_or_path),
+                                         **_with_revision(kwargs, text_revision))
         return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
 
 

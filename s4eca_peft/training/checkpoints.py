@@ -121,9 +121,7 @@ class CheckpointManager:
         path = Path(resume_from)
         missing = [name for name in (STATE_FILE, *CHECKPOINT_FILES) if not (path / name).is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"--resume_from_checkpoint {path}: not a complete checkpoint (no {', '.join(missing)})."
-            )
+            raise FileNotFoundError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {', '.join(missing)}).")
         return path
 
     def resume(self, resume_from: str | None) -> RunState:

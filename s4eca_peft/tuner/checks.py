@@ -98,21 +98,16 @@ def check_adapter_tensors(
 ) -> None:
     """Refuse non-finite tensors and weights whose sizes contradict ``config``, naming ``source`` (the weights
     file or folder) and the tensors."""
-    non_finite = [
-        key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()
-    ]
+    non_finite = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
     if non_finite:
-        raise AdapterFileError(
-            f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite values (e.g. "
-            f"{non_finite[:3]}); such an adapter predicts nothing useful (a diverged training run or a damaged "
-            "file) and is refused."
-        )
+        raise AdapterFileError(f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite "
+                               f"values (e.g. {non_finite[:3]}); such an adapter predicts nothing useful (a diverged "
+                               "training run or a damaged file) and is refused.")
     disagreements = config_weight_disagreements(config, state_dict, adapter_name)
     if disagreements:
-        raise AdapterFileError(
-            f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs to other "
-            "weights):\n  " + "\n  ".join(disagreements) + f"\nRestore the {CONFIG_NAME} saved with the weights."
-        )
+        raise AdapterFileError(f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs to "
+                               "other weights):\n  " + "\n  ".join(disagreements)
+                               + f"\nRestore the {CONFIG_NAME} saved with the weights.")
 
 
 def check_adapter_folder(folder: str | os.PathLike) -> Any:
