@@ -64,9 +64,8 @@ Checkpoints, logs, pictures and anything pickled stay behind."""
 def adapter_root(folder: str | os.PathLike) -> Path:
     """The adapter folder ``folder`` stands for: its ``adapter/`` subfolder when ``folder`` is a training run's folder
     (the subfolder holds ``adapter_config.json``), else ``folder`` itself."""
-    folder = Path(folder)
-    run_adapter = folder / RUN_ADAPTER_DIR
-    return run_adapter if (run_adapter / ADAPTER_CONFIG).is_file() else folder
+    run_adapter = Path(folder) / RUN_ADAPTER_DIR
+    return run_adapter if (run_adapter / ADAPTER_CONFIG).is_file() else Path(folder)
 
 
 def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -92,11 +91,8 @@ ARCHITECTURE_FIELDS = (
 
 def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict[str, Any]]:
     """The shape-defining fields of both encoders' configs (what an adapter depends on)."""
-    result = {}
-    for name in ("vision_config", "text_config"):
-        sub = getattr(config, name).to_dict()
-        result[name] = {key: sub[key] for key in ARCHITECTURE_FIELDS if key in sub}
-    return result
+    sides = {name: getattr(config, name).to_dict() for name in ("vision_config", "text_config")}
+    return {name: {key: sub[key] for key in ARCHITECTURE_FIELDS if key in sub} for name, sub in sides.items()}
 
 
 def recorded_backbones(config: ReferringSegmentationConfig) -> str:
@@ -146,12 +142,8 @@ def _check_replaceable_export(folder: Path, export: Path) -> None:
                          "export replaces its folder as a whole. Move them out or choose another folder.")
 
 
-def save_for_inference(
-    peft_model: Any,
-    processor: ReferringSegmentationProcessor,
-    output_dir: str | os.PathLike,
-    extra_metadata: dict[str, Any] | None = None,
-) -> Path:
+def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcessor, output_dir: str | os.PathLike,
+                       extra_metadata: dict[str, Any] | None = None) -> Path:
     """Write the adapter, processor, base config (and base weights when needed) and metadata as the folder
     ``output_dir``.
 
@@ -243,20 +235,16 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
         raise FileNotFoundError(f"{str(weights)!r} is missing, and the base model of this adapter "
                                 f"({recorded_backbones(config)}) is neither on the Hub nor in a local folder, so its "
                                 "frozen weights must be in that file. Copy the complete adapter folder again.")
-    head_kwargs = {key: getattr(config, key) for key in MODEL_OPTIONS}
     return ReferringSegmentationModel.from_backbones(
         config.vision_name_or_path, config.text_name_or_path, vision_revision=getattr(config, "vision_revision", None),
-        text_revision=getattr(config, "text_revision", None), **head_kwargs, **hub_options,
+        text_revision=getattr(config, "text_revision", None), **{key: getattr(config, key) for key in MODEL_OPTIONS},
+        **hub_options,
     )
 
 
 def load_for_inference(
-    name_or_path: str | os.PathLike,
-    revision: str | None = None,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-    cache_dir: str | None = None,
-    token: Any = None,
+    name_or_path: str | os.PathLike, revision: str | None = None, device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None, cache_dir: str | None = None, token: Any = None,
 ) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
     """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
     from peft import PeftModel

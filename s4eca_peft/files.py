@@ -208,11 +208,8 @@ def _swap_in(staging: Path, target: Path) -> None:
     shutil.rmtree(aside)
 
 
-def atomic_write_folder(
-    target: str | os.PathLike,
-    write: Callable[[Path], Any],
-    check_replaceable: Callable[[Path, Path], None] | None = None,
-) -> Path:
+def atomic_write_folder(target: str | os.PathLike, write: Callable[[Path], Any],
+                        check_replaceable: Callable[[Path, Path], None] | None = None) -> Path:
     """Call ``write(tmp)`` on an empty folder beside ``target``, then put it at ``target`` in one step, replacing the
     folder there as a whole: a reader, or a process killed at any point, finds the previous folder or the complete
     new one, never a mix of both.

@@ -298,9 +298,8 @@ def planned_targets(mask_path: Path, vector_path: Path | None, overlay: bool) ->
     return targets + ([("vector", vector_path)] if vector_path is not None else [])
 
 
-def plan_batch(
-    rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool, geotiff: bool = False
-) -> list[tuple[Path, Path, Path | None]]:
+def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool,
+               geotiff: bool = False) -> list[tuple[Path, Path, Path | None]]:
     """``(image path, mask path, vector path)`` of each row, checked before any work.
 
     A row whose mask, overlay or vector resolves outside ``output_dir``, or names something other than a regular
@@ -386,9 +385,8 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_batch(
-    segmenter, args: argparse.Namespace, rows: list[BatchRow], paths: list[tuple[Path, Path, Path | None]]
-) -> int:
+def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
+                  paths: list[tuple[Path, Path, Path | None]]) -> int:
     """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
     appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
     from tqdm.auto import tqdm
@@ -456,11 +454,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                                geotiff=bool(args.bands or args.cog))
         else:
             check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
-        segmenter = S4ECASegmenter.from_pretrained(
-            args.adapter, revision=args.revision, device=device, dtype=args.dtype, cache_dir=args.cache_dir,
-            max_side=args.max_side, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
-            batch_size=args.batch_size,
-        )
+        windows = {name: getattr(args, name) for name in ("max_side", "tile_size", "tile_overlap", "batch_size")}
+        segmenter = S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=device,
+                                                   dtype=args.dtype, cache_dir=args.cache_dir, **windows)
         return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)
     except (OSError, ValueError) as error:  # bad adapter, revision, batch file or image: one clear line
         if args.debug:

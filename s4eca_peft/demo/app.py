@@ -118,17 +118,16 @@ class DemoSession:
         scale, gate = self._pictures(maps, array, windows)
         path = self._write_mask(mask, image, expression, threshold)
         geotiff = write_mask_geotiff(mask, image, path.with_suffix(".tif")) if is_georeferenced_geotiff(image) else None
-        share = 100.0 * mask.mean()
-        summary = f"Mask: {int(mask.sum())} of {height * width} pixels ({share:.1f} %), threshold {threshold:.2f}."
+        summary = (f"Mask: {int(mask.sum())} of {height * width} pixels ({100.0 * mask.mean():.1f} %), threshold "
+                   f"{threshold:.2f}.")
         if windows:
             summary += f" Predicted in {len(windows)} sliding windows; the selection maps show the first window."
         if geotiff is not None:
             summary += " The mask is also offered as a GeoTIFF on the input's grid."
         return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary, geotiff)
 
-    def _pictures(
-        self, maps: dict[str, dict[str, np.ndarray]], array: np.ndarray, windows: list
-    ) -> tuple[Image.Image | None, Image.Image | None]:
+    def _pictures(self, maps: dict[str, dict[str, np.ndarray]], array: np.ndarray,
+                  windows: list) -> tuple[Image.Image | None, Image.Image | None]:
         """Pictures of the selections the adapter has switched on (a switched-off one is recorded as uniform)."""
         config = getattr(self.segmenter.model, "active_peft_config", None)
         labels = short_block_names(list(maps))

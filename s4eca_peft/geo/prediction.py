@@ -89,22 +89,11 @@ def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
     return settings
 
 
-def predict_raster(
-    predictor: Any,
-    path: str | Path,
-    expression: str,
-    output: str | Path,
-    *,
-    vector: str | Path | None = None,
-    bands: Sequence[int] | None = None,
-    threshold: float = 0.5,
-    cog: bool = False,
-    max_side: int | None = None,
-    tile_size: int | None = None,
-    tile_overlap: float | None = None,
-    batch_size: int | None = None,
-    stretch_sample_side: int = 2048,
-) -> RasterPrediction:
+def predict_raster(predictor: Any, path: str | Path, expression: str, output: str | Path, *,
+                   vector: str | Path | None = None, bands: Sequence[int] | None = None, threshold: float = 0.5,
+                   cog: bool = False, max_side: int | None = None, tile_size: int | None = None,
+                   tile_overlap: float | None = None, batch_size: int | None = None,
+                   stretch_sample_side: int = 2048) -> RasterPrediction:
     """Predict ``expression`` over the raster at ``path`` and write a mask GeoTIFF on the same grid.
 
     Args:
@@ -160,9 +149,8 @@ def predict_raster(
     return RasterPrediction(output, vector, crs, (height, width), len(boxes), object_pixels, polygons)
 
 
-def _checked_paths(
-    expression: str, threshold: float, path: str | Path, output: str | Path, vector: str | Path | None
-) -> tuple[Path, Path, Path | None]:
+def _checked_paths(expression: str, threshold: float, path: str | Path, output: str | Path,
+                   vector: str | Path | None) -> tuple[Path, Path, Path | None]:
     """The arguments of `predict_raster` checked before any file is opened; the paths as `Path`."""
     _expression_text(expression, "expression")
     if not 0.0 <= threshold <= 1.0:
@@ -177,10 +165,9 @@ def _checked_paths(
     return path, output, vector
 
 
-def _predict_windows(
-    source: Any, chosen: Any, stretch: SceneStretch, stitcher: WindowStitcher, probabilities_of: ProbabilityFn,
-    batch_size: int, threshold: float, mask_file: Any, score_file: Any,
-) -> int:
+def _predict_windows(source: Any, chosen: Any, stretch: SceneStretch, stitcher: WindowStitcher,
+                     probabilities_of: ProbabilityFn, batch_size: int, threshold: float, mask_file: Any,
+                     score_file: Any) -> int:
     """Predict every window a batch at a time, write each finished region's mask (and scores); object pixel count."""
     from tqdm.auto import tqdm
 

@@ -63,14 +63,9 @@ class ReferringSegmentationProcessor:
     dropped, 16-bit stretched by percentiles).
     """
 
-    def __init__(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        image_size: int = 480,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
-        max_length: int = 20,
-    ) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int = 480,
+                 image_mean: Sequence[float] = IMAGENET_MEAN, image_std: Sequence[float] = IMAGENET_STD,
+                 max_length: int = 20) -> None:
         if image_size <= 0 or max_length <= 0 or len(image_mean) != 3 or len(image_std) != 3:
             raise ValueError(f"`image_size` and `max_length` must be positive and `image_mean` / `image_std` hold 3 "
                              f"values (RGB), got {image_size}, {max_length}, {image_mean}, {image_std}.")
@@ -84,8 +79,7 @@ class ReferringSegmentationProcessor:
     def preprocess_images(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """Images -> ``(batch, 3, image_size, image_size)`` normalised float32."""
         arrays = [load_image(image, name=f"images[{i}]") for i, image in enumerate(_as_list(images))]
-        mean = torch.tensor(self.image_mean).view(3, 1, 1)
-        std = torch.tensor(self.image_std).view(3, 1, 1)
+        mean, std = (torch.tensor(values).view(3, 1, 1) for values in (self.image_mean, self.image_std))
         out = []
         for array in arrays:
             tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
@@ -111,13 +105,8 @@ class ReferringSegmentationProcessor:
         return self.tokenizer(expressions, padding="max_length", truncation=True, max_length=self.max_length,
                               return_tensors="pt")
 
-    def __call__(
-        self,
-        images: ImageInput | Sequence[ImageInput] | None = None,
-        text: str | Sequence[str] | None = None,
-        masks: Any = None,
-        return_tensors: str | None = "pt",
-    ) -> BatchFeature:
+    def __call__(self, images: ImageInput | Sequence[ImageInput] | None = None, text: str | Sequence[str] | None = None,
+                 masks: Any = None, return_tensors: str | None = "pt") -> BatchFeature:
         """Returns ``pixel_values`` ``(B, 3, S, S)``, ``input_ids`` / ``attention_mask`` ``(B, max_length)``, and
         ``labels`` ``(B, 1, S, S)`` when ``masks`` are given."""
         if return_tensors not in (None, "pt"):
@@ -154,9 +143,8 @@ class ReferringSegmentationProcessor:
             probabilities.append(upsampled[0, 0].sigmoid())
         return probabilities
 
-    def post_process_masks(
-        self, outputs: Any, target_sizes: Sequence[tuple[int, int]], threshold: float = 0.5
-    ) -> list[torch.Tensor]:
+    def post_process_masks(self, outputs: Any, target_sizes: Sequence[tuple[int, int]],
+                           threshold: float = 0.5) -> list[torch.Tensor]:
         """Boolean masks ``(H_i, W_i)`` at each original size: probability > ``threshold``."""
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
@@ -185,16 +173,13 @@ class ReferringSegmentationProcessor:
             from huggingface_hub import hf_hub_download
 
             config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs(kwargs)))
-        settings = json.loads(config_file.read_text())
-        settings.pop("processor_class", None)
-        tokenizer = auto_from_pretrained(AutoTokenizer, name_or_path, **kwargs)
-        return cls(tokenizer, **settings)
+        settings = {key: value for key, value in json.loads(config_file.read_text()).items() if key != "processor_class"}
+        return cls(auto_from_pretrained(AutoTokenizer, name_or_path, **kwargs), **settings)
 
     @classmethod
-    def from_backbones(
-        cls, vision_name_or_path: str | None, text_name_or_path: str, image_size: int = 480, max_length: int = 20,
-        vision_revision: str | None = None, text_revision: str | None = None, **kwargs: Any,
-    ) -> ReferringSegmentationProcessor:
+    def from_backbones(cls, vision_name_or_path: str | None, text_name_or_path: str, image_size: int = 480,
+                       max_length: int = 20, vision_revision: str | None = None, text_revision: str | None = None,
+                       **kwargs: Any) -> ReferringSegmentationProcessor:
         """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present.
         ``vision_revision`` / ``text_revision`` (e.g. the commits the encoders were loaded at) override ``revision``
         for their side."""
@@ -221,9 +206,7 @@ def _read_image_stats(name_or_path: str, **kwargs: Any) -> tuple[list[float], li
             config_file = Path(hf_hub_download(name_or_path, "preprocessor_config.json", **hub_kwargs(kwargs)))
         except Exception:  # a backbone without an image processor keeps the ImageNet statistics
             return None
-    if not config_file.is_file():
-        return None
-    settings = json.loads(config_file.read_text())
+    settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
     if "image_mean" in settings and "image_std" in settings:
         return list(settings["image_mean"]), list(settings["image_std"])
     return None

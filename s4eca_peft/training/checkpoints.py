@@ -101,8 +101,7 @@ class CheckpointManager:
         accelerator.wait_for_everyone()
 
     def _save_adapter_only(self, models: list, weights: list, checkpoint_dir: str) -> None:
-        for _ in range(len(models)):
-            weights.pop()
+        del weights[len(weights) - len(models):]  # the adapter alone is saved, below
         if self.accelerator.is_main_process:
             self.accelerator.unwrap_model(models[0]).save_pretrained(checkpoint_dir)
 
