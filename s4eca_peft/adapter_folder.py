@@ -64,9 +64,8 @@ Checkpoints, logs, pictures and anything pickled stay behind."""
 def adapter_root(folder: str | os.PathLike) -> Path:
     """The adapter folder ``folder`` stands for: its ``adapter/`` subfolder when ``folder`` is a training run's folder
     (the subfolder holds ``adapter_config.json``), else ``folder`` itself."""
-    folder = Path(folder)
-    run_adapter = folder / RUN_ADAPTER_DIR
-    return run_adapter if (run_adapter / ADAPTER_CONFIG).is_file() else folder
+    run_adapter = Path(folder) / RUN_ADAPTER_DIR
+    return run_adapter if (run_adapter / ADAPTER_CONFIG).is_file() else Path(folder)
 
 
 def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -92,11 +91,8 @@ ARCHITECTURE_FIELDS = (
 
 def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict[str, Any]]:
     """The shape-defining fields of both encoders' configs (what an adapter depends on)."""
-    result = {}
-    for name in ("vision_config", "text_config"):
-        sub = getattr(config, name).to_dict()
-        result[name] = {key: sub[key] for key in ARCHITECTURE_FIELDS if key in sub}
-    return result
+    sides = {name: getattr(config, name).to_dict() for name in ("vision_config", "text_config")}
+    return {name: {key: sub[key] for key in ARCHITECTURE_FIELDS if key in sub} for name, sub in sides.items()}
 
 
 def recorded_backbones(config: ReferringSegmentationConfig) -> str:
@@ -116,10 +112,9 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
         differing = {k: (v, actual.get(name, {}).get(k)) for k, v in fields.items() if actual.get(name, {}).get(k) != v}
         if differing:
             details = ", ".join(f"{k}: trained {a!r}, found {b!r}" for k, (a, b) in differing.items())
-            raise AdapterBackboneMismatchError(
-                f"The adapter in {source!r} (adapter_model.safetensors) does not fit the base model rebuilt from "
-                f"{BASE_DIR}/: it was trained on other backbones ({name}: {details})."
-            )
+            raise AdapterBackboneMismatchError(f"The adapter in {source!r} (adapter_model.safetensors) does not fit the "
+                                               f"base model rebuilt from {BASE_DIR}/: it was trained on other backbones "
+                                               f"({name}: {details}).")
 
 
 def loadable_by_name(name_or_path: Any) -> bool:
@@ -137,27 +132,18 @@ def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
 def _check_replaceable_export(folder: Path, export: Path) -> None:
     """Refuse to replace ``folder`` unless it is empty or an earlier export holding nothing an export does not write."""
     present = sorted(p.name for p in folder.iterdir())
-    if not present:
-        return
-    if not (folder / METADATA_NAME).is_file():
-        raise ValueError(
-            f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and an export "
-            f"replaces its folder as a whole ({', '.join(present[:5])}). Choose a new or empty folder."
-        )
+    if present and not (folder / METADATA_NAME).is_file():
+        raise ValueError(f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and "
+                         f"an export replaces its folder as a whole ({', '.join(present[:5])}). Choose a new or empty "
+                         "folder.")
     foreign = [name for name in present if name != BASE_DIR and not (export / name).exists()]
     if foreign:
-        raise ValueError(
-            f"{str(folder)!r} holds files a new export would not keep ({', '.join(foreign[:5])}); an export replaces "
-            "its folder as a whole. Move them out or choose another folder."
-        )
+        raise ValueError(f"{str(folder)!r} holds files a new export would not keep ({', '.join(foreign[:5])}); an "
+                         "export replaces its folder as a whole. Move them out or choose another folder.")
 
 
-def save_for_inference(
-    peft_model: Any,
-    processor: ReferringSegmentationProcessor,
-    output_dir: str | os.PathLike,
-    extra_metadata: dict[str, Any] | None = None,
-) -> Path:
+def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcessor, output_dir: str | os.PathLike,
+                       extra_metadata: dict[str, Any] | None = None) -> Path:
     """Write the adapter, processor, base config (and base weights when needed) and metadata as the folder
     ``output_dir``.
 
@@ -178,12 +164,8 @@ def save_for_inference(
         ships_weights = base_weights_shipped(config)
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
-        metadata = {
-            "image_size": processor.image_size,
-            "base_weights_included": ships_weights,
-            "backbone_architecture": backbone_architecture(config),
-        }
-        metadata.update(extra_metadata or {})
+        metadata = {"image_size": processor.image_size, "base_weights_included": ships_weights,
+                    "backbone_architecture": backbone_architecture(config), **(extra_metadata or {})}
         write_json_atomic(staging / METADATA_NAME, metadata)
 
     return atomic_write_folder(output_dir, write, check_replaceable=_check_replaceable_export)
@@ -212,18 +194,13 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
 
 
 def check_adapter_files(root: Path) -> None:
-    """Refuse pickle-only adapters and unreadable safetensors, naming the file."""
+    """Refuse pickle-only adapters and unreadable safetensors, naming the file (missing files are named by
+    `s4eca_peft.tuner.check_adapter_folder`)."""
     weights = root / ADAPTER_WEIGHTS
-    if not (root / ADAPTER_CONFIG).is_file():
-        raise FileNotFoundError(f"No {ADAPTER_CONFIG} in {str(root)!r}: not an S4ECA adapter folder.")
-    if not weights.is_file():
-        pickles = sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-        if pickles:
-            raise ValueError(
-                f"{str(root)!r} holds only pickle weights ({', '.join(pickles)}); they are never loaded because "
-                f"unpickling can run code. Convert them to {ADAPTER_WEIGHTS} with safetensors."
-            )
-        raise FileNotFoundError(f"No {ADAPTER_WEIGHTS} in {str(root)!r}.")
+    pickles = [] if weights.is_file() else sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ValueError(f"{str(root)!r} holds only pickle weights ({', '.join(pickles)}); they are never loaded "
+                         f"because unpickling can run code. Convert them to {ADAPTER_WEIGHTS} with safetensors.")
     for file in [weights, root / BASE_DIR / "model.safetensors"]:
         if file.is_file():
             try:
@@ -231,9 +208,8 @@ def check_adapter_files(root: Path) -> None:
                     for key in handle.keys():
                         handle.get_slice(key)
             except (SafetensorError, OSError, ValueError) as error:
-                raise ValueError(
-                    f"{str(file)!r} is not a readable safetensors file (corrupted or truncated): {error}"
-                ) from error
+                raise ValueError(f"{str(file)!r} is not a readable safetensors file (corrupted or truncated): {error}") \
+                    from error
 
 
 def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSegmentationModel:
@@ -251,32 +227,24 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
         model = ReferringSegmentationModel(config)
         result = model.load_state_dict(load_file(str(weights)), strict=False)
         if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"{str(weights)!r} does not match the base model of {BASE_DIR}/config.json: "
-                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
-            )
+            raise ValueError(f"{str(weights)!r} does not match the base model of {BASE_DIR}/config.json: missing "
+                             f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.")
         return model
     names = (config.vision_name_or_path, config.text_name_or_path)
     if not all(name and (loadable_by_name(name) or Path(name).is_dir()) for name in names):
-        raise FileNotFoundError(
-            f"{str(weights)!r} is missing, and the base model of this adapter ({recorded_backbones(config)}) is "
-            "neither on the Hub nor in a local folder, so its frozen weights must be in that file. Copy the "
-            "complete adapter folder again."
-        )
-    head_kwargs = {key: getattr(config, key) for key in MODEL_OPTIONS}
+        raise FileNotFoundError(f"{str(weights)!r} is missing, and the base model of this adapter "
+                                f"({recorded_backbones(config)}) is neither on the Hub nor in a local folder, so its "
+                                "frozen weights must be in that file. Copy the complete adapter folder again.")
     return ReferringSegmentationModel.from_backbones(
         config.vision_name_or_path, config.text_name_or_path, vision_revision=getattr(config, "vision_revision", None),
-        text_revision=getattr(config, "text_revision", None), **head_kwargs, **hub_options,
+        text_revision=getattr(config, "text_revision", None), **{key: getattr(config, key) for key in MODEL_OPTIONS},
+        **hub_options,
     )
 
 
 def load_for_inference(
-    name_or_path: str | os.PathLike,
-    revision: str | None = None,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-    cache_dir: str | None = None,
-    token: Any = None,
+    name_or_path: str | os.PathLike, revision: str | None = None, device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None, cache_dir: str | None = None, token: Any = None,
 ) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
     """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
     from peft import PeftModel
@@ -291,10 +259,9 @@ def load_for_inference(
     try:
         model = PeftModel.from_pretrained(base, str(root), is_trainable=False)
     except AdapterBackboneMismatchError as error:
-        raise AdapterBackboneMismatchError(
-            f"The adapter in {str(name_or_path)!r} ({ADAPTER_WEIGHTS}) does not fit the base model rebuilt from "
-            f"{recorded_backbones(base.config)}: it was trained on other backbones. {error}"
-        ) from error
+        raise AdapterBackboneMismatchError(f"The adapter in {str(name_or_path)!r} ({ADAPTER_WEIGHTS}) does not fit the "
+                                           f"base model rebuilt from {recorded_backbones(base.config)}: it was trained "
+                                           f"on other backbones. {error}") from error
     try:
         processor = ReferringSegmentationProcessor.from_pretrained(root)
     except Exception as error:  # noqa: BLE001 - tokenizers raise KeyError, Exception, ... for a bad tokenizer.json

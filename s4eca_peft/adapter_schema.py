@@ -8,7 +8,6 @@ described here. Fields not listed are kept as they are (an export may carry more
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,34 +32,31 @@ MAX_VOCAB = 1 << 20
 
 @dataclass(frozen=True)
 class Field:
-    """What one JSON field may hold: a type (``"int"``, ``"number"``, ``"bool"``, ``"str"``, ``"object"``), a
-    range for numbers (each item of a list of ``length`` numbers), and whether ``null`` is allowed."""
+    """What one JSON field may hold: a type (``"int"``, ``"number"``, ``"bool"``, ``"str"``, ``"object"``), a range
+    for numbers, a list of ``length`` such items (0: any length; None: not a list), and whether ``null`` is allowed."""
 
     kind: str
     low: float | None = None
     high: float | None = None
-    length: int | None = None  # a list of this many items (None: not a list; 0: a list of any length)
+    length: int | None = None
     nullable: bool = False
 
 
-def _size(high: float) -> Field:
-    return Field("int", 1, high)
-
-
-def _sizes(high: float) -> Field:
-    return Field("int", 1, high, length=0)
+def _size(high: float, length: int | None = None) -> Field:
+    return Field("int", 1, high, length)
 
 
 _BACKBONE_FIELDS = {
-    "hidden_size": _size(MAX_WIDTH), "intermediate_size": _size(4 * MAX_WIDTH), "embed_dim": _size(MAX_WIDTH),
-    "hidden_sizes": _sizes(MAX_WIDTH), "embedding_size": _size(MAX_WIDTH), "num_hidden_layers": _size(MAX_LAYERS),
-    "num_attention_heads": _size(MAX_LAYERS), "depths": _sizes(MAX_LAYERS), "num_heads": _sizes(MAX_LAYERS),
-    "patch_size": _size(MAX_IMAGE_SIZE), "window_size": _size(MAX_IMAGE_SIZE), "image_size": _size(MAX_IMAGE_SIZE),
-    "num_channels": _size(16), "vocab_size": _size(MAX_VOCAB), "max_position_embeddings": _size(MAX_TOKENS),
-    "model_type": Field("str"),
+    **dict.fromkeys(("hidden_size", "embed_dim", "embedding_size"), _size(MAX_WIDTH)),
+    **dict.fromkeys(("num_hidden_layers", "num_attention_heads"), _size(MAX_LAYERS)),
+    **dict.fromkeys(("patch_size", "window_size", "image_size"), _size(MAX_IMAGE_SIZE)),
+    "intermediate_size": _size(4 * MAX_WIDTH), "hidden_sizes": _size(MAX_WIDTH, 0), "depths": _size(MAX_LAYERS, 0),
+    "num_heads": _size(MAX_LAYERS, 0), "num_channels": _size(16), "vocab_size": _size(MAX_VOCAB),
+    "max_position_embeddings": _size(MAX_TOKENS), "model_type": Field("str"),
 }
 """Size fields of the encoder configs inside ``s4eca_base/config.json`` (those not present are not required)."""
 
+_TEXT = Field("str", nullable=True)
 SCHEMAS: dict[str, dict[str, Field]] = {
     "s4eca_processor_config.json": {
         "image_size": Field("int", 16, MAX_IMAGE_SIZE), "max_length": Field("int", 1, MAX_TOKENS),
@@ -69,12 +65,10 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     },
     "s4eca_base/config.json": {
         "vision_config": Field("object"), "text_config": Field("object"), "decoder_dim": _size(MAX_WIDTH),
-        "head_reads_sentence": Field("bool"), "vit_feature_layers": Field("int", -MAX_LAYERS, MAX_LAYERS, length=4,
-                                                                          nullable=True),
+        "head_reads_sentence": Field("bool"), "freeze_backbones": Field("bool"),
+        "vit_feature_layers": Field("int", -MAX_LAYERS, MAX_LAYERS, length=4, nullable=True),
         "bce_weight": Field("number", 0.0, 1e3), "dice_weight": Field("number", 0.0, 1e3),
-        "freeze_backbones": Field("bool"), "vision_name_or_path": Field("str", nullable=True),
-        "text_name_or_path": Field("str", nullable=True), "vision_revision": Field("str", nullable=True),
-        "text_revision": Field("str", nullable=True),
+        **dict.fromkeys(("vision_name_or_path", "text_name_or_path", "vision_revision", "text_revision"), _TEXT),
     },
     "s4eca_metadata.json": {
         "image_size": Field("int", 16, MAX_IMAGE_SIZE), "base_weights_included": Field("bool"),
@@ -96,18 +90,13 @@ def _check_value(file: Path, where: str, field: Field, value: Any) -> None:
         return
     if field.length is not None:
         if not isinstance(value, list) or (field.length and len(value) != field.length):
-            count = f"{field.length} " if field.length else ""
-            raise _refuse(file, where, f"a list of {count}{field.kind} values", value)
+            raise _refuse(file, where, f"a list of {f'{field.length} ' if field.length else ''}{field.kind} values", value)
         for index, item in enumerate(value):
             _check_value(file, f"{where}[{index}]", Field(field.kind, field.low, field.high), item)
-        return
-    kind = _TYPES[field.kind]
-    is_bool = isinstance(value, bool)
-    if not isinstance(value, kind) or (is_bool and field.kind != "bool"):
+    elif not isinstance(value, _TYPES[field.kind]) or (isinstance(value, bool) and field.kind != "bool"):
         raise _refuse(file, where, f"a{'n' if field.kind[0] in 'io' else ''} {field.kind}", value)
-    if field.kind in ("int", "number"):
-        if not math.isfinite(value) or not (field.low <= value <= field.high):
-            raise _refuse(file, where, f"a finite {field.kind} in [{field.low:g}, {field.high:g}]", value)
+    elif field.kind in ("int", "number") and not field.low <= value <= field.high:  # NaN and infinities fail too
+        raise _refuse(file, where, f"a finite {field.kind} in [{field.low:g}, {field.high:g}]", value)
 
 
 def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = "") -> dict[str, Any]:
@@ -122,36 +111,29 @@ def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = 
     return data
 
 
-def read_json_file(file: str | os.PathLike) -> Any:
-    """The JSON content of an adapter-folder file: a regular file of at most `MAX_CONFIG_BYTES`, UTF-8, nested at most
-    `s4eca_peft.files.MAX_JSON_DEPTH` levels; an `AdapterFileError` naming it otherwise."""
-    file = Path(file)
-    try:
-        with open_regular(file, str(file)) as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except (OSError, ValueError) as error:
-        raise AdapterFileError(f"{file}: cannot be read ({error}).") from error
-    if len(data) > MAX_CONFIG_BYTES:
-        raise AdapterFileError(f"{file}: larger than MAX_CONFIG_BYTES = {MAX_CONFIG_BYTES} bytes.")
-    try:
-        return parse_json(data, str(file))
-    except ValueError as error:
-        raise AdapterFileError(str(error)) from error
-
-
 def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | None:
-    """The JSON object ``root/name`` (a key of `SCHEMAS`) checked against its schema; None when the file is absent."""
+    """The JSON object ``root/name`` (a key of `SCHEMAS`) checked against its schema; None when the file is absent.
+    The file must be regular, of at most `MAX_CONFIG_BYTES`, UTF-8 and nested at most
+    `s4eca_peft.files.MAX_JSON_DEPTH` levels; an `AdapterFileError` naming it otherwise."""
     file = Path(root) / name
     if not os.path.lexists(file):
         return None
-    data = check_fields(file, read_json_file(file), SCHEMAS[name])
-    if name == "s4eca_base/config.json":
-        encoders = {f"{side}.": data[side] for side in ("vision_config", "text_config") if side in data}
-    else:  # the metadata records the same encoder fields; the processor config has none
-        encoders = {f"backbone_architecture.{side}.": fields
-                    for side, fields in data.get("backbone_architecture", {}).items()}
-    for prefix, fields in encoders.items():
-        check_fields(file, fields, _BACKBONE_FIELDS, prefix=prefix)
+    try:
+        with open_regular(file, str(file)) as handle:
+            text = handle.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as error:
+        raise AdapterFileError(f"{file}: cannot be read ({error}).") from error
+    if len(text) > MAX_CONFIG_BYTES:
+        raise AdapterFileError(f"{file}: larger than MAX_CONFIG_BYTES = {MAX_CONFIG_BYTES} bytes.")
+    try:
+        data = check_fields(file, parse_json(text, str(file)), SCHEMAS[name])
+    except ValueError as error:  # not JSON, too deep, or a field refused (already an AdapterFileError)
+        raise AdapterFileError(str(error)) from error
+    base = name == "s4eca_base/config.json"  # the metadata records the same encoder fields; the processor has none
+    encoders = {side: data[side] for side in ("vision_config", "text_config") if side in data} if base else \
+        data.get("backbone_architecture", {})
+    for side, fields in encoders.items():
+        check_fields(file, fields, _BACKBONE_FIELDS, prefix=f"{'' if base else 'backbone_architecture.'}{side}.")
     return data
 
 

@@ -17,7 +17,7 @@ import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -148,13 +148,10 @@ def parse_json(text: str | bytes, source: str) -> Any:
 def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
     """``path`` opened for binary reading when it is a regular file; a FIFO, a device (``/dev/zero``) or a folder,
     which could be read forever or not at all, is a ValueError naming ``name`` and the path."""
-    try:
+    with suppress(IsADirectoryError):
         handle = open(path, "rb", opener=lambda file, flags: os.open(file, flags | getattr(os, "O_NONBLOCK", 0)))
-    except IsADirectoryError:
-        handle = None
-    if handle is not None and stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-        return handle
-    if handle is not None:
+        if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return handle
         handle.close()
     raise ValueError(f"{name}: {str(path)!r} is not a regular file (a folder, device or pipe).")
 
@@ -211,11 +208,8 @@ def _swap_in(staging: Path, target: Path) -> None:
     shutil.rmtree(aside)
 
 
-def atomic_write_folder(
-    target: str | os.PathLike,
-    write: Callable[[Path], Any],
-    check_replaceable: Callable[[Path, Path], None] | None = None,
-) -> Path:
+def atomic_write_folder(target: str | os.PathLike, write: Callable[[Path], Any],
+                        check_replaceable: Callable[[Path, Path], None] | None = None) -> Path:
     """Call ``write(tmp)`` on an empty folder beside ``target``, then put it at ``target`` in one step, replacing the
     folder there as a whole: a reader, or a process killed at any point, finds the previous folder or the complete
     new one, never a mix of both.
@@ -265,11 +259,9 @@ def is_hub_id_spelling(name: str) -> bool:
     """Whether ``name`` is spelled like a Hub repo id (``owner/name`` or ``name``), whatever exists on disk."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
+    with suppress(HFValidationError):
+        return validate_repo_id(name) is None
+    return False
 
 
 HUB_OPTIONS = ("revision", "cache_dir", "token")
@@ -285,14 +277,9 @@ COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 """A full Hub commit sha (what a pinned revision is recorded as)."""
 
 
-def hub_snapshot(
-    repo_id: str,
-    revision: str | None = None,
-    repo_type: str = "model",
-    allow_patterns: list[str] | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    token: Any = None,
-) -> Path:
+def hub_snapshot(repo_id: str, revision: str | None = None, repo_type: str = "model",
+                 allow_patterns: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
+                 token: Any = None) -> Path:
     """Download (or find in the cache, offline) ``repo_id`` at ``revision`` with ``huggingface_hub.snapshot_download``;
     returns the snapshot folder, ``.../snapshots/<commit>``. Hub errors become a ValueError naming the repo and the
     revision."""

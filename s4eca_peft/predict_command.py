@@ -78,10 +78,8 @@ def add_adapter_arguments(parser: argparse.ArgumentParser, default_reference: bo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="s4eca-predict",
-        description="Predict referring-segmentation masks (0/255 PNG) and overlays with an S4ECA adapter.",
-    )
+    parser = argparse.ArgumentParser(prog="s4eca-predict", description="Predict referring-segmentation masks "
+                                     "(0/255 PNG) and overlays with an S4ECA adapter.")
     add_adapter_arguments(parser)
     single = parser.add_argument_group("one image")
     single.add_argument("--image", help="Image path (PNG, JPEG, TIFF ...).")
@@ -221,10 +219,9 @@ def _read_csv(path: Path) -> Iterator[BatchRow]:
         fieldnames = fieldnames or []
         missing = {"image", "expression"} - set(fieldnames)
         if error or missing:
-            raise ValueError(
-                f"{path}: the CSV header must name the columns image and expression (and optionally output); "
-                + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + "."
-            )
+            raise ValueError(f"{path}: the CSV header must name the columns image and expression (and optionally "
+                             "output); " + (f"malformed header ({error})" if error else f"missing "
+                                            f"{', '.join(sorted(missing))}") + ".")
         for first, where, values, error in records:
             row = first - 1  # data rows, without the header (the row's first line)
             if error is not None:
@@ -271,9 +268,7 @@ def _row(number: int, record: dict) -> BatchRow:
                    vector=str(vector) if vector else None)
     if not image:
         row.error = "no image given"
-    elif not isinstance(expression, str) or not expression.strip():
-        row.error = "the expression is empty"
-    elif (text_error := _text_error(expression)) is not None:
+    elif (text_error := _text_error(expression or "")) is not None:  # empty, not text, not UTF-8
         row.error = text_error
     elif row.output is not None and Path(row.output).suffix.lower() not in OUTPUT_SUFFIXES:
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
@@ -303,9 +298,8 @@ def planned_targets(mask_path: Path, vector_path: Path | None, overlay: bool) ->
     return targets + ([("vector", vector_path)] if vector_path is not None else [])
 
 
-def plan_batch(
-    rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool, geotiff: bool = False
-) -> list[tuple[Path, Path, Path | None]]:
+def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool,
+               geotiff: bool = False) -> list[tuple[Path, Path, Path | None]]:
     """``(image path, mask path, vector path)`` of each row, checked before any work.
 
     A row whose mask, overlay or vector resolves outside ``output_dir``, or names something other than a regular
@@ -314,16 +308,13 @@ def plan_batch(
     """
     root = Path(os.path.realpath(output_dir))
     paths = []
+    inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
     for row in rows:
-        image_path = Path(row.image)
-        if not image_path.is_absolute():
-            image_path = batch_file.parent / image_path
+        image_path = batch_file.parent / row.image  # an absolute image path stays as it is
         mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
         if row.output is None and (geotiff or row.vector):  # GeoTIFF-only options: the default name is a .tif
             mask_path = mask_path.with_suffix(".tif")
         paths.append((image_path, mask_path, output_dir / row.vector if row.vector else None))
-    inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
-    for row, (image_path, _, _) in zip(rows, paths):
         if row.error is None:
             inputs.setdefault(Path(os.path.realpath(image_path)), f"the input image of row {row.number}")
     written: dict[Path, int] = {}
@@ -394,9 +385,8 @@ def predict_one(segmenter, args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_batch(
-    segmenter, args: argparse.Namespace, rows: list[BatchRow], paths: list[tuple[Path, Path, Path | None]]
-) -> int:
+def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
+                  paths: list[tuple[Path, Path, Path | None]]) -> int:
     """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
     appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
     from tqdm.auto import tqdm
@@ -464,11 +454,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                                geotiff=bool(args.bands or args.cog))
         else:
             check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
-        segmenter = S4ECASegmenter.from_pretrained(
-            args.adapter, revision=args.revision, device=device, dtype=args.dtype, cache_dir=args.cache_dir,
-            max_side=args.max_side, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
-            batch_size=args.batch_size,
-        )
+        windows = {name: getattr(args, name) for name in ("max_side", "tile_size", "tile_overlap", "batch_size")}
+        segmenter = S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=device,
+                                                   dtype=args.dtype, cache_dir=args.cache_dir, **windows)
         return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)
     except (OSError, ValueError) as error:  # bad adapter, revision, batch file or image: one clear line
         if args.debug:

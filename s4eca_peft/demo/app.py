@@ -42,9 +42,8 @@ def require_gradio() -> Any:
     try:
         import gradio
     except ImportError as error:
-        raise ImportError(
-            "The S4ECA demo needs Gradio, which the 'demo' extra installs: pip install 's4eca-peft[demo]'."
-        ) from error
+        raise ImportError("The S4ECA demo needs Gradio, which the 'demo' extra installs: pip install "
+                          "'s4eca-peft[demo]'.") from error
     return gradio
 
 
@@ -119,17 +118,16 @@ class DemoSession:
         scale, gate = self._pictures(maps, array, windows)
         path = self._write_mask(mask, image, expression, threshold)
         geotiff = write_mask_geotiff(mask, image, path.with_suffix(".tif")) if is_georeferenced_geotiff(image) else None
-        share = 100.0 * mask.mean()
-        summary = f"Mask: {int(mask.sum())} of {height * width} pixels ({share:.1f} %), threshold {threshold:.2f}."
+        summary = (f"Mask: {int(mask.sum())} of {height * width} pixels ({100.0 * mask.mean():.1f} %), threshold "
+                   f"{threshold:.2f}.")
         if windows:
             summary += f" Predicted in {len(windows)} sliding windows; the selection maps show the first window."
         if geotiff is not None:
             summary += " The mask is also offered as a GeoTIFF on the input's grid."
         return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary, geotiff)
 
-    def _pictures(
-        self, maps: dict[str, dict[str, np.ndarray]], array: np.ndarray, windows: list
-    ) -> tuple[Image.Image | None, Image.Image | None]:
+    def _pictures(self, maps: dict[str, dict[str, np.ndarray]], array: np.ndarray,
+                  windows: list) -> tuple[Image.Image | None, Image.Image | None]:
         """Pictures of the selections the adapter has switched on (a switched-off one is recorded as uniform)."""
         config = getattr(self.segmenter.model, "active_peft_config", None)
         labels = short_block_names(list(maps))
@@ -215,9 +213,8 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                                         elem_id="s4eca-expression")
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Threshold", elem_id="s4eca-threshold")
                 submit = gr.Button("Segment", variant="primary", elem_id="s4eca-submit")
-                gr.Examples(
-                    examples=examples, inputs=[image, expression], label="Example scenes", elem_id="s4eca-examples"
-                )
+                gr.Examples(examples=examples, inputs=[image, expression], label="Example scenes",
+                            elem_id="s4eca-examples")
             with gr.Column():
                 overlay = gr.Image(label="Mask over the image", type="pil", format="png", interactive=False,
                                    height=IMAGE_HEIGHT, elem_id="s4eca-overlay")
@@ -234,11 +231,6 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
         explain_refused_uploads(gr, image)
         gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
                         height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
-        gr.on(
-            triggers=[submit.click, expression.submit],
-            fn=run,
-            inputs=[image, expression, threshold],
-            outputs=[overlay, mask, scale, gate, mask_file, summary, geotiff_file],
-            api_name="segment",
-        )
+        gr.on(triggers=[submit.click, expression.submit], fn=run, inputs=[image, expression, threshold],
+              outputs=[overlay, mask, scale, gate, mask_file, summary, geotiff_file], api_name="segment")
     return demo

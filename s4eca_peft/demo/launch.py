@@ -26,10 +26,8 @@ def _port(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="s4eca-demo",
-        description="Serve an S4ECA adapter as a Gradio app: image + expression -> mask, selection maps, mask PNG.",
-    )
+    parser = argparse.ArgumentParser(prog="s4eca-demo", description="Serve an S4ECA adapter as a Gradio app: image + "
+                                     "expression -> mask, selection maps, mask PNG.")
     add_adapter_arguments(parser, default_reference=True)
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: loopback only).")
     parser.add_argument("--port", type=_port, default=7860, help="Port to listen on (default: 7860).")
@@ -44,9 +42,8 @@ def load_segmenter(args: argparse.Namespace) -> Any:
     ``--revision``."""
     from ..inference import S4ECASegmenter
 
-    return S4ECASegmenter.from_pretrained(
-        args.adapter, revision=args.revision, device=args.device, dtype=args.dtype, cache_dir=args.cache_dir
-    )
+    return S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=args.device, dtype=args.dtype,
+                                          cache_dir=args.cache_dir)
 
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -59,10 +56,8 @@ def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
 
     require_gradio()  # a missing extra fails before the model is loaded
     demo = build_demo(load_segmenter(args), workdir=args.workdir, title=args.title)
-    demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=prevent_thread_lock,
-        max_file_size=MAX_UPLOAD_BYTES,
-    )
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=prevent_thread_lock,
+                max_file_size=MAX_UPLOAD_BYTES)
     return demo
 
 

@@ -28,9 +28,10 @@ import numpy as np
 from ..files import private_folder, write_failed
 from ..inference.segmenter import MANY_WINDOWS
 from ..inference.windows import WindowStitcher
+from ..modeling.processing import _expression_text
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
-from .vectors import check_vector_path, mask_polygons, write_polygons
+from .vectors import VECTOR_SUFFIXES, mask_polygons, write_polygons
 from .writing import NODATA, OBJECT, open_scratch_mask, publish_mask, scratch_profile
 
 ProbabilityFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
@@ -88,22 +89,11 @@ def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
     return settings
 
 
-def predict_raster(
-    predictor: Any,
-    path: str | Path,
-    expression: str,
-    output: str | Path,
-    *,
-    vector: str | Path | None = None,
-    bands: Sequence[int] | None = None,
-    threshold: float = 0.5,
-    cog: bool = False,
-    max_side: int | None = None,
-    tile_size: int | None = None,
-    tile_overlap: float | None = None,
-    batch_size: int | None = None,
-    stretch_sample_side: int = 2048,
-) -> RasterPrediction:
+def predict_raster(predictor: Any, path: str | Path, expression: str, output: str | Path, *,
+                   vector: str | Path | None = None, bands: Sequence[int] | None = None, threshold: float = 0.5,
+                   cog: bool = False, max_side: int | None = None, tile_size: int | None = None,
+                   tile_overlap: float | None = None, batch_size: int | None = None,
+                   stretch_sample_side: int = 2048) -> RasterPrediction:
     """Predict ``expression`` over the raster at ``path`` and write a mask GeoTIFF on the same grid.
 
     Args:
@@ -122,9 +112,8 @@ def predict_raster(
     """
     rasterio = require_rasterio()
     path, output, vector = _checked_paths(expression, threshold, path, output, vector)
-    settings = _settings(
-        predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap, batch_size=batch_size
-    )
+    settings = _settings(predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap,
+                         batch_size=batch_size)
     probabilities_of = segmenter_probabilities(predictor, expression) if hasattr(predictor, "predict") else predictor
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(path) as source:
@@ -160,30 +149,25 @@ def predict_raster(
     return RasterPrediction(output, vector, crs, (height, width), len(boxes), object_pixels, polygons)
 
 
-def _checked_paths(
-    expression: str, threshold: float, path: str | Path, output: str | Path, vector: str | Path | None
-) -> tuple[Path, Path, Path | None]:
+def _checked_paths(expression: str, threshold: float, path: str | Path, output: str | Path,
+                   vector: str | Path | None) -> tuple[Path, Path, Path | None]:
     """The arguments of `predict_raster` checked before any file is opened; the paths as `Path`."""
-    if not isinstance(expression, str) or not expression.strip():
-        raise ValueError("expression: the expression is empty; describe the object to segment.")
+    _expression_text(expression, "expression")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
-    path, output = Path(path), Path(output)
-    vector = Path(vector) if vector is not None else None
+    path, output, vector = Path(path), Path(output), Path(vector) if vector is not None else None
     if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got "
-                         f"{str(output)!r}.")
-    if vector is not None:
-        check_vector_path(vector)
+        raise ValueError(f"output: the mask is written as a GeoTIFF and needs a .tif or .tiff path, got {str(output)!r}.")
+    if vector is not None and vector.suffix.lower() not in VECTOR_SUFFIXES:
+        raise ValueError(f"vector: polygons are written as .geojson or .gpkg, got {str(vector)!r}.")
     if not path.is_file():
         raise FileNotFoundError(f"path: no raster file at {str(path)!r}.")
     return path, output, vector
 
 
-def _predict_windows(
-    source: Any, chosen: Any, stretch: SceneStretch, stitcher: WindowStitcher, probabilities_of: ProbabilityFn,
-    batch_size: int, threshold: float, mask_file: Any, score_file: Any,
-) -> int:
+def _predict_windows(source: Any, chosen: Any, stretch: SceneStretch, stitcher: WindowStitcher,
+                     probabilities_of: ProbabilityFn, batch_size: int, threshold: float, mask_file: Any,
+                     score_file: Any) -> int:
     """Predict every window a batch at a time, write each finished region's mask (and scores); object pixel count."""
     from tqdm.auto import tqdm
 

@@ -4,6 +4,7 @@ raster's coordinate system."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,6 @@ from .writing import OBJECT
 
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg")
 SCORE_BAND_PIXELS = 1 << 22  # pixels burnt per band when summing polygon scores (16 MiB of int32 labels)
-
-
-def check_vector_path(path: Path) -> None:
-    if path.suffix.lower() not in VECTOR_SUFFIXES:
-        raise ValueError(f"vector: polygons are written as .geojson or .gpkg, got {str(path)!r}.")
 
 
 def mask_polygons(mask_path: Path, score_path: Path | None) -> list[tuple[dict, float | None, int]]:
@@ -41,12 +37,10 @@ def mask_polygons(mask_path: Path, score_path: Path | None) -> list[tuple[dict, 
             return []
         d, e, f = tuple(~mask_file.transform)[3:6]  # world -> row
         extents = np.array([_row_extent(geometry, d, e, f) for geometry in geometries])  # (N, 2): first, last + 1
-        counts = np.zeros(len(geometries) + 1, np.int64)
-        sums = np.zeros(len(geometries) + 1, np.float64)
+        counts, sums = np.zeros(len(geometries) + 1, np.int64), np.zeros(len(geometries) + 1, np.float64)
         height, width = mask_file.height, mask_file.width
         rows = max(1, SCORE_BAND_PIXELS // width)
-        scores = rasterio.open(score_path) if score_path is not None else None
-        try:
+        with (rasterio.open(score_path) if score_path is not None else nullcontext()) as scores:
             for top in range(0, height, rows):
                 bottom = min(top + rows, height)
                 crossing = np.nonzero((extents[:, 0] < bottom) & (extents[:, 1] > top))[0]
@@ -61,14 +55,9 @@ def mask_polygons(mask_path: Path, score_path: Path | None) -> list[tuple[dict, 
                 if scores is not None:
                     values = scores.read(1, window=window).ravel().astype(np.float64)
                     sums += np.bincount(labels, weights=values, minlength=sums.size)
-        finally:
-            if scores is not None:
-                scores.close()
-    return [
-        (geometry, float(sums[i + 1] / max(counts[i + 1], 1) / 255.0) if score_path is not None else None,
-         int(counts[i + 1]))
-        for i, geometry in enumerate(geometries)
-    ]  # fmt: skip
+    means = sums[1:] / np.maximum(counts[1:], 1) / 255.0
+    return [(geometry, float(means[i]) if score_path is not None else None, int(counts[i + 1]))
+            for i, geometry in enumerate(geometries)]
 
 
 def _row_extent(geometry: dict, d: float, e: float, f: float) -> tuple[int, int]:
@@ -79,8 +68,8 @@ def _row_extent(geometry: dict, d: float, e: float, f: float) -> tuple[int, int]
 
 
 def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], crs: Any, expression: str) -> None:
-    """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.geojson`` or ``.gpkg``."""
-    check_vector_path(path)
+    """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.gpkg``, else GeoJSON (the
+    suffix is one of `VECTOR_SUFFIXES`, checked by `predict_raster` before any work)."""
     records = [{"expression": expression, "score": None if score is None else round(score, 4), "pixels": pixels}
                for _, score, pixels in polygons]
     if path.suffix.lower() == ".gpkg":
@@ -90,9 +79,8 @@ def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], c
 
         def write_gpkg(tmp: Path) -> None:
             with fiona.open(tmp, "w", driver="GPKG", schema=schema, crs_wkt=crs_wkt, layer=path.stem) as sink:
-                sink.writerecords(
-                    {"geometry": geometry, "properties": record} for (geometry, _, _), record in zip(polygons, records)
-                )
+                sink.writerecords({"geometry": geometry, "properties": record}
+                                  for (geometry, _, _), record in zip(polygons, records))
 
         atomic_write(path, write_gpkg)
         return

@@ -60,8 +60,6 @@ def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:
     """Copy the finished scratch mask to ``output``: DEFLATE-compressed, tiled, nodata 255 and a colour table; with
     ``cog`` a Cloud-Optimized GeoTIFF with nearest-neighbour overviews."""
     rasterio = require_rasterio()
-    if cog:
-        options = {"driver": "COG", "COMPRESS": "DEFLATE", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"}
-    else:
-        options = {"driver": "GTiff", "COMPRESS": "DEFLATE", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}
-    atomic_write(output, lambda tmp: rasterio.shutil.copy(str(scratch), str(tmp), **options))
+    options = {"driver": "COG", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"} if cog else \
+        {"driver": "GTiff", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}
+    atomic_write(output, lambda tmp: rasterio.shutil.copy(str(scratch), str(tmp), COMPRESS="DEFLATE", **options))

@@ -24,9 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _as_list(value: Any) -> list:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _expression_text(expression: Any, name: str) -> str:
@@ -36,20 +34,17 @@ def _expression_text(expression: Any, name: str) -> str:
         try:
             expression = bytes(expression).decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(
-                f"{name}: the expression is not UTF-8 text (byte {bytes(expression)[error.start:error.start + 1]!r} "
-                f"at position {error.start}: {error.reason}); pass UTF-8 text."
-            ) from error
+            raise ValueError(f"{name}: the expression is not UTF-8 text (byte "
+                             f"{bytes(expression)[error.start:error.start + 1]!r} at position {error.start}: "
+                             f"{error.reason}); pass UTF-8 text.") from error
     if not isinstance(expression, str):
         raise TypeError(f"{name}: expected a string, got {type(expression).__name__}.")
     try:
         expression.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise ValueError(
-            f"{name}: the expression holds a lone surrogate (U+{ord(expression[error.start]):04X}) at character "
-            f"{error.start}, which is not text; it usually comes from bytes that were not UTF-8 (e.g. a command-line "
-            "argument in another encoding). Pass UTF-8 text."
-        ) from error
+        raise ValueError(f"{name}: the expression holds a lone surrogate (U+{ord(expression[error.start]):04X}) at "
+                         f"character {error.start}, which is not text; it usually comes from bytes that were not UTF-8 "
+                         "(e.g. a command-line argument in another encoding). Pass UTF-8 text.") from error
     if not expression.strip():
         raise ValueError(f"{name}: the expression is empty; describe the object to segment.")
     return expression
@@ -68,20 +63,12 @@ class ReferringSegmentationProcessor:
     dropped, 16-bit stretched by percentiles).
     """
 
-    def __init__(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        image_size: int = 480,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
-        max_length: int = 20,
-    ) -> None:
-        if image_size <= 0:
-            raise ValueError(f"`image_size` must be positive, got {image_size}.")
-        if max_length <= 0:
-            raise ValueError(f"`max_length` must be positive, got {max_length}.")
-        if len(image_mean) != 3 or len(image_std) != 3:
-            raise ValueError("`image_mean` and `image_std` must have 3 values (RGB).")
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int = 480,
+                 image_mean: Sequence[float] = IMAGENET_MEAN, image_std: Sequence[float] = IMAGENET_STD,
+                 max_length: int = 20) -> None:
+        if image_size <= 0 or max_length <= 0 or len(image_mean) != 3 or len(image_std) != 3:
+            raise ValueError(f"`image_size` and `max_length` must be positive and `image_mean` / `image_std` hold 3 "
+                             f"values (RGB), got {image_size}, {max_length}, {image_mean}, {image_std}.")
         self.tokenizer = tokenizer
         self.image_size = int(image_size)
         self.image_mean = tuple(float(v) for v in image_mean)
@@ -92,15 +79,12 @@ class ReferringSegmentationProcessor:
     def preprocess_images(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """Images -> ``(batch, 3, image_size, image_size)`` normalised float32."""
         arrays = [load_image(image, name=f"images[{i}]") for i, image in enumerate(_as_list(images))]
-        mean = torch.tensor(self.image_mean).view(3, 1, 1)
-        std = torch.tensor(self.image_std).view(3, 1, 1)
+        mean, std = (torch.tensor(values).view(3, 1, 1) for values in (self.image_mean, self.image_std))
         out = []
         for array in arrays:
             tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
-            if tensor.shape[-2:] != (self.image_size, self.image_size):
-                tensor = F.interpolate(
-                    tensor, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
-                )
+            if tensor.shape[-2:] != (side := (self.image_size, self.image_size)):
+                tensor = F.interpolate(tensor, size=side, mode="bilinear", align_corners=False, antialias=True)
             out.append((tensor[0].clamp(0, 1) - mean) / std)
         return torch.stack(out)
 
@@ -118,17 +102,11 @@ class ReferringSegmentationProcessor:
     def tokenize(self, text: str | bytes | Sequence[str | bytes]) -> dict[str, torch.Tensor]:
         """Expressions (text, or UTF-8 bytes) -> ``input_ids`` / ``attention_mask`` ``(batch, max_length)``."""
         expressions = [_expression_text(expression, f"text[{i}]") for i, expression in enumerate(_as_list(text))]
-        return self.tokenizer(
-            expressions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        return self.tokenizer(expressions, padding="max_length", truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
 
-    def __call__(
-        self,
-        images: ImageInput | Sequence[ImageInput] | None = None,
-        text: str | Sequence[str] | None = None,
-        masks: Any = None,
-        return_tensors: str | None = "pt",
-    ) -> BatchFeature:
+    def __call__(self, images: ImageInput | Sequence[ImageInput] | None = None, text: str | Sequence[str] | None = None,
+                 masks: Any = None, return_tensors: str | None = "pt") -> BatchFeature:
         """Returns ``pixel_values`` ``(B, 3, S, S)``, ``input_ids`` / ``attention_mask`` ``(B, max_length)``, and
         ``labels`` ``(B, 1, S, S)`` when ``masks`` are given."""
         if return_tensors not in (None, "pt"):
@@ -137,14 +115,11 @@ class ReferringSegmentationProcessor:
             raise ValueError("Give `images`, `text` or both.")
         data: dict[str, Any] = {}
         if images is not None and text is not None and len(_as_list(images)) != len(_as_list(text)):
-            raise ValueError(
-                f"Got {len(_as_list(images))} images and {len(_as_list(text))} expressions; expected one "
-                "expression per image."
-            )
+            raise ValueError(f"Got {len(_as_list(images))} images and {len(_as_list(text))} expressions; expected one "
+                             "expression per image.")
         if text is not None:
             encoded = self.tokenize(text)
-            data["input_ids"] = encoded["input_ids"]
-            data["attention_mask"] = encoded["attention_mask"]
+            data.update(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
         if images is not None:
             data["pixel_values"] = self.preprocess_images(images)
         if masks is not None:
@@ -168,9 +143,8 @@ class ReferringSegmentationProcessor:
             probabilities.append(upsampled[0, 0].sigmoid())
         return probabilities
 
-    def post_process_masks(
-        self, outputs: Any, target_sizes: Sequence[tuple[int, int]], threshold: float = 0.5
-    ) -> list[torch.Tensor]:
+    def post_process_masks(self, outputs: Any, target_sizes: Sequence[tuple[int, int]],
+                           threshold: float = 0.5) -> list[torch.Tensor]:
         """Boolean masks ``(H_i, W_i)`` at each original size: probability > ``threshold``."""
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
@@ -178,13 +152,8 @@ class ReferringSegmentationProcessor:
 
     # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "processor_class": type(self).__name__,
-            "image_size": self.image_size,
-            "image_mean": list(self.image_mean),
-            "image_std": list(self.image_std),
-            "max_length": self.max_length,
-        }
+        return {"processor_class": type(self).__name__, "image_size": self.image_size, "image_mean": list(self.image_mean),
+                "image_std": list(self.image_std), "max_length": self.max_length}
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         directory = Path(save_directory)
@@ -204,28 +173,22 @@ class ReferringSegmentationProcessor:
             from huggingface_hub import hf_hub_download
 
             config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs(kwargs)))
-        settings = json.loads(config_file.read_text())
-        settings.pop("processor_class", None)
-        tokenizer = auto_from_pretrained(AutoTokenizer, name_or_path, **kwargs)
-        return cls(tokenizer, **settings)
+        settings = {key: value for key, value in json.loads(config_file.read_text()).items() if key != "processor_class"}
+        return cls(auto_from_pretrained(AutoTokenizer, name_or_path, **kwargs), **settings)
 
     @classmethod
-    def from_backbones(
-        cls, vision_name_or_path: str | None, text_name_or_path: str, image_size: int = 480, max_length: int = 20,
-        vision_revision: str | None = None, text_revision: str | None = None, **kwargs: Any,
-    ) -> ReferringSegmentationProcessor:
+    def from_backbones(cls, vision_name_or_path: str | None, text_name_or_path: str, image_size: int = 480,
+                       max_length: int = 20, vision_revision: str | None = None, text_revision: str | None = None,
+                       **kwargs: Any) -> ReferringSegmentationProcessor:
         """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present.
         ``vision_revision`` / ``text_revision`` (e.g. the commits the encoders were loaded at) override ``revision``
         for their side."""
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if vision_name_or_path is not None:
-            vision_path = resolve_model_reference(vision_name_or_path)
-            stats = _read_image_stats(vision_path, **_with_revision(kwargs, vision_revision))
-            if stats is not None:
-                mean, std = stats
-        tokenizer = auto_from_pretrained(
-            AutoTokenizer, resolve_model_reference(text_name_or_path), **_with_revision(kwargs, text_revision)
-        )
+            stats = _read_image_stats(resolve_model_reference(vision_name_or_path), **_with_revision(kwargs, vision_revision))
+            mean, std = stats or (mean, std)
+        tokenizer = auto_from_pretrained(AutoTokenizer, resolve_model_reference(text_name_or_path),
+                                         **_with_revision(kwargs, text_revision))
         return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
 
 
@@ -243,9 +206,7 @@ def _read_image_stats(name_or_path: str, **kwargs: Any) -> tuple[list[float], li
             config_file = Path(hf_hub_download(name_or_path, "preprocessor_config.json", **hub_kwargs(kwargs)))
         except Exception:  # a backbone without an image processor keeps the ImageNet statistics
             return None
-    if not config_file.is_file():
-        return None
-    settings = json.loads(config_file.read_text())
+    settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
     if "image_mean" in settings and "image_std" in settings:
         return list(settings["image_mean"]), list(settings["image_std"])
     return None

@@ -101,8 +101,7 @@ class CheckpointManager:
         accelerator.wait_for_everyone()
 
     def _save_adapter_only(self, models: list, weights: list, checkpoint_dir: str) -> None:
-        for _ in range(len(models)):
-            weights.pop()
+        del weights[len(weights) - len(models):]  # the adapter alone is saved, below
         if self.accelerator.is_main_process:
             self.accelerator.unwrap_model(models[0]).save_pretrained(checkpoint_dir)
 
@@ -121,9 +120,7 @@ class CheckpointManager:
         path = Path(resume_from)
         missing = [name for name in (STATE_FILE, *CHECKPOINT_FILES) if not (path / name).is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"--resume_from_checkpoint {path}: not a complete checkpoint (no {', '.join(missing)})."
-            )
+            raise FileNotFoundError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {', '.join(missing)}).")
         return path
 
     def resume(self, resume_from: str | None) -> RunState:
@@ -150,9 +147,8 @@ class CheckpointManager:
         tmp, final = self.root / f"{TEMPORARY_PREFIX}{step}", self.root / f"checkpoint-{step}"
         try:
             if self.accelerator.is_main_process:  # made here, exclusively: a link planted at its name is not followed
-                if tmp.is_symlink() or tmp.is_file():
-                    tmp.unlink()
-                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(tmp, ignore_errors=True)  # a folder; a link or file is not followed but unlinked
+                tmp.unlink(missing_ok=True)
                 tmp.mkdir()
             self.accelerator.wait_for_everyone()
             self.accelerator.save_state(str(tmp))
@@ -161,10 +157,10 @@ class CheckpointManager:
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
+                for old in list_checkpoints(self.root)[: -self.total_limit]:
+                    shutil.rmtree(old, ignore_errors=True)
         except Exception as error:  # noqa: BLE001 - a full disk: torch's "iostream error", SafetensorError, OSError
             shutil.rmtree(tmp, ignore_errors=True)
             raise write_failed(final, error, "the previous checkpoint is intact: free space and resume with "
                                              "--resume_from_checkpoint latest") from error
-            for old in list_checkpoints(self.root)[: -self.total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()

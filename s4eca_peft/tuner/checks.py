@@ -76,43 +76,34 @@ def _implied_values(state_dict: Mapping[str, torch.Tensor], adapter_name: str | 
     return implied
 
 
-def config_weight_disagreements(
-    config: Any, state_dict: Mapping[str, torch.Tensor], adapter_name: str | None = None
-) -> list[str]:
+def config_weight_disagreements(config: Any, state_dict: Mapping[str, torch.Tensor],
+                                adapter_name: str | None = None) -> list[str]:
     """Where the sizes implied by the weights differ from ``config`` (an `S4ECAConfig`), one line per field."""
     lines = []
     for field, values in _implied_values(state_dict, adapter_name).items():
         expected = getattr(config, field)
         expected = tuple(expected) if isinstance(expected, list) else expected
-        wrong = {value: key for value, key in values.items() if value != expected}
+        wrong = [(value, key) for value, key in values.items() if value != expected]
         if wrong:
-            value, key = next(iter(wrong.items()))
-            found = list(value) if isinstance(value, tuple) else value
-            shown = list(expected) if isinstance(expected, tuple) else expected
-            lines.append(f"{field}: {CONFIG_NAME} says {shown!r}, the weights hold {found!r} (e.g. {key})")
+            shown, found = (list(v) if isinstance(v, tuple) else v for v in (expected, wrong[0][0]))
+            lines.append(f"{field}: {CONFIG_NAME} says {shown!r}, the weights hold {found!r} (e.g. {wrong[0][1]})")
     return lines
 
 
-def check_adapter_tensors(
-    config: Any, state_dict: Mapping[str, torch.Tensor], source: str, adapter_name: str | None = None
-) -> None:
+def check_adapter_tensors(config: Any, state_dict: Mapping[str, torch.Tensor], source: str,
+                          adapter_name: str | None = None) -> None:
     """Refuse non-finite tensors and weights whose sizes contradict ``config``, naming ``source`` (the weights
     file or folder) and the tensors."""
-    non_finite = [
-        key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()
-    ]
+    non_finite = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
     if non_finite:
-        raise AdapterFileError(
-            f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite values (e.g. "
-            f"{non_finite[:3]}); such an adapter predicts nothing useful (a diverged training run or a damaged "
-            "file) and is refused."
-        )
+        raise AdapterFileError(f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite "
+                               f"values (e.g. {non_finite[:3]}); such an adapter predicts nothing useful (a diverged "
+                               "training run or a damaged file) and is refused.")
     disagreements = config_weight_disagreements(config, state_dict, adapter_name)
     if disagreements:
-        raise AdapterFileError(
-            f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs to other "
-            "weights):\n  " + "\n  ".join(disagreements) + f"\nRestore the {CONFIG_NAME} saved with the weights."
-        )
+        raise AdapterFileError(f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs to "
+                               "other weights):\n  " + "\n  ".join(disagreements)
+                               + f"\nRestore the {CONFIG_NAME} saved with the weights.")
 
 
 def check_adapter_folder(folder: str | os.PathLike) -> Any:
