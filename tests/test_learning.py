@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from s4eca_peft.data.synthetic import DATA_VERSION
 from s4eca_peft.tuner import mismatch_proxies
 
 pytestmark = pytest.mark.slow  # two training runs of 64 steps and one of 192
@@ -60,7 +61,7 @@ def train_two_at_a_time(runs: dict[str, list[str]], output: Path) -> dict[str, d
     return scores
 
 
-def validation_scores(adapter: Path, mismatched_proxies: bool, version: int | None = None) -> dict[str, float]:
+def validation_scores(adapter: Path, mismatched_proxies: bool, version: int = DATA_VERSION) -> dict[str, float]:
     """The adapter's val metrics; with ``mismatched_proxies``, each image's vision adapters read the proxies of the
     next image's expression in the batch (set from a hook after the text encoder ran)."""
     from s4eca_peft.adapter_folder import load_for_inference

@@ -119,6 +119,14 @@ def test_resuming_another_runs_checkpoint_keeps_the_best_adapter_here(tmp_path):
     assert old.resume("latest").best == {"step": 8, "oIoU": 0.9}  # its own run keeps its best
 
 
+def test_only_the_last_total_limit_checkpoints_are_kept(tmp_path):
+    manager = CheckpointManager(prepared_accelerator(), tmp_path / "checkpoints", total_limit=2)
+    for step in (1, 2, 3, 4):
+        manager.save(RunState(completed_steps=step))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
+    assert manager.resume("latest").completed_steps == 4
+
+
 def test_incomplete_checkpoint_names_the_missing_files(tmp_path):
     manager = CheckpointManager(prepared_accelerator(), tmp_path / "checkpoints", total_limit=2)
     manager.save(RunState(completed_steps=3))
