@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from transformers import (
     BertConfig,
     CLIPTextConfig,
@@ -54,3 +55,16 @@ def tiny_text_config(model_type: str):
 
 VISION_TYPES = ["convnext", "dinov2", "resnet", "swin", "vit"]
 TEXT_TYPES = ["bert", "clip_text_model", "roberta"]
+
+
+def tiny_inputs(batch: int = 2, size: int | None = None, length: int = 7, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A batch of random images and token ids, the last sample's expression padded by three tokens."""
+    size = IMAGE_SIZE if size is None else size
+    generator = torch.Generator().manual_seed(seed)
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    attention_mask[-1, length - 3 :] = 0
+    return {
+        "pixel_values": torch.randn(batch, 3, size, size, generator=generator),
+        "input_ids": torch.randint(3, VOCAB_SIZE, (batch, length), generator=generator),
+        "attention_mask": attention_mask,
+    }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_configs import IMAGE_SIZE, TEXT_TYPES, VISION_TYPES, VOCAB_SIZE, tiny_text_config, tiny_vision_config
+from tiny_configs import IMAGE_SIZE, TEXT_TYPES, VISION_TYPES, tiny_text_config, tiny_vision_config
+from tiny_configs import tiny_inputs as inputs
 from transformers import AutoConfig, AutoModel, SwinConfig, SwinModel
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationOutput
@@ -17,16 +18,6 @@ def build(vision: str = "swin", text: str = "bert", **kwargs) -> ReferringSegmen
     )
     return ReferringSegmentationModel(config)
 
-
-def inputs(batch: int = 2, size: int = IMAGE_SIZE, length: int = 7) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    attention_mask = torch.ones(batch, length, dtype=torch.long)
-    attention_mask[-1, length - 3 :] = 0
-    return {
-        "pixel_values": torch.randn(batch, 3, size, size, generator=generator),
-        "input_ids": torch.randint(3, VOCAB_SIZE, (batch, length), generator=generator),
-        "attention_mask": attention_mask,
-    }
 
 
 def labels_for(batch: dict[str, torch.Tensor]) -> torch.Tensor:

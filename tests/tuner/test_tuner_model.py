@@ -16,7 +16,8 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import load_file
-from tiny_configs import IMAGE_SIZE, VOCAB_SIZE, tiny_text_config, tiny_vision_config
+from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+from tiny_configs import tiny_inputs as make_inputs
 
 from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
 from s4eca_peft.tuner import S4ECALayer, S4ECATextLayer, S4ECAVisionLayer
@@ -61,16 +62,6 @@ def build(base_models):
 
     return _build
 
-
-def make_inputs(batch: int = 2, length: int = 7, seed: int = 1) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    attention_mask = torch.ones(batch, length, dtype=torch.long)
-    attention_mask[-1, length - 3 :] = 0
-    return {
-        "pixel_values": torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
-        "input_ids": torch.randint(3, VOCAB_SIZE, (batch, length), generator=generator),
-        "attention_mask": attention_mask,
-    }
 
 
 def s4eca(case_kwargs: dict, **kwargs) -> S4ECAConfig:
