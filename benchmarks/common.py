@@ -45,6 +45,7 @@ METHOD_LABELS = {
     "s4eca_no_spatial": "S4ECA, no spatial selection",
     "s4eca_no_queries": "S4ECA, no text queries (sentence proxy)",
     "s4eca_no_feedback": "S4ECA, no text feedback (proxies only)",
+    "s4eca_proxy_attention": "S4ECA + pixel-to-proxy attention (r=77, same budget)",
 }
 
 PAGE_HEADER = """# Benchmarks

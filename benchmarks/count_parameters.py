@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--vision-bottleneck-size", type=int, default=None)
     parser.add_argument("--text-bottleneck-size", type=int, default=None)
     parser.add_argument("--num-queries", type=int, default=None)
+    parser.add_argument("--proxy-attention", action="store_true", help="With pixel-to-proxy attention.")
     parser.add_argument("--tiny", action="store_true", help="Tiny Swin + BERT instead of Swin-B + BERT-base.")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
@@ -55,7 +56,8 @@ def main() -> None:
         "text_bottleneck_size": args.text_bottleneck_size,
         "num_queries": args.num_queries,
     }
-    peft_config = S4ECAConfig(**{k: v for k, v in overrides.items() if v is not None})
+    peft_config = S4ECAConfig(**{k: v for k, v in overrides.items() if v is not None},
+                              proxy_attention=args.proxy_attention)
     peft_model = get_peft_model(model, peft_config)
     text_adapters = adapter_parameters(peft_model, S4ECATextLayer)
     vision_adapters = adapter_parameters(peft_model, S4ECAVisionLayer)
@@ -69,7 +71,7 @@ def main() -> None:
     print(
         f"config: num_queries={resolved.num_queries} text_bottleneck_size={resolved.text_bottleneck_size} "
         f"vision_bottleneck_size={resolved.vision_bottleneck_size} dilations={resolved.extractor_dilations} "
-        f"kernels={resolved.extractor_kernel_sizes}"
+        f"kernels={resolved.extractor_kernel_sizes} proxy_attention={resolved.proxy_attention}"
     )
     print(f"  text targets: {resolved.text_target_modules}; vision targets: {len(resolved.vision_target_modules)}")
     print(f"vision backbone (SwinBackbone)   {vision_backbone:>13,}")

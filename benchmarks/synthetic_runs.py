@@ -35,6 +35,7 @@ ABLATIONS = {
     "s4eca_no_spatial": {"spatial_selection": False},
     "s4eca_no_queries": {},
     "s4eca_no_feedback": {"text_feedback": False},
+    "s4eca_proxy_attention": {"proxy_attention": True, "vision_bottleneck_size": 77},  # the default budget
 }
 PROTOCOL: dict[str, Any] = {
     "seed": 0, "learning_rate": 2e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",

@@ -71,7 +71,7 @@ def _implied_values(state_dict: Mapping[str, torch.Tensor], adapter_name: str | 
     for block, modules in vision_blocks.items():
         if not {"down", "extractor", "up"} <= modules:
             continue  # not a whole vision adapter: the key check of the load reports it
-        for field in ("scale_selection", "spatial_selection"):
+        for field in ("scale_selection", "spatial_selection", "proxy_attention"):
             note(field, field in modules, f"{block}.s4eca_vision_adapter.{field}")
     return implied
 

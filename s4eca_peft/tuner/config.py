@@ -138,7 +138,11 @@ class S4ECAConfig(PeftConfig):
             Language-guided scale selection. `False` (ablation) averages the branches uniformly.
         spatial_selection (`bool`, *optional*, defaults to `True`):
             Language-guided spatial selection. `False` (ablation) applies no spatial gate. With both selections off
-            nothing reads the language proxies, and no text adapter is built.
+            nothing reads the language proxies (unless `proxy_attention`), and no text adapter is built.
+        proxy_attention (`bool`, *optional*, defaults to `False`):
+            Pixel-to-proxy attention after the selections: each pixel queries the proxies from its features and its
+            (x, y) and adds the softmax-weighted proxy values (two `r x r` maps per adapter), so that language and
+            place are written into the features rather than only gating them.
         text_feedback (`bool`, *optional*, defaults to `True`):
             The text adapter also feeds what its queries gathered back into the word features of its block (the
             cross-attention output averaged over the queries, through a zero-initialised `text_bottleneck_size ->
@@ -206,6 +210,11 @@ class S4ECAConfig(PeftConfig):
     )
     spatial_selection: bool = field(
         default=True, metadata={"help": "Language-guided spatial selection; False applies no gate (ablation)."}
+    )
+    proxy_attention: bool = field(
+        default=False,
+        metadata={"help": "Pixel-to-proxy attention in every vision adapter: pixels (features and (x, y)) attend over "
+                          "the proxies and add what they read."},
     )
     text_feedback: bool = field(
         default=True,
@@ -287,13 +296,13 @@ class S4ECAConfig(PeftConfig):
                 )
         for dilation in self.extractor_dilations:
             _check_positive_int("extractor_dilations[i]", dilation, 2, MAX_DILATION)
-        for name in ("scale_selection", "spatial_selection", "init_weights"):
+        for name in ("scale_selection", "spatial_selection", "proxy_attention", "init_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` is a switch: set it to True or False, got {getattr(self, name)!r}.")
         if not self.uses_language and self.text_target_modules is not None:
             raise ValueError(
-                "With `scale_selection=False` and `spatial_selection=False` nothing reads the language proxies, so "
-                "no text adapter is built: leave `text_target_modules=None`."
+                "With `scale_selection=False`, `spatial_selection=False` and `proxy_attention=False` nothing reads "
+                "the language proxies, so no text adapter is built: leave `text_target_modules=None`."
             )
         if self.modules_to_save is not None:
             if isinstance(self.modules_to_save, str) or not all(isinstance(m, str) for m in self.modules_to_save):
@@ -337,8 +346,8 @@ class S4ECAConfig(PeftConfig):
 
     @property
     def uses_language(self) -> bool:
-        """Whether the vision adapters read language proxies (at least one selection is on)."""
-        return self.scale_selection or self.spatial_selection
+        """Whether the vision adapters read language proxies (a selection or the proxy attention is on)."""
+        return self.scale_selection or self.spatial_selection or self.proxy_attention
 
     @property
     def num_branches(self) -> int:

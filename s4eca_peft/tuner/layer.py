@@ -234,6 +234,7 @@ class S4ECAVisionLayer(S4ECALayer):
             config.extractor_dilations,
             scale_selection=config.scale_selection,
             spatial_selection=config.spatial_selection,
+            proxy_attention=config.proxy_attention,
             init_weights=config.init_weights,
         )
         self._move_adapter_to_device_of_base_layer(adapter_name)

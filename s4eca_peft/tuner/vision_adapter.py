@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .dense_extractor import MultiScaleDenseExtractor
+from .proxy_attention import PixelProxyAttention
 from .scale_selection import LanguageGuidedScaleSelection, uniform_scale_selection
 from .spatial_selection import LanguageGuidedSpatialSelection
 
@@ -22,6 +23,7 @@ class S4ECAVisionAdapter(nn.Module):
         bottleneck_size: width `r`.
         kernel_sizes, dilations: the extractor's branches.
         scale_selection, spatial_selection: the two language-guided selections (switches for ablations).
+        proxy_attention: add pixel-to-proxy attention after the selections (`PixelProxyAttention`).
         init_weights: zero-initialise the up-projection.
     """
 
@@ -34,6 +36,7 @@ class S4ECAVisionAdapter(nn.Module):
         dilations: list[int],
         scale_selection: bool = True,
         spatial_selection: bool = True,
+        proxy_attention: bool = False,
         init_weights: bool = True,
     ) -> None:
         super().__init__()
@@ -42,11 +45,12 @@ class S4ECAVisionAdapter(nn.Module):
         self.down = nn.Linear(channels, r)
         self.act = nn.GELU()
         self.extractor = MultiScaleDenseExtractor(r, kernel_sizes, dilations)
-        uses_language = scale_selection or spatial_selection
+        uses_language = scale_selection or spatial_selection or proxy_attention
         # proxies -> bottleneck space, shared by both selections; absent (not left untrained) when both are off
         self.proxy_proj = nn.Linear(text_dim, r) if uses_language else None
         self.scale_selection = LanguageGuidedScaleSelection(r, len(dilations)) if scale_selection else None
         self.spatial_selection = LanguageGuidedSpatialSelection(r) if spatial_selection else None
+        self.proxy_attention = PixelProxyAttention(r) if proxy_attention else None
         self.up = nn.Linear(r, channels)
         if init_weights:
             nn.init.zeros_(self.up.weight)
@@ -75,4 +79,6 @@ class S4ECAVisionAdapter(nn.Module):
             x, gate = self.spatial_selection(x, projected)
         else:
             gate = x.new_ones(*x.shape[:3], 1)
+        if self.proxy_attention is not None:
+            x, _ = self.proxy_attention(x, projected)
         return self.up(x), {"scale_weights": scale_weights, "spatial_gate": gate.permute(0, 3, 1, 2)}
