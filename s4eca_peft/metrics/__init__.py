@@ -10,9 +10,4 @@ from .iou import intersection_and_union, metrics_markdown_table, rrsis_metrics
 
 RRSIS_IOU_PATH: str = str(Path(__file__).resolve().parent / "rrsis_iou")
 
-__all__ = [
-    "RRSIS_IOU_PATH",
-    "intersection_and_union",
-    "metrics_markdown_table",
-    "rrsis_metrics",
-]
+__all__ = ["RRSIS_IOU_PATH", "intersection_and_union", "metrics_markdown_table", "rrsis_metrics"]

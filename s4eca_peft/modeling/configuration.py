@@ -45,8 +45,7 @@ def check_model_type(model_type: str, role: str) -> None:
 
 class ReferringSegmentationConfig(PretrainedConfig):
     r"""
-    Configuration of [`ReferringSegmentationModel`]: a vision backbone, a text encoder and a light
-    language-conditioned multi-scale segmentation head.
+    Configuration of [`ReferringSegmentationModel`]: a vision backbone, a text encoder and a light segmentation head.
 
     Args:
         vision_config (`PretrainedConfig` or `dict`, *optional*, defaults to `SwinConfig()`):
@@ -56,12 +55,11 @@ class ReferringSegmentationConfig(PretrainedConfig):
         decoder_dim (`int`, *optional*, defaults to 128): Channel width of the segmentation head.
         head_reads_sentence (`bool`, *optional*, defaults to `True`):
             The head modulates every scale by the sentence feature and adds a sentence-generated mask kernel. With
-            `False` the head decodes the visual features alone, as in referring-segmentation models that fuse the
-            language inside the encoders: the expression then reaches the mask only through adapters that write it
-            into the features (S4ECA's vision adapters), and a base model without them cannot follow an expression.
+            `False` it decodes the visual features alone: the expression then reaches the mask only through adapters
+            that write it into the features (S4ECA's vision adapters).
         vit_feature_layers (`list[int]`, *optional*):
-            For ViT-family backbones, the four hidden-state indices used as the four scales
-            (defaults to evenly spaced layers ending at the last one).
+            For ViT-family backbones, the four hidden-state indices used as the four scales (defaults to evenly
+            spaced layers ending at the last one).
         bce_weight, dice_weight (`float`, *optional*, defaults to 1.0): Weights of the loss's BCE and Dice terms.
         freeze_backbones (`bool`, *optional*, defaults to `True`):
             Set `requires_grad=False` on both encoders when the model is built.

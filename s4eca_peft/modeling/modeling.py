@@ -114,10 +114,8 @@ class ReferringSegmentationModel(PreTrainedModel):
     def encoders_eval(self) -> None:
         """Eval mode for the frozen encoders (no dropout, attention dropout included); call after ``train()``.
 
-        transformers recomputes a block in backward only while that block is training, so with gradient
-        checkpointing enabled the innermost checkpointed blocks (Swin's and BERT's layers, not the Swin stages
-        around them, which would recompute twice) keep ``training=True`` on themselves alone; their dropout modules
-        and attention stay in eval mode.
+        transformers recomputes a block in backward only while that block is training, so the innermost checkpointed
+        blocks (Swin's and BERT's layers, not the Swin stages around them) keep ``training=True`` on themselves alone.
         """
         for encoder in (self.vision_model, self.text_model):
             encoder.eval()
@@ -128,10 +126,8 @@ class ReferringSegmentationModel(PreTrainedModel):
                     module.training = True
 
     def enable_input_require_grads(self) -> None:
-        """Make the encoders' input embeddings require grad (for gradient checkpointing with frozen encoders).
-
-        Unlike the generic version, this accepts embeddings that return tuples (Swin's patch embeddings do).
-        """
+        """Make the encoders' input embeddings require grad (for gradient checkpointing with frozen encoders); unlike
+        the generic version, this accepts embeddings that return tuples (Swin's patch embeddings do)."""
 
         def make_outputs_require_grad(module, inputs, output):
             for tensor in output if isinstance(output, tuple) else (output,):

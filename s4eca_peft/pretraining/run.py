@@ -21,6 +21,7 @@ from transformers import SwinBackbone, SwinConfig
 
 from ..data.synthetic import generate_scene_with_layout
 from ..files import atomic_write_folder
+from ..metrics import intersection_and_union
 from ..modeling.configuration import STAGE_NAMES
 from ..modeling.packaged import EMBEDDED_VISION_CONFIG
 from ..modeling.processing import IMAGENET_MEAN, IMAGENET_STD
@@ -35,7 +36,8 @@ PRETRAIN_DATA_VERSION = 1
 """Version of the synthetic scenes the shipped backbone was pretrained on (kept, so that it stays reproducible)."""
 
 
-def pretext_batch(seed: int, start: int, batch_size: int, image_size: int, flip: bool = False) -> dict[str, torch.Tensor]:
+def pretext_batch(seed: int, start: int, batch_size: int, image_size: int,
+                  flip: bool = False) -> dict[str, torch.Tensor]:
     """Scenes ``start .. start + batch_size`` of stream ``seed``: normalised ``pixel_values`` and label maps.
 
     With ``flip``, scene ``i`` is mirrored left-right when ``(seed, i)`` says so (labels with it).
@@ -69,21 +71,18 @@ def evaluate_pretext(model: PretextModel, num_samples: int = 128, image_size: in
     """Held-out pretext scores: region mIoU over `REGION_CLASSES`, colour and size accuracy on object pixels,
     mean absolute error of the masked pixels (normalised units)."""
     model.eval()
-    intersection = np.zeros(len(REGION_CLASSES))
-    union = np.zeros(len(REGION_CLASSES))
-    correct = {"colour": 0, "size": 0}
-    counted = {"colour": 0, "size": 0}
+    intersection, union = np.zeros((2, len(REGION_CLASSES)))
+    correct, counted = {"colour": 0, "size": 0}, {"colour": 0, "size": 0}
     pixel_errors = []
     generator = torch.Generator().manual_seed(PRETRAIN_EVAL_SEED)
+    classes = torch.arange(len(REGION_CLASSES)).view(-1, 1, 1)  # one "sample" per class for intersection_and_union
     for start in range(0, num_samples, batch_size):
         batch = pretext_batch(PRETRAIN_EVAL_SEED, start, min(batch_size, num_samples - start), image_size)
-        outputs = model(batch["pixel_values"]) if model.uses_labels else {}
-        if outputs:
-            predicted = outputs["region"].argmax(1)
-            for k in range(len(REGION_CLASSES)):
-                p, t = predicted == k, batch["region"] == k
-                intersection[k] += (p & t).sum().item()
-                union[k] += (p | t).sum().item()
+        if model.uses_labels:
+            outputs = model(batch["pixel_values"])
+            predicted, target = outputs["region"].argmax(1).flatten(0, 1), batch["region"].flatten(0, 1)
+            counts = intersection_and_union(predicted == classes, target == classes)
+            intersection, union = intersection + counts[0].numpy(), union + counts[1].numpy()
             for name in ("colour", "size"):
                 valid = batch[name] != IGNORE
                 correct[name] += (outputs[name].argmax(1)[valid] == batch[name][valid]).sum().item()
@@ -101,15 +100,9 @@ def evaluate_pretext(model: PretextModel, num_samples: int = 128, image_size: in
     return metrics
 
 
-def train_pretext(
-    pretext: str = "dense",
-    steps: int = 120,
-    batch_size: int = 16,
-    learning_rate: float = 2e-3,
-    image_size: int = 128,
-    seed: int = 0,
-    log: Callable[[str], None] = print,
-) -> tuple[PretextModel, dict[str, Any]]:
+def train_pretext(pretext: str = "dense", steps: int = 120, batch_size: int = 16, learning_rate: float = 2e-3,
+                  image_size: int = 128, seed: int = 0,
+                  log: Callable[[str], None] = print) -> tuple[PretextModel, dict[str, Any]]:
     """Train a `PretextModel` on scenes of the `PRETRAIN_SEED` stream (step ``s`` reads scenes
     ``s * batch_size ...``); ``seed`` sets the initial weights and the masks. Returns the model and run facts."""
     torch.manual_seed(seed)
@@ -151,20 +144,11 @@ PRETEXT_TEXT = {
 }
 
 
-def save_backbone(backbone: SwinBackbone, folder: str | os.PathLike) -> None:
-    """``backbone`` as a `SwinBackbone` folder: float16 safetensors, its stage norms included (so that loading it
-    reports no missing weight), and a config that computes in float32."""
-    copy.deepcopy(backbone).half().save_pretrained(folder)
-    config_file = Path(folder) / "config.json"
-    saved = json.loads(config_file.read_text())
-    saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
-    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-
-
 def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: dict[str, Any],
                     metrics: dict[str, float], heldout: int, command: str) -> Path:
-    """Write the backbone as a `SwinBackbone` folder (`save_backbone`, preprocessor config, card), written aside and
-    moved into place; an existing folder is never replaced."""
+    """Write the backbone as a `SwinBackbone` folder (float16 safetensors with its stage norms, so that loading it
+    reports no missing weight; preprocessor config; card), written aside and moved into place; an existing folder is
+    never replaced."""
     output_dir = Path(output_dir)
     config = SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=facts["image_size"]), out_features=list(STAGE_NAMES))
     backbone = SwinBackbone(config)
@@ -177,7 +161,10 @@ def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: d
         refuse(output_dir)
 
     def write(tmp: Path) -> None:
-        save_backbone(backbone, tmp)
+        copy.deepcopy(backbone).half().save_pretrained(tmp)
+        saved = json.loads((tmp / "config.json").read_text())
+        saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
+        (tmp / "config.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         (tmp / "preprocessor_config.json").write_text(json.dumps(
             {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
         ) + "\n")
