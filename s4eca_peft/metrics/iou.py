@@ -1,10 +1,7 @@
-"""RRSIS metrics, the one implementation: per-sample intersection/union and the scores the field reports.
-
-The ``evaluate`` module in ``rrsis_iou/`` and the training loop both call it; the loop gathers per-sample counts
-across processes and calls :func:`rrsis_metrics` once (averaging per-batch IoUs would weight batches, not samples).
-All scores are fractions in [0, 1]: per-sample IoU = I / U (0 when U = 0); ``mIoU`` = their mean; ``oIoU`` =
-sum(I) / sum(U) (0 when sum(U) = 0); ``precision@X`` = share of samples with IoU >= X, X in 0.5 ... 0.9.
-"""
+"""RRSIS metrics, the one implementation: per-sample intersection/union and the scores the field reports, as
+fractions in [0, 1] (definitions: docs/evaluation.md). The ``evaluate`` module in ``rrsis_iou/`` and the training loop
+both call it; the loop gathers per-sample counts across processes and calls :func:`rrsis_metrics` once (averaging
+per-batch IoUs would weight batches, not samples)."""
 
 from __future__ import annotations
 

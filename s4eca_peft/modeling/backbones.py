@@ -50,11 +50,10 @@ def _backbone_kwargs(model_type: str) -> dict:
 def build_vision_backbone(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised vision backbone for ``config``."""
     check_model_type(config.model_type, "vision backbone")
-    if config.model_type in HIERARCHICAL_VISION_TYPES:
-        config.out_features = list(STAGE_NAMES)
-        config.out_indices = [1, 2, 3, 4]
-        return VISION_CLASSES[config.model_type](config)
-    return VISION_CLASSES[config.model_type](config, **_backbone_kwargs(config.model_type))
+    kwargs = _backbone_kwargs(config.model_type)
+    if "out_features" in kwargs:  # a hierarchical backbone: the stages are a config field (out_indices follow)
+        config.out_features = kwargs.pop("out_features")
+    return VISION_CLASSES[config.model_type](config, **kwargs)
 
 
 def _pretrained_config(name_or_path: str, kwargs: dict) -> tuple[str, PretrainedConfig, dict]:
@@ -87,12 +86,9 @@ def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
 
 
 class VisionFeatureExtractor(nn.Module):
-    """Runs a vision backbone and returns four feature maps at strides 4, 8, 16 and 32.
-
-    Hierarchical backbones (Swin, ConvNeXt, ResNet) give their four stages. ViT-family backbones give patch
-    tokens at one stride: four hidden states are taken, their prefix tokens (CLS) dropped, reshaped to
-    ``(batch, dim, H/patch, W/patch)`` and resampled bilinearly to the four strides.
-    """
+    """Runs a vision backbone and returns four feature maps at strides 4, 8, 16 and 32: the four stages of a
+    hierarchical backbone, or four hidden states of a ViT-family one, their prefix (CLS) tokens dropped, reshaped to
+    ``(batch, dim, H/patch, W/patch)`` and resampled bilinearly to the four strides."""
 
     def __init__(self, backbone: PreTrainedModel, vit_feature_layers: list[int] | None = None) -> None:
         super().__init__()

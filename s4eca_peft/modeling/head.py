@@ -51,9 +51,7 @@ class SegmentationHead(nn.Module):
         """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)`` (read only when
         the head reads the sentence). Returns mask logits ``(batch, 1, H/4, W/4)``."""
         batch = features[0].shape[0]
-        film = None
-        if self.reads_sentence:
-            film = self.film(sentence).view(batch, len(features), 2, self.decoder_dim, 1, 1)
+        film = self.film(sentence).view(batch, len(features), 2, -1, 1, 1) if self.reads_sentence else None
         fused = None
         for level in reversed(range(len(features))):
             x = self.lateral[level](features[level])

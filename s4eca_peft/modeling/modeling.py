@@ -70,11 +70,8 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None
 
 
 class ReferringSegmentationModel(PreTrainedModel):
-    """A frozen vision backbone and text encoder with a trainable segmentation head.
-
-    The text encoder runs first, so that adapters inside it can hand language proxies to adapters inside the
-    vision backbone (see `s4eca_peft.S4ECAConfig`).
-    """
+    """A frozen vision backbone and text encoder with a trainable segmentation head. The text encoder runs first, so
+    that adapters inside it can hand language proxies to adapters inside the vision backbone."""
 
     config_class = ReferringSegmentationConfig
     base_model_prefix = "referring_segmentation"
@@ -157,12 +154,11 @@ class ReferringSegmentationModel(PreTrainedModel):
             # small logits around the prior of a small object (about 5 % of the pixels)
             nn.init.normal_(module.weight, std=0.01)
             nn.init.constant_(module.bias, -3.0)
-        elif isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.GroupNorm):
@@ -175,11 +171,8 @@ class ReferringSegmentationModel(PreTrainedModel):
                        text_config: PretrainedConfig | None = None, **head_kwargs) -> ReferringSegmentationModel:
         """Pretrained encoders from Hub ids, folders or package references, and a fresh head (``head_kwargs`` go to
         the config). With ``text_name_or_path=None`` the text encoder is built, randomly initialised, from
-        ``text_config``.
-
-        A Hub encoder is loaded at the commit its revision (``vision_revision`` / ``text_revision``, else
-        ``revision``, else the default branch) resolves to now, and that commit is recorded in the config.
-        """
+        ``text_config``. A Hub encoder is loaded at the commit its revision (``vision_revision`` / ``text_revision``,
+        else ``revision``, else the default branch) resolves to now, and that commit is recorded in the config."""
         hub = hub_kwargs(head_kwargs)
         head_kwargs = {key: value for key, value in head_kwargs.items() if key not in HUB_OPTIONS}
         default_revision = hub.pop("revision", None)

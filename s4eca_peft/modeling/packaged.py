@@ -52,8 +52,7 @@ def resolve_model_reference(name_or_path: Any) -> Any:
         if not (EMBEDDED_BACKBONE_PATH / "config.json").is_file():
             raise FileNotFoundError(
                 f"{name_or_path!r}: the embedded backbone is missing from {EMBEDDED_BACKBONE_PATH} (a broken "
-                "installation; rebuild it with `s4eca-pretrain-backbone --output_dir <that folder>`)."
-            )
+                "installation; rebuild it with `s4eca-pretrain-backbone --output_dir <that folder>`).")
         return str(EMBEDDED_BACKBONE_PATH)
     if name_or_path == MINILM:
         path = minilm_path()
@@ -65,9 +64,7 @@ def resolve_model_reference(name_or_path: Any) -> Any:
             raise FileNotFoundError(
                 f"{name_or_path!r}: no reference adapter is installed in {REFERENCE_ADAPTER_PATH} (install a trained "
                 "run's adapter folder there with `python tools/install_reference_adapter.py <run folder>`, or give "
-                "an adapter folder or Hub repo id)."
-            )
+                "an adapter folder or Hub repo id).")
         return str(REFERENCE_ADAPTER_PATH)
     raise ValueError(
-        f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}, {REFERENCE_ADAPTER}."
-    )
+        f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}, {REFERENCE_ADAPTER}.")

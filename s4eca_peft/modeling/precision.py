@@ -23,8 +23,7 @@ def compute_dtype(mixed_precision: str | None) -> torch.dtype | None:
     if mixed_precision not in COMPUTE_DTYPES:
         raise ValueError(
             f"mixed_precision={mixed_precision!r} has no compute dtype here; expected one of "
-            f"{sorted(COMPUTE_DTYPES)} or 'no'."
-        )
+            f"{sorted(COMPUTE_DTYPES)} or 'no'.")
     return COMPUTE_DTYPES[mixed_precision]
 
 

@@ -59,8 +59,7 @@ class ReferringSegmentationProcessor:
         image_mean / image_std: per-channel normalisation of the vision backbone (ImageNet by default).
         max_length: tokens per expression, padded and truncated (20 in the published protocol).
 
-    Images are converted to RGB by the rule in `s4eca_peft.modeling.image_io` (grayscale repeated, alpha
-    dropped, 16-bit stretched by percentiles).
+    Images are converted to RGB by the rule in `s4eca_peft.modeling.image_io`.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int = 480,
@@ -77,10 +76,10 @@ class ReferringSegmentationProcessor:
 
     def preprocess_images(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """Images -> ``(batch, 3, image_size, image_size)`` normalised float32."""
-        arrays = [load_image(image, name=f"images[{i}]") for i, image in enumerate(_as_list(images))]
         mean, std = (torch.tensor(values).view(3, 1, 1) for values in (self.image_mean, self.image_std))
         out = []
-        for array in arrays:
+        for i, image in enumerate(_as_list(images)):
+            array = load_image(image, name=f"images[{i}]")
             tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
             if tensor.shape[-2:] != (side := (self.image_size, self.image_size)):
                 tensor = F.interpolate(tensor, size=side, mode="bilinear", align_corners=False, antialias=True)
@@ -171,8 +170,7 @@ class ReferringSegmentationProcessor:
                        max_length: int = 20, vision_revision: str | None = None, text_revision: str | None = None,
                        **kwargs: Any) -> ReferringSegmentationProcessor:
         """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present.
-        ``vision_revision`` / ``text_revision`` (e.g. the commits the encoders were loaded at) override ``revision``
-        for their side."""
+        ``vision_revision`` / ``text_revision`` override ``revision`` for their side."""
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if vision_name_or_path is not None:
             settings = _read_json(resolve_model_reference(vision_name_or_path), "preprocessor_config.json",

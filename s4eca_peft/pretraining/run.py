@@ -1,7 +1,7 @@
 """Pretrain the embedded vision backbone without language, score its pretext on held-out scenes, and export it.
 
-Pretraining scenes come from the stream of `PRETRAIN_SEED`, the held-out pretext scenes from `PRETRAIN_EVAL_SEED`;
-both differ from the referring task's val/test seeds, so no val/test scene is seen before adaptation.
+Both scene streams (`PRETRAIN_SEED`, `PRETRAIN_EVAL_SEED`) differ from the referring task's val/test seeds, so no
+val/test scene is seen before adaptation.
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ PRETRAIN_DATA_VERSION = 1
 
 def pretext_batch(seed: int, start: int, batch_size: int, image_size: int,
                   flip: bool = False) -> dict[str, torch.Tensor]:
-    """Scenes ``start .. start + batch_size`` of stream ``seed``: normalised ``pixel_values`` and label maps.
-
-    With ``flip``, scene ``i`` is mirrored left-right when ``(seed, i)`` says so (labels with it).
-    """
+    """Scenes ``start .. start + batch_size`` of stream ``seed``: normalised ``pixel_values`` and label maps; with
+    ``flip``, scene ``i`` is mirrored left-right (labels with it) when ``(seed, i)`` says so."""
     mean = np.asarray(IMAGENET_MEAN, np.float32)
     std = np.asarray(IMAGENET_STD, np.float32)
     pixels, labels = [], {"region": [], "colour": [], "size": []}
@@ -154,11 +152,8 @@ def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: d
     backbone = SwinBackbone(config)
     backbone.load_state_dict(model.backbone.state_dict())  # strict: raises on any key that does not map
 
-    def refuse(existing: Path, new: Path | None = None) -> None:
+    def refuse(existing: Path, new: Path) -> None:
         raise FileExistsError(f"{existing} exists: choose a new --output_dir (an earlier backbone is never replaced).")
-
-    if output_dir.exists():
-        refuse(output_dir)
 
     def write(tmp: Path) -> None:
         copy.deepcopy(backbone).half().save_pretrained(tmp)
