@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import torch
+import transformers
 from torch import nn
 from torch.nn import functional as F
-from transformers import (
-    BertModel,
-    CLIPTextModel,
-    ConvNextBackbone,
-    Dinov2Model,
-    PretrainedConfig,
-    PreTrainedModel,
-    ResNetBackbone,
-    RobertaModel,
-    SwinBackbone,
-    ViTModel,
-)
+from transformers import AutoConfig, BertModel, PretrainedConfig, PreTrainedModel, RobertaModel
 
-from .configuration import (
-    HIERARCHICAL_VISION_TYPES,
-    STAGE_NAMES,
-    check_model_type,
-)
+from .configuration import HIERARCHICAL_VISION_TYPES, STAGE_NAMES, check_model_type
 from .packaged import resolve_model_reference
 from .remote_code import auto_from_pretrained, refuse_remote_code
 
 
-class BertWordEncoder(BertModel):
-    """`BertModel` without its pooler: the package reads word features only. The pooler weights a checkpoint carries
-    (MiniLM's do) are skipped without a load report."""
+class _WithoutPooler:
+    """Builds the model without its pooler: the package reads word features only. The pooler weights a checkpoint
+    carries (MiniLM's do) are skipped without a load report."""
 
     _keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.dense\."]
 
@@ -37,25 +23,20 @@ class BertWordEncoder(BertModel):
         super().__init__(config, add_pooling_layer=add_pooling_layer)
 
 
-class RobertaWordEncoder(RobertaModel):
-    """`RobertaModel` without its pooler, as `BertWordEncoder`."""
-
-    _keys_to_ignore_on_load_unexpected = BertWordEncoder._keys_to_ignore_on_load_unexpected
-
-    def __init__(self, config: PretrainedConfig, add_pooling_layer: bool = False) -> None:
-        super().__init__(config, add_pooling_layer=add_pooling_layer)
+class BertWordEncoder(_WithoutPooler, BertModel):
+    """`BertModel` without its pooler."""
 
 
-HIERARCHICAL_BACKBONE_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "convnext": ConvNextBackbone,
-    "resnet": ResNetBackbone,
-    "swin": SwinBackbone,
+class RobertaWordEncoder(_WithoutPooler, RobertaModel):
+    """`RobertaModel` without its pooler."""
+
+
+VISION_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "convnext": transformers.ConvNextBackbone, "resnet": transformers.ResNetBackbone,
+    "swin": transformers.SwinBackbone, "dinov2": transformers.Dinov2Model, "vit": transformers.ViTModel,
 }
-PLAIN_VISION_CLASSES: dict[str, type[PreTrainedModel]] = {"dinov2": Dinov2Model, "vit": ViTModel}
 TEXT_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "bert": BertWordEncoder,
-    "clip_text_model": CLIPTextModel,
-    "roberta": RobertaWordEncoder,
+    "bert": BertWordEncoder, "clip_text_model": transformers.CLIPTextModel, "roberta": RobertaWordEncoder,
 }
 FEATURE_STRIDES = (4, 8, 16, 32)
 
@@ -63,31 +44,30 @@ FEATURE_STRIDES = (4, 8, 16, 32)
 def _backbone_kwargs(model_type: str) -> dict:
     if model_type in HIERARCHICAL_VISION_TYPES:
         return {"out_features": list(STAGE_NAMES)}
-    if model_type == "vit":
-        return {"add_pooling_layer": False}
-    return {}
+    return {"add_pooling_layer": False} if model_type == "vit" else {}
 
 
 def build_vision_backbone(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised vision backbone for ``config``."""
     check_model_type(config.model_type, "vision backbone")
-    if config.model_type in HIERARCHICAL_VISION_TYPES:
-        config.out_features = list(STAGE_NAMES)
-        config.out_indices = [1, 2, 3, 4]
-        return HIERARCHICAL_BACKBONE_CLASSES[config.model_type](config)
-    return PLAIN_VISION_CLASSES[config.model_type](config, **_backbone_kwargs(config.model_type))
+    kwargs = _backbone_kwargs(config.model_type)
+    if "out_features" in kwargs:  # a hierarchical backbone: the stages are a config field (out_indices follow)
+        config.out_features = kwargs.pop("out_features")
+    return VISION_CLASSES[config.model_type](config, **kwargs)
+
+
+def _pretrained_config(name_or_path: str, kwargs: dict) -> tuple[str, PretrainedConfig, dict]:
+    kwargs = refuse_remote_code(kwargs)
+    name_or_path = resolve_model_reference(name_or_path)
+    return name_or_path, auto_from_pretrained(AutoConfig, name_or_path, **kwargs), kwargs
 
 
 def load_vision_backbone(name_or_path: str, **kwargs) -> PreTrainedModel:
     """A pretrained vision backbone from a Hub id, a folder or a package reference, through its concrete class."""
-    from transformers import AutoConfig
-
-    kwargs = refuse_remote_code(kwargs)
-    name_or_path = resolve_model_reference(name_or_path)
-    config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
+    name_or_path, config, kwargs = _pretrained_config(name_or_path, kwargs)
     check_model_type(config.model_type, "vision backbone")
-    cls = HIERARCHICAL_BACKBONE_CLASSES.get(config.model_type) or PLAIN_VISION_CLASSES[config.model_type]
-    return cls.from_pretrained(name_or_path, **_backbone_kwargs(config.model_type), **kwargs)
+    return VISION_CLASSES[config.model_type].from_pretrained(name_or_path, **_backbone_kwargs(config.model_type),
+                                                             **kwargs)
 
 
 def build_text_encoder(config: PretrainedConfig) -> PreTrainedModel:
@@ -99,23 +79,16 @@ def build_text_encoder(config: PretrainedConfig) -> PreTrainedModel:
 def load_text_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
     """A pretrained text encoder from a Hub id, a folder or a package reference (a full CLIP checkpoint gives its
     text tower)."""
-    from transformers import AutoConfig
-
-    kwargs = refuse_remote_code(kwargs)
-    name_or_path = resolve_model_reference(name_or_path)
-    config = auto_from_pretrained(AutoConfig, name_or_path, **kwargs)
+    name_or_path, config, kwargs = _pretrained_config(name_or_path, kwargs)
     model_type = "clip_text_model" if config.model_type == "clip" else config.model_type
     check_model_type(model_type, "text encoder")
     return TEXT_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
 
 
 class VisionFeatureExtractor(nn.Module):
-    """Runs a vision backbone and returns four feature maps at strides 4, 8, 16 and 32.
-
-    Hierarchical backbones (Swin, ConvNeXt, ResNet) give their four stages. ViT-family backbones give patch
-    tokens at one stride: four hidden states are taken, their prefix tokens (CLS) dropped, reshaped to
-    ``(batch, dim, H/patch, W/patch)`` and resampled bilinearly to the four strides.
-    """
+    """Runs a vision backbone and returns four feature maps at strides 4, 8, 16 and 32: the four stages of a
+    hierarchical backbone, or four hidden states of a ViT-family one, their prefix (CLS) tokens dropped, reshaped to
+    ``(batch, dim, H/patch, W/patch)`` and resampled bilinearly to the four strides."""
 
     def __init__(self, backbone: PreTrainedModel, vit_feature_layers: list[int] | None = None) -> None:
         super().__init__()

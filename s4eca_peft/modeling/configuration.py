@@ -7,22 +7,19 @@ from typing import Any
 from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
 HIERARCHICAL_VISION_TYPES = ("convnext", "resnet", "swin")
-"""Vision backbones with four native stages (strides 4, 8, 16, 32)."""
-PLAIN_VISION_TYPES = ("dinov2", "vit")
-"""Single-scale ViT-family backbones: patch tokens are reshaped to maps and resampled to four scales."""
-SUPPORTED_VISION_TYPES = tuple(sorted(HIERARCHICAL_VISION_TYPES + PLAIN_VISION_TYPES))
+"""Vision backbones with four native stages (strides 4, 8, 16, 32); the others (ViT family) are resampled to them."""
+SUPPORTED_VISION_TYPES = ("convnext", "dinov2", "resnet", "swin", "vit")
 SUPPORTED_TEXT_TYPES = ("bert", "clip_text_model", "roberta")
 
 STAGE_NAMES = ["stage1", "stage2", "stage3", "stage4"]
 
 MODEL_OPTIONS = ("decoder_dim", "head_reads_sentence", "vit_feature_layers", "bce_weight", "dice_weight",
                  "freeze_backbones")
-"""The `ReferringSegmentationConfig` fields that are not about the encoders: what a model rebuilt from the same
-encoders (`ReferringSegmentationModel.from_backbones`) must be given again to be the same model."""
+"""The config fields not about the encoders: what `ReferringSegmentationModel.from_backbones` must be given again to
+rebuild the same model."""
 
 
 def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: str, argument: str) -> PretrainedConfig:
-    """Turn a config or a dict with a ``model_type`` into a ``PretrainedConfig``."""
     if value is None:
         return CONFIG_MAPPING[default_type]()
     if isinstance(value, PretrainedConfig):
@@ -31,7 +28,8 @@ def _as_config(value: PretrainedConfig | dict[str, Any] | None, default_type: st
         value = dict(value)
         model_type = value.pop("model_type", None)
         if model_type is None:
-            raise ValueError(f"`{argument}` is a dict without a `model_type` key; expected e.g. {{'model_type': ...}}.")
+            raise ValueError(
+                f"`{argument}` is a dict without a `model_type` key; expected e.g. {{'model_type': ...}}.")
         if model_type not in CONFIG_MAPPING:
             raise ValueError(f"`{argument}` has unknown model_type {model_type!r}.")
         return CONFIG_MAPPING[model_type](**value)
@@ -47,39 +45,29 @@ def check_model_type(model_type: str, role: str) -> None:
 
 class ReferringSegmentationConfig(PretrainedConfig):
     r"""
-    Configuration of [`ReferringSegmentationModel`]: a vision backbone, a text encoder and a light
-    language-conditioned multi-scale segmentation head.
+    Configuration of [`ReferringSegmentationModel`]: a vision backbone, a text encoder and a light segmentation head.
 
     Args:
         vision_config (`PretrainedConfig` or `dict`, *optional*, defaults to `SwinConfig()`):
             Config of the vision backbone. Supported `model_type`s: convnext, dinov2, resnet, swin, vit.
         text_config (`PretrainedConfig` or `dict`, *optional*, defaults to `BertConfig()`):
             Config of the text encoder. Supported `model_type`s: bert, clip_text_model, roberta.
-        decoder_dim (`int`, *optional*, defaults to 128):
-            Channel width of the segmentation head.
+        decoder_dim (`int`, *optional*, defaults to 128): Channel width of the segmentation head.
         head_reads_sentence (`bool`, *optional*, defaults to `True`):
             The head modulates every scale by the sentence feature and adds a sentence-generated mask kernel. With
-            `False` the head decodes the visual features alone, as in referring-segmentation models that fuse the
-            language inside the encoders: the expression then reaches the mask only through adapters that write it
-            into the features (S4ECA's vision adapters), and a base model without them cannot follow an expression.
+            `False` it decodes the visual features alone: the expression then reaches the mask only through adapters
+            that write it into the features (S4ECA's vision adapters).
         vit_feature_layers (`list[int]`, *optional*):
-            For ViT-family backbones, the four hidden-state indices used as the four scales
-            (defaults to evenly spaced layers ending at the last one).
-        bce_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the binary cross-entropy term of the loss.
-        dice_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the Dice term of the loss.
+            For ViT-family backbones, the four hidden-state indices used as the four scales (defaults to evenly
+            spaced layers ending at the last one).
+        bce_weight, dice_weight (`float`, *optional*, defaults to 1.0): Weights of the loss's BCE and Dice terms.
         freeze_backbones (`bool`, *optional*, defaults to `True`):
             Set `requires_grad=False` on both encoders when the model is built.
-        vision_name_or_path (`str`, *optional*):
-            Hub id or folder the vision backbone was loaded from (recorded by `from_backbones`).
-        text_name_or_path (`str`, *optional*):
-            Hub id or folder the text encoder was loaded from (recorded by `from_backbones`).
-        vision_revision (`str`, *optional*):
-            Commit sha the vision backbone's Hub repo was loaded at (None for a folder); loading the recorded
-            backbone again reads this commit, so a repo whose branch moved on gives the same weights.
-        text_revision (`str`, *optional*):
-            Commit sha the text encoder's Hub repo was loaded at (None for a folder).
+        vision_name_or_path, text_name_or_path (`str`, *optional*):
+            Hub id, folder or package reference each encoder was loaded from (recorded by `from_backbones`).
+        vision_revision, text_revision (`str`, *optional*):
+            Commit sha each encoder's Hub repo was loaded at (None for a folder); loading the recorded encoder again
+            reads this commit, so a repo whose branch moved on gives the same weights.
     """
 
     model_type = "s4eca_referring_segmentation"
@@ -120,7 +108,3 @@ class ReferringSegmentationConfig(PretrainedConfig):
         self.vision_revision = vision_revision
         self.text_revision = text_revision
         super().__init__(**kwargs)
-
-    @property
-    def text_hidden_size(self) -> int:
-        return self.text_config.hidden_size

@@ -13,10 +13,8 @@ def _norm(channels: int) -> nn.GroupNorm:
 
 
 def coordinate_channels(batch: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """Normalised (x, y) coordinates in [-1, 1]: ``(batch, 2, height, width)``.
-
-    Expressions name positions ("on the left", "at the top"); convolutions alone cannot see where they are.
-    """
+    """Normalised (x, y) coordinates in [-1, 1]: ``(batch, 2, height, width)``. Expressions name positions ("on the
+    left"); convolutions alone cannot see where they are."""
     ys = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
     xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
@@ -28,14 +26,12 @@ class SegmentationHead(nn.Module):
 
     Steps: 1x1 lateral projections to ``decoder_dim`` -> sentence FiLM (scale, shift) on each level ->
     top-down fusion to stride 4 -> concatenation of coordinate channels -> 3x3 fusion -> mask logits from a
-    static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel.
-
-    With ``reads_sentence=False`` the FiLM and the dynamic kernel are absent and the sentence is not read: the
-    head decodes the features alone, so the expression reaches the mask only through what the encoders' adapters
-    wrote into the features.
+    static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel. With ``reads_sentence=False`` the FiLM and
+    the dynamic kernel are absent and the head decodes the features alone.
     """
 
-    def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128, reads_sentence: bool = True) -> None:
+    def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128,
+                 reads_sentence: bool = True) -> None:
         super().__init__()
         self.reads_sentence = reads_sentence
         self.lateral = nn.ModuleList(
@@ -43,12 +39,8 @@ class SegmentationHead(nn.Module):
         )
         self.film = nn.Linear(text_dim, 2 * decoder_dim * len(in_channels)) if reads_sentence else None
         self.fuse = nn.Sequential(
-            nn.Conv2d(decoder_dim + 2, decoder_dim, 3, padding=1, bias=False),
-            _norm(decoder_dim),
-            nn.GELU(),
-            nn.Conv2d(decoder_dim, decoder_dim, 3, padding=1, bias=False),
-            _norm(decoder_dim),
-            nn.GELU(),
+            nn.Conv2d(decoder_dim + 2, decoder_dim, 3, padding=1, bias=False), _norm(decoder_dim), nn.GELU(),
+            nn.Conv2d(decoder_dim, decoder_dim, 3, padding=1, bias=False), _norm(decoder_dim), nn.GELU(),
         )
         self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1) if reads_sentence else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
@@ -56,13 +48,10 @@ class SegmentationHead(nn.Module):
         self.decoder_dim = decoder_dim
 
     def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
-        """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)`` (not read
-        when the head does not read the sentence).
-
-        Returns mask logits ``(batch, 1, H/4, W/4)``.
-        """
+        """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)`` (read only when
+        the head reads the sentence). Returns mask logits ``(batch, 1, H/4, W/4)``."""
         batch = features[0].shape[0]
-        film = self.film(sentence).view(batch, len(features), 2, self.decoder_dim, 1, 1) if self.reads_sentence else None
+        film = self.film(sentence).view(batch, len(features), 2, -1, 1, 1) if self.reads_sentence else None
         fused = None
         for level in reversed(range(len(features))):
             x = self.lateral[level](features[level])
@@ -76,5 +65,6 @@ class SegmentationHead(nn.Module):
         if not self.reads_sentence:
             return self.classifier(fused)
         kernel = self.dynamic_kernel(sentence)  # (batch, decoder_dim + 1)
-        dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5 + kernel[:, -1, None, None]
+        dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5
+        dynamic = dynamic + kernel[:, -1, None, None]
         return self.classifier(fused) + dynamic.unsqueeze(1)

@@ -73,22 +73,16 @@ def to_float_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
     if height == 0 or width == 0:
         raise ValueError(f"{name}: image has a zero side (height={height}, width={width}).")
     if channels not in (1, 3, 4):
-        raise ValueError(
-            f"{name}: expected 1 (grayscale), 3 (RGB) or 4 (RGBA) channels in the last axis (H, W, C), "
-            f"got {channels} (shape {array.shape})."
-        )
-    if channels == 1:
-        array = np.repeat(array, 3, axis=2)
-    elif channels == 4:
-        array = array[..., :3]
+        raise ValueError(f"{name}: expected 1 (grayscale), 3 (RGB) or 4 (RGBA) channels in the last axis (H, W, C), "
+                         f"got {channels} (shape {array.shape}).")
+    array = np.repeat(array, 3, axis=2) if channels == 1 else array[..., :3]
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if array.dtype == np.bool_:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         data = array.astype(np.float32)
-        low, high = stretch_bounds(data.reshape(-1, data.shape[-1]))
-        return apply_stretch(data, low, high)
+        return apply_stretch(data, *stretch_bounds(data.reshape(-1, data.shape[-1])))
     if np.issubdtype(array.dtype, np.floating):
         data = array.astype(np.float32)
         if not np.isfinite(data).all():

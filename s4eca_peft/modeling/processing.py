@@ -43,8 +43,8 @@ def _expression_text(expression: Any, name: str) -> str:
         expression.encode("utf-8")
     except UnicodeEncodeError as error:
         raise ValueError(f"{name}: the expression holds a lone surrogate (U+{ord(expression[error.start]):04X}) at "
-                         f"character {error.start}, which is not text; it usually comes from bytes that were not UTF-8 "
-                         "(e.g. a command-line argument in another encoding). Pass UTF-8 text.") from error
+                         f"character {error.start}, which is not text; it usually comes from bytes that were not "
+                         "UTF-8 (e.g. a command-line argument in another encoding). Pass UTF-8 text.") from error
     if not expression.strip():
         raise ValueError(f"{name}: the expression is empty; describe the object to segment.")
     return expression
@@ -59,8 +59,7 @@ class ReferringSegmentationProcessor:
         image_mean / image_std: per-channel normalisation of the vision backbone (ImageNet by default).
         max_length: tokens per expression, padded and truncated (20 in the published protocol).
 
-    Images are converted to RGB by the rule in `s4eca_peft.modeling.image_io` (grayscale repeated, alpha
-    dropped, 16-bit stretched by percentiles).
+    Images are converted to RGB by the rule in `s4eca_peft.modeling.image_io`.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int = 480,
@@ -75,13 +74,12 @@ class ReferringSegmentationProcessor:
         self.image_std = tuple(float(v) for v in image_std)
         self.max_length = int(max_length)
 
-    # ------------------------------------------------------------------ inputs
     def preprocess_images(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
         """Images -> ``(batch, 3, image_size, image_size)`` normalised float32."""
-        arrays = [load_image(image, name=f"images[{i}]") for i, image in enumerate(_as_list(images))]
         mean, std = (torch.tensor(values).view(3, 1, 1) for values in (self.image_mean, self.image_std))
         out = []
-        for array in arrays:
+        for i, image in enumerate(_as_list(images)):
+            array = load_image(image, name=f"images[{i}]")
             tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
             if tensor.shape[-2:] != (side := (self.image_size, self.image_size)):
                 tensor = F.interpolate(tensor, size=side, mode="bilinear", align_corners=False, antialias=True)
@@ -105,8 +103,9 @@ class ReferringSegmentationProcessor:
         return self.tokenizer(expressions, padding="max_length", truncation=True, max_length=self.max_length,
                               return_tensors="pt")
 
-    def __call__(self, images: ImageInput | Sequence[ImageInput] | None = None, text: str | Sequence[str] | None = None,
-                 masks: Any = None, return_tensors: str | None = "pt") -> BatchFeature:
+    def __call__(self, images: ImageInput | Sequence[ImageInput] | None = None,
+                 text: str | Sequence[str] | None = None, masks: Any = None,
+                 return_tensors: str | None = "pt") -> BatchFeature:
         """Returns ``pixel_values`` ``(B, 3, S, S)``, ``input_ids`` / ``attention_mask`` ``(B, max_length)``, and
         ``labels`` ``(B, 1, S, S)`` when ``masks`` are given."""
         if return_tensors not in (None, "pt"):
@@ -126,7 +125,6 @@ class ReferringSegmentationProcessor:
             data["labels"] = self.preprocess_masks(masks)
         return BatchFeature(data=data)
 
-    # ---------------------------------------------------------------- outputs
     def post_process_probabilities(self, outputs: Any, target_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
         """Mask probabilities ``(H_i, W_i)`` at each original size."""
         logits = outputs.logits if hasattr(outputs, "logits") else outputs
@@ -150,10 +148,9 @@ class ReferringSegmentationProcessor:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
         return [p > threshold for p in self.post_process_probabilities(outputs, target_sizes)]
 
-    # ---------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        return {"processor_class": type(self).__name__, "image_size": self.image_size, "image_mean": list(self.image_mean),
-                "image_std": list(self.image_std), "max_length": self.max_length}
+        return {"processor_class": type(self).__name__, "image_size": self.image_size,
+                "image_mean": list(self.image_mean), "image_std": list(self.image_std), "max_length": self.max_length}
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         directory = Path(save_directory)
@@ -164,16 +161,8 @@ class ReferringSegmentationProcessor:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> ReferringSegmentationProcessor:
         """From a folder or Hub repo written by `save_pretrained` (``kwargs``: revision, cache_dir, token...)."""
-        path = Path(name_or_path)
-        if path.is_dir():
-            config_file = path / PROCESSOR_CONFIG_NAME
-            if not config_file.is_file():
-                raise FileNotFoundError(f"No {PROCESSOR_CONFIG_NAME} in {str(path)!r}.")
-        else:
-            from huggingface_hub import hf_hub_download
-
-            config_file = Path(hf_hub_download(str(name_or_path), PROCESSOR_CONFIG_NAME, **hub_kwargs(kwargs)))
-        settings = {key: value for key, value in json.loads(config_file.read_text()).items() if key != "processor_class"}
+        settings = _read_json(name_or_path, PROCESSOR_CONFIG_NAME, kwargs, required=True)
+        settings.pop("processor_class", None)
         return cls(auto_from_pretrained(AutoTokenizer, name_or_path, **kwargs), **settings)
 
     @classmethod
@@ -181,12 +170,13 @@ class ReferringSegmentationProcessor:
                        max_length: int = 20, vision_revision: str | None = None, text_revision: str | None = None,
                        **kwargs: Any) -> ReferringSegmentationProcessor:
         """Tokenizer of the text encoder; mean/std from the vision backbone's preprocessor config if present.
-        ``vision_revision`` / ``text_revision`` (e.g. the commits the encoders were loaded at) override ``revision``
-        for their side."""
+        ``vision_revision`` / ``text_revision`` override ``revision`` for their side."""
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if vision_name_or_path is not None:
-            stats = _read_image_stats(resolve_model_reference(vision_name_or_path), **_with_revision(kwargs, vision_revision))
-            mean, std = stats or (mean, std)
+            settings = _read_json(resolve_model_reference(vision_name_or_path), "preprocessor_config.json",
+                                  _with_revision(kwargs, vision_revision), required=False)
+            if "image_mean" in settings and "image_std" in settings:
+                mean, std = settings["image_mean"], settings["image_std"]
         tokenizer = auto_from_pretrained(AutoTokenizer, resolve_model_reference(text_name_or_path),
                                          **_with_revision(kwargs, text_revision))
         return cls(tokenizer, image_size=image_size, image_mean=mean, image_std=std, max_length=max_length)
@@ -196,17 +186,20 @@ def _with_revision(kwargs: dict[str, Any], revision: str | None) -> dict[str, An
     return kwargs if revision is None else dict(kwargs, revision=revision)
 
 
-def _read_image_stats(name_or_path: str, **kwargs: Any) -> tuple[list[float], list[float]] | None:
-    path = Path(name_or_path)
-    config_file = path / "preprocessor_config.json"
-    if not path.is_dir():
-        try:
-            from huggingface_hub import hf_hub_download
+def _read_json(name_or_path: str | os.PathLike, filename: str, kwargs: dict[str, Any], required: bool) -> dict:
+    """``filename`` of a folder or Hub repo; ``{}`` when it has none and it is not ``required``."""
+    config_file = Path(name_or_path) / filename
+    if not Path(name_or_path).is_dir():
+        from huggingface_hub import hf_hub_download
 
-            config_file = Path(hf_hub_download(name_or_path, "preprocessor_config.json", **hub_kwargs(kwargs)))
+        try:
+            config_file = Path(hf_hub_download(str(name_or_path), filename, **hub_kwargs(kwargs)))
         except Exception:  # a backbone without an image processor keeps the ImageNet statistics
-            return None
-    settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    if "image_mean" in settings and "image_std" in settings:
-        return list(settings["image_mean"]), list(settings["image_std"])
-    return None
+            if required:
+                raise
+            return {}
+    if not config_file.is_file():
+        if required:
+            raise FileNotFoundError(f"No {filename} in {str(Path(name_or_path))!r}.")
+        return {}
+    return json.loads(config_file.read_text())

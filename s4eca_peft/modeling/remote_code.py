@@ -1,7 +1,5 @@
-"""Loading transformers configs and tokenizers without ever running code shipped in a folder or Hub repo: every
-``Auto*.from_pretrained`` of this package goes through `auto_from_pretrained`, which passes ``trust_remote_code=False``
-and turns transformers' refusal of an ``auto_map`` into an error naming the folder (docs/security.md).
-"""
+"""Loading transformers configs and tokenizers without ever running code shipped in a folder or Hub repo
+(docs/security.md): every ``Auto*.from_pretrained`` of this package goes through `auto_from_pretrained`."""
 
 from __future__ import annotations
 
@@ -15,8 +13,7 @@ def refuse_remote_code(kwargs: dict[str, Any]) -> dict[str, Any]:
     if kwargs.pop("trust_remote_code", False):
         raise ValueError(
             "`trust_remote_code=True` is refused: this package never runs code shipped with a model, tokenizer or "
-            "adapter. Use backbones and tokenizers of classes that transformers provides."
-        )
+            "adapter. Use backbones and tokenizers of classes that transformers provides.")
     return kwargs
 
 
@@ -32,5 +29,4 @@ def auto_from_pretrained(auto_class: Any, name_or_path: str | os.PathLike, **kwa
         raise ValueError(
             f"{str(name_or_path)!r} asks to run code from its own files (an `auto_map` in its config.json or "
             f"tokenizer_config.json, loaded by {auto_class.__name__}); this package never runs such code. Use a "
-            "model or tokenizer of a class that transformers provides."
-        ) from error
+            "model or tokenizer of a class that transformers provides.") from error

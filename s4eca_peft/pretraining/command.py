@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain the small embedded Swin on synthetic aerial scenes, without language.",
     )
     parser.add_argument("--output_dir", default="outputs/swin-synthetic-aerial",
-                        help=f"Where the SwinBackbone folder is written (the shipped one is {EMBEDDED_BACKBONE_PATH}).")
+                        help=f"Where the SwinBackbone folder is written (the shipped one: {EMBEDDED_BACKBONE_PATH}).")
     parser.add_argument("--pretext", choices=PRETEXTS, default="dense", help="What the backbone learns to predict.")
     parser.add_argument("--steps", type=int, default=120,
                         help="Optimizer steps (each reads fresh scenes); 0 exports the random initialisation.")

@@ -1,8 +1,5 @@
-"""Dense labels of a synthetic scene, known from its layout: what each pixel is, its colour and its size class.
-
-These are the pretext targets of the embedded backbone's pretraining. They say nothing about which object an
-expression refers to: no pixel is labelled as the target.
-"""
+"""Dense labels of a synthetic scene, known from its layout: what each pixel is, its colour and its size class (the
+pretext targets of the embedded backbone's pretraining; no pixel is labelled as an expression's target)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The pretext model: a Swin backbone with a light decoder that predicts dense scene labels and/or masked pixels.
 
-Only the backbone is kept after pretraining. Its per-stage output norms stay at their initial identity affine
-(frozen) and are saved with it, so it loads back as a `SwinBackbone` with nothing missing and the same features as a
-fresh `SwinBackbone` around the same Swin layers.
+Only the backbone is kept. Its per-stage output norms stay frozen at their initial identity and are saved with it, so
+it loads back as a `SwinBackbone` with nothing missing and the same features as before.
 """
 
 from __future__ import annotations
@@ -21,13 +20,8 @@ predicted from the masked image."""
 
 
 class PretextModel(nn.Module):
-    """``SwinBackbone`` + an FPN-like decoder at stride 4 with a head per target.
-
-    Args:
-        vision_config: the backbone's `SwinConfig`.
-        pretext: one of `PRETEXTS`.
-        decoder_dim: channel width of the decoder.
-    """
+    """``SwinBackbone`` (of ``vision_config``) + an FPN-like decoder at stride 4, ``decoder_dim`` channels wide, with a
+    head per target of ``pretext`` (one of `PRETEXTS`)."""
 
     def __init__(self, vision_config: SwinConfig, pretext: str = "dense", decoder_dim: int = 64) -> None:
         super().__init__()
@@ -68,10 +62,8 @@ class PretextModel(nn.Module):
 
 def mask_blocks(pixel_values: torch.Tensor, generator: torch.Generator, block: int = 16,
                 ratio: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blank a random ``ratio`` of ``block``-pixel squares (to 0, the normalised mean).
-
-    Returns ``(masked pixel values, (B, 1, H, W) float mask of the blanked pixels)``.
-    """
+    """Blank a random ``ratio`` of ``block``-pixel squares (to 0, the normalised mean). Returns ``(masked pixel
+    values, (B, 1, H, W) float mask of the blanked pixels)``."""
     batch, _, height, width = pixel_values.shape
     grid = torch.rand(batch, 1, height // block, width // block, generator=generator) < ratio
     mask = grid.float().repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)
@@ -79,7 +71,8 @@ def mask_blocks(pixel_values: torch.Tensor, generator: torch.Generator, block: i
 
 
 def pretext_losses(outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
-                   pixel_values: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   pixel_values: torch.Tensor | None = None,
+                   mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Cross-entropy per label map (ignoring `IGNORE`), and L1 on the masked pixels."""
     losses = {}
     for name in ("region", "colour", "size"):

@@ -1,7 +1,7 @@
 """Pretrain the embedded vision backbone without language, score its pretext on held-out scenes, and export it.
 
-Pretraining scenes come from the stream of `PRETRAIN_SEED`, the held-out pretext scenes from `PRETRAIN_EVAL_SEED`;
-both differ from the referring task's val/test seeds, so no val/test scene is seen before adaptation.
+Both scene streams (`PRETRAIN_SEED`, `PRETRAIN_EVAL_SEED`) differ from the referring task's val/test seeds, so no
+val/test scene is seen before adaptation.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from transformers import SwinBackbone, SwinConfig
 
 from ..data.synthetic import generate_scene_with_layout
 from ..files import atomic_write_folder
+from ..metrics import intersection_and_union
 from ..modeling.configuration import STAGE_NAMES
 from ..modeling.packaged import EMBEDDED_VISION_CONFIG
 from ..modeling.processing import IMAGENET_MEAN, IMAGENET_STD
@@ -35,11 +36,10 @@ PRETRAIN_DATA_VERSION = 1
 """Version of the synthetic scenes the shipped backbone was pretrained on (kept, so that it stays reproducible)."""
 
 
-def pretext_batch(seed: int, start: int, batch_size: int, image_size: int, flip: bool = False) -> dict[str, torch.Tensor]:
-    """Scenes ``start .. start + batch_size`` of stream ``seed``: normalised ``pixel_values`` and label maps.
-
-    With ``flip``, scene ``i`` is mirrored left-right when ``(seed, i)`` says so (labels with it).
-    """
+def pretext_batch(seed: int, start: int, batch_size: int, image_size: int,
+                  flip: bool = False) -> dict[str, torch.Tensor]:
+    """Scenes ``start .. start + batch_size`` of stream ``seed``: normalised ``pixel_values`` and label maps; with
+    ``flip``, scene ``i`` is mirrored left-right (labels with it) when ``(seed, i)`` says so."""
     mean = np.asarray(IMAGENET_MEAN, np.float32)
     std = np.asarray(IMAGENET_STD, np.float32)
     pixels, labels = [], {"region": [], "colour": [], "size": []}
@@ -69,21 +69,18 @@ def evaluate_pretext(model: PretextModel, num_samples: int = 128, image_size: in
     """Held-out pretext scores: region mIoU over `REGION_CLASSES`, colour and size accuracy on object pixels,
     mean absolute error of the masked pixels (normalised units)."""
     model.eval()
-    intersection = np.zeros(len(REGION_CLASSES))
-    union = np.zeros(len(REGION_CLASSES))
-    correct = {"colour": 0, "size": 0}
-    counted = {"colour": 0, "size": 0}
+    intersection, union = np.zeros((2, len(REGION_CLASSES)))
+    correct, counted = {"colour": 0, "size": 0}, {"colour": 0, "size": 0}
     pixel_errors = []
     generator = torch.Generator().manual_seed(PRETRAIN_EVAL_SEED)
+    classes = torch.arange(len(REGION_CLASSES)).view(-1, 1, 1)  # one "sample" per class for intersection_and_union
     for start in range(0, num_samples, batch_size):
         batch = pretext_batch(PRETRAIN_EVAL_SEED, start, min(batch_size, num_samples - start), image_size)
-        outputs = model(batch["pixel_values"]) if model.uses_labels else {}
-        if outputs:
-            predicted = outputs["region"].argmax(1)
-            for k in range(len(REGION_CLASSES)):
-                p, t = predicted == k, batch["region"] == k
-                intersection[k] += (p & t).sum().item()
-                union[k] += (p | t).sum().item()
+        if model.uses_labels:
+            outputs = model(batch["pixel_values"])
+            predicted, target = outputs["region"].argmax(1).flatten(0, 1), batch["region"].flatten(0, 1)
+            counts = intersection_and_union(predicted == classes, target == classes)
+            intersection, union = intersection + counts[0].numpy(), union + counts[1].numpy()
             for name in ("colour", "size"):
                 valid = batch[name] != IGNORE
                 correct[name] += (outputs[name].argmax(1)[valid] == batch[name][valid]).sum().item()
@@ -101,15 +98,9 @@ def evaluate_pretext(model: PretextModel, num_samples: int = 128, image_size: in
     return metrics
 
 
-def train_pretext(
-    pretext: str = "dense",
-    steps: int = 120,
-    batch_size: int = 16,
-    learning_rate: float = 2e-3,
-    image_size: int = 128,
-    seed: int = 0,
-    log: Callable[[str], None] = print,
-) -> tuple[PretextModel, dict[str, Any]]:
+def train_pretext(pretext: str = "dense", steps: int = 120, batch_size: int = 16, learning_rate: float = 2e-3,
+                  image_size: int = 128, seed: int = 0,
+                  log: Callable[[str], None] = print) -> tuple[PretextModel, dict[str, Any]]:
     """Train a `PretextModel` on scenes of the `PRETRAIN_SEED` stream (step ``s`` reads scenes
     ``s * batch_size ...``); ``seed`` sets the initial weights and the masks. Returns the model and run facts."""
     torch.manual_seed(seed)
@@ -151,33 +142,24 @@ PRETEXT_TEXT = {
 }
 
 
-def save_backbone(backbone: SwinBackbone, folder: str | os.PathLike) -> None:
-    """``backbone`` as a `SwinBackbone` folder: float16 safetensors, its stage norms included (so that loading it
-    reports no missing weight), and a config that computes in float32."""
-    copy.deepcopy(backbone).half().save_pretrained(folder)
-    config_file = Path(folder) / "config.json"
-    saved = json.loads(config_file.read_text())
-    saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
-    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-
-
 def export_backbone(model: PretextModel, output_dir: str | os.PathLike, facts: dict[str, Any],
                     metrics: dict[str, float], heldout: int, command: str) -> Path:
-    """Write the backbone as a `SwinBackbone` folder (`save_backbone`, preprocessor config, card), written aside and
-    moved into place; an existing folder is never replaced."""
+    """Write the backbone as a `SwinBackbone` folder (float16 safetensors with its stage norms, so that loading it
+    reports no missing weight; preprocessor config; card), written aside and moved into place; an existing folder is
+    never replaced."""
     output_dir = Path(output_dir)
     config = SwinConfig(**dict(EMBEDDED_VISION_CONFIG, image_size=facts["image_size"]), out_features=list(STAGE_NAMES))
     backbone = SwinBackbone(config)
     backbone.load_state_dict(model.backbone.state_dict())  # strict: raises on any key that does not map
 
-    def refuse(existing: Path, new: Path | None = None) -> None:
+    def refuse(existing: Path, new: Path) -> None:
         raise FileExistsError(f"{existing} exists: choose a new --output_dir (an earlier backbone is never replaced).")
 
-    if output_dir.exists():
-        refuse(output_dir)
-
     def write(tmp: Path) -> None:
-        save_backbone(backbone, tmp)
+        copy.deepcopy(backbone).half().save_pretrained(tmp)
+        saved = json.loads((tmp / "config.json").read_text())
+        saved["dtype"] = "float32"  # compute in float32 even though the weights are stored in half precision
+        (tmp / "config.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         (tmp / "preprocessor_config.json").write_text(json.dumps(
             {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "size": facts["image_size"]}, indent=2
         ) + "\n")

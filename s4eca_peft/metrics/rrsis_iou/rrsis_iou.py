@@ -1,15 +1,9 @@
-"""RRSIS IoU metrics (Pr@0.5..0.9, mIoU, oIoU) as an ``evaluate`` module.
+"""RRSIS IoU metrics (Pr@0.5..0.9, mIoU, oIoU) as an ``evaluate`` module, loaded by path (works offline)::
 
-Load it by path, which works offline::
-
-    import evaluate
-    from s4eca_peft.metrics import RRSIS_IOU_PATH
-
-    metric = evaluate.load(RRSIS_IOU_PATH)  # masks in
+    metric = evaluate.load(s4eca_peft.metrics.RRSIS_IOU_PATH)  # masks in
     counts = evaluate.load(RRSIS_IOU_PATH, "counts")  # precomputed per-sample intersections/unions in
 
-The math lives in ``s4eca_peft.metrics.iou`` (installed with this package), so this script, the training loop
-and any other caller share one implementation; ``evaluate`` copies only this file into its cache.
+The math lives in ``s4eca_peft.metrics.iou`` (installed with this package); ``evaluate`` copies only this file.
 """
 
 import datasets
@@ -51,7 +45,6 @@ e.g. "Rotated Multi-Scale Interaction Network for Referring Remote Sensing Image
 """
 
 _MASK_CONFIGS = ("default", "masks")
-_COUNT_CONFIGS = ("counts",)
 
 
 def _as_mask(value, name: str, index: int) -> np.ndarray:
@@ -75,34 +68,25 @@ class RrsisIou(evaluate.Metric):
             mask = datasets.Sequence(datasets.Sequence(datasets.Value("bool")))
             features = datasets.Features({"predictions": mask, "references": mask})
             data_format = None  # nested sequences come back as Python lists
-        elif self.config_name in _COUNT_CONFIGS:
+        elif self.config_name == "counts":
             count = datasets.Value("int64")
             features = datasets.Features({"intersections": count, "unions": count})
             data_format = "numpy"
         else:
             raise ValueError(
-                f"Unknown config_name {self.config_name!r}; expected one of {list(_MASK_CONFIGS + _COUNT_CONFIGS)}"
-            )
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=features,
-            format=data_format,
-        )
+                f"Unknown config_name {self.config_name!r}; expected one of {[*_MASK_CONFIGS, 'counts']}")
+        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION,
+                                   inputs_description=_KWARGS_DESCRIPTION, features=features, format=data_format)
 
     def _compute(self, predictions=None, references=None, intersections=None, unions=None) -> dict:
         if intersections is not None or unions is not None:
             return rrsis_metrics(intersections, unions)
-        inter = np.zeros(len(predictions), dtype=np.int64)
-        union = np.zeros(len(predictions), dtype=np.int64)
+        inter, union = np.zeros((2, len(predictions)), dtype=np.int64)
         for index, (pred, ref) in enumerate(zip(predictions, references)):
             pred, ref = _as_mask(pred, "predictions", index), _as_mask(ref, "references", index)
             if pred.shape != ref.shape:
-                raise ValueError(
-                    f"`predictions[{index}]` and `references[{index}]` must have the same shape, "
-                    f"got {pred.shape} and {ref.shape}"
-                )
-            i, u = intersection_and_union(torch.from_numpy(pred)[None], torch.from_numpy(ref)[None])
-            inter[index], union[index] = int(i[0]), int(u[0])
+                raise ValueError(f"`predictions[{index}]` and `references[{index}]` must have the same shape, "
+                                 f"got {pred.shape} and {ref.shape}")
+            counts = intersection_and_union(torch.from_numpy(pred)[None], torch.from_numpy(ref)[None])
+            inter[index], union[index] = (int(count[0]) for count in counts)
         return rrsis_metrics(inter, union)
