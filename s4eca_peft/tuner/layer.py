@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import S4ECAConfig
-from .routing import CallState, S4ECARouting, refuse_replica
+from .routing import CallState, S4ECARouting, refuse_replica, remove_hooks
 from .text_adapter import TextProxyAdapter
 from .vision_adapter import S4ECAVisionAdapter
 
@@ -52,15 +52,8 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
 
     role: str = ""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: S4ECAConfig,
-        routing: S4ECARouting,
-        module_name: str,
-        **layer_kwargs: Any,
-    ) -> None:
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: S4ECAConfig, routing: S4ECARouting,
+                 module_name: str, **layer_kwargs: Any) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.routing = routing
@@ -116,12 +109,7 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
 
     def remove_hook(self) -> None:
         """Detach the adaptation hook from the wrapped block (done by `unload()`)."""
-        base = self.base_layer
-        for key, hook in list(base._forward_hooks.items()):
-            if getattr(hook, "__self__", None) is self:
-                del base._forward_hooks[key]
-                base._forward_hooks_with_kwargs.pop(key, None)
-                base._forward_hooks_always_called.pop(key, None)
+        remove_hooks(self.base_layer, self)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         raise ValueError(MERGE_REFUSAL)
@@ -227,14 +215,9 @@ class S4ECAVisionLayer(S4ECALayer):
     def update_layer(self, adapter_name: str, config: S4ECAConfig, **kwargs: Any) -> None:
         text_dim = config.text_hidden_size or 0  # 0: no selection reads proxies (checked by the tuner otherwise)
         self.s4eca_vision_adapter[adapter_name] = S4ECAVisionAdapter(
-            self.in_features,
-            text_dim,
-            config.vision_bottleneck_size,
-            config.extractor_kernel_sizes,
-            config.extractor_dilations,
-            scale_selection=config.scale_selection,
-            spatial_selection=config.spatial_selection,
-            proxy_attention=config.proxy_attention,
+            self.in_features, text_dim, config.vision_bottleneck_size, config.extractor_kernel_sizes,
+            config.extractor_dilations, scale_selection=config.scale_selection,
+            spatial_selection=config.spatial_selection, proxy_attention=config.proxy_attention,
             init_weights=config.init_weights,
         )
         self._move_adapter_to_device_of_base_layer(adapter_name)

@@ -58,12 +58,9 @@ class S4ECAModel(BaseTuner):
     Creates S4ECA adapters (Semantic-driven Scale and Spatial Selection for Efficient Cross-modal Alignment, 2026) in
     a model with a text encoder and a vision backbone, e.g. `ReferringSegmentationModel`.
 
-    The text adapter writes language proxies during the text encoder's forward; the vision adapters read them in the
-    same forward of the model, and only there (each thread has its own; see `routing.py`). A model that runs its vision
-    tower first (CLIP, SigLIP) gets them from its text encoder, run on the call's text inputs when the first vision
-    adapter needs them. For a vision-only call, set them with [`~S4ECAModel.set_language_proxies`]. The model must not
-    be wrapped in `torch.nn.DataParallel` (use distributed data parallel). S4ECA adapters are non-linear and cannot
-    be merged.
+    The text adapter writes language proxies that the vision adapters read in the same forward, and only there (per
+    thread; see `routing.py` and docs/peft.md). For a vision-only call, set them with
+    [`~S4ECAModel.set_language_proxies`]. The adapters cannot be merged, nor run in `torch.nn.DataParallel`.
 
     Args:
         model ([`torch.nn.Module`]): The model to be adapted.
@@ -105,18 +102,16 @@ class S4ECAModel(BaseTuner):
 
     def _prepare_model(self, peft_config: S4ECAConfig, model: nn.Module) -> None:
         """Resolve default targets, the proxy width and the head; validate them against `model`."""
-        text_spec, vision_spec = peft_config.text_target_modules, peft_config.vision_target_modules
-        text_default, vision_default = default_targets(model)
+        specs = {"text": peft_config.text_target_modules, "vision": peft_config.vision_target_modules}
+        defaults = dict(zip(specs, default_targets(model)))
         if not peft_config.uses_language:
-            text_default = []  # with both selections off nothing reads proxies: no text adapter
-        defaults = {"text": text_default, "vision": vision_default}
-        check_default_targets_unchanged(peft_config, defaults, text_spec, vision_spec)
-        if text_spec is None and text_default:
-            text_spec = text_default
-            peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, "text"})
-        if vision_spec is None and vision_default:
-            vision_spec = vision_default
-            peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, "vision"})
+            defaults["text"] = []  # with both selections off nothing reads proxies: no text adapter
+        check_default_targets_unchanged(peft_config, defaults, specs)
+        for role, default in defaults.items():
+            if specs[role] is None and default:
+                specs[role] = default
+                peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, role})
+        text_spec, vision_spec = specs["text"], specs["vision"]
         if text_spec is None and vision_spec is None:
             raise ValueError(
                 f"Found no text encoder ({', '.join(TEXT_BLOCK_CLASSES)}) and no vision backbone "
@@ -167,16 +162,8 @@ class S4ECAModel(BaseTuner):
             isinstance(m, S4ECATextLayer) and adapter_name in m.s4eca_text_adapter for m in self.model.modules()
         )
 
-    def _create_and_replace(
-        self,
-        peft_config: S4ECAConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
+    def _create_and_replace(self, peft_config: S4ECAConfig, adapter_name: str, target: nn.Module, target_name: str,
+                            parent: nn.Module, current_key: str, **kwargs: Any) -> None:
         role = "text" if matches(peft_config.text_target_modules, current_key) else "vision"
         text_index = self._text_layer_count(adapter_name) if role == "text" else 0
         if isinstance(target, S4ECALayer):
@@ -218,13 +205,8 @@ class S4ECAModel(BaseTuner):
     def _check_merge_allowed(self) -> None:
         raise ValueError(MERGE_REFUSAL)
 
-    def _unload_and_optionally_merge(
-        self,
-        merge: bool = True,
-        progressbar: bool = False,
-        safe_merge: bool = False,
-        adapter_names: list[str] | None = None,
-    ) -> nn.Module:
+    def _unload_and_optionally_merge(self, merge: bool = True, progressbar: bool = False, safe_merge: bool = False,
+                                     adapter_names: list[str] | None = None) -> nn.Module:
         if merge:
             self._check_merge_allowed()
         for module in self.model.modules():
@@ -295,13 +277,8 @@ class S4ECAModel(BaseTuner):
         return super()._remove_adapter_name_from_key(key, adapter_name)
 
     @classmethod
-    def _remap_adapter_state_dict_for_load(
-        cls,
-        model: nn.Module,
-        config: S4ECAConfig,
-        adapter_name: str,
-        state_dict: dict[str, torch.Tensor],
-    ) -> dict[str, torch.Tensor]:
+    def _remap_adapter_state_dict_for_load(cls, model: nn.Module, config: S4ECAConfig, adapter_name: str,
+                                           state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map checkpoint keys to the model, and refuse any partial load: an adapter made for backbones of other sizes
         or depths raises an error that names the shapes, instead of loading only what fits. Non-finite weights, and
         weights that contradict the adapter's own config, raise `AdapterFileError` first (see `checks.py`)."""

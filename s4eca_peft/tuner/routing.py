@@ -72,14 +72,6 @@ class S4ECARouting:
         self.checkpointed: list[nn.Module] = []
         self._local = _ThreadState()
 
-    def __deepcopy__(self, memo: dict) -> S4ECARouting:
-        from copy import deepcopy
-
-        copied = S4ECARouting()
-        memo[id(self)] = copied
-        copied.__setstate__(deepcopy(self.__getstate__(), memo))
-        return copied
-
     def __getstate__(self) -> dict[str, Any]:
         return {"text_encoders": self.text_encoders, "checkpointed": self.checkpointed}
 
@@ -151,7 +143,7 @@ class S4ECARouting:
         call.computing_text = True
         try:
             for encoder in self.text_encoders:
-                accepted = _keywords(encoder)
+                accepted = _signature(encoder).parameters
                 encoder(**{name: value for name, value in call.text_inputs.items() if name in accepted})
         finally:
             call.computing_text = False
@@ -212,15 +204,9 @@ _SIGNATURES: dict[type, inspect.Signature] = {}
 
 
 def _signature(module: nn.Module) -> inspect.Signature:
-    signature = _SIGNATURES.get(type(module))
-    if signature is None:
-        signature = _SIGNATURES[type(module)] = inspect.signature(module.forward)
-    return signature
-
-
-def _keywords(module: nn.Module) -> set[str]:
-    """Names of the parameters `module.forward` declares."""
-    return set(_signature(module).parameters)
+    if type(module) not in _SIGNATURES:
+        _SIGNATURES[type(module)] = inspect.signature(module.forward)
+    return _SIGNATURES[type(module)]
 
 
 def _arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -318,14 +304,20 @@ def forward_scope(module: nn.Module, routing: S4ECARouting) -> ForwardScope:
     return scope
 
 
+def remove_hooks(module: nn.Module, owner: object) -> None:
+    """Remove the forward hooks and pre-hooks of `module` that are `owner` or its methods (done by `unload()`)."""
+    extras = (module._forward_pre_hooks_with_kwargs, module._forward_hooks_with_kwargs,
+              module._forward_hooks_always_called)
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        for key, hook in list(hooks.items()):
+            if getattr(hook, "__self__", hook) is owner:
+                del hooks[key]
+                for extra in extras:
+                    extra.pop(key, None)
+
+
 def remove_forward_scope(module: nn.Module) -> None:
-    """Remove the [`ForwardScope`] hooks of `module`, if any (done by `unload()`)."""
-    for key, hook in list(module._forward_pre_hooks.items()):
+    """Remove the [`ForwardScope`] hooks of `module`, if any."""
+    for hook in list(module._forward_pre_hooks.values()):
         if isinstance(hook, ForwardScope):
-            del module._forward_pre_hooks[key]
-            module._forward_pre_hooks_with_kwargs.pop(key, None)
-    for key, hook in list(module._forward_hooks.items()):
-        if isinstance(getattr(hook, "__self__", None), ForwardScope):
-            del module._forward_hooks[key]
-            module._forward_hooks_with_kwargs.pop(key, None)
-            module._forward_hooks_always_called.pop(key, None)
+            remove_hooks(module, hook)

@@ -123,11 +123,10 @@ def candidate_blocks(model: nn.Module, limit: int = 6, prefix: str = "") -> str:
 
 
 def check_default_targets_unchanged(
-    config, defaults: dict[str, list[str]], text_spec: list[str] | str | None, vision_spec: list[str] | str | None
+    config, defaults: dict[str, list[str]], specs: dict[str, list[str] | str | None]
 ) -> None:
     """For a saved adapter whose targets were the defaults of the model it was made on, refuse a base model whose
     defaults differ (a deeper backbone whose extra blocks would silently run unadapted, or a shallower one)."""
-    specs = {"text": text_spec, "vision": vision_spec}
     for role in config.targets_from_defaults:
         recorded = specs[role]
         if recorded is None or isinstance(recorded, str):
