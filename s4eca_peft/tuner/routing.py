@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -22,29 +23,16 @@ TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_i
 """Arguments of a model call that a text encoder needs to compute proxies on demand."""
 
 
+@dataclass(slots=True)
 class CallState:
-    """What one forward of the adapted model has gathered for the vision adapters.
+    """What one forward of the adapted model has gathered for the vision adapters (dicts are keyed by adapter name)."""
 
-    Attributes:
-        proxies (`dict[str, torch.Tensor]`): adapter name -> proxies `(batch, num_queries, text_dim)` written by the
-            text adapters during this forward.
-        explicit (`dict[str, torch.Tensor]`): adapter name -> proxies set for this forward with
-            `set_language_proxies`; they take precedence over `proxies`.
-        text_attention_mask (`torch.Tensor` of shape `(batch, length)`, *optional*): recorded on the text encoder.
-        pixel_shape (`tuple[int, int]`, *optional*): image size recorded on a ViT-family vision backbone.
-        text_inputs (`dict[str, torch.Tensor]`): the text arguments of the outermost call, for on-demand proxies.
-        computing_text (`bool`): `True` while the text encoders run on demand for this forward.
-    """
-
-    __slots__ = ("computing_text", "explicit", "pixel_shape", "proxies", "text_attention_mask", "text_inputs")
-
-    def __init__(self, explicit: dict[str, torch.Tensor] | None = None) -> None:
-        self.proxies: dict[str, torch.Tensor] = {}
-        self.explicit: dict[str, torch.Tensor] = explicit or {}
-        self.text_attention_mask: torch.Tensor | None = None
-        self.pixel_shape: tuple[int, int] | None = None
-        self.text_inputs: dict[str, torch.Tensor] = {}
-        self.computing_text = False
+    explicit: dict[str, torch.Tensor] = field(default_factory=dict)  # set by `set_language_proxies`: read first
+    proxies: dict[str, torch.Tensor] = field(default_factory=dict)  # (batch, num_queries, text_dim) from text adapters
+    text_attention_mask: torch.Tensor | None = None  # (batch, length), recorded on the text encoder
+    pixel_shape: tuple[int, int] | None = None  # image size, recorded on a ViT-family vision backbone
+    text_inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # the outermost call's text arguments
+    computing_text: bool = False  # True while the text encoders run on demand for this forward
 
 
 class _ThreadState(threading.local):
@@ -76,9 +64,7 @@ class S4ECARouting:
         return {"text_encoders": self.text_encoders, "checkpointed": self.checkpointed}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.text_encoders = state["text_encoders"]
-        self.checkpointed = state["checkpointed"]
-        self._local = _ThreadState()
+        self.__dict__.update(state, _local=_ThreadState())
 
     # ------------------------------------------------------------------ one forward
 
@@ -252,10 +238,7 @@ class CheckpointReplay:
         count = len(args) - len(keys)
         if self.routing._local.call is call:  # the forward itself: what it writes stays in its state
             return function(*args[:count], **kwargs)
-        replayed = CallState()
-        for attribute in CallState.__slots__:
-            setattr(replayed, attribute, getattr(call, attribute))
-        replayed.explicit, replayed.proxies = dict(call.explicit), dict(call.proxies)
+        replayed = replace(call, explicit=dict(call.explicit), proxies=dict(call.proxies))
         for (store, name), tensor in zip(keys, args[count:]):
             getattr(replayed, store)[name] = tensor
         return self.routing.replay(replayed, function, *args[:count], **kwargs)
