@@ -89,9 +89,9 @@ def check_adapter_tensors(config: Any, state_dict: Mapping[str, torch.Tensor], s
     """Refuse non-finite tensors and weights whose sizes contradict ``config``, naming ``source`` and the tensors."""
     non_finite = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
     if non_finite:
-        raise AdapterFileError(f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite "
-                               f"values (e.g. {non_finite[:3]}); such an adapter predicts nothing useful (a diverged "
-                               "training run or a damaged file) and is refused.")
+        raise AdapterFileError(f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or "
+                               f"infinite values (e.g. {non_finite[:3]}); such an adapter predicts nothing useful (a "
+                               "diverged training run or a damaged file) and is refused.")
     disagreements = config_weight_disagreements(config, state_dict, adapter_name)
     if disagreements:
         raise AdapterFileError(f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs "
@@ -100,11 +100,8 @@ def check_adapter_tensors(config: Any, state_dict: Mapping[str, torch.Tensor], s
 
 
 def check_adapter_folder(folder: str | os.PathLike) -> Any:
-    """Checks a local adapter folder before anything is built; returns its `S4ECAConfig`.
-
-    Raises `AdapterFileError` naming the file for a config that is not JSON, of another PEFT method or with invalid
-    values, and for weights that are non-finite or contradict the config; FileNotFoundError for a missing file.
-    """
+    """Checks a local adapter folder before anything is built (`AdapterFileError` naming the file, or
+    FileNotFoundError for a missing one); returns its `S4ECAConfig`."""
     folder = Path(folder)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():

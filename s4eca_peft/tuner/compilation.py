@@ -1,9 +1,6 @@
-"""`torch.compile` of the S4ECA adapters: fewer, fused kernels per adapted block.
-
-An adapter is a chain of small operations (projections, depthwise convolutions, softmax, normalisation, gate); eager
-PyTorch launches each of them, and its backward, as a kernel of its own, so a step with an adapter in every vision
-block is bound by launches rather than arithmetic. Compiling the adapter modules fuses their elementwise work. The
-frozen blocks are left to eager PyTorch (their large matmuls gain little), which keeps compilation short.
+"""`torch.compile` of the S4ECA adapters: a step with an adapter in every vision block is bound by kernel launches
+(each small operation and its backward is one), and compiling fuses them. The frozen blocks stay eager (their large
+matmuls gain little), which keeps compilation short.
 """
 
 from __future__ import annotations

@@ -53,25 +53,23 @@ def _check_targets(name: str, value: object) -> None:
             raise ValueError(f"`{name}` is a regex of {len(value)} characters; at most {MAX_PATTERN_LENGTH}.")
         try:
             re.compile(value)
+            check_target_pattern(value)
         except re.error as error:
             raise ValueError(f"`{name}` is not a valid regex ({error}): {value[:80]!r}.") from error
-        try:
-            check_target_pattern(value)
         except ValueError as error:
             raise ValueError(
                 f"`{name}` is refused as a regex: {error} ({value[:80]!r}). List the module names instead, or use "
                 f"at most {MAX_PATTERN_REPEATS} quantifiers, none nested and none over an alternation."
             ) from None
     elif isinstance(value, list):
-        if len(value) > MAX_TARGETS or not all(
-            isinstance(item, str) and 0 < len(item) <= MAX_NAME_LENGTH for item in value
-        ):
+        if len(value) > MAX_TARGETS or not all(isinstance(item, str) and 0 < len(item) <= MAX_NAME_LENGTH
+                                               for item in value):
             raise ValueError(
                 f"`{name}` must list at most {MAX_TARGETS} module names (strings of 1 to {MAX_NAME_LENGTH} "
                 f"characters); got {len(value)} entries of types {sorted({type(item).__name__ for item in value})}."
             )
     elif value is not None:
-        raise ValueError(f"`{name}` must be None, a regex string or a list of module names, got {type(value).__name__}.")
+        raise ValueError(f"`{name}` must be None, a regex or a list of module names, got {type(value).__name__}.")
 
 
 @dataclass
@@ -88,8 +86,7 @@ class S4ECAConfig(PeftConfig):
             to `None`: the last block of each text encoder (see `targets.py`), the most contextual word features.
         vision_target_modules (`Optional[Union[list[str], str]]`):
             Vision blocks that get a vision adapter, given like `text_target_modules`. Defaults to `None`: every block
-            of every stage of each vision backbone found in the model (`SwinLayer`, `ConvNextLayer`, ResNet
-            bottleneck/basic layers, `ViTLayer`, `Dinov2Layer`, `Dinov2WithRegistersLayer`).
+            of every stage of each vision backbone in the model (see `targets.py`).
         num_queries (`int`, *optional*, defaults to `16`):
             Number of learnable queries, i.e. of language proxies per expression. The paper does not give it.
         text_bottleneck_size (`int`, *optional*, defaults to `128`):
@@ -145,8 +142,8 @@ class S4ECAConfig(PeftConfig):
         default=82, metadata={"help": "Width r of every vision adapter (C -> r -> C); 82 gives 2.4 % at Swin-B+BERT."})
     extractor_kernel_sizes: list[int] = field(default_factory=lambda: [3, 3, 3], metadata={
         "help": "Kernel size (odd) of each depthwise branch of the multi-scale dense extractor."})
-    extractor_dilations: list[int] = field(
-        default_factory=lambda: [1, 2, 3], metadata={"help": "Dilation of each extractor branch, one per kernel size."})
+    extractor_dilations: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={
+        "help": "Dilation of each extractor branch, one per kernel size."})
     scale_selection: bool = field(
         default=True, metadata={"help": "Language-guided scale selection; False averages the branches (ablation)."})
     spatial_selection: bool = field(
@@ -187,7 +184,8 @@ class S4ECAConfig(PeftConfig):
             )
         self.targets_from_defaults = sorted(self.targets_from_defaults or [])
         if not set(self.targets_from_defaults) <= {"text", "vision"}:
-            raise ValueError(f"`targets_from_defaults` may hold 'text' and 'vision', got {self.targets_from_defaults}.")
+            raise ValueError(
+                f"`targets_from_defaults` may hold 'text' and 'vision', got {self.targets_from_defaults}.")
         for name in ("extractor_kernel_sizes", "extractor_dilations"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or len(value) > MAX_BRANCHES:
@@ -202,12 +200,12 @@ class S4ECAConfig(PeftConfig):
                 f"entry per branch), got {self.extractor_kernel_sizes} and {self.extractor_dilations}; e.g. "
                 "[3, 3, 3] and [1, 2, 3]."
             )
-        for kernel in self.extractor_kernel_sizes:
-            if not isinstance(kernel, int) or isinstance(kernel, bool) or not 1 <= kernel <= MAX_KERNEL_SIZE or kernel % 2 == 0:
-                raise ValueError(
-                    f"`extractor_kernel_sizes` must hold odd integers from 1 to {MAX_KERNEL_SIZE} (same-size output), "
-                    f"got {self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
-                )
+        odd = [k for k in self.extractor_kernel_sizes if isinstance(k, int) and not isinstance(k, bool) and k % 2]
+        if len(odd) < len(self.extractor_kernel_sizes) or not all(1 <= kernel <= MAX_KERNEL_SIZE for kernel in odd):
+            raise ValueError(
+                f"`extractor_kernel_sizes` must hold odd integers from 1 to {MAX_KERNEL_SIZE} (same-size output), "
+                f"got {self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
+            )
         for dilation in self.extractor_dilations:
             _check_positive_int("extractor_dilations[i]", dilation, 2, MAX_DILATION)
         for name in ("scale_selection", "spatial_selection", "proxy_attention", "init_weights"):
@@ -235,16 +233,19 @@ class S4ECAConfig(PeftConfig):
             with open_regular(path, str(path)) as handle:
                 data = parse_json(handle.read(), str(path))
         except (OSError, ValueError) as error:
-            raise AdapterFileError(f"{error} An adapter config is the JSON object that `save_pretrained` writes.") from error
+            raise AdapterFileError(
+                f"{error} An adapter config is the JSON object that `save_pretrained` writes.") from error
         if not isinstance(data, dict):
-            raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
+            raise AdapterFileError(
+                f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
         if "peft_type" not in data:
-            raise AdapterFileError(f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
+            raise AdapterFileError(
+                f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
         if data["peft_type"] != S4ECAPeftType.S4ECA:
             found = data["peft_type"]
             shown = repr(found) if isinstance(found, str) and len(found) < 40 else f"a {type(found).__name__}"
-            raise AdapterFileError(f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or its '
-                                   "config was edited). Load it with the PEFT method that wrote it.")
+            raise AdapterFileError(f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or '
+                                   "its config was edited). Load it with the PEFT method that wrote it.")
         if data.pop("runtime_config", None) is not None:  # runtime-only settings never come from a file (as in peft)
             warnings.warn(
                 f"{path_json_file}: its `runtime_config` is ignored (runtime settings are not saved).", stacklevel=2

@@ -26,5 +26,5 @@ class MultiScaleDenseExtractor(nn.Module):
         for index, branch in enumerate(self.branches):
             outputs.append(self.act(branch(dense_input)))
             if index + 1 < len(self.branches):
-                dense_input = dense_input + outputs[-1]  # DenseASPP: the next branch sees the input and every earlier one
+                dense_input = dense_input + outputs[-1]  # DenseASPP: the next branch sees all before it
         return outputs

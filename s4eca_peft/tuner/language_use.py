@@ -1,8 +1,5 @@
-"""Giving each image's vision adapters another image's language proxies: the probe behind *language use*.
-
-Adapters that ignore their proxies produce exactly the same output with and without the swap; adapters that read
-them do not. The drop in mask quality under the swap is thus what the vision adapters carry of the language
-(`s4eca_peft.training.evaluation.measure_language_use` measures it on a split).
+"""Giving each image's vision adapters another image's language proxies: the probe behind *language use*, the drop
+in mask quality under the swap (`s4eca_peft.training.evaluation.measure_language_use` measures it on a split).
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""S4ECA tuner layers: whole text and vision blocks wrapped with their adapters.
+"""S4ECA tuner layers: whole text and vision blocks wrapped with their adapters, one per adapter name.
 
-A layer wraps one block (`base_layer`) and owns that block's adapters, one per adapter name, in an `nn.ModuleDict`
-(so peft saves, loads, switches and deletes them). The adaptation itself runs in a forward hook on the wrapped
-block, registered first (`prepend=True`): transformers collects `output_hidden_states` with hooks on the block
-classes themselves (e.g. `ViTLayer`), so adapting inside the block's own call makes every consumer of the block's
-output, those hooks included, see the adapted features.
+The adaptation runs in a forward hook on the wrapped block, registered first: transformers collects
+`output_hidden_states` with hooks on the block classes themselves, so those hooks see the adapted features too.
 """
 
 from __future__ import annotations
@@ -25,8 +22,8 @@ from .vision_adapter import S4ECAVisionAdapter
 
 _WIDTH_ATTRIBUTES = ("out_features", "out_channels", "num_features", "normalized_shape")
 MERGE_REFUSAL = (
-    "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a softmax scale "
-    "selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep the PeftModel for "
+    "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a softmax "
+    "scale selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep the PeftModel for "
     "inference, or call `unload()` to get the unadapted base model back."
 )
 
@@ -88,9 +85,8 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
             return None
         return (adapted, *output[1:]) if isinstance(output, tuple) else adapted
 
-    def _adapt_hidden(
-        self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor | None:
+    def _adapt_hidden(self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict,
+                      call: CallState) -> torch.Tensor | None:
         raise NotImplementedError
 
     def _adapted_here(self) -> list[str]:
@@ -151,9 +147,8 @@ class S4ECATextLayer(S4ECALayer):
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
-    def _key_padding_mask(
-        self, words: torch.Tensor, args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor | None:
+    def _key_padding_mask(self, words: torch.Tensor, args: tuple, kwargs: dict,
+                          call: CallState) -> torch.Tensor | None:
         """`(batch, length)` booleans, `True` for real words, or `None` when every token is real.
 
         Preferred: the 2-D mask recorded on the enclosing text model. Else the block's 4-D mask (positional after
@@ -169,9 +164,8 @@ class S4ECATextLayer(S4ECALayer):
             return row if row.dtype == torch.bool else row > -1.0  # additive masks: 0 keeps, a large negative drops
         return None
 
-    def _adapt_hidden(
-        self, words: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor | None:
+    def _adapt_hidden(self, words: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict,
+                      call: CallState) -> torch.Tensor | None:
         if words.ndim != 3:
             raise ValueError(
                 f"S4ECA text adapter at {self.module_name!r} got an output of shape {tuple(words.shape)}; expected "
@@ -195,13 +189,10 @@ class S4ECATextLayer(S4ECALayer):
 
 
 class S4ECAVisionLayer(S4ECALayer):
-    """A vision block whose output gets the S4ECA vision adapter's residual update.
-
-    Block outputs may be `(batch, C, H, W)` maps (ConvNeXt, ResNet) or `(batch, tokens, C)` sequences. For tokens the
-    grid comes from the block's `input_dimensions` argument (Swin), else from the image size recorded on the
-    enclosing ViT-family model and its `patch_size`, else a square grid is assumed: `h * w = floor(sqrt(N))**2`
-    patch tokens at the end, the `P = N - h * w` tokens before them (CLS, registers) being prefix tokens that are left
-    unchanged. The processor always produces square images.
+    """A vision block whose output, `(batch, C, H, W)` maps or `(batch, tokens, C)` sequences, gets the S4ECA vision
+    adapter's residual update. The token grid comes from the block's `input_dimensions` (Swin), else from the image
+    size and `patch_size` of the enclosing ViT, else is the largest square; tokens before the grid (CLS, registers)
+    are left unchanged.
     """
 
     role = "vision"
@@ -237,9 +228,8 @@ class S4ECAVisionLayer(S4ECALayer):
         side = math.isqrt(num_tokens)
         return num_tokens - side * side, side, side
 
-    def _as_map(
-        self, hidden: torch.Tensor, args: tuple, kwargs: dict, call: CallState
-    ) -> tuple[torch.Tensor, Callable]:
+    def _as_map(self, hidden: torch.Tensor, args: tuple, kwargs: dict,
+                call: CallState) -> tuple[torch.Tensor, Callable]:
         """The block output as a channels-last `(batch, H, W, C)` map (a view where possible), and the function that
         brings an update of that shape back to the output's layout."""
         if hidden.ndim == 4:  # (batch, C, H, W) maps
@@ -289,9 +279,8 @@ class S4ECAVisionLayer(S4ECALayer):
             proxies = proxies.expand(batch, -1, -1)  # explicit proxies of one expression, for every image
         return proxies
 
-    def _adapt_hidden(
-        self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor:
+    def _adapt_hidden(self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict,
+                      call: CallState) -> torch.Tensor:
         features, to_output = self._as_map(hidden, args, kwargs, call)
         update = None
         for name in adapters:

@@ -68,26 +68,12 @@ class S4ECAModel(BaseTuner):
         adapter_name (`str`): The name of the adapter, defaults to `"default"`.
         low_cpu_mem_usage (`bool`, *optional*, defaults to `False`):
             Create empty adapter weights on the meta device (to be loaded afterwards).
-
-    Example:
-
-        ```py
-        >>> import s4eca_peft  # registers S4ECA with peft
-        >>> from peft import get_peft_model
-        >>> from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
-
-        >>> model = ReferringSegmentationModel(ReferringSegmentationConfig())
-        >>> model = get_peft_model(model, S4ECAConfig())
-        >>> model.print_trainable_parameters()
-        ```
     """
 
     prefix: str = "s4eca_"
     tuner_layer_cls = S4ECALayer
     # block classes adapted by default per `model_type` (S4ECA matches by class, see `targets.py`)
     target_module_mapping = {k: list(v) for k, v in {**TEXT_BLOCK_CLASSES, **VISION_BLOCK_CLASSES}.items()}
-
-    # ------------------------------------------------------------------ injection
 
     @property
     def routing(self) -> S4ECARouting:
@@ -148,7 +134,8 @@ class S4ECAModel(BaseTuner):
                 warnings.warn(
                     f"{frozen} look like a task head but will stay frozen: S4ECA trains its adapters and "
                     f"`modules_to_save` only, which defaults to {peft_config.modules_to_save}. To train them, pass "
-                    f"their full dotted names: S4ECAConfig(modules_to_save={[*peft_config.modules_to_save, *frozen]}); "
+                    "their full dotted names: "
+                    f"S4ECAConfig(modules_to_save={[*peft_config.modules_to_save, *frozen]}); "
                     "to keep them frozen, pass the list you want (`modules_to_save=[]` for none).",
                     stacklevel=4,
                 )
@@ -173,7 +160,8 @@ class S4ECAModel(BaseTuner):
             return
         for depth in range(current_key.count(".") + 1):  # layers that checkpoint the block with its hook
             ancestor = self.model.get_submodule(".".join(current_key.split(".")[:depth]))
-            if hasattr(ancestor, "gradient_checkpointing") and all(m is not ancestor for m in self.routing.checkpointed):
+            checkpointed = self.routing.checkpointed
+            if hasattr(ancestor, "gradient_checkpointing") and all(m is not ancestor for m in checkpointed):
                 self.routing.checkpointed.append(ancestor)
         _, owner = owner_of(current_key, enclosing_pretrained_models(self.model))
         # the encoder holding the block opens a forward of its own when called alone, and records its inputs
@@ -199,8 +187,6 @@ class S4ECAModel(BaseTuner):
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         # whole blocks have no `.weight` to rebind (the stock method reads it); adapters already follow the block
         setattr(parent, child_name, new_module)
-
-    # ------------------------------------------------------------------ adapters
 
     def _check_merge_allowed(self) -> None:
         raise ValueError(MERGE_REFUSAL)
@@ -231,8 +217,6 @@ class S4ECAModel(BaseTuner):
             raise ValueError(f"Unknown adapter(s) {unknown}; this model has {sorted(self.peft_config)}.")
         return names
 
-    # ------------------------------------------------------------------ proxies and selection maps
-
     def set_language_proxies(self, proxies: torch.Tensor, adapter_name: str | None = None) -> None:
         """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read in one forward.
 
@@ -262,8 +246,6 @@ class S4ECAModel(BaseTuner):
         """Layer name -> `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}` of the calling
         thread's last forward, for visualisation; empty unless `record_selection_maps()` was called in it."""
         return self.routing.selection_maps(self._adapter_names(adapter_name)[0])
-
-    # ------------------------------------------------------------------ loading
 
     @classmethod
     def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
@@ -303,8 +285,8 @@ class S4ECAModel(BaseTuner):
         missing = sorted(expected - set(remapped))
         if unexpected or missing:
             raise AdapterBackboneMismatchError(
-                f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors have "
-                f"no place in the model (e.g. {unexpected[:3]}) and {len(missing)} adapter tensors are missing from "
-                f"the checkpoint (e.g. {missing[:3]}). Load it into a base model with the same backbones."
+                f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors "
+                f"have no place in the model (e.g. {unexpected[:3]}) and {len(missing)} adapter tensors are missing "
+                f"from the checkpoint (e.g. {missing[:3]}). Load it into a base model with the same backbones."
             )
         return remapped

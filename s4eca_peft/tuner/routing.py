@@ -1,11 +1,8 @@
 """Proxy routing: how the text adapters hand language proxies to the vision adapters (docs/peft.md).
 
-Backbone forwards have fixed signatures, so the proxies travel in an [`S4ECARouting`] that all S4ECA layers of a
-model reference. A forward pre-hook opens a per-thread [`CallState`] at the outermost call and a forward hook closes
-it: nothing a forward writes is read by a later one, and one model can serve concurrent requests. Vision-first
-models (CLIP, SigLIP) run their text encoder on the call's text inputs when the first vision adapter asks.
-A checkpointed layer that contains adapted blocks (Swin's `SwinStage`) replays their hooks in backward; its
-checkpoint function is wrapped ([`CheckpointReplay`]) so that the replay sees the state of the forward it replays.
+Backbone forwards have fixed signatures, so the proxies travel in an [`S4ECARouting`] shared by a model's S4ECA
+layers: a [`ForwardScope`] opens a per-thread [`CallState`] at the outermost call and closes it after, and a
+[`CheckpointReplay`] hands a checkpointed layer's replay in backward the state of the forward it replays.
 """
 
 from __future__ import annotations
@@ -48,12 +45,8 @@ class _ThreadState(threading.local):
 
 
 class S4ECARouting:
-    """Proxy routing shared by all S4ECA layers of one model (see the module docstring).
-
-    `text_encoders` are the text models holding text adapters, run on demand for vision-first models;
-    `checkpointed` the layers with a gradient-checkpointing switch that contain adapted blocks. Copies
-    (`copy.deepcopy`) share nothing per-thread with the original.
-    """
+    """Proxy routing shared by all S4ECA layers of one model: `text_encoders` hold text adapters (run on demand for
+    vision-first models), `checkpointed` layers contain adapted blocks. Copies share nothing per-thread."""
 
     def __init__(self) -> None:
         self.text_encoders: list[nn.Module] = []
@@ -245,11 +238,8 @@ class CheckpointReplay:
 
 
 class ForwardScope:
-    """Forward pre-hook (and, through `close`, forward hook) that opens and closes a forward's [`CallState`].
-
-    On a text encoder (`records_text`) it also records the call's 2-D `attention_mask` for the text adapters; on a
-    ViT-family backbone (`records_pixels`) the image size, from which the patch grid follows.
-    """
+    """Forward pre-hook (and, through `close`, forward hook) that opens and closes a forward's [`CallState`]; it
+    records the 2-D `attention_mask` on a text encoder (`records_text`), the image size on a ViT (`records_pixels`)."""
 
     def __init__(self, routing: S4ECARouting) -> None:
         self.routing = routing

@@ -134,16 +134,12 @@ def check_default_targets_unchanged(
         extra = sorted(set(defaults[role]) - set(recorded))
         missing = sorted(set(recorded) - set(defaults[role]))
         if extra or missing:
-            found = "; ".join(
-                part for part in (
-                    f"blocks this model has that the adapter was not trained for: {extra[:4]}" if extra else "",
-                    f"blocks of the adapter that this model lacks: {missing[:4]}" if missing else "",
-                ) if part
-            )
+            found = [f"blocks this model has that the adapter was not trained for: {extra[:4]}"] if extra else []
+            found += [f"blocks of the adapter that this model lacks: {missing[:4]}"] if missing else []
             raise AdapterBackboneMismatchError(
                 f"This adapter was made on a {role} encoder with {len(recorded)} adapted blocks (the defaults of that "
-                f"model), but this base model's {role} encoder gives {len(defaults[role])}: {found}. Load it into a "
-                "base model with the same encoder depth (the one named in the adapter's base model config)."
+                f"model), but this base model's {role} encoder gives {len(defaults[role])}: {'; '.join(found)}. Load "
+                "it into a base model with the same encoder depth (the one named in the adapter's base model config)."
             )
 
 
@@ -205,9 +201,9 @@ def check_readable_outputs(model: nn.Module, names: Iterable[str]) -> None:
         why = _unreadable_output(block)
         if why:
             raise ValueError(
-                f"Target {name!r} ({type(block).__name__}) {why}, which an S4ECA adapter cannot read: it adapts blocks "
-                "that return their hidden states as a tensor or as the first item of a tuple. Target the blocks "
-                f"inside it instead:\n{candidate_blocks(block, prefix=name)}"
+                f"Target {name!r} ({type(block).__name__}) {why}, which an S4ECA adapter cannot read: it adapts "
+                "blocks that return their hidden states as a tensor or as the first item of a tuple. Target the "
+                f"blocks inside it instead:\n{candidate_blocks(block, prefix=name)}"
             )
 
 
