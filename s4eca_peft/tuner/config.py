@@ -18,11 +18,8 @@ from .target_patterns import MAX_PATTERN_REPEATS, check_target_pattern
 
 
 class S4ECAPeftType(str, enum.Enum):
-    """PEFT type of S4ECA.
-
-    peft's own `PeftType` enum is closed, so S4ECA brings its own member; being a `str` enum, it compares and hashes
-    equal to the string `"S4ECA"` that `adapter_config.json` stores, which is what peft's registries are keyed by.
-    """
+    """PEFT type of S4ECA (peft's `PeftType` is closed); a `str` enum, it equals the `"S4ECA"` that
+    `adapter_config.json` stores and peft's registries are keyed by."""
 
     S4ECA = "S4ECA"
 
@@ -94,8 +91,8 @@ class S4ECAConfig(PeftConfig):
         text_num_heads (`int`, *optional*, defaults to `4`):
             Attention heads of that cross-attention; must divide `text_bottleneck_size`.
         vision_bottleneck_size (`int`, *optional*, defaults to `82`):
-            Width `r` of every vision adapter (down-projection C -> r, extractor and selections at r, up-projection
-            r -> C). With the other defaults, S4ECA trains 2.4 % of Swin-B + BERT-base, as in the paper.
+            Width `r` of every vision adapter (C -> r -> C); with the other defaults, S4ECA trains 2.4 % of Swin-B +
+            BERT-base, as in the paper.
         extractor_kernel_sizes (`list[int]`, *optional*, defaults to `[3, 3, 3]`):
             Kernel size of each depthwise branch of the multi-scale dense extractor (odd integers).
         extractor_dilations (`list[int]`, *optional*, defaults to `[1, 2, 3]`):
@@ -113,12 +110,10 @@ class S4ECAConfig(PeftConfig):
             every word feature of its block, so that later text features and the head's sentence feature adapt too.
             This package's addition, beyond the abstract; `False` is the paper-faithful text adapter (docs/method.md).
         text_hidden_size (`Optional[int]`):
-            Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks. Required
-            only when the model has no text encoder (a bare vision backbone, with proxies set through
-            `S4ECAModel.set_language_proxies`).
+            Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks; needed
+            only without a text encoder (proxies then set with `S4ECAModel.set_language_proxies`).
         init_weights (`bool`, *optional*, defaults to `True`):
-            Zero-initialise the up-projections of the vision adapters and of the text feedback, so that the adapted
-            model starts equal to the base model. `False` gives them a random initialisation (for tests).
+            Zero-initialise the vision up-projections and the text feedback: the adapted model starts as the base.
         modules_to_save (`Optional[list[str]]`):
             Modules trained fully and saved with the adapter, by full dotted name. Defaults to `None`: the
             `segmentation_head` when the model has one, else nothing; `[]` trains no head.

@@ -144,32 +144,28 @@ class S4ECAModel(BaseTuner):
     def _check_target_module_exists(self, peft_config: S4ECAConfig, key: str) -> bool:
         return matches(peft_config.text_target_modules, key) or matches(peft_config.vision_target_modules, key)
 
-    def _text_layer_count(self, adapter_name: str) -> int:
-        return sum(
-            isinstance(m, S4ECATextLayer) and adapter_name in m.s4eca_text_adapter for m in self.model.modules()
-        )
-
     def _create_and_replace(self, peft_config: S4ECAConfig, adapter_name: str, target: nn.Module, target_name: str,
                             parent: nn.Module, current_key: str, **kwargs: Any) -> None:
         role = "text" if matches(peft_config.text_target_modules, current_key) else "vision"
-        text_index = self._text_layer_count(adapter_name) if role == "text" else 0
+        # a text layer refines the proxies of the adapter's text layers before it
+        text_index = sum(isinstance(m, S4ECATextLayer) and adapter_name in m.s4eca_text_adapter
+                         for m in self.model.modules()) if role == "text" else 0
         if isinstance(target, S4ECALayer):
             if target.role != role:
                 raise ValueError(f"{current_key!r} is a {target.role} block of another adapter, not a {role} block.")
             target.update_layer(adapter_name, peft_config, text_index=text_index)
             return
+        checkpointed = self.routing.checkpointed
         for depth in range(current_key.count(".") + 1):  # layers that checkpoint the block with its hook
             ancestor = self.model.get_submodule(".".join(current_key.split(".")[:depth]))
-            checkpointed = self.routing.checkpointed
             if hasattr(ancestor, "gradient_checkpointing") and all(m is not ancestor for m in checkpointed):
-                self.routing.checkpointed.append(ancestor)
+                checkpointed.append(ancestor)
         _, owner = owner_of(current_key, enclosing_pretrained_models(self.model))
         # the encoder holding the block opens a forward of its own when called alone, and records its inputs
         scope = forward_scope(owner, self.routing) if owner is not None else None
         if role == "text":
-            new_module = S4ECATextLayer(
-                target, adapter_name, peft_config, self.routing, current_key, text_index=text_index
-            )
+            new_module = S4ECATextLayer(target, adapter_name, peft_config, self.routing, current_key,
+                                        text_index=text_index)
             if scope is not None:
                 scope.records_text = True
                 if not any(encoder is owner for encoder in self.routing.text_encoders):
@@ -177,9 +173,8 @@ class S4ECAModel(BaseTuner):
         else:
             patch_size = getattr(getattr(owner, "config", None), "patch_size", None)
             patch_size = patch_size if isinstance(patch_size, int) else None
-            new_module = S4ECAVisionLayer(
-                target, adapter_name, peft_config, self.routing, current_key, patch_size=patch_size
-            )
+            new_module = S4ECAVisionLayer(target, adapter_name, peft_config, self.routing, current_key,
+                                          patch_size=patch_size)
             if scope is not None and patch_size:
                 scope.records_pixels = True
         self._replace_module(parent, target_name, new_module, target)
@@ -218,13 +213,9 @@ class S4ECAModel(BaseTuner):
         return names
 
     def set_language_proxies(self, proxies: torch.Tensor, adapter_name: str | None = None) -> None:
-        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read in one forward.
-
-        Called before a forward, they apply to the next forward of the calling thread only (a vision-only call of a
-        bare vision backbone, say); called during a forward (from a hook), to that forward. Either way they take
-        precedence over the text adapter's. Proxies of batch 1 apply to every image of the call: the one explicit
-        way to condition several images on one expression. `adapter_name` defaults to the active adapter(s).
-        """
+        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read in one forward,
+        ahead of the text adapter's: the calling thread's next forward, or, called from a hook, the one in progress.
+        Proxies of batch 1 apply to every image of the call. `adapter_name` defaults to the active adapter(s)."""
         if not isinstance(proxies, torch.Tensor) or proxies.ndim != 3:
             shape = tuple(proxies.shape) if isinstance(proxies, torch.Tensor) else type(proxies).__name__
             raise ValueError(f"`proxies` must be a tensor of shape (batch, num_queries, text_dim), got {shape}.")

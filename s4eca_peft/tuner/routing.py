@@ -209,11 +209,8 @@ def refuse_replica() -> None:
 
 
 class CheckpointReplay:
-    """A layer's checkpoint function whose recompute sees the [`CallState`] of the forward it replays.
-
-    The forward's proxies go through the checkpoint as extra inputs, so that reentrant checkpointing (which hands
-    gradients back to its inputs only) also passes their gradients on to the text adapters.
-    """
+    """A layer's checkpoint function whose recompute sees the [`CallState`] of the forward it replays. The proxies
+    go through the checkpoint as inputs: reentrant checkpointing hands gradients back to its inputs only."""
 
     def __init__(self, checkpoint: Any, routing: S4ECARouting) -> None:
         self.checkpoint = checkpoint

@@ -148,11 +148,8 @@ def check_targets(
     text_spec: list[str] | str | None,
     vision_spec: list[str] | str | None,
 ) -> tuple[list[str], list[str]]:
-    """Resolve both specs against `model`; raise a `ValueError` that lists the model's blocks when one matches nothing.
-
-    Also refuses a module targeted as both text and vision, a target nested in another target, and a target whose
-    enclosing backbone belongs to the other modality.
-    """
+    """Resolve both specs against `model`, refusing a spec that matches nothing (listing the model's blocks), a module
+    matched by both, a target nested in another, and a target in a backbone of the other modality."""
     names = [name for name, _ in model.named_modules() if name]
     text = [name for name in names if matches(text_spec, name)]
     vision = [name for name in names if matches(vision_spec, name)]

@@ -14,11 +14,8 @@ from torch.nn import functional as F
 class TextProxyAdapter(nn.Module):
     """Learnable queries -> multi-head cross-attention over words -> language proxies.
 
-    Args:
-        text_dim: hidden size of the text block (and of the proxies).
-        bottleneck_size: width of the query/key/value projections, split into `num_heads` heads.
-        feedback: also build the feedback projection (the update `forward` returns beside the proxies).
-        init_weights: zero-initialise the feedback projection, so that the words start unchanged.
+    `text_dim` is the width of the words and the proxies, `bottleneck_size` that of the attention; `feedback` builds
+    the projection of the words' update, zero-initialised with `init_weights`.
     """
 
     def __init__(self, text_dim: int, num_queries: int, bottleneck_size: int, num_heads: int, feedback: bool = True,
