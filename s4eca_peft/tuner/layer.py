@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import S4ECAConfig
-from .routing import CallState, S4ECARouting, refuse_replica, remove_hooks
+from .routing import CallState, S4ECARouting, refuse_replica
 from .text_adapter import TextProxyAdapter
 from .vision_adapter import S4ECAVisionAdapter
 
@@ -70,7 +70,8 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
         """Forward hook on the wrapped block: the block's output, adapted for the active adapters."""
         if module is not self.base_layer:
             refuse_replica()  # a copy of the block (DataParallel replica) calling this layer's hook
-        adapters = self._adapted_here()
+        here = getattr(self, self.adapter_layer_names[0])
+        adapters = [] if self.disable_adapters else [name for name in self.active_adapters if name in here]
         if not adapters:
             return None
         hidden = output[0] if isinstance(output, tuple) and output else output
@@ -89,23 +90,12 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
                       call: CallState) -> torch.Tensor | None:
         raise NotImplementedError
 
-    def _adapted_here(self) -> list[str]:
-        """Active adapters that have an adapter in this layer (none while adapters are disabled)."""
-        if self.disable_adapters:
-            return []
-        adapters = getattr(self, self.adapter_layer_names[0])
-        return [name for name in self.active_adapters if name in adapters]
-
     def _get_base_layer_device_and_dtype(self, base_layer: nn.Module) -> tuple[torch.device | None, Any]:
         # whole blocks have no `.weight`: follow their first floating-point parameter
         for param in base_layer.parameters():
             if param.is_floating_point():
                 return param.device, param.dtype
         return None, None
-
-    def remove_hook(self) -> None:
-        """Detach the adaptation hook from the wrapped block (done by `unload()`)."""
-        remove_hooks(self.base_layer, self)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         raise ValueError(MERGE_REFUSAL)
@@ -149,11 +139,8 @@ class S4ECATextLayer(S4ECALayer):
 
     def _key_padding_mask(self, words: torch.Tensor, args: tuple, kwargs: dict,
                           call: CallState) -> torch.Tensor | None:
-        """`(batch, length)` booleans, `True` for real words, or `None` when every token is real.
-
-        Preferred: the 2-D mask recorded on the enclosing text model. Else the block's 4-D mask (positional after
-        the hidden states in BERT/RoBERTa/CLIP): its last query row sees every real key, also under a causal mask.
-        """
+        """`(batch, length)` booleans, `True` for real words (`None`: all are), from the 2-D mask recorded on the text
+        model, else the last query row of the block's 4-D mask (it sees every real key, also under a causal mask)."""
         batch, length = words.shape[:2]
         recorded = call.text_attention_mask
         if recorded is not None and tuple(recorded.shape) == (batch, length):

@@ -17,7 +17,7 @@ from .checks import WEIGHTS_NAME, check_adapter_tensors
 from .config import S4ECAConfig
 from .errors import AdapterBackboneMismatchError
 from .layer import MERGE_REFUSAL, S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
-from .routing import S4ECARouting, forward_scope, remove_forward_scope
+from .routing import S4ECARouting, forward_scope, remove_forward_scope, remove_hooks
 from .targets import (
     TEXT_BLOCK_CLASSES,
     VISION_BLOCK_CLASSES,
@@ -192,7 +192,7 @@ class S4ECAModel(BaseTuner):
             self._check_merge_allowed()
         for module in self.model.modules():
             if isinstance(module, S4ECALayer):
-                module.remove_hook()
+                remove_hooks(module.base_layer, module)  # the adaptation hook
             remove_forward_scope(module)
         self.routing.unwrap_checkpoints()
         self.routing.text_encoders.clear()
@@ -240,9 +240,8 @@ class S4ECAModel(BaseTuner):
 
     @classmethod
     def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
-        """Checkpoint key of a model key: drop the adapter name after the S4ECA container, e.g.
-        `...blocks.0.s4eca_vision_adapter.default.down.weight` -> `...blocks.0.s4eca_vision_adapter.down.weight`
-        (the adapters are nested modules, which peft's one-level rule does not cover)."""
+        """Checkpoint key of a model key: `...s4eca_vision_adapter.default.down.weight` ->
+        `...s4eca_vision_adapter.down.weight` (peft's rule does not cover nested adapter modules)."""
         for container in (*S4ECATextLayer.adapter_layer_names, *S4ECAVisionLayer.adapter_layer_names):
             marker = f"{container}.{adapter_name}."
             if key.startswith(marker) or f".{marker}" in key:
@@ -252,9 +251,8 @@ class S4ECAModel(BaseTuner):
     @classmethod
     def _remap_adapter_state_dict_for_load(cls, model: nn.Module, config: S4ECAConfig, adapter_name: str,
                                            state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Map checkpoint keys to the model, and refuse any partial load: an adapter made for backbones of other sizes
-        or depths raises an error that names the shapes, instead of loading only what fits. Non-finite weights, and
-        weights that contradict the adapter's own config, raise `AdapterFileError` first (see `checks.py`)."""
+        """Map checkpoint keys to the model, refusing any partial load (backbones of other sizes or depths), naming
+        the tensors; the weights' own defects raise `AdapterFileError` first (`checks.py`)."""
         folder = getattr(config, "loaded_from", None)
         source = f"{folder}/{WEIGHTS_NAME}" if folder else f"the weights of adapter {adapter_name!r}"
         check_adapter_tensors(config, state_dict, source)

@@ -142,16 +142,6 @@ class S4ECARouting:
             if isinstance(function, CheckpointReplay):
                 module._gradient_checkpointing_func = function.checkpoint
 
-    def replay(self, call: CallState, function: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run `function` (a checkpointed forward, or its recompute in backward) with `call` as the current state."""
-        local = self._local
-        saved = local.call, local.openers
-        local.call, local.openers = call, [call]  # a marker no module matches: nested forwards leave `call` open
-        try:
-            return function(*args, **kwargs)
-        finally:
-            local.call, local.openers = saved
-
     def forget(self, adapter_name: str) -> None:
         """Drop what this thread holds for a deleted adapter."""
         local = self._local
@@ -231,7 +221,13 @@ class CheckpointReplay:
         replayed = replace(call, explicit=dict(call.explicit), proxies=dict(call.proxies))
         for (store, name), tensor in zip(keys, args[count:]):
             getattr(replayed, store)[name] = tensor
-        return self.routing.replay(replayed, function, *args[:count], **kwargs)
+        local = self.routing._local
+        saved = local.call, local.openers
+        local.call, local.openers = replayed, [replayed]  # a marker no module matches: nested forwards leave it open
+        try:
+            return function(*args[:count], **kwargs)
+        finally:
+            local.call, local.openers = saved
 
 
 class ForwardScope:

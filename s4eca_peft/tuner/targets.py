@@ -182,10 +182,9 @@ def check_targets(
     return text, vision
 
 
-def _unmatched_entries(spec: list[str] | str | None, names: Iterable[str]) -> list[str]:
+def _unmatched_entries(spec: list[str] | str | None, names: list[str]) -> list[str]:
     if spec is None or isinstance(spec, str):
         return []
-    names = list(names)
     return [target for target in spec if not any(matches([target], name) for name in names)]
 
 
