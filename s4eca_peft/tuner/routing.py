@@ -20,7 +20,7 @@ TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_i
 """Arguments of a model call that a text encoder needs to compute proxies on demand."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity, as the forward it belongs to
 class CallState:
     """What one forward of the adapted model has gathered for the vision adapters (dicts are keyed by adapter name)."""
 
