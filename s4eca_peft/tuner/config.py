@@ -253,9 +253,8 @@ class S4ECAConfig(PeftConfig):
         return data
 
     @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs: Any
-    ) -> S4ECAConfig:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None,
+                        **kwargs: Any) -> S4ECAConfig:
         """Loads ``adapter_config.json`` (see `from_json_file`) and remembers where from, so that later load errors
         can name the folder (``loaded_from``, not a saved field)."""
         config = super().from_pretrained(str(pretrained_model_name_or_path), subfolder=subfolder, **kwargs)

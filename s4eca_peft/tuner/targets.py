@@ -1,9 +1,7 @@
 """Which blocks S4ECA adapts: default targets per backbone `model_type`, matching, and helpful errors.
 
-Defaults are found structurally: every `PreTrainedModel` inside the model (or the model itself) is classified by its
-`config.model_type` with the two tables below, and the blocks of the listed classes inside it are targeted. A block
-belongs to its nearest enclosing `PreTrainedModel`, so the `CLIPEncoderLayer`s of a CLIP *vision* tower are never
-taken for text blocks.
+A block belongs to its nearest enclosing `PreTrainedModel`, whose `config.model_type` the two tables below classify,
+so the `CLIPEncoderLayer`s of a CLIP *vision* tower are never taken for text blocks.
 """
 
 from __future__ import annotations
