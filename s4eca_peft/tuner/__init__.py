@@ -1,8 +1,5 @@
-"""The S4ECA PEFT method, laid out like peft's own tuners.
-
-Importing this package registers S4ECA with peft (idempotently), so that `get_peft_model`,
-`PeftConfig.from_pretrained`, `PeftModel.from_pretrained` and `AutoPeftModel` know it. peft's `PeftType` enum is
-closed, so S4ECA brings its own [`S4ECAPeftType`] and writes itself into peft's registries directly.
+"""The S4ECA PEFT method, laid out like peft's own tuners. Importing it registers S4ECA in peft's registries
+(idempotently; peft's `PeftType` enum is closed, so S4ECA brings its own [`S4ECAPeftType`]).
 """
 
 from peft import mapping as _peft_mapping

@@ -1,10 +1,6 @@
-"""Checks of an adapter's own files: each error names the file and the real cause.
-
-An adapter folder holds ``adapter_config.json`` (an `S4ECAConfig`) and ``adapter_model.safetensors``. Before any
-module is built, the config must be a JSON object with ``"peft_type": "S4ECA"`` and valid field values; before any
-tensor is loaded, every tensor must be finite and the sizes that the weights imply (queries, bottlenecks, branches,
-selections) must be those of the config. A mismatch with the *base model* (other backbones) is reported elsewhere;
-what these checks find is a defect of the adapter itself, raised as `AdapterFileError`.
+"""Checks of an adapter's own files (docs/security.md): a valid config, finite weights, and weights whose sizes are
+those the config describes. A defect of the adapter itself is an `AdapterFileError` naming the file; a mismatch with
+the base model is reported by the load (`S4ECAModel`).
 """
 
 from __future__ import annotations
@@ -47,21 +43,19 @@ def _implied_values(state_dict: Mapping[str, torch.Tensor], adapter_name: str | 
     def note(field: str, value: Any, key: str) -> None:
         implied.setdefault(field, {}).setdefault(value, key)
 
+    sized = {("s4eca_text_adapter", "queries"): "num_queries", ("s4eca_text_adapter", "q_proj.weight"):
+             "text_bottleneck_size", ("s4eca_vision_adapter", "down.weight"): "vision_bottleneck_size"}
     for key, tensor in state_dict.items():
         parsed = _adapter_key(key, adapter_name)
         if parsed is None:
             continue
         container, block, rest = parsed
         shape = tuple(tensor.shape)
+        if (container, rest) in sized and len(shape) == 2:
+            note(sized[container, rest], shape[0], key)
         if container == "s4eca_text_adapter":
-            if rest == "queries" and len(shape) == 2:
-                note("num_queries", shape[0], key)
-            elif rest == "q_proj.weight" and len(shape) == 2:
-                note("text_bottleneck_size", shape[0], key)
             continue
         vision_blocks.setdefault(block, set()).add(rest.split(".", 1)[0])
-        if rest == "down.weight" and len(shape) == 2:
-            note("vision_bottleneck_size", shape[0], key)
         parts = rest.split(".")
         if parts[:2] == ["extractor", "branches"] and len(parts) == 4 and parts[2].isdigit() and parts[3] == "weight":
             branches.setdefault(block, {})[int(parts[2])] = shape[-1] if len(shape) == 4 else -1
@@ -92,26 +86,22 @@ def config_weight_disagreements(config: Any, state_dict: Mapping[str, torch.Tens
 
 def check_adapter_tensors(config: Any, state_dict: Mapping[str, torch.Tensor], source: str,
                           adapter_name: str | None = None) -> None:
-    """Refuse non-finite tensors and weights whose sizes contradict ``config``, naming ``source`` (the weights
-    file or folder) and the tensors."""
+    """Refuse non-finite tensors and weights whose sizes contradict ``config``, naming ``source`` and the tensors."""
     non_finite = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
     if non_finite:
-        raise AdapterFileError(f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or infinite "
-                               f"values (e.g. {non_finite[:3]}); such an adapter predicts nothing useful (a diverged "
-                               "training run or a damaged file) and is refused.")
+        raise AdapterFileError(f"{source}: {len(non_finite)} of {len(state_dict)} adapter tensors hold NaN or "
+                               f"infinite values (e.g. {non_finite[:3]}); such an adapter predicts nothing useful (a "
+                               "diverged training run or a damaged file) and is refused.")
     disagreements = config_weight_disagreements(config, state_dict, adapter_name)
     if disagreements:
-        raise AdapterFileError(f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs to "
-                               "other weights):\n  " + "\n  ".join(disagreements)
+        raise AdapterFileError(f"{source}: {CONFIG_NAME} does not describe these weights (it was edited, or belongs "
+                               "to other weights):\n  " + "\n  ".join(disagreements)
                                + f"\nRestore the {CONFIG_NAME} saved with the weights.")
 
 
 def check_adapter_folder(folder: str | os.PathLike) -> Any:
-    """Checks a local adapter folder before anything is built; returns its `S4ECAConfig`.
-
-    Raises `AdapterFileError` naming the file for a config that is not JSON, of another PEFT method or with invalid
-    values, and for weights that are non-finite or contradict the config; FileNotFoundError for a missing file.
-    """
+    """Checks a local adapter folder before anything is built (`AdapterFileError` naming the file, or
+    FileNotFoundError for a missing one); returns its `S4ECAConfig`."""
     folder = Path(folder)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():

@@ -1,9 +1,6 @@
-"""`torch.compile` of the S4ECA adapters: fewer, fused kernels per adapted block.
-
-An adapter is a chain of small operations (projections, depthwise convolutions, softmax, normalisation, gate); eager
-PyTorch launches each of them, and its backward, as a kernel of its own, so a step with an adapter in every vision
-block is bound by launches rather than arithmetic. Compiling the adapter modules fuses their elementwise work. The
-frozen blocks are left to eager PyTorch (their large matmuls gain little), which keeps compilation short.
+"""`torch.compile` of the S4ECA adapters: a step with an adapter in every vision block is bound by kernel launches
+(each small operation and its backward is one), and compiling fuses them. The frozen blocks stay eager (their large
+matmuls gain little), which keeps compilation short.
 """
 
 from __future__ import annotations
@@ -16,22 +13,17 @@ from .layer import S4ECALayer
 
 
 def compile_adapters(model: nn.Module, **compile_kwargs: Any) -> int:
-    """Compile every S4ECA adapter module of `model` (text and vision, every adapter name) in place.
+    """Compile every S4ECA adapter module of `model` (text and vision, every adapter name) in place; returns how many.
 
-    Uses `nn.Module.compile`, so parameter names, the state dict and the saved adapter are unchanged, and adapters
-    added later are left eager (call it again). `compile_kwargs` go to `torch.compile`; by default
-    ``dynamic=False``: one graph per feature-map shape (a backbone has a few), because inductor fails on symbolic
-    feature-map sizes here. Returns the number of adapter modules compiled.
+    Uses `nn.Module.compile`, so names, the state dict and the saved adapter are unchanged; adapters added later stay
+    eager. `compile_kwargs` go to `torch.compile`, by default ``dynamic=False`` (one graph per feature-map shape):
+    inductor fails on symbolic feature-map sizes here.
     """
     compile_kwargs.setdefault("dynamic", False)
-    compiled = 0
-    for module in model.modules():
-        if not isinstance(module, S4ECALayer):
-            continue
-        for attribute in module.adapter_layer_names:
-            for adapter in getattr(module, attribute).values():
-                adapter.compile(**compile_kwargs)
-                compiled += 1
-    if compiled == 0:
+    adapters = [adapter for module in model.modules() if isinstance(module, S4ECALayer)
+                for attribute in module.adapter_layer_names for adapter in getattr(module, attribute).values()]
+    if not adapters:
         raise ValueError("`compile_adapters` found no S4ECA adapter in the model; call it after `get_peft_model`.")
-    return compiled
+    for adapter in adapters:
+        adapter.compile(**compile_kwargs)
+    return len(adapters)

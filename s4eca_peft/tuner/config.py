@@ -18,38 +18,10 @@ from .target_patterns import MAX_PATTERN_REPEATS, check_target_pattern
 
 
 class S4ECAPeftType(str, enum.Enum):
-    """PEFT type of S4ECA.
-
-    peft's own `PeftType` enum is closed, so S4ECA brings its own member; being a `str` enum, it compares and hashes
-    equal to the string `"S4ECA"` that `adapter_config.json` stores, which is what peft's registries are keyed by.
-    """
+    """PEFT type of S4ECA (peft's `PeftType` is closed); a `str` enum, it equals the `"S4ECA"` that
+    `adapter_config.json` stores and peft's registries are keyed by."""
 
     S4ECA = "S4ECA"
-
-
-def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object of an ``adapter_config.json``, after checking that it is JSON and an S4ECA config.
-
-    Field values are checked by `S4ECAConfig` itself (see `S4ECAConfig.from_json_file`).
-    """
-    path = Path(path)
-    try:
-        with open_regular(path, str(path)) as handle:
-            data = parse_json(handle.read(), str(path))
-    except (OSError, ValueError) as error:
-        raise AdapterFileError(f"{error} An adapter config is the JSON object that `save_pretrained` writes.") from error
-    if not isinstance(data, dict):
-        raise AdapterFileError(f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
-    if "peft_type" not in data:
-        raise AdapterFileError(f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
-    if data["peft_type"] != S4ECAPeftType.S4ECA:
-        found = data["peft_type"]
-        shown = repr(found) if isinstance(found, str) and len(found) < 40 else f"a {type(found).__name__}"
-        raise AdapterFileError(
-            f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or its config was edited). '
-            "Load it with the PEFT method that wrote it."
-        )
-    return data
 
 
 # Upper bounds, checked before anything is allocated: far above any useful value, far below what exhausts memory
@@ -78,49 +50,40 @@ def _check_targets(name: str, value: object) -> None:
             raise ValueError(f"`{name}` is a regex of {len(value)} characters; at most {MAX_PATTERN_LENGTH}.")
         try:
             re.compile(value)
+            check_target_pattern(value)
         except re.error as error:
             raise ValueError(f"`{name}` is not a valid regex ({error}): {value[:80]!r}.") from error
-        try:
-            check_target_pattern(value)
         except ValueError as error:
             raise ValueError(
                 f"`{name}` is refused as a regex: {error} ({value[:80]!r}). List the module names instead, or use "
                 f"at most {MAX_PATTERN_REPEATS} quantifiers, none nested and none over an alternation."
             ) from None
     elif isinstance(value, list):
-        if len(value) > MAX_TARGETS or not all(
-            isinstance(item, str) and 0 < len(item) <= MAX_NAME_LENGTH for item in value
-        ):
+        if len(value) > MAX_TARGETS or not all(isinstance(item, str) and 0 < len(item) <= MAX_NAME_LENGTH
+                                               for item in value):
             raise ValueError(
                 f"`{name}` must list at most {MAX_TARGETS} module names (strings of 1 to {MAX_NAME_LENGTH} "
                 f"characters); got {len(value)} entries of types {sorted({type(item).__name__ for item in value})}."
             )
+    elif value is not None:
+        raise ValueError(f"`{name}` must be None, a regex or a list of module names, got {type(value).__name__}.")
 
 
 @dataclass
 class S4ECAConfig(PeftConfig):
     """
     Configuration class for [`S4ECAModel`] (S4ECA: Semantic-driven Scale and Spatial Selection for Efficient
-    Cross-modal Alignment, 2026).
-
-    S4ECA keeps a vision backbone and a text encoder frozen. A *text adapter* in the text encoder distils
-    `num_queries` *language proxies* from the word-level features; a *vision adapter* after every chosen vision block
-    runs a bottleneck *multi-scale dense extractor*, whose branches are weighted per channel by *language-guided scale
-    selection* and gated per pixel by *language-guided spatial selection*, both driven by the proxies. Only the
-    adapters (and the segmentation head, through `modules_to_save`) are trained. The adapters are non-linear, so they
-    cannot be merged into the base weights.
+    Cross-modal Alignment, 2026; docs/method.md). Only the adapters (and the segmentation head, through
+    `modules_to_save`) are trained; being non-linear, they cannot be merged into the base weights.
 
     Args:
         text_target_modules (`Optional[Union[list[str], str]]`):
-            Text blocks that get a text adapter: a list of module names (matched exactly or as a dotted suffix) or a
-            regex matched against the full module name (one that could backtrack exponentially, with nested
-            quantifiers or more than `MAX_PATTERN_REPEATS`, is refused). Defaults to `None`: the last block of each
-            text encoder found in the model (`BertLayer`, `RobertaLayer`, or `CLIPEncoderLayer` of a CLIP text model,
-            see `s4eca_peft.tuner.targets`), so that proxies come from the most contextual word features.
+            Text blocks that get a text adapter: module names (matched exactly or as a dotted suffix) or a regex on
+            the full module name (refused when it could backtrack exponentially, see `target_patterns.py`). Defaults
+            to `None`: the last block of each text encoder (see `targets.py`), the most contextual word features.
         vision_target_modules (`Optional[Union[list[str], str]]`):
             Vision blocks that get a vision adapter, given like `text_target_modules`. Defaults to `None`: every block
-            of every stage of each vision backbone found in the model (`SwinLayer`, `ConvNextLayer`, ResNet
-            bottleneck/basic layers, `ViTLayer`, `Dinov2Layer`, `Dinov2WithRegistersLayer`).
+            of every stage of each vision backbone in the model (see `targets.py`).
         num_queries (`int`, *optional*, defaults to `16`):
             Number of learnable queries, i.e. of language proxies per expression. The paper does not give it.
         text_bottleneck_size (`int`, *optional*, defaults to `128`):
@@ -128,8 +91,8 @@ class S4ECAConfig(PeftConfig):
         text_num_heads (`int`, *optional*, defaults to `4`):
             Attention heads of that cross-attention; must divide `text_bottleneck_size`.
         vision_bottleneck_size (`int`, *optional*, defaults to `82`):
-            Width `r` of every vision adapter (down-projection C -> r, extractor and selections at r, up-projection
-            r -> C). With the other defaults, S4ECA trains 2.4 % of Swin-B + BERT-base, as in the paper.
+            Width `r` of every vision adapter (C -> r -> C); with the other defaults, S4ECA trains 2.4 % of Swin-B +
+            BERT-base, as in the paper.
         extractor_kernel_sizes (`list[int]`, *optional*, defaults to `[3, 3, 3]`):
             Kernel size of each depthwise branch of the multi-scale dense extractor (odd integers).
         extractor_dilations (`list[int]`, *optional*, defaults to `[1, 2, 3]`):
@@ -141,123 +104,67 @@ class S4ECAConfig(PeftConfig):
             nothing reads the language proxies (unless `proxy_attention`), and no text adapter is built.
         proxy_attention (`bool`, *optional*, defaults to `False`):
             Pixel-to-proxy attention after the selections: each pixel queries the proxies from its features and its
-            (x, y) and adds the softmax-weighted proxy values (two `r x r` maps per adapter), so that language and
-            place are written into the features rather than only gating them.
+            (x, y) and adds the softmax-weighted proxy values, writing language and place into the features.
         text_feedback (`bool`, *optional*, defaults to `True`):
-            The text adapter also feeds what its queries gathered back into the word features of its block (the
-            cross-attention output averaged over the queries, through a zero-initialised `text_bottleneck_size ->
-            text_dim` linear map, added to every word), so that the text features after it, and the sentence feature
-            the head reads, adapt as well. `False` leaves the text encoder's features unchanged: the proxies then
-            reach the vision adapters only. Text feedback is this package's addition, beyond the paper's abstract;
-            `False` is the paper-faithful text adapter (docs/method.md lists what follows the paper and what is
-            added, and the val ablation behind each default).
+            The text adapter also adds what its queries gathered (averaged, through a zero-initialised linear map) to
+            every word feature of its block, so that later text features and the head's sentence feature adapt too.
+            This package's addition, beyond the abstract; `False` is the paper-faithful text adapter (docs/method.md).
         text_hidden_size (`Optional[int]`):
-            Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks. Required
-            only when the model has no text encoder (a bare vision backbone, with proxies set through
-            `S4ECAModel.set_language_proxies`).
+            Width of the language proxies. Defaults to `None`: the hidden size of the targeted text blocks; needed
+            only without a text encoder (proxies then set with `S4ECAModel.set_language_proxies`).
         init_weights (`bool`, *optional*, defaults to `True`):
-            Zero-initialise the up-projections of the vision adapters and of the text feedback, so that the adapted
-            model starts equal to the base model. `False` gives them a random initialisation (for tests).
+            Zero-initialise the vision up-projections and the text feedback: the adapted model starts as the base.
         modules_to_save (`Optional[list[str]]`):
             Modules trained fully and saved with the adapter, by full dotted name. Defaults to `None`: the
-            `segmentation_head` of a `ReferringSegmentationModel` when the model has one, else nothing. Pass `[]` to
-            train no head.
+            `segmentation_head` when the model has one, else nothing; `[]` trains no head.
         targets_from_defaults (`list[str]`, *optional*, defaults to `[]`):
             Filled in when the adapter is created: which of `"text"` and `"vision"` had their targets chosen by
-            default. Loading the adapter checks that the same defaults on the new base model give the same blocks,
-            so a deeper (or shallower) backbone is refused, naming the blocks that differ, instead of running its
-            extra blocks unadapted. Explicitly named targets are not tied to the depth.
+            default. Loading refuses a base model whose defaults give other blocks (a deeper or shallower backbone).
     """
 
-    text_target_modules: list[str] | str | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "Text blocks to adapt: module names (exact or dotted suffix) or a regex on the full name. None: the "
-                "last block of each text encoder (BertLayer, RobertaLayer, CLIP text CLIPEncoderLayer)."
-            )
-        },
-    )
-    vision_target_modules: list[str] | str | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "Vision blocks to adapt: module names (exact or dotted suffix) or a regex on the full name. None: "
-                "every block of every stage (SwinLayer, ConvNextLayer, ResNet layers, ViTLayer, Dinov2Layer)."
-            )
-        },
-    )
+    text_target_modules: list[str] | str | None = field(default=None, metadata={
+        "help": "Text blocks to adapt: module names (exact or dotted suffix) or a regex on the full name. None: the "
+                "last block of each text encoder (BertLayer, RobertaLayer, CLIP text CLIPEncoderLayer)."})
+    vision_target_modules: list[str] | str | None = field(default=None, metadata={
+        "help": "Vision blocks to adapt: module names (exact or dotted suffix) or a regex on the full name. None: "
+                "every block of every stage (SwinLayer, ConvNextLayer, ResNet layers, ViTLayer, Dinov2Layer)."})
     num_queries: int = field(default=16, metadata={"help": "Learnable queries = language proxies per expression."})
     text_bottleneck_size: int = field(
-        default=128, metadata={"help": "Width of the text adapter's query-word cross-attention."}
-    )
+        default=128, metadata={"help": "Width of the text adapter's query-word cross-attention."})
     text_num_heads: int = field(
-        default=4, metadata={"help": "Heads of the text adapter's cross-attention; must divide text_bottleneck_size."}
-    )
+        default=4, metadata={"help": "Heads of the text adapter's cross-attention; must divide text_bottleneck_size."})
     vision_bottleneck_size: int = field(
-        default=82, metadata={"help": "Width r of every vision adapter (C -> r -> C); 82 gives 2.4 % at Swin-B+BERT."}
-    )
-    extractor_kernel_sizes: list[int] = field(
-        default_factory=lambda: [3, 3, 3],
-        metadata={"help": "Kernel size (odd) of each depthwise branch of the multi-scale dense extractor."},
-    )
-    extractor_dilations: list[int] = field(
-        default_factory=lambda: [1, 2, 3],
-        metadata={"help": "Dilation of each extractor branch, one per kernel size."},
-    )
+        default=82, metadata={"help": "Width r of every vision adapter (C -> r -> C); 82 gives 2.4 % at Swin-B+BERT."})
+    extractor_kernel_sizes: list[int] = field(default_factory=lambda: [3, 3, 3], metadata={
+        "help": "Kernel size (odd) of each depthwise branch of the multi-scale dense extractor."})
+    extractor_dilations: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={
+        "help": "Dilation of each extractor branch, one per kernel size."})
     scale_selection: bool = field(
-        default=True, metadata={"help": "Language-guided scale selection; False averages the branches (ablation)."}
-    )
+        default=True, metadata={"help": "Language-guided scale selection; False averages the branches (ablation)."})
     spatial_selection: bool = field(
-        default=True, metadata={"help": "Language-guided spatial selection; False applies no gate (ablation)."}
-    )
-    proxy_attention: bool = field(
-        default=False,
-        metadata={"help": "Pixel-to-proxy attention in every vision adapter: pixels (features and (x, y)) attend over "
-                          "the proxies and add what they read."},
-    )
-    text_feedback: bool = field(
-        default=True,
-        metadata={"help": "Feed the queries' findings back into the word features (zero-initialised); False: proxies only."},
-    )
-    text_hidden_size: int | None = field(
-        default=None,
-        metadata={"help": "Width of the language proxies; None infers it from the text blocks (needed without one)."},
-    )
-    init_weights: bool = field(
-        default=True,
-        metadata={"help": "Zero-initialise the up-projections (vision, text feedback): the model starts as the base."},
-    )
-    modules_to_save: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "Modules trained fully and saved, by full dotted name. None: `segmentation_head` when the model has "
-                "one; [] for none."
-            )
-        },
-    )
-    targets_from_defaults: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": (
-                "Set when the adapter is created: which of 'text' and 'vision' had their targets chosen by default. "
-                "Loading checks that those defaults give the same blocks on the new base (no deeper backbone)."
-            )
-        },
-    )
+        default=True, metadata={"help": "Language-guided spatial selection; False applies no gate (ablation)."})
+    proxy_attention: bool = field(default=False, metadata={
+        "help": "Pixel-to-proxy attention in every vision adapter: pixels (features and (x, y)) attend over the "
+                "proxies and add what they read."})
+    text_feedback: bool = field(default=True, metadata={
+        "help": "Feed the queries' findings back into the word features (zero-initialised); False: proxies only."})
+    text_hidden_size: int | None = field(default=None, metadata={
+        "help": "Width of the language proxies; None infers it from the text blocks (needed without one)."})
+    init_weights: bool = field(default=True, metadata={
+        "help": "Zero-initialise the up-projections (vision, text feedback): the model starts as the base."})
+    modules_to_save: list[str] | None = field(default=None, metadata={
+        "help": "Modules trained fully and saved, by full dotted name. None: `segmentation_head` when the model has "
+                "one; [] for none."})
+    targets_from_defaults: list[str] = field(default_factory=list, metadata={
+        "help": "Set when the adapter is created: which of 'text' and 'vision' had their targets chosen by default. "
+                "Loading checks that those defaults give the same blocks on the new base (no deeper backbone)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = S4ECAPeftType.S4ECA
         for name in ("text_target_modules", "vision_target_modules"):
-            value = getattr(self, name)
-            if isinstance(value, (set, tuple)):
-                setattr(self, name, sorted(value))
-            elif value is not None and not isinstance(value, (str, list)):
-                raise ValueError(
-                    f"`{name}` must be None, a regex string or a list of module names, got {type(value).__name__}."
-                )
+            if isinstance(getattr(self, name), (set, tuple)):
+                setattr(self, name, sorted(getattr(self, name)))
             _check_targets(name, getattr(self, name))
         _check_positive_int("num_queries", self.num_queries, 16, MAX_NUM_QUERIES)
         _check_positive_int("text_bottleneck_size", self.text_bottleneck_size, 128, MAX_WIDTH)
@@ -272,7 +179,8 @@ class S4ECAConfig(PeftConfig):
             )
         self.targets_from_defaults = sorted(self.targets_from_defaults or [])
         if not set(self.targets_from_defaults) <= {"text", "vision"}:
-            raise ValueError(f"`targets_from_defaults` may hold 'text' and 'vision', got {self.targets_from_defaults}.")
+            raise ValueError(
+                f"`targets_from_defaults` may hold 'text' and 'vision', got {self.targets_from_defaults}.")
         for name in ("extractor_kernel_sizes", "extractor_dilations"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or len(value) > MAX_BRANCHES:
@@ -280,20 +188,19 @@ class S4ECAConfig(PeftConfig):
                     f"`{name}` must be a list of at most {MAX_BRANCHES} integers (one per branch), got "
                     f"{type(value).__name__} of length {len(value) if isinstance(value, (list, tuple)) else '-'}."
                 )
-        self.extractor_kernel_sizes = list(self.extractor_kernel_sizes)
-        self.extractor_dilations = list(self.extractor_dilations)
+            setattr(self, name, list(value))
         if not self.extractor_kernel_sizes or len(self.extractor_kernel_sizes) != len(self.extractor_dilations):
             raise ValueError(
                 "`extractor_kernel_sizes` and `extractor_dilations` must be non-empty lists of the same length (one "
                 f"entry per branch), got {self.extractor_kernel_sizes} and {self.extractor_dilations}; e.g. "
                 "[3, 3, 3] and [1, 2, 3]."
             )
-        for kernel in self.extractor_kernel_sizes:
-            if not isinstance(kernel, int) or isinstance(kernel, bool) or not 1 <= kernel <= MAX_KERNEL_SIZE or kernel % 2 == 0:
-                raise ValueError(
-                    f"`extractor_kernel_sizes` must hold odd integers from 1 to {MAX_KERNEL_SIZE} (same-size output), "
-                    f"got {self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
-                )
+        odd = [k for k in self.extractor_kernel_sizes if isinstance(k, int) and not isinstance(k, bool) and k % 2]
+        if len(odd) < len(self.extractor_kernel_sizes) or not all(1 <= kernel <= MAX_KERNEL_SIZE for kernel in odd):
+            raise ValueError(
+                f"`extractor_kernel_sizes` must hold odd integers from 1 to {MAX_KERNEL_SIZE} (same-size output), "
+                f"got {self.extractor_kernel_sizes}; e.g. [3, 3, 3]."
+            )
         for dilation in self.extractor_dilations:
             _check_positive_int("extractor_dilations[i]", dilation, 2, MAX_DILATION)
         for name in ("scale_selection", "spatial_selection", "proxy_attention", "init_weights"):
@@ -316,7 +223,24 @@ class S4ECAConfig(PeftConfig):
     def from_json_file(cls, path_json_file: str, **kwargs: Any) -> dict[str, Any]:
         """The fields of an ``adapter_config.json``, checked before any module is built: the file must be JSON with
         ``"peft_type": "S4ECA"``, and every value valid. Errors name the file (`AdapterFileError`)."""
-        data = read_adapter_config(path_json_file)
+        path = Path(path_json_file)
+        try:
+            with open_regular(path, str(path)) as handle:
+                data = parse_json(handle.read(), str(path))
+        except (OSError, ValueError) as error:
+            raise AdapterFileError(
+                f"{error} An adapter config is the JSON object that `save_pretrained` writes.") from error
+        if not isinstance(data, dict):
+            raise AdapterFileError(
+                f"{path}: expected a JSON object of S4ECAConfig fields, got a {type(data).__name__}.")
+        if "peft_type" not in data:
+            raise AdapterFileError(
+                f'{path}: no "peft_type" field; an S4ECA adapter config holds "peft_type": "S4ECA".')
+        if data["peft_type"] != S4ECAPeftType.S4ECA:
+            found = data["peft_type"]
+            shown = repr(found) if isinstance(found, str) and len(found) < 40 else f"a {type(found).__name__}"
+            raise AdapterFileError(f'{path}: "peft_type" is {shown}, not "S4ECA": this is not an S4ECA adapter (or '
+                                   "its config was edited). Load it with the PEFT method that wrote it.")
         if data.pop("runtime_config", None) is not None:  # runtime-only settings never come from a file (as in peft)
             warnings.warn(
                 f"{path_json_file}: its `runtime_config` is ignored (runtime settings are not saved).", stacklevel=2
@@ -329,9 +253,8 @@ class S4ECAConfig(PeftConfig):
         return data
 
     @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs: Any
-    ) -> S4ECAConfig:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None,
+                        **kwargs: Any) -> S4ECAConfig:
         """Loads ``adapter_config.json`` (see `from_json_file`) and remembers where from, so that later load errors
         can name the folder (``loaded_from``, not a saved field)."""
         config = super().from_pretrained(str(pretrained_model_name_or_path), subfolder=subfolder, **kwargs)
@@ -348,8 +271,3 @@ class S4ECAConfig(PeftConfig):
     def uses_language(self) -> bool:
         """Whether the vision adapters read language proxies (a selection or the proxy attention is on)."""
         return self.scale_selection or self.spatial_selection or self.proxy_attention
-
-    @property
-    def num_branches(self) -> int:
-        """Number of branches of the multi-scale dense extractor."""
-        return len(self.extractor_dilations)

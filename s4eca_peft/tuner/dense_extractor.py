@@ -1,7 +1,5 @@
 """Multi-scale dense extractor: parallel depthwise dilated branches, each fed the input plus the earlier
-branches (DenseASPP; docs/method.md). Input channels-last `(batch, H, W, r)`; branches `(batch, r, H, W)` in
-channels-last memory, the layout the scale selection mixes in.
-"""
+branches (DenseASPP; docs/method.md)."""
 
 from __future__ import annotations
 
@@ -10,13 +8,8 @@ from torch import nn
 
 
 class MultiScaleDenseExtractor(nn.Module):
-    """Densely connected dilated depthwise branches.
-
-    Args:
-        channels: width `r` of the bottleneck features.
-        kernel_sizes: odd kernel size of each branch.
-        dilations: dilation of each branch (same length as `kernel_sizes`).
-    """
+    """Densely connected dilated depthwise branches over the `channels` (`r`) of the bottleneck, one branch per
+    odd kernel size and dilation."""
 
     def __init__(self, channels: int, kernel_sizes: list[int], dilations: list[int]) -> None:
         super().__init__()
@@ -33,5 +26,5 @@ class MultiScaleDenseExtractor(nn.Module):
         for index, branch in enumerate(self.branches):
             outputs.append(self.act(branch(dense_input)))
             if index + 1 < len(self.branches):
-                dense_input = dense_input + outputs[-1]  # DenseASPP: the next branch sees the input and every earlier one
+                dense_input = dense_input + outputs[-1]  # DenseASPP: the next branch sees all before it
         return outputs

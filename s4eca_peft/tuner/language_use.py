@@ -1,8 +1,5 @@
-"""Giving each image's vision adapters another image's language proxies: the probe behind *language use*.
-
-Adapters that ignore their proxies produce exactly the same output with and without the swap; adapters that read
-them do not. The drop in mask quality under the swap is thus what the vision adapters carry of the language
-(`s4eca_peft.training.evaluation.measure_language_use` measures it on a split).
+"""Giving each image's vision adapters another image's language proxies: the probe behind *language use*, the drop
+in mask quality under the swap (`s4eca_peft.training.evaluation.measure_language_use` measures it on a split).
 """
 
 from __future__ import annotations
@@ -45,16 +42,9 @@ def _tuner(model: nn.Module) -> S4ECAModel:
 
 def mismatch_proxies(model: nn.Module, shift: int = 1) -> MismatchedProxies:
     """From now on, image ``i`` of a batch has its vision adapters read the proxies of image ``i - shift``'s
-    expression (set from a hook after each text encoder that holds text adapters ran). Everything else still reads
-    its own expression: a head that reads the sentence, for one. A batch of one keeps its own proxies; adapters
-    without text adapters (both selections off) have no proxies, and nothing changes.
-
-    Args:
-        model: a PeftModel (or S4ECAModel) with S4ECA adapters.
-        shift: how far along the batch the proxies move (`torch.roll`).
-
-    Returns:
-        The hooks, to ``remove()`` (or ``with mismatch_proxies(model): ...``).
+    expression (`torch.roll`, from a hook on each text encoder with text adapters); all else, such as a head that
+    reads the sentence, still reads its own. `model` is a PeftModel or S4ECAModel with S4ECA adapters. Returns the
+    hooks, to ``remove()`` (or ``with mismatch_proxies(model): ...``).
     """
     tuner = _tuner(model)
 

@@ -1,10 +1,7 @@
-"""S4ECA tuner layers: whole text and vision blocks wrapped with their adapters.
+"""S4ECA tuner layers: whole text and vision blocks wrapped with their adapters, one per adapter name.
 
-A layer wraps one block (`base_layer`) and owns that block's adapters, one per adapter name, in an `nn.ModuleDict`
-(so peft saves, loads, switches and deletes them). The adaptation itself runs in a forward hook on the wrapped
-block, registered first (`prepend=True`): transformers collects `output_hidden_states` with hooks on the block
-classes themselves (e.g. `ViTLayer`), so adapting inside the block's own call makes every consumer of the block's
-output, those hooks included, see the adapted features.
+The adaptation runs in a forward hook on the wrapped block, registered first: transformers collects
+`output_hidden_states` with hooks on the block classes themselves, so those hooks see the adapted features too.
 """
 
 from __future__ import annotations
@@ -25,8 +22,8 @@ from .vision_adapter import S4ECAVisionAdapter
 
 _WIDTH_ATTRIBUTES = ("out_features", "out_channels", "num_features", "normalized_shape")
 MERGE_REFUSAL = (
-    "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a softmax scale "
-    "selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep the PeftModel for "
+    "S4ECA adapters cannot be merged into the base weights: they are non-linear (dilated convolutions, a softmax "
+    "scale selection and a sigmoid spatial gate) and depend on each input's language proxies. Keep the PeftModel for "
     "inference, or call `unload()` to get the unadapted base model back."
 )
 
@@ -52,15 +49,8 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
 
     role: str = ""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: S4ECAConfig,
-        routing: S4ECARouting,
-        module_name: str,
-        **layer_kwargs: Any,
-    ) -> None:
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: S4ECAConfig, routing: S4ECARouting,
+                 module_name: str, **layer_kwargs: Any) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.routing = routing
@@ -80,7 +70,8 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
         """Forward hook on the wrapped block: the block's output, adapted for the active adapters."""
         if module is not self.base_layer:
             refuse_replica()  # a copy of the block (DataParallel replica) calling this layer's hook
-        adapters = self._adapted_here()
+        here = getattr(self, self.adapter_layer_names[0])
+        adapters = [] if self.disable_adapters else [name for name in self.active_adapters if name in here]
         if not adapters:
             return None
         hidden = output[0] if isinstance(output, tuple) and output else output
@@ -95,17 +86,9 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
             return None
         return (adapted, *output[1:]) if isinstance(output, tuple) else adapted
 
-    def _adapt_hidden(
-        self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor | None:
+    def _adapt_hidden(self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict,
+                      call: CallState) -> torch.Tensor | None:
         raise NotImplementedError
-
-    def _adapted_here(self) -> list[str]:
-        """Active adapters that have an adapter in this layer (none while adapters are disabled)."""
-        if self.disable_adapters:
-            return []
-        adapters = getattr(self, self.adapter_layer_names[0])
-        return [name for name in self.active_adapters if name in adapters]
 
     def _get_base_layer_device_and_dtype(self, base_layer: nn.Module) -> tuple[torch.device | None, Any]:
         # whole blocks have no `.weight`: follow their first floating-point parameter
@@ -113,15 +96,6 @@ class S4ECALayer(nn.Module, BaseTunerLayer):
             if param.is_floating_point():
                 return param.device, param.dtype
         return None, None
-
-    def remove_hook(self) -> None:
-        """Detach the adaptation hook from the wrapped block (done by `unload()`)."""
-        base = self.base_layer
-        for key, hook in list(base._forward_hooks.items()):
-            if getattr(hook, "__self__", None) is self:
-                del base._forward_hooks[key]
-                base._forward_hooks_with_kwargs.pop(key, None)
-                base._forward_hooks_always_called.pop(key, None)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         raise ValueError(MERGE_REFUSAL)
@@ -163,14 +137,10 @@ class S4ECATextLayer(S4ECALayer):
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
-    def _key_padding_mask(
-        self, words: torch.Tensor, args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor | None:
-        """`(batch, length)` booleans, `True` for real words, or `None` when every token is real.
-
-        Preferred: the 2-D mask recorded on the enclosing text model. Else the block's 4-D mask (positional after
-        the hidden states in BERT/RoBERTa/CLIP): its last query row sees every real key, also under a causal mask.
-        """
+    def _key_padding_mask(self, words: torch.Tensor, args: tuple, kwargs: dict,
+                          call: CallState) -> torch.Tensor | None:
+        """`(batch, length)` booleans, `True` for real words (`None`: all are), from the 2-D mask recorded on the text
+        model, else the last query row of the block's 4-D mask (it sees every real key, also under a causal mask)."""
         batch, length = words.shape[:2]
         recorded = call.text_attention_mask
         if recorded is not None and tuple(recorded.shape) == (batch, length):
@@ -181,9 +151,8 @@ class S4ECATextLayer(S4ECALayer):
             return row if row.dtype == torch.bool else row > -1.0  # additive masks: 0 keeps, a large negative drops
         return None
 
-    def _adapt_hidden(
-        self, words: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor | None:
+    def _adapt_hidden(self, words: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict,
+                      call: CallState) -> torch.Tensor | None:
         if words.ndim != 3:
             raise ValueError(
                 f"S4ECA text adapter at {self.module_name!r} got an output of shape {tuple(words.shape)}; expected "
@@ -207,13 +176,10 @@ class S4ECATextLayer(S4ECALayer):
 
 
 class S4ECAVisionLayer(S4ECALayer):
-    """A vision block whose output gets the S4ECA vision adapter's residual update.
-
-    Block outputs may be `(batch, C, H, W)` maps (ConvNeXt, ResNet) or `(batch, tokens, C)` sequences. For tokens the
-    grid comes from the block's `input_dimensions` argument (Swin), else from the image size recorded on the
-    enclosing ViT-family model and its `patch_size`, else a square grid is assumed: `h * w = floor(sqrt(N))**2`
-    patch tokens at the end, the `P = N - h * w` tokens before them (CLS, registers) being prefix tokens that are left
-    unchanged. The processor always produces square images.
+    """A vision block whose output, `(batch, C, H, W)` maps or `(batch, tokens, C)` sequences, gets the S4ECA vision
+    adapter's residual update. The token grid comes from the block's `input_dimensions` (Swin), else from the image
+    size and `patch_size` of the enclosing ViT, else is the largest square; tokens before the grid (CLS, registers)
+    are left unchanged.
     """
 
     role = "vision"
@@ -227,14 +193,9 @@ class S4ECAVisionLayer(S4ECALayer):
     def update_layer(self, adapter_name: str, config: S4ECAConfig, **kwargs: Any) -> None:
         text_dim = config.text_hidden_size or 0  # 0: no selection reads proxies (checked by the tuner otherwise)
         self.s4eca_vision_adapter[adapter_name] = S4ECAVisionAdapter(
-            self.in_features,
-            text_dim,
-            config.vision_bottleneck_size,
-            config.extractor_kernel_sizes,
-            config.extractor_dilations,
-            scale_selection=config.scale_selection,
-            spatial_selection=config.spatial_selection,
-            proxy_attention=config.proxy_attention,
+            self.in_features, text_dim, config.vision_bottleneck_size, config.extractor_kernel_sizes,
+            config.extractor_dilations, scale_selection=config.scale_selection,
+            spatial_selection=config.spatial_selection, proxy_attention=config.proxy_attention,
             init_weights=config.init_weights,
         )
         self._move_adapter_to_device_of_base_layer(adapter_name)
@@ -254,9 +215,8 @@ class S4ECAVisionLayer(S4ECALayer):
         side = math.isqrt(num_tokens)
         return num_tokens - side * side, side, side
 
-    def _as_map(
-        self, hidden: torch.Tensor, args: tuple, kwargs: dict, call: CallState
-    ) -> tuple[torch.Tensor, Callable]:
+    def _as_map(self, hidden: torch.Tensor, args: tuple, kwargs: dict,
+                call: CallState) -> tuple[torch.Tensor, Callable]:
         """The block output as a channels-last `(batch, H, W, C)` map (a view where possible), and the function that
         brings an update of that shape back to the output's layout."""
         if hidden.ndim == 4:  # (batch, C, H, W) maps
@@ -306,9 +266,8 @@ class S4ECAVisionLayer(S4ECALayer):
             proxies = proxies.expand(batch, -1, -1)  # explicit proxies of one expression, for every image
         return proxies
 
-    def _adapt_hidden(
-        self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict, call: CallState
-    ) -> torch.Tensor:
+    def _adapt_hidden(self, hidden: torch.Tensor, adapters: list[str], args: tuple, kwargs: dict,
+                      call: CallState) -> torch.Tensor:
         features, to_output = self._as_map(hidden, args, kwargs, call)
         update = None
         for name in adapters:

@@ -17,7 +17,7 @@ from .checks import WEIGHTS_NAME, check_adapter_tensors
 from .config import S4ECAConfig
 from .errors import AdapterBackboneMismatchError
 from .layer import MERGE_REFUSAL, S4ECALayer, S4ECATextLayer, S4ECAVisionLayer, block_hidden_size
-from .routing import S4ECARouting, forward_scope, remove_forward_scope
+from .routing import S4ECARouting, forward_scope, remove_forward_scope, remove_hooks
 from .targets import (
     TEXT_BLOCK_CLASSES,
     VISION_BLOCK_CLASSES,
@@ -58,12 +58,9 @@ class S4ECAModel(BaseTuner):
     Creates S4ECA adapters (Semantic-driven Scale and Spatial Selection for Efficient Cross-modal Alignment, 2026) in
     a model with a text encoder and a vision backbone, e.g. `ReferringSegmentationModel`.
 
-    The text adapter writes language proxies during the text encoder's forward; the vision adapters read them in the
-    same forward of the model, and only there (each thread has its own; see `routing.py`). A model that runs its vision
-    tower first (CLIP, SigLIP) gets them from its text encoder, run on the call's text inputs when the first vision
-    adapter needs them. For a vision-only call, set them with [`~S4ECAModel.set_language_proxies`]. The model must not
-    be wrapped in `torch.nn.DataParallel` (use distributed data parallel). S4ECA adapters are non-linear and cannot
-    be merged.
+    The text adapter writes language proxies that the vision adapters read in the same forward, and only there (per
+    thread; see `routing.py` and docs/peft.md). For a vision-only call, set them with
+    [`~S4ECAModel.set_language_proxies`]. The adapters cannot be merged, nor run in `torch.nn.DataParallel`.
 
     Args:
         model ([`torch.nn.Module`]): The model to be adapted.
@@ -71,26 +68,12 @@ class S4ECAModel(BaseTuner):
         adapter_name (`str`): The name of the adapter, defaults to `"default"`.
         low_cpu_mem_usage (`bool`, *optional*, defaults to `False`):
             Create empty adapter weights on the meta device (to be loaded afterwards).
-
-    Example:
-
-        ```py
-        >>> import s4eca_peft  # registers S4ECA with peft
-        >>> from peft import get_peft_model
-        >>> from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, S4ECAConfig
-
-        >>> model = ReferringSegmentationModel(ReferringSegmentationConfig())
-        >>> model = get_peft_model(model, S4ECAConfig())
-        >>> model.print_trainable_parameters()
-        ```
     """
 
     prefix: str = "s4eca_"
     tuner_layer_cls = S4ECALayer
     # block classes adapted by default per `model_type` (S4ECA matches by class, see `targets.py`)
     target_module_mapping = {k: list(v) for k, v in {**TEXT_BLOCK_CLASSES, **VISION_BLOCK_CLASSES}.items()}
-
-    # ------------------------------------------------------------------ injection
 
     @property
     def routing(self) -> S4ECARouting:
@@ -105,18 +88,16 @@ class S4ECAModel(BaseTuner):
 
     def _prepare_model(self, peft_config: S4ECAConfig, model: nn.Module) -> None:
         """Resolve default targets, the proxy width and the head; validate them against `model`."""
-        text_spec, vision_spec = peft_config.text_target_modules, peft_config.vision_target_modules
-        text_default, vision_default = default_targets(model)
+        specs = {"text": peft_config.text_target_modules, "vision": peft_config.vision_target_modules}
+        defaults = dict(zip(specs, default_targets(model)))
         if not peft_config.uses_language:
-            text_default = []  # with both selections off nothing reads proxies: no text adapter
-        defaults = {"text": text_default, "vision": vision_default}
-        check_default_targets_unchanged(peft_config, defaults, text_spec, vision_spec)
-        if text_spec is None and text_default:
-            text_spec = text_default
-            peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, "text"})
-        if vision_spec is None and vision_default:
-            vision_spec = vision_default
-            peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, "vision"})
+            defaults["text"] = []  # with both selections off nothing reads proxies: no text adapter
+        check_default_targets_unchanged(peft_config, defaults, specs)
+        for role, default in defaults.items():
+            if specs[role] is None and default:
+                specs[role] = default
+                peft_config.targets_from_defaults = sorted({*peft_config.targets_from_defaults, role})
+        text_spec, vision_spec = specs["text"], specs["vision"]
         if text_spec is None and vision_spec is None:
             raise ValueError(
                 f"Found no text encoder ({', '.join(TEXT_BLOCK_CLASSES)}) and no vision backbone "
@@ -153,7 +134,8 @@ class S4ECAModel(BaseTuner):
                 warnings.warn(
                     f"{frozen} look like a task head but will stay frozen: S4ECA trains its adapters and "
                     f"`modules_to_save` only, which defaults to {peft_config.modules_to_save}. To train them, pass "
-                    f"their full dotted names: S4ECAConfig(modules_to_save={[*peft_config.modules_to_save, *frozen]}); "
+                    "their full dotted names: "
+                    f"S4ECAConfig(modules_to_save={[*peft_config.modules_to_save, *frozen]}); "
                     "to keep them frozen, pass the list you want (`modules_to_save=[]` for none).",
                     stacklevel=4,
                 )
@@ -162,39 +144,28 @@ class S4ECAModel(BaseTuner):
     def _check_target_module_exists(self, peft_config: S4ECAConfig, key: str) -> bool:
         return matches(peft_config.text_target_modules, key) or matches(peft_config.vision_target_modules, key)
 
-    def _text_layer_count(self, adapter_name: str) -> int:
-        return sum(
-            isinstance(m, S4ECATextLayer) and adapter_name in m.s4eca_text_adapter for m in self.model.modules()
-        )
-
-    def _create_and_replace(
-        self,
-        peft_config: S4ECAConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
+    def _create_and_replace(self, peft_config: S4ECAConfig, adapter_name: str, target: nn.Module, target_name: str,
+                            parent: nn.Module, current_key: str, **kwargs: Any) -> None:
         role = "text" if matches(peft_config.text_target_modules, current_key) else "vision"
-        text_index = self._text_layer_count(adapter_name) if role == "text" else 0
+        # a text layer refines the proxies of the adapter's text layers before it
+        text_index = sum(isinstance(m, S4ECATextLayer) and adapter_name in m.s4eca_text_adapter
+                         for m in self.model.modules()) if role == "text" else 0
         if isinstance(target, S4ECALayer):
             if target.role != role:
                 raise ValueError(f"{current_key!r} is a {target.role} block of another adapter, not a {role} block.")
             target.update_layer(adapter_name, peft_config, text_index=text_index)
             return
+        checkpointed = self.routing.checkpointed
         for depth in range(current_key.count(".") + 1):  # layers that checkpoint the block with its hook
             ancestor = self.model.get_submodule(".".join(current_key.split(".")[:depth]))
-            if hasattr(ancestor, "gradient_checkpointing") and all(m is not ancestor for m in self.routing.checkpointed):
-                self.routing.checkpointed.append(ancestor)
+            if hasattr(ancestor, "gradient_checkpointing") and all(m is not ancestor for m in checkpointed):
+                checkpointed.append(ancestor)
         _, owner = owner_of(current_key, enclosing_pretrained_models(self.model))
         # the encoder holding the block opens a forward of its own when called alone, and records its inputs
         scope = forward_scope(owner, self.routing) if owner is not None else None
         if role == "text":
-            new_module = S4ECATextLayer(
-                target, adapter_name, peft_config, self.routing, current_key, text_index=text_index
-            )
+            new_module = S4ECATextLayer(target, adapter_name, peft_config, self.routing, current_key,
+                                        text_index=text_index)
             if scope is not None:
                 scope.records_text = True
                 if not any(encoder is owner for encoder in self.routing.text_encoders):
@@ -202,9 +173,8 @@ class S4ECAModel(BaseTuner):
         else:
             patch_size = getattr(getattr(owner, "config", None), "patch_size", None)
             patch_size = patch_size if isinstance(patch_size, int) else None
-            new_module = S4ECAVisionLayer(
-                target, adapter_name, peft_config, self.routing, current_key, patch_size=patch_size
-            )
+            new_module = S4ECAVisionLayer(target, adapter_name, peft_config, self.routing, current_key,
+                                          patch_size=patch_size)
             if scope is not None and patch_size:
                 scope.records_pixels = True
         self._replace_module(parent, target_name, new_module, target)
@@ -213,23 +183,16 @@ class S4ECAModel(BaseTuner):
         # whole blocks have no `.weight` to rebind (the stock method reads it); adapters already follow the block
         setattr(parent, child_name, new_module)
 
-    # ------------------------------------------------------------------ adapters
-
     def _check_merge_allowed(self) -> None:
         raise ValueError(MERGE_REFUSAL)
 
-    def _unload_and_optionally_merge(
-        self,
-        merge: bool = True,
-        progressbar: bool = False,
-        safe_merge: bool = False,
-        adapter_names: list[str] | None = None,
-    ) -> nn.Module:
+    def _unload_and_optionally_merge(self, merge: bool = True, progressbar: bool = False, safe_merge: bool = False,
+                                     adapter_names: list[str] | None = None) -> nn.Module:
         if merge:
             self._check_merge_allowed()
         for module in self.model.modules():
             if isinstance(module, S4ECALayer):
-                module.remove_hook()
+                remove_hooks(module.base_layer, module)  # the adaptation hook
             remove_forward_scope(module)
         self.routing.unwrap_checkpoints()
         self.routing.text_encoders.clear()
@@ -249,16 +212,10 @@ class S4ECAModel(BaseTuner):
             raise ValueError(f"Unknown adapter(s) {unknown}; this model has {sorted(self.peft_config)}.")
         return names
 
-    # ------------------------------------------------------------------ proxies and selection maps
-
     def set_language_proxies(self, proxies: torch.Tensor, adapter_name: str | None = None) -> None:
-        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read in one forward.
-
-        Called before a forward, they apply to the next forward of the calling thread only (a vision-only call of a
-        bare vision backbone, say); called during a forward (from a hook), to that forward. Either way they take
-        precedence over the text adapter's. Proxies of batch 1 apply to every image of the call: the one explicit
-        way to condition several images on one expression. `adapter_name` defaults to the active adapter(s).
-        """
+        """Set the language proxies `(batch, num_queries, text_dim)` that the vision adapters read in one forward,
+        ahead of the text adapter's: the calling thread's next forward, or, called from a hook, the one in progress.
+        Proxies of batch 1 apply to every image of the call. `adapter_name` defaults to the active adapter(s)."""
         if not isinstance(proxies, torch.Tensor) or proxies.ndim != 3:
             shape = tuple(proxies.shape) if isinstance(proxies, torch.Tensor) else type(proxies).__name__
             raise ValueError(f"`proxies` must be a tensor of shape (batch, num_queries, text_dim), got {shape}.")
@@ -281,13 +238,10 @@ class S4ECAModel(BaseTuner):
         thread's last forward, for visualisation; empty unless `record_selection_maps()` was called in it."""
         return self.routing.selection_maps(self._adapter_names(adapter_name)[0])
 
-    # ------------------------------------------------------------------ loading
-
     @classmethod
     def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
-        """Checkpoint key of a model key: drop the adapter name after the S4ECA container, e.g.
-        `...blocks.0.s4eca_vision_adapter.default.down.weight` -> `...blocks.0.s4eca_vision_adapter.down.weight`
-        (the adapters are nested modules, which peft's one-level rule does not cover)."""
+        """Checkpoint key of a model key: `...s4eca_vision_adapter.default.down.weight` ->
+        `...s4eca_vision_adapter.down.weight` (peft's rule does not cover nested adapter modules)."""
         for container in (*S4ECATextLayer.adapter_layer_names, *S4ECAVisionLayer.adapter_layer_names):
             marker = f"{container}.{adapter_name}."
             if key.startswith(marker) or f".{marker}" in key:
@@ -295,16 +249,10 @@ class S4ECAModel(BaseTuner):
         return super()._remove_adapter_name_from_key(key, adapter_name)
 
     @classmethod
-    def _remap_adapter_state_dict_for_load(
-        cls,
-        model: nn.Module,
-        config: S4ECAConfig,
-        adapter_name: str,
-        state_dict: dict[str, torch.Tensor],
-    ) -> dict[str, torch.Tensor]:
-        """Map checkpoint keys to the model, and refuse any partial load: an adapter made for backbones of other sizes
-        or depths raises an error that names the shapes, instead of loading only what fits. Non-finite weights, and
-        weights that contradict the adapter's own config, raise `AdapterFileError` first (see `checks.py`)."""
+    def _remap_adapter_state_dict_for_load(cls, model: nn.Module, config: S4ECAConfig, adapter_name: str,
+                                           state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map checkpoint keys to the model, refusing any partial load (backbones of other sizes or depths), naming
+        the tensors; the weights' own defects raise `AdapterFileError` first (`checks.py`)."""
         folder = getattr(config, "loaded_from", None)
         source = f"{folder}/{WEIGHTS_NAME}" if folder else f"the weights of adapter {adapter_name!r}"
         check_adapter_tensors(config, state_dict, source)
@@ -326,8 +274,8 @@ class S4ECAModel(BaseTuner):
         missing = sorted(expected - set(remapped))
         if unexpected or missing:
             raise AdapterBackboneMismatchError(
-                f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors have "
-                f"no place in the model (e.g. {unexpected[:3]}) and {len(missing)} adapter tensors are missing from "
-                f"the checkpoint (e.g. {missing[:3]}). Load it into a base model with the same backbones."
+                f"Adapter {adapter_name!r} does not fit this model's blocks: {len(unexpected)} checkpoint tensors "
+                f"have no place in the model (e.g. {unexpected[:3]}) and {len(missing)} adapter tensors are missing "
+                f"from the checkpoint (e.g. {missing[:3]}). Load it into a base model with the same backbones."
             )
         return remapped

@@ -1,17 +1,15 @@
 """Proxy routing: how the text adapters hand language proxies to the vision adapters (docs/peft.md).
 
-Backbone forwards have fixed signatures, so the proxies travel in an [`S4ECARouting`] that all S4ECA layers of a
-model reference. A forward pre-hook opens a per-thread [`CallState`] at the outermost call and a forward hook closes
-it: nothing a forward writes is read by a later one, and one model can serve concurrent requests. Vision-first
-models (CLIP, SigLIP) run their text encoder on the call's text inputs when the first vision adapter asks.
-A checkpointed layer that contains adapted blocks (Swin's `SwinStage`) replays their hooks in backward; its
-checkpoint function is wrapped ([`CheckpointReplay`]) so that the replay sees the state of the forward it replays.
+Backbone forwards have fixed signatures, so the proxies travel in an [`S4ECARouting`] shared by a model's S4ECA
+layers: a [`ForwardScope`] opens a per-thread [`CallState`] at the outermost call and closes it after, and a
+[`CheckpointReplay`] hands a checkpointed layer's replay in backward the state of the forward it replays.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -22,29 +20,16 @@ TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_i
 """Arguments of a model call that a text encoder needs to compute proxies on demand."""
 
 
+@dataclass(slots=True, eq=False)  # compared and hashed by identity, as the forward it belongs to
 class CallState:
-    """What one forward of the adapted model has gathered for the vision adapters.
+    """What one forward of the adapted model has gathered for the vision adapters (dicts are keyed by adapter name)."""
 
-    Attributes:
-        proxies (`dict[str, torch.Tensor]`): adapter name -> proxies `(batch, num_queries, text_dim)` written by the
-            text adapters during this forward.
-        explicit (`dict[str, torch.Tensor]`): adapter name -> proxies set for this forward with
-            `set_language_proxies`; they take precedence over `proxies`.
-        text_attention_mask (`torch.Tensor` of shape `(batch, length)`, *optional*): recorded on the text encoder.
-        pixel_shape (`tuple[int, int]`, *optional*): image size recorded on a ViT-family vision backbone.
-        text_inputs (`dict[str, torch.Tensor]`): the text arguments of the outermost call, for on-demand proxies.
-        computing_text (`bool`): `True` while the text encoders run on demand for this forward.
-    """
-
-    __slots__ = ("computing_text", "explicit", "pixel_shape", "proxies", "text_attention_mask", "text_inputs")
-
-    def __init__(self, explicit: dict[str, torch.Tensor] | None = None) -> None:
-        self.proxies: dict[str, torch.Tensor] = {}
-        self.explicit: dict[str, torch.Tensor] = explicit or {}
-        self.text_attention_mask: torch.Tensor | None = None
-        self.pixel_shape: tuple[int, int] | None = None
-        self.text_inputs: dict[str, torch.Tensor] = {}
-        self.computing_text = False
+    explicit: dict[str, torch.Tensor] = field(default_factory=dict)  # set by `set_language_proxies`: read first
+    proxies: dict[str, torch.Tensor] = field(default_factory=dict)  # (batch, num_queries, text_dim) from text adapters
+    text_attention_mask: torch.Tensor | None = None  # (batch, length), recorded on the text encoder
+    pixel_shape: tuple[int, int] | None = None  # image size, recorded on a ViT-family vision backbone
+    text_inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # the outermost call's text arguments
+    computing_text: bool = False  # True while the text encoders run on demand for this forward
 
 
 class _ThreadState(threading.local):
@@ -60,33 +45,19 @@ class _ThreadState(threading.local):
 
 
 class S4ECARouting:
-    """Proxy routing shared by all S4ECA layers of one model (see the module docstring).
-
-    `text_encoders` are the text models holding text adapters, run on demand for vision-first models;
-    `checkpointed` the layers with a gradient-checkpointing switch that contain adapted blocks. Copies
-    (`copy.deepcopy`) share nothing per-thread with the original.
-    """
+    """Proxy routing shared by all S4ECA layers of one model: `text_encoders` hold text adapters (run on demand for
+    vision-first models), `checkpointed` layers contain adapted blocks. Copies share nothing per-thread."""
 
     def __init__(self) -> None:
         self.text_encoders: list[nn.Module] = []
         self.checkpointed: list[nn.Module] = []
         self._local = _ThreadState()
 
-    def __deepcopy__(self, memo: dict) -> S4ECARouting:
-        from copy import deepcopy
-
-        copied = S4ECARouting()
-        memo[id(self)] = copied
-        copied.__setstate__(deepcopy(self.__getstate__(), memo))
-        return copied
-
     def __getstate__(self) -> dict[str, Any]:
         return {"text_encoders": self.text_encoders, "checkpointed": self.checkpointed}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.text_encoders = state["text_encoders"]
-        self.checkpointed = state["checkpointed"]
-        self._local = _ThreadState()
+        self.__dict__.update(state, _local=_ThreadState())
 
     # ------------------------------------------------------------------ one forward
 
@@ -151,7 +122,7 @@ class S4ECARouting:
         call.computing_text = True
         try:
             for encoder in self.text_encoders:
-                accepted = _keywords(encoder)
+                accepted = _signature(encoder).parameters
                 encoder(**{name: value for name, value in call.text_inputs.items() if name in accepted})
         finally:
             call.computing_text = False
@@ -170,16 +141,6 @@ class S4ECARouting:
             function = module.__dict__.get("_gradient_checkpointing_func")
             if isinstance(function, CheckpointReplay):
                 module._gradient_checkpointing_func = function.checkpoint
-
-    def replay(self, call: CallState, function: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run `function` (a checkpointed forward, or its recompute in backward) with `call` as the current state."""
-        local = self._local
-        saved = local.call, local.openers
-        local.call, local.openers = call, [call]  # a marker no module matches: nested forwards leave `call` open
-        try:
-            return function(*args, **kwargs)
-        finally:
-            local.call, local.openers = saved
 
     def forget(self, adapter_name: str) -> None:
         """Drop what this thread holds for a deleted adapter."""
@@ -212,15 +173,9 @@ _SIGNATURES: dict[type, inspect.Signature] = {}
 
 
 def _signature(module: nn.Module) -> inspect.Signature:
-    signature = _SIGNATURES.get(type(module))
-    if signature is None:
-        signature = _SIGNATURES[type(module)] = inspect.signature(module.forward)
-    return signature
-
-
-def _keywords(module: nn.Module) -> set[str]:
-    """Names of the parameters `module.forward` declares."""
-    return set(_signature(module).parameters)
+    if type(module) not in _SIGNATURES:
+        _SIGNATURES[type(module)] = inspect.signature(module.forward)
+    return _SIGNATURES[type(module)]
 
 
 def _arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -244,11 +199,8 @@ def refuse_replica() -> None:
 
 
 class CheckpointReplay:
-    """A layer's checkpoint function whose recompute sees the [`CallState`] of the forward it replays.
-
-    The forward's proxies go through the checkpoint as extra inputs, so that reentrant checkpointing (which hands
-    gradients back to its inputs only) also passes their gradients on to the text adapters.
-    """
+    """A layer's checkpoint function whose recompute sees the [`CallState`] of the forward it replays. The proxies
+    go through the checkpoint as inputs: reentrant checkpointing hands gradients back to its inputs only."""
 
     def __init__(self, checkpoint: Any, routing: S4ECARouting) -> None:
         self.checkpoint = checkpoint
@@ -266,21 +218,21 @@ class CheckpointReplay:
         count = len(args) - len(keys)
         if self.routing._local.call is call:  # the forward itself: what it writes stays in its state
             return function(*args[:count], **kwargs)
-        replayed = CallState()
-        for attribute in CallState.__slots__:
-            setattr(replayed, attribute, getattr(call, attribute))
-        replayed.explicit, replayed.proxies = dict(call.explicit), dict(call.proxies)
+        replayed = replace(call, explicit=dict(call.explicit), proxies=dict(call.proxies))
         for (store, name), tensor in zip(keys, args[count:]):
             getattr(replayed, store)[name] = tensor
-        return self.routing.replay(replayed, function, *args[:count], **kwargs)
+        local = self.routing._local
+        saved = local.call, local.openers
+        local.call, local.openers = replayed, [replayed]  # a marker no module matches: nested forwards leave it open
+        try:
+            return function(*args[:count], **kwargs)
+        finally:
+            local.call, local.openers = saved
 
 
 class ForwardScope:
-    """Forward pre-hook (and, through `close`, forward hook) that opens and closes a forward's [`CallState`].
-
-    On a text encoder (`records_text`) it also records the call's 2-D `attention_mask` for the text adapters; on a
-    ViT-family backbone (`records_pixels`) the image size, from which the patch grid follows.
-    """
+    """Forward pre-hook (and, through `close`, forward hook) that opens and closes a forward's [`CallState`]; it
+    records the 2-D `attention_mask` on a text encoder (`records_text`), the image size on a ViT (`records_pixels`)."""
 
     def __init__(self, routing: S4ECARouting) -> None:
         self.routing = routing
@@ -318,14 +270,20 @@ def forward_scope(module: nn.Module, routing: S4ECARouting) -> ForwardScope:
     return scope
 
 
+def remove_hooks(module: nn.Module, owner: object) -> None:
+    """Remove the forward hooks and pre-hooks of `module` that are `owner` or its methods (done by `unload()`)."""
+    extras = (module._forward_pre_hooks_with_kwargs, module._forward_hooks_with_kwargs,
+              module._forward_hooks_always_called)
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        for key, hook in list(hooks.items()):
+            if getattr(hook, "__self__", hook) is owner:
+                del hooks[key]
+                for extra in extras:
+                    extra.pop(key, None)
+
+
 def remove_forward_scope(module: nn.Module) -> None:
-    """Remove the [`ForwardScope`] hooks of `module`, if any (done by `unload()`)."""
-    for key, hook in list(module._forward_pre_hooks.items()):
+    """Remove the [`ForwardScope`] hooks of `module`, if any."""
+    for hook in list(module._forward_pre_hooks.values()):
         if isinstance(hook, ForwardScope):
-            del module._forward_pre_hooks[key]
-            module._forward_pre_hooks_with_kwargs.pop(key, None)
-    for key, hook in list(module._forward_hooks.items()):
-        if isinstance(getattr(hook, "__self__", None), ForwardScope):
-            del module._forward_hooks[key]
-            module._forward_hooks_with_kwargs.pop(key, None)
-            module._forward_hooks_always_called.pop(key, None)
+            remove_hooks(module, hook)

@@ -19,12 +19,7 @@ def mix_branches(branches: list[torch.Tensor], weights: torch.Tensor) -> torch.T
 
 
 class LanguageGuidedScaleSelection(nn.Module):
-    """Proxies -> softmax weights over branches, per channel -> weighted sum of the branches.
-
-    Args:
-        channels: bottleneck width `r`.
-        num_branches: number of extractor branches.
-    """
+    """Proxies -> softmax weights over the `num_branches` branches, per channel (`r`) -> weighted sum of them."""
 
     def __init__(self, channels: int, num_branches: int) -> None:
         super().__init__()
@@ -32,14 +27,8 @@ class LanguageGuidedScaleSelection(nn.Module):
         self.to_logits = nn.Linear(channels, num_branches * channels)
 
     def forward(self, branches: list[torch.Tensor], proxies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            branches: the extractor's outputs, each `(batch, r, H, W)`.
-            proxies: `(batch, num_queries, r)` projected language proxies.
-
-        Returns:
-            The mixed features `(batch, H, W, r)` and the scale weights `(batch, n_branches, r)`.
-        """
+        """Branches `(batch, r, H, W)` and projected proxies `(batch, num_queries, r)` -> the mixed features
+        `(batch, H, W, r)` and the scale weights `(batch, n_branches, r)`."""
         batch, channels = proxies.shape[0], proxies.shape[-1]
         logits = self.to_logits(proxies.mean(dim=1)).view(batch, self.num_branches, channels)
         weights = logits.softmax(dim=1)  # (batch, n_branches, r), sums to 1 over branches

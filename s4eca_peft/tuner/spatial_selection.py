@@ -11,11 +11,7 @@ _EPS = 1e-12  # as `F.normalize`
 
 
 class LanguageGuidedSpatialSelection(nn.Module):
-    """Pixel-proxy similarity -> sigmoid spatial gate.
-
-    Args:
-        channels: bottleneck width `r`.
-    """
+    """Pixel-proxy similarity -> sigmoid spatial gate, at the bottleneck width `channels` (`r`)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -24,14 +20,8 @@ class LanguageGuidedSpatialSelection(nn.Module):
         self.bias = nn.Parameter(torch.tensor(0.0))
 
     def forward(self, features: torch.Tensor, proxies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            features: `(batch, H, W, r)` scale-selected features (channels-last).
-            proxies: `(batch, num_queries, r)` projected language proxies.
-
-        Returns:
-            The gated features `(batch, H, W, r)` and the gate `(batch, H, W, 1)` in (0, 1).
-        """
+        """Scale-selected features `(batch, H, W, r)` and projected proxies `(batch, num_queries, r)` -> the gated
+        features `(batch, H, W, r)` and the gate `(batch, H, W, 1)` in (0, 1)."""
         batch, height, width, channels = features.shape
         pixels = self.pixel_proj(features).reshape(batch, height * width, channels)
         keys = proxies / proxies.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # unit proxies, (batch, Q, r)

@@ -1,8 +1,5 @@
-"""Target regexes from an untrusted ``adapter_config.json``: refuse those whose matching can take exponential time
-(docs/security.md). The pattern is parsed with the standard library's regex parser and refused, naming the construct,
-for a quantifier or alternation under a repeating quantifier, a backreference, or more than ``MAX_PATTERN_REPEATS``
-repeating quantifiers.
-"""
+"""Target regexes from an untrusted ``adapter_config.json``: refuse those whose matching can take exponential time,
+read with the standard library's regex parser (docs/security.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Which blocks S4ECA adapts: default targets per backbone `model_type`, matching, and helpful errors.
 
-Defaults are found structurally: every `PreTrainedModel` inside the model (or the model itself) is classified by its
-`config.model_type` with the two tables below, and the blocks of the listed classes inside it are targeted. A block
-belongs to its nearest enclosing `PreTrainedModel`, so the `CLIPEncoderLayer`s of a CLIP *vision* tower are never
-taken for text blocks.
+A block belongs to its nearest enclosing `PreTrainedModel`, whose `config.model_type` the two tables below classify,
+so the `CLIPEncoderLayer`s of a CLIP *vision* tower are never taken for text blocks.
 """
 
 from __future__ import annotations
@@ -123,11 +121,10 @@ def candidate_blocks(model: nn.Module, limit: int = 6, prefix: str = "") -> str:
 
 
 def check_default_targets_unchanged(
-    config, defaults: dict[str, list[str]], text_spec: list[str] | str | None, vision_spec: list[str] | str | None
+    config, defaults: dict[str, list[str]], specs: dict[str, list[str] | str | None]
 ) -> None:
     """For a saved adapter whose targets were the defaults of the model it was made on, refuse a base model whose
     defaults differ (a deeper backbone whose extra blocks would silently run unadapted, or a shallower one)."""
-    specs = {"text": text_spec, "vision": vision_spec}
     for role in config.targets_from_defaults:
         recorded = specs[role]
         if recorded is None or isinstance(recorded, str):
@@ -135,16 +132,12 @@ def check_default_targets_unchanged(
         extra = sorted(set(defaults[role]) - set(recorded))
         missing = sorted(set(recorded) - set(defaults[role]))
         if extra or missing:
-            found = "; ".join(
-                part for part in (
-                    f"blocks this model has that the adapter was not trained for: {extra[:4]}" if extra else "",
-                    f"blocks of the adapter that this model lacks: {missing[:4]}" if missing else "",
-                ) if part
-            )
+            found = [f"blocks this model has that the adapter was not trained for: {extra[:4]}"] if extra else []
+            found += [f"blocks of the adapter that this model lacks: {missing[:4]}"] if missing else []
             raise AdapterBackboneMismatchError(
                 f"This adapter was made on a {role} encoder with {len(recorded)} adapted blocks (the defaults of that "
-                f"model), but this base model's {role} encoder gives {len(defaults[role])}: {found}. Load it into a "
-                "base model with the same encoder depth (the one named in the adapter's base model config)."
+                f"model), but this base model's {role} encoder gives {len(defaults[role])}: {'; '.join(found)}. Load "
+                "it into a base model with the same encoder depth (the one named in the adapter's base model config)."
             )
 
 
@@ -153,11 +146,8 @@ def check_targets(
     text_spec: list[str] | str | None,
     vision_spec: list[str] | str | None,
 ) -> tuple[list[str], list[str]]:
-    """Resolve both specs against `model`; raise a `ValueError` that lists the model's blocks when one matches nothing.
-
-    Also refuses a module targeted as both text and vision, a target nested in another target, and a target whose
-    enclosing backbone belongs to the other modality.
-    """
+    """Resolve both specs against `model`, refusing a spec that matches nothing (listing the model's blocks), a module
+    matched by both, a target nested in another, and a target in a backbone of the other modality."""
     names = [name for name, _ in model.named_modules() if name]
     text = [name for name in names if matches(text_spec, name)]
     vision = [name for name in names if matches(vision_spec, name)]
@@ -190,10 +180,9 @@ def check_targets(
     return text, vision
 
 
-def _unmatched_entries(spec: list[str] | str | None, names: Iterable[str]) -> list[str]:
+def _unmatched_entries(spec: list[str] | str | None, names: list[str]) -> list[str]:
     if spec is None or isinstance(spec, str):
         return []
-    names = list(names)
     return [target for target in spec if not any(matches([target], name) for name in names)]
 
 
@@ -206,9 +195,9 @@ def check_readable_outputs(model: nn.Module, names: Iterable[str]) -> None:
         why = _unreadable_output(block)
         if why:
             raise ValueError(
-                f"Target {name!r} ({type(block).__name__}) {why}, which an S4ECA adapter cannot read: it adapts blocks "
-                "that return their hidden states as a tensor or as the first item of a tuple. Target the blocks "
-                f"inside it instead:\n{candidate_blocks(block, prefix=name)}"
+                f"Target {name!r} ({type(block).__name__}) {why}, which an S4ECA adapter cannot read: it adapts "
+                "blocks that return their hidden states as a tensor or as the first item of a tuple. Target the "
+                f"blocks inside it instead:\n{candidate_blocks(block, prefix=name)}"
             )
 
 

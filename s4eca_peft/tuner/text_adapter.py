@@ -14,24 +14,12 @@ from torch.nn import functional as F
 class TextProxyAdapter(nn.Module):
     """Learnable queries -> multi-head cross-attention over words -> language proxies.
 
-    Args:
-        text_dim: hidden size of the text block (and of the proxies).
-        num_queries: number of learnable queries (proxies per expression).
-        bottleneck_size: width of the query/key/value projections.
-        num_heads: attention heads; must divide `bottleneck_size`.
-        feedback: also build the feedback projection (the update `forward` returns beside the proxies).
-        init_weights: zero-initialise the feedback projection, so that the words start unchanged.
+    `text_dim` is the width of the words and the proxies, `bottleneck_size` that of the attention; `feedback` builds
+    the projection of the words' update, zero-initialised with `init_weights`.
     """
 
-    def __init__(
-        self,
-        text_dim: int,
-        num_queries: int,
-        bottleneck_size: int,
-        num_heads: int,
-        feedback: bool = True,
-        init_weights: bool = True,
-    ) -> None:
+    def __init__(self, text_dim: int, num_queries: int, bottleneck_size: int, num_heads: int, feedback: bool = True,
+                 init_weights: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.queries = nn.Parameter(torch.randn(num_queries, text_dim))  # unit scale, like DETR's query embeddings
@@ -49,23 +37,12 @@ class TextProxyAdapter(nn.Module):
         batch, length, width = x.shape
         return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)
 
-    def forward(
-        self,
-        words: torch.Tensor,
-        key_padding_mask: torch.Tensor | None = None,
-        previous: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """
-        Args:
-            words: word-level features `(batch, length, text_dim)`.
-            key_padding_mask: `(batch, length)` booleans, `True` for real words; `None` when all are real.
-            previous: proxies of an earlier text adapter in the same forward `(batch, num_queries, text_dim)`, which
-                this one refines; `None` for the first.
-
-        Returns:
-            Language proxies `(batch, num_queries, text_dim)`, and the update for the words `(batch, 1, text_dim)`
-            (`None` without feedback).
-        """
+    def forward(self, words: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+                previous: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Word features `(batch, length, text_dim)`, their padding mask `(batch, length)` (`True` for real words,
+        `None` when all are) and the proxies of an earlier text adapter of this forward that this one refines ->
+        language proxies `(batch, num_queries, text_dim)` and the words' update `(batch, 1, text_dim)` (`None`
+        without feedback)."""
         batch = words.shape[0]
         queries = self.queries.unsqueeze(0).expand(batch, -1, -1)  # (batch, Q, text_dim)
         if previous is not None:

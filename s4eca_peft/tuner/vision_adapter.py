@@ -15,30 +15,12 @@ from .spatial_selection import LanguageGuidedSpatialSelection
 
 
 class S4ECAVisionAdapter(nn.Module):
-    """The per-block S4ECA vision adapter.
+    """The per-block S4ECA vision adapter for a block output of `channels` (`C`), at width `bottleneck_size` (`r`);
+    the switches are `S4ECAConfig`'s."""
 
-    Args:
-        channels: channels `C` of the wrapped block's output.
-        text_dim: width of the language proxies.
-        bottleneck_size: width `r`.
-        kernel_sizes, dilations: the extractor's branches.
-        scale_selection, spatial_selection: the two language-guided selections (switches for ablations).
-        proxy_attention: add pixel-to-proxy attention after the selections (`PixelProxyAttention`).
-        init_weights: zero-initialise the up-projection.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        text_dim: int,
-        bottleneck_size: int,
-        kernel_sizes: list[int],
-        dilations: list[int],
-        scale_selection: bool = True,
-        spatial_selection: bool = True,
-        proxy_attention: bool = False,
-        init_weights: bool = True,
-    ) -> None:
+    def __init__(self, channels: int, text_dim: int, bottleneck_size: int, kernel_sizes: list[int],
+                 dilations: list[int], scale_selection: bool = True, spatial_selection: bool = True,
+                 proxy_attention: bool = False, init_weights: bool = True) -> None:
         super().__init__()
         r = bottleneck_size
         self.text_dim = text_dim
@@ -56,18 +38,11 @@ class S4ECAVisionAdapter(nn.Module):
             nn.init.zeros_(self.up.weight)
             nn.init.zeros_(self.up.bias)
 
-    def forward(
-        self, features: torch.Tensor, proxies: torch.Tensor | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """
-        Args:
-            features: block output, channels-last `(batch, H, W, C)`.
-            proxies: language proxies `(batch, num_queries, text_dim)` (unused when both selections are off).
-
-        Returns:
-            The residual update `(batch, H, W, C)` and the selection maps
-            `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}`.
-        """
+    def forward(self, features: torch.Tensor,
+                proxies: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Block output `(batch, H, W, C)` and proxies `(batch, num_queries, text_dim)` (`None` when nothing reads
+        them) -> the residual update `(batch, H, W, C)` and the selection maps
+        `{"scale_weights": (batch, n_branches, r), "spatial_gate": (batch, 1, H, W)}`."""
         x = self.act(self.down(features))  # (batch, H, W, r)
         branches = self.extractor(x)  # n_branches x (batch, r, H, W), channels-last memory
         projected = self.proxy_proj(proxies) if self.proxy_proj is not None else None  # (batch, Q, r)
