@@ -59,9 +59,8 @@ def measure_language_use(model: torch.nn.Module, dataloader, accelerator=None,
     read the proxies of another image's expression (`s4eca_peft.tuner.mismatch_proxies`; batches of 2 or more).
 
     ``matched``: the `evaluate_loop` scores of the same model and dataloader, if already at hand. Returns
-    ``{"mIoU_drop": matched - mismatched mIoU, "oIoU_drop": likewise (fractions, as the metrics), "mismatched":
-    the mismatched scores (with their "per_family"), "per_family_mIoU_drop": {family: drop}}``, the last only when
-    the samples carry a family. Adapters that ignore their proxies give exactly 0.
+    ``{"mIoU_drop", "oIoU_drop", "mismatched": scores, "per_family_mIoU_drop": {family: drop}}`` (docs/evaluation.md),
+    the last only when the samples carry a family. Adapters that ignore their proxies give exactly 0.
     """
     from ..tuner import mismatch_proxies
 
@@ -82,25 +81,19 @@ def save_overlays(model, processor, dataset, path: str | os.PathLike, num_sample
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    tiles = []
-    for index in range(min(num_samples, len(dataset))):
+    count = min(num_samples, len(dataset))
+    strip = Image.new("RGB", (256 * count, 290), "white")  # a 256-pixel tile per sample, its expression below
+    for index in range(count):
         row = dataset[index]
         image = row["image"].convert("RGB") if isinstance(row["image"], Image.Image) else Image.fromarray(row["image"])
-        mask = np.asarray(row["mask"]) > 0
-        inputs = processor(images=[image], text=[row["expression"]]).to(device)
-        outputs = model(**inputs)
+        outputs = model(**processor(images=[image], text=[row["expression"]]).to(device))
         (predicted,) = processor.post_process_masks(outputs, [(image.height, image.width)])
-        tile = overlay_mask(image, predicted.cpu().numpy(), outline=mask).resize((256, 256))
-        canvas = Image.new("RGB", (256, 290), "white")
-        canvas.paste(tile, (0, 0))
-        ImageDraw.Draw(canvas).text((4, 262), row["expression"][:42], fill="black")
-        tiles.append(canvas)
+        tile = overlay_mask(image, predicted.cpu().numpy(), outline=np.asarray(row["mask"]) > 0)
+        strip.paste(tile.resize((256, 256)), (256 * index, 0))
+        ImageDraw.Draw(strip).text((256 * index + 4, 262), row["expression"][:42], fill="black")
     if was_training:
         model.train()
-    if tiles:
-        strip = Image.new("RGB", (256 * len(tiles), 290), "white")
-        for i, tile in enumerate(tiles):
-            strip.paste(tile, (256 * i, 0))
+    if count:
         save_image_atomic(strip, path)
 
 
