@@ -56,9 +56,6 @@ S4ECA_CONFIG_ONLY = frozenset({
 })
 """`S4ECAConfig` fields that are no ``s4eca-train`` flag (every extractor branch is 3x3 at ``extractor_dilations``)."""
 S4ECA_FLAG_HELP = {
-    "num_queries": "Learnable queries = language proxies.",
-    "text_bottleneck_size": "Text adapter attention width.",
-    "vision_bottleneck_size": "Vision adapter width r.",
     "extractor_dilations": "Dilations of the multi-scale dense extractor's 3x3 branches.",
     "scale_selection": "Language-guided scale selection (--no_scale_selection, an ablation: average the branches).",
     "spatial_selection": "Language-guided spatial selection (--no_spatial_selection, an ablation: no spatial gate).",
@@ -67,7 +64,7 @@ S4ECA_FLAG_HELP = {
     "text_target_modules": "Regex of text blocks (default per model_type).",
     "vision_target_modules": "Regex of vision blocks (default per model_type).",
 }
-"""Command-line help where it differs from the `S4ECAConfig` field's own, in the order of ``--help``."""
+"""Command-line help where it differs from the `S4ECAConfig` field's own."""
 
 
 def _s4eca_flag(config_field: Field, hint: Any) -> tuple[str, Any, Field]:
@@ -93,14 +90,10 @@ def _s4eca_config(arguments: Any) -> Any:
     return S4ECAConfig(**asdict(arguments), extractor_kernel_sizes=[3] * len(arguments.extractor_dilations))
 
 
-def _help_order(config_field: Field) -> int:
-    return list(S4ECA_FLAG_HELP).index(config_field.name) if config_field.name in S4ECA_FLAG_HELP else len(S4ECA_FLAG_HELP)
-
-
 _S4ECA_HINTS = get_type_hints(S4ECAConfig)
 S4ECAArguments = make_dataclass(
     "S4ECAArguments",
-    [_s4eca_flag(f, _S4ECA_HINTS[f.name]) for f in sorted(fields(S4ECAConfig), key=_help_order)
+    [_s4eca_flag(f, _S4ECA_HINTS[f.name]) for f in sorted(fields(S4ECAConfig), key=lambda f: f.name.endswith("_target_modules"))
      if f.name not in S4ECA_CONFIG_ONLY],
     namespace={"_argument_group_name": "S4ECA adapters", "__post_init__": _check_s4eca_arguments,
                "to_config": _s4eca_config, "__module__": __name__},
