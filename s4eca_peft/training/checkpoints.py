@@ -1,8 +1,6 @@
-"""Resumable, adapter-only training checkpoints, and the run state they carry.
-
-A checkpoint is ``<output_dir>/checkpoints/checkpoint-<step>/``: Accelerate's state (optimizer, scheduler, RNG) with
-the model saved as the PEFT adapter only, plus ``training_state.json`` (`RunState`). It is written to a temporary
-sibling and renamed once complete, so a run killed during a save resumes from the previous checkpoint.
+"""Resumable training checkpoints, ``<output_dir>/checkpoints/checkpoint-<step>/``: Accelerate's state (optimizer,
+scheduler, RNG) with the model saved as the PEFT adapter only, plus ``training_state.json`` (`RunState`). Each is
+written to a temporary sibling and renamed once complete, so a run killed during a save resumes from the previous one.
 """
 
 from __future__ import annotations
