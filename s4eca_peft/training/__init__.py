@@ -1,8 +1,5 @@
-"""Training S4ECA adapters: the Accelerate loop, run setup, checkpoints, validation, the model card and Hub push.
-
-`main` is what ``s4eca-train`` and ``examples/train.py`` run; `training_function` takes a `TrainConfig` built from
-the argument dataclasses, the same ones the command line fills.
-"""
+"""Training S4ECA adapters: the Accelerate loop (`main` runs ``s4eca-train``; `training_function` takes the
+`TrainConfig` the command line fills), checkpoints, validation, the model card and the Hub push."""
 
 from .arguments import (
     DataArguments,

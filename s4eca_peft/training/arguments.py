@@ -1,24 +1,15 @@
 """What a training or evaluation run is given: dataclasses for the model, the S4ECA adapters, the data and the
-optimisation, and the command lines of ``s4eca-train`` and ``s4eca-eval`` built from them with
-`transformers.HfArgumentParser` (every field is a ``--flag`` of the same name; ``--no_<field>`` turns off a field
-that defaults to true).
-
-The same dataclasses serve Python users and the benchmarks::
-
-    from s4eca_peft.training import DataArguments, ModelArguments, S4ECAArguments, TrainConfig, TrainingArguments
-    from s4eca_peft.training import training_function
-
-    training_function(TrainConfig(ModelArguments(), S4ECAArguments(num_queries=8), DataArguments(),
-                                  TrainingArguments(output_dir="outputs/small", max_train_steps=20)))
-
-Validation runs when a dataclass is built (``ValueError`` naming the field); nothing changes them afterwards.
+optimisation (Python users fill them directly, see docs/training.md), and the command lines of ``s4eca-train`` and
+``s4eca-eval`` built from them with `transformers.HfArgumentParser` (every field is a ``--flag`` of the same name;
+``--no_<field>`` turns off a field that defaults to true). Validation runs when a dataclass is built (``ValueError``
+naming the field); nothing changes them afterwards.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import MISSING, Field, dataclass, field, fields, make_dataclass
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, make_dataclass
 from types import UnionType
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -65,9 +56,6 @@ S4ECA_CONFIG_ONLY = frozenset({
 })
 """`S4ECAConfig` fields that are no ``s4eca-train`` flag (every extractor branch is 3x3 at ``extractor_dilations``)."""
 S4ECA_FLAG_HELP = {
-    "num_queries": "Learnable queries = language proxies.",
-    "text_bottleneck_size": "Text adapter attention width.",
-    "vision_bottleneck_size": "Vision adapter width r.",
     "extractor_dilations": "Dilations of the multi-scale dense extractor's 3x3 branches.",
     "scale_selection": "Language-guided scale selection (--no_scale_selection, an ablation: average the branches).",
     "spatial_selection": "Language-guided spatial selection (--no_spatial_selection, an ablation: no spatial gate).",
@@ -76,7 +64,7 @@ S4ECA_FLAG_HELP = {
     "text_target_modules": "Regex of text blocks (default per model_type).",
     "vision_target_modules": "Regex of vision blocks (default per model_type).",
 }
-"""Command-line help where it differs from the `S4ECAConfig` field's own, in the order of ``--help``."""
+"""Command-line help where it differs from the `S4ECAConfig` field's own."""
 
 
 def _s4eca_flag(config_field: Field, hint: Any) -> tuple[str, Any, Field]:
@@ -98,20 +86,14 @@ def _check_s4eca_arguments(arguments: Any) -> None:
 
 
 def _s4eca_config(arguments: Any) -> Any:
-    """The `S4ECAConfig` these arguments describe."""
-    values = {f.name: getattr(arguments, f.name) for f in fields(arguments)}
-    values = {name: list(value) if isinstance(value, list) else value for name, value in values.items()}
-    return S4ECAConfig(**values, extractor_kernel_sizes=[3] * len(arguments.extractor_dilations))
-
-
-def _help_order(config_field: Field) -> int:
-    return list(S4ECA_FLAG_HELP).index(config_field.name) if config_field.name in S4ECA_FLAG_HELP else len(S4ECA_FLAG_HELP)
+    """The `S4ECAConfig` these arguments describe (lists copied: the config may change its own)."""
+    return S4ECAConfig(**asdict(arguments), extractor_kernel_sizes=[3] * len(arguments.extractor_dilations))
 
 
 _S4ECA_HINTS = get_type_hints(S4ECAConfig)
 S4ECAArguments = make_dataclass(
     "S4ECAArguments",
-    [_s4eca_flag(f, _S4ECA_HINTS[f.name]) for f in sorted(fields(S4ECAConfig), key=_help_order)
+    [_s4eca_flag(f, _S4ECA_HINTS[f.name]) for f in sorted(fields(S4ECAConfig), key=lambda f: f.name.endswith("_target_modules"))
      if f.name not in S4ECA_CONFIG_ONLY],
     namespace={"_argument_group_name": "S4ECA adapters", "__post_init__": _check_s4eca_arguments,
                "to_config": _s4eca_config, "__module__": __name__},
@@ -122,17 +104,39 @@ config's defaults (a new config field is a new flag); `to_config()` gives the `S
 
 
 @dataclass(frozen=True)
-class DataArguments:
-    """Training and evaluation data. ``image_size`` left unset is 128 for synthetic scenes and 480 for real data."""
-
-    _argument_group_name: ClassVar[str] = "data"
+class _DataSource:
+    """The dataset a run reads, for training and evaluation alike."""
 
     dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
-        "help": "Training data: embedded synthetic scenes, or a real dataset read from --data_dir."})
+        "help": "Embedded synthetic scenes, or a real dataset read from --data_dir."})
     data_dir: str | None = field(default=None, metadata={
         "help": "Root folder of RRSIS-D or RefSegRS (layouts in docs/data.md), or a Hub dataset repo id."})
     data_revision: str | None = field(default=None, metadata={
         "help": "Branch, tag or commit of a Hub dataset repo given as --data_dir."})
+    data_version: int = field(default=DATA_VERSION, metadata={
+        "help": f"Synthetic only: version of the generated scenes, one of {DATA_VERSIONS} (1: the five attribute and "
+                "position families the shipped reference adapter was scored on)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many samples."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per dataloader."})
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"`dataset` must be one of {', '.join(DATASETS)}, got {self.dataset!r}.")
+        if self.dataset != "synthetic" and not self.data_dir:
+            raise ValueError(f"`data_dir` (--data_dir) is required with --dataset {self.dataset}.")
+        if self.data_revision is not None and self.dataset == "synthetic":
+            raise ValueError("`data_revision` (--data_revision) applies to a Hub dataset repo given as --data_dir, "
+                             "not to --dataset synthetic.")
+        if self.data_version not in DATA_VERSIONS:
+            raise ValueError(f"`data_version` (--data_version) must be one of {DATA_VERSIONS}, got {self.data_version}.")
+
+
+@dataclass(frozen=True)
+class DataArguments(_DataSource):
+    """Training and evaluation data. ``image_size`` left unset is 128 for synthetic scenes and 480 for real data."""
+
+    _argument_group_name: ClassVar[str] = "data"
+
     image_size: int | None = field(default=None, metadata={
         "help": "Square training side; 480 is the published protocol (default: 128 synthetic, 480 real)."})
     train_samples_per_epoch: int = field(default=2048, metadata={
@@ -140,22 +144,16 @@ class DataArguments:
                 "the synthetic val split)."})
     num_val_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed validation scenes."})
     num_test_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed test scenes."})
-    data_version: int = field(default=DATA_VERSION, metadata={
-        "help": f"Synthetic only: version of the generated scenes, one of {DATA_VERSIONS} (1: the five attribute and "
-                "position families the shipped reference adapter was scored on)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many samples."})
     augment: Literal["flip", "jitter", "all", "none"] = field(default="all", metadata={
         "help": "Training augmentation; a flip swaps left/right words in the expression."})
     constant_expression: str | None = field(default=None, metadata={
         "help": "Replace every expression by this text (a control run without language)."})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per dataloader."})
 
     def __post_init__(self) -> None:
-        _check_dataset(self.dataset, self.data_dir, self.data_revision)
+        super().__post_init__()
         if self.image_size is None:
             object.__setattr__(self, "image_size", 128 if self.dataset == "synthetic" else 480)
         _require_positive(self, "image_size", "train_samples_per_epoch", "num_val_samples")
-        _check_data_version(self.data_version)
 
 
 @dataclass(frozen=True)
@@ -230,62 +228,35 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class EvalArguments:
+class EvalArguments(_DataSource):
     """``s4eca-eval``: an adapter scored on one split."""
 
-    adapter: str = field(metadata={
+    adapter: str = field(kw_only=True, metadata={
         "help": "Adapter folder, Hub repo id, or package:s4eca-peft/reference-adapter (shipped with the package)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
-    dataset: Literal["synthetic", "rrsisd", "refsegrs"] = field(default="synthetic", metadata={
-        "help": "Dataset to score on."})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "Root folder of the dataset (real datasets), or a Hub dataset repo id."})
-    data_revision: str | None = field(default=None, metadata={
-        "help": "Branch, tag or commit of a Hub dataset repo given as --data_dir."})
     split: Literal["train", "val", "test"] = field(default="test", metadata={"help": "Split to score on."})
     output: str | None = field(default=None, metadata={"help": "JSON file for the metrics."})
     image_size: int | None = field(default=None, metadata={
         "help": "Evaluation side; defaults to the size the adapter was trained at."})
     batch_size: int = field(default=16, metadata={"help": "Samples per forward pass."})
     num_samples: int = field(default=256, metadata={"help": "Synthetic only: scenes in the split."})
-    data_version: int = field(default=DATA_VERSION, metadata={
-        "help": f"Synthetic only: version of the generated scenes, one of {DATA_VERSIONS} (1: the five attribute and "
-                "position families the shipped reference adapter was scored on)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many samples."})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes of the dataloader."})
     language_use: bool = field(default=False, metadata={
         "help": "Also score the split with each image's vision adapters reading another image's language proxies "
                 "(S4ECA adapters only; --batch_size 2 or more) and report the drop: what the adapters carry of the "
                 "language."})
 
     def __post_init__(self) -> None:
-        _check_dataset(self.dataset, self.data_dir, self.data_revision)
+        super().__post_init__()
         _require_positive(self, "batch_size", "num_samples")
         if self.language_use and self.batch_size < 2:
             raise ValueError("`language_use` (--language_use) swaps proxies between the images of a batch: "
                              f"--batch_size must be 2 or more, got {self.batch_size}.")
-        _check_data_version(self.data_version)
-
-
-def _check_data_version(version: int) -> None:
-    if version not in DATA_VERSIONS:
-        raise ValueError(f"`data_version` (--data_version) must be one of {DATA_VERSIONS}, got {version}.")
 
 
 def _require_positive(arguments: Any, *names: str) -> None:
     for name in names:
         if getattr(arguments, name) <= 0:
             raise ValueError(f"`{name}` (--{name}) must be positive, got {getattr(arguments, name)}.")
-
-
-def _check_dataset(dataset: str, data_dir: str | None, data_revision: str | None = None) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"`dataset` must be one of {', '.join(DATASETS)}, got {dataset!r}.")
-    if dataset != "synthetic" and not data_dir:
-        raise ValueError(f"`data_dir` (--data_dir) is required with --dataset {dataset}.")
-    if data_revision is not None and dataset == "synthetic":
-        raise ValueError("`data_revision` (--data_revision) applies to a Hub dataset repo given as --data_dir, not to "
-                         "--dataset synthetic.")
 
 
 def _parse(prog: str, description: str, types: tuple[type, ...], argv: Sequence[str] | None) -> tuple[Any, ...]:

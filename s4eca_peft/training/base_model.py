@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from transformers import BertConfig, PreTrainedTokenizerFast
 
 from ..modeling import ReferringSegmentationModel, ReferringSegmentationProcessor
 from ..modeling.packaged import EMBEDDED_BACKBONE, MINILM, minilm_path
 from .arguments import ModelArguments
-
-EMBEDDED_TEXT_FALLBACK: dict[str, Any] = {
-    "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256,
-}
 
 
 def default_text_model() -> str | None:
@@ -52,7 +47,8 @@ def build_base_and_processor(
     base = ReferringSegmentationModel.from_backbones(
         vision_path, text_path, vision_revision=model_args.vision_revision, text_revision=model_args.text_revision,
         text_config=None if tokenizer is None else BertConfig(
-            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **EMBEDDED_TEXT_FALLBACK),
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, hidden_size=128, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=256),
         decoder_dim=model_args.decoder_dim, head_reads_sentence=model_args.head_reads_sentence,
     )
     vision_commit, text_commit = base.config.vision_revision, base.config.text_revision

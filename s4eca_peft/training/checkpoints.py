@@ -1,8 +1,6 @@
-"""Resumable, adapter-only training checkpoints, and the run state they carry.
-
-A checkpoint is ``<output_dir>/checkpoints/checkpoint-<step>/``: Accelerate's state (optimizer, scheduler, RNG) with
-the model saved as the PEFT adapter only, plus ``training_state.json`` (`RunState`). It is written to a temporary
-sibling and renamed once complete, so a run killed during a save resumes from the previous checkpoint.
+"""Resumable training checkpoints, ``<output_dir>/checkpoints/checkpoint-<step>/``: Accelerate's state (optimizer,
+scheduler, RNG) with the model saved as the PEFT adapter only, plus ``training_state.json`` (`RunState`). Each is
+written to a temporary sibling and renamed once complete, so a run killed during a save resumes from the previous one.
 """
 
 from __future__ import annotations
@@ -22,31 +20,20 @@ from ..files import parse_json, write_failed
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
 TEMPORARY_PREFIX = ".tmp-checkpoint-"
-CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.bin", "scheduler.bin")
-"""Files a checkpoint needs besides its state: the adapter, and Accelerate's optimizer and scheduler states."""
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.bin", "scheduler.bin")  # besides STATE_FILE
 
 
 @dataclass
 class RunState:
-    """Where a training run is: the position in the data, what it measured, and the time it trained.
+    """Where a training run is: the position in the data, what it measured, and the time it trained."""
 
-    Args:
-        completed_steps: optimizer steps done.
-        epoch: the epoch being read (epochs finished so far).
-        batches_in_epoch: batches of ``epoch`` already read (skipped on resume).
-        history: one record per validation: ``{"step", "epoch", **metrics}``.
-        losses: ``[step, loss]`` of every optimizer step (mean over processes).
-        best: the history record with the best validation oIoU, or ``None`` before the first validation.
-        train_seconds: time spent in data loading and optimizer steps (validation and saves excluded).
-    """
-
-    completed_steps: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    losses: list[list[float]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
-    train_seconds: float = 0.0
+    completed_steps: int = 0  # optimizer steps
+    epoch: int = 0  # the epoch being read (epochs finished so far)
+    batches_in_epoch: int = 0  # batches of `epoch` already read (skipped on resume)
+    history: list[dict[str, Any]] = field(default_factory=list)  # per validation: {"step", "epoch", **metrics}
+    losses: list[list[float]] = field(default_factory=list)  # [step, loss (mean over processes)] per optimizer step
+    best: dict[str, Any] | None = None  # the history record with the best val oIoU
+    train_seconds: float = 0.0  # data loading and optimizer steps (validation and saves excluded)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -63,9 +50,7 @@ class RunState:
 
 def list_checkpoints(checkpoint_root: Path) -> list[Path]:
     """Complete checkpoints (renamed from their temporary folder), oldest first."""
-    if not checkpoint_root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in checkpoint_root.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    found = [(int(m.group(1)), p) for p in checkpoint_root.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))]
     return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
 
 
@@ -82,13 +67,8 @@ def load_adapter_weights(peft_model: Any, folder: Path) -> None:
 
 
 class CheckpointManager:
-    """Saves adapter-only checkpoints through Accelerate's hooks, keeps the last ``total_limit``, and resumes.
-
-    Args:
-        accelerator: the run's `accelerate.Accelerator` (before ``prepare``: the hooks are registered here).
-        root: the checkpoint folder, ``<output_dir>/checkpoints``.
-        total_limit: complete checkpoints kept; older ones are deleted after each save.
-    """
+    """Saves adapter-only checkpoints of ``accelerator`` (its save/load hooks registered here) in ``root``
+    (``<output_dir>/checkpoints``), keeps the last ``total_limit`` complete ones, and resumes."""
 
     def __init__(self, accelerator: Any, root: str | os.PathLike, total_limit: int) -> None:
         self.accelerator, self.root, self.total_limit = accelerator, Path(root), total_limit
@@ -108,26 +88,19 @@ class CheckpointManager:
     def _load_adapter_only(self, models: list, checkpoint_dir: str) -> None:
         load_adapter_weights(self.accelerator.unwrap_model(models.pop()), Path(checkpoint_dir))
 
-    def find(self, resume_from: str | None) -> Path | None:
-        """The checkpoint to resume from: ``"latest"`` (``None`` when there is none yet) or a checkpoint folder."""
-        if resume_from is None:
-            return None
+    def resume(self, resume_from: str | None) -> RunState:
+        """Restore adapter, optimizer, scheduler and RNG from ``"latest"`` or a checkpoint folder; a fresh state when
+        ``resume_from`` is None or there is no checkpoint yet."""
+        path = Path(resume_from) if resume_from not in (None, "latest") else None
         if resume_from == "latest":
-            found = list_checkpoints(self.root)
-            if not found:
+            path = next(reversed(list_checkpoints(self.root)), None)
+            if path is None:
                 self.accelerator.print(f"no checkpoint in {self.root}; starting from scratch")
-            return found[-1] if found else None
-        path = Path(resume_from)
+        if path is None:
+            return RunState()
         missing = [name for name in (STATE_FILE, *CHECKPOINT_FILES) if not (path / name).is_file()]
         if missing:
             raise FileNotFoundError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {', '.join(missing)}).")
-        return path
-
-    def resume(self, resume_from: str | None) -> RunState:
-        """Restore adapter, optimizer, scheduler and RNG from the checkpoint `find` names; a fresh state if none."""
-        path = self.find(resume_from)
-        if path is None:
-            return RunState()
         state = RunState.from_json((path / STATE_FILE).read_text(encoding="utf-8"), str(path / STATE_FILE))
         try:
             self.accelerator.load_state(str(path))

@@ -1,8 +1,6 @@
-"""Evaluation under the RRSIS protocol, and the ``s4eca-eval`` command.
-
-Predictions are compared with the ground truth at the resolution the adapter was trained at (480x480 in the
-published protocol): per-sample intersection and union are gathered across processes and the metrics are
-computed once (`s4eca_peft.metrics.rrsis_metrics`), never averaged per batch.
+"""Evaluation under the RRSIS protocol, and the ``s4eca-eval`` command: per-sample intersection and union at the
+resolution the adapter was trained at, gathered across processes, then the metrics computed once
+(`s4eca_peft.metrics.rrsis_metrics`), never averaged per batch.
 """
 
 from __future__ import annotations
@@ -32,9 +30,8 @@ def evaluate_loop(model: torch.nn.Module, dataloader, accelerator=None, desc: st
     intersections, unions, families = [], [], []
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(dataloader, desc=desc, disable=not main, leave=False):
-        logits = model(
-            pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
+        logits = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                       attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"]
         logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
         inter, union = intersection_and_union(logits[:, 0] > 0, labels[:, 0] > 0.5)  # probability > 0.5
@@ -59,9 +56,8 @@ def measure_language_use(model: torch.nn.Module, dataloader, accelerator=None,
     read the proxies of another image's expression (`s4eca_peft.tuner.mismatch_proxies`; batches of 2 or more).
 
     ``matched``: the `evaluate_loop` scores of the same model and dataloader, if already at hand. Returns
-    ``{"mIoU_drop": matched - mismatched mIoU, "oIoU_drop": likewise (fractions, as the metrics), "mismatched":
-    the mismatched scores (with their "per_family"), "per_family_mIoU_drop": {family: drop}}``, the last only when
-    the samples carry a family. Adapters that ignore their proxies give exactly 0.
+    ``{"mIoU_drop", "oIoU_drop", "mismatched": scores, "per_family_mIoU_drop": {family: drop}}`` (docs/evaluation.md),
+    the last only when the samples carry a family. Adapters that ignore their proxies give exactly 0.
     """
     from ..tuner import mismatch_proxies
 
@@ -82,25 +78,19 @@ def save_overlays(model, processor, dataset, path: str | os.PathLike, num_sample
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    tiles = []
-    for index in range(min(num_samples, len(dataset))):
+    count = min(num_samples, len(dataset))
+    strip = Image.new("RGB", (256 * count, 290), "white")  # a 256-pixel tile per sample, its expression below
+    for index in range(count):
         row = dataset[index]
         image = row["image"].convert("RGB") if isinstance(row["image"], Image.Image) else Image.fromarray(row["image"])
-        mask = np.asarray(row["mask"]) > 0
-        inputs = processor(images=[image], text=[row["expression"]]).to(device)
-        outputs = model(**inputs)
+        outputs = model(**processor(images=[image], text=[row["expression"]]).to(device))
         (predicted,) = processor.post_process_masks(outputs, [(image.height, image.width)])
-        tile = overlay_mask(image, predicted.cpu().numpy(), outline=mask).resize((256, 256))
-        canvas = Image.new("RGB", (256, 290), "white")
-        canvas.paste(tile, (0, 0))
-        ImageDraw.Draw(canvas).text((4, 262), row["expression"][:42], fill="black")
-        tiles.append(canvas)
+        tile = overlay_mask(image, predicted.cpu().numpy(), outline=np.asarray(row["mask"]) > 0)
+        strip.paste(tile.resize((256, 256)), (256 * index, 0))
+        ImageDraw.Draw(strip).text((256 * index + 4, 262), row["expression"][:42], fill="black")
     if was_training:
         model.train()
-    if tiles:
-        strip = Image.new("RGB", (256 * len(tiles), 290), "white")
-        for i, tile in enumerate(tiles):
-            strip.paste(tile, (256 * i, 0))
+    if count:
         save_image_atomic(strip, path)
 
 
@@ -119,8 +109,8 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
     dataset = load_split(args.dataset, args.split, data_dir=args.data_dir, image_size=processor.image_size,
                          num_samples=args.num_samples, max_samples=args.max_eval_samples, revision=args.data_revision,
                          version=args.data_version)
-    dataloader = accelerator.prepare(eval_dataloader(dataset, processor, args.batch_size, args.dataloader_num_workers))
-    model = accelerator.prepare(model)
+    model, dataloader = accelerator.prepare(
+        model, eval_dataloader(dataset, processor, args.batch_size, args.dataloader_num_workers))
     metrics = evaluate_loop(model, dataloader, accelerator, desc=f"{args.split}")
     result = {"split": args.split, "dataset": args.dataset, "image_size": processor.image_size,
               "adapter": str(args.adapter), **metrics}
@@ -130,20 +120,16 @@ def evaluate_adapter(args: EvalArguments) -> dict[str, Any]:
         result["language_use"] = measure_language_use(model, dataloader, accelerator, matched=metrics, desc=args.split)
     if accelerator.is_main_process:
         print(metrics_markdown_table(metrics, args.split))
-        if args.language_use:
-            print(language_use_summary(result["language_use"]))
+        if args.language_use:  # the drops in points, overall and per family, then the mismatched scores
+            use = result["language_use"]
+            print(f"Language use (drop when each image's vision adapters read another image's proxies): mIoU "
+                  f"{100 * use['mIoU_drop']:+.2f}, oIoU {100 * use['oIoU_drop']:+.2f} points")
+            for family, drop in use.get("per_family_mIoU_drop", {}).items():
+                print(f"  {family}: mIoU {100 * drop:+.2f}")
+            print(metrics_markdown_table(use["mismatched"], "mismatched proxies"))
         if args.output:
             write_json_atomic(args.output, result)
     return result
-
-
-def language_use_summary(language_use: dict[str, Any]) -> str:
-    """`measure_language_use` output in words: the drops in points, overall and per family, and the mismatched
-    scores as a table."""
-    lines = [f"Language use (drop when each image's vision adapters read another image's proxies): mIoU "
-             f"{100 * language_use['mIoU_drop']:+.2f}, oIoU {100 * language_use['oIoU_drop']:+.2f} points"]
-    lines += [f"  {family}: mIoU {100 * drop:+.2f}" for family, drop in language_use.get("per_family_mIoU_drop", {}).items()]
-    return "\n".join(lines + [metrics_markdown_table(language_use["mismatched"], "mismatched proxies")])
 
 
 def eval_main(argv: list[str] | None = None) -> dict[str, Any]:

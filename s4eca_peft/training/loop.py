@@ -1,11 +1,7 @@
 """Train S4ECA adapters with Accelerate: one GPU, several GPUs or CPU processes, with resumable checkpoints
-(modes and flags: docs/training.md). With no arguments the run is the embedded default: offline synthetic scenes,
-the packaged Swin and the pretrained MiniLM.
-
-`training_function` reads top to bottom: set-up, data, model (seeded), optimizer and schedule,
-``accelerator.prepare``, resume, the epoch loop (`training_step`, logging, checkpoints, validation that keeps the best
-adapter), and the final report. Its helpers are the run state and checkpoint manager (`checkpoints`) and the run
-folder (`run_folder`).
+(modes and flags: docs/training.md). `training_function` reads top to bottom: set-up, data, model, optimizer and
+schedule, ``accelerator.prepare``, resume, the epoch loop, the report; its helpers are the run state and checkpoint
+manager (`checkpoints`) and the run folder (`run_folder`).
 """
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,31 +29,17 @@ from .evaluation import evaluate_loop, save_overlays
 from .run_folder import acquire_lock, claim_output_dir, release_lock
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Optimizer steps per epoch and in total (``max_train_steps`` wins over epochs when given)."""
-
-    steps_per_epoch: int
-    max_train_steps: int
-
-    @property
-    def num_train_epochs(self) -> int:
-        return math.ceil(self.max_train_steps / self.steps_per_epoch)
-
-
-def plan_schedule(training: TrainingArguments, num_samples: int, num_processes: int) -> Schedule:
-    """The schedule of ``num_samples`` training samples per epoch read by ``num_processes`` processes."""
+def total_train_steps(training: TrainingArguments, num_samples: int, num_processes: int) -> int:
+    """Optimizer steps of the run: ``max_train_steps`` when given, else the epochs of ``num_samples`` training samples
+    read by ``num_processes`` processes."""
     batches_per_epoch = math.ceil(num_samples / training.per_device_train_batch_size / num_processes)
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
-    max_steps = training.max_train_steps or training.num_train_epochs * steps_per_epoch
-    return Schedule(steps_per_epoch, max_steps)
+    return training.max_train_steps or training.num_train_epochs * steps_per_epoch
 
 
 def set_training_mode(model: torch.nn.Module) -> None:
-    """Adapters and head train; the frozen encoders run in eval mode (no dropout, attention dropout included).
-
-    Their noise is not learned from, and it would make a resumed run differ from an uninterrupted one.
-    """
+    """Adapters and head train; the frozen encoders run in eval mode (no dropout, attention dropout included): their
+    noise is not learned from, and it would make a resumed run differ from an uninterrupted one."""
     model.train()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.encoders_eval()
@@ -68,10 +49,8 @@ def training_step(
     model: torch.nn.Module, batch: dict[str, Any], accelerator: Any, optimizer: Any, scheduler: Any,
     max_grad_norm: float, where: str = "",
 ) -> torch.Tensor:
-    """One forward and backward pass, with the optimizer and scheduler step when gradients synchronise.
-
-    Returns the (detached) loss. A non-finite loss raises `FloatingPointError` naming ``where`` it happened.
-    """
+    """One forward and backward pass, with the optimizer and scheduler step when gradients synchronise; returns the
+    detached loss. A non-finite loss raises `FloatingPointError` naming ``where`` it happened."""
     with accelerator.accumulate(model):
         outputs = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
                         attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -98,10 +77,8 @@ def build_optimizer(model: torch.nn.Module, training: TrainingArguments, device:
 
 
 def training_function(config: TrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and report one run; returns ``{"val": metrics, "test": metrics}``.
-
-    The run first takes ``--output_dir``: its lock, and its marker unless the folder holds another run (see
-    `s4eca_peft.training.run_folder`)."""
+    """Train, validate, checkpoint and report one run in ``--output_dir`` (taken first: `run_folder`); returns
+    ``{"val": metrics, "test": metrics}``."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from peft import get_peft_model
@@ -142,8 +119,7 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
         # Model: frozen encoders and head wrapped with S4ECA adapters; the dataloaders through its processor.
         set_seed(training.seed)  # before the model is built
         base, processor, notes = build_base_and_processor(config.model, data.image_size)
-        for note in notes:
-            accelerator.print(note)
+        accelerator.print("\n".join(notes))
         model = get_peft_model(base, config.s4eca.to_config())
         dtype = compute_dtype(accelerator.mixed_precision)
         if dtype is not None:  # every forward runs under the accelerator's autocast: no per-step cast of frozen weights
@@ -161,12 +137,9 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
 
         # Optimizer and schedule.
         optimizer = build_optimizer(model, training, accelerator.device)
-        schedule = plan_schedule(training, len(sampler), accelerator.num_processes)
-        scheduler = get_scheduler(
-            training.lr_scheduler_type, optimizer,
-            num_warmup_steps=int(training.warmup_ratio * schedule.max_train_steps),
-            num_training_steps=schedule.max_train_steps,
-        )
+        max_steps = total_train_steps(training, len(sampler), accelerator.num_processes)
+        scheduler = get_scheduler(training.lr_scheduler_type, optimizer,
+                                  num_warmup_steps=int(training.warmup_ratio * max_steps), num_training_steps=max_steps)
 
         # Prepare, then resume: adapter, optimizer, scheduler, RNG and the position in the data.
         model, optimizer, train_dataloader, scheduler = accelerator.prepare(
@@ -202,7 +175,6 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
 
         # Train epoch by epoch: validate every `eval_every_epochs` and at the end, checkpoint every
         # `checkpoint_every` steps or at the end of every epoch.
-        max_steps = schedule.max_train_steps
         progress = tqdm(total=max_steps, initial=state.completed_steps, desc="training",
                         disable=not accelerator.is_local_main_process)
         set_training_mode(accelerator.unwrap_model(model))
@@ -259,12 +231,10 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
         samples = (state.completed_steps * training.per_device_train_batch_size * training.gradient_accumulation_steps
                    * accelerator.num_processes)
         train_results: dict[str, Any] = {
-            "train_steps": state.completed_steps,
-            "train_samples": samples,
+            "train_steps": state.completed_steps, "train_samples": samples,
             "train_runtime_s": round(state.train_seconds, 2),
             "train_samples_per_second": round(samples / state.train_seconds, 2) if state.train_seconds > 0 else None,
-            "wall_time_s": round(wall_time, 2),
-            "num_processes": accelerator.num_processes,
+            "wall_time_s": round(wall_time, 2), "num_processes": accelerator.num_processes,
             "mixed_precision": accelerator.mixed_precision,
         }
         if accelerator.device.type == "cuda":

