@@ -1,16 +1,8 @@
-"""Synthetic aerial-like scenes whose expression singles out one object among others of its category.
-
-Every scene has textured ground, sometimes roads and trees, two to four objects of the target's category and
-one to three objects of other categories. The expression names the category and one distinguishing rule, so
-the category alone never suffices:
-
-* ``colour``: the target's colour is unique within its category ("the red vehicle");
-* ``size``: the target is the only large (or only small) one ("the largest storage tank");
-* ``position``: the target is the extreme one along an axis, by a clear margin ("the leftmost building");
-* ``road``: a single road separates the target from the others ("the pool below the road");
-* ``colour+position``: the extreme one among those of a colour ("the red vehicle on the left").
-
-Scenes are drawn from ``numpy.random.default_rng((seed, index))``, so distinct seeds give disjoint streams.
+"""Synthetic aerial-like scenes whose expression singles out one object among others of its category: textured
+ground, sometimes roads and trees, two to four objects of the target's category and others around them. The
+expression names the category and one rule of its family (`FAMILIES`; the table in docs/data.md), so the category
+alone never suffices. Scenes are drawn from ``numpy.random.default_rng((seed, index))``, so distinct seeds give
+disjoint streams.
 """
 
 from __future__ import annotations
@@ -51,7 +43,7 @@ ANCHOR_MARGIN = 0.05
 ORDINAL_GAP = 0.1
 """Least distance (fraction of the image side) along the axis between objects an ordinal ranks."""
 IMAGE_REGIONS = ("upper left", "upper right", "lower left", "lower right", "centre")
-_RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
+RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
 _ANCHOR_WORDS = {
     "next to": ("next to", "beside", "nearest to", "closest to"),
     "left of": ("to the left of", "left of", "on the left of"),
@@ -116,12 +108,8 @@ class SceneObject:
     cy: float = 0.0
 
     def box(self, margin: float = 0.0) -> tuple[float, float, float, float]:
-        return (
-            self.cx - self.half_w - margin,
-            self.cy - self.half_h - margin,
-            self.cx + self.half_w + margin,
-            self.cy + self.half_h + margin,
-        )
+        return (self.cx - self.half_w - margin, self.cy - self.half_h - margin,
+                self.cx + self.half_w + margin, self.cy + self.half_h + margin)
 
 
 @dataclass
@@ -136,18 +124,7 @@ class SyntheticScene:
     objects: list[SceneObject] = field(default_factory=list)
     target: int = 0
     roads: list[tuple[str, float, float]] = field(default_factory=list)  # (axis "h"/"v", centre, half width)
-    rule: dict[str, Any] = field(default_factory=dict)  # what the expression states (`scene_rules.referents`)
-
-    @property
-    def relation(self) -> str:
-        """The family (its name before data version 2)."""
-        return self.family
-
-
-def _rng(rng_or_seed: SeedLike) -> np.random.Generator:
-    if isinstance(rng_or_seed, np.random.Generator):
-        return rng_or_seed
-    return np.random.default_rng(rng_or_seed)
+    rule: dict[str, Any] = field(default_factory=dict)  # what the expression states (`scene_rules.ambiguity`)
 
 
 def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
@@ -366,7 +343,7 @@ def _anchor_layout(rng: np.random.Generator, n: int, category: str, noun: str) -
         farther = lambda obj: _distance(obj, anchor) >= max(1.6 * closest, closest + 0.15 * n)  # noqa: E731
         placed = _place_peers(layout, rng, category, peers[1:], accept=farther)
     else:
-        axis, sign = _RELATION_SIDES[relation]
+        axis, sign = RELATION_SIDES[relation]
         centre = anchor.cx if axis == "x" else anchor.cy
         side = (0.0, centre - margin) if sign < 0 else (centre + margin, float(n))
         rest = (centre + margin, float(n)) if sign < 0 else (0.0, centre - margin)
@@ -590,7 +567,7 @@ def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128,
     """One scene with its layout (see the module docstring); deterministic for a seed and ``version``."""
     if image_size < 32:
         raise ValueError(f"`image_size` must be at least 32 pixels, got {image_size} (objects are legible from ~96).")
-    rng = _rng(rng_or_seed)
+    rng = np.random.default_rng(rng_or_seed)  # a Generator is returned as it is
     version = check_version(version)
     for _ in range(100):
         sampled = _sample_layout(rng, image_size, version)
@@ -599,17 +576,8 @@ def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128,
         layout, expression, family, rule, index = sampled
         target = layout.objects[index]
         pixels, mask = _render(layout, rng, target)
-        return SyntheticScene(
-            image=Image.fromarray(pixels),
-            mask=mask,
-            expression=expression,
-            category=target.category,
-            family=family,
-            objects=list(layout.objects),
-            target=index,
-            roads=list(layout.roads),
-            rule=rule,
-        )
+        return SyntheticScene(Image.fromarray(pixels), mask, expression, target.category, family,
+                              objects=list(layout.objects), target=index, roads=list(layout.roads), rule=rule)
     raise RuntimeError(f"Could not lay out a scene at image_size={image_size}; use a larger image_size.")
 
 
@@ -623,15 +591,8 @@ def generate_scene(rng_or_seed: SeedLike = 0, image_size: int = 128,
 def _sample(seed: int, index: int, image_size: int, version: int) -> dict[str, Any]:
     scene = generate_scene_with_layout((seed, index), image_size, version)
     sample_id = f"synthetic-{seed}-{index}"
-    return {
-        "image": scene.image,
-        "mask": scene.mask,
-        "expression": scene.expression,
-        "image_id": sample_id,
-        "sample_id": sample_id,
-        "category": scene.category,
-        "family": scene.family,
-    }
+    return {"image": scene.image, "mask": scene.mask, "expression": scene.expression, "image_id": sample_id,
+            "sample_id": sample_id, "category": scene.category, "family": scene.family}
 
 
 def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0,
@@ -640,12 +601,8 @@ def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 
     ``family``; ``version`` selects the generator (`DATA_VERSIONS`)."""
     if num_samples < 0:
         raise ValueError(f"`num_samples` must be non-negative, got {num_samples}.")
-    version = check_version(version)
-    records = []
-    for index in range(num_samples):
-        sample = _sample(seed, index, image_size, version)
-        records.append({**sample, "mask": encode_mask(sample["mask"])})
-    return records_to_dataset(records)
+    samples = (_sample(seed, index, image_size, version) for index in range(num_samples))
+    return records_to_dataset([{**sample, "mask": encode_mask(sample["mask"])} for sample in samples])
 
 
 class SyntheticSceneStream(torch.utils.data.Dataset):
@@ -683,17 +640,15 @@ def write_refsegrs_layout(
     if unknown:
         raise ValueError(f"`splits` keys must be among {', '.join(SPLITS)}; got {sorted(unknown)}.")
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "masks"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     next_id = 0
     for split in SPLITS:
         lines = []
         for _ in range(int(splits.get(split, 0))):
-            sample = _sample(seed, next_id, image_size, check_version(version))
+            sample = _sample(seed, next_id, image_size, version)
             sample["image"].save(out / "images" / f"{next_id}.tif", format="TIFF")
-            Image.fromarray(sample["mask"].astype(np.uint8) * 255).save(
-                out / "masks" / f"{next_id}.tif", format="TIFF"
-            )
+            Image.fromarray(sample["mask"].astype(np.uint8) * 255).save(out / "masks" / f"{next_id}.tif", format="TIFF")
             lines.append(f"{next_id} {sample['expression']}\n")
             next_id += 1
         (out / f"output_phrase_{split}.txt").write_text("".join(lines), encoding="utf-8")
