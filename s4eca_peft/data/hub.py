@@ -20,9 +20,9 @@ import datasets
 import pyarrow
 
 from ..files import hub_snapshot, is_hub_id, parse_json, private_folder, snapshot_commit, write_text_atomic
-from .records import encoded_record_problem
+from .records import check_encoded_record
 from .schema import COLUMNS, FEATURES, decode_masks, records_to_dataset
-from .validation import SPLITS, ValidationReport, check_split
+from .validation import SPLITS, InvalidRecord, ValidationReport, check_split
 
 MANIFEST = "s4eca_dataset.json"
 PARQUET_DIR = "data"
@@ -194,7 +194,7 @@ def read_prepared_split(
 
 
 def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationReport) -> list[int]:
-    """Positions (over ``files`` in order) of the rows that pass `encoded_record_problem`; each other row is added to
+    """Positions (over ``files`` in order) of the rows that pass `check_encoded_record`; each other row is added to
     ``report`` as ``<file> row <n>`` (0-based within its file). A file that is not parquet with the prepared columns
     (all files of a split alike) raises a ValueError naming it."""
     import pyarrow.parquet
@@ -212,11 +212,11 @@ def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationRe
                              f"{list(PREPARED_FEATURES)} in every file of the split.")
         columns = found
         for number, row in enumerate(table.to_pylist()):
-            problem = encoded_record_problem(row, split)
-            if problem is None:
+            try:
+                check_encoded_record(row, split)
                 keep.append(offset + number)
-            else:
-                report.add(problem[0], f"{name} row {number}", problem[1])
+            except InvalidRecord as error:
+                report.add(error.kind, f"{name} row {number}", error.detail)
         offset += table.num_rows
     return keep
 

@@ -7,7 +7,9 @@ import argparse
 from collections.abc import Sequence
 
 from .hub import push_prepared_dataset
+from .refsegrs import LAYOUT as REFSEGRS_LAYOUT
 from .refsegrs import scan_refsegrs
+from .rrsisd import LAYOUT as RRSISD_LAYOUT
 from .rrsisd import scan_rrsisd
 from .validation import SPLITS
 
@@ -16,10 +18,6 @@ PUBLISHED_SPLIT_SIZES = {
     "refsegrs": {"train": 2172, "val": 431, "test": 1817},
 }
 _SCANNERS = {"rrsisd": scan_rrsisd, "refsegrs": scan_refsegrs}
-_LAYOUTS = {
-    "rrsisd": "DIR/rrsisd/refs(unc).p, DIR/rrsisd/instances.json, DIR/images/rrsisd/JPEGImages/",
-    "refsegrs": "DIR/images/<id>.tif, DIR/masks/<id>.tif, DIR/output_phrase_{train,val,test}.txt",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="s4eca-prepare-data",
         description="Validate an RRSIS-D or RefSegRS folder: split sizes next to the published ones, and every "
         "record the loaders would skip. Every image is decoded in full, so truncated files are found here rather "
-        "than during training. Layouts: "
-        + "; ".join(f"{name}: {layout}" for name, layout in _LAYOUTS.items()),
+        f"than during training. Layouts: RRSIS-D: {RRSISD_LAYOUT}; RefSegRS: {REFSEGRS_LAYOUT}",
     )
     parser.add_argument("--dataset", required=True, choices=sorted(_SCANNERS), help="which dataset layout")
     parser.add_argument("--data_dir", "--data-dir", required=True, help="the dataset's root folder")

@@ -38,6 +38,14 @@ class DataValidationWarning(UserWarning):
     """Issued once per load when records were skipped (see `ValidationReport`)."""
 
 
+class InvalidRecord(Exception):
+    """Raised by a record check: the record is skipped and reported as ``kind`` (of `PROBLEM_KINDS`) with ``detail``."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(kind, detail)
+        self.kind, self.detail = kind, detail
+
+
 def check_split(split: str) -> str:
     """Returns ``split`` or raises a ValueError naming the allowed values."""
     if split not in SPLITS:
