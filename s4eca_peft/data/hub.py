@@ -20,8 +20,7 @@ import datasets
 import pyarrow
 
 from ..files import hub_snapshot, is_hub_id, parse_json, private_folder, snapshot_commit, write_text_atomic
-from .records import check_encoded_record
-from .schema import COLUMNS, FEATURES, decode_masks, records_to_dataset
+from .records import COLUMNS, FEATURES, check_encoded_record, decode_masks, records_to_dataset
 from .validation import SPLITS, InvalidRecord, ValidationReport, check_split
 
 MANIFEST = "s4eca_dataset.json"
@@ -139,26 +138,22 @@ def read_dataset_split(dataset: str, name: str, scan: Scan, root: str | os.PathL
     back, or ``scan`` the folder; then warn about (or, ``strict``, raise on) the records skipped. ``name`` is the
     dataset's name in reports (``RefSegRS``)."""
     folder = dataset_folder(root, revision, cache_dir, token)
-    prepared = read_prepared_split(folder, dataset, split, name, cache_dir)
-    if prepared is not None:
-        table, report = prepared
-        report.finish(strict, stacklevel=4)
-        return table
-    records, report = scan(folder, [split])[split]
+    if (folder / MANIFEST).is_file():
+        table, report = read_prepared_split(folder, dataset, split, name, cache_dir)
+    else:
+        records, report = scan(folder, [split])[split]
+        table = records_to_dataset(records)
     report.finish(strict, stacklevel=4)
-    return records_to_dataset(records)
+    return table
 
 
 # ----------------------------------------------------------------------------- prepared datasets (parquet)
-def read_prepared_split(
-    folder: Path, dataset: str, split: str, name: str | None = None, cache_dir: str | os.PathLike | None = None
-) -> tuple[datasets.Dataset, ValidationReport] | None:
-    """The valid rows of the ``split`` of a prepared dataset in ``folder`` and the report of those skipped (see the
-    module docstring; ``name`` names the dataset in the report), or None when ``folder`` holds none. The manifest
-    must name ``dataset`` and list files inside the folder, each with the prepared columns."""
+def read_prepared_split(folder: Path, dataset: str, split: str, name: str,
+                        cache_dir: str | os.PathLike | None = None) -> tuple[datasets.Dataset, ValidationReport]:
+    """The valid rows of the ``split`` of the prepared dataset in ``folder`` and the report (``name`` names the
+    dataset there) of those skipped. The manifest must name ``dataset`` and list files inside the folder, each with
+    the prepared columns."""
     manifest_file = folder / MANIFEST
-    if not manifest_file.is_file():
-        return None
     split = check_split(split)
     try:
         manifest = parse_json(manifest_file.read_bytes(), str(manifest_file))
@@ -175,7 +170,7 @@ def read_prepared_split(
     if outside or missing:
         raise ValueError(f"{str(manifest_file)!r}: split {split!r} lists files outside the folder {outside} or "
                          f"missing {missing}.")
-    report = ValidationReport(name or dataset, split)
+    report = ValidationReport(name, split)
     keep = _valid_rows(folder, files, split, report)
     report.num_samples = len(keep)
     if not files:
@@ -221,11 +216,6 @@ def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationRe
     return keep
 
 
-def _shard_files(split: str, count: int) -> list[str]:
-    shards = max(1, -(-count // ROWS_PER_SHARD))
-    return [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
-
-
 def write_prepared_dataset(
     records_per_split: dict[str, list[dict[str, Any]]], dataset: str, out_dir: str | os.PathLike
 ) -> list[str]:
@@ -237,7 +227,8 @@ def write_prepared_dataset(
     written: list[str] = []
     for split in SPLITS:
         records = records_per_split.get(split, [])
-        files = _shard_files(split, len(records))
+        shards = max(1, -(-len(records) // ROWS_PER_SHARD))
+        files = [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
         for index, name in enumerate(files):
             chunk = records[index * ROWS_PER_SHARD : (index + 1) * ROWS_PER_SHARD]
             rows = [dict(r, image={"bytes": Path(r["image"]).read_bytes(), "path": Path(r["image"]).name}, split=split)
@@ -268,28 +259,17 @@ def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
     )
 
 
-def push_prepared_dataset(
-    records_per_split: dict[str, list[dict[str, Any]]],
-    dataset: str,
-    repo_id: str,
-    revision: str | None = None,
-    private: bool = False,
-    token: Any = None,
-    commit_message: str | None = None,
-) -> str:
+def push_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], dataset: str, repo_id: str,
+                          private: bool = False) -> str:
     """Publish the records of each split as a prepared dataset (`write_prepared_dataset`) in one commit of the Hub
     dataset repo ``repo_id`` (created when missing); returns the commit URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    api = HfApi(token=token)
+    api = HfApi()
     with tempfile.TemporaryDirectory(prefix="s4eca-prepared-") as staging:
         written = write_prepared_dataset(records_per_split, dataset, staging)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name)) for name in written]
-        commit = api.create_commit(
-            repo_id, operations, repo_type="dataset", revision=revision,
-            commit_message=commit_message or f"Prepared {dataset} (s4eca-prepare-data)",
-        )
+        commit = api.create_commit(repo_id, operations, repo_type="dataset",
+                                   commit_message=f"Prepared {dataset} (s4eca-prepare-data)")
     return commit.commit_url

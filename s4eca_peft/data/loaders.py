@@ -67,17 +67,9 @@ class EpochSampler(Sampler[int]):
         return iter((offset + torch.randperm(self.num_samples, generator=generator)).tolist())
 
 
-def load_split(
-    dataset: str,
-    split: str,
-    data_dir: str | None = None,
-    image_size: int = 128,
-    num_samples: int = 256,
-    max_samples: int | None = None,
-    seed: int = 0,
-    revision: str | None = None,
-    version: int = DATA_VERSION,
-) -> Any:
+def load_split(dataset: str, split: str, data_dir: str | None = None, image_size: int = 128, num_samples: int = 256,
+               max_samples: int | None = None, seed: int = 0, revision: str | None = None,
+               version: int = DATA_VERSION) -> Any:
     """One split: synthetic train is an endless stream of fresh scenes; everything else a finite dataset (read from
     the folder or Hub dataset repo ``data_dir``, at ``revision`` for a repo). ``version``: of the synthetic scenes."""
     if dataset == "synthetic":
@@ -129,9 +121,8 @@ def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: 
     )
 
 
-def build_dataloaders(
-    data: Any, training: Any, datasets: dict[str, Any], processor: Any, sampler: EpochSampler
-) -> tuple[DataLoader, dict[str, DataLoader]]:
+def build_dataloaders(data: Any, training: Any, datasets: dict[str, Any], processor: Any,
+                      sampler: EpochSampler) -> tuple[DataLoader, dict[str, DataLoader]]:
     """The training dataloader (keyed augmentation, ``sampler`` order) and one evaluation dataloader per split, for
     the run's `DataArguments` ``data`` and `TrainingArguments` ``training``."""
     train_set = KeyedTrainingSet(

@@ -1,15 +1,19 @@
-"""The checks every sample record passes before a loader keeps it, whichever source it comes from: a dataset folder
-(RefSegRS, RRSIS-D) or a prepared dataset read back from parquet. Each raises `InvalidRecord` for the caller to
-report under its own record id and skip.
+"""The records every loader yields: their columns (`COLUMNS`, `FEATURES`), the dataset they make with masks decoded on
+access (`records_to_dataset`), and the checks every record passes before a loader keeps it, whichever source it comes
+from: a dataset folder (RefSegRS, RRSIS-D) or a prepared dataset read back from parquet. Each check raises
+`InvalidRecord` for the caller to report under its own record id and skip.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from typing import IO, Any
 
-from .masks import read_image_size, rle_runs, segmentation_to_rle
+import datasets
+
+from .masks import decode_rle, read_image_size, rle_runs, segmentation_to_rle
 from .validation import (
     EMPTY_MASK,
     MALFORMED_RECORD,
@@ -20,6 +24,37 @@ from .validation import (
     InvalidRecord,
     brief,
 )
+
+COLUMNS = ("image", "mask", "expression", "image_id", "sample_id", "category")
+FAMILY = "family"
+"""Optional column: the expression family of each sample (synthetic scenes carry one; real datasets do not)."""
+
+FEATURES = datasets.Features({
+    "image": datasets.Image(),  # paths (or encoded bytes), decoded to PIL only when a row is read
+    # compressed RLE; `decode_masks` turns it into an (H, W) boolean array on access
+    "mask": {"size": datasets.Sequence(datasets.Value("int32")), "counts": datasets.Value("string")},
+    **{name: datasets.Value("string") for name in COLUMNS[2:]},  # category: None where a dataset has none
+})
+
+
+def decode_masks(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """``with_transform`` function: RLE ``mask`` entries -> ``(H, W)`` boolean arrays (other columns unchanged)."""
+    if "mask" in batch:
+        batch["mask"] = [None if rle is None else decode_rle(rle) for rle in batch["mask"]]
+    return batch
+
+
+def records_to_dataset(records: Sequence[dict[str, Any]]) -> datasets.Dataset:
+    """Records with the `COLUMNS` keys (``mask`` as RLE) -> a `datasets.Dataset` that decodes masks on access.
+
+    The transform is a format: ``select``/``shuffle`` keep it; ``with_format``/``map`` replace it (re-apply
+    `decode_masks` with ``with_transform`` then). When every record has a `FAMILY`, the dataset has that column too.
+    """
+    names = COLUMNS + ((FAMILY,) if records and all(FAMILY in record for record in records) else ())
+    columns = {name: [record[name] for record in records] for name in names}
+    features = FEATURES if len(names) == len(COLUMNS) else datasets.Features(
+        {**FEATURES, FAMILY: datasets.Value("string")})
+    return datasets.Dataset.from_dict(columns, features=features).with_transform(decode_masks)
 
 
 def image_size(source: str | os.PathLike | IO[bytes], what: str, decode: bool = False) -> tuple[int, int]:
@@ -59,7 +94,7 @@ def check_expression(expression: Any, name: str = "expression") -> None:
 
 
 def check_record(record: dict[str, Any], height: int, width: int, mask_name: str = "mask") -> None:
-    """A record in the loaders' columns (`s4eca_peft.data.schema.COLUMNS`; ``mask`` as RLE) for an image of
+    """A record in the loaders' columns (`COLUMNS`; ``mask`` as RLE) for an image of
     ``height`` x ``width``: ids are non-empty text, ``category`` text or None, then `check_expression` and
     `check_mask`."""
     for key in ("image_id", "sample_id"):

@@ -107,7 +107,7 @@ def validate_refsegrs(
 
 def load_refsegrs(root: str | os.PathLike, split: str, strict: bool = False, revision: str | None = None,
                   cache_dir: str | os.PathLike | None = None, token: Any = None) -> datasets.Dataset:
-    """One RefSegRS split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
+    """One RefSegRS split as a `datasets.Dataset` (columns in `s4eca_peft.data.records.COLUMNS`).
 
     Each line of ``output_phrase_<split>.txt`` is a sample; ``image_id`` and ``sample_id`` are its id and
     ``category`` is None. Invalid records are skipped with one `DataValidationWarning`, or raise a ValueError

@@ -214,7 +214,7 @@ def validate_rrsisd(
 
 def load_rrsisd(root: str | os.PathLike, split: str, strict: bool = False, revision: str | None = None,
                 cache_dir: str | os.PathLike | None = None, token: Any = None) -> datasets.Dataset:
-    """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
+    """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.records.COLUMNS`).
 
     Every sentence of a ref is a sample: ``sample_id`` is ``"<ref_id>_<sent_id>"``, ``image_id`` the COCO image
     id (as a string), ``expression`` the sentence's ``raw`` text, ``category`` the COCO category name. Invalid

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .masks import encode_mask
-from .schema import records_to_dataset
+from .records import records_to_dataset
 from .validation import SPLITS
 
 SeedLike = Union[int, Sequence[int], np.random.Generator]

@@ -23,21 +23,13 @@ from ..modeling.image_io import load_image, read_image_file
 AugmentImage = Union[Image.Image, np.ndarray]
 _GREY = np.array([0.299, 0.587, 0.114])
 
-# each word and its mirror image; matched as whole words (so "north-west" and "upper-left" are covered)
-_MIRROR_PAIRS = (
-    ("left", "right"),
-    ("leftmost", "rightmost"),
-    ("lefthand", "righthand"),
-    ("west", "east"),
-    ("western", "eastern"),
-    ("westernmost", "easternmost"),
-    ("westward", "eastward"),
-    ("westwards", "eastwards"),
-    ("northwest", "northeast"),
-    ("southwest", "southeast"),
-    ("northwestern", "northeastern"),
-    ("southwestern", "southeastern"),
-)
+# each word and its mirror image (left/right, west/east and their compounds); matched as whole words, so
+# "north-west" and "upper-left" are covered
+_MIRROR_PAIRS = [("left" + end, "right" + end) for end in ("", "most", "hand")] + [
+    (start + "west" + end, start + "east" + end)
+    for start, ends in (("", ("", "ern", "ernmost", "ward", "wards")), ("north", ("", "ern")), ("south", ("", "ern")))
+    for end in ends
+]
 _MIRROR = {a: b for a, b in _MIRROR_PAIRS} | {b: a for a, b in _MIRROR_PAIRS}
 _MIRROR_RE = re.compile(r"\b(" + "|".join(sorted(_MIRROR, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
