@@ -60,23 +60,12 @@ _REGION_WORDS = {
                     "at the bottom right of the image"),
     "centre": ("in the centre of the image", "in the middle of the image"),
 }
-_NOUNS = {
-    "vehicle": ("vehicle", "car"),
-    "storage tank": ("storage tank", "tank", "oil tank"),
-    "building": ("building", "house"),
-    "pool": ("pool", "swimming pool"),
-}
+_NOUNS = {"vehicle": ("vehicle", "car"), "storage tank": ("storage tank", "tank", "oil tank"),
+          "building": ("building", "house"), "pool": ("pool", "swimming pool")}
 COLOURS = {
-    "red": (200, 45, 40),
-    "blue": (45, 80, 200),
-    "white": (238, 238, 232),
-    "black": (30, 30, 34),
-    "yellow": (232, 200, 50),
-    "gray": (128, 128, 132),
-    "brown": (125, 82, 50),
-    "green": (60, 150, 75),
-    "turquoise": (64, 200, 200),
-    "orange": (235, 130, 40),
+    "red": (200, 45, 40), "blue": (45, 80, 200), "white": (238, 238, 232), "black": (30, 30, 34),
+    "yellow": (232, 200, 50), "gray": (128, 128, 132), "brown": (125, 82, 50), "green": (60, 150, 75),
+    "turquoise": (64, 200, 200), "orange": (235, 130, 40),
 }
 _CATEGORY_COLOURS = {
     "vehicle": ("red", "blue", "white", "black", "yellow"),
@@ -279,10 +268,8 @@ def _attribute_layout(rng: np.random.Generator, n: int, relation: str, category:
     else:  # road
         expression, rule = _road_rule(rng, n, roads[0], noun, count, ranges)
 
-    for i in range(count):
-        if not layout.place(_make_object(rng, category, colours[i], sizes[i], n), *ranges[i]):
-            return None
-    if not _add_distractors(layout, rng, (category,)):
+    placed = all(layout.place(_make_object(rng, category, colours[i], sizes[i], n), *ranges[i]) for i in range(count))
+    if not placed or not _add_distractors(layout, rng, (category,)):
         return None
     return layout, expression, relation, rule, 0
 
@@ -371,9 +358,8 @@ def _ordinal_layout(rng: np.random.Generator, n: int, category: str, noun: str) 
     coordinate = (lambda obj: obj.cx) if axis == "x" else (lambda obj: obj.cy)
     spaced = lambda obj: all(  # noqa: E731
         abs(coordinate(obj) - coordinate(other)) >= ORDINAL_GAP * n for other in layout.objects if other.category == category)
-    if not _place_peers(layout, rng, category, _peers(rng, category, count), accept=spaced):
-        return None
-    if not _add_distractors(layout, rng, (category,)):
+    placed = _place_peers(layout, rng, category, _peers(rng, category, count), accept=spaced)
+    if not placed or not _add_distractors(layout, rng, (category,)):
         return None
     order = sorted(range(count), key=lambda i: coordinate(layout.objects[i]), reverse=not first)
     side = {("x", True): "left", ("x", False): "right", ("y", True): "top", ("y", False): "bottom"}[axis, first]
@@ -413,13 +399,10 @@ def _image_position_layout(rng: np.random.Generator, n: int, category: str, noun
     if not _place_peers(layout, rng, category, peers[:1], ranges=_region_core(region, n)):
         return None
     elsewhere = lambda obj: obj.category != category or not in_image_region(obj, region, n, loose=True)  # noqa: E731
-    if not _place_peers(layout, rng, category, peers[1:], accept=elsewhere):
+    placed = _place_peers(layout, rng, category, peers[1:], accept=elsewhere)
+    if not placed or not _add_distractors(layout, rng, (category,)):
         return None
-    if not _add_distractors(layout, rng, (category,)):
-        return None
-    words = _REGION_WORDS[region]
-    expression = f"the {noun} {_pick(rng, words)}"
-    return layout, expression, "image-position", {"region": region}, 0
+    return layout, f"the {noun} {_pick(rng, _REGION_WORDS[region])}", "image-position", {"region": region}, 0
 
 
 def _region_core(region: str, n: int) -> tuple[tuple[float, float], tuple[float, float]]:

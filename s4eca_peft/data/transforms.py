@@ -37,9 +37,7 @@ _MIRROR_RE = re.compile(r"\b(" + "|".join(sorted(_MIRROR, key=len, reverse=True)
 def _match_case(word: str, template: str) -> str:
     if template.isupper() and len(template) > 1:
         return word.upper()
-    if template[0].isupper():
-        return word[0].upper() + word[1:]
-    return word
+    return word.capitalize() if template[0].isupper() else word
 
 
 def swap_left_right(expression: str) -> str:
@@ -99,13 +97,9 @@ class PhotometricJitter:
 
 class TrainTransform:
     """Training augmentation of one sample dict (``image``, ``mask``, ``expression``): a left-right flip with
-    probability ``flip_prob`` (0 turns it off) that rewrites the expression, then ``jitter`` (True: the default
-    `PhotometricJitter`; False or None: off).
-
-    Randomness comes from the ``rng`` passed to `__call__`, or else from the transform's own generator seeded
-    with ``seed``. Returns a new dict; ``image`` is an RGB PIL image or an ``(H, W, 3)`` float32 array in [0, 1]
-    (see the module docstring).
-    """
+    probability ``flip_prob`` that rewrites the expression, then ``jitter`` (True: the default `PhotometricJitter`;
+    False or None: off). Draws from the ``rng`` given to `__call__`, else from its own generator seeded with
+    ``seed``; returns a new dict, its image as the module docstring says."""
 
     def __init__(self, flip_prob: float = 0.5, jitter: PhotometricJitter | bool | None = True, seed: int = 0) -> None:
         if not 0.0 <= flip_prob <= 1.0:
