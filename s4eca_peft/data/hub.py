@@ -34,9 +34,8 @@ FORMAT_VERSION = 2  # 1: no split column
 
 
 # ----------------------------------------------------------------------------- where a dataset is read from
-def dataset_folder(
-    root: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: Any = None
-) -> Path:
+def dataset_folder(root: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                   token: Any = None) -> Path:
     """The folder a loader reads: ``root`` itself when it is a folder (or not a Hub id: the layout check then names
     what is missing); for a Hub dataset repo id, its snapshot at ``revision`` when it holds a prepared dataset,
     else the unpacked contents of its one ``.zip``."""
@@ -216,9 +215,8 @@ def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationRe
     return keep
 
 
-def write_prepared_dataset(
-    records_per_split: dict[str, list[dict[str, Any]]], dataset: str, out_dir: str | os.PathLike
-) -> list[str]:
+def write_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], dataset: str,
+                           out_dir: str | os.PathLike) -> list[str]:
     """Write the records of each split (the scanners' records: ``image`` a file path, ``mask`` RLE) as parquet
     shards with the image files' bytes embedded, plus the manifest and a dataset card; returns the written paths
     relative to ``out_dir``."""

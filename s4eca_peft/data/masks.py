@@ -29,18 +29,15 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     """Compressed RLE (as written by `encode_mask`) -> ``(H, W)`` boolean mask."""
-    counts = rle["counts"]
-    return mask_utils.decode({"size": list(rle["size"]), "counts": counts.encode("ascii")}).astype(bool)
+    return mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
 def rle_runs(counts: str) -> list[int]:
-    """The run lengths (background first, alternating) of a compressed COCO RLE ``counts`` string, read in Python
-    without pycocotools, so that untrusted counts can be checked before anything decodes them.
-
-    Each run is a little-endian sequence of 5-bit groups, one character each (``chr(48 + group)``, bit 0x20 meaning
-    "more groups follow", bit 0x10 of the last group the sign); from the third run on, a run is stored as the
-    difference to the run two places before it. Raises ValueError for a character outside the alphabet or a run
-    that is cut off."""
+    """The run lengths (background first, alternating) of a compressed COCO RLE ``counts`` string, read in Python so
+    that untrusted counts are checked before pycocotools decodes them. Each run is little-endian 5-bit groups, one
+    character each (``chr(48 + group)``; bit 0x20: more groups follow; bit 0x10 of the last: the sign); from the
+    third run on, a run is stored as its difference to the run two places before. Raises ValueError for a character
+    outside the alphabet or a run cut off."""
     runs: list[int] = []
     position, length = 0, len(counts)
     while position < length:

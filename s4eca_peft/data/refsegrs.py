@@ -71,9 +71,8 @@ def _record(root: Path, where: str, sample_id: str, expression: str, seen: set[s
     return record
 
 
-def scan_refsegrs(
-    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
-) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
+def scan_refsegrs(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
+                  decode_images: bool = False) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
     """Valid records and the validation report of each split; raises FileNotFoundError on a wrong layout.
     ``decode_images`` decodes every image in full (slow) so that truncated files are reported too."""
     splits = [check_split(split) for split in splits]
@@ -98,9 +97,8 @@ def scan_refsegrs(
     return results
 
 
-def validate_refsegrs(
-    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
-) -> dict[str, ValidationReport]:
+def validate_refsegrs(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
+                      decode_images: bool = False) -> dict[str, ValidationReport]:
     """The `ValidationReport` of each split (no warning, no dataset); see `scan_refsegrs` for ``decode_images``."""
     return {split: report for split, (_, report) in scan_refsegrs(root, splits, decode_images).items()}
 

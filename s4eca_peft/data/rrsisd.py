@@ -169,9 +169,8 @@ class _Scanner:
         return records
 
 
-def scan_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
-) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
+def scan_rrsisd(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
+                decode_images: bool = False) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
     """Valid records and the validation report of each split; ``decode_images`` decodes every image in full (slow)
     so that truncated files are reported too, not only those whose header is unreadable.
 
@@ -205,9 +204,8 @@ def scan_rrsisd(
     return results
 
 
-def validate_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
-) -> dict[str, ValidationReport]:
+def validate_rrsisd(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
+                    decode_images: bool = False) -> dict[str, ValidationReport]:
     """The `ValidationReport` of each split (no warning, no dataset); see `scan_rrsisd` for ``decode_images``."""
     return {split: report for split, (_, report) in scan_rrsisd(root, splits, decode_images).items()}
 

@@ -91,15 +91,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise _refuse(self._source, f"{module}.{name}")
 
 
-def _check_stream(data: bytes, source: str) -> None:
-    """Walks the opcodes without building anything: truncation and oversized length fields raise here."""
-    try:
-        for _ in pickletools.genops(io.BytesIO(data)):
-            pass
-    except Exception as error:  # genops raises ValueError for short reads and unknown opcodes
-        raise ValueError(f"{source}: not a readable pickle: {error}") from error
-
-
 def _check_shape(root: Any, source: str, budget: int) -> None:
     """Refuse cycles, nesting deeper than `MAX_DEPTH` and an expanded size above ``budget``; sizes are memoised per
     object, so shared references are measured in time linear in the distinct objects."""
@@ -125,10 +116,9 @@ def _check_shape(root: Any, source: str, budget: int) -> None:
             for item in pair:
                 total += size(item, depth + 1)
                 if total > budget:
-                    raise UnsafePickleError(
-                        f"{source}: the data expands to more than {budget} objects and characters (shared "
-                        f"references make a small file describe a huge tree); refused."
-                    )
+                    raise UnsafePickleError(f"{source}: the data expands to more than {budget} objects and "
+                                            "characters (shared references make a small file describe a huge tree); "
+                                            "refused.")
         open_ids.discard(key)
         sizes[key] = total
         return total
@@ -139,14 +129,14 @@ def _check_shape(root: Any, source: str, budget: int) -> None:
 def load_untrusted_pickle(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Any:
     """Loads a pickle of plain data; raises `UnsafePickleError` naming the file and what was refused (the checks:
     docs/security.md), and ValueError naming a truncated or corrupt file."""
-    path = Path(path)
     source = str(path)
-    size = path.stat().st_size
+    size = Path(path).stat().st_size
     if size > max_bytes:
         raise UnsafePickleError(f"{source}: {size} bytes is more than the {max_bytes} bytes accepted; refused.")
-    data = path.read_bytes()
-    _check_stream(data, source)
+    data = Path(path).read_bytes()
     try:
+        for _ in pickletools.genops(io.BytesIO(data)):  # builds nothing: truncation and oversized lengths raise here
+            pass
         value = _RestrictedUnpickler(io.BytesIO(data), source).load()
     except UnsafePickleError:
         raise

@@ -37,13 +37,13 @@ _FAMILY_WEIGHTS = (0.08, 0.07, 0.08, 0.06, 0.06, 0.22, 0.15, 0.12, 0.08, 0.08)
 DATA_VERSION = 2
 """The default version of the generated scenes (1: the five families of `RELATIONS` only)."""
 DATA_VERSIONS = (1, 2)
-ANCHOR_RELATIONS = ("next to", "left of", "right of", "above", "below")
 ANCHOR_MARGIN = 0.05
 """Clear gap (fraction of the image side) between a rule's boundary and the objects on either side of it."""
 ORDINAL_GAP = 0.1
 """Least distance (fraction of the image side) along the axis between objects an ordinal ranks."""
 IMAGE_REGIONS = ("upper left", "upper right", "lower left", "lower right", "centre")
 RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
+ANCHOR_RELATIONS = ("next to", *RELATION_SIDES)
 _ANCHOR_WORDS = {
     "next to": ("next to", "beside", "nearest to", "closest to"),
     "left of": ("to the left of", "left of", "on the left of"),
@@ -52,13 +52,10 @@ _ANCHOR_WORDS = {
     "below": ("below", "south of", "under"),
 }
 _ORDINALS = {2: "second", 3: "third"}
-_REGION_WORDS = {
-    "upper left": ("in the upper left of the image", "in the top left corner", "at the top left of the image"),
-    "upper right": ("in the upper right of the image", "in the top right corner", "at the top right of the image"),
-    "lower left": ("in the lower left of the image", "in the bottom left corner", "at the bottom left of the image"),
-    "lower right": ("in the lower right of the image", "in the bottom right corner",
-                    "at the bottom right of the image"),
-    "centre": ("in the centre of the image", "in the middle of the image"),
+_REGION_WORDS = {"centre": ("in the centre of the image", "in the middle of the image")} | {
+    f"{vertical} {side}": (f"in the {vertical} {side} of the image", f"in the {edge} {side} corner",
+                           f"at the {edge} {side} of the image")
+    for vertical, edge in (("upper", "top"), ("lower", "bottom")) for side in ("left", "right")
 }
 _NOUNS = {"vehicle": ("vehicle", "car"), "storage tank": ("storage tank", "tank", "oil tank"),
           "building": ("building", "house"), "pool": ("pool", "swimming pool")}
@@ -158,10 +155,8 @@ class _Layout:
                 return False
         return True
 
-    def place(
-        self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9),
-        accept: Callable[[SceneObject], bool] | None = None,
-    ) -> bool:
+    def place(self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9),
+              accept: Callable[[SceneObject], bool] | None = None) -> bool:
         x_low, x_high = max(x_range[0], obj.half_w + 1), min(x_range[1], self.n - obj.half_w - 1)
         y_low, y_high = max(y_range[0], obj.half_h + 1), min(y_range[1], self.n - obj.half_h - 1)
         if x_low > x_high or y_low > y_high:
@@ -612,10 +607,8 @@ class SyntheticSceneStream(torch.utils.data.Dataset):
         return _sample(self.seed, int(index), self.image_size, self.version)
 
 
-def write_refsegrs_layout(
-    out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0,
-    version: int = DATA_VERSION,
-) -> Path:
+def write_refsegrs_layout(out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0,
+                          version: int = DATA_VERSION) -> Path:
     """Writes scenes in the RefSegRS layout (TIFF images, 0/255 TIFF masks, phrase files) that `load_refsegrs`
     reads back exactly. Ids count up from 0 across ``splits`` in train/val/test order; id ``k`` is scene
     ``(seed, k)``. Splits not given get an empty phrase file. Returns ``out_dir``."""

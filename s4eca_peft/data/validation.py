@@ -9,7 +9,7 @@ from typing import Any
 
 SPLITS = ("train", "val", "test")
 
-# Problem kinds, in the order reports list them.
+# problem kinds, in the order reports list them
 MISSING_IMAGE = "missing_image"
 MISSING_MASK = "missing_mask"
 MISSING_ANNOTATION = "missing_annotation"
@@ -64,12 +64,9 @@ class Problem:
 
 @dataclass
 class ValidationReport:
-    """Outcome of validating one split: samples kept, samples skipped and the problems, grouped by kind.
-
-    ``problems`` maps each kind in `PROBLEM_KINDS` that occurred to its list of `Problem` records.
-    ``num_skipped`` counts samples (one per expression), which can exceed the number of problems when a
-    skipped record carries several expressions.
-    """
+    """Outcome of validating one split: samples kept, samples skipped (one per expression, so a skipped ref with
+    several expressions counts several) and ``problems``: each kind of `PROBLEM_KINDS` that occurred -> its `Problem`
+    records."""
 
     dataset: str
     split: str
@@ -93,15 +90,9 @@ class ValidationReport:
 
     def summary(self, max_ids: int = 5) -> str:
         """One line: the count per kind and the first ``max_ids`` record ids of each."""
-        head = self._head()
-        if self.ok:
-            return head + "; no problems."
-        parts = []
-        for kind, count in self.counts().items():
-            ids = [problem.record_id for problem in self.problems[kind][:max_ids]]
-            more = ", ..." if count > max_ids else ""
-            parts.append(f"{kind}: {count} ({', '.join(ids)}{more})")
-        return f"{head}; " + "; ".join(parts)
+        parts = [f"{kind}: {count} ({', '.join(problem.record_id for problem in self.problems[kind][:max_ids])}"
+                 f"{', ...' if count > max_ids else ''})" for kind, count in self.counts().items()]
+        return "; ".join([self._head(), *parts]) if parts else self._head() + "; no problems."
 
     def details(self, max_per_kind: int = 20) -> str:
         """Several lines: each kind with up to ``max_per_kind`` problems and their reasons."""
