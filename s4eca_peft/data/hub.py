@@ -127,15 +127,12 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
-Scan = Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]]
-"""A dataset folder's scanner (`scan_rrsisd`, `scan_refsegrs`): folder, splits -> records and report per split."""
-
-
-def read_dataset_split(dataset: str, name: str, scan: Scan, root: str | os.PathLike, split: str, strict: bool,
-                       revision: str | None, cache_dir: str | os.PathLike | None, token: Any) -> datasets.Dataset:
+def read_dataset_split(dataset: str, name: str, scan: Callable[..., dict], root: str | os.PathLike, split: str,
+                       strict: bool, revision: str | None, cache_dir: str | os.PathLike | None,
+                       token: Any) -> datasets.Dataset:
     """What `load_refsegrs` and `load_rrsisd` share: find the folder (`dataset_folder`), read a prepared dataset
-    back, or ``scan`` the folder; then warn about (or, ``strict``, raise on) the records skipped. ``name`` is the
-    dataset's name in reports (``RefSegRS``)."""
+    back, or ``scan`` the folder (`scan_rrsisd`, `scan_refsegrs`); then warn about (or, ``strict``, raise on) the
+    records skipped. ``name`` is the dataset's name in reports (``RefSegRS``)."""
     folder = dataset_folder(root, revision, cache_dir, token)
     if (folder / MANIFEST).is_file():
         table, report = read_prepared_split(folder, dataset, split, name, cache_dir)
@@ -174,7 +171,8 @@ def read_prepared_split(folder: Path, dataset: str, split: str, name: str,
     report.num_samples = len(keep)
     if not files:
         return records_to_dataset([]), report
-    table = datasets.Dataset.from_parquet([str(folder / f) for f in files], cache_dir=str(cache_dir) if cache_dir else None)
+    cache = str(cache_dir) if cache_dir else None
+    table = datasets.Dataset.from_parquet([str(folder / name) for name in files], cache_dir=cache)
     if SPLIT_COLUMN in table.column_names:
         table = table.remove_columns(SPLIT_COLUMN)
     if len(keep) != len(table):
@@ -267,7 +265,8 @@ def push_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], da
     with tempfile.TemporaryDirectory(prefix="s4eca-prepared-") as staging:
         written = write_prepared_dataset(records_per_split, dataset, staging)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name)) for name in written]
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name))
+                      for name in written]
         commit = api.create_commit(repo_id, operations, repo_type="dataset",
                                    commit_message=f"Prepared {dataset} (s4eca-prepare-data)")
     return commit.commit_url

@@ -12,7 +12,7 @@ from .collate import ReferringCollator
 from .refsegrs import load_refsegrs
 from .rrsisd import load_rrsisd
 from .synthetic import DATA_VERSION, SyntheticSceneStream, make_synthetic_dataset
-from .transforms import PhotometricJitter, TrainTransform
+from .transforms import TrainTransform
 
 SYNTHETIC_SPLIT_SEEDS = {"val": 1_000_003, "test": 2_000_003}
 """Fixed seeds of the synthetic val/test scenes, so every run is scored on the same scenes."""
@@ -106,11 +106,8 @@ def build_datasets(data: Any, seed: int) -> dict[str, Any]:
 def train_transform(augment: str, seed: int) -> TrainTransform | None:
     if augment == "none":
         return None
-    return TrainTransform(
-        flip_prob=0.5 if augment in ("flip", "all") else 0.0,
-        jitter=PhotometricJitter() if augment in ("jitter", "all") else None,
-        seed=seed,
-    )
+    return TrainTransform(flip_prob=0.5 if augment in ("flip", "all") else 0.0, jitter=augment in ("jitter", "all"),
+                          seed=seed)
 
 
 def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: int = 0,

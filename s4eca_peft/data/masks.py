@@ -72,7 +72,8 @@ def check_polygons(polygons: list[list[float]], height: int, width: int) -> None
     for number, polygon in enumerate(polygons):
         xs, ys = np.asarray(polygon[0::2]), np.asarray(polygon[1::2])
         if len(xs) != len(ys):
-            raise ValueError(f"polygon {number} has an odd number of coordinates ({len(polygon)}); expected x, y pairs")
+            raise ValueError(f"polygon {number} has an odd number of coordinates ({len(polygon)}); expected x, y "
+                             "pairs")
         if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
             raise ValueError(f"polygon {number} has a NaN or infinite coordinate")
         for axis, values, side in (("x", xs, width), ("y", ys, height)):
@@ -116,7 +117,8 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
             rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
             mask_utils.area(rle)  # raises on corrupt counts
         else:
-            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got {brief(counts)}")
+            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got "
+                             f"{brief(counts)}")
     else:
         raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segmentation).__name__}")
     counts = rle["counts"]

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any record is invalid")
     parser.add_argument("--push_to_hub", "--push-to-hub", metavar="REPO", default=None,
                         help="publish the valid records of every split as parquet to this Hub dataset repo (not with "
-                        "--strict when problems were found); the loaders read it back with load_<dataset>(REPO, split)")
+                        "--strict when problems were found); the loaders read it back with "
+                        "load_<dataset>(REPO, split)")
     parser.add_argument("--hub_private", "--hub-private", action="store_true", help="create the Hub repo as private")
     return parser
 

@@ -70,7 +70,8 @@ def check_mask(rle: Any, height: int, width: int, name: str = "mask") -> None:
     ``H * W`` pixels (checked before anything decodes it), of the image's ``height`` x ``width``, with at least one
     foreground pixel."""
     if not isinstance(rle, dict):
-        raise InvalidRecord(MALFORMED_RECORD, f"{name}: expected an RLE dict with 'size' and 'counts', got {brief(rle)}")
+        raise InvalidRecord(MALFORMED_RECORD, f"{name}: expected an RLE dict with 'size' and 'counts', got "
+                                              f"{brief(rle)}")
     try:
         rle = segmentation_to_rle(rle, height, width)  # compressed: {"size": [H, W], "counts": str}
         runs = rle_runs(rle["counts"])

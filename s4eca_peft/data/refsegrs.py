@@ -88,8 +88,9 @@ def scan_refsegrs(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
         phrases = root / f"output_phrase_{split}.txt"
         records, seen = [], set()
         for record_id, sample_id, expression in _read_lines(phrases, report):
+            where = f"{phrases.name} {record_id}"
             try:
-                records.append(_record(root, f"{phrases.name} {record_id}", sample_id, expression, seen, decode_images))
+                records.append(_record(root, where, sample_id, expression, seen, decode_images))
             except InvalidRecord as error:
                 report.add(error.kind, sample_id, error.detail)
         report.num_samples = len(records)

@@ -39,24 +39,14 @@ def _is_id(value: Any) -> bool:
 
 def _sentence_text(sentence: Any) -> str | None:
     """The ``raw`` text of a refcoco sentence (``sent`` if ``raw`` is empty), whitespace-normalised, or None."""
-    if not isinstance(sentence, dict):
-        return None
-    for key in ("raw", "sent"):
-        text = sentence.get(key)
-        if isinstance(text, str) and text.strip():
-            return " ".join(text.split())
-    return None
+    texts = [sentence.get("raw"), sentence.get("sent")] if isinstance(sentence, dict) else []
+    return next((" ".join(text.split()) for text in texts if isinstance(text, str) and text.strip()), None)
 
 
 def _index(entries: list[Any]) -> tuple[dict[Any, dict[str, Any]], Counter]:
     """The entries of an ``instances.json`` list by id (the first of each id), and how often each id occurs."""
-    index: dict[Any, dict[str, Any]] = {}
-    counts: Counter = Counter()
-    for entry in entries:
-        if isinstance(entry, dict) and _is_id(entry.get("id")):
-            index.setdefault(entry["id"], entry)
-            counts[entry["id"]] += 1
-    return index, counts
+    valid = [entry for entry in entries if isinstance(entry, dict) and _is_id(entry.get("id"))]
+    return {entry["id"]: entry for entry in reversed(valid)}, Counter(entry["id"] for entry in valid)
 
 
 class _Scanner:
@@ -116,8 +106,9 @@ class _Scanner:
         ann_id = ref["ann_id"]
         annotation = self._unique("annotation", ann_id)
         if annotation.get("image_id") != ref["image_id"]:
-            raise InvalidRecord(MALFORMED_RECORD, f"annotation {ann_id!r} belongs to image "
-                                                  f"{brief(annotation.get('image_id'))}, the ref to {ref['image_id']!r}")
+            owner = brief(annotation.get("image_id"))
+            raise InvalidRecord(MALFORMED_RECORD, f"annotation {ann_id!r} belongs to image {owner}, the ref to "
+                                                  f"{ref['image_id']!r}")
         try:
             rle = segmentation_to_rle(annotation.get("segmentation"), height, width)
         except Exception as error:  # pycocotools raises several types on corrupt input
@@ -129,7 +120,8 @@ class _Scanner:
     def scan_ref(self, ref: dict[str, Any], report: ValidationReport, index: int) -> list[dict[str, Any]]:
         sentences = ref.get("sentences")
         n = len(sentences) if isinstance(sentences, list) else 1
-        if not all(_is_id(ref.get(key)) for key in ("ref_id", "ann_id", "image_id")) or not isinstance(sentences, list):
+        ids_ok = all(_is_id(ref.get(key)) for key in ("ref_id", "ann_id", "image_id"))
+        if not ids_ok or not isinstance(sentences, list):
             detail = "needs ref_id, ann_id, image_id (int or str) and a 'sentences' list"
             report.add(MALFORMED_RECORD, f"refs[{index}]", detail, n)
             return []
@@ -192,13 +184,12 @@ def scan_rrsisd(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
     results = {split: ([], ValidationReport(DATASET_NAME, split)) for split in splits}
     for index, ref in enumerate(refs):
         split = ref.get("split") if isinstance(ref, dict) else None
-        if split in SPLITS:
-            if split in results:
-                records, report = results[split]
-                records.extend(scanner.scan_ref(ref, report, index))
-            continue
-        for _, report in results.values():
-            report.add(MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}")
+        if split not in SPLITS:
+            for _, report in results.values():
+                report.add(MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}")
+        elif split in results:
+            records, report = results[split]
+            records.extend(scanner.scan_ref(ref, report, index))
     for records, report in results.values():
         report.num_samples = len(records)
     return results

@@ -49,10 +49,8 @@ def _allowed_constructors(source: str) -> dict[str, Any]:
 
     def make_collection(kind: type) -> Any:
         def build(*args: Any) -> set | frozenset:
-            if not args:
-                return kind()
-            if len(args) == 1 and isinstance(args[0], (list, tuple)):
-                return kind(args[0])
+            if not args or (len(args) == 1 and isinstance(args[0], (list, tuple))):
+                return kind(*args)
             raise _refuse(source, f"{kind.__name__}({', '.join(type(a).__name__ for a in args)})")
 
         return build

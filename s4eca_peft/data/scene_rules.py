@@ -111,18 +111,9 @@ def _road(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
     return None
 
 
-_CHECKS = {
-    "colour": _attributes,
-    "size": _attributes,
-    "attributes": _attributes,
-    "comparison": _comparison,
-    "position": _position,
-    "colour+position": _position,
-    "road": _road,
-    "anchor": _anchor,
-    "ordinal": _ordinal,
-    "image-position": _image_position,
-}
+_CHECKS = {"colour": _attributes, "size": _attributes, "attributes": _attributes, "comparison": _comparison,
+           "position": _position, "colour+position": _position, "road": _road, "anchor": _anchor,
+           "ordinal": _ordinal, "image-position": _image_position}
 
 
 def ambiguity(scene: SyntheticScene) -> str | None:

@@ -201,8 +201,8 @@ def _add_distractors(layout: _Layout, rng: np.random.Generator, exclude: Sequenc
     """``low`` to three objects of the categories not in ``exclude``; False when one did not fit."""
     for _ in range(int(rng.integers(low, 4))):
         other = _pick(rng, [c for c in CATEGORIES if c not in exclude])
-        obj = _make_object(rng, other, _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large")), n=layout.n)
-        if not layout.place(obj):
+        colour, size = _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large"))
+        if not layout.place(_make_object(rng, other, colour, size, n=layout.n)):
             return False
     return True
 
@@ -351,8 +351,8 @@ def _ordinal_layout(rng: np.random.Generator, n: int, category: str, noun: str) 
     rank = int(rng.integers(2, 4))
     layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
     coordinate = (lambda obj: obj.cx) if axis == "x" else (lambda obj: obj.cy)
-    spaced = lambda obj: all(  # noqa: E731
-        abs(coordinate(obj) - coordinate(other)) >= ORDINAL_GAP * n for other in layout.objects if other.category == category)
+    spaced = lambda obj: all(abs(coordinate(obj) - coordinate(other)) >= ORDINAL_GAP * n  # noqa: E731
+                             for other in layout.objects if other.category == category)
     placed = _place_peers(layout, rng, category, _peers(rng, category, count), accept=spaced)
     if not placed or not _add_distractors(layout, rng, (category,)):
         return None
@@ -444,11 +444,8 @@ def _attributes_layout(rng: np.random.Generator, n: int, category: str, noun: st
 
 
 _RELATIONAL_LAYOUTS: dict[str, Callable[..., Sampled | None]] = {
-    "anchor": _anchor_layout,
-    "ordinal": _ordinal_layout,
-    "comparison": _comparison_layout,
-    "image-position": _image_position_layout,
-    "attributes": _attributes_layout,
+    "anchor": _anchor_layout, "ordinal": _ordinal_layout, "comparison": _comparison_layout,
+    "image-position": _image_position_layout, "attributes": _attributes_layout,
 }
 
 
@@ -624,7 +621,8 @@ def write_refsegrs_layout(out_dir: str | os.PathLike, splits: Mapping[str, int],
         for _ in range(int(splits.get(split, 0))):
             sample = _sample(seed, next_id, image_size, version)
             sample["image"].save(out / "images" / f"{next_id}.tif", format="TIFF")
-            Image.fromarray(sample["mask"].astype(np.uint8) * 255).save(out / "masks" / f"{next_id}.tif", format="TIFF")
+            mask = Image.fromarray(sample["mask"].astype(np.uint8) * 255)
+            mask.save(out / "masks" / f"{next_id}.tif", format="TIFF")
             lines.append(f"{next_id} {sample['expression']}\n")
             next_id += 1
         (out / f"output_phrase_{split}.txt").write_text("".join(lines), encoding="utf-8")

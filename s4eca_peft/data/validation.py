@@ -39,7 +39,7 @@ class DataValidationWarning(UserWarning):
 
 
 class InvalidRecord(Exception):
-    """Raised by a record check: the record is skipped and reported as ``kind`` (of `PROBLEM_KINDS`) with ``detail``."""
+    """Raised by a record check: the record is skipped, reported as ``kind`` (of `PROBLEM_KINDS`) with ``detail``."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(kind, detail)
