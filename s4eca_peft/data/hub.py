@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import zipfile
@@ -105,20 +104,17 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     except (zipfile.BadZipFile, OSError) as error:
         raise ValueError(f"{str(archive)!r} is not a readable zip archive: {error}") from error
     with handle, private_folder(target, prefix=f".tmp-{target.name}-") as staging:
-        members = [(info, _member_parts(archive, info)) for info in handle.infolist()]
-        for info, parts in members:
-            destination = staging.joinpath(*parts)
-            if info.is_dir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with handle.open(info) as source, open(destination, "xb") as output:
-                    shutil.copyfileobj(source, output)
-            except FileExistsError as error:
-                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.") from error
-            except zipfile.BadZipFile as error:
-                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} is damaged: {error}") from error
+        seen: set[tuple[str, ...]] = set()
+        for info in handle.infolist():
+            parts = _member_parts(archive, info)
+            if parts in seen:
+                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.")
+            seen.add(parts)
+        try:
+            handle.extractall(staging)  # every name checked above, so each lands where it says
+        except (zipfile.BadZipFile, OSError) as error:
+            detail = f"{str(archive)!r} cannot be unpacked (a damaged entry or clashing names): {error}"
+            raise ValueError(detail) from error
         try:
             os.rename(staging, target)
         except OSError:
@@ -155,10 +151,8 @@ def read_prepared_split(folder: Path, dataset: str, split: str, name: str,
         manifest = parse_json(manifest_file.read_bytes(), str(manifest_file))
         recorded, files = manifest["dataset"], list(manifest["splits"][split]["files"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{str(manifest_file)!r} is not a prepared-dataset manifest with split {split!r} "
-            f'(expected {{"dataset": ..., "splits": {{"{split}": {{"files": [...]}}}}}}): {error!r}'
-        ) from error
+        raise ValueError(f"{str(manifest_file)!r} is not a prepared-dataset manifest with split {split!r} (expected "
+                         f'{{"dataset": ..., "splits": {{"{split}": {{"files": [...]}}}}}}): {error!r}') from error
     if recorded != dataset:
         raise ValueError(f"{str(folder)!r} holds a prepared {recorded!r} dataset, not {dataset!r}.")
     outside = [name for name in files if not isinstance(name, str) or relative_parts(name) is None]

@@ -21,12 +21,9 @@ STREAM_LENGTH = 2**31 - 1
 
 class KeyedTrainingSet(Dataset):
     """Training view of a dataset: the sampler's key ``k`` reads sample ``k % len(base)`` and augments it with a
-    generator seeded by ``(seed, k)``.
-
-    Augmentation thus depends only on what is sampled, never on worker processes or call order, so a resumed
-    run draws exactly the batches an uninterrupted run would. Without a transform and read by index, it is the
-    evaluation view (optionally with every expression replaced, for a control run).
-    """
+    generator seeded by ``(seed, k)``, never by worker or call order, so a resumed run draws exactly the batches an
+    uninterrupted run would. Without a transform it is the evaluation view (every expression optionally replaced by
+    ``constant_expression``, for a control run)."""
 
     def __init__(self, base: Any, transform: TrainTransform | None, seed: int, constant_expression: str | None = None):
         self.base, self.transform, self.seed, self.constant_expression = base, transform, seed, constant_expression
@@ -44,11 +41,9 @@ class KeyedTrainingSet(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """Keys fixed by ``(seed, epoch)`` alone; set ``sampler.epoch`` before iterating.
-
-    Epoch ``e`` yields ``e * n + j`` for ``j`` in order (``fresh``: the synthetic stream, new scenes every epoch)
-    or in a permutation drawn from ``(seed, e)``; `KeyedTrainingSet` reads sample ``j`` for the key.
-    """
+    """Keys fixed by ``(seed, epoch)`` alone (set ``sampler.epoch`` before iterating): epoch ``e`` yields
+    ``e * n + j`` for ``j`` in order (``fresh``: the synthetic stream, new scenes every epoch) or in a permutation
+    drawn from ``(seed, e)``; `KeyedTrainingSet` reads sample ``j`` for the key."""
 
     def __init__(self, num_samples: int, seed: int, fresh: bool = False) -> None:
         if num_samples <= 0:

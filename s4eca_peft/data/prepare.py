@@ -11,7 +11,6 @@ from .refsegrs import LAYOUT as REFSEGRS_LAYOUT
 from .refsegrs import scan_refsegrs
 from .rrsisd import LAYOUT as RRSISD_LAYOUT
 from .rrsisd import scan_rrsisd
-from .validation import SPLITS
 
 PUBLISHED_SPLIT_SIZES = {
     "rrsisd": {"train": 12181, "val": 1740, "test": 3481},
@@ -44,15 +43,12 @@ def prepare_data_main(argv: Sequence[str] | None = None) -> int:
     `UnsafePickleError`, ValueError) naming the file; the command turns it into one line and exit status 2."""
     args = build_parser().parse_args(argv)
     scanned = _SCANNERS[args.dataset](args.data_dir, decode_images=True)
-    reports = {split: report for split, (_, report) in scanned.items()}
     published = PUBLISHED_SPLIT_SIZES[args.dataset]
-    name = next(iter(reports.values())).dataset
-    print(f"{name} at {args.data_dir}")
+    print(f"{scanned['train'][1].dataset} at {args.data_dir}")
     print(f"{'split':<8}{'samples':>10}{'published':>12}{'skipped':>10}")
-    for split in SPLITS:
-        report = reports[split]
+    for split, (_, report) in scanned.items():  # train, val, test
         print(f"{split:<8}{report.num_samples:>10}{published[split]:>12}{report.num_skipped:>10}")
-    problems = [report for report in reports.values() if not report.ok]
+    problems = [report for _, report in scanned.values() if not report.ok]
     if problems:
         print("Problems (these records are skipped when loading; strict=True raises):")
         for report in problems:

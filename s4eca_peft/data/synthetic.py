@@ -120,12 +120,8 @@ def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
 def _make_object(rng: np.random.Generator, category: str, colour: str, size: str, n: int) -> SceneObject:
     low, high = _SIZES[category][size]
     length = rng.uniform(low, high) * n
-    if category == "storage tank":
-        width = length
-    elif category == "vehicle":
-        width = 0.45 * length
-    else:
-        width = length / rng.uniform(1.0, 1.8)
+    width = (length if category == "storage tank" else 0.45 * length if category == "vehicle"
+             else length / rng.uniform(1.0, 1.8))
     if rng.random() < 0.5:
         length, width = width, length
     return SceneObject(category, colour, size, half_w=length / 2, half_h=width / 2)
@@ -581,12 +577,9 @@ def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 
 
 
 class SyntheticSceneStream(torch.utils.data.Dataset):
-    """Map-style dataset of ``length`` fresh scenes: item ``i`` is drawn from ``(seed, i)``.
-
-    Reproducible with any number of workers. Indices are already random scenes, so read it in order
-    (``shuffle=False``); use a different ``seed`` for evaluation data. Items are dicts with the loaders' columns
-    (``image`` a PIL image, ``mask`` an ``(H, W)`` boolean array) and ``family``.
-    """
+    """Map-style dataset of ``length`` fresh scenes, item ``i`` drawn from ``(seed, i)``: reproducible with any
+    number of workers, already random, so read it in order (``shuffle=False``); evaluate on another ``seed``. Items
+    are dicts with the loaders' columns (``image`` PIL, ``mask`` an ``(H, W)`` boolean array) and ``family``."""
 
     def __init__(self, image_size: int = 128, seed: int = 0, length: int = 1_000_000,
                  version: int = DATA_VERSION) -> None:

@@ -1,11 +1,7 @@
-"""Seeded training augmentations that keep the expression true (resizing and normalising is the processor's job).
-
-* `horizontal_flip` mirrors image and mask and swaps left/right words in the expression (`swap_left_right`).
-* `PhotometricJitter` scales brightness, contrast and saturation; colour names stay true for moderate factors.
-
-RGB PIL images stay PIL images (uint8, fast C paths); any other image is converted by the rule of
-`s4eca_peft.modeling.image_io` to an ``(H, W, 3)`` float32 array in [0, 1]. The processor accepts both. Masks are
-``(H, W)`` arrays.
+"""Seeded training augmentations that keep the expression true: `horizontal_flip` (which swaps left/right words)
+and `PhotometricJitter` (colour names stay true for moderate factors). Resizing and normalising is the processor's
+job. RGB PIL images stay PIL images (uint8, fast C paths); any other image becomes an ``(H, W, 3)`` float32 array in
+[0, 1] by the rule of `s4eca_peft.modeling.image_io`. Masks are ``(H, W)`` arrays.
 """
 
 from __future__ import annotations
@@ -59,11 +55,9 @@ def horizontal_flip(image: AugmentImage, mask: Any, expression: str) -> tuple[Au
 
 @dataclass
 class PhotometricJitter:
-    """Random brightness, contrast and saturation factors drawn from ``[1 - x, 1 + x]`` (0 turns one off).
-
-    Brightness scales, saturation blends each pixel with its grey (ITU-R 601 luma), contrast blends with the
-    image's mean grey. The three compose into one affine colour map, applied in a single pass and clipped once.
-    """
+    """Random brightness, contrast and saturation factors from ``[1 - x, 1 + x]`` (0 turns one off): brightness
+    scales, saturation blends each pixel with its grey (ITU-R 601 luma), contrast with the image's mean grey; the
+    three compose into one affine colour map, applied in one pass and clipped once."""
 
     brightness: float = 0.2
     contrast: float = 0.2
