@@ -1,8 +1,6 @@
-"""Datasets for referring remote sensing segmentation: RRSIS-D, RefSegRS and synthetic scenes.
-
-Every loader returns a `datasets.Dataset` with the columns ``image`` (decoded on access), ``mask`` (an
-``(H, W)`` boolean array on access), ``expression``, ``image_id``, ``sample_id`` and ``category``.
-"""
+"""Datasets for referring remote sensing segmentation: RRSIS-D, RefSegRS and synthetic scenes. Every loader returns a
+`datasets.Dataset` with the columns ``image`` (decoded on access), ``mask`` (an ``(H, W)`` boolean array on access),
+``expression``, ``image_id``, ``sample_id`` and ``category``."""
 
 from .collate import ReferringCollator
 from .masks import decode_rle, encode_mask, read_mask_file, segmentation_to_rle

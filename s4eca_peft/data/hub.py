@@ -1,6 +1,5 @@
-"""Datasets on the Hugging Face Hub: a dataset repo holding the official zip (unpacked once per commit into the
-Hub cache), or a prepared dataset in parquet written by `push_prepared_dataset`; rows are validated as a folder's
-records are (docs/data.md).
+"""Datasets on the Hugging Face Hub (docs/data.md): a dataset repo holding the official zip (unpacked once per commit
+into the Hub cache), or a prepared dataset in parquet written by `push_prepared_dataset`, its rows validated again.
 """
 
 from __future__ import annotations

@@ -107,23 +107,18 @@ def train_transform(augment: str, seed: int) -> TrainTransform | None:
 
 def eval_dataloader(dataset: Any, processor: Any, batch_size: int, num_workers: int = 0,
                     constant_expression: str | None = None) -> DataLoader:
-    return DataLoader(
-        KeyedTrainingSet(dataset, None, 0, constant_expression), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers, collate_fn=ReferringCollator(processor),
-    )
+    return DataLoader(KeyedTrainingSet(dataset, None, 0, constant_expression), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers, collate_fn=ReferringCollator(processor))
 
 
 def build_dataloaders(data: Any, training: Any, datasets: dict[str, Any], processor: Any,
                       sampler: EpochSampler) -> tuple[DataLoader, dict[str, DataLoader]]:
     """The training dataloader (keyed augmentation, ``sampler`` order) and one evaluation dataloader per split, for
     the run's `DataArguments` ``data`` and `TrainingArguments` ``training``."""
-    train_set = KeyedTrainingSet(
-        datasets["train"], train_transform(data.augment, training.seed), training.seed, data.constant_expression
-    )
-    train = DataLoader(
-        train_set, batch_size=training.per_device_train_batch_size, sampler=sampler, drop_last=True,
-        num_workers=data.dataloader_num_workers, collate_fn=ReferringCollator(processor),
-    )
+    train_set = KeyedTrainingSet(datasets["train"], train_transform(data.augment, training.seed), training.seed,
+                                 data.constant_expression)
+    train = DataLoader(train_set, batch_size=training.per_device_train_batch_size, sampler=sampler, drop_last=True,
+                       num_workers=data.dataloader_num_workers, collate_fn=ReferringCollator(processor))
     evaluation = {
         split: eval_dataloader(dataset, processor, training.per_device_eval_batch_size, data.dataloader_num_workers,
                                data.constant_expression)

@@ -89,12 +89,9 @@ def check_polygons(polygons: list[list[float]], height: int, width: int) -> None
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
-    """A COCO ``segmentation`` -> compressed RLE.
-
-    Accepts polygons (a list of ``[x1, y1, x2, y2, ...]`` lists, rasterised at ``height`` x ``width``; parts
-    with fewer than three points have no area and are ignored), uncompressed RLE (``counts`` a list) and
-    compressed RLE (``counts`` a string). Raises ValueError describing what is wrong otherwise.
-    """
+    """A COCO ``segmentation`` -> compressed RLE: polygons (``[x1, y1, x2, y2, ...]`` lists rasterised at ``height``
+    x ``width``; parts under three points have no area and are ignored), uncompressed RLE (``counts`` a list) or
+    compressed RLE (``counts`` a string). Raises ValueError describing what is wrong otherwise."""
     if isinstance(segmentation, list):
         polygons = [segmentation] if _is_number_list(segmentation) else segmentation
         if not all(_is_number_list(polygon) for polygon in polygons):

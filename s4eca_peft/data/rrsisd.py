@@ -163,13 +163,10 @@ class _Scanner:
 
 def scan_rrsisd(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
                 decode_images: bool = False) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
-    """Valid records and the validation report of each split; ``decode_images`` decodes every image in full (slow)
-    so that truncated files are reported too, not only those whose header is unreadable.
-
-    Raises FileNotFoundError naming a missing file of the layout, ValueError for an unreadable ``refs(unc).p``
-    or ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers.
-    A ref whose split is not one of train/val/test is reported in every requested split.
-    """
+    """Valid records and the validation report of each split (a ref whose split is none of train/val/test is reported
+    in each); ``decode_images`` decodes every image in full (slow) so that truncated files are reported too. Raises
+    FileNotFoundError naming a missing file of the layout, ValueError for an unreadable ``refs(unc).p`` or
+    ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers."""
     splits = [check_split(split) for split in splits]
     root = Path(root)
     paths = {"refs": root / "rrsisd" / "refs(unc).p", "instances": root / "rrsisd" / "instances.json",

@@ -1,9 +1,5 @@
-"""Which objects of a synthetic scene its expression's rule picks out, read from the layout alone.
-
-`ambiguity` is the check every generated scene passes: the rule (``SyntheticScene.rule``) holds for the target and
-for no other object of its category, every other object of the category is clearly on the other side of the rule's
-boundary (positions by a margin), and at least one other object shares the target's category. It uses the scene's
-objects and roads, never the generator's internals, so it checks the generator rather than repeating it.
+"""`ambiguity`: whether a synthetic scene's expression picks out its target alone, read from the layout (objects and
+roads) only, never the generator's internals, so it checks the generator rather than repeating it.
 """
 
 from __future__ import annotations
@@ -117,8 +113,9 @@ _CHECKS = {"colour": _attributes, "size": _attributes, "attributes": _attributes
 
 
 def ambiguity(scene: SyntheticScene) -> str | None:
-    """``None`` when the scene's expression picks out its target alone (and another object shares the target's
-    category), else what is wrong, in words. ``scene`` comes from `generate_scene_with_layout`."""
+    """``None`` when the scene's rule holds for its target and no other object of its category, every other one
+    clearly on the other side of the rule's boundary (positions by a margin), and another object shares the target's
+    category; else what is wrong, in words. ``scene`` comes from `generate_scene_with_layout`."""
     if scene.family not in _CHECKS:
         raise ValueError(f"Unknown expression family {scene.family!r}; expected one of {sorted(_CHECKS)}.")
     if len(_peers(scene)) < 2:

@@ -501,10 +501,7 @@ def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> t
         index = (band, slice(None)) if axis == "h" else (slice(None), band)
         canvas[index] = 105.0 + 0.4 * noise[index]
         dashes = (np.arange(n) % max(4, round(0.08 * n))) < max(2, round(0.04 * n))
-        if axis == "h":
-            canvas[line, dashes] = 225.0
-        else:
-            canvas[dashes, line] = 225.0
+        canvas[(line, dashes) if axis == "h" else (dashes, line)] = 225.0
     for _ in range(int(rng.integers(0, 7))):  # trees: clutter under the objects, never in the mask
         radius = rng.uniform(0.015, 0.035) * n
         tree = SceneObject("storage tank", "green", "small", radius, radius, rng.uniform(0, n), rng.uniform(0, n))
