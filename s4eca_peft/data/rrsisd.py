@@ -61,7 +61,6 @@ class _Scanner:
         categories, _ = _index(data.get("categories") or [])
         self.category_names = {key: c["name"] for key, c in categories.items() if isinstance(c.get("name"), str)}
         self.images, self.decode_images = paths["images"], decode_images
-        self.sizes: dict[Path, tuple[int, int] | InvalidRecord] = {}  # refs may share an image: read it once
         self.seen_refs: set[Any] = set()
         self.seen_samples: set[str] = set()
 
@@ -88,14 +87,7 @@ class _Scanner:
         path = self.images / relative
         if not path.is_file():
             raise InvalidRecord(MISSING_IMAGE, f"no image file {path}")
-        if path not in self.sizes:
-            try:
-                self.sizes[path] = image_size(path, f"image {path}", self.decode_images)
-            except InvalidRecord as error:
-                self.sizes[path] = error
-        size = self.sizes[path]
-        if isinstance(size, InvalidRecord):
-            raise size
+        size = image_size(path, f"image {path}", self.decode_images)
         if size != (height, width):
             raise InvalidRecord(WRONG_MASK_SIZE, f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says "
                                                  f"{height}x{width}")

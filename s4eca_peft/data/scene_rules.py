@@ -33,17 +33,17 @@ def _anchor(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
     if rule["relation"] == "next to":
         distances = sorted(math.hypot(o.cx - anchor.cx, o.cy - anchor.cy) for o in peers if o is not target)
         closest = math.hypot(target.cx - anchor.cx, target.cy - anchor.cy)
-        if distances and distances[0] < max(1.5 * closest, closest + _SLACK * 0.15 * n):
-            return f"another object is about as close to the anchor ({distances[0]:.1f} vs {closest:.1f} px)"
-        return None
+        if not distances or distances[0] >= max(1.5 * closest, closest + _SLACK * 0.15 * n):
+            return None
+        return f"another object is about as close to the anchor ({distances[0]:.1f} vs {closest:.1f} px)"
     axis, sign = RELATION_SIDES[rule["relation"]]
     margin = _SLACK * ANCHOR_MARGIN * n
     offsets = [sign * (_coordinate(o, axis) - _coordinate(anchor, axis)) for o in peers]
     inside = [o for o, offset in zip(peers, offsets) if offset >= margin]
     unclear = [o for o, offset in zip(peers, offsets) if -margin < offset < margin]
-    if inside != [target] or unclear:
-        return f"{len(inside)} objects are {rule['relation']} the anchor, {len(unclear)} on its boundary"
-    return None
+    if inside == [target] and not unclear:
+        return None
+    return f"{len(inside)} objects are {rule['relation']} the anchor, {len(unclear)} on its boundary"
 
 
 def _ordinal(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
@@ -53,9 +53,8 @@ def _ordinal(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
     gaps = [abs(a - b) for a, b in zip(values, values[1:])]
     if len(order) < rule["rank"] or order[rule["rank"] - 1] is not scene.objects[scene.target]:
         return f"the target is not number {rule['rank']} along {rule['axis']}"
-    if min(gaps) < _SLACK * ORDINAL_GAP * n:
-        return f"two objects are only {min(gaps):.1f} px apart along {rule['axis']}"
-    return None
+    spaced = min(gaps) >= _SLACK * ORDINAL_GAP * n
+    return None if spaced else f"two objects are only {min(gaps):.1f} px apart along {rule['axis']}"
 
 
 def _comparison(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
@@ -81,10 +80,9 @@ def _attributes(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | No
     matching = [o for o in peers if all(getattr(o, k) == v for k, v in wanted.items())]
     if matching != [scene.objects[scene.target]]:
         return f"{len(matching)} objects have {wanted}"
-    if len(wanted) == 2 and not all(any(getattr(o, k) == v for o in peers if o not in matching)
-                                    for k, v in wanted.items()):
-        return "one attribute alone already singles out the target"
-    return None
+    needed = len(wanted) < 2 or all(any(getattr(o, k) == v for o in peers if o not in matching)
+                                    for k, v in wanted.items())
+    return None if needed else "one attribute alone already singles out the target"
 
 
 def _position(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
@@ -93,18 +91,16 @@ def _position(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None
     peers = [o for o in _peers(scene) if o is not target and rule.get("colour") in (None, o.colour)]
     sign = 1 if rule["first"] else -1
     gaps = [sign * (_coordinate(o, rule["axis"]) - _coordinate(target, rule["axis"])) for o in peers]
-    if not gaps or min(gaps) < 0.08 * n - 1e-6:
-        return "the target is not the extreme one by a clear gap"
-    return None
+    clear = gaps and min(gaps) >= 0.08 * n - 1e-6
+    return None if clear else "the target is not the extreme one by a clear gap"
 
 
 def _road(scene: SyntheticScene, rule: dict[str, Any], n: int) -> str | None:
     axis, centre, _ = scene.roads[rule["road"]]
     coordinate = "y" if axis == "h" else "x"
     on_side = [o for o in _peers(scene) if (_coordinate(o, coordinate) < centre) == rule["first"]]
-    if len(scene.roads) != 1 or on_side != [scene.objects[scene.target]]:
-        return "the road does not separate the target from the others"
-    return None
+    separated = len(scene.roads) == 1 and on_side == [scene.objects[scene.target]]
+    return None if separated else "the road does not separate the target from the others"
 
 
 _CHECKS = {"colour": _attributes, "size": _attributes, "attributes": _attributes, "comparison": _comparison,

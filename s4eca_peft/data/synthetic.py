@@ -45,11 +45,9 @@ IMAGE_REGIONS = ("upper left", "upper right", "lower left", "lower right", "cent
 RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
 ANCHOR_RELATIONS = ("next to", *RELATION_SIDES)
 _ANCHOR_WORDS = {
-    "next to": ("next to", "beside", "nearest to", "closest to"),
-    "left of": ("to the left of", "left of", "on the left of"),
+    "next to": ("next to", "beside", "nearest to", "closest to"), "above": ("above", "north of"),
+    "left of": ("to the left of", "left of", "on the left of"), "below": ("below", "south of", "under"),
     "right of": ("to the right of", "right of", "on the right of"),
-    "above": ("above", "north of"),
-    "below": ("below", "south of", "under"),
 }
 _ORDINALS = {2: "second", 3: "third"}
 _REGION_WORDS = {"centre": ("in the centre of the image", "in the middle of the image")} | {
@@ -65,10 +63,8 @@ COLOURS = {
     "turquoise": (64, 200, 200), "orange": (235, 130, 40),
 }
 _CATEGORY_COLOURS = {
-    "vehicle": ("red", "blue", "white", "black", "yellow"),
-    "storage tank": ("white", "gray", "green", "orange"),
-    "building": ("red", "gray", "white", "brown", "blue"),
-    "pool": ("blue", "turquoise", "green"),
+    "vehicle": ("red", "blue", "white", "black", "yellow"), "storage tank": ("white", "gray", "green", "orange"),
+    "building": ("red", "gray", "white", "brown", "blue"), "pool": ("blue", "turquoise", "green"),
 }
 # long side (diameter for tanks) as a fraction of the image side; the classes never overlap
 _SIZES = {
