@@ -78,21 +78,6 @@ def relative_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
-def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
-    """The path parts of a zip entry, refusing any that could write outside the target folder or a link."""
-    name = info.filename
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is a symbolic link; links are refused.")
-    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # no type bits: a plain entry
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a plain file or folder; refused.")
-    parts = relative_parts(name)
-    if parts is None:
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, "
-                         "'..', drive or backslash); refused.")
-    return parts
-
-
 def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Unpack ``archive`` into the new folder ``target``: every entry is checked first (no absolute paths, no
     ``..``, no links, no duplicates), then written to a temporary folder beside ``target`` and moved in with one
@@ -104,10 +89,18 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
         raise ValueError(f"{str(archive)!r} is not a readable zip archive: {error}") from error
     with handle, private_folder(target, prefix=f".tmp-{target.name}-") as staging:
         seen: set[tuple[str, ...]] = set()
-        for info in handle.infolist():
-            parts = _member_parts(archive, info)
+        for info in handle.infolist():  # no entry may write outside the target folder, be a link or come twice
+            mode, parts = info.external_attr >> 16, relative_parts(info.filename)
+            entry = f"{str(archive)!r}: entry {info.filename!r}"
+            if stat.S_ISLNK(mode):
+                raise ValueError(f"{entry} is a symbolic link; links are refused.")
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # no type bits: a plain entry
+                raise ValueError(f"{entry} is not a plain file or folder; refused.")
+            if parts is None:
+                raise ValueError(f"{entry} is not a relative path inside the archive (absolute, '..', drive or "
+                                 "backslash); refused.")
             if parts in seen:
-                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.")
+                raise ValueError(f"{entry} appears twice; refused.")
             seen.add(parts)
         try:
             handle.extractall(staging)  # every name checked above, so each lands where it says

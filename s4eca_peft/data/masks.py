@@ -118,9 +118,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
                              f"{brief(counts)}")
     else:
         raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segmentation).__name__}")
-    counts = rle["counts"]
-    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
-    return {"size": [int(v) for v in rle["size"]], "counts": counts}
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}  # pycocotools gives bytes
 
 
 def read_image_size(path: str | os.PathLike | IO[bytes], decode: bool = False) -> tuple[int, int]:

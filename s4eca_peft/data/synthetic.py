@@ -50,6 +50,8 @@ _ANCHOR_WORDS = {
     "right of": ("to the right of", "right of", "on the right of"),
 }
 _ORDINALS = {2: "second", 3: "third"}
+_ROAD_WORDS = {("h", True): ("above", "north of"), ("h", False): ("below", "south of"),
+               ("v", True): ("to the left of", "west of"), ("v", False): ("to the right of", "east of")}
 _REGION_WORDS = {"centre": ("in the centre of the image", "in the middle of the image")} | {
     f"{vertical} {side}": (f"in the {vertical} {side} of the image", f"in the {edge} {side} corner",
                            f"at the {edge} {side} of the image")
@@ -217,10 +219,8 @@ def _attribute_layout(rng: np.random.Generator, n: int, relation: str, category:
     """The five families of version 1: a rule on the target's own attributes, its extreme position or a road."""
     palette = _CATEGORY_COLOURS[category]
     road_half = rng.uniform(0.035, 0.05) * n
-    if relation == "road":
-        roads = [(_pick(rng, "hv"), rng.uniform(0.35, 0.65) * n, road_half)]
-    else:
-        roads = _scene_roads(rng, n, road_half)
+    roads = ([(_pick(rng, "hv"), rng.uniform(0.35, 0.65) * n, road_half)] if relation == "road"
+             else _scene_roads(rng, n, road_half))
     layout = _Layout(n, roads, rng)
     count = int(rng.integers(3 if relation == "colour+position" else 2, 5))
     sizes = [_pick(rng, ("small", "large")) for _ in range(count)]
@@ -270,11 +270,7 @@ def _road_rule(rng: np.random.Generator, n: int, road: tuple[str, float, float],
     for i in range(count):
         span = target_range if i == 0 else rest_range
         ranges[i] = ((0.0, 1e9), span) if axis == "h" else (span, (0.0, 1e9))
-    if axis == "h":
-        where = _pick(rng, ("above", "north of")) if first else _pick(rng, ("below", "south of"))
-    else:
-        where = _pick(rng, ("to the left of", "west of")) if first else _pick(rng, ("to the right of", "east of"))
-    return f"the {noun} {where} the road", {"road": 0, "first": first}
+    return f"the {noun} {_pick(rng, _ROAD_WORDS[axis, first])} the road", {"road": 0, "first": first}
 
 
 # -------------------------------------------------------------------- version 2: relations and orderings
