@@ -226,10 +226,8 @@ def write_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], d
 
 
 def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
-    data_files = "".join(
-        f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
-        if manifest["splits"][split]["num_samples"]
-    )
+    data_files = "".join(f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
+                         if manifest["splits"][split]["num_samples"])
     sizes = ", ".join(f"{split} {manifest['splits'][split]['num_samples']}" for split in SPLITS)
     return (
         f"---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}tags:\n- s4eca\n"

@@ -72,10 +72,8 @@ def load_split(dataset: str, split: str, data_dir: str | None = None, image_size
             return SyntheticSceneStream(image_size=image_size, seed=seed, length=STREAM_LENGTH, version=version)
         data = make_synthetic_dataset(num_samples, image_size=image_size, seed=SYNTHETIC_SPLIT_SEEDS[split],
                                       version=version)
-    elif dataset == "rrsisd":
-        data = load_rrsisd(data_dir, split, revision=revision)
-    elif dataset == "refsegrs":
-        data = load_refsegrs(data_dir, split, revision=revision)
+    elif dataset in ("rrsisd", "refsegrs"):
+        data = (load_rrsisd if dataset == "rrsisd" else load_refsegrs)(data_dir, split, revision=revision)
     else:
         raise ValueError(f"Unknown dataset {dataset!r}; expected synthetic, rrsisd or refsegrs.")
     if max_samples is not None and len(data) > max_samples:
@@ -87,14 +85,11 @@ def build_datasets(data: Any, seed: int) -> dict[str, Any]:
     """``{"train", "val", "test"}`` for the run's `DataArguments` ``data`` (test only where the dataset has one)."""
     common = dict(data_dir=data.data_dir, image_size=data.image_size, revision=data.data_revision,
                   version=data.data_version)
-    result = {
-        "train": load_split(data.dataset, "train", seed=seed, **common),
-        "val": load_split(data.dataset, "val", num_samples=data.num_val_samples, max_samples=data.max_eval_samples,
-                          **common),
-    }
+    evaluation = dict(common, max_samples=data.max_eval_samples)
+    result = {"train": load_split(data.dataset, "train", seed=seed, **common),
+              "val": load_split(data.dataset, "val", num_samples=data.num_val_samples, **evaluation)}
     if data.dataset != "synthetic" or data.num_test_samples > 0:
-        result["test"] = load_split(data.dataset, "test", num_samples=max(1, data.num_test_samples),
-                                    max_samples=data.max_eval_samples, **common)
+        result["test"] = load_split(data.dataset, "test", num_samples=max(1, data.num_test_samples), **evaluation)
     return result
 
 

@@ -45,15 +45,12 @@ def decode_masks(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 
 def records_to_dataset(records: Sequence[dict[str, Any]]) -> datasets.Dataset:
-    """Records with the `COLUMNS` keys (``mask`` as RLE) -> a `datasets.Dataset` that decodes masks on access.
-
-    The transform is a format: ``select``/``shuffle`` keep it; ``with_format``/``map`` replace it (re-apply
-    `decode_masks` with ``with_transform`` then). When every record has a `FAMILY`, the dataset has that column too.
-    """
+    """Records with the `COLUMNS` keys (``mask`` as RLE; `FAMILY` too when every record has one) -> a
+    `datasets.Dataset` that decodes masks on access: ``select``/``shuffle`` keep that transform,
+    ``with_format``/``map`` replace it (re-apply `decode_masks` with ``with_transform`` then)."""
     names = COLUMNS + ((FAMILY,) if records and all(FAMILY in record for record in records) else ())
     columns = {name: [record[name] for record in records] for name in names}
-    features = FEATURES if len(names) == len(COLUMNS) else datasets.Features(
-        {**FEATURES, FAMILY: datasets.Value("string")})
+    features = datasets.Features({**FEATURES, **{name: datasets.Value("string") for name in names[len(COLUMNS):]}})
     return datasets.Dataset.from_dict(columns, features=features).with_transform(decode_masks)
 
 

@@ -29,22 +29,19 @@ class UnsafePickleError(ValueError):
 
 
 def _refuse(source: str, what: str) -> UnsafePickleError:
-    return UnsafePickleError(
-        f"{source}: refusing to unpickle {what}; this file is untrusted input and may only hold builtin containers "
-        "and scalars (list, dict, tuple, set, str, int, float, bool, None, bytes)."
-    )
+    return UnsafePickleError(f"{source}: refusing to unpickle {what}; this file is untrusted input and may only hold "
+                             "builtin containers and scalars (list, dict, tuple, set, str, int, float, bool, None, "
+                             "bytes).")
 
 
 def _allowed_constructors(source: str) -> dict[str, Any]:
     """The callables a pickle of plain data may name, each checking its arguments before it allocates."""
 
     def make_bytearray(*args: Any) -> bytearray:
-        if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
-            return bytearray(args[0])
-        if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
-            return bytearray(args[0], args[1])
-        if not args:
-            return bytearray()
+        # protocols 0-2 write (text, encoding), 3-4 (bytes,); a size or an iterable is refused
+        if (not args or (len(args) == 1 and isinstance(args[0], (bytes, bytearray)))
+                or (len(args) == 2 and all(isinstance(a, str) for a in args))):
+            return bytearray(*args)
         raise _refuse(source, f"bytearray({', '.join(type(a).__name__ for a in args)}) (a size or an iterable)")
 
     def make_collection(kind: type) -> Any:
@@ -56,11 +53,9 @@ def _allowed_constructors(source: str) -> dict[str, Any]:
         return build
 
     def make_complex(*args: Any) -> complex:
-        numbers = all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
-        if len(args) <= 2 and numbers:
+        numbers = len(args) <= 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+        if numbers or (len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= _MAX_SCALAR_TEXT):
             return complex(*args)
-        if len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= _MAX_SCALAR_TEXT:
-            return complex(args[0])
         raise _refuse(source, f"complex({', '.join(type(a).__name__ for a in args)})")
 
     def encode(*args: Any) -> bytes:

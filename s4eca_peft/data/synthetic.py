@@ -204,10 +204,8 @@ def _add_distractors(layout: _Layout, rng: np.random.Generator, exclude: Sequenc
 def _sample_layout(rng: np.random.Generator, n: int, version: int) -> Sampled | None:
     """Roads and objects with the expression, its family and rule, and the target's index (None if they did not
     fit). Version 1 draws exactly the scenes it always drew."""
-    if version == 1:
-        family = RELATIONS[int(rng.choice(len(RELATIONS), p=_RELATION_WEIGHTS))]
-    else:
-        family = FAMILIES[int(rng.choice(len(FAMILIES), p=_FAMILY_WEIGHTS))]
+    families, weights = (RELATIONS, _RELATION_WEIGHTS) if version == 1 else (FAMILIES, _FAMILY_WEIGHTS)
+    family = families[int(rng.choice(len(families), p=weights))]
     category = _pick(rng, CATEGORIES)
     noun = _pick(rng, _NOUNS[category])
     if family in RELATIONS:

@@ -25,8 +25,7 @@ PROBLEM_KINDS = (MISSING_IMAGE, MISSING_MASK, MISSING_ANNOTATION, UNREADABLE_FIL
 
 _BRIEF = reprlib.Repr()
 _BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 60, 60
-for _name in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset"):
-    setattr(_BRIEF, _name, 4)
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = _BRIEF.maxfrozenset = 4
 
 
 def brief(value: Any) -> str:
