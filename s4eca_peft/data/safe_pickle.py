@@ -75,8 +75,7 @@ _ALLOWED_MODULES["__builtin__"] = _ALLOWED_MODULES["builtins"]  # how Python 2 p
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BufferedIOBase, source: str) -> None:
         super().__init__(file, encoding="utf-8")
-        self._source = source
-        self._constructors = _allowed_constructors(source)
+        self._source, self._constructors = source, _allowed_constructors(source)
 
     def find_class(self, module: str, name: str) -> Any:
         if name in _ALLOWED_MODULES.get(module, ()):

@@ -292,14 +292,12 @@ def _anchor_layout(rng: np.random.Generator, n: int, category: str, noun: str) -
                           _pick(rng, ("small", "large")), n)
     if not layout.place(anchor, (0.3 * n, 0.7 * n), (0.3 * n, 0.7 * n)):
         return None
-    named_colour = None
-    if rng.random() < 0.4:  # a second object of the anchor's category: the anchor phrase names the colour
-        named_colour = anchor.colour
-        others = [c for c in _CATEGORY_COLOURS[anchor_category] if c != anchor.colour]
-        if not _place_peers(layout, rng, anchor_category, [(_pick(rng, others), _pick(rng, ("small", "large")))]):
-            return None
-    elif rng.random() < 0.5:
-        named_colour = anchor.colour
+    second = rng.random() < 0.4  # a second object of the anchor's category: the anchor phrase names the colour
+    named_colour = anchor.colour if second or rng.random() < 0.5 else None
+    others = [c for c in _CATEGORY_COLOURS[anchor_category] if c != anchor.colour]
+    if second and not _place_peers(layout, rng, anchor_category,
+                                   [(_pick(rng, others), _pick(rng, ("small", "large")))]):
+        return None
     peers = _peers(rng, category, int(rng.integers(2, 5)))
     margin = ANCHOR_MARGIN * n
     if relation == "next to":

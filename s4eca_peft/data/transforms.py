@@ -45,10 +45,8 @@ def swap_left_right(expression: str) -> str:
 def horizontal_flip(image: AugmentImage, mask: Any, expression: str) -> tuple[AugmentImage, Any, str]:
     """Mirrors ``image`` (PIL or ``(H, W, C)`` array) and ``mask`` (``(H, W)``, or None) left-right and rewrites
     the expression with `swap_left_right`."""
-    if isinstance(image, Image.Image):
-        flipped = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    else:
-        flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1])
+    flipped = (image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if isinstance(image, Image.Image)
+               else np.ascontiguousarray(np.asarray(image)[:, ::-1]))
     flipped_mask = None if mask is None else np.ascontiguousarray(np.asarray(mask)[:, ::-1])
     return flipped, flipped_mask, swap_left_right(expression)
 
