@@ -1,6 +1,5 @@
-"""Datasets on the Hugging Face Hub: a dataset repo holding the official zip (unpacked once per commit into the
-Hub cache), or a prepared dataset in parquet written by `push_prepared_dataset`; rows are validated as a folder's
-records are (docs/data.md).
+"""Datasets on the Hugging Face Hub (docs/data.md): a dataset repo holding the official zip (unpacked once per commit
+into the Hub cache), or a prepared dataset in parquet written by `push_prepared_dataset`, its rows validated again.
 """
 
 from __future__ import annotations
@@ -8,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import zipfile
@@ -20,9 +18,8 @@ import datasets
 import pyarrow
 
 from ..files import hub_snapshot, is_hub_id, parse_json, private_folder, snapshot_commit, write_text_atomic
-from .records import encoded_record_problem
-from .schema import COLUMNS, FEATURES, decode_masks, records_to_dataset
-from .validation import SPLITS, ValidationReport, check_split
+from .records import COLUMNS, FEATURES, check_encoded_record, decode_masks, records_to_dataset
+from .validation import SPLITS, InvalidRecord, ValidationReport, check_split
 
 MANIFEST = "s4eca_dataset.json"
 PARQUET_DIR = "data"
@@ -35,9 +32,8 @@ FORMAT_VERSION = 2  # 1: no split column
 
 
 # ----------------------------------------------------------------------------- where a dataset is read from
-def dataset_folder(
-    root: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: Any = None
-) -> Path:
+def dataset_folder(root: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                   token: Any = None) -> Path:
     """The folder a loader reads: ``root`` itself when it is a folder (or not a Hub id: the layout check then names
     what is missing); for a Hub dataset repo id, its snapshot at ``revision`` when it holds a prepared dataset,
     else the unpacked contents of its one ``.zip``."""
@@ -82,21 +78,6 @@ def relative_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
-def _member_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
-    """The path parts of a zip entry, refusing any that could write outside the target folder or a link."""
-    name = info.filename
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is a symbolic link; links are refused.")
-    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # no type bits: a plain entry
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a plain file or folder; refused.")
-    parts = relative_parts(name)
-    if parts is None:
-        raise ValueError(f"{str(archive)!r}: entry {name!r} is not a relative path inside the archive (absolute, "
-                         "'..', drive or backslash); refused.")
-    return parts
-
-
 def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Unpack ``archive`` into the new folder ``target``: every entry is checked first (no absolute paths, no
     ``..``, no links, no duplicates), then written to a temporary folder beside ``target`` and moved in with one
@@ -107,20 +88,25 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     except (zipfile.BadZipFile, OSError) as error:
         raise ValueError(f"{str(archive)!r} is not a readable zip archive: {error}") from error
     with handle, private_folder(target, prefix=f".tmp-{target.name}-") as staging:
-        members = [(info, _member_parts(archive, info)) for info in handle.infolist()]
-        for info, parts in members:
-            destination = staging.joinpath(*parts)
-            if info.is_dir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with handle.open(info) as source, open(destination, "xb") as output:
-                    shutil.copyfileobj(source, output)
-            except FileExistsError as error:
-                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} appears twice; refused.") from error
-            except zipfile.BadZipFile as error:
-                raise ValueError(f"{str(archive)!r}: entry {info.filename!r} is damaged: {error}") from error
+        seen: set[tuple[str, ...]] = set()
+        for info in handle.infolist():  # no entry may write outside the target folder, be a link or come twice
+            mode, parts = info.external_attr >> 16, relative_parts(info.filename)
+            entry = f"{str(archive)!r}: entry {info.filename!r}"
+            if stat.S_ISLNK(mode):
+                raise ValueError(f"{entry} is a symbolic link; links are refused.")
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # no type bits: a plain entry
+                raise ValueError(f"{entry} is not a plain file or folder; refused.")
+            if parts is None:
+                raise ValueError(f"{entry} is not a relative path inside the archive (absolute, '..', drive or "
+                                 "backslash); refused.")
+            if parts in seen:
+                raise ValueError(f"{entry} appears twice; refused.")
+            seen.add(parts)
+        try:
+            handle.extractall(staging)  # every name checked above, so each lands where it says
+        except (zipfile.BadZipFile, OSError) as error:
+            detail = f"{str(archive)!r} cannot be unpacked (a damaged entry or clashing names): {error}"
+            raise ValueError(detail) from error
         try:
             os.rename(staging, target)
         except OSError:
@@ -129,45 +115,36 @@ def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
-Scan = Callable[[Path, list[str]], dict[str, tuple[list[dict[str, Any]], ValidationReport]]]
-"""A dataset folder's scanner (`scan_rrsisd`, `scan_refsegrs`): folder, splits -> records and report per split."""
-
-
-def read_dataset_split(dataset: str, name: str, scan: Scan, root: str | os.PathLike, split: str, strict: bool,
-                       revision: str | None, cache_dir: str | os.PathLike | None, token: Any) -> datasets.Dataset:
+def read_dataset_split(dataset: str, name: str, scan: Callable[..., dict], root: str | os.PathLike, split: str,
+                       strict: bool, revision: str | None, cache_dir: str | os.PathLike | None,
+                       token: Any) -> datasets.Dataset:
     """What `load_refsegrs` and `load_rrsisd` share: find the folder (`dataset_folder`), read a prepared dataset
-    back, or ``scan`` the folder; then warn about (or, ``strict``, raise on) the records skipped. ``name`` is the
-    dataset's name in reports (``RefSegRS``)."""
+    back, or ``scan`` the folder (`scan_rrsisd`, `scan_refsegrs`); then warn about (or, ``strict``, raise on) the
+    records skipped. ``name`` is the dataset's name in reports (``RefSegRS``)."""
     folder = dataset_folder(root, revision, cache_dir, token)
-    prepared = read_prepared_split(folder, dataset, split, name, cache_dir)
-    if prepared is not None:
-        table, report = prepared
-        report.finish(strict, stacklevel=4)
-        return table
-    records, report = scan(folder, [split])[split]
+    if (folder / MANIFEST).is_file():
+        table, report = read_prepared_split(folder, dataset, split, name, cache_dir)
+    else:
+        records, report = scan(folder, [split])[split]
+        table = records_to_dataset(records)
     report.finish(strict, stacklevel=4)
-    return records_to_dataset(records)
+    return table
 
 
 # ----------------------------------------------------------------------------- prepared datasets (parquet)
-def read_prepared_split(
-    folder: Path, dataset: str, split: str, name: str | None = None, cache_dir: str | os.PathLike | None = None
-) -> tuple[datasets.Dataset, ValidationReport] | None:
-    """The valid rows of the ``split`` of a prepared dataset in ``folder`` and the report of those skipped (see the
-    module docstring; ``name`` names the dataset in the report), or None when ``folder`` holds none. The manifest
-    must name ``dataset`` and list files inside the folder, each with the prepared columns."""
+def read_prepared_split(folder: Path, dataset: str, split: str, name: str,
+                        cache_dir: str | os.PathLike | None = None) -> tuple[datasets.Dataset, ValidationReport]:
+    """The valid rows of the ``split`` of the prepared dataset in ``folder`` and the report (``name`` names the
+    dataset there) of those skipped. The manifest must name ``dataset`` and list files inside the folder, each with
+    the prepared columns."""
     manifest_file = folder / MANIFEST
-    if not manifest_file.is_file():
-        return None
     split = check_split(split)
     try:
         manifest = parse_json(manifest_file.read_bytes(), str(manifest_file))
         recorded, files = manifest["dataset"], list(manifest["splits"][split]["files"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{str(manifest_file)!r} is not a prepared-dataset manifest with split {split!r} "
-            f'(expected {{"dataset": ..., "splits": {{"{split}": {{"files": [...]}}}}}}): {error!r}'
-        ) from error
+        raise ValueError(f"{str(manifest_file)!r} is not a prepared-dataset manifest with split {split!r} (expected "
+                         f'{{"dataset": ..., "splits": {{"{split}": {{"files": [...]}}}}}}): {error!r}') from error
     if recorded != dataset:
         raise ValueError(f"{str(folder)!r} holds a prepared {recorded!r} dataset, not {dataset!r}.")
     outside = [name for name in files if not isinstance(name, str) or relative_parts(name) is None]
@@ -175,12 +152,13 @@ def read_prepared_split(
     if outside or missing:
         raise ValueError(f"{str(manifest_file)!r}: split {split!r} lists files outside the folder {outside} or "
                          f"missing {missing}.")
-    report = ValidationReport(name or dataset, split)
+    report = ValidationReport(name, split)
     keep = _valid_rows(folder, files, split, report)
     report.num_samples = len(keep)
     if not files:
         return records_to_dataset([]), report
-    table = datasets.Dataset.from_parquet([str(folder / f) for f in files], cache_dir=str(cache_dir) if cache_dir else None)
+    cache = str(cache_dir) if cache_dir else None
+    table = datasets.Dataset.from_parquet([str(folder / name) for name in files], cache_dir=cache)
     if SPLIT_COLUMN in table.column_names:
         table = table.remove_columns(SPLIT_COLUMN)
     if len(keep) != len(table):
@@ -194,7 +172,7 @@ def read_prepared_split(
 
 
 def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationReport) -> list[int]:
-    """Positions (over ``files`` in order) of the rows that pass `encoded_record_problem`; each other row is added to
+    """Positions (over ``files`` in order) of the rows that pass `check_encoded_record`; each other row is added to
     ``report`` as ``<file> row <n>`` (0-based within its file). A file that is not parquet with the prepared columns
     (all files of a split alike) raises a ValueError naming it."""
     import pyarrow.parquet
@@ -212,23 +190,17 @@ def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationRe
                              f"{list(PREPARED_FEATURES)} in every file of the split.")
         columns = found
         for number, row in enumerate(table.to_pylist()):
-            problem = encoded_record_problem(row, split)
-            if problem is None:
+            try:
+                check_encoded_record(row, split)
                 keep.append(offset + number)
-            else:
-                report.add(problem[0], f"{name} row {number}", problem[1])
+            except InvalidRecord as error:
+                report.add(error.kind, f"{name} row {number}", error.detail)
         offset += table.num_rows
     return keep
 
 
-def _shard_files(split: str, count: int) -> list[str]:
-    shards = max(1, -(-count // ROWS_PER_SHARD))
-    return [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
-
-
-def write_prepared_dataset(
-    records_per_split: dict[str, list[dict[str, Any]]], dataset: str, out_dir: str | os.PathLike
-) -> list[str]:
+def write_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], dataset: str,
+                           out_dir: str | os.PathLike) -> list[str]:
     """Write the records of each split (the scanners' records: ``image`` a file path, ``mask`` RLE) as parquet
     shards with the image files' bytes embedded, plus the manifest and a dataset card; returns the written paths
     relative to ``out_dir``."""
@@ -237,7 +209,8 @@ def write_prepared_dataset(
     written: list[str] = []
     for split in SPLITS:
         records = records_per_split.get(split, [])
-        files = _shard_files(split, len(records))
+        shards = max(1, -(-len(records) // ROWS_PER_SHARD))
+        files = [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
         for index, name in enumerate(files):
             chunk = records[index * ROWS_PER_SHARD : (index + 1) * ROWS_PER_SHARD]
             rows = [dict(r, image={"bytes": Path(r["image"]).read_bytes(), "path": Path(r["image"]).name}, split=split)
@@ -253,10 +226,8 @@ def write_prepared_dataset(
 
 
 def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
-    data_files = "".join(
-        f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
-        if manifest["splits"][split]["num_samples"]
-    )
+    data_files = "".join(f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
+                         if manifest["splits"][split]["num_samples"])
     sizes = ", ".join(f"{split} {manifest['splits'][split]['num_samples']}" for split in SPLITS)
     return (
         f"---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}tags:\n- s4eca\n"
@@ -268,28 +239,18 @@ def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
     )
 
 
-def push_prepared_dataset(
-    records_per_split: dict[str, list[dict[str, Any]]],
-    dataset: str,
-    repo_id: str,
-    revision: str | None = None,
-    private: bool = False,
-    token: Any = None,
-    commit_message: str | None = None,
-) -> str:
+def push_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], dataset: str, repo_id: str,
+                          private: bool = False) -> str:
     """Publish the records of each split as a prepared dataset (`write_prepared_dataset`) in one commit of the Hub
     dataset repo ``repo_id`` (created when missing); returns the commit URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    api = HfApi(token=token)
+    api = HfApi()
     with tempfile.TemporaryDirectory(prefix="s4eca-prepared-") as staging:
         written = write_prepared_dataset(records_per_split, dataset, staging)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name)) for name in written]
-        commit = api.create_commit(
-            repo_id, operations, repo_type="dataset", revision=revision,
-            commit_message=commit_message or f"Prepared {dataset} (s4eca-prepare-data)",
-        )
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(staging) / name))
+                      for name in written]
+        commit = api.create_commit(repo_id, operations, repo_type="dataset",
+                                   commit_message=f"Prepared {dataset} (s4eca-prepare-data)")
     return commit.commit_url

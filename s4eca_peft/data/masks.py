@@ -29,18 +29,15 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     """Compressed RLE (as written by `encode_mask`) -> ``(H, W)`` boolean mask."""
-    counts = rle["counts"]
-    return mask_utils.decode({"size": list(rle["size"]), "counts": counts.encode("ascii")}).astype(bool)
+    return mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
 def rle_runs(counts: str) -> list[int]:
-    """The run lengths (background first, alternating) of a compressed COCO RLE ``counts`` string, read in Python
-    without pycocotools, so that untrusted counts can be checked before anything decodes them.
-
-    Each run is a little-endian sequence of 5-bit groups, one character each (``chr(48 + group)``, bit 0x20 meaning
-    "more groups follow", bit 0x10 of the last group the sign); from the third run on, a run is stored as the
-    difference to the run two places before it. Raises ValueError for a character outside the alphabet or a run
-    that is cut off."""
+    """The run lengths (background first, alternating) of a compressed COCO RLE ``counts`` string, read in Python so
+    that untrusted counts are checked before pycocotools decodes them. Each run is little-endian 5-bit groups, one
+    character each (``chr(48 + group)``; bit 0x20: more groups follow; bit 0x10 of the last: the sign); from the
+    third run on, a run is stored as its difference to the run two places before. Raises ValueError for a character
+    outside the alphabet or a run cut off."""
     runs: list[int] = []
     position, length = 0, len(counts)
     while position < length:
@@ -75,7 +72,8 @@ def check_polygons(polygons: list[list[float]], height: int, width: int) -> None
     for number, polygon in enumerate(polygons):
         xs, ys = np.asarray(polygon[0::2]), np.asarray(polygon[1::2])
         if len(xs) != len(ys):
-            raise ValueError(f"polygon {number} has an odd number of coordinates ({len(polygon)}); expected x, y pairs")
+            raise ValueError(f"polygon {number} has an odd number of coordinates ({len(polygon)}); expected x, y "
+                             "pairs")
         if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
             raise ValueError(f"polygon {number} has a NaN or infinite coordinate")
         for axis, values, side in (("x", xs, width), ("y", ys, height)):
@@ -91,12 +89,9 @@ def check_polygons(polygons: list[list[float]], height: int, width: int) -> None
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
-    """A COCO ``segmentation`` -> compressed RLE.
-
-    Accepts polygons (a list of ``[x1, y1, x2, y2, ...]`` lists, rasterised at ``height`` x ``width``; parts
-    with fewer than three points have no area and are ignored), uncompressed RLE (``counts`` a list) and
-    compressed RLE (``counts`` a string). Raises ValueError describing what is wrong otherwise.
-    """
+    """A COCO ``segmentation`` -> compressed RLE: polygons (``[x1, y1, x2, y2, ...]`` lists rasterised at ``height``
+    x ``width``; parts under three points have no area and are ignored), uncompressed RLE (``counts`` a list) or
+    compressed RLE (``counts`` a string). Raises ValueError describing what is wrong otherwise."""
     if isinstance(segmentation, list):
         polygons = [segmentation] if _is_number_list(segmentation) else segmentation
         if not all(_is_number_list(polygon) for polygon in polygons):
@@ -119,12 +114,11 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
             rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
             mask_utils.area(rle)  # raises on corrupt counts
         else:
-            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got {brief(counts)}")
+            raise ValueError(f"RLE 'counts' must be a list (uncompressed) or a string (compressed), got "
+                             f"{brief(counts)}")
     else:
         raise ValueError(f"segmentation must be a polygon list or an RLE dict, got {type(segmentation).__name__}")
-    counts = rle["counts"]
-    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
-    return {"size": [int(v) for v in rle["size"]], "counts": counts}
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}  # pycocotools gives bytes
 
 
 def read_image_size(path: str | os.PathLike | IO[bytes], decode: bool = False) -> tuple[int, int]:

@@ -7,19 +7,16 @@ import argparse
 from collections.abc import Sequence
 
 from .hub import push_prepared_dataset
+from .refsegrs import LAYOUT as REFSEGRS_LAYOUT
 from .refsegrs import scan_refsegrs
+from .rrsisd import LAYOUT as RRSISD_LAYOUT
 from .rrsisd import scan_rrsisd
-from .validation import SPLITS
 
 PUBLISHED_SPLIT_SIZES = {
     "rrsisd": {"train": 12181, "val": 1740, "test": 3481},
     "refsegrs": {"train": 2172, "val": 431, "test": 1817},
 }
 _SCANNERS = {"rrsisd": scan_rrsisd, "refsegrs": scan_refsegrs}
-_LAYOUTS = {
-    "rrsisd": "DIR/rrsisd/refs(unc).p, DIR/rrsisd/instances.json, DIR/images/rrsisd/JPEGImages/",
-    "refsegrs": "DIR/images/<id>.tif, DIR/masks/<id>.tif, DIR/output_phrase_{train,val,test}.txt",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="s4eca-prepare-data",
         description="Validate an RRSIS-D or RefSegRS folder: split sizes next to the published ones, and every "
         "record the loaders would skip. Every image is decoded in full, so truncated files are found here rather "
-        "than during training. Layouts: "
-        + "; ".join(f"{name}: {layout}" for name, layout in _LAYOUTS.items()),
+        f"than during training. Layouts: RRSIS-D: {RRSISD_LAYOUT}; RefSegRS: {REFSEGRS_LAYOUT}",
     )
     parser.add_argument("--dataset", required=True, choices=sorted(_SCANNERS), help="which dataset layout")
     parser.add_argument("--data_dir", "--data-dir", required=True, help="the dataset's root folder")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any record is invalid")
     parser.add_argument("--push_to_hub", "--push-to-hub", metavar="REPO", default=None,
                         help="publish the valid records of every split as parquet to this Hub dataset repo (not with "
-                        "--strict when problems were found); the loaders read it back with load_<dataset>(REPO, split)")
+                        "--strict when problems were found); the loaders read it back with "
+                        "load_<dataset>(REPO, split)")
     parser.add_argument("--hub_private", "--hub-private", action="store_true", help="create the Hub repo as private")
     return parser
 
@@ -46,15 +43,12 @@ def prepare_data_main(argv: Sequence[str] | None = None) -> int:
     `UnsafePickleError`, ValueError) naming the file; the command turns it into one line and exit status 2."""
     args = build_parser().parse_args(argv)
     scanned = _SCANNERS[args.dataset](args.data_dir, decode_images=True)
-    reports = {split: report for split, (_, report) in scanned.items()}
     published = PUBLISHED_SPLIT_SIZES[args.dataset]
-    name = next(iter(reports.values())).dataset
-    print(f"{name} at {args.data_dir}")
+    print(f"{scanned['train'][1].dataset} at {args.data_dir}")
     print(f"{'split':<8}{'samples':>10}{'published':>12}{'skipped':>10}")
-    for split in SPLITS:
-        report = reports[split]
+    for split, (_, report) in scanned.items():  # train, val, test
         print(f"{split:<8}{report.num_samples:>10}{published[split]:>12}{report.num_skipped:>10}")
-    problems = [report for report in reports.values() if not report.ok]
+    problems = [report for _, report in scanned.values() if not report.ok]
     if problems:
         print("Problems (these records are skipped when loading; strict=True raises):")
         for report in problems:

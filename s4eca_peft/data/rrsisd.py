@@ -12,8 +12,8 @@ import datasets
 
 from ..files import parse_json
 from .hub import read_dataset_split
-from .masks import read_image_size, segmentation_to_rle
-from .records import expression_problem, mask_problem
+from .masks import segmentation_to_rle
+from .records import check_expression, check_mask, image_size
 from .safe_pickle import load_untrusted_pickle
 from .validation import (
     DUPLICATE_ID,
@@ -22,22 +22,15 @@ from .validation import (
     MISSING_EXPRESSION,
     MISSING_IMAGE,
     SPLITS,
-    UNREADABLE_FILE,
     WRONG_MASK_SIZE,
+    InvalidRecord,
     ValidationReport,
     brief,
     check_split,
 )
 
 DATASET_NAME = "RRSIS-D"
-_LAYOUT = "<root>/rrsisd/refs(unc).p, <root>/rrsisd/instances.json and <root>/images/rrsisd/JPEGImages/"
-
-
-def rrsisd_paths(root: str | os.PathLike) -> dict[str, Path]:
-    """The files and folders of the RRSIS-D layout under ``root``."""
-    root = Path(root)
-    return {"refs": root / "rrsisd" / "refs(unc).p", "instances": root / "rrsisd" / "instances.json",
-            "images": root / "images" / "rrsisd" / "JPEGImages"}
+LAYOUT = "<root>/rrsisd/refs(unc).p, <root>/rrsisd/instances.json, <root>/images/rrsisd/JPEGImages/"
 
 
 def _is_id(value: Any) -> bool:
@@ -46,127 +39,74 @@ def _is_id(value: Any) -> bool:
 
 def _sentence_text(sentence: Any) -> str | None:
     """The ``raw`` text of a refcoco sentence (``sent`` if ``raw`` is empty), whitespace-normalised, or None."""
-    if not isinstance(sentence, dict):
-        return None
-    for key in ("raw", "sent"):
-        text = sentence.get(key)
-        if isinstance(text, str) and text.strip():
-            return " ".join(text.split())
-    return None
+    texts = [sentence.get("raw"), sentence.get("sent")] if isinstance(sentence, dict) else []
+    return next((" ".join(text.split()) for text in texts if isinstance(text, str) and text.strip()), None)
 
 
-class _Instances:
-    """Index of ``instances.json``: images, annotations and category names by id, with id counts."""
-
-    def __init__(self, path: Path) -> None:
-        data = parse_json(path.read_bytes(), str(path))  # a ValueError naming the file; nesting bounded
-        if not (isinstance(data, dict) and isinstance(data.get("images"), list)
-                and isinstance(data.get("annotations"), list)):
-            raise ValueError(f"{path}: expected a COCO object with 'images' and 'annotations' lists.")
-        self.images, self.image_counts = self._index(data["images"])
-        self.annotations, self.annotation_counts = self._index(data["annotations"])
-        categories, _ = self._index(data.get("categories") or [])
-        self.category_names = {key: c["name"] for key, c in categories.items() if isinstance(c.get("name"), str)}
-
-    @staticmethod
-    def _index(entries: list[Any]) -> tuple[dict[Any, dict[str, Any]], Counter]:
-        index: dict[Any, dict[str, Any]] = {}
-        counts: Counter = Counter()
-        for entry in entries:
-            if isinstance(entry, dict) and _is_id(entry.get("id")):
-                index.setdefault(entry["id"], entry)
-                counts[entry["id"]] += 1
-        return index, counts
+def _index(entries: list[Any]) -> tuple[dict[Any, dict[str, Any]], Counter]:
+    """The entries of an ``instances.json`` list by id (the first of each id), and how often each id occurs."""
+    valid = [entry for entry in entries if isinstance(entry, dict) and _is_id(entry.get("id"))]
+    return {entry["id"]: entry for entry in reversed(valid)}, Counter(entry["id"] for entry in valid)
 
 
 class _Scanner:
-    """Checks refs one by one; each failed check reports the ref and skips it."""
+    """Checks refs one by one against ``instances.json`` and the images; a ref that fails is reported and skipped."""
 
     def __init__(self, paths: dict[str, Path], decode_images: bool = False) -> None:
-        self.paths = paths
-        self.decode_images = decode_images
-        self.instances = _Instances(paths["instances"])
-        self._image_sizes: dict[str, tuple[int, int] | str] = {}
+        data = parse_json(paths["instances"].read_bytes(), str(paths["instances"]))  # names the file; nesting bounded
+        if not (isinstance(data, dict) and isinstance(data.get("images"), list)
+                and isinstance(data.get("annotations"), list)):
+            raise ValueError(f"{paths['instances']}: expected a COCO object with 'images' and 'annotations' lists.")
+        self.entries = {"image": _index(data["images"]), "annotation": _index(data["annotations"])}
+        categories, _ = _index(data.get("categories") or [])
+        self.category_names = {key: c["name"] for key, c in categories.items() if isinstance(c.get("name"), str)}
+        self.images, self.decode_images = paths["images"], decode_images
         self.seen_refs: set[Any] = set()
         self.seen_samples: set[str] = set()
 
-    def _image_size(self, path: Path) -> tuple[int, int] | str:
-        """``(height, width)`` from the file header, or the error message."""
-        key = str(path)
-        if key not in self._image_sizes:
-            try:
-                self._image_sizes[key] = read_image_size(path, decode=self.decode_images)
-            except Exception as error:  # PIL raises many types for unreadable files
-                self._image_sizes[key] = f"{type(error).__name__}: {error}"
-        return self._image_sizes[key]
-
-    def _unique(self, what: str, key: Any, report: ValidationReport, rid: str, n: int) -> dict[str, Any] | None:
-        """The one ``what`` (``"image"`` or ``"annotation"``) of id ``key``, or None after reporting it missing or
-        repeated in instances.json."""
-        instances = self.instances
-        entries, counts = ((instances.images, instances.image_counts) if what == "image"
-                           else (instances.annotations, instances.annotation_counts))
+    def _unique(self, what: str, key: Any) -> dict[str, Any]:
+        """The one ``what`` (``"image"`` or ``"annotation"``) of id ``key`` in instances.json."""
+        entries, counts = self.entries[what]
         if key not in entries:
-            report.add(MISSING_IMAGE if what == "image" else MISSING_ANNOTATION, rid,
-                       f"{what} id {key!r} is not in instances.json", n)
-            return None
+            kind = MISSING_IMAGE if what == "image" else MISSING_ANNOTATION
+            raise InvalidRecord(kind, f"{what} id {key!r} is not in instances.json")
         if counts[key] > 1:
-            report.add(DUPLICATE_ID, rid, f"{what} id {key!r} appears {counts[key]} times in instances.json", n)
-            return None
+            raise InvalidRecord(DUPLICATE_ID, f"{what} id {key!r} appears {counts[key]} times in instances.json")
         return entries[key]
 
-    def _check_image(
-        self, ref: dict[str, Any], report: ValidationReport, rid: str, n: int
-    ) -> tuple[Path, int, int] | None:
-        """The image path and its size, or None after reporting why the ref is skipped."""
+    def _image(self, ref: dict[str, Any]) -> tuple[Path, int, int]:
+        """The ref's image file and its size, which must be the one instances.json gives."""
         image_id = ref["image_id"]
-        image = self._unique("image", image_id, report, rid, n)
-        if image is None:
-            return None
+        image = self._unique("image", image_id)
         file_name, height, width = image.get("file_name"), image.get("height"), image.get("width")
         if not (isinstance(file_name, str) and isinstance(height, int) and isinstance(width, int)):
-            report.add(MALFORMED_RECORD, rid, f"image {image_id!r} in instances.json lacks file_name/height/width", n)
-            return None
+            raise InvalidRecord(MALFORMED_RECORD, f"image {image_id!r} in instances.json lacks file_name/height/width")
         relative = PurePosixPath(file_name.replace("\\", "/"))
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            report.add(MALFORMED_RECORD, rid, f"image file_name {file_name!r} is not a path inside JPEGImages/", n)
-            return None
-        path = self.paths["images"] / relative
+            raise InvalidRecord(MALFORMED_RECORD, f"image file_name {file_name!r} is not a path inside JPEGImages/")
+        path = self.images / relative
         if not path.is_file():
-            report.add(MISSING_IMAGE, rid, f"no image file {path}", n)
-            return None
-        size = self._image_size(path)
-        if isinstance(size, str):
-            report.add(UNREADABLE_FILE, rid, f"cannot read image {path}: {size}", n)
-            return None
+            raise InvalidRecord(MISSING_IMAGE, f"no image file {path}")
+        size = image_size(path, f"image {path}", self.decode_images)
         if size != (height, width):
-            report.add(WRONG_MASK_SIZE, rid, f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says "
-                                             f"{height}x{width}", n)
-            return None
+            raise InvalidRecord(WRONG_MASK_SIZE, f"image {path} is {size[0]}x{size[1]} (HxW), instances.json says "
+                                                 f"{height}x{width}")
         return path, height, width
 
-    def _check_mask(
-        self, ref: dict[str, Any], report: ValidationReport, rid: str, n: int, height: int, width: int
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The annotation and its RLE, or None after reporting why the ref is skipped."""
+    def _mask(self, ref: dict[str, Any], height: int, width: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ref's annotation and its mask as RLE."""
         ann_id = ref["ann_id"]
-        annotation = self._unique("annotation", ann_id, report, rid, n)
-        if annotation is None:
-            return None
+        annotation = self._unique("annotation", ann_id)
         if annotation.get("image_id") != ref["image_id"]:
-            owner = annotation.get("image_id")
-            detail = f"annotation {ann_id!r} belongs to image {brief(owner)}, the ref to {ref['image_id']!r}"
-            report.add(MALFORMED_RECORD, rid, detail, n)
-            return None
+            owner = brief(annotation.get("image_id"))
+            raise InvalidRecord(MALFORMED_RECORD, f"annotation {ann_id!r} belongs to image {owner}, the ref to "
+                                                  f"{ref['image_id']!r}")
         try:
             rle = segmentation_to_rle(annotation.get("segmentation"), height, width)
         except Exception as error:  # pycocotools raises several types on corrupt input
-            report.add(MALFORMED_RECORD, rid, f"annotation {ann_id!r}: cannot decode segmentation: {error}", n)
-            return None
-        problem = mask_problem(rle, height, width, name=f"annotation {ann_id!r} mask")
-        if problem is not None:
-            report.add(problem[0], rid, problem[1], n)
-            return None
+            detail = f"annotation {ann_id!r}: cannot decode segmentation: {error}"
+            raise InvalidRecord(MALFORMED_RECORD, detail) from error
+        check_mask(rle, height, width, name=f"annotation {ann_id!r} mask")
         return annotation, rle
 
     def scan_ref(self, ref: dict[str, Any], report: ValidationReport, index: int) -> list[dict[str, Any]]:
@@ -178,38 +118,34 @@ class _Scanner:
             report.add(MALFORMED_RECORD, f"refs[{index}]", detail, n)
             return []
         rid = f"ref {ref['ref_id']}"
-        if ref["ref_id"] in self.seen_refs:
-            report.add(DUPLICATE_ID, rid, "ref_id already used by an earlier ref; kept the first", n)
+        try:
+            if ref["ref_id"] in self.seen_refs:
+                raise InvalidRecord(DUPLICATE_ID, "ref_id already used by an earlier ref; kept the first")
+            self.seen_refs.add(ref["ref_id"])
+            path, height, width = self._image(ref)
+            annotation, rle = self._mask(ref, height, width)
+        except InvalidRecord as error:
+            report.add(error.kind, rid, error.detail, n)
             return []
-        self.seen_refs.add(ref["ref_id"])
-        checked = self._check_image(ref, report, rid, n)
-        if checked is None:
-            return []
-        path, height, width = checked
-        checked = self._check_mask(ref, report, rid, n, height, width)
-        if checked is None:
-            return []
-        annotation, rle = checked
         if not sentences:
             report.add(MISSING_EXPRESSION, rid, "the ref has no sentences", 0)
         category_id = ref.get("category_id", annotation.get("category_id"))
-        category = self.instances.category_names.get(category_id) if _is_id(category_id) else None
+        category = self.category_names.get(category_id) if _is_id(category_id) else None
         records = []
         for position, sentence in enumerate(sentences):
             sent_id = sentence.get("sent_id", position) if isinstance(sentence, dict) else position
+            where = f"{rid} sentence {position}"
             if not _is_id(sent_id):
-                detail = f"{rid} sentence {position}: sent_id {brief(sent_id)} is not an int or str"
-                report.add(MALFORMED_RECORD, f"{rid} sentence {position}", detail)
+                report.add(MALFORMED_RECORD, where, f"{where}: sent_id {brief(sent_id)} is not an int or str")
                 continue
             sample_id = f"{ref['ref_id']}_{sent_id}"
             text = _sentence_text(sentence)
-            problem = expression_problem(text, f"{rid} sentence {position}: its 'raw' or 'sent' text")
-            if problem is not None:
-                kind, detail = problem
-                report.add(kind, sample_id, detail)
-                continue
-            if sample_id in self.seen_samples:
-                report.add(DUPLICATE_ID, sample_id, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
+            try:
+                check_expression(text, f"{where}: its 'raw' or 'sent' text")
+                if sample_id in self.seen_samples:
+                    raise InvalidRecord(DUPLICATE_ID, f"{rid}: sentence id {sent_id!r} repeats; kept the first")
+            except InvalidRecord as error:
+                report.add(error.kind, sample_id, error.detail)
                 continue
             self.seen_samples.add(sample_id)
             records.append({"image": str(path), "mask": rle, "expression": text, "image_id": str(ref["image_id"]),
@@ -217,21 +153,19 @@ class _Scanner:
         return records
 
 
-def scan_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
-) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
-    """Valid records and the validation report of each split; ``decode_images`` decodes every image in full (slow)
-    so that truncated files are reported too, not only those whose header is unreadable.
-
-    Raises FileNotFoundError naming a missing file of the layout, ValueError for an unreadable ``refs(unc).p``
-    or ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers.
-    A ref whose split is not one of train/val/test is reported in every requested split.
-    """
+def scan_rrsisd(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
+                decode_images: bool = False) -> dict[str, tuple[list[dict[str, Any]], ValidationReport]]:
+    """Valid records and the validation report of each split (a ref whose split is none of train/val/test is reported
+    in each); ``decode_images`` decodes every image in full (slow) so that truncated files are reported too. Raises
+    FileNotFoundError naming a missing file of the layout, ValueError for an unreadable ``refs(unc).p`` or
+    ``instances.json``, and `UnsafePickleError` for a pickle that names anything but builtin containers."""
     splits = [check_split(split) for split in splits]
-    paths = rrsisd_paths(root)
+    root = Path(root)
+    paths = {"refs": root / "rrsisd" / "refs(unc).p", "instances": root / "rrsisd" / "instances.json",
+             "images": root / "images" / "rrsisd" / "JPEGImages"}
     for name, path in paths.items():
         if not (path.is_dir() if name == "images" else path.is_file()):
-            raise FileNotFoundError(f"RRSIS-D layout: missing {path} (expected {_LAYOUT}).")
+            raise FileNotFoundError(f"RRSIS-D layout: missing {path} (expected {LAYOUT}).")
     refs = load_untrusted_pickle(paths["refs"])
     if not isinstance(refs, list):
         raise ValueError(f"{paths['refs']}: expected a list of refs (dicts), got {type(refs).__name__}.")
@@ -239,28 +173,26 @@ def scan_rrsisd(
     results = {split: ([], ValidationReport(DATASET_NAME, split)) for split in splits}
     for index, ref in enumerate(refs):
         split = ref.get("split") if isinstance(ref, dict) else None
-        if split in SPLITS:
-            if split in results:
-                records, report = results[split]
-                records.extend(scanner.scan_ref(ref, report, index))
-            continue
-        for _, report in results.values():
-            report.add(MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}")
+        if split not in SPLITS:
+            for _, report in results.values():
+                report.add(MALFORMED_RECORD, f"refs[{index}]", f"not a ref dict with split in {SPLITS}: {brief(ref)}")
+        elif split in results:
+            records, report = results[split]
+            records.extend(scanner.scan_ref(ref, report, index))
     for records, report in results.values():
         report.num_samples = len(records)
     return results
 
 
-def validate_rrsisd(
-    root: str | os.PathLike, splits: Iterable[str] = SPLITS, decode_images: bool = False
-) -> dict[str, ValidationReport]:
+def validate_rrsisd(root: str | os.PathLike, splits: Iterable[str] = SPLITS,
+                    decode_images: bool = False) -> dict[str, ValidationReport]:
     """The `ValidationReport` of each split (no warning, no dataset); see `scan_rrsisd` for ``decode_images``."""
     return {split: report for split, (_, report) in scan_rrsisd(root, splits, decode_images).items()}
 
 
 def load_rrsisd(root: str | os.PathLike, split: str, strict: bool = False, revision: str | None = None,
                 cache_dir: str | os.PathLike | None = None, token: Any = None) -> datasets.Dataset:
-    """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.schema.COLUMNS`).
+    """One RRSIS-D split as a `datasets.Dataset` (columns in `s4eca_peft.data.records.COLUMNS`).
 
     Every sentence of a ref is a sample: ``sample_id`` is ``"<ref_id>_<sent_id>"``, ``image_id`` the COCO image
     id (as a string), ``expression`` the sentence's ``raw`` text, ``category`` the COCO category name. Invalid

@@ -29,40 +29,33 @@ class UnsafePickleError(ValueError):
 
 
 def _refuse(source: str, what: str) -> UnsafePickleError:
-    return UnsafePickleError(
-        f"{source}: refusing to unpickle {what}; this file is untrusted input and may only hold builtin containers "
-        "and scalars (list, dict, tuple, set, str, int, float, bool, None, bytes)."
-    )
+    return UnsafePickleError(f"{source}: refusing to unpickle {what}; this file is untrusted input and may only hold "
+                             "builtin containers and scalars (list, dict, tuple, set, str, int, float, bool, None, "
+                             "bytes).")
 
 
 def _allowed_constructors(source: str) -> dict[str, Any]:
     """The callables a pickle of plain data may name, each checking its arguments before it allocates."""
 
     def make_bytearray(*args: Any) -> bytearray:
-        if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
-            return bytearray(args[0])
-        if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
-            return bytearray(args[0], args[1])
-        if not args:
-            return bytearray()
+        # protocols 0-2 write (text, encoding), 3-4 (bytes,); a size or an iterable is refused
+        if (not args or (len(args) == 1 and isinstance(args[0], (bytes, bytearray)))
+                or (len(args) == 2 and all(isinstance(a, str) for a in args))):
+            return bytearray(*args)
         raise _refuse(source, f"bytearray({', '.join(type(a).__name__ for a in args)}) (a size or an iterable)")
 
     def make_collection(kind: type) -> Any:
         def build(*args: Any) -> set | frozenset:
-            if not args:
-                return kind()
-            if len(args) == 1 and isinstance(args[0], (list, tuple)):
-                return kind(args[0])
+            if not args or (len(args) == 1 and isinstance(args[0], (list, tuple))):
+                return kind(*args)
             raise _refuse(source, f"{kind.__name__}({', '.join(type(a).__name__ for a in args)})")
 
         return build
 
     def make_complex(*args: Any) -> complex:
-        numbers = all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
-        if len(args) <= 2 and numbers:
+        numbers = len(args) <= 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+        if numbers or (len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= _MAX_SCALAR_TEXT):
             return complex(*args)
-        if len(args) == 1 and isinstance(args[0], str) and len(args[0]) <= _MAX_SCALAR_TEXT:
-            return complex(args[0])
         raise _refuse(source, f"complex({', '.join(type(a).__name__ for a in args)})")
 
     def encode(*args: Any) -> bytes:
@@ -82,22 +75,12 @@ _ALLOWED_MODULES["__builtin__"] = _ALLOWED_MODULES["builtins"]  # how Python 2 p
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BufferedIOBase, source: str) -> None:
         super().__init__(file, encoding="utf-8")
-        self._source = source
-        self._constructors = _allowed_constructors(source)
+        self._source, self._constructors = source, _allowed_constructors(source)
 
     def find_class(self, module: str, name: str) -> Any:
         if name in _ALLOWED_MODULES.get(module, ()):
             return self._constructors[name]
         raise _refuse(self._source, f"{module}.{name}")
-
-
-def _check_stream(data: bytes, source: str) -> None:
-    """Walks the opcodes without building anything: truncation and oversized length fields raise here."""
-    try:
-        for _ in pickletools.genops(io.BytesIO(data)):
-            pass
-    except Exception as error:  # genops raises ValueError for short reads and unknown opcodes
-        raise ValueError(f"{source}: not a readable pickle: {error}") from error
 
 
 def _check_shape(root: Any, source: str, budget: int) -> None:
@@ -125,10 +108,9 @@ def _check_shape(root: Any, source: str, budget: int) -> None:
             for item in pair:
                 total += size(item, depth + 1)
                 if total > budget:
-                    raise UnsafePickleError(
-                        f"{source}: the data expands to more than {budget} objects and characters (shared "
-                        f"references make a small file describe a huge tree); refused."
-                    )
+                    raise UnsafePickleError(f"{source}: the data expands to more than {budget} objects and "
+                                            "characters (shared references make a small file describe a huge tree); "
+                                            "refused.")
         open_ids.discard(key)
         sizes[key] = total
         return total
@@ -139,14 +121,14 @@ def _check_shape(root: Any, source: str, budget: int) -> None:
 def load_untrusted_pickle(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Any:
     """Loads a pickle of plain data; raises `UnsafePickleError` naming the file and what was refused (the checks:
     docs/security.md), and ValueError naming a truncated or corrupt file."""
-    path = Path(path)
     source = str(path)
-    size = path.stat().st_size
+    size = Path(path).stat().st_size
     if size > max_bytes:
         raise UnsafePickleError(f"{source}: {size} bytes is more than the {max_bytes} bytes accepted; refused.")
-    data = path.read_bytes()
-    _check_stream(data, source)
+    data = Path(path).read_bytes()
     try:
+        for _ in pickletools.genops(io.BytesIO(data)):  # builds nothing: truncation and oversized lengths raise here
+            pass
         value = _RestrictedUnpickler(io.BytesIO(data), source).load()
     except UnsafePickleError:
         raise

@@ -1,16 +1,8 @@
-"""Synthetic aerial-like scenes whose expression singles out one object among others of its category.
-
-Every scene has textured ground, sometimes roads and trees, two to four objects of the target's category and
-one to three objects of other categories. The expression names the category and one distinguishing rule, so
-the category alone never suffices:
-
-* ``colour``: the target's colour is unique within its category ("the red vehicle");
-* ``size``: the target is the only large (or only small) one ("the largest storage tank");
-* ``position``: the target is the extreme one along an axis, by a clear margin ("the leftmost building");
-* ``road``: a single road separates the target from the others ("the pool below the road");
-* ``colour+position``: the extreme one among those of a colour ("the red vehicle on the left").
-
-Scenes are drawn from ``numpy.random.default_rng((seed, index))``, so distinct seeds give disjoint streams.
+"""Synthetic aerial-like scenes whose expression singles out one object among others of its category: textured
+ground, sometimes roads and trees, two to four objects of the target's category and others around them. The
+expression names the category and one rule of its family (`FAMILIES`; the table in docs/data.md), so the category
+alone never suffices. Scenes are drawn from ``numpy.random.default_rng((seed, index))``, so distinct seeds give
+disjoint streams.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ import torch
 from PIL import Image
 
 from .masks import encode_mask
-from .schema import records_to_dataset
+from .records import records_to_dataset
 from .validation import SPLITS
 
 SeedLike = Union[int, Sequence[int], np.random.Generator]
@@ -45,52 +37,36 @@ _FAMILY_WEIGHTS = (0.08, 0.07, 0.08, 0.06, 0.06, 0.22, 0.15, 0.12, 0.08, 0.08)
 DATA_VERSION = 2
 """The default version of the generated scenes (1: the five families of `RELATIONS` only)."""
 DATA_VERSIONS = (1, 2)
-ANCHOR_RELATIONS = ("next to", "left of", "right of", "above", "below")
 ANCHOR_MARGIN = 0.05
 """Clear gap (fraction of the image side) between a rule's boundary and the objects on either side of it."""
 ORDINAL_GAP = 0.1
 """Least distance (fraction of the image side) along the axis between objects an ordinal ranks."""
 IMAGE_REGIONS = ("upper left", "upper right", "lower left", "lower right", "centre")
-_RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
+RELATION_SIDES = {"left of": ("x", -1), "right of": ("x", 1), "above": ("y", -1), "below": ("y", 1)}
+ANCHOR_RELATIONS = ("next to", *RELATION_SIDES)
 _ANCHOR_WORDS = {
-    "next to": ("next to", "beside", "nearest to", "closest to"),
-    "left of": ("to the left of", "left of", "on the left of"),
+    "next to": ("next to", "beside", "nearest to", "closest to"), "above": ("above", "north of"),
+    "left of": ("to the left of", "left of", "on the left of"), "below": ("below", "south of", "under"),
     "right of": ("to the right of", "right of", "on the right of"),
-    "above": ("above", "north of"),
-    "below": ("below", "south of", "under"),
 }
 _ORDINALS = {2: "second", 3: "third"}
-_REGION_WORDS = {
-    "upper left": ("in the upper left of the image", "in the top left corner", "at the top left of the image"),
-    "upper right": ("in the upper right of the image", "in the top right corner", "at the top right of the image"),
-    "lower left": ("in the lower left of the image", "in the bottom left corner", "at the bottom left of the image"),
-    "lower right": ("in the lower right of the image", "in the bottom right corner",
-                    "at the bottom right of the image"),
-    "centre": ("in the centre of the image", "in the middle of the image"),
+_ROAD_WORDS = {("h", True): ("above", "north of"), ("h", False): ("below", "south of"),
+               ("v", True): ("to the left of", "west of"), ("v", False): ("to the right of", "east of")}
+_REGION_WORDS = {"centre": ("in the centre of the image", "in the middle of the image")} | {
+    f"{vertical} {side}": (f"in the {vertical} {side} of the image", f"in the {edge} {side} corner",
+                           f"at the {edge} {side} of the image")
+    for vertical, edge in (("upper", "top"), ("lower", "bottom")) for side in ("left", "right")
 }
-_NOUNS = {
-    "vehicle": ("vehicle", "car"),
-    "storage tank": ("storage tank", "tank", "oil tank"),
-    "building": ("building", "house"),
-    "pool": ("pool", "swimming pool"),
-}
+_NOUNS = {"vehicle": ("vehicle", "car"), "storage tank": ("storage tank", "tank", "oil tank"),
+          "building": ("building", "house"), "pool": ("pool", "swimming pool")}
 COLOURS = {
-    "red": (200, 45, 40),
-    "blue": (45, 80, 200),
-    "white": (238, 238, 232),
-    "black": (30, 30, 34),
-    "yellow": (232, 200, 50),
-    "gray": (128, 128, 132),
-    "brown": (125, 82, 50),
-    "green": (60, 150, 75),
-    "turquoise": (64, 200, 200),
-    "orange": (235, 130, 40),
+    "red": (200, 45, 40), "blue": (45, 80, 200), "white": (238, 238, 232), "black": (30, 30, 34),
+    "yellow": (232, 200, 50), "gray": (128, 128, 132), "brown": (125, 82, 50), "green": (60, 150, 75),
+    "turquoise": (64, 200, 200), "orange": (235, 130, 40),
 }
 _CATEGORY_COLOURS = {
-    "vehicle": ("red", "blue", "white", "black", "yellow"),
-    "storage tank": ("white", "gray", "green", "orange"),
-    "building": ("red", "gray", "white", "brown", "blue"),
-    "pool": ("blue", "turquoise", "green"),
+    "vehicle": ("red", "blue", "white", "black", "yellow"), "storage tank": ("white", "gray", "green", "orange"),
+    "building": ("red", "gray", "white", "brown", "blue"), "pool": ("blue", "turquoise", "green"),
 }
 # long side (diameter for tanks) as a fraction of the image side; the classes never overlap
 _SIZES = {
@@ -116,12 +92,8 @@ class SceneObject:
     cy: float = 0.0
 
     def box(self, margin: float = 0.0) -> tuple[float, float, float, float]:
-        return (
-            self.cx - self.half_w - margin,
-            self.cy - self.half_h - margin,
-            self.cx + self.half_w + margin,
-            self.cy + self.half_h + margin,
-        )
+        return (self.cx - self.half_w - margin, self.cy - self.half_h - margin,
+                self.cx + self.half_w + margin, self.cy + self.half_h + margin)
 
 
 @dataclass
@@ -136,18 +108,7 @@ class SyntheticScene:
     objects: list[SceneObject] = field(default_factory=list)
     target: int = 0
     roads: list[tuple[str, float, float]] = field(default_factory=list)  # (axis "h"/"v", centre, half width)
-    rule: dict[str, Any] = field(default_factory=dict)  # what the expression states (`scene_rules.referents`)
-
-    @property
-    def relation(self) -> str:
-        """The family (its name before data version 2)."""
-        return self.family
-
-
-def _rng(rng_or_seed: SeedLike) -> np.random.Generator:
-    if isinstance(rng_or_seed, np.random.Generator):
-        return rng_or_seed
-    return np.random.default_rng(rng_or_seed)
+    rule: dict[str, Any] = field(default_factory=dict)  # what the expression states (`scene_rules.ambiguity`)
 
 
 def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
@@ -157,12 +118,8 @@ def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
 def _make_object(rng: np.random.Generator, category: str, colour: str, size: str, n: int) -> SceneObject:
     low, high = _SIZES[category][size]
     length = rng.uniform(low, high) * n
-    if category == "storage tank":
-        width = length
-    elif category == "vehicle":
-        width = 0.45 * length
-    else:
-        width = length / rng.uniform(1.0, 1.8)
+    width = (length if category == "storage tank" else 0.45 * length if category == "vehicle"
+             else length / rng.uniform(1.0, 1.8))
     if rng.random() < 0.5:
         length, width = width, length
     return SceneObject(category, colour, size, half_w=length / 2, half_h=width / 2)
@@ -192,10 +149,8 @@ class _Layout:
                 return False
         return True
 
-    def place(
-        self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9),
-        accept: Callable[[SceneObject], bool] | None = None,
-    ) -> bool:
+    def place(self, obj: SceneObject, x_range: tuple[float, float] = (0, 1e9), y_range: tuple[float, float] = (0, 1e9),
+              accept: Callable[[SceneObject], bool] | None = None) -> bool:
         x_low, x_high = max(x_range[0], obj.half_w + 1), min(x_range[1], self.n - obj.half_w - 1)
         y_low, y_high = max(y_range[0], obj.half_h + 1), min(y_range[1], self.n - obj.half_h - 1)
         if x_low > x_high or y_low > y_high:
@@ -240,8 +195,8 @@ def _add_distractors(layout: _Layout, rng: np.random.Generator, exclude: Sequenc
     """``low`` to three objects of the categories not in ``exclude``; False when one did not fit."""
     for _ in range(int(rng.integers(low, 4))):
         other = _pick(rng, [c for c in CATEGORIES if c not in exclude])
-        obj = _make_object(rng, other, _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large")), n=layout.n)
-        if not layout.place(obj):
+        colour, size = _pick(rng, _CATEGORY_COLOURS[other]), _pick(rng, ("small", "large"))
+        if not layout.place(_make_object(rng, other, colour, size, n=layout.n)):
             return False
     return True
 
@@ -249,10 +204,8 @@ def _add_distractors(layout: _Layout, rng: np.random.Generator, exclude: Sequenc
 def _sample_layout(rng: np.random.Generator, n: int, version: int) -> Sampled | None:
     """Roads and objects with the expression, its family and rule, and the target's index (None if they did not
     fit). Version 1 draws exactly the scenes it always drew."""
-    if version == 1:
-        family = RELATIONS[int(rng.choice(len(RELATIONS), p=_RELATION_WEIGHTS))]
-    else:
-        family = FAMILIES[int(rng.choice(len(FAMILIES), p=_FAMILY_WEIGHTS))]
+    families, weights = (RELATIONS, _RELATION_WEIGHTS) if version == 1 else (FAMILIES, _FAMILY_WEIGHTS)
+    family = families[int(rng.choice(len(families), p=weights))]
     category = _pick(rng, CATEGORIES)
     noun = _pick(rng, _NOUNS[category])
     if family in RELATIONS:
@@ -264,10 +217,8 @@ def _attribute_layout(rng: np.random.Generator, n: int, relation: str, category:
     """The five families of version 1: a rule on the target's own attributes, its extreme position or a road."""
     palette = _CATEGORY_COLOURS[category]
     road_half = rng.uniform(0.035, 0.05) * n
-    if relation == "road":
-        roads = [(_pick(rng, "hv"), rng.uniform(0.35, 0.65) * n, road_half)]
-    else:
-        roads = _scene_roads(rng, n, road_half)
+    roads = ([(_pick(rng, "hv"), rng.uniform(0.35, 0.65) * n, road_half)] if relation == "road"
+             else _scene_roads(rng, n, road_half))
     layout = _Layout(n, roads, rng)
     count = int(rng.integers(3 if relation == "colour+position" else 2, 5))
     sizes = [_pick(rng, ("small", "large")) for _ in range(count)]
@@ -302,10 +253,8 @@ def _attribute_layout(rng: np.random.Generator, n: int, relation: str, category:
     else:  # road
         expression, rule = _road_rule(rng, n, roads[0], noun, count, ranges)
 
-    for i in range(count):
-        if not layout.place(_make_object(rng, category, colours[i], sizes[i], n), *ranges[i]):
-            return None
-    if not _add_distractors(layout, rng, (category,)):
+    placed = all(layout.place(_make_object(rng, category, colours[i], sizes[i], n), *ranges[i]) for i in range(count))
+    if not placed or not _add_distractors(layout, rng, (category,)):
         return None
     return layout, expression, relation, rule, 0
 
@@ -319,11 +268,7 @@ def _road_rule(rng: np.random.Generator, n: int, road: tuple[str, float, float],
     for i in range(count):
         span = target_range if i == 0 else rest_range
         ranges[i] = ((0.0, 1e9), span) if axis == "h" else (span, (0.0, 1e9))
-    if axis == "h":
-        where = _pick(rng, ("above", "north of")) if first else _pick(rng, ("below", "south of"))
-    else:
-        where = _pick(rng, ("to the left of", "west of")) if first else _pick(rng, ("to the right of", "east of"))
-    return f"the {noun} {where} the road", {"road": 0, "first": first}
+    return f"the {noun} {_pick(rng, _ROAD_WORDS[axis, first])} the road", {"road": 0, "first": first}
 
 
 # -------------------------------------------------------------------- version 2: relations and orderings
@@ -347,14 +292,12 @@ def _anchor_layout(rng: np.random.Generator, n: int, category: str, noun: str) -
                           _pick(rng, ("small", "large")), n)
     if not layout.place(anchor, (0.3 * n, 0.7 * n), (0.3 * n, 0.7 * n)):
         return None
-    named_colour = None
-    if rng.random() < 0.4:  # a second object of the anchor's category: the anchor phrase names the colour
-        named_colour = anchor.colour
-        others = [c for c in _CATEGORY_COLOURS[anchor_category] if c != anchor.colour]
-        if not _place_peers(layout, rng, anchor_category, [(_pick(rng, others), _pick(rng, ("small", "large")))]):
-            return None
-    elif rng.random() < 0.5:
-        named_colour = anchor.colour
+    second = rng.random() < 0.4  # a second object of the anchor's category: the anchor phrase names the colour
+    named_colour = anchor.colour if second or rng.random() < 0.5 else None
+    others = [c for c in _CATEGORY_COLOURS[anchor_category] if c != anchor.colour]
+    if second and not _place_peers(layout, rng, anchor_category,
+                                   [(_pick(rng, others), _pick(rng, ("small", "large")))]):
+        return None
     peers = _peers(rng, category, int(rng.integers(2, 5)))
     margin = ANCHOR_MARGIN * n
     if relation == "next to":
@@ -366,7 +309,7 @@ def _anchor_layout(rng: np.random.Generator, n: int, category: str, noun: str) -
         farther = lambda obj: _distance(obj, anchor) >= max(1.6 * closest, closest + 0.15 * n)  # noqa: E731
         placed = _place_peers(layout, rng, category, peers[1:], accept=farther)
     else:
-        axis, sign = _RELATION_SIDES[relation]
+        axis, sign = RELATION_SIDES[relation]
         centre = anchor.cx if axis == "x" else anchor.cy
         side = (0.0, centre - margin) if sign < 0 else (centre + margin, float(n))
         rest = (centre + margin, float(n)) if sign < 0 else (0.0, centre - margin)
@@ -392,11 +335,10 @@ def _ordinal_layout(rng: np.random.Generator, n: int, category: str, noun: str) 
     rank = int(rng.integers(2, 4))
     layout = _Layout(n, _scene_roads(rng, n, rng.uniform(0.035, 0.05) * n), rng)
     coordinate = (lambda obj: obj.cx) if axis == "x" else (lambda obj: obj.cy)
-    spaced = lambda obj: all(  # noqa: E731
-        abs(coordinate(obj) - coordinate(other)) >= ORDINAL_GAP * n for other in layout.objects if other.category == category)
-    if not _place_peers(layout, rng, category, _peers(rng, category, count), accept=spaced):
-        return None
-    if not _add_distractors(layout, rng, (category,)):
+    spaced = lambda obj: all(abs(coordinate(obj) - coordinate(other)) >= ORDINAL_GAP * n  # noqa: E731
+                             for other in layout.objects if other.category == category)
+    placed = _place_peers(layout, rng, category, _peers(rng, category, count), accept=spaced)
+    if not placed or not _add_distractors(layout, rng, (category,)):
         return None
     order = sorted(range(count), key=lambda i: coordinate(layout.objects[i]), reverse=not first)
     side = {("x", True): "left", ("x", False): "right", ("y", True): "top", ("y", False): "bottom"}[axis, first]
@@ -436,13 +378,10 @@ def _image_position_layout(rng: np.random.Generator, n: int, category: str, noun
     if not _place_peers(layout, rng, category, peers[:1], ranges=_region_core(region, n)):
         return None
     elsewhere = lambda obj: obj.category != category or not in_image_region(obj, region, n, loose=True)  # noqa: E731
-    if not _place_peers(layout, rng, category, peers[1:], accept=elsewhere):
+    placed = _place_peers(layout, rng, category, peers[1:], accept=elsewhere)
+    if not placed or not _add_distractors(layout, rng, (category,)):
         return None
-    if not _add_distractors(layout, rng, (category,)):
-        return None
-    words = _REGION_WORDS[region]
-    expression = f"the {noun} {_pick(rng, words)}"
-    return layout, expression, "image-position", {"region": region}, 0
+    return layout, f"the {noun} {_pick(rng, _REGION_WORDS[region])}", "image-position", {"region": region}, 0
 
 
 def _region_core(region: str, n: int) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -489,11 +428,8 @@ def _attributes_layout(rng: np.random.Generator, n: int, category: str, noun: st
 
 
 _RELATIONAL_LAYOUTS: dict[str, Callable[..., Sampled | None]] = {
-    "anchor": _anchor_layout,
-    "ordinal": _ordinal_layout,
-    "comparison": _comparison_layout,
-    "image-position": _image_position_layout,
-    "attributes": _attributes_layout,
+    "anchor": _anchor_layout, "ordinal": _ordinal_layout, "comparison": _comparison_layout,
+    "image-position": _image_position_layout, "attributes": _attributes_layout,
 }
 
 
@@ -553,10 +489,7 @@ def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> t
         index = (band, slice(None)) if axis == "h" else (slice(None), band)
         canvas[index] = 105.0 + 0.4 * noise[index]
         dashes = (np.arange(n) % max(4, round(0.08 * n))) < max(2, round(0.04 * n))
-        if axis == "h":
-            canvas[line, dashes] = 225.0
-        else:
-            canvas[dashes, line] = 225.0
+        canvas[(line, dashes) if axis == "h" else (dashes, line)] = 225.0
     for _ in range(int(rng.integers(0, 7))):  # trees: clutter under the objects, never in the mask
         radius = rng.uniform(0.015, 0.035) * n
         tree = SceneObject("storage tank", "green", "small", radius, radius, rng.uniform(0, n), rng.uniform(0, n))
@@ -590,7 +523,7 @@ def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128,
     """One scene with its layout (see the module docstring); deterministic for a seed and ``version``."""
     if image_size < 32:
         raise ValueError(f"`image_size` must be at least 32 pixels, got {image_size} (objects are legible from ~96).")
-    rng = _rng(rng_or_seed)
+    rng = np.random.default_rng(rng_or_seed)  # a Generator is returned as it is
     version = check_version(version)
     for _ in range(100):
         sampled = _sample_layout(rng, image_size, version)
@@ -599,17 +532,8 @@ def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128,
         layout, expression, family, rule, index = sampled
         target = layout.objects[index]
         pixels, mask = _render(layout, rng, target)
-        return SyntheticScene(
-            image=Image.fromarray(pixels),
-            mask=mask,
-            expression=expression,
-            category=target.category,
-            family=family,
-            objects=list(layout.objects),
-            target=index,
-            roads=list(layout.roads),
-            rule=rule,
-        )
+        return SyntheticScene(Image.fromarray(pixels), mask, expression, target.category, family,
+                              objects=list(layout.objects), target=index, roads=list(layout.roads), rule=rule)
     raise RuntimeError(f"Could not lay out a scene at image_size={image_size}; use a larger image_size.")
 
 
@@ -623,15 +547,8 @@ def generate_scene(rng_or_seed: SeedLike = 0, image_size: int = 128,
 def _sample(seed: int, index: int, image_size: int, version: int) -> dict[str, Any]:
     scene = generate_scene_with_layout((seed, index), image_size, version)
     sample_id = f"synthetic-{seed}-{index}"
-    return {
-        "image": scene.image,
-        "mask": scene.mask,
-        "expression": scene.expression,
-        "image_id": sample_id,
-        "sample_id": sample_id,
-        "category": scene.category,
-        "family": scene.family,
-    }
+    return {"image": scene.image, "mask": scene.mask, "expression": scene.expression, "image_id": sample_id,
+            "sample_id": sample_id, "category": scene.category, "family": scene.family}
 
 
 def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0,
@@ -640,21 +557,14 @@ def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 
     ``family``; ``version`` selects the generator (`DATA_VERSIONS`)."""
     if num_samples < 0:
         raise ValueError(f"`num_samples` must be non-negative, got {num_samples}.")
-    version = check_version(version)
-    records = []
-    for index in range(num_samples):
-        sample = _sample(seed, index, image_size, version)
-        records.append({**sample, "mask": encode_mask(sample["mask"])})
-    return records_to_dataset(records)
+    samples = (_sample(seed, index, image_size, version) for index in range(num_samples))
+    return records_to_dataset([{**sample, "mask": encode_mask(sample["mask"])} for sample in samples])
 
 
 class SyntheticSceneStream(torch.utils.data.Dataset):
-    """Map-style dataset of ``length`` fresh scenes: item ``i`` is drawn from ``(seed, i)``.
-
-    Reproducible with any number of workers. Indices are already random scenes, so read it in order
-    (``shuffle=False``); use a different ``seed`` for evaluation data. Items are dicts with the loaders' columns
-    (``image`` a PIL image, ``mask`` an ``(H, W)`` boolean array) and ``family``.
-    """
+    """Map-style dataset of ``length`` fresh scenes, item ``i`` drawn from ``(seed, i)``: reproducible with any
+    number of workers, already random, so read it in order (``shuffle=False``); evaluate on another ``seed``. Items
+    are dicts with the loaders' columns (``image`` PIL, ``mask`` an ``(H, W)`` boolean array) and ``family``."""
 
     def __init__(self, image_size: int = 128, seed: int = 0, length: int = 1_000_000,
                  version: int = DATA_VERSION) -> None:
@@ -672,10 +582,8 @@ class SyntheticSceneStream(torch.utils.data.Dataset):
         return _sample(self.seed, int(index), self.image_size, self.version)
 
 
-def write_refsegrs_layout(
-    out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0,
-    version: int = DATA_VERSION,
-) -> Path:
+def write_refsegrs_layout(out_dir: str | os.PathLike, splits: Mapping[str, int], image_size: int = 512, seed: int = 0,
+                          version: int = DATA_VERSION) -> Path:
     """Writes scenes in the RefSegRS layout (TIFF images, 0/255 TIFF masks, phrase files) that `load_refsegrs`
     reads back exactly. Ids count up from 0 across ``splits`` in train/val/test order; id ``k`` is scene
     ``(seed, k)``. Splits not given get an empty phrase file. Returns ``out_dir``."""
@@ -683,17 +591,16 @@ def write_refsegrs_layout(
     if unknown:
         raise ValueError(f"`splits` keys must be among {', '.join(SPLITS)}; got {sorted(unknown)}.")
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "masks"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     next_id = 0
     for split in SPLITS:
         lines = []
         for _ in range(int(splits.get(split, 0))):
-            sample = _sample(seed, next_id, image_size, check_version(version))
+            sample = _sample(seed, next_id, image_size, version)
             sample["image"].save(out / "images" / f"{next_id}.tif", format="TIFF")
-            Image.fromarray(sample["mask"].astype(np.uint8) * 255).save(
-                out / "masks" / f"{next_id}.tif", format="TIFF"
-            )
+            mask = Image.fromarray(sample["mask"].astype(np.uint8) * 255)
+            mask.save(out / "masks" / f"{next_id}.tif", format="TIFF")
             lines.append(f"{next_id} {sample['expression']}\n")
             next_id += 1
         (out / f"output_phrase_{split}.txt").write_text("".join(lines), encoding="utf-8")

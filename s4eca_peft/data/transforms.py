@@ -1,11 +1,7 @@
-"""Seeded training augmentations that keep the expression true (resizing and normalising is the processor's job).
-
-* `horizontal_flip` mirrors image and mask and swaps left/right words in the expression (`swap_left_right`).
-* `PhotometricJitter` scales brightness, contrast and saturation; colour names stay true for moderate factors.
-
-RGB PIL images stay PIL images (uint8, fast C paths); any other image is converted by the rule of
-`s4eca_peft.modeling.image_io` to an ``(H, W, 3)`` float32 array in [0, 1]. The processor accepts both. Masks are
-``(H, W)`` arrays.
+"""Seeded training augmentations that keep the expression true: `horizontal_flip` (which swaps left/right words)
+and `PhotometricJitter` (colour names stay true for moderate factors). Resizing and normalising is the processor's
+job. RGB PIL images stay PIL images (uint8, fast C paths); any other image becomes an ``(H, W, 3)`` float32 array in
+[0, 1] by the rule of `s4eca_peft.modeling.image_io`. Masks are ``(H, W)`` arrays.
 """
 
 from __future__ import annotations
@@ -23,21 +19,13 @@ from ..modeling.image_io import load_image, read_image_file
 AugmentImage = Union[Image.Image, np.ndarray]
 _GREY = np.array([0.299, 0.587, 0.114])
 
-# each word and its mirror image; matched as whole words (so "north-west" and "upper-left" are covered)
-_MIRROR_PAIRS = (
-    ("left", "right"),
-    ("leftmost", "rightmost"),
-    ("lefthand", "righthand"),
-    ("west", "east"),
-    ("western", "eastern"),
-    ("westernmost", "easternmost"),
-    ("westward", "eastward"),
-    ("westwards", "eastwards"),
-    ("northwest", "northeast"),
-    ("southwest", "southeast"),
-    ("northwestern", "northeastern"),
-    ("southwestern", "southeastern"),
-)
+# each word and its mirror image (left/right, west/east and their compounds); matched as whole words, so
+# "north-west" and "upper-left" are covered
+_MIRROR_PAIRS = [("left" + end, "right" + end) for end in ("", "most", "hand")] + [
+    (start + "west" + end, start + "east" + end)
+    for start, ends in (("", ("", "ern", "ernmost", "ward", "wards")), ("north", ("", "ern")), ("south", ("", "ern")))
+    for end in ends
+]
 _MIRROR = {a: b for a, b in _MIRROR_PAIRS} | {b: a for a, b in _MIRROR_PAIRS}
 _MIRROR_RE = re.compile(r"\b(" + "|".join(sorted(_MIRROR, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
@@ -45,9 +33,7 @@ _MIRROR_RE = re.compile(r"\b(" + "|".join(sorted(_MIRROR, key=len, reverse=True)
 def _match_case(word: str, template: str) -> str:
     if template.isupper() and len(template) > 1:
         return word.upper()
-    if template[0].isupper():
-        return word[0].upper() + word[1:]
-    return word
+    return word.capitalize() if template[0].isupper() else word
 
 
 def swap_left_right(expression: str) -> str:
@@ -59,21 +45,17 @@ def swap_left_right(expression: str) -> str:
 def horizontal_flip(image: AugmentImage, mask: Any, expression: str) -> tuple[AugmentImage, Any, str]:
     """Mirrors ``image`` (PIL or ``(H, W, C)`` array) and ``mask`` (``(H, W)``, or None) left-right and rewrites
     the expression with `swap_left_right`."""
-    if isinstance(image, Image.Image):
-        flipped = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    else:
-        flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1])
+    flipped = (image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if isinstance(image, Image.Image)
+               else np.ascontiguousarray(np.asarray(image)[:, ::-1]))
     flipped_mask = None if mask is None else np.ascontiguousarray(np.asarray(mask)[:, ::-1])
     return flipped, flipped_mask, swap_left_right(expression)
 
 
 @dataclass
 class PhotometricJitter:
-    """Random brightness, contrast and saturation factors drawn from ``[1 - x, 1 + x]`` (0 turns one off).
-
-    Brightness scales, saturation blends each pixel with its grey (ITU-R 601 luma), contrast blends with the
-    image's mean grey. The three compose into one affine colour map, applied in a single pass and clipped once.
-    """
+    """Random brightness, contrast and saturation factors from ``[1 - x, 1 + x]`` (0 turns one off): brightness
+    scales, saturation blends each pixel with its grey (ITU-R 601 luma), contrast with the image's mean grey; the
+    three compose into one affine colour map, applied in one pass and clipped once."""
 
     brightness: float = 0.2
     contrast: float = 0.2
@@ -107,13 +89,9 @@ class PhotometricJitter:
 
 class TrainTransform:
     """Training augmentation of one sample dict (``image``, ``mask``, ``expression``): a left-right flip with
-    probability ``flip_prob`` (0 turns it off) that rewrites the expression, then ``jitter`` (True: the default
-    `PhotometricJitter`; False or None: off).
-
-    Randomness comes from the ``rng`` passed to `__call__`, or else from the transform's own generator seeded
-    with ``seed``. Returns a new dict; ``image`` is an RGB PIL image or an ``(H, W, 3)`` float32 array in [0, 1]
-    (see the module docstring).
-    """
+    probability ``flip_prob`` that rewrites the expression, then ``jitter`` (True: the default `PhotometricJitter`;
+    False or None: off). Draws from the ``rng`` given to `__call__`, else from its own generator seeded with
+    ``seed``; returns a new dict, its image as the module docstring says."""
 
     def __init__(self, flip_prob: float = 0.5, jitter: PhotometricJitter | bool | None = True, seed: int = 0) -> None:
         if not 0.0 <= flip_prob <= 1.0:

@@ -9,7 +9,7 @@ from typing import Any
 
 SPLITS = ("train", "val", "test")
 
-# Problem kinds, in the order reports list them.
+# problem kinds, in the order reports list them
 MISSING_IMAGE = "missing_image"
 MISSING_MASK = "missing_mask"
 MISSING_ANNOTATION = "missing_annotation"
@@ -25,8 +25,7 @@ PROBLEM_KINDS = (MISSING_IMAGE, MISSING_MASK, MISSING_ANNOTATION, UNREADABLE_FIL
 
 _BRIEF = reprlib.Repr()
 _BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 60, 60
-for _name in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset"):
-    setattr(_BRIEF, _name, 4)
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = _BRIEF.maxfrozenset = 4
 
 
 def brief(value: Any) -> str:
@@ -36,6 +35,14 @@ def brief(value: Any) -> str:
 
 class DataValidationWarning(UserWarning):
     """Issued once per load when records were skipped (see `ValidationReport`)."""
+
+
+class InvalidRecord(Exception):
+    """Raised by a record check: the record is skipped, reported as ``kind`` (of `PROBLEM_KINDS`) with ``detail``."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(kind, detail)
+        self.kind, self.detail = kind, detail
 
 
 def check_split(split: str) -> str:
@@ -56,12 +63,9 @@ class Problem:
 
 @dataclass
 class ValidationReport:
-    """Outcome of validating one split: samples kept, samples skipped and the problems, grouped by kind.
-
-    ``problems`` maps each kind in `PROBLEM_KINDS` that occurred to its list of `Problem` records.
-    ``num_skipped`` counts samples (one per expression), which can exceed the number of problems when a
-    skipped record carries several expressions.
-    """
+    """Outcome of validating one split: samples kept, samples skipped (one per expression, so a skipped ref with
+    several expressions counts several) and ``problems``: each kind of `PROBLEM_KINDS` that occurred -> its `Problem`
+    records."""
 
     dataset: str
     split: str
@@ -85,15 +89,9 @@ class ValidationReport:
 
     def summary(self, max_ids: int = 5) -> str:
         """One line: the count per kind and the first ``max_ids`` record ids of each."""
-        head = self._head()
-        if self.ok:
-            return head + "; no problems."
-        parts = []
-        for kind, count in self.counts().items():
-            ids = [problem.record_id for problem in self.problems[kind][:max_ids]]
-            more = ", ..." if count > max_ids else ""
-            parts.append(f"{kind}: {count} ({', '.join(ids)}{more})")
-        return f"{head}; " + "; ".join(parts)
+        parts = [f"{kind}: {count} ({', '.join(problem.record_id for problem in self.problems[kind][:max_ids])}"
+                 f"{', ...' if count > max_ids else ''})" for kind, count in self.counts().items()]
+        return "; ".join([self._head(), *parts]) if parts else self._head() + "; no problems."
 
     def details(self, max_per_kind: int = 20) -> str:
         """Several lines: each kind with up to ``max_per_kind`` problems and their reasons."""

@@ -43,8 +43,8 @@ def test_same_seed_same_scene_and_different_seeds_differ():
     assert generate_scene(np.random.default_rng(5))[2] == expression  # a generator works like its seed
 
 
-def test_every_relation_occurs():
-    assert {scene.relation for scene in SCENES} == set(RELATIONS)
+def test_every_version_1_family_occurs():
+    assert {scene.family for scene in SCENES} == set(RELATIONS)
 
 
 def test_version_2_is_the_default_has_every_family_and_a_sizeable_relational_share():
@@ -127,9 +127,9 @@ def test_scene_needs_language_and_is_unambiguous(index):
     np.testing.assert_array_equal(scene.mask, expected)
     # the stated rule picks out the target only
     words = scene.expression.split()
-    if scene.relation == "colour":
+    if scene.family == "colour":
         assert target.colour in scene.expression and all(peer.colour != target.colour for peer in peers)
-    elif scene.relation == "size":
+    elif scene.family == "size":
         assert all(peer.size != target.size for peer in peers)
         assert any(
             w in words
@@ -137,8 +137,8 @@ def test_scene_needs_language_and_is_unambiguous(index):
                 ("large", "largest", "big", "biggest") if target.size == "large" else ("small", "smallest", "little")
             )
         )
-    elif scene.relation in ("position", "colour+position"):
-        if scene.relation == "colour+position":
+    elif scene.family in ("position", "colour+position"):
+        if scene.family == "colour+position":
             assert target.colour in scene.expression
             peers = [peer for peer in peers if peer.colour == target.colour]
             assert peers

@@ -43,7 +43,7 @@ def test_flip_keeps_expression_true_on_a_scene():
     scene = next(
         s
         for i in range(200)
-        if (s := generate_scene_with_layout((3, i), 128)).relation == "position" and "left" in s.expression
+        if (s := generate_scene_with_layout((3, i), 128)).family == "position" and "left" in s.expression
     )
     image = np.asarray(scene.image, dtype=np.float32) / 255
     flipped, mask, expression = horizontal_flip(image, scene.mask, scene.expression)
