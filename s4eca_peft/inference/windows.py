@@ -1,32 +1,42 @@
-"""Sliding windows over a large image: where they start, and how their probabilities are stitched back.
+"""Sliding windows over a large image: where they lie, how they are predicted a batch at a time, and how their
+probabilities are stitched back.
 
 `S4ECASegmenter` (an image in memory) and `s4eca_peft.geo.predict_raster` (a raster read window by window) both lay
-out windows with `sliding_window_starts` and blend them with `WindowStitcher`, so they give the same probabilities.
+out windows with `WindowStitcher.covering` and predict them with `stitch_windows`, so they give the same
+probabilities.
 
-Every window gets a separable weight that is 1 in its interior and rises as ``sin^2`` over the strip it shares with
-the previous window and falls as ``cos^2`` over the strip it shares with the next one; scene borders get no ramp.
-Where two windows overlap the two ramps add up to 1, so probabilities pass from one window to the next without a
-seam. The stitched probability is the weighted sum divided by the summed weight (all weights are positive). The
-windows form a grid, so the summed weight is the product of the summed row and column profiles: only the weighted
-sum is buffered.
+A window's weight is 1 in its interior, rises as ``sin^2`` over the strip it shares with the previous window and falls
+as ``cos^2`` over the strip it shares with the next one (scene borders get no ramp): in an overlap the two ramps add
+up to 1, so there is no seam. The stitched probability is the weighted sum over the summed weight; the windows form a
+grid, so the summed weight is the outer product of the row and column sums and only the weighted sum is buffered.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) in scene pixels, bottom/right exclusive
 
+MANY_WINDOWS = 64
+"""Above this many sliding windows for one image, a warning is given and progress is shown."""
+
+
+def check_window_settings(max_side: int, tile_size: int | None, tile_overlap: float, batch_size: int) -> None:
+    """A ValueError naming the first window setting out of range."""
+    for name, value in (("max_side", max_side), ("tile_size", tile_size), ("batch_size", batch_size)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}.")
+    if not 0.0 <= tile_overlap < 1.0:
+        raise ValueError(f"tile_overlap must lie in [0, 1), got {tile_overlap}.")
+
 
 def sliding_window_starts(length: int, window: int, overlap: float) -> list[int]:
-    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``.
-
-    The first window starts at 0 and the last one ends at ``length``; the others are spread evenly in between. A
-    side not longer than the window gets one window of the whole side.
-    """
+    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``:
+    the first starts at 0, the last ends at ``length``, the others are spread evenly (one window for a short side)."""
     if length <= window:
         return [0]
     stride = max(1, int(window * (1.0 - overlap)))
@@ -45,14 +55,10 @@ def axis_weights(starts: Sequence[int], window: int) -> list[np.ndarray]:
     profiles = []
     for index, start in enumerate(starts):
         profile = np.ones(window, dtype=np.float32)
-        if index > 0:  # shared with the previous window: ramp up
-            shared = starts[index - 1] + window - start
-            if shared > 0:
-                profile[:shared] *= cosine_ramp(shared)
-        if index + 1 < len(starts):  # shared with the next window: ramp down
-            shared = start + window - starts[index + 1]
-            if shared > 0:
-                profile[window - shared :] *= cosine_ramp(shared)[::-1]
+        if index > 0 and (shared := starts[index - 1] + window - start) > 0:  # ramp up over the previous window
+            profile[:shared] *= cosine_ramp(shared)
+        if index + 1 < len(starts) and (shared := start + window - starts[index + 1]) > 0:  # down over the next
+            profile[window - shared :] *= cosine_ramp(shared)[::-1]
         profiles.append(profile)
     return profiles
 
@@ -60,13 +66,9 @@ def axis_weights(starts: Sequence[int], window: int) -> list[np.ndarray]:
 class WindowStitcher:
     """Accumulates weighted window probabilities and hands back each scene cell as soon as it is final.
 
-    The window edges cut the scene into cells; each cell is covered by a known set of windows. A cell's buffers
-    exist from the first covering window to the last one, so with windows fed in row-major order the memory held is
-    about one window plus the strip shared with the next row of windows, whatever the scene size.
-
-    Args:
-        tops / lefts: window starts along each axis (e.g. from `sliding_window_starts`).
-        window_height / window_width: the window sides.
+    The window edges cut the scene into cells, each covered by a known set of windows; a cell is buffered from its
+    first window to its last, so with windows fed in row-major order about one window plus the strip shared with the
+    next row of windows is held, whatever the scene size.
     """
 
     @classmethod
@@ -88,48 +90,36 @@ class WindowStitcher:
         self.col_total = _profile_sum(self.lefts, self.col_weights)
         self.expected = np.zeros((len(self.ys) - 1, len(self.xs) - 1), dtype=np.int32)
         for box in self.boxes():
-            rows, cols = self._cell_ranges(box)
-            self.expected[rows, cols] += 1
+            self.expected[self._cell_ranges(box)] += 1
         self._open: dict[tuple[int, int], list] = {}  # cell -> [weighted sum, windows seen]
 
     def boxes(self) -> list[Box]:
         """All windows, row-major: the order `add` expects for the memory bound (any order gives the same result)."""
-        return [
-            (top, left, top + self.window_height, left + self.window_width) for top in self.tops for left in self.lefts
-        ]
+        return [(top, left, top + self.window_height, left + self.window_width) for top in self.tops
+                for left in self.lefts]
 
     def _cell_ranges(self, box: Box) -> tuple[slice, slice]:
         top, left, bottom, right = box
-        return (
-            slice(self.ys.index(top), self.ys.index(bottom)),
-            slice(self.xs.index(left), self.xs.index(right)),
-        )
+        return slice(self.ys.index(top), self.ys.index(bottom)), slice(self.xs.index(left), self.xs.index(right))
 
     def weights(self, box: Box) -> np.ndarray:
         """The ``(window_height, window_width)`` blending weight of ``box``."""
-        top, left = box[:2]
-        return np.outer(self.row_weights[self.tops.index(top)], self.col_weights[self.lefts.index(left)])
+        return np.outer(self.row_weights[self.tops.index(box[0])], self.col_weights[self.lefts.index(box[1])])
 
     def add(self, box: Box, probabilities: np.ndarray) -> Iterator[tuple[Box, np.ndarray]]:
         """Add one window's ``(h, w)`` probabilities; yield ``(cell box, blended (h_c, w_c) float32)`` for every
         cell this window completes."""
         top, left, bottom, right = box
         if probabilities.shape != (bottom - top, right - left):
-            raise ValueError(
-                f"window {box}: expected probabilities of shape {(bottom - top, right - left)}, "
-                f"got {probabilities.shape}."
-            )
-        weight = self.weights(box)
-        weighted = probabilities.astype(np.float32) * weight
+            raise ValueError(f"window {box}: expected probabilities of shape {(bottom - top, right - left)}, "
+                             f"got {probabilities.shape}.")
+        weighted = probabilities.astype(np.float32) * self.weights(box)
         rows, cols = self._cell_ranges(box)
         for i in range(rows.start, rows.stop):
             for j in range(cols.start, cols.stop):
                 y0, y1, x0, x1 = self.ys[i], self.ys[i + 1], self.xs[j], self.xs[j + 1]
-                local = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
-                state = self._open.get((i, j))
-                if state is None:
-                    state = self._open[(i, j)] = [np.zeros((y1 - y0, x1 - x0), np.float32), 0]
-                state[0] += weighted[local]
+                state = self._open.setdefault((i, j), [np.zeros((y1 - y0, x1 - x0), np.float32), 0])
+                state[0] += weighted[y0 - top : y1 - top, x0 - left : x1 - left]
                 state[1] += 1
                 if state[1] == self.expected[i, j]:
                     del self._open[(i, j)]
@@ -152,3 +142,19 @@ def _profile_sum(starts: Sequence[int], profiles: Sequence[np.ndarray]) -> np.nd
     for start, profile in zip(starts, profiles):
         total[start : start + len(profile)] += profile
     return total
+
+
+def stitch_windows(stitcher: WindowStitcher, batch_size: int, predict: Callable[[list[Box]], Sequence[np.ndarray]],
+                   warning: str) -> Iterator[tuple[Box, np.ndarray]]:
+    """Predict the stitcher's windows ``batch_size`` at a time (``predict``: boxes -> ``(h, w)`` probabilities each)
+    and yield each scene cell with its blended probabilities as soon as it is final. Above `MANY_WINDOWS` windows,
+    ``warning`` (formatted with ``count``) is given and a progress bar is shown."""
+    from tqdm.auto import tqdm
+
+    boxes = stitcher.boxes()
+    if len(boxes) > MANY_WINDOWS:
+        warnings.warn(warning.format(count=len(boxes)), stacklevel=3)
+    for start in tqdm(range(0, len(boxes), batch_size), desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
+        chunk = boxes[start : start + batch_size]
+        for box, probabilities in zip(chunk, predict(chunk)):
+            yield from stitcher.add(box, np.asarray(probabilities, dtype=np.float32))
