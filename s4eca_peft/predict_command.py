@@ -1,20 +1,11 @@
-"""``s4eca-predict``: masks and overlays for one image or a batch file, with a trained S4ECA adapter.
+"""``s4eca-predict``: masks and overlays for one image or a batch file (CSV with a header, or JSON lines), with a
+trained S4ECA adapter; GeoTIFF and vector outputs with the ``geo`` extra.
 
-One image::
-
-    s4eca-predict --adapter owner/s4eca-swin-b --image tile.png --expression "the ship near the dock" \\
-        --output out/tile_mask.png          # also writes out/tile_mask_overlay.png
-
-A batch (CSV with a header, or JSON lines; columns ``image``, ``expression`` and optionally ``output``)::
-
+    s4eca-predict --adapter ./my_adapter --image tile.png --expression "the ship" --output out/tile_mask.png
     s4eca-predict --adapter ./my_adapter --batch queries.csv --output_dir out/
 
-Batch rows, ``errors.jsonl``, resuming, the output checks made before any prediction, GeoTIFF and vector outputs and
-the exit status (0 done, 1 some rows failed, 2 nothing could be done: one line on stderr, ``--debug`` for the
-traceback) are described in docs/inference.md, docs/geospatial.md and docs/security.md::
-
-    s4eca-predict --adapter ./my_adapter --image scene.tif --expression "the tanks" --output tanks.tif \\
-        --vector tanks.geojson --bands 3 2 1
+Batch rows, ``errors.jsonl``, resuming, the checks made before any prediction and the exit status (0 done, 1 some
+rows failed, 2 nothing could be done) are described in docs/inference.md, docs/geospatial.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -111,13 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer above 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
+    if not text.strip().isdecimal() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return int(text)
 
 
 def fraction(high: float, closed: bool):
@@ -188,49 +175,45 @@ def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
         yield text.rstrip("\r\n") + "\n"  # CRLF read as LF, inside quoted fields too
 
 
-def _csv_records(handle: BinaryIO, path: Path) -> Iterator[tuple[int, str, list[str] | None, str | None]]:
-    """``(first line, where, fields, error)`` for each non-blank CSV record, read by the standard `csv` module
-    (RFC 4180: a quoted field may span lines, up to ``csv.field_size_limit()`` characters). A malformed record is
-    reported with the lines it took and reading goes on at the next line."""
-    bad: dict[int, str] = {}
-    reader = csv.reader(_lines(handle, bad), strict=True)
-    first = 1
-    while True:
-        try:
-            fields, error = next(reader), None
-        except StopIteration:
-            return
-        except csv.Error as csv_error:
-            fields, error = None, f"malformed CSV ({csv_error})"
-        last = max(reader.line_num, first)
-        where = f"line {first}" if last == first else f"lines {first}-{last}"
-        error = next((bad[n] for n in range(first, last + 1) if n in bad), error)
-        if error is not None:
-            yield first, where, None, f"{path}: {where}: {error}"
-        elif any(field.strip() for field in fields):
-            yield first, where, fields, None
-        first = last + 1
-
-
 def _read_csv(path: Path) -> Iterator[BatchRow]:
+    """Rows of a CSV batch file, read by the standard `csv` module (RFC 4180: a quoted field may span lines, up to
+    ``csv.field_size_limit()`` characters). A malformed record is reported with the lines it took, and reading goes
+    on at the next line."""
     with open_regular(path, "--batch") as handle:
-        records = _csv_records(handle, path)
-        _, _, fieldnames, error = next(records, (1, "", None, "the file is empty"))
-        fieldnames = fieldnames or []
-        missing = {"image", "expression"} - set(fieldnames)
-        if error or missing:
-            raise ValueError(f"{path}: the CSV header must name the columns image and expression (and optionally "
-                             "output); " + (f"malformed header ({error})" if error else f"missing "
-                                            f"{', '.join(sorted(missing))}") + ".")
-        for first, where, values, error in records:
-            row = first - 1  # data rows, without the header (the row's first line)
-            if error is not None:
-                yield BatchRow(row, "", "", error=error)
-            elif len(values) > len(fieldnames):
-                yield BatchRow(row, "", "", error=f"{path}: {where} has {len(values)} fields; the header names "
-                                                  f"{len(fieldnames)}")
+        bad: dict[int, str] = {}
+        reader = csv.reader(_lines(handle, bad), strict=True)
+        header, first = None, 1
+        while True:
+            try:
+                fields, error = next(reader), None
+            except StopIteration:
+                break
+            except csv.Error as csv_error:
+                fields, error = None, f"malformed CSV ({csv_error})"
+            last = max(reader.line_num, first)
+            where = f"line {first}" if last == first else f"lines {first}-{last}"
+            error = next((bad[n] for n in range(first, last + 1) if n in bad), error)
+            error = error and f"{path}: {where}: {error}"
+            row, first = first - 1, last + 1  # data rows are numbered without the header (the row's first line)
+            if error is None and not any(field.strip() for field in fields):
+                continue
+            if header is None:
+                header = _csv_header(path, fields, error)
+            elif error is not None or len(fields) > len(header):
+                yield BatchRow(row, "", "", error=error or f"{path}: {where} has {len(fields)} fields; the header "
+                                                           f"names {len(header)}")
             else:
-                yield _row(row, dict(zip(fieldnames, values)))
+                yield _row(row, dict(zip(header, fields)))
+        if header is None:
+            _csv_header(path, [], "the file is empty")
+
+
+def _csv_header(path: Path, fields: list[str] | None, error: str | None) -> list[str]:
+    missing = {"image", "expression"} - set(fields or [])
+    if error or missing:
+        raise ValueError(f"{path}: the CSV header must name the columns image and expression (and optionally output); "
+                         + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + ".")
+    return fields
 
 
 def _read_jsonl(path: Path) -> Iterator[BatchRow]:
