@@ -1,12 +1,5 @@
-"""``s4eca-demo``: serve a trained S4ECA adapter as a Gradio app in the browser.
-
-    s4eca-demo                                                # the reference adapter, when one is installed
-    s4eca-demo --adapter outputs/s4eca                        # http://127.0.0.1:7860
-    s4eca-demo --adapter owner/s4eca-swin-b --revision 3f1c2a --host 0.0.0.0 --port 8080
-
-The app listens on the loopback address unless ``--host`` says otherwise, and makes no public share link unless
-``--share`` is given. Gradio analytics are off.
-"""
+"""``s4eca-demo``: serve a trained S4ECA adapter as a Gradio app in the browser (docs/demo.md). It listens on the
+loopback address unless ``--host`` says otherwise, and makes no public share link unless ``--share`` is given."""
 
 from __future__ import annotations
 
@@ -38,16 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_segmenter(args: argparse.Namespace) -> Any:
-    """The `S4ECASegmenter` named by ``--adapter`` (folder, Hub repo id or the reference adapter) and
-    ``--revision``."""
+    """The `S4ECASegmenter` named by ``--adapter`` and ``--revision``."""
     from ..inference import S4ECASegmenter
 
     return S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=args.device, dtype=args.dtype,
                                           cache_dir=args.cache_dir)
 
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-"""Largest upload the app accepts (50 MiB); Gradio refuses a larger one before it is stored."""
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # Gradio refuses a larger upload before it is stored
 
 
 def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
@@ -62,8 +53,7 @@ def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``s4eca-demo``: a missing extra, an adapter that does not load or a busy port ends with a one-line message
-    and status 2."""
+    """``s4eca-demo``; a missing extra, an adapter that does not load or a busy port ends in one line, status 2."""
     args = build_parser().parse_args(argv)
     try:
         serve(args)
