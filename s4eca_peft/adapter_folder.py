@@ -208,10 +208,9 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
     )
 
 
-def load_for_inference(
-    name_or_path: str | os.PathLike, revision: str | None = None, device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None, cache_dir: str | None = None, token: Any = None,
-) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
+def load_for_inference(name_or_path: str | os.PathLike, revision: str | None = None,
+                       device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                       cache_dir: str | None = None, token: Any = None) -> tuple[Any, ReferringSegmentationProcessor, dict]:
     """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
     from peft import PeftModel
 

@@ -15,9 +15,8 @@ def _render(figure) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
-def scale_weights_picture(
-    weights: dict[str, np.ndarray], branch_labels: list[str], title: str = "language-guided scale weights"
-) -> Image.Image:
+def scale_weights_picture(weights: dict[str, np.ndarray], branch_labels: list[str],
+                          title: str = "language-guided scale weights") -> Image.Image:
     """A heatmap of the softmax weight each extractor branch (column, named by ``branch_labels``) gets in each adapted
     block (row; ``weights``: block label -> ``(n_branches, r)`` of one sample), averaged over the bottleneck channels."""
     from matplotlib.figure import Figure
@@ -42,9 +41,8 @@ def scale_weights_picture(
     return _render(figure)
 
 
-def spatial_gate_picture(
-    gates: dict[str, np.ndarray], image: np.ndarray | None = None, title: str = "language-guided spatial gate"
-) -> Image.Image:
+def spatial_gate_picture(gates: dict[str, np.ndarray], image: np.ndarray | None = None,
+                         title: str = "language-guided spatial gate") -> Image.Image:
     """One panel per adapted block (``gates``: block label -> ``(H, W)`` of one sample, in (0, 1); bright: kept), drawn
     over ``image`` ``(height, width, 3)``, the input or window the gates belong to, when given."""
     from matplotlib.figure import Figure

@@ -24,18 +24,11 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.floa
 
 @dataclass
 class ReferringPrediction:
-    """One prediction, returned when probabilities or selection maps are asked for.
-
-    Args:
-        mask (`np.ndarray` of shape `(height, width)`, dtype `bool`): the mask at the original image size.
-        probabilities (`np.ndarray` of shape `(height, width)`, dtype `float32`, *optional*): foreground
-            probability at the original size.
-        selection_maps (`dict[str, dict[str, np.ndarray]]`, *optional*): the S4ECA selection maps of each adapted
-            vision block, by block name: `{"scale_weights": (n_branches, r), "spatial_gate": (1, h, w)}`; for an
-            image predicted with sliding windows, a list with one such dict per window.
-        windows (`list[tuple[int, int, int, int]]`, *optional*): `(top, left, bottom, right)` of every sliding
-            window, in the original image, when the image was predicted window by window; `None` otherwise.
-    """
+    """One prediction, returned when probabilities or selection maps are asked for: the ``mask`` `(height, width)`
+    bool at the original size, the foreground ``probabilities`` (float32, same size), the ``selection_maps`` of each
+    adapted vision block by name (`{"scale_weights": (n_branches, r), "spatial_gate": (1, h, w)}`; a list with one
+    such dict per window for an image predicted window by window) and those ``windows`` as
+    `(top, left, bottom, right)` in the original image (`None` for an image predicted whole)."""
 
     mask: np.ndarray
     probabilities: np.ndarray | None = None
@@ -52,9 +45,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}, 'auto' or a torch.dtype.")
 
 
-DEVICE_TYPES = ("cpu", "cuda", "mps")
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"cuda:1"`` / ``torch.device`` -> ``torch.device``, checked against this machine before anything is loaded;
     ``None``: CUDA when available, else CPU. An unknown device, or one this machine lacks, is a ValueError naming it."""
@@ -64,7 +54,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         resolved = None
-    if resolved is None or resolved.type not in DEVICE_TYPES:
+    if resolved is None or resolved.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device: unknown device {str(device)!r}; expected cpu, cuda, cuda:N or mps.")
     available = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
                  "mps": int(torch.backends.mps.is_available())}[resolved.type]
@@ -74,9 +64,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def overlay_prediction(
-    image: ImageInput, mask: np.ndarray | torch.Tensor, color: tuple[int, int, int] = (255, 40, 40), alpha: float = 0.5
-) -> Image.Image:
+def overlay_prediction(image: ImageInput, mask: np.ndarray | torch.Tensor, color: tuple[int, int, int] = (255, 40, 40),
+                       alpha: float = 0.5) -> Image.Image:
     """The image (any input `predict` accepts) with ``mask`` ``(H, W)`` tinted in ``color`` and outlined."""
     rgb = (load_image(image) * 255.0 + 0.5).astype(np.uint8)  # (H, W, 3) by the package's conversion rule
     mask = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
@@ -85,22 +74,16 @@ def overlay_prediction(
 
 def _pair_inputs(images: Any, expressions: Any) -> tuple[list, list[str], bool]:
     """One image + one expression -> single; lists of equal length pair up; one side single is broadcast."""
-    image_is_list = isinstance(images, (list, tuple))
-    text_is_list = isinstance(expressions, (list, tuple))
-    image_list = list(images) if image_is_list else [images]
-    text_list = list(expressions) if text_is_list else [expressions]
-    if image_is_list and text_is_list and len(image_list) != len(text_list):
-        raise ValueError(
-            f"Got {len(image_list)} images and {len(text_list)} expressions; give one expression per image, one "
-            "image with several expressions, or several images with one expression."
-        )
-    if not image_list or not text_list:
+    image_list = list(images) if isinstance(images, (list, tuple)) else None
+    text_list = list(expressions) if isinstance(expressions, (list, tuple)) else None
+    if image_list is not None and text_list is not None and len(image_list) != len(text_list):
+        raise ValueError(f"Got {len(image_list)} images and {len(text_list)} expressions; give one expression per "
+                         "image, one image with several expressions, or several images with one expression.")
+    count = len(image_list) if image_list is not None else len(text_list) if text_list is not None else 1
+    if count == 0:
         raise ValueError("Give at least one image and one expression.")
-    if image_is_list and not text_is_list:
-        text_list = text_list * len(image_list)
-    elif text_is_list and not image_is_list:
-        image_list = image_list * len(text_list)
-    return image_list, text_list, not (image_is_list or text_is_list)
+    single = image_list is None and text_list is None
+    return image_list or [images] * count, text_list or [expressions] * count, single
 
 
 class S4ECASegmenter:
@@ -132,17 +115,10 @@ class S4ECASegmenter:
         self.batch_size = int(batch_size)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        adapter_id_or_dir: str | os.PathLike,
-        revision: str | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        *,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        **settings: Any,
-    ) -> S4ECASegmenter:
+    def from_pretrained(cls, adapter_id_or_dir: str | os.PathLike, revision: str | None = None,
+                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
+                        cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
+                        **settings: Any) -> S4ECASegmenter:
         """Rebuild the base model from the backbones recorded in the adapter folder or Hub repo, load the adapter
         and head (safetensors only), and set up the processor.
 
@@ -160,8 +136,7 @@ class S4ECASegmenter:
 
         model, processor, metadata = load_for_inference(
             str(adapter_id_or_dir), revision=revision, device=resolve_device(device), dtype=resolve_dtype(dtype),
-            cache_dir=str(cache_dir) if cache_dir is not None else None, token=token,
-        )
+            cache_dir=str(cache_dir) if cache_dir is not None else None, token=token)
         return cls(model, processor, metadata, **settings)
 
     @property
@@ -224,14 +199,9 @@ class S4ECASegmenter:
             stitched[top:bottom, left:right] = blended
         return stitched, window_maps if record else None, stitcher.boxes()
 
-    def predict(
-        self,
-        images: ImageInput | Sequence[ImageInput],
-        expressions: str | Sequence[str],
-        threshold: float = 0.5,
-        return_probabilities: bool = False,
-        return_selection_maps: bool = False,
-    ) -> np.ndarray | ReferringPrediction | list[np.ndarray] | list[ReferringPrediction]:
+    def predict(self, images: ImageInput | Sequence[ImageInput], expressions: str | Sequence[str], threshold: float = 0.5,
+                return_probabilities: bool = False, return_selection_maps: bool = False,
+                ) -> np.ndarray | ReferringPrediction | list[np.ndarray] | list[ReferringPrediction]:
         """Masks at each original image size.
 
         Args:

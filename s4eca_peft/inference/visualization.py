@@ -11,13 +11,8 @@ from PIL import Image
 from ..files import atomic_write
 
 
-def overlay_mask(
-    image: np.ndarray | Image.Image,
-    mask: np.ndarray,
-    color: tuple[int, int, int] = (255, 40, 40),
-    alpha: float = 0.5,
-    outline: np.ndarray | None = None,
-) -> Image.Image:
+def overlay_mask(image: np.ndarray | Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (255, 40, 40),
+                 alpha: float = 0.5, outline: np.ndarray | None = None) -> Image.Image:
     """Blend a boolean ``mask`` over an RGB image; ``outline`` (another mask) is drawn as a green edge."""
     base = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if base.dtype != np.uint8:
@@ -27,16 +22,11 @@ def overlay_mask(
         raise ValueError(f"mask shape {mask.shape} differs from the image's {base.shape[:2]}.")
     out = base.astype(np.float32)
     out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-    if outline is not None:
-        edge = _edge(np.asarray(outline, dtype=bool))
-        out[edge] = (40, 220, 40)
+    if outline is not None:  # the outline's pixels that have a neighbour outside it
+        padded = np.pad(np.asarray(outline, dtype=bool), 1)
+        interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        out[padded[1:-1, 1:-1] & ~interior] = (40, 220, 40)
     return Image.fromarray(out.astype(np.uint8))
-
-
-def _edge(mask: np.ndarray) -> np.ndarray:
-    padded = np.pad(mask, 1)
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return mask & ~interior
 
 
 def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> None:
@@ -44,9 +34,8 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def plot_training_curves(
-    steps: Sequence[int], losses: Sequence[float], epochs: Sequence[dict], path: str | os.PathLike
-) -> None:
+def plot_training_curves(steps: Sequence[int], losses: Sequence[float], epochs: Sequence[dict],
+                         path: str | os.PathLike) -> None:
     """Training loss per step and validation mIoU / oIoU per evaluation, side by side (matplotlib's object API: no
     pyplot, no global backend)."""
     from matplotlib.figure import Figure
