@@ -253,9 +253,6 @@ def hub_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: options[key] for key in HUB_OPTIONS if options.get(key) is not None}
 
 
-COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
-
-
 def hub_snapshot(repo_id: str, revision: str | None = None, repo_type: str = "model",
                  allow_patterns: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
                  token: Any = None) -> Path:
@@ -277,11 +274,8 @@ def hub_snapshot(repo_id: str, revision: str | None = None, repo_type: str = "mo
 
 
 def snapshot_commit(snapshot: str | os.PathLike) -> str:
-    """The commit sha of a Hub snapshot folder (huggingface_hub names it after the commit it resolved)."""
-    commit = Path(snapshot).name
-    if not COMMIT_HASH.match(commit):
-        raise ValueError(f"{str(snapshot)!r} is not a Hub cache snapshot folder named after a commit sha.")
-    return commit
+    """The commit sha of a `hub_snapshot` folder (huggingface_hub names it after the commit it resolved)."""
+    return Path(snapshot).name
 
 
 def pin_hub_revision(name_or_path: str | os.PathLike | None, revision: str | None = None, **hub_options: Any) -> str | None:

@@ -31,7 +31,7 @@ from PIL import Image
 
 from .files import append_line, check_target, open_regular, parse_json
 from .geo import predict_raster
-from .geo.dependencies import has_rasterio
+from .geo.dependencies import GEO_EXTRA_HINT, has_rasterio
 from .inference.visualization import save_image_atomic
 from .modeling.image_io import MAX_IMAGE_PIXELS
 from .modeling.processing import _expression_text
@@ -256,7 +256,7 @@ def _row(number: int, record: dict) -> BatchRow:
     elif row.output is not None and Path(row.output).suffix.lower() not in OUTPUT_SUFFIXES:
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
     elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not has_rasterio():
-        row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
+        row.error = f"GeoTIFF and vector outputs need rasterio; {GEO_EXTRA_HINT}"
     return row
 
 
@@ -374,33 +374,28 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
     appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
     from tqdm.auto import tqdm
 
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    errors_file = output_dir / ERRORS_NAME
+    errors_file = Path(args.output_dir) / ERRORS_NAME
+    errors_file.parent.mkdir(parents=True, exist_ok=True)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     done = skipped = failed = 0
-
-    def record_error(row: BatchRow, reason: str) -> None:
-        nonlocal failed
-        failed += 1
-        entry = {"run": run_id, "row": row.number, "image": row.image, "expression": row.expression, "error": reason}
-        append_line(errors_file, json.dumps(entry))
-
     for row, (image_path, mask_path, vector_path) in tqdm(list(zip(rows, paths)), desc="s4eca-predict", unit="row"):
-        if row.error is not None:
-            record_error(row, row.error)
-            continue
         geotiff = wants_geotiff(args, mask_path) or vector_path is not None
         overlay = not (args.no_overlay or geotiff)
-        if not args.overwrite and all(path.is_file() for _, path in planned_targets(mask_path, vector_path, overlay)):
+        if row.error is None and not args.overwrite and all(
+                path.is_file() for _, path in planned_targets(mask_path, vector_path, overlay)):
             skipped += 1
             continue
         try:
+            if row.error is not None:
+                raise ValueError(row.error)
             predict_to(segmenter, args, image_path, row.image, row.expression, mask_path, vector_path, geotiff,
                        overlay)
             done += 1
         except (OSError, ValueError, TypeError) as error:
-            record_error(row, str(error))
+            failed += 1
+            entry = {"run": run_id, "row": row.number, "image": row.image, "expression": row.expression,
+                     "error": str(error)}
+            append_line(errors_file, json.dumps(entry))
     print(f"{done} predicted, {skipped} already done, {failed} failed"
           + (f" (see {errors_file}, run {run_id})" if failed else ""))
     return 1 if failed else 0
@@ -421,8 +416,6 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--{text_error}")
 
     if (args.vector or args.bands or args.cog) and not has_rasterio():
-        from .geo.dependencies import GEO_EXTRA_HINT
-
         parser.error(f"--vector, --bands and --cog need rasterio; {GEO_EXTRA_HINT}.")
 
     from .inference.segmenter import S4ECASegmenter, resolve_device

@@ -31,17 +31,10 @@ GDAL_CACHE_MB = 16  # GDAL's block cache; its default (5 % of RAM) would grow wi
 
 @dataclass
 class RasterPrediction:
-    """What `predict_raster` wrote.
-
-    Args:
-        output (`Path`): the mask GeoTIFF: uint8, 1 = object, 0 = background, 255 = nodata.
-        vector (`Path`, *optional*): the polygons file, when asked for.
-        crs (`str`, *optional*): the scene's coordinate system (``EPSG:32633``, or WKT), `None` if it has none.
-        size (`tuple[int, int]`): ``(height, width)`` of the scene and the mask.
-        windows (`int`): windows predicted (1 for a scene predicted whole).
-        object_pixels (`int`): pixels predicted as the object.
-        polygons (`int`, *optional*): polygons written to ``vector``.
-    """
+    """What `predict_raster` wrote: the mask GeoTIFF ``output`` (uint8: 1 object, 0 background, 255 nodata), the
+    polygons file ``vector`` and its ``polygons`` count (when asked for), the scene's ``crs`` (``EPSG:32633`` or WKT;
+    `None` if it has none), its ``(height, width)`` ``size``, the ``windows`` predicted (1 for a scene predicted
+    whole) and the ``object_pixels``."""
 
     output: Path
     vector: Path | None
@@ -80,22 +73,12 @@ def predict_raster(predictor: Any, path: str | Path, expression: str, output: st
                    cog: bool = False, max_side: int | None = None, tile_size: int | None = None,
                    tile_overlap: float | None = None, batch_size: int | None = None,
                    stretch_sample_side: int = 2048) -> RasterPrediction:
-    """Predict ``expression`` over the raster at ``path`` and write a mask GeoTIFF on the same grid.
-
-    Args:
-        predictor: an `S4ECASegmenter`, or a `ProbabilityFn` (windows -> probabilities).
-        path: any raster GDAL reads (GeoTIFF, COG, JPEG2000, PNG ...).
-        expression: the referring expression.
-        output: the ``.tif`` mask: same size, CRS and transform as the scene; 1 object, 0 background, 255 nodata.
-        vector: also write the object polygons (``.geojson`` or ``.gpkg``) in the scene's CRS, with ``expression``,
-            mean ``score`` and ``pixels`` as properties.
-        bands: 1-based bands read as red, green, blue (one band is read as grey); see `s4eca_peft.geo.reading`.
-        threshold: a pixel is the object when its probability exceeds it.
-        cog: write a Cloud-Optimized GeoTIFF.
-        max_side / tile_size / tile_overlap / batch_size: window settings (default: the segmenter's).
-        stretch_sample_side: scenes larger than this are decimated to about this side to compute the 16-bit
-            stretch and the float scale.
-    """
+    """Predict ``expression`` over the raster at ``path`` (any raster GDAL reads) with ``predictor`` (an
+    `S4ECASegmenter` or a `ProbabilityFn`) and write the ``.tif`` mask ``output`` on the same grid; with ``vector``,
+    also the object polygons (``.geojson`` or ``.gpkg``) in the scene's CRS. ``bands`` are the 1-based bands read as
+    red, green, blue (one: grey); ``cog`` writes a Cloud-Optimized GeoTIFF; the window settings default to the
+    segmenter's; scenes larger than ``stretch_sample_side`` are decimated to about that side to compute the 16-bit
+    stretch and the float scale. docs/geospatial.md describes every argument and output."""
     rasterio = require_rasterio()
     path, output, vector = _checked_paths(expression, threshold, path, output, vector)
     settings = _settings(predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap,

@@ -87,19 +87,13 @@ def _pair_inputs(images: Any, expressions: Any) -> tuple[list, list[str], bool]:
 
 
 class S4ECASegmenter:
-    """A trained S4ECA adapter, its base model and processor, ready to predict masks at the original image size.
+    """A trained S4ECA adapter, ready to predict masks at the original image size: ``model`` (a `peft.PeftModel`
+    around a `ReferringSegmentationModel`, put in eval mode), its ``processor`` (``image_size`` is the training size)
+    and ``metadata`` (its `s4eca_metadata.json`).
 
-    Args:
-        model: the adapted model (a `peft.PeftModel` around a `ReferringSegmentationModel`), put in eval mode.
-        processor (`ReferringSegmentationProcessor`): its processor; `processor.image_size` is the training size.
-        metadata (`dict`, *optional*): the adapter's `s4eca_metadata.json`.
-        max_side (`int`, *optional*, defaults to 1600): images whose longer side exceeds it are predicted with
-            sliding windows; smaller ones are resized whole to the training size.
-        tile_size (`int`, *optional*): side of a sliding window in original pixels; defaults to twice the
-            training size.
-        tile_overlap (`float`, *optional*, defaults to 0.25): minimum overlap of neighbouring windows, as a
-            fraction of the window side, in [0, 1).
-        batch_size (`int`, *optional*, defaults to 8): images (or windows) per forward pass.
+    An image whose longer side exceeds ``max_side`` is predicted in windows of ``tile_size`` pixels (default: twice
+    the training size) overlapping by at least ``tile_overlap`` (in [0, 1)); ``batch_size`` images or windows go
+    through each forward pass (docs/inference.md, "Large images").
     """
 
     def __init__(self, model: Any, processor: ReferringSegmentationProcessor, metadata: dict[str, Any] | None = None,
@@ -119,19 +113,10 @@ class S4ECASegmenter:
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
                         cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
                         **settings: Any) -> S4ECASegmenter:
-        """Rebuild the base model from the backbones recorded in the adapter folder or Hub repo, load the adapter
-        and head (safetensors only), and set up the processor.
-
-        Args:
-            adapter_id_or_dir: a folder written by `s4eca_peft.inference.save_for_inference`, or a Hub repo id.
-            revision: branch, tag or commit of the Hub repo (pin a commit for reproducible results).
-            device: defaults to CUDA when available, else CPU.
-            dtype: `torch.float32` (default), `torch.bfloat16`, `torch.float16`, or their names.
-            cache_dir / token: passed to the Hub client.
-            settings: `max_side`, `tile_size`, `tile_overlap`, `batch_size` (see the class).
-
-        The errors it raises, each naming the file or repo, are listed in docs/inference.md ("Safety and errors").
-        """
+        """Rebuild the base model from the backbones recorded in the adapter folder, Hub repo or package reference
+        ``adapter_id_or_dir``, load the adapter and head (safetensors only) and the processor. ``device`` defaults to
+        CUDA when available; ``dtype`` is a `torch.dtype` or its name; ``settings`` are the window settings (see the
+        class). The arguments and the errors, each naming the file or repo, are in docs/inference.md."""
         from ..adapter_folder import load_for_inference
 
         model, processor, metadata = load_for_inference(
@@ -202,23 +187,10 @@ class S4ECASegmenter:
     def predict(self, images: ImageInput | Sequence[ImageInput], expressions: str | Sequence[str], threshold: float = 0.5,
                 return_probabilities: bool = False, return_selection_maps: bool = False,
                 ) -> np.ndarray | ReferringPrediction | list[np.ndarray] | list[ReferringPrediction]:
-        """Masks at each original image size.
-
-        Args:
-            images: one image or a list (PIL images, ``(H, W[, C])`` numpy arrays, or paths; docs/architecture.md,
-                "Image conversion rule").
-            expressions: one expression or a list. Lists of equal length pair up; one image with a list of
-                expressions, or a list of images with one expression, is broadcast.
-            threshold: a pixel is foreground when its probability exceeds it.
-            return_probabilities: also return the ``(H, W)`` float32 probabilities.
-            return_selection_maps: also return the S4ECA scale and spatial selection maps of each adapted block
-                (for an image predicted with sliding windows: a list with one entry per window, see
-                `ReferringPrediction.windows`).
-
-        Returns:
-            One image and one expression: a ``(H, W)`` bool numpy array; with lists: a list of them. With
-            ``return_probabilities`` or ``return_selection_maps``: `ReferringPrediction`s instead of arrays.
-        """
+        """Masks (probability > ``threshold``) at each original image size: a ``(H, W)`` bool array for one image
+        (PIL, numpy array or path) and one expression, a list for lists (lists of equal length pair up; a single
+        image or expression is broadcast). With ``return_probabilities`` or ``return_selection_maps``,
+        `ReferringPrediction`s instead of arrays (docs/inference.md, "Python")."""
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
         image_list, text_list, single = _pair_inputs(images, expressions)

@@ -1,14 +1,10 @@
-"""Sliding windows over a large image: where they lie, how they are predicted a batch at a time, and how their
-probabilities are stitched back.
-
-`S4ECASegmenter` (an image in memory) and `s4eca_peft.geo.predict_raster` (a raster read window by window) both lay
-out windows with `WindowStitcher.covering` and predict them with `stitch_windows`, so they give the same
-probabilities.
+"""Sliding windows over a large image, laid out, predicted and stitched the same way for `S4ECASegmenter` (an image
+in memory) and `s4eca_peft.geo.predict_raster` (a raster read window by window).
 
 A window's weight is 1 in its interior, rises as ``sin^2`` over the strip it shares with the previous window and falls
-as ``cos^2`` over the strip it shares with the next one (scene borders get no ramp): in an overlap the two ramps add
-up to 1, so there is no seam. The stitched probability is the weighted sum over the summed weight; the windows form a
-grid, so the summed weight is the outer product of the row and column sums and only the weighted sum is buffered.
+as ``cos^2`` over the strip it shares with the next one: in an overlap the two ramps add up to 1, so there is no seam.
+The windows form a grid, so the summed weight is the outer product of the row and column sums: only the weighted sum
+is buffered.
 """
 
 from __future__ import annotations
@@ -21,8 +17,7 @@ import numpy as np
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) in scene pixels, bottom/right exclusive
 
-MANY_WINDOWS = 64
-"""Above this many sliding windows for one image, a warning is given and progress is shown."""
+MANY_WINDOWS = 64  # above this many windows for one image, a warning is given and progress is shown
 
 
 def check_window_settings(max_side: int, tile_size: int | None, tile_overlap: float, batch_size: int) -> None:
