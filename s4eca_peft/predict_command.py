@@ -122,7 +122,6 @@ def fraction(high: float, closed: bool):
     return parse
 
 
-# --------------------------------------------------------------------------- files
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     """``(H, W)`` bool -> 8-bit grayscale PNG image, 0 background / 255 foreground."""
     return Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8), mode="L")
@@ -132,11 +131,9 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 OUTPUT_SUFFIXES = (".png", *GEOTIFF_SUFFIXES)
 
 
-def wants_geotiff(args: argparse.Namespace, output: str | Path | None) -> bool:
+def wants_geotiff(args: argparse.Namespace, output: Path) -> bool:
     """The georeferenced path: a GeoTIFF-only option, or a .tif/.tiff mask when rasterio is installed."""
-    if args.bands or args.cog or getattr(args, "vector", None):
-        return True
-    return output is not None and Path(output).suffix.lower() in GEOTIFF_SUFFIXES and has_rasterio()
+    return bool(args.bands or args.cog or args.vector) or (output.suffix.lower() in GEOTIFF_SUFFIXES and has_rasterio())
 
 
 def overlay_path(mask_path: Path) -> Path:
@@ -148,14 +145,12 @@ def default_output_name(image: str, expression: str) -> str:
     return f"{Path(image).stem}_{key}.png"
 
 
-MAX_LINE_BYTES = 1 << 20
-"""A batch file line longer than this (1 MiB) is reported and skipped without being held in memory."""
+MAX_LINE_BYTES = 1 << 20  # a longer batch file line is reported and skipped without being held in memory
 
 
 def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
-    """Each line of ``handle`` as text (a UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too long
-    (read past in pieces, never held) comes back replaced, its reason recorded in ``bad`` under its line number, so
-    one bad line never stops others."""
+    """Each line of ``handle`` as text (a leading UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too
+    long (read past in pieces) comes back replaced, its reason recorded in ``bad`` under its line number."""
     number = 0
     while raw := handle.readline(MAX_LINE_BYTES + 1):
         number += 1
@@ -283,12 +278,9 @@ def planned_targets(mask_path: Path, vector_path: Path | None, overlay: bool) ->
 
 def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool,
                geotiff: bool = False) -> list[tuple[Path, Path, Path | None]]:
-    """``(image path, mask path, vector path)`` of each row, checked before any work.
-
-    A row whose mask, overlay or vector resolves outside ``output_dir``, or names something other than a regular
-    file, gets ``error`` set. Raises `ValueError` naming both rows when one would write over an input (an image or
-    the batch file) or over another row's mask, overlay or vector.
-    """
+    """``(image path, mask path, vector path)`` of each row, checked before any work: a row whose outputs leave
+    ``output_dir`` or name something other than a regular file gets ``error`` set; a ValueError names both rows when
+    one would write over an input (an image or the batch file) or over another row's output."""
     root = Path(os.path.realpath(output_dir))
     paths = []
     inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
@@ -357,7 +349,6 @@ def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expr
         save_image_atomic(overlay_prediction(array, mask), overlay_path(mask_path))
 
 
-# --------------------------------------------------------------------------- modes
 def predict_one(segmenter, args: argparse.Namespace) -> int:
     mask_path, vector = Path(args.output), Path(args.vector) if args.vector else None
     geotiff = wants_geotiff(args, mask_path)

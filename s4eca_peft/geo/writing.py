@@ -1,6 +1,5 @@
-"""Mask GeoTIFFs: a scratch raster filled cell by cell (or whole, `write_mask_geotiff`), then copied to a tiled,
-compressed GeoTIFF (or a Cloud-Optimized GeoTIFF) through `s4eca_peft.files.atomic_write`; scratch rasters live in a
-`s4eca_peft.files.private_folder` beside the output."""
+"""Mask GeoTIFFs: a scratch raster (in a `s4eca_peft.files.private_folder`) filled cell by cell or whole, then copied
+to a tiled, compressed GeoTIFF or a Cloud-Optimized GeoTIFF through `s4eca_peft.files.atomic_write`."""
 
 from __future__ import annotations
 
