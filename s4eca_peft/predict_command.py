@@ -270,24 +270,26 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def planned_targets(mask_path: Path, vector_path: Path | None, overlay: bool) -> list[tuple[str, Path]]:
-    """``(kind, path)`` of every file one prediction writes: its mask, overlay and vector."""
-    targets = [("output", mask_path)] + ([("overlay", overlay_path(mask_path))] if overlay else [])
-    return targets + ([("vector", vector_path)] if vector_path is not None else [])
+def planned_targets(args: argparse.Namespace, mask_path: Path, vector_path: Path | None) -> dict[str, Path]:
+    """The files one prediction writes, by kind: its mask (``output``) and its overlay, or on the GeoTIFF path its
+    ``vector``."""
+    if vector_path is not None or wants_geotiff(args, mask_path):
+        return {"output": mask_path} | ({"vector": vector_path} if vector_path is not None else {})
+    return {"output": mask_path} | ({} if args.no_overlay else {"overlay": overlay_path(mask_path)})
 
 
-def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool,
-               geotiff: bool = False) -> list[tuple[Path, Path, Path | None]]:
+def plan_batch(rows: list[BatchRow], args: argparse.Namespace) -> list[tuple[Path, Path, Path | None]]:
     """``(image path, mask path, vector path)`` of each row, checked before any work: a row whose outputs leave
-    ``output_dir`` or name something other than a regular file gets ``error`` set; a ValueError names both rows when
-    one would write over an input (an image or the batch file) or over another row's output."""
+    ``--output_dir`` or name something other than a regular file gets ``error`` set; a ValueError names both rows
+    when one would write over an input (an image or the batch file) or over another row's output."""
+    batch_file, output_dir = Path(args.batch), Path(args.output_dir)
     root = Path(os.path.realpath(output_dir))
     paths = []
     inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
     for row in rows:
         image_path = batch_file.parent / row.image  # an absolute image path stays as it is
         mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
-        if row.output is None and (geotiff or row.vector):  # GeoTIFF-only options: the default name is a .tif
+        if row.output is None and (args.bands or args.cog or row.vector):  # GeoTIFF options: the default is a .tif
             mask_path = mask_path.with_suffix(".tif")
         paths.append((image_path, mask_path, output_dir / row.vector if row.vector else None))
         if row.error is None:
@@ -295,10 +297,7 @@ def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay
     written: dict[Path, int] = {}
     conflicts = []
     for row, (_, mask_path, vector_path) in zip(rows, paths):
-        if row.error is not None:
-            continue
-        row_overlay = overlay and not (geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES)
-        for kind, target in planned_targets(mask_path, vector_path, row_overlay):
+        for kind, target in planned_targets(args, mask_path, vector_path).items() if row.error is None else ():
             real = _real(target)
             if not real.is_relative_to(root):
                 row.error = f"{kind} {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
@@ -320,42 +319,39 @@ def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay
     return paths
 
 
-def check_single_output(image: str, output: str, overlay: bool, vector: str | None = None) -> None:
-    """Refuse, before any work, a mask that is not .png/.tif/.tiff, and a mask, overlay or vector path that is the
-    input image or names something other than a regular file."""
-    if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ValueError(f"--output {output!r}: masks are written as .png, .tif or .tiff files.")
-    source = Path(os.path.realpath(image))
-    for kind, target in planned_targets(Path(output), Path(vector) if vector else None, overlay):
+def check_single_output(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a mask that is not .png/.tif/.tiff, and an output that is the input image or names
+    something other than a regular file."""
+    if Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output {args.output!r}: masks are written as .png, .tif or .tiff files.")
+    source = Path(os.path.realpath(args.image))
+    for kind, target in planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None).items():
         if _real(target) == source or Path(os.path.realpath(target)) == source:
-            raise ValueError(f"--{kind} {str(target)!r}: writing it would replace the input image {image!r}.")
+            raise ValueError(f"--{kind} {str(target)!r}: writing it would replace the input image {args.image!r}.")
         check_target(target)
 
 
-def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expression: str, mask_path: Path,
-               vector_path: Path | None, geotiff: bool, overlay: bool) -> None:
-    """Predict one image and write its mask and overlay (or its mask GeoTIFF and vector); one image in memory."""
+def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expression: str,
+               targets: dict[str, Path]) -> None:
+    """Predict one image and write its `planned_targets`; one image in memory."""
     from .inference.segmenter import overlay_prediction
     from .modeling.image_io import load_image
 
-    if geotiff:
-        predict_raster(segmenter, image, expression, mask_path, vector=vector_path, bands=args.bands,
-                       threshold=args.threshold, cog=args.cog)
+    if "vector" in targets or wants_geotiff(args, targets["output"]):
+        predict_raster(segmenter, image, expression, targets["output"], vector=targets.get("vector"),
+                       bands=args.bands, threshold=args.threshold, cog=args.cog)
         return
     array = load_image(image, name=name, max_pixels=args.max_pixels)  # (H, W, 3) float32, read once for both
     mask = segmenter.predict(array, expression, threshold=args.threshold)
-    save_image_atomic(mask_to_image(mask), mask_path)
-    if overlay:
-        save_image_atomic(overlay_prediction(array, mask), overlay_path(mask_path))
+    save_image_atomic(mask_to_image(mask), targets["output"])
+    if "overlay" in targets:
+        save_image_atomic(overlay_prediction(array, mask), targets["overlay"])
 
 
 def predict_one(segmenter, args: argparse.Namespace) -> int:
-    mask_path, vector = Path(args.output), Path(args.vector) if args.vector else None
-    geotiff = wants_geotiff(args, mask_path)
-    overlay = not (args.no_overlay or geotiff)
-    predict_to(segmenter, args, Path(args.image), args.image, args.expression, mask_path, vector, geotiff, overlay)
-    also = vector if vector else overlay_path(mask_path) if overlay else None
-    print(f"wrote {mask_path}" + (f" and {also}" if also else ""))
+    targets = planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None)
+    predict_to(segmenter, args, Path(args.image), args.image, args.expression, targets)
+    print("wrote " + " and ".join(str(path) for path in targets.values()))
     return 0
 
 
@@ -370,17 +366,14 @@ def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     done = skipped = failed = 0
     for row, (image_path, mask_path, vector_path) in tqdm(list(zip(rows, paths)), desc="s4eca-predict", unit="row"):
-        geotiff = wants_geotiff(args, mask_path) or vector_path is not None
-        overlay = not (args.no_overlay or geotiff)
-        if row.error is None and not args.overwrite and all(
-                path.is_file() for _, path in planned_targets(mask_path, vector_path, overlay)):
+        targets = planned_targets(args, mask_path, vector_path)
+        if row.error is None and not args.overwrite and all(path.is_file() for path in targets.values()):
             skipped += 1
             continue
         try:
             if row.error is not None:
                 raise ValueError(row.error)
-            predict_to(segmenter, args, image_path, row.image, row.expression, mask_path, vector_path, geotiff,
-                       overlay)
+            predict_to(segmenter, args, image_path, row.image, row.expression, targets)
             done += 1
         except (OSError, ValueError, TypeError) as error:
             failed += 1
@@ -417,10 +410,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device)
         if args.batch:  # a bad batch file or colliding outputs fail before the adapter is loaded
             rows = list(read_batch(Path(args.batch)))
-            paths = plan_batch(rows, Path(args.batch), Path(args.output_dir), overlay=not args.no_overlay,
-                               geotiff=bool(args.bands or args.cog))
+            paths = plan_batch(rows, args)
         else:
-            check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
+            check_single_output(args)
         windows = {name: getattr(args, name) for name in ("max_side", "tile_size", "tile_overlap", "batch_size")}
         segmenter = S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=device,
                                                    dtype=args.dtype, cache_dir=args.cache_dir, **windows)
