@@ -79,8 +79,9 @@ def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict
 
 def recorded_backbones(config: ReferringSegmentationConfig) -> str:
     """``vision 'owner/swin', text a bert built from a config (s4eca_base/config.json)``."""
-    described = [repr(name) if (name := getattr(config, f"{side}_name_or_path", None)) else
-                 f"a {getattr(config, f'{side}_config').model_type} built from a config" for side in ("vision", "text")]
+    described = [repr(name) if (name := getattr(config, f"{side}_name_or_path", None))
+                 else f"a {getattr(config, f'{side}_config').model_type} built from a config"
+                 for side in ("vision", "text")]
     return f"vision {described[0]}, text {described[1]} ({BASE_DIR}/config.json)"
 
 
@@ -129,7 +130,7 @@ def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcesso
         processor.save_pretrained(staging)
         (staging / BASE_DIR).mkdir()
         config.save_pretrained(staging / BASE_DIR)
-        ships_weights = not (loadable_by_name(config.vision_name_or_path) and loadable_by_name(config.text_name_or_path))
+        ships_weights = not all(map(loadable_by_name, (config.vision_name_or_path, config.text_name_or_path)))
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
         metadata = {"image_size": processor.image_size, "base_weights_included": ships_weights,
@@ -210,7 +211,8 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
 
 def load_for_inference(name_or_path: str | os.PathLike, revision: str | None = None,
                        device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                       cache_dir: str | None = None, token: Any = None) -> tuple[Any, ReferringSegmentationProcessor, dict]:
+                       cache_dir: str | None = None, token: Any = None,
+                       ) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
     """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
     from peft import PeftModel
 

@@ -90,7 +90,7 @@ def _check_value(file: Path, where: str, field: Field, value: Any) -> None:
 
 
 def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = "") -> dict[str, Any]:
-    """``data`` (the JSON content of ``file``) checked against ``fields``, or an `AdapterFileError` naming the field."""
+    """``data`` (the JSON of ``file``) checked against ``fields``, or an `AdapterFileError` naming the field."""
     if not isinstance(data, dict):
         raise AdapterFileError(f"{file}: {'`' + prefix.rstrip('.') + '` ' if prefix else ''}must be a JSON object, "
                                f"got a {type(data).__name__}.")

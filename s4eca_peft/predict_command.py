@@ -133,7 +133,8 @@ OUTPUT_SUFFIXES = (".png", *GEOTIFF_SUFFIXES)
 
 def wants_geotiff(args: argparse.Namespace, output: Path) -> bool:
     """The georeferenced path: a GeoTIFF-only option, or a .tif/.tiff mask when rasterio is installed."""
-    return bool(args.bands or args.cog or args.vector) or (output.suffix.lower() in GEOTIFF_SUFFIXES and has_rasterio())
+    return bool(args.bands or args.cog or args.vector) or (output.suffix.lower() in GEOTIFF_SUFFIXES
+                                                           and has_rasterio())
 
 
 def overlay_path(mask_path: Path) -> Path:

@@ -112,7 +112,8 @@ class DemoSession:
         scale, gate = self._pictures(maps, array[top:bottom, left:right])
         path = self._write_mask(mask, image)
         geotiff = write_mask_geotiff(mask, image, path.with_suffix(".tif")) if is_georeferenced_geotiff(image) else None
-        summary = f"Mask: {int(mask.sum())} of {mask.size} pixels ({100.0 * mask.mean():.1f} %), threshold {threshold:.2f}."
+        summary = (f"Mask: {int(mask.sum())} of {mask.size} pixels ({100 * mask.mean():.1f} %), "
+                   f"threshold {threshold:.2f}.")
         if windows:
             summary += f" Predicted in {len(windows)} sliding windows; the selection maps show the first window."
         if geotiff is not None:

@@ -17,8 +17,8 @@ def _render(figure) -> Image.Image:
 
 def scale_weights_picture(weights: dict[str, np.ndarray], branch_labels: list[str],
                           title: str = "language-guided scale weights") -> Image.Image:
-    """A heatmap of the softmax weight each extractor branch (column, named by ``branch_labels``) gets in each adapted
-    block (row; ``weights``: block label -> ``(n_branches, r)`` of one sample), averaged over the bottleneck channels."""
+    """A heatmap of the softmax weight each extractor branch (column, named by ``branch_labels``) gets in each
+    adapted block (row; ``weights``: label -> ``(n_branches, r)`` of one sample), averaged over the channels."""
     from matplotlib.figure import Figure
 
     if not weights:

@@ -184,8 +184,8 @@ class S4ECASegmenter:
             stitched[top:bottom, left:right] = blended
         return stitched, window_maps if record else None, stitcher.boxes()
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], expressions: str | Sequence[str], threshold: float = 0.5,
-                return_probabilities: bool = False, return_selection_maps: bool = False,
+    def predict(self, images: ImageInput | Sequence[ImageInput], expressions: str | Sequence[str],
+                threshold: float = 0.5, return_probabilities: bool = False, return_selection_maps: bool = False,
                 ) -> np.ndarray | ReferringPrediction | list[np.ndarray] | list[ReferringPrediction]:
         """Masks (probability > ``threshold``) at each original image size: a ``(H, W)`` bool array for one image
         (PIL, numpy array or path) and one expression, a list for lists (lists of equal length pair up; a single

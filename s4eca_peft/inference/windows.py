@@ -121,13 +121,8 @@ class WindowStitcher:
                     yield (y0, x0, y1, x1), state[0] / np.outer(self.row_total[y0:y1], self.col_total[x0:x1])
 
     @property
-    def open_cells(self) -> int:
-        """Cells that received some but not all of their windows."""
-        return len(self._open)
-
-    @property
     def open_pixels(self) -> int:
-        """Pixels buffered in those cells."""
+        """Pixels buffered in cells that received some but not all of their windows."""
         return sum(state[0].size for state in self._open.values())
 
 
@@ -147,9 +142,10 @@ def stitch_windows(stitcher: WindowStitcher, batch_size: int, predict: Callable[
     from tqdm.auto import tqdm
 
     boxes = stitcher.boxes()
-    if len(boxes) > MANY_WINDOWS:
+    many = len(boxes) > MANY_WINDOWS
+    if many:
         warnings.warn(warning.format(count=len(boxes)), stacklevel=3)
-    for start in tqdm(range(0, len(boxes), batch_size), desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
+    for start in tqdm(range(0, len(boxes), batch_size), desc="windows", unit="batch", disable=not many):
         chunk = boxes[start : start + batch_size]
         for box, probabilities in zip(chunk, predict(chunk)):
             yield from stitcher.add(box, np.asarray(probabilities, dtype=np.float32))
