@@ -62,11 +62,8 @@ def short_block_names(names: list[str]) -> dict[str, str]:
     """Block names without the dotted prefix they all share, keeping its last part for context
     (``vision_model.backbone.swin.encoder.layers.0.blocks.1`` -> ``layers.0.blocks.1``)."""
     split = [name.split(".") for name in names]
-    common = 0
-    while split and all(len(parts) > common + 1 and parts[common] == split[0][common] for parts in split):
-        common += 1
-    keep = max(common - 1, 0)
-    return {name: ".".join(parts[keep:]) for name, parts in zip(names, split)}
+    common = min(len(os.path.commonprefix(split)), *(len(parts) - 1 for parts in split)) if split else 0
+    return {name: ".".join(parts[max(common - 1, 0):]) for name, parts in zip(names, split)}
 
 
 def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
