@@ -37,12 +37,10 @@ BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
 RUN_ADAPTER_DIR = "adapter"  # where a training run's folder keeps its best adapter
 RUN_LEVEL_FILES = ("README.md", "eval_results.json", "widget/scene.png")  # beside adapter/, travel with it
-PUBLISHED_FILES = (
-    ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, METADATA_NAME,
-    f"{BASE_DIR}/config.json", f"{BASE_DIR}/model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "processor_config.json",
-    *RUN_LEVEL_FILES,
-)
+PUBLISHED_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, METADATA_NAME, f"{BASE_DIR}/config.json",
+                   f"{BASE_DIR}/model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
+                   "processor_config.json", *RUN_LEVEL_FILES)
 """Paths of an adapter folder that are published (the Hub push) or shipped (the reference adapter); checkpoints, logs,
 pictures and anything pickled stay behind."""
 
@@ -65,10 +63,9 @@ def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-ARCHITECTURE_FIELDS = (
-    "model_type", "depths", "embed_dim", "hidden_sizes", "hidden_size", "num_hidden_layers", "num_heads",
-    "num_attention_heads", "patch_size", "window_size", "layer_type", "vocab_size", "intermediate_size",
-)
+ARCHITECTURE_FIELDS = ("model_type", "depths", "embed_dim", "hidden_sizes", "hidden_size", "num_hidden_layers",
+                       "num_heads", "num_attention_heads", "patch_size", "window_size", "layer_type", "vocab_size",
+                       "intermediate_size")
 
 
 def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict[str, Any]]:

@@ -144,8 +144,7 @@ def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
     raise ValueError(f"{name}: {str(path)!r} is not a regular file (a folder, device or pipe).")
 
 
-_AT_FDCWD = -100  # renameat2: paths relative to the working directory
-_RENAME_EXCHANGE = 2  # renameat2: swap the two paths
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # renameat2: paths relative to the working directory; swap the two paths
 
 
 def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:

@@ -15,6 +15,7 @@ import codecs
 import csv
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -82,12 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output_dir", help="Folder of the batch outputs and errors.jsonl.")
     batch.add_argument("--overwrite", action="store_true", help="Predict rows whose outputs already exist again.")
     options = parser.add_argument_group("prediction")
-    options.add_argument("--threshold", type=fraction(1.0, closed=True), default=0.5,
+    options.add_argument("--threshold", type=fraction(closed=True), default=0.5,
                          help="Foreground probability threshold, in [0, 1].")
     options.add_argument("--max_side", type=positive_int, default=1600, help="Longer side above which windows are used.")
     options.add_argument("--tile_size", type=positive_int, default=None,
                          help="Window side (default: 2x the training size).")
-    options.add_argument("--tile_overlap", type=fraction(1.0, closed=False), default=0.25,
+    options.add_argument("--tile_overlap", type=fraction(closed=False), default=0.25,
                          help="Overlap of sliding windows, a fraction in [0, 1).")
     options.add_argument("--batch_size", type=positive_int, default=8, help="Windows per forward pass.")
     options.add_argument("--max_pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
@@ -107,16 +108,16 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def fraction(high: float, closed: bool):
-    """argparse type: a float in ``[0, high]`` (``closed``) or ``[0, high)``."""
+def fraction(closed: bool):
+    """argparse type: a number in [0, 1] (``closed``) or [0, 1)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (0.0 <= value <= high if closed else 0.0 <= value < high):
-            raise argparse.ArgumentTypeError(f"expected a number in [0, {high:g}{']' if closed else ')'}, got {value}")
+            value = math.nan  # refused below
+        if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+            raise argparse.ArgumentTypeError(f"expected a number in [0, 1{']' if closed else ')'}, got {text!r}")
         return value
 
     return parse
@@ -349,13 +350,6 @@ def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expr
         save_image_atomic(overlay_prediction(array, mask), targets["overlay"])
 
 
-def predict_one(segmenter, args: argparse.Namespace) -> int:
-    targets = planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None)
-    predict_to(segmenter, args, Path(args.image), args.image, args.expression, targets)
-    print("wrote " + " and ".join(str(path) for path in targets.values()))
-    return 0
-
-
 def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
                   paths: list[tuple[Path, Path, Path | None]]) -> int:
     """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
@@ -417,7 +411,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         windows = {name: getattr(args, name) for name in ("max_side", "tile_size", "tile_overlap", "batch_size")}
         segmenter = S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=device,
                                                    dtype=args.dtype, cache_dir=args.cache_dir, **windows)
-        return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)
+        if args.batch:
+            return predict_batch(segmenter, args, rows, paths)
+        targets = planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None)
+        predict_to(segmenter, args, Path(args.image), args.image, args.expression, targets)
+        print("wrote " + " and ".join(str(path) for path in targets.values()))
+        return 0
     except (OSError, ValueError) as error:  # bad adapter, revision, batch file or image: one clear line
         if args.debug:
             raise
