@@ -52,8 +52,7 @@ def adapter_root(folder: str | os.PathLike) -> Path:
 
 
 def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The frozen base model's own tensors, from a plain or a PEFT-wrapped model (``base_layer`` and
-    ``original_module`` unwrapped; adapter tensors and trained copies dropped)."""
+    """The frozen base model's own tensors, from a plain or a PEFT-wrapped model."""
     state = {}
     for key, value in model.state_dict().items():
         if ".modules_to_save." in key or ".s4eca_" in key or key.startswith("s4eca_"):
@@ -95,13 +94,12 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
 
 
 def loadable_by_name(name_or_path: Any) -> bool:
-    """Whether an encoder recorded as ``name_or_path`` loads on another machine by name: a Hub id or a package
-    reference."""
+    """Whether an encoder recorded as ``name_or_path`` loads anywhere by name: a Hub id or a package reference."""
     return is_hub_id(name_or_path) or is_package_reference(name_or_path)
 
 
 def _check_replaceable_export(folder: Path, export: Path) -> None:
-    """Refuse to replace ``folder`` unless it is empty or an earlier export holding nothing an export does not write."""
+    """Refuse to replace ``folder`` unless it is empty or an earlier export holding only what an export writes."""
     present = sorted(p.name for p in folder.iterdir())
     if present and not (folder / METADATA_NAME).is_file():
         raise ValueError(f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and "
@@ -138,8 +136,7 @@ def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcesso
 
 
 def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
-    """The local folder of an adapter folder (`adapter_root`), a package reference or a Hub repo id (never a path-like
-    name), downloaded to the cache."""
+    """The local folder of an adapter folder, a package reference or a Hub repo id (never a path-like name)."""
     if is_package_reference(str(name_or_path)):
         if revision is not None:
             raise ValueError(f"{str(name_or_path)!r} is an adapter shipped with the package, not a Hub repo: revision "
@@ -177,8 +174,7 @@ def check_adapter_files(root: Path) -> None:
 
 
 def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSegmentationModel:
-    """The frozen base model recorded in ``root/s4eca_base``; Hub backbones are loaded at the commits recorded there
-    (``vision_revision`` / ``text_revision``), or their default branch."""
+    """The frozen base model recorded in ``root/s4eca_base``, Hub backbones at the commits recorded there."""
     root = Path(root)
     base_dir = root / BASE_DIR
     if not (base_dir / "config.json").is_file():

@@ -58,8 +58,7 @@ def check_target(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def private_folder(beside: str | os.PathLike, prefix: str = ".tmp-") -> Iterator[Path]:
-    """A folder created exclusively (``tempfile.mkdtemp``) in ``beside``'s folder, removed with its contents when the
-    block ends, whatever happens."""
+    """A folder created exclusively (``tempfile.mkdtemp``) beside ``beside``, removed with its contents at the end."""
     beside = Path(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=beside.parent))
@@ -134,8 +133,7 @@ def parse_json(text: str | bytes, source: str) -> Any:
 
 
 def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
-    """``path`` opened for binary reading when it is a regular file; a FIFO, a device or a folder is a ValueError
-    naming ``name`` and the path."""
+    """``path`` opened for binary reading; anything but a regular file is a ValueError naming ``name``."""
     with suppress(IsADirectoryError):
         handle = open(path, "rb", opener=lambda file, flags: os.open(file, flags | getattr(os, "O_NONBLOCK", 0)))
         if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
@@ -255,8 +253,7 @@ def hub_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
 def hub_snapshot(repo_id: str, revision: str | None = None, repo_type: str = "model",
                  allow_patterns: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
                  token: Any = None) -> Path:
-    """The snapshot folder (``.../snapshots/<commit>``) of ``repo_id`` at ``revision``, downloaded or found in the
-    cache; Hub errors become a ValueError naming the repo and the revision."""
+    """The snapshot folder of ``repo_id`` at ``revision``; Hub errors become a ValueError naming both."""
     from huggingface_hub import errors, snapshot_download
 
     kind = "Hub dataset repo" if repo_type == "dataset" else "Hub repo"
@@ -278,8 +275,7 @@ def snapshot_commit(snapshot: str | os.PathLike) -> str:
 
 
 def pin_hub_revision(name_or_path: str | os.PathLike | None, revision: str | None = None, **hub_options: Any) -> str | None:
-    """The commit that ``revision`` (``None``: the default branch) of model repo ``name_or_path`` resolves to now, so
-    a later load gets the same files; ``None`` for a folder or nothing."""
+    """The commit ``revision`` of model repo ``name_or_path`` resolves to now; ``None`` for a folder or nothing."""
     if not is_hub_id(name_or_path):
         if name_or_path and revision is not None:
             raise ValueError(f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be "

@@ -231,8 +231,7 @@ def _read_jsonl(path: Path) -> Iterator[BatchRow]:
 
 
 def read_batch(path: Path) -> Iterator[BatchRow]:
-    """Rows of a ``.csv`` (with a header; RFC 4180 quoting) or ``.jsonl`` batch file, read one at a time from a
-    regular file only; unusable lines come back with ``error`` set."""
+    """Rows of a ``.csv`` or ``.jsonl`` batch file, one at a time; unusable lines come back with ``error`` set."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from _read_csv(path)
@@ -267,14 +266,12 @@ def _text_error(expression: str) -> str | None:
 
 
 def _real(path: Path) -> Path:
-    """``path`` with its folder resolved (symbolic links followed); the last part is kept, since a rename replaces
-    a link there rather than writing through it."""
+    """``path`` with its folder resolved; the last part is kept (a rename replaces a link there, never follows it)."""
     return Path(os.path.realpath(path.parent)) / path.name
 
 
 def planned_targets(args: argparse.Namespace, mask_path: Path, vector_path: Path | None) -> dict[str, Path]:
-    """The files one prediction writes, by kind: its mask (``output``) and its overlay, or on the GeoTIFF path its
-    ``vector``."""
+    """The files one prediction writes, by kind: ``output`` and ``overlay``, or on the GeoTIFF path ``vector``."""
     if vector_path is not None or wants_geotiff(args, mask_path):
         return {"output": mask_path} | ({"vector": vector_path} if vector_path is not None else {})
     return {"output": mask_path} | ({} if args.no_overlay else {"overlay": overlay_path(mask_path)})
@@ -321,16 +318,18 @@ def plan_batch(rows: list[BatchRow], args: argparse.Namespace) -> list[tuple[Pat
     return paths
 
 
-def check_single_output(args: argparse.Namespace) -> None:
-    """Refuse, before any work, a mask that is not .png/.tif/.tiff, and an output that is the input image or names
-    something other than a regular file."""
+def check_single_output(args: argparse.Namespace) -> dict[str, Path]:
+    """The `planned_targets` of one image, checked before any work: a mask that is not .png/.tif/.tiff, and an
+    output that is the input image or names something other than a regular file, are refused."""
     if Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"--output {args.output!r}: masks are written as .png, .tif or .tiff files.")
     source = Path(os.path.realpath(args.image))
-    for kind, target in planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None).items():
+    targets = planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None)
+    for kind, target in targets.items():
         if _real(target) == source or Path(os.path.realpath(target)) == source:
             raise ValueError(f"--{kind} {str(target)!r}: writing it would replace the input image {args.image!r}.")
         check_target(target)
+    return targets
 
 
 def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expression: str,
@@ -352,8 +351,7 @@ def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expr
 
 def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
                   paths: list[tuple[Path, Path, Path | None]]) -> int:
-    """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
-    appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
+    """Predict the planned rows one image at a time, failures appended to ``errors.jsonl``; the exit status."""
     from tqdm.auto import tqdm
 
     errors_file = Path(args.output_dir) / ERRORS_NAME
@@ -407,13 +405,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             rows = list(read_batch(Path(args.batch)))
             paths = plan_batch(rows, args)
         else:
-            check_single_output(args)
+            targets = check_single_output(args)
         windows = {name: getattr(args, name) for name in ("max_side", "tile_size", "tile_overlap", "batch_size")}
         segmenter = S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=device,
                                                    dtype=args.dtype, cache_dir=args.cache_dir, **windows)
         if args.batch:
             return predict_batch(segmenter, args, rows, paths)
-        targets = planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None)
         predict_to(segmenter, args, Path(args.image), args.image, args.expression, targets)
         print("wrote " + " and ".join(str(path) for path in targets.values()))
         return 0

@@ -89,10 +89,9 @@ def predict_raster(predictor: Any, path: str | Path, expression: str, output: st
         chosen = select_bands(source, bands)
         stretch = SceneStretch.from_dataset(source, chosen, sample_side=stretch_sample_side)
         height, width = source.height, source.width
-        if max(height, width) > settings["max_side"]:
-            stitcher = WindowStitcher.covering(height, width, settings["tile_size"], settings["tile_overlap"])
-        else:
-            stitcher = WindowStitcher([0], [0], height, width)
+        whole = max(height, width) <= settings["max_side"]  # one window of the whole scene
+        stitcher = WindowStitcher.covering(height, width, max(height, width) if whole else settings["tile_size"],
+                                           settings["tile_overlap"])
         warning = (f"A {height} x {width} raster needs {{count}} windows of {stitcher.window_height} x "
                    f"{stitcher.window_width} px; progress is shown. A smaller tile_overlap or a larger tile_size "
                    "needs fewer.")

@@ -46,8 +46,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"cuda:1"`` / ``torch.device`` -> ``torch.device``, checked against this machine before anything is loaded;
-    ``None``: CUDA when available, else CPU. An unknown device, or one this machine lacks, is a ValueError naming it."""
+    """``"cuda:1"``, a `torch.device` or ``None`` (CUDA when available) as a device this machine has, or a ValueError."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -146,8 +145,7 @@ class S4ECASegmenter:
 
     def _forward(self, arrays: list[np.ndarray], expressions: list[str],
                  record: bool) -> tuple[list[np.ndarray], list[Any]]:
-        """Arrays ``(H_i, W_i, 3)`` + expressions -> probabilities ``(H_i, W_i)`` (and each one's selection maps, or
-        None when ``record`` is off)."""
+        """Arrays ``(H_i, W_i, 3)`` + expressions -> probabilities ``(H_i, W_i)`` and selection maps (or None)."""
         inputs = self.processor(images=arrays, text=expressions).to(self.device, dtype=self.dtype)
         tuner = self.model.base_model
         if record:

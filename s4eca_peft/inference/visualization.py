@@ -36,8 +36,7 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> None:
 
 def plot_training_curves(steps: Sequence[int], losses: Sequence[float], epochs: Sequence[dict],
                          path: str | os.PathLike) -> None:
-    """Training loss per step and validation mIoU / oIoU per evaluation, side by side (matplotlib's object API: no
-    pyplot, no global backend)."""
+    """Training loss per step and validation mIoU / oIoU per evaluation, side by side (no pyplot)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 3.6), layout="tight")

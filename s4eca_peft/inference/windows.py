@@ -68,8 +68,7 @@ class WindowStitcher:
 
     @classmethod
     def covering(cls, height: int, width: int, tile_size: int, overlap: float) -> WindowStitcher:
-        """Square windows of ``tile_size`` pixels (a shorter side gets one window of its length) covering a
-        ``height x width`` image, neighbours overlapping by at least ``overlap`` of a window."""
+        """Square windows of ``tile_size`` pixels covering a ``height x width`` image, overlapping by ``overlap``."""
         side_h, side_w = min(tile_size, height), min(tile_size, width)
         tops, lefts = sliding_window_starts(height, side_h, overlap), sliding_window_starts(width, side_w, overlap)
         return cls(tops, lefts, side_h, side_w)
