@@ -101,8 +101,7 @@ def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = 
 
 
 def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | None:
-    """The JSON object ``root/name`` (a key of `SCHEMAS`) checked against its schema; None when the file is absent.
-    An `AdapterFileError` naming the file when it is not a regular UTF-8 JSON file within the bounds."""
+    """The JSON object ``root/name`` checked against its schema in `SCHEMAS`; None when the file is absent."""
     file = Path(root) / name
     if not os.path.lexists(file):
         return None

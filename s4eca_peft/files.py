@@ -87,8 +87,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
 
 def append_line(path: str | os.PathLike, line: str) -> Path:
-    """Append ``line`` to the log ``path`` in one ``O_APPEND`` write (concurrent writers never mix lines); anything
-    but a regular file there is refused."""
+    """Append ``line`` to the log ``path`` in one ``O_APPEND`` write; anything but a regular file is refused."""
     path = Path(path)
     try:
         handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -201,7 +200,6 @@ def atomic_write_folder(target: str | os.PathLike, write: Callable[[Path], Any],
     target = Path(target)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise NotADirectoryError(f"{str(target)!r} is not a folder; it cannot be replaced by one.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     recover_folder_swap(target)
     with private_folder(target, prefix=f".{target.name}.tmp-") as private:
         staging = private / target.name

@@ -78,7 +78,6 @@ def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
 
 def write_example_scenes(folder: Path) -> list[list[str]]:
     """A few synthetic scenes as PNGs in ``folder``; ``[[image path, expression], ...]`` for `gradio.Examples`."""
-    folder.mkdir(parents=True, exist_ok=True)
     examples = []
     for seed in EXAMPLE_SEEDS:
         image, _, expression, _ = generate_scene(seed, EXAMPLE_SIZE)

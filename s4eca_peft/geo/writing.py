@@ -54,8 +54,7 @@ def write_mask_geotiff(mask: np.ndarray, source_path: str | os.PathLike, output:
 
 
 def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:
-    """Copy the finished scratch mask to ``output``: DEFLATE-compressed, tiled, nodata 255 and a colour table; with
-    ``cog`` a Cloud-Optimized GeoTIFF with nearest-neighbour overviews."""
+    """Copy the scratch mask to ``output``, compressed and tiled, or with ``cog`` as a Cloud-Optimized GeoTIFF."""
     rasterio = require_rasterio()
     options = {"driver": "COG", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"} if cog else \
         {"driver": "GTiff", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}

@@ -46,16 +46,12 @@ def plot_training_curves(steps: Sequence[int], losses: Sequence[float], epochs: 
         window = max(1, len(losses) // 20)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         left.plot(steps[window - 1 :], smooth, color="C0", label=f"mean of {window}")
-    left.set_xlabel("optimizer step")
-    left.set_ylabel("BCE + Dice")
-    left.set_title("training loss")
+    left.set(xlabel="optimizer step", ylabel="BCE + Dice", title="training loss")
     left.legend()
     if epochs:
         at = [e["step"] for e in epochs]
         for key, color in (("mIoU", "C1"), ("oIoU", "C2"), ("precision@0.5", "C3")):
             right.plot(at, [100 * e[key] for e in epochs], marker="o", color=color, label=key)
-    right.set_xlabel("optimizer step")
-    right.set_ylabel("%")
-    right.set_title("validation")
+    right.set(xlabel="optimizer step", ylabel="%", title="validation")
     right.legend()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -101,8 +101,7 @@ class WindowStitcher:
         return np.outer(self.row_weights[self.tops.index(box[0])], self.col_weights[self.lefts.index(box[1])])
 
     def add(self, box: Box, probabilities: np.ndarray) -> Iterator[tuple[Box, np.ndarray]]:
-        """Add one window's ``(h, w)`` probabilities; yield ``(cell box, blended (h_c, w_c) float32)`` for every
-        cell this window completes."""
+        """Add one window's ``(h, w)`` probabilities; yield each cell it completes with its blended probabilities."""
         top, left, bottom, right = box
         if probabilities.shape != (bottom - top, right - left):
             raise ValueError(f"window {box}: expected probabilities of shape {(bottom - top, right - left)}, "
