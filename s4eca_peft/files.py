@@ -145,8 +145,7 @@ _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # renameat2: paths relative to the workin
 
 
 def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
-    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the C library, the
-    kernel or the filesystem has no such call."""
+    """Swap two existing paths in one step (Linux ``renameat2``); False where the system has no such call."""
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError, TypeError):  # not glibc >= 2.28 (macOS, Windows, musl)

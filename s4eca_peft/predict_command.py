@@ -1,11 +1,8 @@
-"""``s4eca-predict``: masks and overlays for one image or a batch file (CSV with a header, or JSON lines), with a
-trained S4ECA adapter; GeoTIFF and vector outputs with the ``geo`` extra.
-
-    s4eca-predict --adapter ./my_adapter --image tile.png --expression "the ship" --output out/tile_mask.png
-    s4eca-predict --adapter ./my_adapter --batch queries.csv --output_dir out/
-
-Batch rows, ``errors.jsonl``, resuming, the checks made before any prediction and the exit status (0 done, 1 some
-rows failed, 2 nothing could be done) are described in docs/inference.md, docs/geospatial.md and docs/security.md.
+"""``s4eca-predict``: masks and overlays for one image (``--image``, ``--expression``, ``--output``) or a batch file
+(``--batch``, ``--output_dir``: CSV with a header, or JSON lines) with a trained S4ECA adapter; GeoTIFF and vector
+outputs with the ``geo`` extra. Batch rows, ``errors.jsonl``, resuming, the checks made before any prediction and the
+exit status (0 done, 1 some rows failed, 2 nothing done) are described in docs/inference.md, docs/geospatial.md and
+docs/security.md.
 """
 
 from __future__ import annotations

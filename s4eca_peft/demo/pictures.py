@@ -17,8 +17,7 @@ def _render(figure) -> Image.Image:
 
 def scale_weights_picture(weights: dict[str, np.ndarray], branch_labels: list[str],
                           title: str = "language-guided scale weights") -> Image.Image:
-    """A heatmap of the softmax weight each extractor branch (column, named by ``branch_labels``) gets in each
-    adapted block (row; ``weights``: label -> ``(n_branches, r)`` of one sample), averaged over the channels."""
+    """A heatmap of each adapted block's (row) softmax weight per extractor branch (column), mean over channels."""
     from matplotlib.figure import Figure
 
     if not weights:
@@ -43,8 +42,7 @@ def scale_weights_picture(weights: dict[str, np.ndarray], branch_labels: list[st
 
 def spatial_gate_picture(gates: dict[str, np.ndarray], image: np.ndarray | None = None,
                          title: str = "language-guided spatial gate") -> Image.Image:
-    """One panel per adapted block (``gates``: block label -> ``(H, W)`` of one sample, in (0, 1); bright: kept), drawn
-    over ``image`` ``(height, width, 3)``, the input or window the gates belong to, when given."""
+    """One panel per adapted block with its gate ``(H, W)`` in (0, 1) (bright: kept), over ``image`` when given."""
     from matplotlib.figure import Figure
 
     if not gates:

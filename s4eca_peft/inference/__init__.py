@@ -1,5 +1,4 @@
-"""Inference with a trained S4ECA adapter: `S4ECASegmenter`, its sliding windows and pictures (``s4eca-predict`` is
-`s4eca_peft.predict_command`)."""
+"""Inference with a trained S4ECA adapter: `S4ECASegmenter`, its sliding windows and pictures."""
 
 import sys
 

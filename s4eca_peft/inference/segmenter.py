@@ -46,7 +46,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"cuda:1"``, a `torch.device` or ``None`` (CUDA when available) as a device this machine has, or a ValueError."""
+    """``"cuda:1"``, a `torch.device` or ``None`` (CUDA when available) as a device this machine has."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -134,9 +134,8 @@ def _profile_sum(starts: Sequence[int], profiles: Sequence[np.ndarray]) -> np.nd
 
 def stitch_windows(stitcher: WindowStitcher, batch_size: int, predict: Callable[[list[Box]], Sequence[np.ndarray]],
                    warning: str) -> Iterator[tuple[Box, np.ndarray]]:
-    """Predict the stitcher's windows ``batch_size`` at a time (``predict``: boxes -> ``(h, w)`` probabilities each)
-    and yield each scene cell with its blended probabilities as soon as it is final. Above `MANY_WINDOWS` windows,
-    ``warning`` (formatted with ``count``) is given and a progress bar is shown."""
+    """Predict the windows ``batch_size`` at a time (``predict``: boxes -> probabilities) and yield each scene cell
+    with its blended probabilities once final; above `MANY_WINDOWS` windows, warn (``warning``) and show progress."""
     from tqdm.auto import tqdm
 
     boxes = stitcher.boxes()
