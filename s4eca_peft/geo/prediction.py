@@ -1,9 +1,5 @@
-"""Predict a referring mask over a raster of any size and write it georeferenced (docs/geospatial.md).
-
-A scene whose longer side is at most ``max_side`` is predicted whole; a larger one is read window by window and
-stitched as `S4ECASegmenter` does (`s4eca_peft.inference.windows`), each region written as soon as its last window is
-done, so the scene is never whole in memory. The window settings default to the segmenter's.
-"""
+"""Predict a referring mask over a raster of any size and write it georeferenced (docs/geospatial.md): a large scene
+is read window by window and stitched as `S4ECASegmenter` does, each region written once its last window is done."""
 
 from __future__ import annotations
 
