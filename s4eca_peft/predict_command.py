@@ -82,15 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     options = parser.add_argument_group("prediction")
     options.add_argument("--threshold", type=fraction(closed=True), default=0.5,
                          help="Foreground probability threshold, in [0, 1].")
-    options.add_argument("--max_side", type=positive_int, default=1600, help="Longer side above which windows are used.")
+    options.add_argument("--max_side", type=positive_int, default=1600, help="Longer side above which windows apply.")
     options.add_argument("--tile_size", type=positive_int, default=None,
                          help="Window side (default: 2x the training size).")
     options.add_argument("--tile_overlap", type=fraction(closed=False), default=0.25,
                          help="Overlap of sliding windows, a fraction in [0, 1).")
     options.add_argument("--batch_size", type=positive_int, default=8, help="Windows per forward pass.")
     options.add_argument("--max_pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
-                         help=f"Largest image decoded whole, in pixels (default {MAX_IMAGE_PIXELS}); GeoTIFFs are read "
-                              "window by window instead.")
+                         help=f"Largest image decoded whole, in pixels (default {MAX_IMAGE_PIXELS}); GeoTIFFs are "
+                              "read window by window instead.")
     options.add_argument("--no_overlay", action="store_true", help="Write masks only.")
     options.add_argument("--bands", type=int, nargs="+", default=None, help="1-based bands read as red green blue.")
     options.add_argument("--cog", action="store_true", help="Write the mask as a Cloud-Optimized GeoTIFF.")
@@ -164,7 +164,7 @@ def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            bad[number] = f"line {number} is not UTF-8 text (byte {raw[error.start:error.start + 1]!r} at {error.start})"
+            bad[number] = f"line {number} is not UTF-8 text (byte {raw[error.start:][:1]!r} at {error.start})"
             text = raw.decode("utf-8", "replace")
         yield text.rstrip("\r\n") + "\n"  # CRLF read as LF, inside quoted fields too
 
@@ -381,7 +381,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch:
         if args.image or args.expression or args.output or args.vector:
-            parser.error("--batch cannot be combined with --image/--expression/--output/--vector (use a vector column).")
+            parser.error("--batch takes no --image/--expression/--output/--vector (use a vector column).")
         if not args.output_dir:
             parser.error("--batch needs --output_dir.")
     elif not (args.image and args.expression and args.output):

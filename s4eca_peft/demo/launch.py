@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: loopback only).")
     parser.add_argument("--port", type=_port, default=7860, help="Port to listen on (default: 7860).")
     parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link (off by default).")
-    parser.add_argument("--workdir", default=None, help="Folder for example scenes and mask PNGs (default: a temp dir).")
+    parser.add_argument("--workdir", default=None, help="Folder of example scenes and masks (default: a temp dir).")
     parser.add_argument("--title", default=None, help="Page heading.")
     return parser
 
@@ -47,8 +47,8 @@ def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
 
     require_gradio()  # a missing extra fails before the model is loaded
     demo = build_demo(load_segmenter(args), workdir=args.workdir, title=args.title)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=prevent_thread_lock,
-                max_file_size=MAX_UPLOAD_BYTES)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
+                prevent_thread_lock=prevent_thread_lock)
     return demo
 
 

@@ -192,7 +192,7 @@ class S4ECASegmenter:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"`threshold` must lie in [0, 1], got {threshold}.")
         image_list, text_list, single = _pair_inputs(images, expressions)
-        text_list = [_expression_text(text, f"expressions[{i}]") for i, text in enumerate(text_list)]  # before any forward
+        text_list = [_expression_text(text, f"expressions[{i}]") for i, text in enumerate(text_list)]
         results: list[ReferringPrediction] = []
         pending: list[tuple[np.ndarray, str]] = []  # images predicted whole, `batch_size` per forward
 
