@@ -16,15 +16,6 @@ from .tuner import S4ECAConfig, S4ECAModel, S4ECAPeftType  # importing the tuner
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "EMBEDDED_BACKBONE_PATH",
-    "ReferringSegmentationConfig",
-    "ReferringSegmentationModel",
-    "ReferringSegmentationOutput",
-    "ReferringSegmentationProcessor",
-    "S4ECAConfig",
-    "S4ECAModel",
-    "S4ECAPeftType",
-    "S4ECASegmenter",
-    "__version__",
-]
+__all__ = ["EMBEDDED_BACKBONE_PATH", "ReferringSegmentationConfig", "ReferringSegmentationModel",
+           "ReferringSegmentationOutput", "ReferringSegmentationProcessor", "S4ECAConfig", "S4ECAModel",
+           "S4ECAPeftType", "S4ECASegmenter", "__version__"]

@@ -1,18 +1,7 @@
-"""Save a trained adapter with everything inference needs, and rebuild it from a folder or the Hub.
-
-Layout of an adapter folder (or Hub repo):
-
-```
-adapter_config.json, adapter_model.safetensors   the PEFT adapter (S4ECA layers + segmentation head)
-s4eca_processor_config.json + tokenizer files    the processor
-s4eca_base/config.json                           ReferringSegmentationConfig (records the backbone ids)
-s4eca_base/model.safetensors                     the frozen base model, only when a backbone is a local folder
-                                                 (not a Hub id nor a package reference)
-s4eca_metadata.json                              image size the adapter was trained at, and other facts
-```
-
-A training run keeps its best adapter in ``<output_dir>/adapter/`` (``RUN_ADAPTER_DIR``), replaced as a whole by each
-better one; every reader given a run folder reads that subfolder (`adapter_root`).
+"""The adapter folder: save a trained adapter with everything inference needs, and rebuild it from a folder or the
+Hub. Its layout (the PEFT adapter, the processor, ``s4eca_base/`` with the base config and, when a backbone is a local
+folder, the frozen base weights, and ``s4eca_metadata.json``) is described in docs/inference.md. A training run keeps
+its best adapter in ``<output_dir>/adapter/``; every reader given a run folder reads that subfolder (`adapter_root`).
 """
 
 from __future__ import annotations
@@ -46,34 +35,24 @@ from .tuner.errors import AdapterBackboneMismatchError, AdapterFileError
 
 BASE_DIR = "s4eca_base"
 METADATA_NAME = "s4eca_metadata.json"
-RUN_ADAPTER_DIR = "adapter"
-"""Where a training run's folder keeps its best adapter."""
-RUN_LEVEL_FILES: tuple[str, ...] = ("README.md", "eval_results.json", "widget/scene.png")
-"""Files a training run writes beside its ``adapter/`` folder that travel with the adapter."""
-PUBLISHED_FILES: tuple[str, ...] = (
-    ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, METADATA_NAME,
-    f"{BASE_DIR}/config.json", f"{BASE_DIR}/model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "processor_config.json",
-    *RUN_LEVEL_FILES,
-)
-"""Paths in an adapter folder that are published (the Hub push) or shipped (the package's reference adapter): the
-adapter, the processor, the base config and weights, the metadata, the card and its widget image, the results.
-Checkpoints, logs, pictures and anything pickled stay behind."""
+RUN_ADAPTER_DIR = "adapter"  # where a training run's folder keeps its best adapter
+RUN_LEVEL_FILES = ("README.md", "eval_results.json", "widget/scene.png")  # beside adapter/, travel with it
+PUBLISHED_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROCESSOR_CONFIG_NAME, METADATA_NAME, f"{BASE_DIR}/config.json",
+                   f"{BASE_DIR}/model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
+                   "processor_config.json", *RUN_LEVEL_FILES)
+"""Paths of an adapter folder that are published (the Hub push) or shipped (the reference adapter); checkpoints, logs,
+pictures and anything pickled stay behind."""
 
 
 def adapter_root(folder: str | os.PathLike) -> Path:
-    """The adapter folder ``folder`` stands for: its ``adapter/`` subfolder when ``folder`` is a training run's folder
-    (the subfolder holds ``adapter_config.json``), else ``folder`` itself."""
+    """The adapter folder ``folder`` stands for: its ``adapter/`` subfolder when that holds an adapter, else itself."""
     run_adapter = Path(folder) / RUN_ADAPTER_DIR
     return run_adapter if (run_adapter / ADAPTER_CONFIG).is_file() else Path(folder)
 
 
 def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The frozen base model's own tensors, from a plain or a PEFT-wrapped model.
-
-    PEFT wraps targets as ``<name>.base_layer`` and keeps the original of a ``modules_to_save`` module as
-    ``<name>.original_module``; adapter tensors (``s4eca_*``) and trained copies are dropped.
-    """
+    """The frozen base model's own tensors, from a plain or a PEFT-wrapped model."""
     state = {}
     for key, value in model.state_dict().items():
         if ".modules_to_save." in key or ".s4eca_" in key or key.startswith("s4eca_"):
@@ -83,10 +62,9 @@ def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-ARCHITECTURE_FIELDS = (
-    "model_type", "depths", "embed_dim", "hidden_sizes", "hidden_size", "num_hidden_layers", "num_heads",
-    "num_attention_heads", "patch_size", "window_size", "layer_type", "vocab_size", "intermediate_size",
-)
+ARCHITECTURE_FIELDS = ("model_type", "depths", "embed_dim", "hidden_sizes", "hidden_size", "num_hidden_layers",
+                       "num_heads", "num_attention_heads", "patch_size", "window_size", "layer_type", "vocab_size",
+                       "intermediate_size")
 
 
 def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict[str, Any]]:
@@ -97,12 +75,10 @@ def backbone_architecture(config: ReferringSegmentationConfig) -> dict[str, dict
 
 def recorded_backbones(config: ReferringSegmentationConfig) -> str:
     """``vision 'owner/swin', text a bert built from a config (s4eca_base/config.json)``."""
-
-    def describe(side: str) -> str:
-        name = getattr(config, f"{side}_name_or_path", None)
-        return repr(name) if name else f"a {getattr(config, f'{side}_config').model_type} built from a config"
-
-    return f"vision {describe('vision')}, text {describe('text')} ({BASE_DIR}/config.json)"
+    described = [repr(name) if (name := getattr(config, f"{side}_name_or_path", None))
+                 else f"a {getattr(config, f'{side}_config').model_type} built from a config"
+                 for side in ("vision", "text")]
+    return f"vision {described[0]}, text {described[1]} ({BASE_DIR}/config.json)"
 
 
 def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegmentationConfig, source: str) -> None:
@@ -118,19 +94,12 @@ def check_backbone_architecture(recorded: dict[str, Any], config: ReferringSegme
 
 
 def loadable_by_name(name_or_path: Any) -> bool:
-    """Whether an encoder recorded as ``name_or_path`` can be loaded again on another machine by that name alone:
-    a Hub repo id or a package reference (``package:...``), not a local folder."""
+    """Whether an encoder recorded as ``name_or_path`` loads anywhere by name: a Hub id or a package reference."""
     return is_hub_id(name_or_path) or is_package_reference(name_or_path)
 
 
-def base_weights_shipped(config: ReferringSegmentationConfig) -> bool:
-    """Whether an adapter folder carries ``s4eca_base/model.safetensors``: unless both encoders are recorded by a
-    Hub id or a package reference."""
-    return not (loadable_by_name(config.vision_name_or_path) and loadable_by_name(config.text_name_or_path))
-
-
 def _check_replaceable_export(folder: Path, export: Path) -> None:
-    """Refuse to replace ``folder`` unless it is empty or an earlier export holding nothing an export does not write."""
+    """Refuse to replace ``folder`` unless it is empty or an earlier export holding only what an export writes."""
     present = sorted(p.name for p in folder.iterdir())
     if present and not (folder / METADATA_NAME).is_file():
         raise ValueError(f"{str(folder)!r} holds files but no {METADATA_NAME}: it is not an earlier adapter export, and "
@@ -144,14 +113,9 @@ def _check_replaceable_export(folder: Path, export: Path) -> None:
 
 def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcessor, output_dir: str | os.PathLike,
                        extra_metadata: dict[str, Any] | None = None) -> Path:
-    """Write the adapter, processor, base config (and base weights when needed) and metadata as the folder
-    ``output_dir``.
-
-    The folder is written completely beside ``output_dir``, then swapped in with one rename
-    (`s4eca_peft.files.atomic_write_folder`): a reader, or a run killed at any point, finds the previous export or the
-    new one whole, never files of both. An existing ``output_dir`` is replaced only when it is empty or an earlier
-    export with no other files (a ValueError names them otherwise).
-    """
+    """Write the adapter, processor, base config (and base weights when a backbone is a local folder) and metadata as
+    the folder ``output_dir``, whole (`s4eca_peft.files.atomic_write_folder`). An existing ``output_dir`` is replaced
+    only when it is empty or an earlier export with no other files (a ValueError names them otherwise)."""
     base = peft_model.get_base_model()
     config: ReferringSegmentationConfig = base.config
 
@@ -161,7 +125,7 @@ def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcesso
         processor.save_pretrained(staging)
         (staging / BASE_DIR).mkdir()
         config.save_pretrained(staging / BASE_DIR)
-        ships_weights = base_weights_shipped(config)
+        ships_weights = not all(map(loadable_by_name, (config.vision_name_or_path, config.text_name_or_path)))
         if ships_weights:
             save_file(base_state_dict(base), str(staging / BASE_DIR / "model.safetensors"))
         metadata = {"image_size": processor.image_size, "base_weights_included": ships_weights,
@@ -172,9 +136,7 @@ def save_for_inference(peft_model: Any, processor: ReferringSegmentationProcesso
 
 
 def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, token: Any) -> Path:
-    """A local adapter folder (a training run's folder stands for its ``adapter/``, see `adapter_root`); a package
-    reference (``package:s4eca-peft/reference-adapter``) as the folder it names; a Hub repo id (never a path-like
-    name) downloaded to the cache."""
+    """The local folder of an adapter folder, a package reference or a Hub repo id (never a path-like name)."""
     if is_package_reference(str(name_or_path)):
         if revision is not None:
             raise ValueError(f"{str(name_or_path)!r} is an adapter shipped with the package, not a Hub repo: revision "
@@ -194,8 +156,7 @@ def resolve_adapter_folder(name_or_path: str | os.PathLike, revision: str | None
 
 
 def check_adapter_files(root: Path) -> None:
-    """Refuse pickle-only adapters and unreadable safetensors, naming the file (missing files are named by
-    `s4eca_peft.tuner.check_adapter_folder`)."""
+    """Refuse pickle-only adapters and unreadable safetensors, naming the file."""
     weights = root / ADAPTER_WEIGHTS
     pickles = [] if weights.is_file() else sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
@@ -213,8 +174,7 @@ def check_adapter_files(root: Path) -> None:
 
 
 def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSegmentationModel:
-    """The frozen base model recorded in ``root/s4eca_base`` (an adapter folder); Hub backbones are loaded at the
-    commits recorded there (``vision_revision`` / ``text_revision``), or their default branch when none is."""
+    """The frozen base model recorded in ``root/s4eca_base``, Hub backbones at the commits recorded there."""
     root = Path(root)
     base_dir = root / BASE_DIR
     if not (base_dir / "config.json").is_file():
@@ -242,10 +202,10 @@ def load_base_model(root: str | os.PathLike, **hub_options: Any) -> ReferringSeg
     )
 
 
-def load_for_inference(
-    name_or_path: str | os.PathLike, revision: str | None = None, device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None, cache_dir: str | None = None, token: Any = None,
-) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
+def load_for_inference(name_or_path: str | os.PathLike, revision: str | None = None,
+                       device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                       cache_dir: str | None = None, token: Any = None,
+                       ) -> tuple[Any, ReferringSegmentationProcessor, dict[str, Any]]:
     """Rebuild ``(peft_model in eval mode, processor, metadata)`` from an adapter folder or Hub repo."""
     from peft import PeftModel
 

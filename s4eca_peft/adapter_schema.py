@@ -1,9 +1,6 @@
-"""One schema for the JSON files of an adapter folder: types, ranges, finite numbers and depth, checked before any of
-them is used, and a refusal that names the file and the field.
-
-``adapter_config.json`` is checked by `s4eca_peft.tuner.checks` (its fields are `S4ECAConfig`'s); the other files are
-described here. Fields not listed are kept as they are (an export may carry more facts). Relative backbone paths in
-``s4eca_base/config.json`` are read from the adapter folder (`resolve_backbone`).
+"""One schema for the JSON files of an adapter folder other than ``adapter_config.json`` (checked by
+`s4eca_peft.tuner.checks`): types, ranges, finite numbers and depth, checked before any of them is used, and a refusal
+that names the file and the field (docs/security.md). Fields not listed are kept as they are.
 """
 
 from __future__ import annotations
@@ -18,22 +15,17 @@ from .modeling.packaged import is_package_reference
 from .tuner.config import MAX_WIDTH
 from .tuner.errors import AdapterFileError
 
-MAX_CONFIG_BYTES = 1 << 20
-"""Largest JSON config file of an adapter folder read (1 MiB; a real one is a few kilobytes)."""
-MAX_IMAGE_SIZE = 4096
-"""Largest ``image_size`` of the processor and the metadata (the square the model reads; 480 in the protocol)."""
-MAX_TOKENS = 4096
-"""Largest ``max_length`` (tokens per expression) and ``max_position_embeddings``."""
-MAX_LAYERS = 256
-"""Largest layer, head and stage count in a backbone config."""
-MAX_VOCAB = 1 << 20
-"""Largest ``vocab_size`` in a text encoder config."""
+MAX_CONFIG_BYTES = 1 << 20  # largest JSON file read (a real one is a few kilobytes)
+MAX_IMAGE_SIZE = 4096  # largest image_size of the processor and the metadata (480 in the protocol)
+MAX_TOKENS = 4096  # largest max_length (tokens per expression) and max_position_embeddings
+MAX_LAYERS = 256  # largest layer, head and stage count in a backbone config
+MAX_VOCAB = 1 << 20  # largest vocab_size of a text encoder
 
 
 @dataclass(frozen=True)
 class Field:
-    """What one JSON field may hold: a type (``"int"``, ``"number"``, ``"bool"``, ``"str"``, ``"object"``), a range
-    for numbers, a list of ``length`` such items (0: any length; None: not a list), and whether ``null`` is allowed."""
+    """What one JSON field may hold: a type (``"int"``, ``"number"``, ``"bool"``, ``"str"``, ``"object"``), a range,
+    a list of ``length`` such items (0: any length; None: not a list), and whether ``null`` is allowed."""
 
     kind: str
     low: float | None = None
@@ -54,7 +46,6 @@ _BACKBONE_FIELDS = {
     "num_heads": _size(MAX_LAYERS, 0), "num_channels": _size(16), "vocab_size": _size(MAX_VOCAB),
     "max_position_embeddings": _size(MAX_TOKENS), "model_type": Field("str"),
 }
-"""Size fields of the encoder configs inside ``s4eca_base/config.json`` (those not present are not required)."""
 
 _TEXT = Field("str", nullable=True)
 SCHEMAS: dict[str, dict[str, Field]] = {
@@ -75,7 +66,6 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "backbone_architecture": Field("object"),
     },
 }
-"""The fields of each JSON file of an adapter folder (besides ``adapter_config.json``), by path in the folder."""
 
 _TYPES = {"int": int, "number": (int, float), "bool": bool, "str": str, "object": dict}
 
@@ -100,8 +90,7 @@ def _check_value(file: Path, where: str, field: Field, value: Any) -> None:
 
 
 def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = "") -> dict[str, Any]:
-    """``data`` (the JSON content of ``file``) checked against ``fields``; an `AdapterFileError` naming the file
-    and the field otherwise."""
+    """``data`` (the JSON of ``file``) checked against ``fields``, or an `AdapterFileError` naming the field."""
     if not isinstance(data, dict):
         raise AdapterFileError(f"{file}: {'`' + prefix.rstrip('.') + '` ' if prefix else ''}must be a JSON object, "
                                f"got a {type(data).__name__}.")
@@ -112,9 +101,7 @@ def check_fields(file: Path, data: Any, fields: dict[str, Field], prefix: str = 
 
 
 def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | None:
-    """The JSON object ``root/name`` (a key of `SCHEMAS`) checked against its schema; None when the file is absent.
-    The file must be regular, of at most `MAX_CONFIG_BYTES`, UTF-8 and nested at most
-    `s4eca_peft.files.MAX_JSON_DEPTH` levels; an `AdapterFileError` naming it otherwise."""
+    """The JSON object ``root/name`` checked against its schema in `SCHEMAS`; None when the file is absent."""
     file = Path(root) / name
     if not os.path.lexists(file):
         return None
@@ -138,15 +125,14 @@ def read_adapter_file(root: str | os.PathLike, name: str) -> dict[str, Any] | No
 
 
 def check_adapter_schema(root: str | os.PathLike) -> dict[str, Any]:
-    """Check every JSON file of the adapter folder ``root`` against `SCHEMAS`; returns its metadata (``{}`` when it
-    has no ``s4eca_metadata.json``)."""
+    """Check every JSON file of the adapter folder ``root`` against `SCHEMAS`; returns its metadata (or ``{}``)."""
     found = {name: read_adapter_file(root, name) for name in SCHEMAS}
     return found["s4eca_metadata.json"] or {}
 
 
 def resolve_backbone(root: str | os.PathLike, name: str | None) -> str | None:
     """A backbone recorded as ``name`` in ``root/s4eca_base/config.json``: a package reference, an absolute path or a
-    Hub id as it is; any other name is a path read from the adapter folder ``root`` (never the working directory)."""
+    Hub id as it is; any other name is a path in the adapter folder ``root`` (never the working directory)."""
     if name is None or is_package_reference(name) or os.path.isabs(name):
         return name
     local = Path(root) / name

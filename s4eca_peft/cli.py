@@ -1,9 +1,5 @@
 """Console scripts: ``s4eca-train``, ``s4eca-eval``, ``s4eca-predict``, ``s4eca-prepare-data``,
-``s4eca-pretrain-backbone``.
-
-A known error (bad input, a refused folder or file, a full disk, a non-finite loss) ends the command with one line on
-stderr and exit status 2; ``--debug`` shows the traceback instead.
-"""
+``s4eca-pretrain-backbone``. A known error ends a command with one line on stderr and exit status 2 (`run_command`)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-KNOWN_ERRORS = (OSError, ValueError, FloatingPointError)
-"""What the commands raise for bad input or an unusable environment (not programming errors)."""
+KNOWN_ERRORS = (OSError, ValueError, FloatingPointError)  # bad input or an unusable environment, not a bug
 
 
 def run_command(prog: str, command: Callable[[list[str]], Any], argv: Sequence[str] | None) -> Any:

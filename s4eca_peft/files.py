@@ -1,8 +1,5 @@
-"""Files and Hub repos: atomic writes of files and folders, which files load through pickle, and how Hub ids and Hub
-options are told.
-
-One home for each of these, used by training, inference and the model card alike.
-"""
+"""Files and Hub repos: atomic writes of files and folders, bounded reads, and how Hub ids and Hub options are told
+(docs/security.md, "What is never overwritten")."""
 
 from __future__ import annotations
 
@@ -23,13 +20,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-PICKLE_SUFFIXES: frozenset[str] = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})
-"""Suffixes of files that load through pickle (which can run code): never loaded, never uploaded."""
+PICKLE_SUFFIXES = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})  # never loaded nor uploaded
 
 
 class WriteError(OSError):
-    """Writing an output failed (a full disk, a read-only folder, a refused target): the message is one line naming
-    the path and the cause."""
+    """Writing an output failed: the message is one line naming the path and the cause."""
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()
@@ -47,8 +42,7 @@ def write_failed(path: str | os.PathLike, error: BaseException, hint: str = "") 
 
 
 def check_target(path: str | os.PathLike) -> Path:
-    """``path`` as a `Path`, refused with a `WriteError` when something other than a regular file is there (a
-    folder, a symbolic link, a device, a FIFO): outputs only ever replace regular files."""
+    """``path`` as a `Path`; a `WriteError` when something other than a regular file is there."""
     path = Path(path)
     try:
         mode = os.lstat(path).st_mode
@@ -64,9 +58,7 @@ def check_target(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def private_folder(beside: str | os.PathLike, prefix: str = ".tmp-") -> Iterator[Path]:
-    """A folder created exclusively (``tempfile.mkdtemp``: an unpredictable name, mode 0700) in ``beside``'s folder,
-    removed with its contents when the block ends, whatever happens. Files made inside follow the umask, and nothing
-    planted by another user can be in it."""
+    """A folder created exclusively (``tempfile.mkdtemp``) beside ``beside``, removed with its contents at the end."""
     beside = Path(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=beside.parent))
@@ -77,11 +69,9 @@ def private_folder(beside: str | os.PathLike, prefix: str = ".tmp-") -> Iterator
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a path of the same name inside a `private_folder` beside ``path``, then rename it to
-    ``path`` (``os.replace``): a reader sees the old file or the complete new one, never a part. Every output of the
-    package goes through here. ``path`` may only replace a regular file (`check_target`); the file's mode follows
-    the umask. Anything but a ValueError or TypeError raised while writing becomes a one-line `WriteError` naming
-    ``path``, and nothing is left behind."""
+    """Call ``write(tmp)`` on a path of the same name inside a `private_folder` beside ``path``, then rename it over
+    ``path``, which may only be a regular file: a reader sees the old file or the complete new one. Anything but a
+    ValueError or TypeError raised while writing becomes a one-line `WriteError` naming ``path``."""
     path = check_target(path)
     try:
         with private_folder(path) as folder:
@@ -97,8 +87,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
 
 def append_line(path: str | os.PathLike, line: str) -> Path:
-    """Append ``line`` and a newline to the log ``path`` in one write (``O_APPEND``: concurrent writers never mix
-    lines), creating it when missing; a symbolic link or anything but a regular file there is refused."""
+    """Append ``line`` to the log ``path`` in one ``O_APPEND`` write; anything but a regular file is refused."""
     path = Path(path)
     try:
         handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -114,17 +103,14 @@ def append_line(path: str | os.PathLike, line: str) -> Path:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
-MAX_JSON_DEPTH = 64
-"""Nesting depth of arrays and objects accepted in a JSON file or line (Python's parser recurses per level)."""
+MAX_JSON_DEPTH = 64  # nesting accepted in a JSON file or line (Python's parser recurses per level)
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
@@ -146,8 +132,7 @@ def parse_json(text: str | bytes, source: str) -> Any:
 
 
 def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
-    """``path`` opened for binary reading when it is a regular file; a FIFO, a device (``/dev/zero``) or a folder,
-    which could be read forever or not at all, is a ValueError naming ``name`` and the path."""
+    """``path`` opened for binary reading; anything but a regular file is a ValueError naming ``name``."""
     with suppress(IsADirectoryError):
         handle = open(path, "rb", opener=lambda file, flags: os.open(file, flags | getattr(os, "O_NONBLOCK", 0)))
         if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
@@ -156,13 +141,11 @@ def open_regular(path: str | os.PathLike, name: str = "file") -> BinaryIO:
     raise ValueError(f"{name}: {str(path)!r} is not a regular file (a folder, device or pipe).")
 
 
-_AT_FDCWD = -100  # renameat2: paths relative to the working directory
-_RENAME_EXCHANGE = 2  # renameat2: swap the two paths
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # renameat2: paths relative to the working directory; swap the two paths
 
 
 def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
-    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``). Returns False where the C library,
-    the kernel or the filesystem has no such call; other failures raise an OSError naming ``second``."""
+    """Swap two existing paths in one step (Linux ``renameat2``); False where the system has no such call."""
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError, TypeError):  # not glibc >= 2.28 (macOS, Windows, musl)
@@ -179,7 +162,7 @@ def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
 
 def recover_folder_swap(target: str | os.PathLike) -> None:
     """Finish what an interrupted `atomic_write_folder` of ``target`` left: a previous folder set aside while
-    ``target`` is missing is renamed back; leftover temporary and set-aside folders beside it are removed."""
+    ``target`` is missing is renamed back; other leftovers beside it are removed."""
     target = Path(target)
     if not target.parent.is_dir():
         return
@@ -195,7 +178,6 @@ def recover_folder_swap(target: str | os.PathLike) -> None:
 
 
 def _swap_in(staging: Path, target: Path) -> None:
-    """Put the complete folder ``staging`` at ``target`` in one rename; the replaced folder is removed."""
     if not os.path.lexists(target):
         os.rename(staging, target)
         return
@@ -210,19 +192,13 @@ def _swap_in(staging: Path, target: Path) -> None:
 
 def atomic_write_folder(target: str | os.PathLike, write: Callable[[Path], Any],
                         check_replaceable: Callable[[Path, Path], None] | None = None) -> Path:
-    """Call ``write(tmp)`` on an empty folder beside ``target``, then put it at ``target`` in one step, replacing the
-    folder there as a whole: a reader, or a process killed at any point, finds the previous folder or the complete
-    new one, never a mix of both.
-
-    The new folder is made in a `private_folder` beside ``target`` and removed when ``write`` fails (a one-line
-    `WriteError` naming ``target``); an existing ``target`` is swapped with it (`exchange_paths`), or renamed aside
-    first where that call is missing (`recover_folder_swap`, run here first, undoes a half-done swap).
-    ``check_replaceable(target, tmp)``, called once ``tmp`` is written, may raise to keep an existing ``target``.
-    """
+    """Call ``write(tmp)`` on an empty folder in a `private_folder` beside ``target``, then put it at ``target`` in one
+    step (`exchange_paths`, else a rename aside that `recover_folder_swap` completes): a reader, or a process killed
+    at any point, finds the previous folder or the complete new one. ``check_replaceable(target, tmp)``, called once
+    ``tmp`` is written, may raise to keep an existing ``target``."""
     target = Path(target)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise NotADirectoryError(f"{str(target)!r} is not a folder; it cannot be replaced by one.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     recover_folder_swap(target)
     with private_folder(target, prefix=f".{target.name}.tmp-") as private:
         staging = private / target.name
@@ -250,8 +226,7 @@ def is_path_like(name_or_path: str | os.PathLike) -> bool:
 
 
 def is_hub_id(name_or_path: str | os.PathLike | None) -> bool:
-    """True for a Hub repo id (``owner/name`` or ``name``); false for anything path-like (`is_path_like`), a name
-    with more than one ``/``, and nothing."""
+    """True for a Hub repo id (``owner/name`` or ``name``) that is not path-like (`is_path_like`)."""
     return bool(name_or_path) and not is_path_like(name_or_path) and is_hub_id_spelling(str(name_or_path))
 
 
@@ -264,8 +239,7 @@ def is_hub_id_spelling(name: str) -> bool:
     return False
 
 
-HUB_OPTIONS = ("revision", "cache_dir", "token")
-"""Keyword arguments that say where and how a Hub repo is read."""
+HUB_OPTIONS = ("revision", "cache_dir", "token")  # where and how a Hub repo is read
 
 
 def hub_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,16 +247,10 @@ def hub_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: options[key] for key in HUB_OPTIONS if options.get(key) is not None}
 
 
-COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
-"""A full Hub commit sha (what a pinned revision is recorded as)."""
-
-
 def hub_snapshot(repo_id: str, revision: str | None = None, repo_type: str = "model",
                  allow_patterns: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
                  token: Any = None) -> Path:
-    """Download (or find in the cache, offline) ``repo_id`` at ``revision`` with ``huggingface_hub.snapshot_download``;
-    returns the snapshot folder, ``.../snapshots/<commit>``. Hub errors become a ValueError naming the repo and the
-    revision."""
+    """The snapshot folder of ``repo_id`` at ``revision``; Hub errors become a ValueError naming both."""
     from huggingface_hub import errors, snapshot_download
 
     kind = "Hub dataset repo" if repo_type == "dataset" else "Hub repo"
@@ -299,17 +267,12 @@ def hub_snapshot(repo_id: str, revision: str | None = None, repo_type: str = "mo
 
 
 def snapshot_commit(snapshot: str | os.PathLike) -> str:
-    """The commit sha of a Hub snapshot folder (huggingface_hub names it after the commit it resolved)."""
-    commit = Path(snapshot).name
-    if not COMMIT_HASH.match(commit):
-        raise ValueError(f"{str(snapshot)!r} is not a Hub cache snapshot folder named after a commit sha.")
-    return commit
+    """The commit sha of a `hub_snapshot` folder (huggingface_hub names it after the commit it resolved)."""
+    return Path(snapshot).name
 
 
 def pin_hub_revision(name_or_path: str | os.PathLike | None, revision: str | None = None, **hub_options: Any) -> str | None:
-    """The commit that ``revision`` (a branch, tag or commit; ``None`` for the default branch) of model repo
-    ``name_or_path`` resolves to now, so a later load gets the same files; ``None`` for a folder or nothing (a
-    revision given for a folder raises a ValueError). ``hub_options``: ``cache_dir`` and ``token``."""
+    """The commit ``revision`` of model repo ``name_or_path`` resolves to now; ``None`` for a folder or nothing."""
     if not is_hub_id(name_or_path):
         if name_or_path and revision is not None:
             raise ValueError(f"{str(name_or_path)!r} is a folder, not a Hub repo: revision {revision!r} cannot be "

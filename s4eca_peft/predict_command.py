@@ -1,20 +1,8 @@
-"""``s4eca-predict``: masks and overlays for one image or a batch file, with a trained S4ECA adapter.
-
-One image::
-
-    s4eca-predict --adapter owner/s4eca-swin-b --image tile.png --expression "the ship near the dock" \\
-        --output out/tile_mask.png          # also writes out/tile_mask_overlay.png
-
-A batch (CSV with a header, or JSON lines; columns ``image``, ``expression`` and optionally ``output``)::
-
-    s4eca-predict --adapter ./my_adapter --batch queries.csv --output_dir out/
-
-Batch rows, ``errors.jsonl``, resuming, the output checks made before any prediction, GeoTIFF and vector outputs and
-the exit status (0 done, 1 some rows failed, 2 nothing could be done: one line on stderr, ``--debug`` for the
-traceback) are described in docs/inference.md, docs/geospatial.md and docs/security.md::
-
-    s4eca-predict --adapter ./my_adapter --image scene.tif --expression "the tanks" --output tanks.tif \\
-        --vector tanks.geojson --bands 3 2 1
+"""``s4eca-predict``: masks and overlays for one image (``--image``, ``--expression``, ``--output``) or a batch file
+(``--batch``, ``--output_dir``: CSV with a header, or JSON lines) with a trained S4ECA adapter; GeoTIFF and vector
+outputs with the ``geo`` extra. Batch rows, ``errors.jsonl``, resuming, the checks made before any prediction and the
+exit status (0 done, 1 some rows failed, 2 nothing done) are described in docs/inference.md, docs/geospatial.md and
+docs/security.md.
 """
 
 from __future__ import annotations
@@ -24,6 +12,7 @@ import codecs
 import csv
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -40,7 +29,7 @@ from PIL import Image
 
 from .files import append_line, check_target, open_regular, parse_json
 from .geo import predict_raster
-from .geo.dependencies import has_rasterio
+from .geo.dependencies import GEO_EXTRA_HINT, has_rasterio
 from .inference.visualization import save_image_atomic
 from .modeling.image_io import MAX_IMAGE_PIXELS
 from .modeling.processing import _expression_text
@@ -91,17 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output_dir", help="Folder of the batch outputs and errors.jsonl.")
     batch.add_argument("--overwrite", action="store_true", help="Predict rows whose outputs already exist again.")
     options = parser.add_argument_group("prediction")
-    options.add_argument("--threshold", type=fraction(1.0, closed=True), default=0.5,
+    options.add_argument("--threshold", type=fraction(closed=True), default=0.5,
                          help="Foreground probability threshold, in [0, 1].")
-    options.add_argument("--max_side", type=positive_int, default=1600, help="Longer side above which windows are used.")
+    options.add_argument("--max_side", type=positive_int, default=1600, help="Longer side above which windows apply.")
     options.add_argument("--tile_size", type=positive_int, default=None,
                          help="Window side (default: 2x the training size).")
-    options.add_argument("--tile_overlap", type=fraction(1.0, closed=False), default=0.25,
+    options.add_argument("--tile_overlap", type=fraction(closed=False), default=0.25,
                          help="Overlap of sliding windows, a fraction in [0, 1).")
     options.add_argument("--batch_size", type=positive_int, default=8, help="Windows per forward pass.")
     options.add_argument("--max_pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
-                         help=f"Largest image decoded whole, in pixels (default {MAX_IMAGE_PIXELS}); GeoTIFFs are read "
-                              "window by window instead.")
+                         help=f"Largest image decoded whole, in pixels (default {MAX_IMAGE_PIXELS}); GeoTIFFs are "
+                              "read window by window instead.")
     options.add_argument("--no_overlay", action="store_true", help="Write masks only.")
     options.add_argument("--bands", type=int, nargs="+", default=None, help="1-based bands read as red green blue.")
     options.add_argument("--cog", action="store_true", help="Write the mask as a Cloud-Optimized GeoTIFF.")
@@ -111,31 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer above 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
+    if not text.strip().isdecimal() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return int(text)
 
 
-def fraction(high: float, closed: bool):
-    """argparse type: a float in ``[0, high]`` (``closed``) or ``[0, high)``."""
+def fraction(closed: bool):
+    """argparse type: a number in [0, 1] (``closed``) or [0, 1)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (0.0 <= value <= high if closed else 0.0 <= value < high):
-            raise argparse.ArgumentTypeError(f"expected a number in [0, {high:g}{']' if closed else ')'}, got {value}")
+            value = math.nan  # refused below
+        if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+            raise argparse.ArgumentTypeError(f"expected a number in [0, 1{']' if closed else ')'}, got {text!r}")
         return value
 
     return parse
 
 
-# --------------------------------------------------------------------------- files
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     """``(H, W)`` bool -> 8-bit grayscale PNG image, 0 background / 255 foreground."""
     return Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8), mode="L")
@@ -145,11 +129,10 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 OUTPUT_SUFFIXES = (".png", *GEOTIFF_SUFFIXES)
 
 
-def wants_geotiff(args: argparse.Namespace, output: str | Path | None) -> bool:
+def wants_geotiff(args: argparse.Namespace, output: Path) -> bool:
     """The georeferenced path: a GeoTIFF-only option, or a .tif/.tiff mask when rasterio is installed."""
-    if args.bands or args.cog or getattr(args, "vector", None):
-        return True
-    return output is not None and Path(output).suffix.lower() in GEOTIFF_SUFFIXES and has_rasterio()
+    return bool(args.bands or args.cog or args.vector) or (output.suffix.lower() in GEOTIFF_SUFFIXES
+                                                           and has_rasterio())
 
 
 def overlay_path(mask_path: Path) -> Path:
@@ -161,14 +144,12 @@ def default_output_name(image: str, expression: str) -> str:
     return f"{Path(image).stem}_{key}.png"
 
 
-MAX_LINE_BYTES = 1 << 20
-"""A batch file line longer than this (1 MiB) is reported and skipped without being held in memory."""
+MAX_LINE_BYTES = 1 << 20  # a longer batch file line is reported and skipped without being held in memory
 
 
 def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
-    """Each line of ``handle`` as text (a UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too long
-    (read past in pieces, never held) comes back replaced, its reason recorded in ``bad`` under its line number, so
-    one bad line never stops others."""
+    """Each line of ``handle`` as text (a leading UTF-8 byte-order mark dropped); a line that is not UTF-8 or is too
+    long (read past in pieces) comes back replaced, its reason recorded in ``bad`` under its line number."""
     number = 0
     while raw := handle.readline(MAX_LINE_BYTES + 1):
         number += 1
@@ -183,54 +164,50 @@ def _lines(handle: BinaryIO, bad: dict[int, str]) -> Iterator[str]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            bad[number] = f"line {number} is not UTF-8 text (byte {raw[error.start:error.start + 1]!r} at {error.start})"
+            bad[number] = f"line {number} is not UTF-8 text (byte {raw[error.start:][:1]!r} at {error.start})"
             text = raw.decode("utf-8", "replace")
         yield text.rstrip("\r\n") + "\n"  # CRLF read as LF, inside quoted fields too
 
 
-def _csv_records(handle: BinaryIO, path: Path) -> Iterator[tuple[int, str, list[str] | None, str | None]]:
-    """``(first line, where, fields, error)`` for each non-blank CSV record, read by the standard `csv` module
-    (RFC 4180: a quoted field may span lines, up to ``csv.field_size_limit()`` characters). A malformed record is
-    reported with the lines it took and reading goes on at the next line."""
-    bad: dict[int, str] = {}
-    reader = csv.reader(_lines(handle, bad), strict=True)
-    first = 1
-    while True:
-        try:
-            fields, error = next(reader), None
-        except StopIteration:
-            return
-        except csv.Error as csv_error:
-            fields, error = None, f"malformed CSV ({csv_error})"
-        last = max(reader.line_num, first)
-        where = f"line {first}" if last == first else f"lines {first}-{last}"
-        error = next((bad[n] for n in range(first, last + 1) if n in bad), error)
-        if error is not None:
-            yield first, where, None, f"{path}: {where}: {error}"
-        elif any(field.strip() for field in fields):
-            yield first, where, fields, None
-        first = last + 1
-
-
 def _read_csv(path: Path) -> Iterator[BatchRow]:
+    """Rows of a CSV batch file, read by the standard `csv` module (RFC 4180: a quoted field may span lines, up to
+    ``csv.field_size_limit()`` characters). A malformed record is reported with the lines it took, and reading goes
+    on at the next line."""
     with open_regular(path, "--batch") as handle:
-        records = _csv_records(handle, path)
-        _, _, fieldnames, error = next(records, (1, "", None, "the file is empty"))
-        fieldnames = fieldnames or []
-        missing = {"image", "expression"} - set(fieldnames)
-        if error or missing:
-            raise ValueError(f"{path}: the CSV header must name the columns image and expression (and optionally "
-                             "output); " + (f"malformed header ({error})" if error else f"missing "
-                                            f"{', '.join(sorted(missing))}") + ".")
-        for first, where, values, error in records:
-            row = first - 1  # data rows, without the header (the row's first line)
-            if error is not None:
-                yield BatchRow(row, "", "", error=error)
-            elif len(values) > len(fieldnames):
-                yield BatchRow(row, "", "", error=f"{path}: {where} has {len(values)} fields; the header names "
-                                                  f"{len(fieldnames)}")
+        bad: dict[int, str] = {}
+        reader = csv.reader(_lines(handle, bad), strict=True)
+        header, first = None, 1
+        while True:
+            try:
+                fields, error = next(reader), None
+            except StopIteration:
+                break
+            except csv.Error as csv_error:
+                fields, error = None, f"malformed CSV ({csv_error})"
+            last = max(reader.line_num, first)
+            where = f"line {first}" if last == first else f"lines {first}-{last}"
+            error = next((bad[n] for n in range(first, last + 1) if n in bad), error)
+            error = error and f"{path}: {where}: {error}"
+            row, first = first - 1, last + 1  # data rows are numbered without the header (the row's first line)
+            if error is None and not any(field.strip() for field in fields):
+                continue
+            if header is None:
+                header = _csv_header(path, fields, error)
+            elif error is not None or len(fields) > len(header):
+                yield BatchRow(row, "", "", error=error or f"{path}: {where} has {len(fields)} fields; the header "
+                                                           f"names {len(header)}")
             else:
-                yield _row(row, dict(zip(fieldnames, values)))
+                yield _row(row, dict(zip(header, fields)))
+        if header is None:
+            _csv_header(path, [], "the file is empty")
+
+
+def _csv_header(path: Path, fields: list[str] | None, error: str | None) -> list[str]:
+    missing = {"image", "expression"} - set(fields or [])
+    if error or missing:
+        raise ValueError(f"{path}: the CSV header must name the columns image and expression (and optionally output); "
+                         + (f"malformed header ({error})" if error else f"missing {', '.join(sorted(missing))}") + ".")
+    return fields
 
 
 def _read_jsonl(path: Path) -> Iterator[BatchRow]:
@@ -251,8 +228,7 @@ def _read_jsonl(path: Path) -> Iterator[BatchRow]:
 
 
 def read_batch(path: Path) -> Iterator[BatchRow]:
-    """Rows of a ``.csv`` (with a header; RFC 4180 quoting) or ``.jsonl`` batch file, read one at a time from a
-    regular file only; unusable lines come back with ``error`` set."""
+    """Rows of a ``.csv`` or ``.jsonl`` batch file, one at a time; unusable lines come back with ``error`` set."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from _read_csv(path)
@@ -273,7 +249,7 @@ def _row(number: int, record: dict) -> BatchRow:
     elif row.output is not None and Path(row.output).suffix.lower() not in OUTPUT_SUFFIXES:
         row.error = f"output {row.output!r} must be a .png, .tif or .tiff file"
     elif (row.vector or Path(row.output or "").suffix.lower() in GEOTIFF_SUFFIXES) and not has_rasterio():
-        row.error = "GeoTIFF and vector outputs need rasterio; install the geo extra: pip install 's4eca-peft[geo]'"
+        row.error = f"GeoTIFF and vector outputs need rasterio; {GEO_EXTRA_HINT}"
     return row
 
 
@@ -287,32 +263,29 @@ def _text_error(expression: str) -> str | None:
 
 
 def _real(path: Path) -> Path:
-    """``path`` with its folder resolved (symbolic links followed); the last part is kept, since a rename replaces
-    a link there rather than writing through it."""
+    """``path`` with its folder resolved; the last part is kept (a rename replaces a link there, never follows it)."""
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def planned_targets(mask_path: Path, vector_path: Path | None, overlay: bool) -> list[tuple[str, Path]]:
-    """``(kind, path)`` of every file one prediction writes: its mask, overlay and vector."""
-    targets = [("output", mask_path)] + ([("overlay", overlay_path(mask_path))] if overlay else [])
-    return targets + ([("vector", vector_path)] if vector_path is not None else [])
+def planned_targets(args: argparse.Namespace, mask_path: Path, vector_path: Path | None) -> dict[str, Path]:
+    """The files one prediction writes, by kind: ``output`` and ``overlay``, or on the GeoTIFF path ``vector``."""
+    if vector_path is not None or wants_geotiff(args, mask_path):
+        return {"output": mask_path} | ({"vector": vector_path} if vector_path is not None else {})
+    return {"output": mask_path} | ({} if args.no_overlay else {"overlay": overlay_path(mask_path)})
 
 
-def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay: bool,
-               geotiff: bool = False) -> list[tuple[Path, Path, Path | None]]:
-    """``(image path, mask path, vector path)`` of each row, checked before any work.
-
-    A row whose mask, overlay or vector resolves outside ``output_dir``, or names something other than a regular
-    file, gets ``error`` set. Raises `ValueError` naming both rows when one would write over an input (an image or
-    the batch file) or over another row's mask, overlay or vector.
-    """
+def plan_batch(rows: list[BatchRow], args: argparse.Namespace) -> list[tuple[Path, Path, Path | None]]:
+    """``(image path, mask path, vector path)`` of each row, checked before any work: a row whose outputs leave
+    ``--output_dir`` or name something other than a regular file gets ``error`` set; a ValueError names both rows
+    when one would write over an input (an image or the batch file) or over another row's output."""
+    batch_file, output_dir = Path(args.batch), Path(args.output_dir)
     root = Path(os.path.realpath(output_dir))
     paths = []
     inputs: dict[Path, str] = {Path(os.path.realpath(batch_file)): "the batch file"}
     for row in rows:
         image_path = batch_file.parent / row.image  # an absolute image path stays as it is
         mask_path = output_dir / (row.output or default_output_name(row.image, row.expression))
-        if row.output is None and (geotiff or row.vector):  # GeoTIFF-only options: the default name is a .tif
+        if row.output is None and (args.bands or args.cog or row.vector):  # GeoTIFF options: the default is a .tif
             mask_path = mask_path.with_suffix(".tif")
         paths.append((image_path, mask_path, output_dir / row.vector if row.vector else None))
         if row.error is None:
@@ -320,10 +293,7 @@ def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay
     written: dict[Path, int] = {}
     conflicts = []
     for row, (_, mask_path, vector_path) in zip(rows, paths):
-        if row.error is not None:
-            continue
-        row_overlay = overlay and not (geotiff or mask_path.suffix.lower() in GEOTIFF_SUFFIXES)
-        for kind, target in planned_targets(mask_path, vector_path, row_overlay):
+        for kind, target in planned_targets(args, mask_path, vector_path).items() if row.error is None else ():
             real = _real(target)
             if not real.is_relative_to(root):
                 row.error = f"{kind} {str(target)!r} resolves to {str(real)!r}, outside --output_dir {str(root)!r}"
@@ -345,79 +315,61 @@ def plan_batch(rows: list[BatchRow], batch_file: Path, output_dir: Path, overlay
     return paths
 
 
-def check_single_output(image: str, output: str, overlay: bool, vector: str | None = None) -> None:
-    """Refuse, before any work, a mask that is not .png/.tif/.tiff, and a mask, overlay or vector path that is the
-    input image or names something other than a regular file."""
-    if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ValueError(f"--output {output!r}: masks are written as .png, .tif or .tiff files.")
-    source = Path(os.path.realpath(image))
-    for kind, target in planned_targets(Path(output), Path(vector) if vector else None, overlay):
+def check_single_output(args: argparse.Namespace) -> dict[str, Path]:
+    """The `planned_targets` of one image, checked before any work: a mask that is not .png/.tif/.tiff, and an
+    output that is the input image or names something other than a regular file, are refused."""
+    if Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output {args.output!r}: masks are written as .png, .tif or .tiff files.")
+    source = Path(os.path.realpath(args.image))
+    targets = planned_targets(args, Path(args.output), Path(args.vector) if args.vector else None)
+    for kind, target in targets.items():
         if _real(target) == source or Path(os.path.realpath(target)) == source:
-            raise ValueError(f"--{kind} {str(target)!r}: writing it would replace the input image {image!r}.")
+            raise ValueError(f"--{kind} {str(target)!r}: writing it would replace the input image {args.image!r}.")
         check_target(target)
+    return targets
 
 
-def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expression: str, mask_path: Path,
-               vector_path: Path | None, geotiff: bool, overlay: bool) -> None:
-    """Predict one image and write its mask and overlay (or its mask GeoTIFF and vector); one image in memory."""
+def predict_to(segmenter, args: argparse.Namespace, image: Path, name: str, expression: str,
+               targets: dict[str, Path]) -> None:
+    """Predict one image and write its `planned_targets`; one image in memory."""
     from .inference.segmenter import overlay_prediction
     from .modeling.image_io import load_image
 
-    if geotiff:
-        predict_raster(segmenter, image, expression, mask_path, vector=vector_path, bands=args.bands,
-                       threshold=args.threshold, cog=args.cog)
+    if "vector" in targets or wants_geotiff(args, targets["output"]):
+        predict_raster(segmenter, image, expression, targets["output"], vector=targets.get("vector"),
+                       bands=args.bands, threshold=args.threshold, cog=args.cog)
         return
     array = load_image(image, name=name, max_pixels=args.max_pixels)  # (H, W, 3) float32, read once for both
     mask = segmenter.predict(array, expression, threshold=args.threshold)
-    save_image_atomic(mask_to_image(mask), mask_path)
-    if overlay:
-        save_image_atomic(overlay_prediction(array, mask), overlay_path(mask_path))
-
-
-# --------------------------------------------------------------------------- modes
-def predict_one(segmenter, args: argparse.Namespace) -> int:
-    mask_path, vector = Path(args.output), Path(args.vector) if args.vector else None
-    geotiff = wants_geotiff(args, mask_path)
-    overlay = not (args.no_overlay or geotiff)
-    predict_to(segmenter, args, Path(args.image), args.image, args.expression, mask_path, vector, geotiff, overlay)
-    also = vector if vector else overlay_path(mask_path) if overlay else None
-    print(f"wrote {mask_path}" + (f" and {also}" if also else ""))
-    return 0
+    save_image_atomic(mask_to_image(mask), targets["output"])
+    if "overlay" in targets:
+        save_image_atomic(overlay_prediction(array, mask), targets["overlay"])
 
 
 def predict_batch(segmenter, args: argparse.Namespace, rows: list[BatchRow],
                   paths: list[tuple[Path, Path, Path | None]]) -> int:
-    """Predict the rows `plan_batch` planned, one image at a time; returns the exit status. Failed rows are
-    appended to ``errors.jsonl`` under this run's id (earlier runs' records are kept)."""
+    """Predict the planned rows one image at a time, failures appended to ``errors.jsonl``; the exit status."""
     from tqdm.auto import tqdm
 
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    errors_file = output_dir / ERRORS_NAME
+    errors_file = Path(args.output_dir) / ERRORS_NAME
+    errors_file.parent.mkdir(parents=True, exist_ok=True)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     done = skipped = failed = 0
-
-    def record_error(row: BatchRow, reason: str) -> None:
-        nonlocal failed
-        failed += 1
-        entry = {"run": run_id, "row": row.number, "image": row.image, "expression": row.expression, "error": reason}
-        append_line(errors_file, json.dumps(entry))
-
     for row, (image_path, mask_path, vector_path) in tqdm(list(zip(rows, paths)), desc="s4eca-predict", unit="row"):
-        if row.error is not None:
-            record_error(row, row.error)
-            continue
-        geotiff = wants_geotiff(args, mask_path) or vector_path is not None
-        overlay = not (args.no_overlay or geotiff)
-        if not args.overwrite and all(path.is_file() for _, path in planned_targets(mask_path, vector_path, overlay)):
+        targets = planned_targets(args, mask_path, vector_path)
+        if row.error is None and not args.overwrite and all(path.is_file() for path in targets.values()):
             skipped += 1
             continue
         try:
-            predict_to(segmenter, args, image_path, row.image, row.expression, mask_path, vector_path, geotiff,
-                       overlay)
+            if row.error is not None:
+                raise ValueError(row.error)
+            predict_to(segmenter, args, image_path, row.image, row.expression, targets)
             done += 1
         except (OSError, ValueError, TypeError) as error:
-            record_error(row, str(error))
+            failed += 1
+            entry = {"run": run_id, "row": row.number, "image": row.image, "expression": row.expression,
+                     "error": str(error)}
+            append_line(errors_file, json.dumps(entry))
     print(f"{done} predicted, {skipped} already done, {failed} failed"
           + (f" (see {errors_file}, run {run_id})" if failed else ""))
     return 1 if failed else 0
@@ -429,7 +381,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch:
         if args.image or args.expression or args.output or args.vector:
-            parser.error("--batch cannot be combined with --image/--expression/--output/--vector (use a vector column).")
+            parser.error("--batch takes no --image/--expression/--output/--vector (use a vector column).")
         if not args.output_dir:
             parser.error("--batch needs --output_dir.")
     elif not (args.image and args.expression and args.output):
@@ -438,8 +390,6 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--{text_error}")
 
     if (args.vector or args.bands or args.cog) and not has_rasterio():
-        from .geo.dependencies import GEO_EXTRA_HINT
-
         parser.error(f"--vector, --bands and --cog need rasterio; {GEO_EXTRA_HINT}.")
 
     from .inference.segmenter import S4ECASegmenter, resolve_device
@@ -450,14 +400,17 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device)
         if args.batch:  # a bad batch file or colliding outputs fail before the adapter is loaded
             rows = list(read_batch(Path(args.batch)))
-            paths = plan_batch(rows, Path(args.batch), Path(args.output_dir), overlay=not args.no_overlay,
-                               geotiff=bool(args.bands or args.cog))
+            paths = plan_batch(rows, args)
         else:
-            check_single_output(args.image, args.output, overlay=not args.no_overlay, vector=args.vector)
+            targets = check_single_output(args)
         windows = {name: getattr(args, name) for name in ("max_side", "tile_size", "tile_overlap", "batch_size")}
         segmenter = S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=device,
                                                    dtype=args.dtype, cache_dir=args.cache_dir, **windows)
-        return predict_batch(segmenter, args, rows, paths) if args.batch else predict_one(segmenter, args)
+        if args.batch:
+            return predict_batch(segmenter, args, rows, paths)
+        predict_to(segmenter, args, Path(args.image), args.image, args.expression, targets)
+        print("wrote " + " and ".join(str(path) for path in targets.values()))
+        return 0
     except (OSError, ValueError) as error:  # bad adapter, revision, batch file or image: one clear line
         if args.debug:
             raise

@@ -321,7 +321,7 @@ def test_sigterm_during_a_geotiff_prediction_leaves_no_scratch_file(adapter_dir,
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not stop the prediction")
 
-    monkeypatch.setattr(prediction, "_predict_windows", stopped)
+    monkeypatch.setattr(prediction, "_write_cells", stopped)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as exited:

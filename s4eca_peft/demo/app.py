@@ -1,18 +1,14 @@
-"""The Gradio app: an image and an expression in; the mask over the image, the selection maps and a mask PNG out
-(and a mask GeoTIFF on the input's grid when the input is a georeferenced GeoTIFF and the ``geo`` extra is installed).
-
-`segment` does the work without Gradio (`SegmentationView`); `build_demo` lays it out as a `gradio.Blocks` app with
-one endpoint, ``/segment``, that the browser and `gradio_client` call alike. Gradio is imported only here and only
-when an app is built: install it with the ``demo`` extra. Analytics are always off, so the app never calls out.
+"""The Gradio app (docs/demo.md): `DemoSession.segment` does the work without Gradio; `build_demo` lays it out as a
+`gradio.Blocks` app with one endpoint, ``/segment``. Gradio is imported only when an app is built; analytics are off.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +45,9 @@ def require_gradio() -> Any:
 
 @dataclass
 class SegmentationView:
-    """What the app shows for one image and expression: ``mask`` `(height, width)` bool (`S4ECASegmenter.predict`'s),
-    its ``overlay``, the ``scale_weights`` and ``spatial_gate`` pictures (`None` for a selection switched off), the
-    8-bit mask PNG at ``mask_path``, a one-line Markdown ``summary``, and the mask GeoTIFF on the input's grid at
-    ``geotiff_path`` for a georeferenced GeoTIFF input (`None` otherwise); docs/demo.md."""
+    """What the app shows for one image and expression: the ``mask`` (`S4ECASegmenter.predict`'s), its ``overlay``, the
+    selection pictures (`None` for a selection switched off), the mask PNG, a Markdown ``summary``, and the mask
+    GeoTIFF on the input's grid for a georeferenced GeoTIFF input."""
 
     mask: np.ndarray
     overlay: Image.Image
@@ -67,11 +62,8 @@ def short_block_names(names: list[str]) -> dict[str, str]:
     """Block names without the dotted prefix they all share, keeping its last part for context
     (``vision_model.backbone.swin.encoder.layers.0.blocks.1`` -> ``layers.0.blocks.1``)."""
     split = [name.split(".") for name in names]
-    common = 0
-    while split and all(len(parts) > common + 1 and parts[common] == split[0][common] for parts in split):
-        common += 1
-    keep = max(common - 1, 0)
-    return {name: ".".join(parts[keep:]) for name, parts in zip(names, split)}
+    common = min(len(os.path.commonprefix(split)), *(len(parts) - 1 for parts in split)) if split else 0
+    return {name: ".".join(parts[max(common - 1, 0):]) for name, parts in zip(names, split)}
 
 
 def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
@@ -86,7 +78,6 @@ def branch_labels(segmenter: S4ECASegmenter, count: int) -> list[str]:
 
 def write_example_scenes(folder: Path) -> list[list[str]]:
     """A few synthetic scenes as PNGs in ``folder``; ``[[image path, expression], ...]`` for `gradio.Examples`."""
-    folder.mkdir(parents=True, exist_ok=True)
     examples = []
     for seed in EXAMPLE_SEEDS:
         image, _, expression, _ = generate_scene(seed, EXAMPLE_SIZE)
@@ -97,8 +88,7 @@ def write_example_scenes(folder: Path) -> list[list[str]]:
 
 
 class DemoSession:
-    """One loaded adapter serving the app: predicts with the selection maps, writes mask PNGs (and GeoTIFFs) under
-    ``workdir`` (a new temporary folder by default)."""
+    """One loaded adapter serving the app; mask files go under ``workdir`` (a new temporary folder by default)."""
 
     def __init__(self, segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None) -> None:
         self.segmenter = segmenter
@@ -107,59 +97,55 @@ class DemoSession:
         self.mask_dir.mkdir(parents=True, exist_ok=True)
 
     def segment(self, image: str | os.PathLike, expression: str, threshold: float = 0.5) -> SegmentationView:
-        """Predict ``image`` (a file path) for ``expression``; `ValueError` for an empty expression."""
+        """Predict ``image`` (a file path) for ``expression``."""
         if not isinstance(expression, str) or not expression.strip():
             raise ValueError("Type an expression that describes the object to segment.")
         array = load_image(image, name="image")  # (H, W, 3) float32, read once for the prediction and the pictures
         prediction = self.segmenter.predict(array, expression, threshold=threshold, return_selection_maps=True)
         mask, windows = prediction.mask, prediction.windows or []
-        height, width = mask.shape
         maps = prediction.selection_maps[0] if windows else prediction.selection_maps
-        scale, gate = self._pictures(maps, array, windows)
-        path = self._write_mask(mask, image, expression, threshold)
+        top, left, bottom, right = windows[0] if windows else (0, 0, *mask.shape)  # the maps of the first window
+        scale, gate = self._pictures(maps, array[top:bottom, left:right])
+        path = self._write_mask(mask, image)
         geotiff = write_mask_geotiff(mask, image, path.with_suffix(".tif")) if is_georeferenced_geotiff(image) else None
-        summary = (f"Mask: {int(mask.sum())} of {height * width} pixels ({100.0 * mask.mean():.1f} %), threshold "
-                   f"{threshold:.2f}.")
+        summary = (f"Mask: {int(mask.sum())} of {mask.size} pixels ({100 * mask.mean():.1f} %), "
+                   f"threshold {threshold:.2f}.")
         if windows:
             summary += f" Predicted in {len(windows)} sliding windows; the selection maps show the first window."
         if geotiff is not None:
             summary += " The mask is also offered as a GeoTIFF on the input's grid."
         return SegmentationView(mask, overlay_prediction(array, mask), scale, gate, path, summary, geotiff)
 
-    def _pictures(self, maps: dict[str, dict[str, np.ndarray]], array: np.ndarray,
-                  windows: list) -> tuple[Image.Image | None, Image.Image | None]:
+    def _pictures(self, maps: dict[str, dict[str, np.ndarray]],
+                  array: np.ndarray) -> tuple[Image.Image | None, Image.Image | None]:
         """Pictures of the selections the adapter has switched on (a switched-off one is recorded as uniform)."""
         config = getattr(self.segmenter.model, "active_peft_config", None)
         labels = short_block_names(list(maps))
-        weights = {labels[b]: kinds["scale_weights"] for b, kinds in maps.items()}
-        gates = {labels[b]: kinds["spatial_gate"][0] for b, kinds in maps.items()}  # (1, H, W) -> (H, W)
-        weights = weights if getattr(config, "scale_selection", True) else {}
-        gates = gates if getattr(config, "spatial_selection", True) else {}
-        if windows:
-            top, left, bottom, right = windows[0]
-            array = array[top:bottom, left:right]
-        background = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
-        background.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
-        count = next(iter(weights.values())).shape[0] if weights else 0  # extractor branches
-        scale = scale_weights_picture(weights, branch_labels(self.segmenter, count)) if weights else None
-        gate = spatial_gate_picture(gates, np.asarray(background)) if gates else None
+        scale = gate = None
+        if getattr(config, "scale_selection", True) and maps:
+            weights = {labels[b]: kinds["scale_weights"] for b, kinds in maps.items()}
+            count = next(iter(weights.values())).shape[0]  # extractor branches
+            scale = scale_weights_picture(weights, branch_labels(self.segmenter, count))
+        if getattr(config, "spatial_selection", True) and maps:
+            background = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
+            background.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+            gates = {labels[b]: kinds["spatial_gate"][0] for b, kinds in maps.items()}  # (1, H, W) -> (H, W)
+            gate = spatial_gate_picture(gates, np.asarray(background))
         return scale, gate
 
-    def _write_mask(self, mask: np.ndarray, image: str | os.PathLike, expression: str, threshold: float) -> Path:
-        now = time.time()
+    def _write_mask(self, mask: np.ndarray, image: str | os.PathLike) -> Path:
         for old in [p for p in self.mask_dir.iterdir() if p.suffix in MASK_SUFFIXES]:
             with contextlib.suppress(FileNotFoundError):  # another request may have removed it
-                if now - old.stat().st_mtime > FILE_MAX_AGE_S:
+                if time.time() - old.stat().st_mtime > FILE_MAX_AGE_S:
                     old.unlink()
-        digest = hashlib.sha1(f"{expression}\n{threshold}\n{time.time_ns()}".encode()).hexdigest()[:10]
-        path = self.mask_dir / f"{Path(image).stem}_mask_{digest}.png"
+        path = self.mask_dir / f"{Path(image).stem}_mask_{uuid.uuid4().hex[:10]}.png"
         save_image_atomic(mask_to_image(mask), path)
         return path
 
 
 def explain_refused_uploads(gr: Any, image: Any) -> None:
-    """A file that ``image`` (a `gradio.Image`) cannot open is answered by a message naming what the app expects,
-    not Gradio's generic error, and removed at once when it is an upload in Gradio's cache."""
+    """A file that ``image`` (a `gradio.Image`) cannot open is answered by a message naming the formats the app reads,
+    and removed at once when it is an upload in Gradio's cache."""
     preprocess = image.preprocess
 
     def preprocess_or_explain(payload: Any) -> Any:
@@ -185,8 +171,7 @@ georeferenced GeoTIFF, also as a GeoTIFF with the same coordinate system and tra
 
 
 def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = None, title: str | None = None) -> Any:
-    """The app serving ``segmenter`` as a `gradio.Blocks` (not launched), its files under ``workdir`` and ``title`` as
-    its heading; the endpoint ``/segment`` is described in docs/demo.md."""
+    """The app serving ``segmenter`` as a `gradio.Blocks` (not launched), its files under ``workdir``."""
     gr = require_gradio()
     session = DemoSession(segmenter, workdir)
     examples = write_example_scenes(session.workdir / "examples")
@@ -203,6 +188,9 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
         return (view.overlay, mask_to_image(view.mask), view.scale_weights, view.spatial_gate, str(view.mask_path),
                 view.summary, geotiff)
 
+    def picture(label: str, name: str, **options: Any) -> Any:
+        return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=f"s4eca-{name}", **options)
+
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(60, FILE_MAX_AGE_S)) as demo:
         gr.Markdown(f"# {title}\n\n{DESCRIPTION}")
         with gr.Row():
@@ -216,21 +204,17 @@ def build_demo(segmenter: S4ECASegmenter, workdir: str | os.PathLike | None = No
                 gr.Examples(examples=examples, inputs=[image, expression], label="Example scenes",
                             elem_id="s4eca-examples")
             with gr.Column():
-                overlay = gr.Image(label="Mask over the image", type="pil", format="png", interactive=False,
-                                   height=IMAGE_HEIGHT, elem_id="s4eca-overlay")
+                overlay = picture("Mask over the image", "overlay", height=IMAGE_HEIGHT)
                 with gr.Row():
-                    mask = gr.Image(label="Mask", type="pil", format="png", interactive=False, height=160,
-                                    elem_id="s4eca-mask")
+                    mask = picture("Mask", "mask", height=160)
                     mask_file = gr.File(label="Mask PNG (0 / 255)", interactive=False, elem_id="s4eca-mask-file")
                 geotiff_file = gr.File(label="Mask GeoTIFF, for a georeferenced GeoTIFF input (its CRS and transform; "
                                        "1 object, 0 background, 255 nodata)", interactive=False, height=100,
                                        elem_id="s4eca-mask-geotiff")
                 summary = gr.Markdown(elem_id="s4eca-summary")
-                scale = gr.Image(label="Language-guided scale weights", type="pil", format="png", interactive=False,
-                                 elem_id="s4eca-scale-weights")
+                scale = picture("Language-guided scale weights", "scale-weights")
         explain_refused_uploads(gr, image)
-        gate = gr.Image(label="Language-guided spatial gate", type="pil", format="png", interactive=False,
-                        height=2 * IMAGE_HEIGHT, elem_id="s4eca-spatial-gate")
+        gate = picture("Language-guided spatial gate", "spatial-gate", height=2 * IMAGE_HEIGHT)
         gr.on(triggers=[submit.click, expression.submit], fn=run, inputs=[image, expression, threshold],
               outputs=[overlay, mask, scale, gate, mask_file, summary, geotiff_file], api_name="segment")
     return demo

@@ -1,9 +1,6 @@
-"""Headless Chromium for driving the demo (its browser test and the documentation screenshot).
-
-Uses Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``) through Selenium,
-with both paths given, so Selenium never looks for or downloads a driver. Every profile is fresh and every
-background service of the browser (updates, sync, QUIC, background networking) is off.
-"""
+"""Headless Chromium for driving the demo (its browser test and the documentation screenshot): Debian's ``chromium``
+and ``chromium-driver`` through Selenium, both paths given, so Selenium never downloads a driver; every profile is
+fresh and the browser's background services are off."""
 
 from __future__ import annotations
 

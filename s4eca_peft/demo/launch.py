@@ -1,12 +1,5 @@
-"""``s4eca-demo``: serve a trained S4ECA adapter as a Gradio app in the browser.
-
-    s4eca-demo                                                # the reference adapter, when one is installed
-    s4eca-demo --adapter outputs/s4eca                        # http://127.0.0.1:7860
-    s4eca-demo --adapter owner/s4eca-swin-b --revision 3f1c2a --host 0.0.0.0 --port 8080
-
-The app listens on the loopback address unless ``--host`` says otherwise, and makes no public share link unless
-``--share`` is given. Gradio analytics are off.
-"""
+"""``s4eca-demo``: serve a trained S4ECA adapter as a Gradio app in the browser (docs/demo.md). It listens on the
+loopback address unless ``--host`` says otherwise, and makes no public share link unless ``--share`` is given."""
 
 from __future__ import annotations
 
@@ -32,22 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: loopback only).")
     parser.add_argument("--port", type=_port, default=7860, help="Port to listen on (default: 7860).")
     parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link (off by default).")
-    parser.add_argument("--workdir", default=None, help="Folder for example scenes and mask PNGs (default: a temp dir).")
+    parser.add_argument("--workdir", default=None, help="Folder of example scenes and masks (default: a temp dir).")
     parser.add_argument("--title", default=None, help="Page heading.")
     return parser
 
 
 def load_segmenter(args: argparse.Namespace) -> Any:
-    """The `S4ECASegmenter` named by ``--adapter`` (folder, Hub repo id or the reference adapter) and
-    ``--revision``."""
+    """The `S4ECASegmenter` named by ``--adapter`` and ``--revision``."""
     from ..inference import S4ECASegmenter
 
     return S4ECASegmenter.from_pretrained(args.adapter, revision=args.revision, device=args.device, dtype=args.dtype,
                                           cache_dir=args.cache_dir)
 
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-"""Largest upload the app accepts (50 MiB); Gradio refuses a larger one before it is stored."""
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # Gradio refuses a larger upload before it is stored
 
 
 def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
@@ -56,14 +47,13 @@ def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> Any:
 
     require_gradio()  # a missing extra fails before the model is loaded
     demo = build_demo(load_segmenter(args), workdir=args.workdir, title=args.title)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=prevent_thread_lock,
-                max_file_size=MAX_UPLOAD_BYTES)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
+                prevent_thread_lock=prevent_thread_lock)
     return demo
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``s4eca-demo``: a missing extra, an adapter that does not load or a busy port ends with a one-line message
-    and status 2."""
+    """``s4eca-demo``; a missing extra, an adapter that does not load or a busy port ends in one line, status 2."""
     args = build_parser().parse_args(argv)
     try:
         serve(args)

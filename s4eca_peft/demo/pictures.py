@@ -1,7 +1,4 @@
-"""Pictures of the selection maps: scale weights per block and branch, and the spatial gate of every block.
-
-Drawn with matplotlib's object API (no pyplot), so several server threads can draw at once.
-"""
+"""Pictures of the selection maps, drawn with matplotlib's object API (no pyplot: server threads can draw at once)."""
 
 from __future__ import annotations
 
@@ -13,26 +10,14 @@ from PIL import Image
 
 
 def _render(figure) -> Image.Image:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    buffer.seek(0)
-    with Image.open(buffer) as image:
-        return image.convert("RGB")
+    return Image.open(buffer).convert("RGB")
 
 
-def scale_weights_picture(
-    weights: dict[str, np.ndarray], branch_labels: list[str], title: str = "language-guided scale weights"
-) -> Image.Image:
-    """A heatmap, one row per adapted block and one column per extractor branch, of the softmax weight each
-    branch gets, averaged over the bottleneck channels (each row sums to 1).
-
-    Args:
-        weights: block label -> weights ``(n_branches, r)`` of one sample.
-        branch_labels: one label per branch (e.g. ``"d=2"``).
-    """
+def scale_weights_picture(weights: dict[str, np.ndarray], branch_labels: list[str],
+                          title: str = "language-guided scale weights") -> Image.Image:
+    """A heatmap of each adapted block's (row) softmax weight per extractor branch (column), mean over channels."""
     from matplotlib.figure import Figure
 
     if not weights:
@@ -55,16 +40,9 @@ def scale_weights_picture(
     return _render(figure)
 
 
-def spatial_gate_picture(
-    gates: dict[str, np.ndarray], image: np.ndarray | None = None, title: str = "language-guided spatial gate"
-) -> Image.Image:
-    """One panel per adapted block with its gate ``(H, W)`` in (0, 1) at the block's own resolution (bright:
-    kept), drawn over the image when ``image`` ``(height, width, 3)`` is given.
-
-    Args:
-        gates: block label -> gate ``(H, W)`` of one sample.
-        image: the input (or window) the gates belong to, float in [0, 1] or uint8.
-    """
+def spatial_gate_picture(gates: dict[str, np.ndarray], image: np.ndarray | None = None,
+                         title: str = "language-guided spatial gate") -> Image.Image:
+    """One panel per adapted block with its gate ``(H, W)`` in (0, 1) (bright: kept), over ``image`` when given."""
     from matplotlib.figure import Figure
 
     if not gates:

@@ -1,7 +1,5 @@
 """Georeferenced rasters in, georeferenced masks and polygons out, for scenes of any size (the ``geo`` extra;
-docs/geospatial.md). rasterio and fiona are imported only when used; without them these functions raise an
-ImportError naming the extra.
-"""
+docs/geospatial.md). rasterio and fiona are imported only when used; missing, they raise an ImportError naming it."""
 
 from ..inference.windows import WindowStitcher, axis_weights, cosine_ramp
 from .dependencies import GEO_EXTRA_HINT, has_rasterio, require_fiona, require_rasterio

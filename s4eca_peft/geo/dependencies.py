@@ -14,8 +14,7 @@ def has_rasterio() -> bool:
 
 
 def require_rasterio() -> ModuleType:
-    """``rasterio`` (with its ``features``, ``windows`` and ``shutil`` modules loaded), or an ImportError naming the
-    ``geo`` extra."""
+    """``rasterio`` with the modules the package uses, or an ImportError naming the ``geo`` extra."""
     try:
         import rasterio
         import rasterio.features

@@ -1,23 +1,9 @@
-"""Predict a referring mask over a raster of any size and write it georeferenced.
-
-```python
-from s4eca_peft import S4ECASegmenter
-from s4eca_peft.geo import predict_raster
-
-segmenter = S4ECASegmenter.from_pretrained("./my_adapter")
-result = predict_raster(segmenter, "scene.tif", "the storage tanks", "tanks.tif", vector="tanks.geojson")
-```
-
-A scene whose longer side is at most ``max_side`` is predicted whole, as `S4ECASegmenter.predict` does. A larger
-one is read window by window (``tile_size`` pixels, overlapping by ``tile_overlap``), ``batch_size`` windows at a
-time; overlaps are blended with cosine ramps by the segmenter's own `s4eca_peft.inference.windows.WindowStitcher`, and
-each region of the scene is written as soon as its last window is done, so the scene is never whole in memory. The window settings default to the segmenter's.
-"""
+"""Predict a referring mask over a raster of any size and write it georeferenced (docs/geospatial.md): a large scene
+is read window by window and stitched as `S4ECASegmenter` does, each region written once its last window is done."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..files import private_folder, write_failed
-from ..inference.segmenter import MANY_WINDOWS
-from ..inference.windows import WindowStitcher
+from ..inference.windows import WindowStitcher, check_window_settings, stitch_windows
 from ..modeling.processing import _expression_text
 from .dependencies import require_rasterio
 from .reading import SceneStretch, read_rgb, select_bands, valid_mask
@@ -42,17 +27,10 @@ GDAL_CACHE_MB = 16  # GDAL's block cache; its default (5 % of RAM) would grow wi
 
 @dataclass
 class RasterPrediction:
-    """What `predict_raster` wrote.
-
-    Args:
-        output (`Path`): the mask GeoTIFF: uint8, 1 = object, 0 = background, 255 = nodata.
-        vector (`Path`, *optional*): the polygons file, when asked for.
-        crs (`str`, *optional*): the scene's coordinate system (``EPSG:32633``, or WKT), `None` if it has none.
-        size (`tuple[int, int]`): ``(height, width)`` of the scene and the mask.
-        windows (`int`): windows predicted (1 for a scene predicted whole).
-        object_pixels (`int`): pixels predicted as the object.
-        polygons (`int`, *optional*): polygons written to ``vector``.
-    """
+    """What `predict_raster` wrote: the mask GeoTIFF ``output`` (uint8: 1 object, 0 background, 255 nodata), the
+    polygons file ``vector`` and its ``polygons`` count (when asked for), the scene's ``crs`` (``EPSG:32633`` or WKT;
+    `None` if it has none), its ``(height, width)`` ``size``, the ``windows`` predicted (1 for a scene predicted
+    whole) and the ``object_pixels``."""
 
     output: Path
     vector: Path | None
@@ -78,10 +56,7 @@ def _settings(predictor: Any, **given: Any) -> dict[str, Any]:
     defaults = {"max_side": 1600, "tile_size": 960, "tile_overlap": 0.25, "batch_size": 8}
     settings = {name: getattr(predictor, name, default) if given[name] is None else given[name]
                 for name, default in defaults.items()}
-    if settings["max_side"] <= 0 or settings["tile_size"] <= 0 or settings["batch_size"] <= 0:
-        raise ValueError(f"max_side, tile_size and batch_size must be positive, got {settings}.")
-    if not 0.0 <= settings["tile_overlap"] < 1.0:
-        raise ValueError(f"tile_overlap must lie in [0, 1), got {settings['tile_overlap']}.")
+    check_window_settings(**settings)
     if hasattr(predictor, "predict") and settings["tile_size"] > predictor.max_side:
         raise ValueError(f"tile_size ({settings['tile_size']}) exceeds the segmenter's max_side "
                          f"({predictor.max_side}): each window must be predicted whole. Lower tile_size or raise "
@@ -94,22 +69,12 @@ def predict_raster(predictor: Any, path: str | Path, expression: str, output: st
                    cog: bool = False, max_side: int | None = None, tile_size: int | None = None,
                    tile_overlap: float | None = None, batch_size: int | None = None,
                    stretch_sample_side: int = 2048) -> RasterPrediction:
-    """Predict ``expression`` over the raster at ``path`` and write a mask GeoTIFF on the same grid.
-
-    Args:
-        predictor: an `S4ECASegmenter`, or a `ProbabilityFn` (windows -> probabilities).
-        path: any raster GDAL reads (GeoTIFF, COG, JPEG2000, PNG ...).
-        expression: the referring expression.
-        output: the ``.tif`` mask: same size, CRS and transform as the scene; 1 object, 0 background, 255 nodata.
-        vector: also write the object polygons (``.geojson`` or ``.gpkg``) in the scene's CRS, with ``expression``,
-            mean ``score`` and ``pixels`` as properties.
-        bands: 1-based bands read as red, green, blue (one band is read as grey); see `s4eca_peft.geo.reading`.
-        threshold: a pixel is the object when its probability exceeds it.
-        cog: write a Cloud-Optimized GeoTIFF.
-        max_side / tile_size / tile_overlap / batch_size: window settings (default: the segmenter's).
-        stretch_sample_side: scenes larger than this are decimated to about this side to compute the 16-bit
-            stretch and the float scale.
-    """
+    """Predict ``expression`` over the raster at ``path`` (any raster GDAL reads) with ``predictor`` (an
+    `S4ECASegmenter` or a `ProbabilityFn`) and write the ``.tif`` mask ``output`` on the same grid; with ``vector``,
+    also the object polygons (``.geojson`` or ``.gpkg``) in the scene's CRS. ``bands`` are the 1-based bands read as
+    red, green, blue (one: grey); ``cog`` writes a Cloud-Optimized GeoTIFF; the window settings default to the
+    segmenter's; scenes larger than ``stretch_sample_side`` are decimated to about that side to compute the 16-bit
+    stretch and the float scale. docs/geospatial.md describes every argument and output."""
     rasterio = require_rasterio()
     path, output, vector = _checked_paths(expression, threshold, path, output, vector)
     settings = _settings(predictor, max_side=max_side, tile_size=tile_size, tile_overlap=tile_overlap,
@@ -120,23 +85,21 @@ def predict_raster(predictor: Any, path: str | Path, expression: str, output: st
         chosen = select_bands(source, bands)
         stretch = SceneStretch.from_dataset(source, chosen, sample_side=stretch_sample_side)
         height, width = source.height, source.width
-        if max(height, width) > settings["max_side"]:
-            stitcher = WindowStitcher.covering(height, width, settings["tile_size"], settings["tile_overlap"])
-        else:
-            stitcher = WindowStitcher([0], [0], height, width)
-        boxes = stitcher.boxes()
-        if len(boxes) > MANY_WINDOWS:
-            warnings.warn(f"A {height} x {width} raster needs {len(boxes)} windows of {stitcher.window_height} x "
-                          f"{stitcher.window_width} px; progress is shown. A smaller tile_overlap or a larger tile_size "
-                          "needs fewer.", stacklevel=2)
+        whole = max(height, width) <= settings["max_side"]  # one window of the whole scene
+        stitcher = WindowStitcher.covering(height, width, max(height, width) if whole else settings["tile_size"],
+                                           settings["tile_overlap"])
+        warning = (f"A {height} x {width} raster needs {{count}} windows of {stitcher.window_height} x "
+                   f"{stitcher.window_width} px; progress is shown. A smaller tile_overlap or a larger tile_size "
+                   "needs fewer.")
 
         with private_folder(output) as scratch:
             mask_tmp, score_tmp = scratch / "mask.tif", scratch / "score.tif"
             try:
                 score_sink = rasterio.open(score_tmp, "w", **scratch_profile(source)) if vector else nullcontext()
                 with score_sink as score_file, open_scratch_mask(mask_tmp, source) as mask_file:
-                    object_pixels = _predict_windows(source, chosen, stretch, stitcher, probabilities_of,
-                                                     settings["batch_size"], threshold, mask_file, score_file)
+                    cells = stitch_windows(stitcher, settings["batch_size"], lambda boxes: probabilities_of(
+                        [read_rgb(source, chosen, stretch, _window(box)) for box in boxes]), warning)
+                    object_pixels = _write_cells(cells, source, chosen, threshold, mask_file, score_file)
             except rasterio.errors.RasterioError as error:  # the scratch rasters: a full disk, a read-only folder
                 raise write_failed(output, error) from error
             publish_mask(mask_tmp, output, cog=cog)
@@ -146,7 +109,7 @@ def predict_raster(predictor: Any, path: str | Path, expression: str, output: st
                 write_polygons(vector, found, source.crs, expression)
                 polygons = len(found)
         crs = source.crs.to_string() if source.crs is not None else None
-    return RasterPrediction(output, vector, crs, (height, width), len(boxes), object_pixels, polygons)
+    return RasterPrediction(output, vector, crs, (height, width), len(stitcher.boxes()), object_pixels, polygons)
 
 
 def _checked_paths(expression: str, threshold: float, path: str | Path, output: str | Path,
@@ -165,33 +128,17 @@ def _checked_paths(expression: str, threshold: float, path: str | Path, output: 
     return path, output, vector
 
 
-def _predict_windows(source: Any, chosen: Any, stretch: SceneStretch, stitcher: WindowStitcher,
-                     probabilities_of: ProbabilityFn, batch_size: int, threshold: float, mask_file: Any,
-                     score_file: Any) -> int:
-    """Predict every window a batch at a time, write each finished region's mask (and scores); object pixel count."""
-    from tqdm.auto import tqdm
-
-    boxes = stitcher.boxes()
+def _write_cells(cells: Iterator[tuple[tuple[int, int, int, int], np.ndarray]], source: Any, chosen: Any,
+                 threshold: float, mask_file: Any, score_file: Any) -> int:
+    """Write each finished cell's mask (nodata where the scene is) and scores; returns the object pixel count."""
     object_pixels = 0
-    starts = range(0, len(boxes), batch_size)
-    for start in tqdm(starts, desc="windows", unit="batch", disable=len(boxes) <= MANY_WINDOWS):
-        chunk = boxes[start : start + batch_size]
-        windows = [read_rgb(source, chosen, stretch, _window(box)) for box in chunk]
-        batch = list(probabilities_of(windows))
-        del windows  # only one batch of windows is ever held
-        for box in chunk:
-            probabilities = np.asarray(batch.pop(0), dtype=np.float32)
-            for cell, blended in stitcher.add(box, probabilities):
-                window = _window(cell)
-                valid = valid_mask(source, chosen, window)
-                values = np.where(valid, (blended > threshold).astype(np.uint8) * OBJECT, NODATA)
-                object_pixels += int((values == OBJECT).sum())
-                mask_file.write(values.astype(np.uint8), 1, window=window)
-                if score_file is not None:
-                    scores = np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
-                    score_file.write(scores, 1, window=window)
-    if stitcher.open_cells:
-        raise RuntimeError(f"{stitcher.open_cells} scene regions were never completed.")
+    for cell, blended in cells:
+        window = _window(cell)
+        values = np.where(valid_mask(source, chosen, window), (blended > threshold) * OBJECT, NODATA).astype(np.uint8)
+        object_pixels += int((values == OBJECT).sum())
+        mask_file.write(values, 1, window=window)
+        if score_file is not None:
+            score_file.write(np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8), 1, window=window)
     return object_pixels
 
 

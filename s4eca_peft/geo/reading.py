@@ -19,8 +19,7 @@ GEOTIFF_DRIVERS = ("GTiff", "COG")
 
 
 def is_georeferenced_geotiff(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a GeoTIFF with a coordinate system; False when rasterio is not installed, for other
-    formats (PNG, JPEG ...), for a TIFF without one and for a file GDAL cannot open."""
+    """Whether ``path`` is a GeoTIFF with a coordinate system (False without rasterio or for an unreadable file)."""
     if not has_rasterio():
         return False
     rasterio = require_rasterio()

@@ -68,8 +68,7 @@ def _row_extent(geometry: dict, d: float, e: float, f: float) -> tuple[int, int]
 
 
 def write_polygons(path: Path, polygons: list[tuple[dict, float | None, int]], crs: Any, expression: str) -> None:
-    """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.gpkg``, else GeoJSON (the
-    suffix is one of `VECTOR_SUFFIXES`, checked by `predict_raster` before any work)."""
+    """Write ``polygons`` with properties ``expression``, ``score`` and ``pixels`` to ``.gpkg``, else GeoJSON."""
     records = [{"expression": expression, "score": None if score is None else round(score, 4), "pixels": pixels}
                for _, score, pixels in polygons]
     if path.suffix.lower() == ".gpkg":

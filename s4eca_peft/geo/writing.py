@@ -1,6 +1,5 @@
-"""Mask GeoTIFFs: a scratch raster filled cell by cell (or whole, `write_mask_geotiff`), then copied to a tiled,
-compressed GeoTIFF (or a Cloud-Optimized GeoTIFF) through `s4eca_peft.files.atomic_write`; scratch rasters live in a
-`s4eca_peft.files.private_folder` beside the output."""
+"""Mask GeoTIFFs: a scratch raster (in a `s4eca_peft.files.private_folder`) filled cell by cell or whole, then copied
+to a tiled, compressed GeoTIFF or a Cloud-Optimized GeoTIFF through `s4eca_peft.files.atomic_write`."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ BLOCK = 256
 
 
 def scratch_profile(source: Any) -> dict[str, Any]:
-    """Profile of an uncompressed tiled single-band uint8 raster on ``source``'s grid (cells can be written in any
-    order without the file growing)."""
+    """An uncompressed tiled uint8 raster on ``source``'s grid (written cell by cell without growing)."""
     profile = {"driver": "GTiff", "width": source.width, "height": source.height, "count": 1, "dtype": "uint8",
                "crs": source.crs, "transform": source.transform}
     if source.width > BLOCK or source.height > BLOCK:
@@ -30,7 +28,7 @@ def scratch_profile(source: Any) -> dict[str, Any]:
 
 
 def open_scratch_mask(scratch: Path, source: Any) -> Any:
-    """``scratch`` opened for writing as the uint8 mask raster on ``source``'s grid: nodata 255 and the mask colours."""
+    """``scratch`` opened as the uint8 mask raster on ``source``'s grid: nodata 255 and the mask colours."""
     rasterio = require_rasterio()
     sink = rasterio.open(scratch, "w", **scratch_profile(source), nodata=NODATA)
     sink.write_colormap(1, MASK_COLORS)
@@ -38,8 +36,7 @@ def open_scratch_mask(scratch: Path, source: Any) -> Any:
 
 
 def write_mask_geotiff(mask: np.ndarray, source_path: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """A whole ``(H, W)`` boolean mask predicted for the raster at ``source_path`` written as a mask GeoTIFF on its
-    grid (same CRS, transform and size; 1 object, 0 background, 255 where the raster is nodata), atomically."""
+    """A whole ``(H, W)`` boolean mask of the raster at ``source_path`` written as a mask GeoTIFF on its grid."""
     rasterio = require_rasterio()
     output = Path(output)
     with rasterio.open(source_path) as source:
@@ -57,8 +54,7 @@ def write_mask_geotiff(mask: np.ndarray, source_path: str | os.PathLike, output:
 
 
 def publish_mask(scratch: Path, output: Path, cog: bool = False) -> None:
-    """Copy the finished scratch mask to ``output``: DEFLATE-compressed, tiled, nodata 255 and a colour table; with
-    ``cog`` a Cloud-Optimized GeoTIFF with nearest-neighbour overviews."""
+    """Copy the scratch mask to ``output``, compressed and tiled, or with ``cog`` as a Cloud-Optimized GeoTIFF."""
     rasterio = require_rasterio()
     options = {"driver": "COG", "BLOCKSIZE": 512, "RESAMPLING": "NEAREST"} if cog else \
         {"driver": "GTiff", "TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512}

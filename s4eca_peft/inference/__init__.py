@@ -1,5 +1,4 @@
-"""Inference with a trained S4ECA adapter: `S4ECASegmenter`, its sliding windows and pictures (``s4eca-predict`` is
-`s4eca_peft.predict_command`)."""
+"""Inference with a trained S4ECA adapter: `S4ECASegmenter`, its sliding windows and pictures."""
 
 import sys
 
@@ -11,14 +10,5 @@ from .windows import WindowStitcher, sliding_window_starts
 # `s4eca_peft.inference.adapter_folder`, names the same module.
 sys.modules[f"{__name__}.adapter_folder"] = sys.modules[save_for_inference.__module__]
 
-__all__ = [
-    "AdapterBackboneMismatchError",
-    "ReferringPrediction",
-    "S4ECASegmenter",
-    "WindowStitcher",
-    "load_for_inference",
-    "overlay_prediction",
-    "resolve_dtype",
-    "save_for_inference",
-    "sliding_window_starts",
-]
+__all__ = ["AdapterBackboneMismatchError", "ReferringPrediction", "S4ECASegmenter", "WindowStitcher",
+           "load_for_inference", "overlay_prediction", "resolve_dtype", "save_for_inference", "sliding_window_starts"]

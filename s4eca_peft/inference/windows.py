@@ -1,32 +1,37 @@
-"""Sliding windows over a large image: where they start, and how their probabilities are stitched back.
+"""Sliding windows over a large image, laid out, predicted and stitched the same way for `S4ECASegmenter` (an image
+in memory) and `s4eca_peft.geo.predict_raster` (a raster read window by window).
 
-`S4ECASegmenter` (an image in memory) and `s4eca_peft.geo.predict_raster` (a raster read window by window) both lay
-out windows with `sliding_window_starts` and blend them with `WindowStitcher`, so they give the same probabilities.
-
-Every window gets a separable weight that is 1 in its interior and rises as ``sin^2`` over the strip it shares with
-the previous window and falls as ``cos^2`` over the strip it shares with the next one; scene borders get no ramp.
-Where two windows overlap the two ramps add up to 1, so probabilities pass from one window to the next without a
-seam. The stitched probability is the weighted sum divided by the summed weight (all weights are positive). The
-windows form a grid, so the summed weight is the product of the summed row and column profiles: only the weighted
-sum is buffered.
+A window's weight is 1 in its interior, rises as ``sin^2`` over the strip it shares with the previous window and falls
+as ``cos^2`` over the strip it shares with the next one: in an overlap the two ramps add up to 1, so there is no seam.
+The windows form a grid, so the summed weight is the outer product of the row and column sums: only the weighted sum
+is buffered.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) in scene pixels, bottom/right exclusive
 
+MANY_WINDOWS = 64  # above this many windows for one image, a warning is given and progress is shown
+
+
+def check_window_settings(max_side: int, tile_size: int | None, tile_overlap: float, batch_size: int) -> None:
+    """A ValueError naming the first window setting out of range."""
+    for name, value in (("max_side", max_side), ("tile_size", tile_size), ("batch_size", batch_size)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}.")
+    if not 0.0 <= tile_overlap < 1.0:
+        raise ValueError(f"tile_overlap must lie in [0, 1), got {tile_overlap}.")
+
 
 def sliding_window_starts(length: int, window: int, overlap: float) -> list[int]:
-    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``.
-
-    The first window starts at 0 and the last one ends at ``length``; the others are spread evenly in between. A
-    side not longer than the window gets one window of the whole side.
-    """
+    """Start offsets of windows of ``window`` pixels covering ``length`` pixels, overlapping by at least ``overlap``:
+    the first starts at 0, the last ends at ``length``, the others are spread evenly (one window for a short side)."""
     if length <= window:
         return [0]
     stride = max(1, int(window * (1.0 - overlap)))
@@ -45,14 +50,10 @@ def axis_weights(starts: Sequence[int], window: int) -> list[np.ndarray]:
     profiles = []
     for index, start in enumerate(starts):
         profile = np.ones(window, dtype=np.float32)
-        if index > 0:  # shared with the previous window: ramp up
-            shared = starts[index - 1] + window - start
-            if shared > 0:
-                profile[:shared] *= cosine_ramp(shared)
-        if index + 1 < len(starts):  # shared with the next window: ramp down
-            shared = start + window - starts[index + 1]
-            if shared > 0:
-                profile[window - shared :] *= cosine_ramp(shared)[::-1]
+        if index > 0 and (shared := starts[index - 1] + window - start) > 0:  # ramp up over the previous window
+            profile[:shared] *= cosine_ramp(shared)
+        if index + 1 < len(starts) and (shared := start + window - starts[index + 1]) > 0:  # down over the next
+            profile[window - shared :] *= cosine_ramp(shared)[::-1]
         profiles.append(profile)
     return profiles
 
@@ -60,19 +61,14 @@ def axis_weights(starts: Sequence[int], window: int) -> list[np.ndarray]:
 class WindowStitcher:
     """Accumulates weighted window probabilities and hands back each scene cell as soon as it is final.
 
-    The window edges cut the scene into cells; each cell is covered by a known set of windows. A cell's buffers
-    exist from the first covering window to the last one, so with windows fed in row-major order the memory held is
-    about one window plus the strip shared with the next row of windows, whatever the scene size.
-
-    Args:
-        tops / lefts: window starts along each axis (e.g. from `sliding_window_starts`).
-        window_height / window_width: the window sides.
+    The window edges cut the scene into cells, each covered by a known set of windows; a cell is buffered from its
+    first window to its last, so with windows fed in row-major order about one window plus the strip shared with the
+    next row of windows is held, whatever the scene size.
     """
 
     @classmethod
     def covering(cls, height: int, width: int, tile_size: int, overlap: float) -> WindowStitcher:
-        """Square windows of ``tile_size`` pixels (a shorter side gets one window of its length) covering a
-        ``height x width`` image, neighbours overlapping by at least ``overlap`` of a window."""
+        """Square windows of ``tile_size`` pixels covering a ``height x width`` image, overlapping by ``overlap``."""
         side_h, side_w = min(tile_size, height), min(tile_size, width)
         tops, lefts = sliding_window_starts(height, side_h, overlap), sliding_window_starts(width, side_w, overlap)
         return cls(tops, lefts, side_h, side_w)
@@ -88,61 +84,43 @@ class WindowStitcher:
         self.col_total = _profile_sum(self.lefts, self.col_weights)
         self.expected = np.zeros((len(self.ys) - 1, len(self.xs) - 1), dtype=np.int32)
         for box in self.boxes():
-            rows, cols = self._cell_ranges(box)
-            self.expected[rows, cols] += 1
+            self.expected[self._cell_ranges(box)] += 1
         self._open: dict[tuple[int, int], list] = {}  # cell -> [weighted sum, windows seen]
 
     def boxes(self) -> list[Box]:
         """All windows, row-major: the order `add` expects for the memory bound (any order gives the same result)."""
-        return [
-            (top, left, top + self.window_height, left + self.window_width) for top in self.tops for left in self.lefts
-        ]
+        return [(top, left, top + self.window_height, left + self.window_width) for top in self.tops
+                for left in self.lefts]
 
     def _cell_ranges(self, box: Box) -> tuple[slice, slice]:
         top, left, bottom, right = box
-        return (
-            slice(self.ys.index(top), self.ys.index(bottom)),
-            slice(self.xs.index(left), self.xs.index(right)),
-        )
+        return slice(self.ys.index(top), self.ys.index(bottom)), slice(self.xs.index(left), self.xs.index(right))
 
     def weights(self, box: Box) -> np.ndarray:
         """The ``(window_height, window_width)`` blending weight of ``box``."""
-        top, left = box[:2]
-        return np.outer(self.row_weights[self.tops.index(top)], self.col_weights[self.lefts.index(left)])
+        return np.outer(self.row_weights[self.tops.index(box[0])], self.col_weights[self.lefts.index(box[1])])
 
     def add(self, box: Box, probabilities: np.ndarray) -> Iterator[tuple[Box, np.ndarray]]:
-        """Add one window's ``(h, w)`` probabilities; yield ``(cell box, blended (h_c, w_c) float32)`` for every
-        cell this window completes."""
+        """Add one window's ``(h, w)`` probabilities; yield each cell it completes with its blended probabilities."""
         top, left, bottom, right = box
         if probabilities.shape != (bottom - top, right - left):
-            raise ValueError(
-                f"window {box}: expected probabilities of shape {(bottom - top, right - left)}, "
-                f"got {probabilities.shape}."
-            )
-        weight = self.weights(box)
-        weighted = probabilities.astype(np.float32) * weight
+            raise ValueError(f"window {box}: expected probabilities of shape {(bottom - top, right - left)}, "
+                             f"got {probabilities.shape}.")
+        weighted = probabilities.astype(np.float32) * self.weights(box)
         rows, cols = self._cell_ranges(box)
         for i in range(rows.start, rows.stop):
             for j in range(cols.start, cols.stop):
                 y0, y1, x0, x1 = self.ys[i], self.ys[i + 1], self.xs[j], self.xs[j + 1]
-                local = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
-                state = self._open.get((i, j))
-                if state is None:
-                    state = self._open[(i, j)] = [np.zeros((y1 - y0, x1 - x0), np.float32), 0]
-                state[0] += weighted[local]
+                state = self._open.setdefault((i, j), [np.zeros((y1 - y0, x1 - x0), np.float32), 0])
+                state[0] += weighted[y0 - top : y1 - top, x0 - left : x1 - left]
                 state[1] += 1
                 if state[1] == self.expected[i, j]:
                     del self._open[(i, j)]
                     yield (y0, x0, y1, x1), state[0] / np.outer(self.row_total[y0:y1], self.col_total[x0:x1])
 
     @property
-    def open_cells(self) -> int:
-        """Cells that received some but not all of their windows."""
-        return len(self._open)
-
-    @property
     def open_pixels(self) -> int:
-        """Pixels buffered in those cells."""
+        """Pixels buffered in cells that received some but not all of their windows."""
         return sum(state[0].size for state in self._open.values())
 
 
@@ -152,3 +130,19 @@ def _profile_sum(starts: Sequence[int], profiles: Sequence[np.ndarray]) -> np.nd
     for start, profile in zip(starts, profiles):
         total[start : start + len(profile)] += profile
     return total
+
+
+def stitch_windows(stitcher: WindowStitcher, batch_size: int, predict: Callable[[list[Box]], Sequence[np.ndarray]],
+                   warning: str) -> Iterator[tuple[Box, np.ndarray]]:
+    """Predict the windows ``batch_size`` at a time (``predict``: boxes -> probabilities) and yield each scene cell
+    with its blended probabilities once final; above `MANY_WINDOWS` windows, warn (``warning``) and show progress."""
+    from tqdm.auto import tqdm
+
+    boxes = stitcher.boxes()
+    many = len(boxes) > MANY_WINDOWS
+    if many:
+        warnings.warn(warning.format(count=len(boxes)), stacklevel=3)
+    for start in tqdm(range(0, len(boxes), batch_size), desc="windows", unit="batch", disable=not many):
+        chunk = boxes[start : start + batch_size]
+        for box, probabilities in zip(chunk, predict(chunk)):
+            yield from stitcher.add(box, np.asarray(probabilities, dtype=np.float32))

@@ -136,7 +136,7 @@ def test_stitcher_holds_about_one_window_and_one_shared_strip():
             written[top:bottom, left:right] += 1
             np.testing.assert_allclose(values, 0.7, rtol=1e-6)
         largest = max(largest, stitcher.open_pixels)
-    assert (written == 1).all() and stitcher.open_cells == 0  # every pixel written exactly once
+    assert (written == 1).all() and stitcher.open_pixels == 0  # every pixel written exactly once, none held
     shared = max(tops[0] + side - tops[1], 0)
     assert largest <= shared * width + side * side  # not the scene: 3 MP here, held at most ~0.1 MP
     assert largest < 0.05 * height * width
