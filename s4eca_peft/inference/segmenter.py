@@ -148,6 +148,8 @@ class S4ECASegmenter:
         """Arrays ``(H_i, W_i, 3)`` + expressions -> probabilities ``(H_i, W_i)`` and selection maps (or None)."""
         inputs = self.processor(images=arrays, text=expressions).to(self.device, dtype=self.dtype)
         tuner = self.model.base_model
+        if record and not hasattr(tuner, "record_selection_maps"):
+            raise NotImplementedError("return_selection_maps=True needs an S4ECA model: its tuner records the maps.")
         if record:
             tuner.record_selection_maps(True)
         try:

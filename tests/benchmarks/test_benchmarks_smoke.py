@@ -194,7 +194,8 @@ def test_learning_curve_table_averages_the_best_points_and_shows_what_was_not_me
                 "per_family_mIoU_drop": {f: drop for f in families} if drop is not None else {}}
 
     records = [
-        {"method": "s4eca", "seed": 0, "points": [point(192, 0.30, 0.02, {"colour": 0.4, "anchor": 0.2}),
+        {"method": "s4eca", "seed": 0, "protocol": {"image_size": 64, "num_eval_samples": 6},
+         "points": [point(192, 0.30, 0.02, {"colour": 0.4, "anchor": 0.2}),
                                                   point(384, 0.40, 0.04, {"colour": 0.5, "anchor": 0.3})]},
         {"method": "s4eca", "seed": 1, "points": [point(192, 0.50, 0.06, {"colour": 0.6, "anchor": 0.4})]},
         {"method": "head", "seed": 0, "points": [point(192, 0.20, None, {})]},
@@ -204,6 +205,17 @@ def test_learning_curve_table_averages_the_best_points_and_shows_what_was_not_me
     # best points: step 384 (0.40) and step 192 (0.50); relational = anchor only
     assert "| 2 | 288 | 45.00 | 45.00 | +5.00 | 35.00 | +5.00 | 55.00 | 35.00 |" in s4eca
     assert "| 1 | 192 | 20.00 | 20.00 | - | - | - | - | - |" in head
+
+
+def test_the_category_floor_masks_every_object_of_the_named_category():
+    from benchmarks.learning_curve import category_only
+    from s4eca_peft.data.loaders import load_split
+
+    floor = category_only(64, 6)
+    val = load_split("synthetic", "val", image_size=64, num_samples=6)
+    # the target is one of the two to four objects of its category that the floor masks: never all, never nothing
+    assert 0.1 < floor["mIoU"] < 0.9
+    assert sorted(floor["per_family"]) == sorted(set(val["family"]))
 
 
 def test_a_run_state_saved_and_loaded_continues_as_the_uninterrupted_run(tmp_path):

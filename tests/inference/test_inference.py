@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_configs import IMAGE_SIZE
-from tiny_models import build_tiny_adapter
+from tiny_configs import IMAGE_SIZE, tiny_text_config, tiny_vision_config
+from tiny_models import build_tiny_adapter, tiny_tokenizer
 
+from s4eca_peft import ReferringSegmentationConfig, ReferringSegmentationModel, ReferringSegmentationProcessor
 from s4eca_peft.inference import (
     ReferringPrediction,
     S4ECASegmenter,
@@ -175,3 +176,14 @@ def test_bad_predict_input(segmenter):
         segmenter.predict(image, "the car", threshold=1.5)
     with pytest.raises(FileNotFoundError, match="no image file"):
         segmenter.predict("/nonexistent/tile.png", "the car")
+
+
+def test_selection_maps_of_a_model_without_s4eca_adapters_are_refused_by_name():
+    config = ReferringSegmentationConfig(vision_config=tiny_vision_config("swin"), text_config=tiny_text_config("bert"),
+                                         decoder_dim=16)
+    processor = ReferringSegmentationProcessor(tiny_tokenizer(), image_size=IMAGE_SIZE, max_length=12)
+    segmenter = S4ECASegmenter(ReferringSegmentationModel(config), processor)
+    image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    assert segmenter.predict(image, "the tank").shape == (IMAGE_SIZE, IMAGE_SIZE)  # plain masks need no adapters
+    with pytest.raises(NotImplementedError, match="needs an S4ECA model"):
+        segmenter.predict(image, "the tank", return_selection_maps=True)
