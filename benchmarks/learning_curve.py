@@ -1,5 +1,5 @@
-"""Learning curves on the synthetic scenes: val mIoU and language use against training steps for S4ECA, LoRA at the
-same parameter budget and head-only, overall and per family of expressions.
+"""Learning curves on the synthetic scenes: val mIoU and language use against training steps for S4ECA, S4ECA with
+pixel-to-proxy attention, LoRA at the same parameter budget and head-only, overall and per family of expressions.
 
 Each (method, seed) is one training run in a process of its own (`synthetic_runs.train_and_evaluate`, the accuracy
 benchmark's protocol), scored on the fixed val scenes every ``--eval_every`` steps up to ``--max_steps``, or until
@@ -10,7 +10,7 @@ scheduler); a rerun skips the finished runs and continues the others from their 
 *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's proxies (S4ECA only;
 LoRA and head-only have no proxies, shown as ``-``). Per-family scores are shown where the evaluation reports them.
 
-    python -m benchmarks.learning_curve                       # 3 methods x 2 seeds, every 192 steps up to 3,000
+    python -m benchmarks.learning_curve                       # 4 methods x 2 seeds, every 192 steps up to 3,000
     python -m benchmarks.learning_curve --device cuda --seeds 0 1 2
     python -m benchmarks.learning_curve --render              # the figure and the table from the stored runs
     python -m benchmarks.learning_curve --smoke --results lc.json --docs lc.md --plot lc.png   # tiny, for tests
