@@ -134,8 +134,11 @@ def percent(value: float | None, signed: bool = False) -> str:
 
 
 def final_points(records: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
-    """Each seed's best val point (the checkpoint a run would keep)."""
-    return [max(r["points"], key=lambda p: p["mIoU"]) for r in records if r["method"] == method and r["points"]]
+    """Each seed's best val point (the checkpoint a run would keep), over the finished runs of `method` when it has
+    any: a run still early on its curve would pull the mean down."""
+    runs = [r for r in records if r["method"] == method and r["points"]]
+    finished = [r for r in runs if r.get("done")]
+    return [max(r["points"], key=lambda p: p["mIoU"]) for r in finished or runs]
 
 
 def over(points: list[dict[str, Any]], name: str, within: str | None = None) -> float | None:
@@ -250,8 +253,8 @@ def section(records: list[dict[str, Any]], plot_file: str) -> str:
         f"Each run: the accuracy protocol ({protocol['image_size']} px, batch {protocol['batch_size']}, AdamW lr "
         f"{protocol['learning_rate']:g} with warm-up then cosine over {protocol['steps']} steps), scored on "
         f"{protocol['num_eval_samples']} fixed synthetic **val** scenes every {protocol['eval_every']} steps; a run "
-        "stops early when val mIoU has not improved for a few evaluations. Each row: the best val point of each seed, "
-        "averaged. *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's "
+        "stops early when val mIoU has not improved for a few evaluations. Each row: the best val point of each "
+        "finished seed (of each seed while none has finished), averaged. *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's "
         "proxies (S4ECA only). Relational families: " + ", ".join(RELATIONAL_FAMILIES) + ". `-`: not measured. "
         "Scores in %.",
         "",
