@@ -184,12 +184,17 @@ def category_only(image_size: int, num_samples: int) -> dict[str, Any]:
     return val_point(0, {"val": scores})
 
 
+def seed_range(values: list[float]) -> str:
+    """Lowest to highest of the seeds' scores, in %; ``-`` for a single seed."""
+    return f"{100 * min(values):.2f} to {100 * max(values):.2f}" if len(values) > 1 else "-"
+
+
 def table(records: list[dict[str, Any]]) -> str:
     """One row per method: the best val point, mean over seeds; relational families averaged apart. A last row
     scores every object of the named category (`category_only`)."""
     shown = families(records)
     relational = [f for f in shown if f in RELATIONAL_FAMILIES]
-    header = ["method", "seeds", "best step", "val mIoU", "val oIoU", "language use", "relational mIoU",
+    header = ["method", "seeds", "best step", "val mIoU", "seeds' range", "val oIoU", "language use", "relational mIoU",
               "relational language use", *(f"{f} mIoU" for f in shown)]
     rows = []
     for method in METHODS:
@@ -197,14 +202,15 @@ def table(records: list[dict[str, Any]]) -> str:
         if not points:
             continue
         rows.append([METHOD_LABELS[method], len(points), round(mean([p["step"] for p in points])),
-                     percent(over(points, "mIoU")), percent(over(points, "oIoU")),
+                     percent(over(points, "mIoU")), seed_range([p["mIoU"] for p in points]),
+                     percent(over(points, "oIoU")),
                      percent(over(points, "mIoU_drop"), signed=True),
                      percent(over_families(points, "per_family", relational)),
                      percent(over_families(points, "per_family_mIoU_drop", relational), signed=True),
                      *(percent(over(points, f, "per_family")) for f in shown)])
     protocol = records[0]["protocol"]
     floor = category_only(protocol["image_size"], protocol["num_eval_samples"])
-    rows.append(["every object of the named category (no model)", "-", "-", percent(floor["mIoU"]),
+    rows.append(["every object of the named category (no model)", "-", "-", percent(floor["mIoU"]), "-",
                  percent(floor["oIoU"]), "-", percent(over_families([floor], "per_family", relational)), "-",
                  *(percent(floor["per_family"].get(f)) for f in shown)])
     return markdown_table(header, rows)
