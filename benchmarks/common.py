@@ -46,6 +46,8 @@ METHOD_LABELS = {
     "s4eca_no_queries": "S4ECA, no text queries (sentence proxy)",
     "s4eca_no_feedback": "S4ECA, no text feedback (proxies only)",
     "s4eca_proxy_attention": "S4ECA + pixel-to-proxy attention (r=77, same budget)",
+    "s4eca_place_kernel": "S4ECA + the head's sentence x place kernel",
+    "head_place_kernel": "head only + the head's sentence x place kernel",
 }
 
 PAGE_HEADER = """# Benchmarks

@@ -35,7 +35,7 @@ from s4eca_peft.data.synthetic import RELATIONAL_FAMILIES
 SECTION = "learning-curve"
 RESULTS = RESULTS_DIR / "learning_curve.json"
 PLOT = "benchmark_learning_curve.png"
-METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention"]
+METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", "s4eca_place_kernel", "head_place_kernel"]
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},

@@ -26,12 +26,13 @@ class SegmentationHead(nn.Module):
 
     Steps: 1x1 lateral projections to ``decoder_dim`` -> sentence FiLM (scale, shift) on each level ->
     top-down fusion to stride 4 -> concatenation of coordinate channels -> 3x3 fusion -> mask logits from a
-    static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel. With ``reads_sentence=False`` the FiLM and
-    the dynamic kernel are absent and the head decodes the features alone.
+    static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel (and, with ``place_kernel``, a
+    sentence-generated kernel over the place terms x, y, x², y²). With ``reads_sentence=False`` the FiLM and the
+    dynamic kernels are absent and the head decodes the features alone.
     """
 
     def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128,
-                 reads_sentence: bool = True) -> None:
+                 reads_sentence: bool = True, place_kernel: bool = False) -> None:
         super().__init__()
         self.reads_sentence = reads_sentence
         self.lateral = nn.ModuleList(
@@ -43,6 +44,7 @@ class SegmentationHead(nn.Module):
             nn.Conv2d(decoder_dim, decoder_dim, 3, padding=1, bias=False), _norm(decoder_dim), nn.GELU(),
         )
         self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1) if reads_sentence else None
+        self.place_kernel = nn.Linear(text_dim, 4) if reads_sentence and place_kernel else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
         self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
         self.decoder_dim = decoder_dim
@@ -61,10 +63,14 @@ class SegmentationHead(nn.Module):
                 x = x + F.interpolate(fused, size=x.shape[-2:], mode="bilinear", align_corners=False)
             fused = x
         height, width = fused.shape[-2:]
-        fused = self.fuse(torch.cat([fused, coordinate_channels(batch, height, width, fused)], dim=1))
+        places = coordinate_channels(batch, height, width, fused)  # (batch, 2, H, W)
+        fused = self.fuse(torch.cat([fused, places], dim=1))
         if not self.reads_sentence:
             return self.classifier(fused)
         kernel = self.dynamic_kernel(sentence)  # (batch, decoder_dim + 1)
         dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5
         dynamic = dynamic + kernel[:, -1, None, None]
+        if self.place_kernel is not None:  # "the leftmost tank": sentence x place, without going through `fuse`
+            terms = torch.cat([places, places.square()], dim=1)  # (batch, 4, H, W): x, y, x², y²
+            dynamic = dynamic + torch.einsum("bchw,bc->bhw", terms, self.place_kernel(sentence))
         return self.classifier(fused) + dynamic.unsqueeze(1)

@@ -86,7 +86,8 @@ class ReferringSegmentationModel(PreTrainedModel):
         self.vision_model = VisionFeatureExtractor(vision_backbone, config.vit_feature_layers)
         self.text_model = text_model if text_model is not None else build_text_encoder(config.text_config)
         self.segmentation_head = SegmentationHead(
-            self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim, config.head_reads_sentence
+            self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim, config.head_reads_sentence,
+            getattr(config, "head_place_kernel", False),
         )
         self.post_init()
         if config.freeze_backbones:

@@ -201,6 +201,39 @@ def test_a_config_saved_before_the_head_option_existed_reads_the_sentence():
     assert config.head_reads_sentence is True
 
 
+def test_the_place_kernel_adds_a_sentence_generated_term_over_x_y_and_their_squares(tmp_path):
+    plain = build("swin", "bert").eval()
+    model = build("swin", "bert", head_place_kernel=True).eval()
+    model.load_state_dict(plain.state_dict(), strict=False)  # the same weights but the place kernel's
+    kernel = model.segmentation_head.place_kernel
+    assert kernel.out_features == 4 and plain.segmentation_head.place_kernel is None
+    batch = inputs()
+    with torch.no_grad():
+        kernel.weight.zero_()
+        kernel.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0]))
+        assert torch.equal(model(**batch).logits, plain(**batch).logits)
+        kernel.bias.copy_(torch.tensor([2.0, -1.0, 0.5, 0.0]))  # 2x - y + x²/2, x and y in [-1, 1]
+        added = model(**batch).logits - plain(**batch).logits
+    side = added.shape[-1]
+    x = torch.linspace(-1, 1, side).view(1, side)
+    y = torch.linspace(-1, 1, side).view(side, 1)
+    assert torch.allclose(added, (2 * x - y + x.square() / 2).expand(2, 1, side, side), atol=1e-5)
+    with torch.no_grad():
+        kernel.weight.normal_()
+        other_words = dict(batch, input_ids=batch["input_ids"].flip(1))
+        assert not torch.allclose(model(**other_words).logits - plain(**other_words).logits,
+                                  model(**batch).logits - plain(**batch).logits)  # the sentence chooses the term
+
+    model.save_pretrained(tmp_path)
+    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.head_place_kernel is True
+    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits)
+    assert ReferringSegmentationConfig.from_dict(
+        {k: v for k, v in plain.config.to_dict().items() if k != "head_place_kernel"}).head_place_kernel is False
+    with pytest.raises(ValueError, match="`head_place_kernel` needs `head_reads_sentence`"):
+        ReferringSegmentationConfig(head_reads_sentence=False, head_place_kernel=True)
+
+
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
