@@ -48,6 +48,8 @@ METHOD_LABELS = {
     "s4eca_proxy_attention": "S4ECA + pixel-to-proxy attention (r=77, same budget)",
     "s4eca_place_kernel": "S4ECA + the head's sentence x place kernel",
     "head_place_kernel": "head only + the head's sentence x place kernel",
+    "lora_lr_5e-4": "LoRA (q,k,v of both encoders) + head, learning rate 5e-4",
+    "lora_lr_2e-4": "LoRA (q,k,v of both encoders) + head, learning rate 2e-4",
 }
 
 PAGE_HEADER = """# Benchmarks

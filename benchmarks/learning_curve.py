@@ -1,5 +1,6 @@
-"""Learning curves on the synthetic scenes: val mIoU and language use against training steps for S4ECA, S4ECA with
-pixel-to-proxy attention, LoRA at the same parameter budget and head-only, overall and per family of expressions.
+"""Learning curves on the synthetic scenes: val mIoU and language use against training steps for S4ECA (and its
+variants: pixel-to-proxy attention, the head's sentence x place kernel), LoRA at the same parameter budget (at three
+learning rates) and head-only (with and without the place kernel), overall and per family of expressions.
 
 Each (method, seed) is one training run in a process of its own (`synthetic_runs.train_and_evaluate`, the accuracy
 benchmark's protocol), scored on the fixed val scenes every ``--eval_every`` steps up to ``--max_steps``, or until
@@ -10,7 +11,7 @@ scheduler); a rerun skips the finished runs and continues the others from their 
 *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's proxies (S4ECA only;
 LoRA and head-only have no proxies, shown as ``-``). Per-family scores are shown where the evaluation reports them.
 
-    python -m benchmarks.learning_curve                       # 4 methods x 2 seeds, every 192 steps up to 3,000
+    python -m benchmarks.learning_curve                       # every method x 2 seeds, every 192 steps up to 3,000
     python -m benchmarks.learning_curve --device cuda --seeds 0 1 2
     python -m benchmarks.learning_curve --render              # the figure and the table from the stored runs
     python -m benchmarks.learning_curve --smoke --results lc.json --docs lc.md --plot lc.png   # tiny, for tests
@@ -35,7 +36,12 @@ from s4eca_peft.data.synthetic import RELATIONAL_FAMILIES
 SECTION = "learning-curve"
 RESULTS = RESULTS_DIR / "learning_curve.json"
 PLOT = "benchmark_learning_curve.png"
-METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", "s4eca_place_kernel", "head_place_kernel"]
+PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lora_lr_5e-4": ("lora", {"learning_rate": 5e-4}), "lora_lr_2e-4": ("lora", {"learning_rate": 2e-4}),
+}
+"""Methods that are another method's run under a changed protocol: that run and the change."""
+METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", "s4eca_place_kernel", "head_place_kernel",
+           *PROTOCOL_RUNS]
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},
@@ -72,7 +78,8 @@ def worker(args: argparse.Namespace) -> None:
     store = ResultsStore(args.results, run_key)
     config = MODES["smoke" if args.smoke else "default"]
     checkpoint = Path(args.runs_dir) / f"{args.method}-seed{args.seed}"
-    protocol = {**PROTOCOL, **config, "steps": args.max_steps or config["max_steps"],
+    run, change = PROTOCOL_RUNS.get(args.method, (args.method, {}))
+    protocol = {**PROTOCOL, **config, **change, "steps": args.max_steps or config["max_steps"],
                 "eval_every": args.eval_every or config["eval_every"], "seed": args.seed, "threads": args.threads,
                 "splits": ("val",), "language_use": True, "device": args.device, "checkpoint_dir": str(checkpoint)}
     record = {"method": args.method, "seed": args.seed, "done": False, "points": [],
@@ -100,7 +107,7 @@ def worker(args: argparse.Namespace) -> None:
         best = max(range(len(record["points"])), key=lambda i: record["points"][i]["mIoU"])
         return len(record["points"]) - 1 - best >= args.patience
 
-    result = train_and_evaluate(args.method, protocol, on_evaluation)
+    result = train_and_evaluate(run, protocol, on_evaluation)
     record.update(done=True, trainable=result["trainable"], lora_rank=result["lora_rank"],
                   final_loss=result["final_loss"], wall_s=time.time() - started)
     store.put(record)
@@ -257,7 +264,8 @@ def section(records: list[dict[str, Any]], plot_file: str) -> str:
         + f" Device: {first['device']}." + (f" Not finished: {', '.join(unfinished)}." if unfinished else ""),
         "",
         f"Each run: the accuracy protocol ({protocol['image_size']} px, batch {protocol['batch_size']}, AdamW lr "
-        f"{protocol['learning_rate']:g} with warm-up then cosine over {protocol['steps']} steps), scored on "
+        f"{PROTOCOL['learning_rate']:g} unless the row names another, with warm-up then cosine over "
+        f"{protocol['steps']} steps), scored on "
         f"{protocol['num_eval_samples']} fixed synthetic **val** scenes every {protocol['eval_every']} steps; a run "
         "stops early when val mIoU has not improved for a few evaluations. Each row: the best val point of each "
         "finished seed (of each seed while none has finished), averaged. *Language use*: val mIoU minus val mIoU with each image's vision adapters given another image's "
