@@ -60,7 +60,8 @@ class ReferringSegmentationConfig(PretrainedConfig):
         head_place_kernel (`bool`, *optional*, defaults to `False`):
             The sentence also generates a kernel over the pixels' place (x, y, x², y²), added to the mask logits: a
             direct sentence x place term for expressions that name a place ("the leftmost tank", "in the centre of
-            the image"). Needs `head_reads_sentence`.
+            the image"). Needs `head_reads_sentence`. `s4eca-train` turns it on (chosen on val); the config's default
+            keeps the configs saved before the option, which lack the field, loading the head they were saved with.
         vit_feature_layers (`list[int]`, *optional*):
             For ViT-family backbones, the four hidden-state indices used as the four scales (defaults to evenly
             spaced layers ending at the last one).

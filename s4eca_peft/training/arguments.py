@@ -44,9 +44,10 @@ class ModelArguments:
     head_reads_sentence: bool = field(default=True, metadata={
         "help": "The head is modulated by the sentence (--no_head_reads_sentence: it decodes the features alone, so "
                 "the expression reaches the mask only through the encoders' adapters)."})
-    head_place_kernel: bool = field(default=False, metadata={
+    head_place_kernel: bool = field(default=True, metadata={
         "help": "The sentence also generates a kernel over each pixel's place (x, y, x², y²) added to the mask logits: "
-                "a direct sentence x place term for expressions that name a place."})
+                "a direct sentence x place term for expressions that name a place (--no_head_place_kernel: without "
+                "it, as in adapters saved before the option; a head that reads no sentence has none)."})
     max_length: int = field(default=20, metadata={"help": "Tokens per expression (20 as published)."})
 
     def __post_init__(self) -> None:

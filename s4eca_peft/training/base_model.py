@@ -50,7 +50,7 @@ def build_base_and_processor(
             vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, hidden_size=128, num_hidden_layers=2,
             num_attention_heads=2, intermediate_size=256),
         decoder_dim=model_args.decoder_dim, head_reads_sentence=model_args.head_reads_sentence,
-        head_place_kernel=model_args.head_place_kernel,
+        head_place_kernel=model_args.head_place_kernel and model_args.head_reads_sentence,  # no sentence, no kernel
     )
     vision_commit, text_commit = base.config.vision_revision, base.config.text_revision
     notes = [f"vision backbone: {vision_path}" + (f" at commit {vision_commit}" if vision_commit else "")]

@@ -21,6 +21,7 @@ from ..data.loaders import build_dataloaders, build_datasets, train_sampler_for
 from ..files import write_json_atomic
 from ..inference.visualization import plot_training_curves
 from ..modeling import compute_dtype
+from ..modeling.packaged import REFERENCE_POINTER
 from ..tuner import compile_adapters
 from .arguments import TrainConfig, TrainingArguments, parse_train_args
 from .base_model import build_base_and_processor
@@ -246,6 +247,8 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
             write_json_atomic(output_dir / "train_results.json", train_results)
             for split, metrics in results.items():
                 accelerator.print(metrics_markdown_table({k: v for k, v in metrics.items() if k != "split"}, split))
+            if data.dataset == "synthetic":
+                accelerator.print(REFERENCE_POINTER)
             plot_training_curves([s for s, _ in state.losses], [v for _, v in state.losses], state.history,
                                  output_dir / "training_curves.png")
             save_overlays(accelerator.unwrap_model(model), processor, datasets["val"], output_dir / "val_overlays.png")

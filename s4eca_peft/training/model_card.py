@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from ..files import is_hub_id
 from ..metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
-from ..modeling.packaged import is_package_reference
+from ..modeling.packaged import REFERENCE_POINTER, is_package_reference
 
 __all__ = ["ModelCardInfo", "render_model_card"]
 
@@ -162,8 +162,13 @@ def _evaluation_section(info: ModelCardInfo) -> str:
         "Per-sample IoU = I / U (0 when both masks are empty); mIoU = mean per-sample IoU; oIoU = ΣI / ΣU over the "
         "split; Pr@X = share of samples with IoU ≥ X. The table shows percentages; the `model-index` metadata "
         "stores the same scores as fractions in [0, 1]. Computed with `s4eca_peft.metrics` "
-        f"(`evaluate.load(s4eca_peft.metrics.RRSIS_IOU_PATH)`).{families}"
+        f"(`evaluate.load(s4eca_peft.metrics.RRSIS_IOU_PATH)`).{families}{_reference_pointer(info.dataset)}"
     )
+
+
+def _reference_pointer(dataset: str) -> str:
+    """For runs on the synthetic scenes: where a longer-trained adapter on them is."""
+    return f"\n\n{REFERENCE_POINTER}" if dataset == "synthetic" else ""
 
 
 def render_model_card(info: ModelCardInfo, template: str | None = None) -> str:

@@ -59,6 +59,7 @@ def test_body_reports_what_was_measured():
     assert "18.9 MB (18,874,368 bytes)" in body
     assert "$" not in text  # every placeholder filled
     assert "split / family" not in body  # real datasets without families: no family rows
+    assert "reference-adapter" not in body  # it knows the synthetic scenes only
 
 
 def test_per_family_rows_follow_each_splits_overall_row():
@@ -70,6 +71,7 @@ def test_per_family_rows_follow_each_splits_overall_row():
             line.startswith("| test")]
     assert rows == ["val", "val / anchor", "val / colour", "test"]
     assert "| val / anchor | 1000 |" in body and "25.00" in body and "split / family" in body
+    assert "package:s4eca-peft/reference-adapter" in body  # a run on the synthetic scenes points to the longer one
 
 
 def test_usage_snippet_imports_s4eca_peft_first():

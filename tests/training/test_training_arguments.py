@@ -63,6 +63,17 @@ def test_the_s4eca_flags_are_the_config_fields_with_its_defaults():
     assert defaults.to_config().to_dict() == config.to_dict()
 
 
+def test_the_head_place_kernel_is_on_by_default_and_needs_a_head_that_reads_the_sentence():
+    from s4eca_peft.training.base_model import build_base_and_processor
+
+    assert parse_train_args([]).model.head_place_kernel is True
+    assert parse_train_args(["--no_head_place_kernel"]).model.head_place_kernel is False
+    # without the sentence there is nothing to generate the kernel from: the head is built without one
+    sentence_free = parse_train_args(["--no_head_reads_sentence", "--decoder_dim", "16"]).model
+    base, _, _ = build_base_and_processor(sentence_free, image_size=64)
+    assert base.config.head_place_kernel is False and base.segmentation_head.place_kernel is None
+
+
 def test_eval_arguments():
     arguments = parse_eval_args(["--adapter", "a", "--split", "val", "--num_samples", "9"])
     assert (arguments.adapter, arguments.split, arguments.num_samples, arguments.dataset) == ("a", "val", 9, "synthetic")
