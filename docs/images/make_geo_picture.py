@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from s4eca_peft.visualization import save_image_atomic
+
+from s4eca_peft.inference.visualization import save_image_atomic
 
 HERE = Path(__file__).resolve().parent
 SEED, SIDE, GRID, PIXEL_M = 1000, 512, 3, 0.3
