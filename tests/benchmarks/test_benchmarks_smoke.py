@@ -165,17 +165,19 @@ def test_choices_on_val_table_groups_seeds_and_shows_the_adapters_language_use()
 
 @pytest.mark.slow
 def test_learning_curve_smoke_stores_each_run_and_a_rerun_skips_them(tmp_path):
-    from benchmarks.learning_curve import METHODS as CURVES
     from benchmarks.learning_curve import PROTOCOL_RUNS
 
-    command, env = benchmark("learning_curve", "--smoke", "--results", str(tmp_path / "curve.json"), "--docs",
-                             str(tmp_path / "page.md"), "--plot", str(tmp_path / "curve.png"))
+    # one run of each kind: S4ECA, head-only, a head option (`PLACE_KERNEL_RUNS`), a protocol change (`PROTOCOL_RUNS`)
+    methods = ["s4eca", "head", "s4eca_place_kernel", "lora_lr_5e-4"]
+    command, env = benchmark("learning_curve", "--smoke", "--methods", *methods, "--results",
+                             str(tmp_path / "curve.json"), "--docs", str(tmp_path / "page.md"), "--plot",
+                             str(tmp_path / "curve.png"))
     first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     runs = {(r["method"], r["seed"]): r for r in json.loads((tmp_path / "curve.json").read_text())}
-    assert sorted(runs) == sorted((method, 0) for method in CURVES)  # the variants run through the same protocol
-    assert {runs[method, 0]["protocol"]["learning_rate"] for method in PROTOCOL_RUNS} == {
-        change["learning_rate"] for _, change in PROTOCOL_RUNS.values()}
+    assert sorted(runs) == sorted((method, 0) for method in methods)
+    assert runs["lora_lr_5e-4", 0]["protocol"]["learning_rate"] == PROTOCOL_RUNS["lora_lr_5e-4"][1]["learning_rate"]
+    assert runs["lora_lr_5e-4", 0]["lora_rank"] and not runs["head", 0]["lora_rank"]
     for (method, _), run in runs.items():
         assert run["done"] and [p["step"] for p in run["points"]] == [2, 4]
         assert all(0.0 <= p["mIoU"] <= 1.0 for p in run["points"])
@@ -184,12 +186,12 @@ def test_learning_curve_smoke_stores_each_run_and_a_rerun_skips_them(tmp_path):
     assert runs["s4eca_place_kernel", 0]["trainable"] - runs["s4eca", 0]["trainable"] == 4 * (384 + 1)  # MiniLM
     section = read_section(tmp_path / "page.md", "learning-curve")
     assert "Command: `python -m benchmarks.learning_curve --smoke`" in section
-    for method in CURVES:
+    for method in methods:
         assert f"| {METHOD_LABELS[method]} | 1 |" in section
     assert (tmp_path / "curve.png").read_bytes()[:8] == PNG_MAGIC
 
     again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("skipped") == len(CURVES), again.stdout[-3000:]
+    assert again.returncode == 0 and again.stdout.count("skipped") == len(methods), again.stdout[-3000:]
 
 
 def test_learning_curve_table_averages_the_best_points_and_shows_what_was_not_measured():
