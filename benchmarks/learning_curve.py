@@ -37,11 +37,12 @@ SECTION = "learning-curve"
 RESULTS = RESULTS_DIR / "learning_curve.json"
 PLOT = "benchmark_learning_curve.png"
 PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "s4eca_place_kernel": ("s4eca", {"head_place_kernel": True}), "head_place_kernel": ("head", {"head_place_kernel": True}),
     "lora_lr_5e-4": ("lora", {"learning_rate": 5e-4}), "lora_lr_2e-4": ("lora", {"learning_rate": 2e-4}),
 }
-"""Methods that are another method's run under a changed protocol: that run and the change."""
-METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", "s4eca_place_kernel", "head_place_kernel",
-           *PROTOCOL_RUNS]
+"""Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
+rate): that run and the change."""
+METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", *PROTOCOL_RUNS]
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},

@@ -37,8 +37,6 @@ ABLATIONS = {
     "s4eca_no_feedback": {"text_feedback": False},
     "s4eca_proxy_attention": {"proxy_attention": True, "vision_bottleneck_size": 77},  # the default budget
 }
-PLACE_KERNEL_RUNS = {"s4eca_place_kernel": "s4eca", "head_place_kernel": "head"}
-"""Runs whose head has the sentence x place kernel (`--head_place_kernel`), and the method each adds it to."""
 PROTOCOL: dict[str, Any] = {
     "seed": 0, "learning_rate": 2e-3, "weight_decay": 0.01, "warmup_ratio": 0.05, "lr_scheduler_type": "cosine",
     "max_grad_norm": 1.0, "augment": "all", "eval_batch_size": 32,
@@ -135,8 +133,8 @@ def train_and_evaluate(run: str, protocol: dict[str, Any],
     base, processor, notes = build_base_and_processor(
         ModelArguments(vision_model=protocol.get("vision_model"),
                        head_reads_sentence=protocol.get("head_reads_sentence", True),
-                       head_place_kernel=run in PLACE_KERNEL_RUNS), size)
-    method = PLACE_KERNEL_RUNS.get(run) or ("s4eca" if run in ABLATIONS else run)
+                       head_place_kernel=protocol.get("head_place_kernel", False)), size)
+    method = "s4eca" if run in ABLATIONS else run
     s4eca_kwargs = {**ABLATIONS.get(run, {}), **protocol.get("s4eca_kwargs", {})}  # the run's, then the protocol's
     lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None
     set_seed(seed + 1)  # the method's own initialisation (adapters, LoRA matrices)

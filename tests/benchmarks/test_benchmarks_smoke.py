@@ -167,7 +167,7 @@ def test_choices_on_val_table_groups_seeds_and_shows_the_adapters_language_use()
 def test_learning_curve_smoke_stores_each_run_and_a_rerun_skips_them(tmp_path):
     from benchmarks.learning_curve import PROTOCOL_RUNS
 
-    # one run of each kind: S4ECA, head-only, a head option (`PLACE_KERNEL_RUNS`), a protocol change (`PROTOCOL_RUNS`)
+    # one run of each kind: S4ECA, head-only, and two protocol changes (`PROTOCOL_RUNS`): a head option, a learning rate
     methods = ["s4eca", "head", "s4eca_place_kernel", "lora_lr_5e-4"]
     command, env = benchmark("learning_curve", "--smoke", "--methods", *methods, "--results",
                              str(tmp_path / "curve.json"), "--docs", str(tmp_path / "page.md"), "--plot",
