@@ -133,7 +133,8 @@ def train_and_evaluate(run: str, protocol: dict[str, Any],
     base, processor, notes = build_base_and_processor(
         ModelArguments(vision_model=protocol.get("vision_model"),
                        head_reads_sentence=protocol.get("head_reads_sentence", True),
-                       head_place_kernel=protocol.get("head_place_kernel", False)), size)
+                       head_place_kernel=protocol.get("head_place_kernel", False),
+                       head_sentence_dropout=protocol.get("head_sentence_dropout", 0.0)), size)
     method = "s4eca" if run in ABLATIONS else run
     s4eca_kwargs = {**ABLATIONS.get(run, {}), **protocol.get("s4eca_kwargs", {})}  # the run's, then the protocol's
     lora_rank = lora_rank_for_budget(base, s4eca_adapter_budget(base)) if method == "lora" else None

@@ -210,6 +210,14 @@ class ReferringSegmentationModel(PreTrainedModel):
             raise ValueError(f"`labels` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
                              f"got {tuple(labels.shape)}.")
 
+    def _head_sentence(self, sentence: torch.Tensor) -> torch.Tensor:
+        """The sentence feature the head reads: in training, zero for a `head_sentence_dropout` share of samples."""
+        dropout = self.config.head_sentence_dropout
+        if not self.training or not dropout:
+            return sentence
+        keep = torch.rand(sentence.shape[0], 1, device=sentence.device) >= dropout
+        return sentence * keep.to(sentence.dtype)
+
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs) -> ReferringSegmentationOutput:
         labels = labels.unsqueeze(1) if labels is not None and labels.ndim == 3 else labels
@@ -221,7 +229,7 @@ class ReferringSegmentationModel(PreTrainedModel):
         # step 3: four stage features (vision adapters read the proxies) -> (batch, C_i, H/s_i, W/s_i)
         features = self.vision_model(pixel_values)
         # step 4: language-conditioned decoding -> (batch, 1, H/4, W/4)
-        logits = self.segmentation_head(features, sentence.to(features[0].dtype))
+        logits = self.segmentation_head(features, self._head_sentence(sentence).to(features[0].dtype))
         # step 5: loss in float32 at the labels' resolution
         loss = None
         if labels is not None:

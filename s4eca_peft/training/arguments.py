@@ -48,10 +48,16 @@ class ModelArguments:
         "help": "The sentence also generates a kernel over each pixel's place (x, y, x², y²) added to the mask logits: "
                 "a direct sentence x place term for expressions that name a place (--no_head_place_kernel: without "
                 "it, as in adapters saved before the option; a head that reads no sentence has none)."})
+    head_sentence_dropout: float = field(default=0.0, metadata={
+        "help": "In training, the share of samples whose head reads no sentence, so that the expression must reach "
+                "their mask through the vision adapters (in [0, 1); evaluation always gives the head the sentence)."})
     max_length: int = field(default=20, metadata={"help": "Tokens per expression (20 as published)."})
 
     def __post_init__(self) -> None:
         _require_positive(self, "decoder_dim", "max_length")
+        if not 0.0 <= self.head_sentence_dropout < 1.0:
+            raise ValueError(f"`head_sentence_dropout` (--head_sentence_dropout) must be in [0, 1), got "
+                             f"{self.head_sentence_dropout}.")
 
 
 S4ECA_CONFIG_ONLY = frozenset({

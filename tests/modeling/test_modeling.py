@@ -234,6 +234,29 @@ def test_the_place_kernel_adds_a_sentence_generated_term_over_x_y_and_their_squa
         ReferringSegmentationConfig(head_reads_sentence=False, head_place_kernel=True)
 
 
+def test_sentence_dropout_hides_the_sentence_from_the_head_of_some_training_samples_only():
+    model, plain = build("swin", "bert", head_sentence_dropout=0.5), build("swin", "bert")
+    read = []
+    for head in (model.segmentation_head, plain.segmentation_head):
+        head.register_forward_hook(lambda module, args, output: read.append(args[1].detach()))
+    batch = inputs()
+    batch = {k: v.repeat(16, *([1] * (v.ndim - 1))) for k, v in batch.items()}  # 32 samples
+    torch.manual_seed(1)
+    output = model.train()(**batch)
+    dropped = read[-1].abs().sum(-1) == 0
+    assert 0 < int(dropped.sum()) < len(dropped)  # some samples, not all
+    assert torch.equal(read[-1][~dropped], output.sentence_embedding[~dropped])  # the others read it unchanged
+    assert (output.sentence_embedding[dropped].abs().sum(-1) > 0).all()  # the sentence itself is still computed
+    for module in (model.eval(), plain.train()):  # evaluation, and the default in training: every sample reads it
+        sentence = module(**batch).sentence_embedding
+        assert torch.equal(read[-1], sentence)
+    assert ReferringSegmentationConfig.from_dict(
+        {k: v for k, v in plain.config.to_dict().items() if k != "head_sentence_dropout"}).head_sentence_dropout == 0
+    for bad, kwargs in ((1.0, {}), (-0.1, {}), (0.5, {"head_reads_sentence": False})):
+        with pytest.raises(ValueError, match="`head_sentence_dropout` must be in \\[0, 1\\)"):
+            ReferringSegmentationConfig(head_sentence_dropout=bad, **kwargs)
+
+
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

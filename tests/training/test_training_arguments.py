@@ -74,6 +74,18 @@ def test_the_head_place_kernel_is_on_by_default_and_needs_a_head_that_reads_the_
     assert base.config.head_place_kernel is False and base.segmentation_head.place_kernel is None
 
 
+def test_head_sentence_dropout_reaches_the_model_config_and_is_refused_outside_0_to_1(capsys):
+    from s4eca_peft.training.base_model import build_base_and_processor
+
+    assert parse_train_args([]).model.head_sentence_dropout == 0.0
+    model_args = parse_train_args(["--head_sentence_dropout", "0.5", "--decoder_dim", "16"]).model
+    base, _, _ = build_base_and_processor(model_args, image_size=64)
+    assert base.config.head_sentence_dropout == 0.5
+    with pytest.raises(SystemExit):
+        parse_train_args(["--head_sentence_dropout", "1"])
+    assert "`head_sentence_dropout` (--head_sentence_dropout) must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
 def test_eval_arguments():
     arguments = parse_eval_args(["--adapter", "a", "--split", "val", "--num_samples", "9"])
     assert (arguments.adapter, arguments.split, arguments.num_samples, arguments.dataset) == ("a", "val", 9, "synthetic")
