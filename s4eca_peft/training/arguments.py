@@ -58,6 +58,9 @@ class ModelArguments:
         if not 0.0 <= self.head_sentence_dropout < 1.0:
             raise ValueError(f"`head_sentence_dropout` (--head_sentence_dropout) must be in [0, 1), got "
                              f"{self.head_sentence_dropout}.")
+        if self.head_sentence_dropout and not self.head_reads_sentence:
+            raise ValueError("`head_sentence_dropout` (--head_sentence_dropout) hides the sentence from a head that "
+                             "reads it: it cannot go with --no_head_reads_sentence.")
 
 
 S4ECA_CONFIG_ONLY = frozenset({

@@ -84,6 +84,9 @@ def test_head_sentence_dropout_reaches_the_model_config_and_is_refused_outside_0
     with pytest.raises(SystemExit):
         parse_train_args(["--head_sentence_dropout", "1"])
     assert "`head_sentence_dropout` (--head_sentence_dropout) must be in [0, 1), got 1.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_train_args(["--head_sentence_dropout", "0.5", "--no_head_reads_sentence"])
+    assert "cannot go with --no_head_reads_sentence" in capsys.readouterr().err
 
 
 def test_eval_arguments():
