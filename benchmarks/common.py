@@ -52,6 +52,7 @@ METHOD_LABELS = {
     "lora_lr_2e-4": "LoRA (q,k,v of both encoders) + head, learning rate 2e-4",
     "lora_place_kernel": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's sentence x place kernel",
     "s4eca_sentence_dropout": "S4ECA + the head's place kernel + sentence dropout 0.5 in the head",
+    "s4eca_rank_kernel": "S4ECA + the head's place and rank kernels",
 }
 
 PAGE_HEADER = """# Benchmarks

@@ -41,9 +41,10 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "lora_lr_5e-4": ("lora", {"learning_rate": 5e-4}), "lora_lr_2e-4": ("lora", {"learning_rate": 2e-4}),
     "lora_place_kernel": ("lora", {"learning_rate": 5e-4, "head_place_kernel": True}),
     "s4eca_sentence_dropout": ("s4eca", {"head_place_kernel": True, "head_sentence_dropout": 0.5}),
+    "s4eca_rank_kernel": ("s4eca", {"head_place_kernel": True, "head_rank_kernel": True}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
-rate, sentence dropout in the head): that run and the change. LoRA with the kernel runs at the learning rate its
+rate, sentence dropout in the head, the head's rank kernel): that run and the change. LoRA with the kernel runs at the learning rate its
 runs without the kernel chose on val."""
 METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", *PROTOCOL_RUNS]
 MODES: dict[str, dict[str, Any]] = {

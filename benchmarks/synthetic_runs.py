@@ -134,6 +134,7 @@ def train_and_evaluate(run: str, protocol: dict[str, Any],
         ModelArguments(vision_model=protocol.get("vision_model"),
                        head_reads_sentence=protocol.get("head_reads_sentence", True),
                        head_place_kernel=protocol.get("head_place_kernel", False),
+                       head_rank_kernel=protocol.get("head_rank_kernel", False),
                        head_sentence_dropout=protocol.get("head_sentence_dropout", 0.0)), size)
     method = "s4eca" if run in ABLATIONS else run
     s4eca_kwargs = {**ABLATIONS.get(run, {}), **protocol.get("s4eca_kwargs", {})}  # the run's, then the protocol's

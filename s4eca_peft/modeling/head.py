@@ -7,6 +7,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from s4eca_peft.modeling.ranks import RANK_SIDES, object_ranks
+
+MAX_RANK = 3
+"""Ranks the rank kernel weighs (1 to 3 from each side: "the second tank from the left", "the third pool from the
+top"); objects further in get no rank term."""
+
 
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(8, channels), num_channels=channels)
@@ -27,12 +33,13 @@ class SegmentationHead(nn.Module):
     Steps: 1x1 lateral projections to ``decoder_dim`` -> sentence FiLM (scale, shift) on each level ->
     top-down fusion to stride 4 -> concatenation of coordinate channels -> 3x3 fusion -> mask logits from a
     static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel (and, with ``place_kernel``, a
-    sentence-generated kernel over the place terms x, y, x², y²). With ``reads_sentence=False`` the FiLM and the
+    sentence-generated kernel over the place terms x, y, x², y²; with ``rank_kernel``, one over the ranks of the
+    candidate objects counted from each side, `modeling.ranks`). With ``reads_sentence=False`` the FiLM and the
     dynamic kernels are absent and the head decodes the features alone.
     """
 
     def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128,
-                 reads_sentence: bool = True, place_kernel: bool = False) -> None:
+                 reads_sentence: bool = True, place_kernel: bool = False, rank_kernel: bool = False) -> None:
         super().__init__()
         self.reads_sentence = reads_sentence
         self.lateral = nn.ModuleList(
@@ -45,6 +52,7 @@ class SegmentationHead(nn.Module):
         )
         self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1) if reads_sentence else None
         self.place_kernel = nn.Linear(text_dim, 4) if reads_sentence and place_kernel else None
+        self.rank_kernel = nn.Linear(text_dim, len(RANK_SIDES) * MAX_RANK) if reads_sentence and rank_kernel else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
         self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
         self.decoder_dim = decoder_dim
@@ -70,7 +78,24 @@ class SegmentationHead(nn.Module):
         kernel = self.dynamic_kernel(sentence)  # (batch, decoder_dim + 1)
         dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5
         dynamic = dynamic + kernel[:, -1, None, None]
+        static = self.classifier(fused)
+        if self.rank_kernel is not None:  # "the second tank from the left": sentence x rank of the candidates
+            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(static + dynamic.unsqueeze(1)),
+                                  self.rank_kernel(sentence))
         if self.place_kernel is not None:  # "the leftmost tank": sentence x place, without going through `fuse`
             terms = torch.cat([places, places.square()], dim=1)  # (batch, 4, H, W): x, y, x², y²
             dynamic = dynamic + torch.einsum("bchw,bc->bhw", terms, self.place_kernel(sentence))
-        return self.classifier(fused) + dynamic.unsqueeze(1)
+        if self.rank_kernel is not None:
+            dynamic = dynamic + ranked
+        return static + dynamic.unsqueeze(1)
+
+    @staticmethod
+    def rank_terms(logits: torch.Tensor) -> torch.Tensor:
+        """Indicators ``(batch, 4 * MAX_RANK, H, W)`` of each pixel's object rank (1 to `MAX_RANK`) from the left,
+        right, top and bottom, the objects being the connected regions the ``logits`` ``(batch, 1, H, W)`` rate at
+        least half as likely as their best pixel (no gradient flows into the logits through them)."""
+        probability = logits.detach().float().sigmoid().squeeze(1)
+        candidates = probability >= 0.5 * probability.amax(dim=(-2, -1), keepdim=True)
+        ranks = object_ranks(candidates)  # (batch, 4, H, W), 0 outside the candidates
+        terms = torch.stack([ranks == rank for rank in range(1, MAX_RANK + 1)], dim=2)  # (batch, 4, MAX_RANK, H, W)
+        return terms.flatten(1, 2).to(logits.dtype)

@@ -87,7 +87,7 @@ class ReferringSegmentationModel(PreTrainedModel):
         self.text_model = text_model if text_model is not None else build_text_encoder(config.text_config)
         self.segmentation_head = SegmentationHead(
             self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim, config.head_reads_sentence,
-            config.head_place_kernel,
+            config.head_place_kernel, config.head_rank_kernel,
         )
         self.post_init()
         if config.freeze_backbones:

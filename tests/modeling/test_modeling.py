@@ -234,6 +234,45 @@ def test_the_place_kernel_adds_a_sentence_generated_term_over_x_y_and_their_squa
         ReferringSegmentationConfig(head_reads_sentence=False, head_place_kernel=True)
 
 
+def test_the_rank_kernel_adds_a_sentence_weight_to_each_candidate_objects_rank_from_each_side(tmp_path):
+    from s4eca_peft.modeling.head import MAX_RANK, SegmentationHead
+
+    plain = build("swin", "bert").eval()
+    model = build("swin", "bert", head_rank_kernel=True).eval()
+    model.load_state_dict(plain.state_dict(), strict=False)  # the same weights but the rank kernel's
+    kernel = model.segmentation_head.rank_kernel
+    assert kernel.out_features == 4 * MAX_RANK and plain.segmentation_head.rank_kernel is None
+    batch = inputs()
+    with torch.no_grad():
+        kernel.weight.zero_()
+        kernel.bias.zero_()
+        base = plain(**batch).logits
+        assert torch.equal(model(**batch).logits, base)
+        kernel.bias[0] = 5.0  # channel 0: the first object from the left
+        added = model(**batch).logits - base
+    terms = SegmentationHead.rank_terms(base)  # the candidates are read from the logits without the rank term
+    assert terms.shape == (2, 4 * MAX_RANK, *base.shape[-2:]) and set(terms.unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(added, 5.0 * terms[:, :1], atol=1e-5)
+    assert terms[:, 0].sum(dim=(-2, -1)).gt(0).all()  # each image has a first object from the left
+
+    logits = torch.full((1, 1, 8, 12), -6.0)  # three bright regions of likely pixels: ranks 1 to 3 from the left
+    for columns in (slice(1, 3), slice(5, 7), slice(9, 11)):
+        logits[..., 2:4, columns] = 2.0
+    terms = SegmentationHead.rank_terms(logits)[0]
+    for rank, columns in enumerate((slice(1, 3), slice(5, 7), slice(9, 11)), start=1):
+        assert terms[rank - 1, 2:4, columns].eq(1).all() and terms[MAX_RANK + 3 - rank, 2:4, columns].eq(1).all()
+    assert int(terms[:MAX_RANK].sum()) == 12 and terms[:, 0].eq(0).all()  # left: one rank per cell; none outside
+
+    model.save_pretrained(tmp_path)
+    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.head_rank_kernel is True
+    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits)
+    assert ReferringSegmentationConfig.from_dict(
+        {k: v for k, v in plain.config.to_dict().items() if k != "head_rank_kernel"}).head_rank_kernel is False
+    with pytest.raises(ValueError, match="`head_rank_kernel` needs `head_reads_sentence`"):
+        ReferringSegmentationConfig(head_reads_sentence=False, head_rank_kernel=True)
+
+
 def test_sentence_dropout_hides_the_sentence_from_the_head_of_some_training_samples_only():
     model, plain = build("swin", "bert", head_sentence_dropout=0.5), build("swin", "bert")
     read = []

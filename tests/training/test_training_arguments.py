@@ -74,13 +74,15 @@ def test_the_head_place_kernel_is_on_by_default_and_needs_a_head_that_reads_the_
     assert base.config.head_place_kernel is False and base.segmentation_head.place_kernel is None
 
 
-def test_head_sentence_dropout_reaches_the_model_config_and_is_refused_outside_0_to_1(capsys):
+def test_head_rank_kernel_and_sentence_dropout_reach_the_model_config_and_dropout_is_refused_outside_0_to_1(capsys):
     from s4eca_peft.training.base_model import build_base_and_processor
 
-    assert parse_train_args([]).model.head_sentence_dropout == 0.0
-    model_args = parse_train_args(["--head_sentence_dropout", "0.5", "--decoder_dim", "16"]).model
+    defaults = parse_train_args([]).model
+    assert defaults.head_sentence_dropout == 0.0 and defaults.head_rank_kernel is False
+    model_args = parse_train_args(["--head_sentence_dropout", "0.5", "--head_rank_kernel", "--decoder_dim", "16"]).model
     base, _, _ = build_base_and_processor(model_args, image_size=64)
-    assert base.config.head_sentence_dropout == 0.5
+    assert base.config.head_sentence_dropout == 0.5 and base.config.head_rank_kernel is True
+    assert base.segmentation_head.rank_kernel is not None
     with pytest.raises(SystemExit):
         parse_train_args(["--head_sentence_dropout", "1"])
     assert "`head_sentence_dropout` (--head_sentence_dropout) must be in [0, 1), got 1.0" in capsys.readouterr().err
