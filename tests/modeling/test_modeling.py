@@ -201,6 +201,19 @@ def test_a_config_saved_before_the_head_option_existed_reads_the_sentence():
     assert config.head_reads_sentence is True
 
 
+def check_head_option_saved_and_refused_without_a_sentence(model, plain, batch, option, folder):
+    """A head option set on ``model`` survives saving; a config saved before the option (without the field) loads
+    with it off; the option is refused on a head that reads no sentence."""
+    model.save_pretrained(folder)
+    reloaded = ReferringSegmentationModel.from_pretrained(folder).eval()
+    assert getattr(reloaded.config, option) is True
+    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits)
+    older = {k: v for k, v in plain.config.to_dict().items() if k != option}
+    assert getattr(ReferringSegmentationConfig.from_dict(older), option) is False
+    with pytest.raises(ValueError, match=f"`{option}` needs `head_reads_sentence`"):
+        ReferringSegmentationConfig(head_reads_sentence=False, **{option: True})
+
+
 def test_the_place_kernel_adds_a_sentence_generated_term_over_x_y_and_their_squares(tmp_path):
     plain = build("swin", "bert").eval()
     model = build("swin", "bert", head_place_kernel=True).eval()
@@ -224,14 +237,7 @@ def test_the_place_kernel_adds_a_sentence_generated_term_over_x_y_and_their_squa
         assert not torch.allclose(model(**other_words).logits - plain(**other_words).logits,
                                   model(**batch).logits - plain(**batch).logits)  # the sentence chooses the term
 
-    model.save_pretrained(tmp_path)
-    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
-    assert reloaded.config.head_place_kernel is True
-    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits)
-    assert ReferringSegmentationConfig.from_dict(
-        {k: v for k, v in plain.config.to_dict().items() if k != "head_place_kernel"}).head_place_kernel is False
-    with pytest.raises(ValueError, match="`head_place_kernel` needs `head_reads_sentence`"):
-        ReferringSegmentationConfig(head_reads_sentence=False, head_place_kernel=True)
+    check_head_option_saved_and_refused_without_a_sentence(model, plain, batch, "head_place_kernel", tmp_path)
 
 
 def test_the_rank_kernel_adds_a_sentence_weight_to_each_candidate_objects_rank_from_each_side(tmp_path):
@@ -263,14 +269,7 @@ def test_the_rank_kernel_adds_a_sentence_weight_to_each_candidate_objects_rank_f
         assert terms[rank - 1, 2:4, columns].eq(1).all() and terms[MAX_RANK + 3 - rank, 2:4, columns].eq(1).all()
     assert int(terms[:MAX_RANK].sum()) == 12 and terms[:, 0].eq(0).all()  # left: one rank per cell; none outside
 
-    model.save_pretrained(tmp_path)
-    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
-    assert reloaded.config.head_rank_kernel is True
-    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits)
-    assert ReferringSegmentationConfig.from_dict(
-        {k: v for k, v in plain.config.to_dict().items() if k != "head_rank_kernel"}).head_rank_kernel is False
-    with pytest.raises(ValueError, match="`head_rank_kernel` needs `head_reads_sentence`"):
-        ReferringSegmentationConfig(head_reads_sentence=False, head_rank_kernel=True)
+    check_head_option_saved_and_refused_without_a_sentence(model, plain, batch, "head_rank_kernel", tmp_path)
 
 
 def test_sentence_dropout_hides_the_sentence_from_the_head_of_some_training_samples_only():
