@@ -66,7 +66,9 @@ class ReferringSegmentationConfig(PretrainedConfig):
             The sentence also generates weights for the rank (first to third) of each candidate object counted from
             the left, right, top and bottom (the candidates: connected regions the head's own logits rate at least
             half as likely as its best pixel), added to the mask logits: a direct sentence x rank term for
-            expressions that count ("the second tank from the left"). Needs `head_reads_sentence`.
+            expressions that count ("the second tank from the left"). Needs `head_reads_sentence`. `s4eca-train`
+            turns it on (chosen on val); the config's default keeps older configs loading the head they were saved
+            with.
         head_sentence_dropout (`float`, *optional*, defaults to 0.0):
             In training, the probability that a sample's head reads no sentence (a zero sentence feature): for those
             samples the expression reaches the mask only through adapters that write it into the features, which

@@ -48,10 +48,11 @@ class ModelArguments:
         "help": "The sentence also generates a kernel over each pixel's place (x, y, x², y²) added to the mask logits: "
                 "a direct sentence x place term for expressions that name a place (--no_head_place_kernel: without "
                 "it, as in adapters saved before the option; a head that reads no sentence has none)."})
-    head_rank_kernel: bool = field(default=False, metadata={
+    head_rank_kernel: bool = field(default=True, metadata={
         "help": "The sentence also generates weights for the rank (first to third) of each candidate object counted "
                 "from each side of the image, added to the mask logits: a direct term for expressions that count "
-                "(\"the second tank from the left\"). Needs the head to read the sentence."})
+                "(\"the second tank from the left\"; --no_head_rank_kernel: without it, as in adapters saved before "
+                "the option; a head that reads no sentence has none)."})
     head_sentence_dropout: float = field(default=0.0, metadata={
         "help": "In training, the share of samples whose head reads no sentence, so that the expression must reach "
                 "their mask through the vision adapters (in [0, 1); evaluation always gives the head the sentence)."})

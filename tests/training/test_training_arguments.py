@@ -63,23 +63,24 @@ def test_the_s4eca_flags_are_the_config_fields_with_its_defaults():
     assert defaults.to_config().to_dict() == config.to_dict()
 
 
-def test_the_head_place_kernel_is_on_by_default_and_needs_a_head_that_reads_the_sentence():
+def test_the_head_place_and_rank_kernels_are_on_by_default_and_need_a_head_that_reads_the_sentence():
     from s4eca_peft.training.base_model import build_base_and_processor
 
-    assert parse_train_args([]).model.head_place_kernel is True
-    assert parse_train_args(["--no_head_place_kernel"]).model.head_place_kernel is False
-    # without the sentence there is nothing to generate the kernel from: the head is built without one
+    for kernel in ("head_place_kernel", "head_rank_kernel"):
+        assert getattr(parse_train_args([]).model, kernel) is True
+        assert getattr(parse_train_args([f"--no_{kernel}"]).model, kernel) is False
+    # without the sentence there is nothing to generate the kernels from: the head is built without them
     sentence_free = parse_train_args(["--no_head_reads_sentence", "--decoder_dim", "16"]).model
     base, _, _ = build_base_and_processor(sentence_free, image_size=64)
     assert base.config.head_place_kernel is False and base.segmentation_head.place_kernel is None
+    assert base.config.head_rank_kernel is False and base.segmentation_head.rank_kernel is None
 
 
-def test_head_rank_kernel_and_sentence_dropout_reach_the_model_config_and_dropout_is_refused_outside_0_to_1(capsys):
+def test_head_sentence_dropout_reaches_the_model_config_and_is_refused_outside_0_to_1(capsys):
     from s4eca_peft.training.base_model import build_base_and_processor
 
-    defaults = parse_train_args([]).model
-    assert defaults.head_sentence_dropout == 0.0 and defaults.head_rank_kernel is False
-    model_args = parse_train_args(["--head_sentence_dropout", "0.5", "--head_rank_kernel", "--decoder_dim", "16"]).model
+    assert parse_train_args([]).model.head_sentence_dropout == 0.0
+    model_args = parse_train_args(["--head_sentence_dropout", "0.5", "--decoder_dim", "16"]).model
     base, _, _ = build_base_and_processor(model_args, image_size=64)
     assert base.config.head_sentence_dropout == 0.5 and base.config.head_rank_kernel is True
     assert base.segmentation_head.rank_kernel is not None
