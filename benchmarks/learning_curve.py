@@ -44,8 +44,8 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "s4eca_rank_kernel": ("s4eca", {"head_place_kernel": True, "head_rank_kernel": True}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
-rate, sentence dropout in the head, the head's rank kernel): that run and the change. LoRA with the kernel runs at the learning rate its
-runs without the kernel chose on val."""
+rate, sentence dropout in the head, the head's rank kernel): that run and the change. LoRA with the kernel runs at the
+learning rate its runs without the kernel chose on val."""
 METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", *PROTOCOL_RUNS]
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
