@@ -53,6 +53,7 @@ METHOD_LABELS = {
     "lora_place_kernel": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's sentence x place kernel",
     "s4eca_sentence_dropout": "S4ECA + the head's place kernel + sentence dropout 0.5 in the head",
     "s4eca_rank_kernel": "S4ECA + the head's place and rank kernels",
+    "lora_rank_kernel": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels",
 }
 
 PAGE_HEADER = """# Benchmarks
