@@ -43,6 +43,8 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "s4eca_sentence_dropout": ("s4eca", {"head_place_kernel": True, "head_sentence_dropout": 0.5}),
     "s4eca_rank_kernel": ("s4eca", {"head_place_kernel": True, "head_rank_kernel": True}),
     "lora_rank_kernel": ("lora", {"learning_rate": 5e-4, "head_place_kernel": True, "head_rank_kernel": True}),
+    "s4eca_rank_kernel_sentence_dropout_0.25": (
+        "s4eca", {"head_place_kernel": True, "head_rank_kernel": True, "head_sentence_dropout": 0.25}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
 rate, sentence dropout in the head, the head's rank kernel): that run and the change. LoRA with the kernel runs at the
