@@ -13,9 +13,11 @@ model can only guess which one is meant.
   adapters given the proxies of another image's expression, the trained model scores clearly lower. Adapters that
   ignored their proxies, or a tuner that never routed them, would score exactly the same
   (tests/tuner/test_language_use.py), so a do-nothing adapter fails this test.
-* Whether the default model's adapters use the language, with the head reading the sentence: after 64 steps they do
-  not yet (the head's sentence conditioning carries it), so that test is a strict expected failure: it turns red
-  the day it passes.
+* The default model's trained vision adapters shape its masks: the shipped reference adapter (the default config
+  trained to convergence) scores clearly lower with its vision adapters switched off. Adapters that never learned or
+  were never routed would score the same. How much of the language they carry with a head that reads the sentence
+  (little: the head's own sentence conditioning carries most of it) is a measured figure of the learning-curve
+  benchmark (docs/benchmarks.md, "language use"), not a test: 64 steps are too few to show it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pytest
 from s4eca_peft.data.synthetic import DATA_VERSION
 from s4eca_peft.tuner import mismatch_proxies
 
-pytestmark = pytest.mark.slow  # two training runs of 64 steps and one of 192
+pytestmark = pytest.mark.slow  # two training runs of 64 steps and one of 192, evaluations of the reference adapter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,16 +63,23 @@ def train_two_at_a_time(runs: dict[str, list[str]], output: Path) -> dict[str, d
     return scores
 
 
-def validation_scores(adapter: Path, mismatched_proxies: bool, version: int = DATA_VERSION) -> dict[str, float]:
+def validation_scores(adapter: str | Path, mismatched_proxies: bool, version: int = DATA_VERSION,
+                      vision_adapters: bool = True) -> dict[str, float]:
     """The adapter's val metrics; with ``mismatched_proxies``, each image's vision adapters read the proxies of the
-    next image's expression in the batch (set from a hook after the text encoder ran)."""
+    next image's expression in the batch (set from a hook after the text encoder ran); without ``vision_adapters``,
+    the vision adapters are switched off (PEFT's ``enable_adapters(False)``), the text adapters and head kept."""
     from s4eca_peft.adapter_folder import load_for_inference
     from s4eca_peft.data.loaders import eval_dataloader, load_split
     from s4eca_peft.training.evaluation import evaluate_loop
+    from s4eca_peft.tuner.layer import S4ECALayer
 
     model, processor, _ = load_for_inference(adapter)
     if mismatched_proxies:
         mismatch_proxies(model)
+    vision_layers = [m for m in model.modules() if isinstance(m, S4ECALayer) and m.role == "vision"]
+    assert vision_layers, "the model has no vision adapters"
+    for layer in vision_layers:
+        layer.enable_adapters(vision_adapters)
     val = load_split("synthetic", "val", image_size=128, num_samples=128, version=version)
     return evaluate_loop(model, eval_dataloader(val, processor, batch_size=32), desc="val")
 
@@ -110,12 +119,13 @@ def test_with_a_head_that_reads_no_sentence_the_trained_vision_adapters_carry_th
     assert mismatched["oIoU"] < matched["oIoU"]
 
 
-@pytest.mark.xfail(strict=True, reason="after 64 steps the default model's vision adapters barely read their "
-                   "proxies: the head's sentence conditioning carries the language (docs/benchmarks.md, 'language use')")
-def test_the_default_models_trained_vision_adapters_use_the_language(trained, minilm_path):
-    output, scores = trained
-    matched = validation_scores(output / "language", mismatched_proxies=False, version=ATTRIBUTE_DATA)
-    assert abs(matched["mIoU"] - scores["language"]["mIoU"]) < 1e-6  # the saved adapter is the one scored
-    mismatched = validation_scores(output / "language", mismatched_proxies=True, version=ATTRIBUTE_DATA)
-    print({"matched proxies": round(100 * matched["mIoU"], 2), "mismatched": round(100 * mismatched["mIoU"], 2)})
-    assert mismatched["mIoU"] < matched["mIoU"] - 0.005
+def test_the_default_models_trained_vision_adapters_shape_its_masks(minilm_path):
+    from s4eca_peft.modeling.packaged import REFERENCE_ADAPTER, reference_adapter_installed
+
+    if not reference_adapter_installed():
+        pytest.skip("the reference adapter is not installed (tools/install_reference_adapter.py)")
+    with_adapters = validation_scores(REFERENCE_ADAPTER, mismatched_proxies=False, vision_adapters=True)
+    without = validation_scores(REFERENCE_ADAPTER, mismatched_proxies=False, vision_adapters=False)
+    print({"vision adapters on": round(100 * with_adapters["mIoU"], 2), "off": round(100 * without["mIoU"], 2)})
+    assert without["mIoU"] < with_adapters["mIoU"] - 0.05
+    assert without["oIoU"] < with_adapters["oIoU"]
