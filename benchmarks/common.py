@@ -55,6 +55,7 @@ METHOD_LABELS = {
     "s4eca_rank_kernel": "S4ECA + the head's place and rank kernels",
     "lora_rank_kernel": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels",
     "s4eca_rank_kernel_lr_4e-3": "S4ECA + the head's place and rank kernels, learning rate 4e-3",
+    "s4eca_rank_kernel_lr_1e-3": "S4ECA + the head's place and rank kernels, learning rate 1e-3",
     "s4eca_rank_kernel_sentence_dropout_0.25": "S4ECA + the head's place and rank kernels + sentence dropout 0.25",
 }
 

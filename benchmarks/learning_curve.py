@@ -44,6 +44,7 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "s4eca_rank_kernel": ("s4eca", {"head_place_kernel": True, "head_rank_kernel": True}),
     "lora_rank_kernel": ("lora", {"learning_rate": 5e-4, "head_place_kernel": True, "head_rank_kernel": True}),
     "s4eca_rank_kernel_lr_4e-3": ("s4eca", {"learning_rate": 4e-3, "head_place_kernel": True, "head_rank_kernel": True}),
+    "s4eca_rank_kernel_lr_1e-3": ("s4eca", {"learning_rate": 1e-3, "head_place_kernel": True, "head_rank_kernel": True}),
     "s4eca_rank_kernel_sentence_dropout_0.25": (
         "s4eca", {"head_place_kernel": True, "head_rank_kernel": True, "head_sentence_dropout": 0.25}),
 }
