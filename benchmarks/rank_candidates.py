@@ -27,13 +27,16 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks.common import DOCS_PAGE, command_line, machine_info, machine_line, markdown_table, write_section
+from s4eca_peft.modeling.head import CANDIDATE_SHARE, SegmentationHead, rank_candidates
 
 OBJECT_CELL_SHARE = 0.3
 """A cell of the head's map belongs to an object when the object covers at least this share of its pixels."""
-THRESHOLDS = (0.3, 0.5, 0.7)
-"""Shares of the best pixel's probability at which the head's candidates are compared (0.5: what the kernel counts)."""
-WHICH = {**{f"head {t}": f"the head's own at {t} of the best pixel" + (" (what the kernel counts)" if t == 0.5 else "")
-            for t in THRESHOLDS}, "layout": "the layout's objects of the named category"}
+OTHER_SHARES = (0.3, 0.7)
+"""Shares of the best pixel's probability, beside the kernel's own `CANDIDATE_SHARE`, at which the head's candidates
+are compared."""
+WHICH = {"head": f"the head's own at {CANDIDATE_SHARE} of the best pixel (what the kernel counts)",
+         **{f"head {t}": f"the head's own at {t} of the best pixel" for t in OTHER_SHARES},
+         "layout": "the layout's objects of the named category"}
 """The candidate maps compared."""
 SIDES = {("x", True): "left", ("x", False): "right", ("y", True): "top", ("y", False): "bottom"}
 
@@ -87,7 +90,6 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
     from s4eca_peft.adapter_folder import load_for_inference
     from s4eca_peft.data.loaders import SYNTHETIC_SPLIT_SEEDS
     from s4eca_peft.data.synthetic import generate_scene_with_layout
-    from s4eca_peft.modeling.head import SegmentationHead
 
     model, processor, _ = load_for_inference(adapter)
     heads = [m for m in model.modules() if isinstance(m, SegmentationHead) and m.rank_kernel is not None]
@@ -111,18 +113,20 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
         with torch.no_grad():
             model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
                   attention_mask=inputs["attention_mask"])
-        probability = seen["logits"][0, 0].float().sigmoid()
+        logits = seen["logits"][:1]
+        probability = logits[0, 0].float().sigmoid()
         drawn = object_cells(scene, image_size, tuple(probability.shape))
         named = [cells for _, category, cells in drawn if category == scene.category]
         target = next(cells for i, _, cells in drawn if i == scene.target)
-        maps = {**{f"head {t}": probability >= t * probability.max() for t in THRESHOLDS},
+        maps = {"head": rank_candidates(logits)[0],
+                **{f"head {t}": probability >= t * probability.max() for t in OTHER_SHARES},
                 "layout": torch.stack(named).any(dim=0)}
         for which, candidates in maps.items():
             rows[which]["covered"].append(
                 sum(int((candidates & c).sum()) >= int(c.sum()) / 2 for c in named) / len(named))
             rows[which]["stray"].append(len(stray_regions(candidates, named)))
             rows[which]["pick"].append(rank_pick_iou(candidates, scene, target))
-        for region in stray_regions(maps["head 0.5"], named):  # the rule of `SegmentationHead.rank_terms`
+        for region in stray_regions(maps["head"], named):
             hit = [category for _, category, cells in drawn if category != scene.category and (region & cells).any()]
             stray_on[hit[0] if hit else "no object (road or ground)"] += 1
     if not rows["layout"]["covered"]:

@@ -12,6 +12,15 @@ from s4eca_peft.modeling.ranks import RANK_SIDES, object_ranks
 MAX_RANK = 3
 """Ranks the rank kernel weighs (1 to 3 from each side: "the second tank from the left", "the third pool from the
 top"); objects further in get no rank term."""
+CANDIDATE_SHARE = 0.5
+"""The rank kernel's candidate pixels: those the logits rate at least this share as likely as their best pixel."""
+
+
+def rank_candidates(logits: torch.Tensor) -> torch.Tensor:
+    """The candidate pixels ``(batch, H, W)`` bool the rank kernel counts objects in, from mask ``logits``
+    ``(batch, 1, H, W)`` (detached: no gradient flows through the candidates)."""
+    probability = logits.detach().float().sigmoid().squeeze(1)
+    return probability >= CANDIDATE_SHARE * probability.amax(dim=(-2, -1), keepdim=True)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -92,10 +101,8 @@ class SegmentationHead(nn.Module):
     @staticmethod
     def rank_terms(logits: torch.Tensor) -> torch.Tensor:
         """Indicators ``(batch, 4 * MAX_RANK, H, W)`` of each pixel's object rank (1 to `MAX_RANK`) from the left,
-        right, top and bottom, the objects being the connected regions the ``logits`` ``(batch, 1, H, W)`` rate at
-        least half as likely as their best pixel (no gradient flows into the logits through them)."""
-        probability = logits.detach().float().sigmoid().squeeze(1)
-        candidates = probability >= 0.5 * probability.amax(dim=(-2, -1), keepdim=True)
-        ranks = object_ranks(candidates)  # (batch, 4, H, W), 0 outside the candidates
+        right, top and bottom, the objects being the connected regions of `rank_candidates` of the ``logits``
+        ``(batch, 1, H, W)`` (no gradient flows into the logits through them)."""
+        ranks = object_ranks(rank_candidates(logits))  # (batch, 4, H, W), 0 outside the candidates
         terms = torch.stack([ranks == rank for rank in range(1, MAX_RANK + 1)], dim=2)  # (batch, 4, MAX_RANK, H, W)
         return terms.flatten(1, 2).to(logits.dtype)

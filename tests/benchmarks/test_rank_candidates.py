@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.common import read_section
-from benchmarks.rank_candidates import THRESHOLDS, main
+from benchmarks.rank_candidates import OTHER_SHARES, main
+from s4eca_peft.modeling.head import CANDIDATE_SHARE
 from s4eca_peft.modeling.packaged import reference_adapter_installed
 
 pytestmark = pytest.mark.slow  # the reference adapter on 48 val scenes
@@ -19,10 +20,11 @@ def test_the_rank_rule_picks_every_target_from_the_layouts_objects_and_the_heads
     assert result["scenes"] > 0 and result["num_samples"] == 48
     layout = result["candidates"]["layout"]
     assert layout == {"covered": 1.0, "stray": 0.0, "pick": pytest.approx(1.0), "picks_above_half": 1.0}
-    covered = [result["candidates"][f"head {t}"]["covered"] for t in THRESHOLDS]
+    by_share = {CANDIDATE_SHARE: "head", **{t: f"head {t}" for t in OTHER_SHARES}}
+    covered = [result["candidates"][by_share[t]]["covered"] for t in sorted(by_share)]
     assert covered == sorted(covered, reverse=True)  # a higher share of the best pixel keeps fewer cells
-    for t in THRESHOLDS:
-        measured = result["candidates"][f"head {t}"]
+    for name in by_share.values():
+        measured = result["candidates"][name]
         assert 0.0 <= measured["pick"] <= 1.0 and measured["stray"] >= 0.0
     section = read_section(tmp_path / "page.md", "rank-candidates")
     assert "Command: `python -m benchmarks.rank_candidates --num_samples 48`" in section
