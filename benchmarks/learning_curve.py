@@ -36,17 +36,18 @@ from s4eca_peft.data.synthetic import RELATIONAL_FAMILIES
 SECTION = "learning-curve"
 RESULTS = RESULTS_DIR / "learning_curve.json"
 PLOT = "benchmark_learning_curve.png"
+BOTH_KERNELS = {"head_place_kernel": True, "head_rank_kernel": True}
+"""The head `s4eca-train` builds: the sentence x place and sentence x rank kernels."""
 PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "s4eca_place_kernel": ("s4eca", {"head_place_kernel": True}), "head_place_kernel": ("head", {"head_place_kernel": True}),
     "lora_lr_5e-4": ("lora", {"learning_rate": 5e-4}), "lora_lr_2e-4": ("lora", {"learning_rate": 2e-4}),
     "lora_place_kernel": ("lora", {"learning_rate": 5e-4, "head_place_kernel": True}),
     "s4eca_sentence_dropout": ("s4eca", {"head_place_kernel": True, "head_sentence_dropout": 0.5}),
-    "s4eca_rank_kernel": ("s4eca", {"head_place_kernel": True, "head_rank_kernel": True}),
-    "lora_rank_kernel": ("lora", {"learning_rate": 5e-4, "head_place_kernel": True, "head_rank_kernel": True}),
-    "s4eca_rank_kernel_lr_4e-3": ("s4eca", {"learning_rate": 4e-3, "head_place_kernel": True, "head_rank_kernel": True}),
-    "s4eca_rank_kernel_lr_1e-3": ("s4eca", {"learning_rate": 1e-3, "head_place_kernel": True, "head_rank_kernel": True}),
-    "s4eca_rank_kernel_sentence_dropout_0.25": (
-        "s4eca", {"head_place_kernel": True, "head_rank_kernel": True, "head_sentence_dropout": 0.25}),
+    "s4eca_rank_kernel": ("s4eca", BOTH_KERNELS),
+    "lora_rank_kernel": ("lora", {**BOTH_KERNELS, "learning_rate": 5e-4}),
+    "s4eca_rank_kernel_lr_4e-3": ("s4eca", {**BOTH_KERNELS, "learning_rate": 4e-3}),
+    "s4eca_rank_kernel_lr_1e-3": ("s4eca", {**BOTH_KERNELS, "learning_rate": 1e-3}),
+    "s4eca_rank_kernel_sentence_dropout_0.25": ("s4eca", {**BOTH_KERNELS, "head_sentence_dropout": 0.25}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
 rate, sentence dropout in the head, the head's rank kernel): that run and the change. LoRA with the kernel runs at the

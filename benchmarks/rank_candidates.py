@@ -114,19 +114,19 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
             model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
                   attention_mask=inputs["attention_mask"])
         logits = seen["logits"][:1]
-        probability = logits[0, 0].float().sigmoid()
-        drawn = object_cells(scene, image_size, tuple(probability.shape))
+        drawn = object_cells(scene, image_size, tuple(logits.shape[-2:]))
         named = [cells for _, category, cells in drawn if category == scene.category]
         target = next(cells for i, _, cells in drawn if i == scene.target)
         maps = {"head": rank_candidates(logits)[0],
-                **{f"head {t}": probability >= t * probability.max() for t in OTHER_SHARES},
+                **{f"head {t}": rank_candidates(logits, share=t)[0] for t in OTHER_SHARES},
                 "layout": torch.stack(named).any(dim=0)}
+        strays = {which: stray_regions(candidates, named) for which, candidates in maps.items()}
         for which, candidates in maps.items():
             rows[which]["covered"].append(
                 sum(int((candidates & c).sum()) >= int(c.sum()) / 2 for c in named) / len(named))
-            rows[which]["stray"].append(len(stray_regions(candidates, named)))
+            rows[which]["stray"].append(len(strays[which]))
             rows[which]["pick"].append(rank_pick_iou(candidates, scene, target))
-        for region in stray_regions(maps["head"], named):
+        for region in strays["head"]:
             hit = [category for _, category, cells in drawn if category != scene.category and (region & cells).any()]
             stray_on[hit[0] if hit else "no object (road or ground)"] += 1
     if not rows["layout"]["covered"]:

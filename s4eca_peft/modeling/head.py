@@ -16,11 +16,12 @@ CANDIDATE_SHARE = 0.5
 """The rank kernel's candidate pixels: those the logits rate at least this share as likely as their best pixel."""
 
 
-def rank_candidates(logits: torch.Tensor) -> torch.Tensor:
-    """The candidate pixels ``(batch, H, W)`` bool the rank kernel counts objects in, from mask ``logits``
-    ``(batch, 1, H, W)`` (detached: no gradient flows through the candidates)."""
+def rank_candidates(logits: torch.Tensor, share: float = CANDIDATE_SHARE) -> torch.Tensor:
+    """The candidate pixels ``(batch, H, W)`` bool the rank kernel counts objects in: those the mask ``logits``
+    ``(batch, 1, H, W)`` rate at least ``share`` as likely as their best pixel (detached: no gradient flows through
+    the candidates)."""
     probability = logits.detach().float().sigmoid().squeeze(1)
-    return probability >= CANDIDATE_SHARE * probability.amax(dim=(-2, -1), keepdim=True)
+    return probability >= share * probability.amax(dim=(-2, -1), keepdim=True)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
