@@ -57,6 +57,8 @@ METHOD_LABELS = {
     "s4eca_rank_kernel_lr_4e-3": "S4ECA + the head's place and rank kernels, learning rate 4e-3",
     "s4eca_rank_kernel_lr_1e-3": "S4ECA + the head's place and rank kernels, learning rate 1e-3",
     "s4eca_rank_kernel_sentence_dropout_0.25": "S4ECA + the head's place and rank kernels + sentence dropout 0.25",
+    "s4eca_category_map": "S4ECA + the head's place and rank kernels, ranks counted in a category map, learning rate "
+                          "1e-3",
 }
 
 PAGE_HEADER = """# Benchmarks

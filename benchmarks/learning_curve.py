@@ -48,11 +48,12 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "s4eca_rank_kernel_lr_4e-3": ("s4eca", {**BOTH_KERNELS, "learning_rate": 4e-3}),
     "s4eca_rank_kernel_lr_1e-3": ("s4eca", {**BOTH_KERNELS, "learning_rate": 1e-3}),
     "s4eca_rank_kernel_sentence_dropout_0.25": ("s4eca", {**BOTH_KERNELS, "head_sentence_dropout": 0.25}),
+    "s4eca_category_map": ("s4eca", {**BOTH_KERNELS, "head_category_map": True, "learning_rate": 1e-3}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
-rate, sentence dropout in the head, the head's rank kernel): that run and the change. LoRA with the kernel runs at the
-learning rate its runs without the kernel chose on val; S4ECA's own rate (2e-3, chosen on 192-step runs) is tried
-again at 3,000 steps."""
+rate, sentence dropout in the head, the head's rank kernel, the rank kernel counting in a category map): that run and
+the change. LoRA with the kernel runs at the learning rate its runs without the kernel chose on val; S4ECA's own rate
+(2e-3, chosen on 192-step runs) is tried again at 3,000 steps; the category map runs at the rate val chose there."""
 METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", *PROTOCOL_RUNS]
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},

@@ -16,7 +16,8 @@ class ReferringCollator:
     `ReferringSegmentationProcessor`). Samples arrive augmented already where they are (`KeyedTrainingSet`).
 
     Returns a dict: ``pixel_values`` ``(B, 3, S, S)`` float32, ``input_ids`` / ``attention_mask`` ``(B, T)``,
-    ``labels`` ``(B, 1, S, S)`` float32 0/1 (when every sample has a mask), ``sample_ids``, ``image_ids``,
+    ``labels`` ``(B, 1, S, S)`` float32 0/1 (when every sample has a mask), ``category_labels`` alike (when every
+    sample has a ``category_mask``: every object of the named category), ``sample_ids``, ``image_ids``,
     ``original_sizes`` (``(H, W)`` per sample), ``expressions`` (as fed to the model) and ``families`` (when every
     sample has one).
     """
@@ -38,6 +39,8 @@ class ReferringCollator:
         batch = {key: encoded[key] for key in ("pixel_values", "input_ids", "attention_mask")}
         if all(mask is not None for mask in masks):
             batch["labels"] = self.processor.preprocess_masks(masks)
+        if all(sample.get("category_mask") is not None for sample in samples):
+            batch["category_labels"] = self.processor.preprocess_masks([s["category_mask"] for s in samples])
         batch.update(sample_ids=[sample.get("sample_id") for sample in samples],
                      image_ids=[sample.get("image_id") for sample in samples], original_sizes=sizes,
                      expressions=expressions)

@@ -109,6 +109,7 @@ class SyntheticScene:
     target: int = 0
     roads: list[tuple[str, float, float]] = field(default_factory=list)  # (axis "h"/"v", centre, half width)
     rule: dict[str, Any] = field(default_factory=dict)  # what the expression states (`scene_rules.ambiguity`)
+    category_mask: np.ndarray | None = None  # every object of the target's category, the target among them
 
 
 def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
@@ -477,7 +478,9 @@ def object_footprint(obj: SceneObject, image_size: int) -> tuple[tuple[slice, sl
     return index, _shape(obj, u, v)
 
 
-def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> tuple[np.ndarray, np.ndarray]:
+def _render(layout: _Layout, rng: np.random.Generator,
+            target: SceneObject) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image, the target's mask and the mask of every object of the target's category."""
     n = layout.n
     ground = np.array(_GROUNDS[int(rng.integers(len(_GROUNDS)))], np.float32) + rng.normal(0, 6, 3).astype(np.float32)
     coarse = Image.fromarray(rng.normal(0, 1, (6, 6)).astype(np.float32)).resize((n, n), Image.BILINEAR)
@@ -500,6 +503,7 @@ def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> t
         index, u, v = _local(obj, n, shift)
         canvas[index][_shape(obj, u, v)] *= 0.6
     mask = np.zeros((n, n), dtype=bool)
+    category_mask = np.zeros((n, n), dtype=bool)
     for obj in layout.objects:
         index, u, v = _local(obj, n)
         inside = _shape(obj, u, v)
@@ -508,7 +512,9 @@ def _render(layout: _Layout, rng: np.random.Generator, target: SceneObject) -> t
         canvas[index][inside] = pixels[inside]
         if obj is target:
             mask[index] = inside
-    return np.clip(canvas, 0, 255).astype(np.uint8), mask
+        if obj.category == target.category:
+            category_mask[index] |= inside
+    return np.clip(canvas, 0, 255).astype(np.uint8), mask, category_mask
 
 
 def check_version(version: int) -> int:
@@ -531,9 +537,10 @@ def generate_scene_with_layout(rng_or_seed: SeedLike = 0, image_size: int = 128,
             continue  # no room for every object: draw another layout from the same stream
         layout, expression, family, rule, index = sampled
         target = layout.objects[index]
-        pixels, mask = _render(layout, rng, target)
+        pixels, mask, category_mask = _render(layout, rng, target)
         return SyntheticScene(Image.fromarray(pixels), mask, expression, target.category, family,
-                              objects=list(layout.objects), target=index, roads=list(layout.roads), rule=rule)
+                              objects=list(layout.objects), target=index, roads=list(layout.roads), rule=rule,
+                              category_mask=category_mask)
     raise RuntimeError(f"Could not lay out a scene at image_size={image_size}; use a larger image_size.")
 
 
@@ -548,7 +555,8 @@ def _sample(seed: int, index: int, image_size: int, version: int) -> dict[str, A
     scene = generate_scene_with_layout((seed, index), image_size, version)
     sample_id = f"synthetic-{seed}-{index}"
     return {"image": scene.image, "mask": scene.mask, "expression": scene.expression, "image_id": sample_id,
-            "sample_id": sample_id, "category": scene.category, "family": scene.family}
+            "sample_id": sample_id, "category": scene.category, "family": scene.family,
+            "category_mask": scene.category_mask}
 
 
 def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0,

@@ -42,13 +42,17 @@ def swap_left_right(expression: str) -> str:
     return _MIRROR_RE.sub(lambda m: _match_case(_MIRROR[m.group(0).lower()], m.group(0)), expression)
 
 
+def flip_mask(mask: Any) -> np.ndarray | None:
+    """``mask`` ``(H, W)`` mirrored left-right (None stays None)."""
+    return None if mask is None else np.ascontiguousarray(np.asarray(mask)[:, ::-1])
+
+
 def horizontal_flip(image: AugmentImage, mask: Any, expression: str) -> tuple[AugmentImage, Any, str]:
     """Mirrors ``image`` (PIL or ``(H, W, C)`` array) and ``mask`` (``(H, W)``, or None) left-right and rewrites
     the expression with `swap_left_right`."""
     flipped = (image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if isinstance(image, Image.Image)
                else np.ascontiguousarray(np.asarray(image)[:, ::-1]))
-    flipped_mask = None if mask is None else np.ascontiguousarray(np.asarray(mask)[:, ::-1])
-    return flipped, flipped_mask, swap_left_right(expression)
+    return flipped, flip_mask(mask), swap_left_right(expression)
 
 
 @dataclass
@@ -88,8 +92,8 @@ class PhotometricJitter:
 
 
 class TrainTransform:
-    """Training augmentation of one sample dict (``image``, ``mask``, ``expression``): a left-right flip with
-    probability ``flip_prob`` that rewrites the expression, then ``jitter`` (True: the default `PhotometricJitter`;
+    """Training augmentation of one sample dict (``image``, ``mask``, ``expression``, optionally ``category_mask``): a
+    left-right flip with probability ``flip_prob`` that rewrites the expression, then ``jitter`` (True: the default `PhotometricJitter`;
     False or None: off). Draws from the ``rng`` given to `__call__`, else from its own generator seeded with
     ``seed``; returns a new dict, its image as the module docstring says."""
 
@@ -109,8 +113,11 @@ class TrainTransform:
         if not (isinstance(image, Image.Image) and image.mode == "RGB"):
             image = load_image(image, name=name)
         mask, expression = sample.get("mask"), sample["expression"]
+        flipped = {}
         if rng.random() < self.flip_prob:
             image, mask, expression = horizontal_flip(image, mask, expression)
+            if "category_mask" in sample:
+                flipped["category_mask"] = flip_mask(sample["category_mask"])
         if self.jitter is not None:
             image = self.jitter(image, rng)
-        return {**sample, "image": image, "mask": mask, "expression": expression}
+        return {**sample, "image": image, "mask": mask, "expression": expression, **flipped}

@@ -44,13 +44,19 @@ class SegmentationHead(nn.Module):
     top-down fusion to stride 4 -> concatenation of coordinate channels -> 3x3 fusion -> mask logits from a
     static 1x1 classifier plus a sentence-generated dynamic 1x1 kernel (and, with ``place_kernel``, a
     sentence-generated kernel over the place terms x, y, x², y²; with ``rank_kernel``, one over the ranks of the
-    candidate objects counted from each side, `modeling.ranks`). With ``reads_sentence=False`` the FiLM and the
-    dynamic kernels are absent and the head decodes the features alone.
+    candidate objects counted from each side, `modeling.ranks`). With ``category_map`` the rank kernel counts the
+    candidates of a second map of the same form, trained on every object of the named category
+    (`category_logits`), instead of the mask's own. With ``reads_sentence=False`` the FiLM and the dynamic kernels
+    are absent and the head decodes the features alone.
     """
 
     def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128,
-                 reads_sentence: bool = True, place_kernel: bool = False, rank_kernel: bool = False) -> None:
+                 reads_sentence: bool = True, place_kernel: bool = False, rank_kernel: bool = False,
+                 category_map: bool = False) -> None:
         super().__init__()
+        if category_map and not (reads_sentence and rank_kernel):
+            raise ValueError("`category_map` feeds the rank kernel's candidates: it needs `rank_kernel` and "
+                             "`reads_sentence`.")
         self.reads_sentence = reads_sentence
         self.lateral = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, decoder_dim, 1, bias=False), _norm(decoder_dim)) for c in in_channels
@@ -65,11 +71,16 @@ class SegmentationHead(nn.Module):
         self.rank_kernel = nn.Linear(text_dim, len(RANK_SIDES) * MAX_RANK) if reads_sentence and rank_kernel else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
         self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
+        self.category_kernel = nn.Linear(text_dim, decoder_dim + 1) if category_map else None
+        self.category_classifier = nn.Conv2d(decoder_dim, 1, 1) if category_map else None
+        if category_map:
+            self.category_classifier.is_mask_classifier = True
         self.decoder_dim = decoder_dim
 
-    def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)`` (read only when
-        the head reads the sentence). Returns mask logits ``(batch, 1, H/4, W/4)``."""
+        the head reads the sentence). Returns mask logits ``(batch, 1, H/4, W/4)`` and, with ``category_map``, the
+        category logits of the same shape (else None)."""
         batch = features[0].shape[0]
         film = self.film(sentence).view(batch, len(features), 2, -1, 1, 1) if self.reads_sentence else None
         fused = None
@@ -84,20 +95,26 @@ class SegmentationHead(nn.Module):
         places = coordinate_channels(batch, height, width, fused)  # (batch, 2, H, W)
         fused = self.fuse(torch.cat([fused, places], dim=1))
         if not self.reads_sentence:
-            return self.classifier(fused)
-        kernel = self.dynamic_kernel(sentence)  # (batch, decoder_dim + 1)
-        dynamic = torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5
-        dynamic = dynamic + kernel[:, -1, None, None]
+            return self.classifier(fused), None
         static = self.classifier(fused)
+        dynamic = self.sentence_map(fused, self.dynamic_kernel(sentence))
+        category = None
+        if self.category_kernel is not None:  # every object of the named category: the candidates to count
+            category = self.category_classifier(fused) + self.sentence_map(fused, self.category_kernel(sentence))[:, None]
         if self.rank_kernel is not None:  # "the second tank from the left": sentence x rank of the candidates
-            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(static + dynamic.unsqueeze(1)),
-                                  self.rank_kernel(sentence))
+            candidates = static + dynamic.unsqueeze(1) if category is None else category
+            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(candidates), self.rank_kernel(sentence))
         if self.place_kernel is not None:  # "the leftmost tank": sentence x place, without going through `fuse`
             terms = torch.cat([places, places.square()], dim=1)  # (batch, 4, H, W): x, y, x², y²
             dynamic = dynamic + torch.einsum("bchw,bc->bhw", terms, self.place_kernel(sentence))
         if self.rank_kernel is not None:
             dynamic = dynamic + ranked
-        return static + dynamic.unsqueeze(1)
+        return static + dynamic.unsqueeze(1), category
+
+    def sentence_map(self, fused: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """A sentence-generated 1x1 kernel ``(batch, decoder_dim + 1)`` (weights, then bias) applied to the fused
+        features ``(batch, decoder_dim, H, W)``: ``(batch, H, W)``."""
+        return torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5 + kernel[:, -1, None, None]
 
     @staticmethod
     def rank_terms(logits: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,8 @@ class ReferringSegmentationOutput(ModelOutput):
             BCE-with-logits + Dice, computed in float32 at the labels' resolution; only when `labels` is given.
         logits (`torch.FloatTensor` of shape `(batch, 1, height / 4, width / 4)`):
             Mask logits at a quarter of the input resolution.
+        category_logits (`torch.FloatTensor` of shape `(batch, 1, height / 4, width / 4)`, *optional*):
+            Logits of every object of the named category (only with `config.head_category_map`).
         text_hidden_states (`torch.FloatTensor` of shape `(batch, sequence_length, text_dim)`):
             Word-level features of the text encoder's last layer.
         sentence_embedding (`torch.FloatTensor` of shape `(batch, text_dim)`):
@@ -44,6 +46,7 @@ class ReferringSegmentationOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    category_logits: torch.FloatTensor | None = None
     text_hidden_states: torch.FloatTensor | None = None
     sentence_embedding: torch.FloatTensor | None = None
     vision_features: tuple[torch.FloatTensor, ...] | None = None
@@ -87,7 +90,7 @@ class ReferringSegmentationModel(PreTrainedModel):
         self.text_model = text_model if text_model is not None else build_text_encoder(config.text_config)
         self.segmentation_head = SegmentationHead(
             self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim, config.head_reads_sentence,
-            config.head_place_kernel, config.head_rank_kernel,
+            config.head_place_kernel, config.head_rank_kernel, config.head_category_map,
         )
         self.post_init()
         if config.freeze_backbones:
@@ -198,7 +201,8 @@ class ReferringSegmentationModel(PreTrainedModel):
         return cls(config, vision_backbone=vision, text_model=text)
 
     @staticmethod
-    def _check_inputs(pixel_values: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _check_inputs(pixel_values: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor | None,
+                      category_labels: torch.Tensor | None = None) -> None:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(
                 f"`pixel_values` must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
@@ -206,9 +210,10 @@ class ReferringSegmentationModel(PreTrainedModel):
             raise ValueError(f"`input_ids` must have shape (batch, length) with the batch of `pixel_values` "
                              f"({pixel_values.shape[0]}), got {tuple(input_ids.shape)}.")
         expected = (pixel_values.shape[0], 1, *pixel_values.shape[-2:])
-        if labels is not None and tuple(labels.shape) != expected:
-            raise ValueError(f"`labels` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
-                             f"got {tuple(labels.shape)}.")
+        for name, value in (("labels", labels), ("category_labels", category_labels)):
+            if value is not None and tuple(value.shape) != expected:
+                raise ValueError(f"`{name}` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
+                                 f"got {tuple(value.shape)}.")
 
     def _head_sentence(self, sentence: torch.Tensor) -> torch.Tensor:
         """The sentence feature the head reads: in training, zero for a `head_sentence_dropout` share of samples."""
@@ -219,9 +224,14 @@ class ReferringSegmentationModel(PreTrainedModel):
         return sentence * keep.to(sentence.dtype)
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs) -> ReferringSegmentationOutput:
+                labels: torch.Tensor | None = None, category_labels: torch.Tensor | None = None,
+                **kwargs) -> ReferringSegmentationOutput:
+        """``labels``: the target masks; ``category_labels``: masks of every object of the named category, read
+        only by a head with a category map (where absent, its map learns the target masks)."""
         labels = labels.unsqueeze(1) if labels is not None and labels.ndim == 3 else labels
-        self._check_inputs(pixel_values, input_ids, labels)
+        if category_labels is not None and category_labels.ndim == 3:
+            category_labels = category_labels.unsqueeze(1)
+        self._check_inputs(pixel_values, input_ids, labels, category_labels)
         # step 1: word-level features (text adapters write language proxies here) -> (batch, length, text_dim)
         words = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # step 2: sentence feature -> (batch, text_dim)
@@ -229,12 +239,15 @@ class ReferringSegmentationModel(PreTrainedModel):
         # step 3: four stage features (vision adapters read the proxies) -> (batch, C_i, H/s_i, W/s_i)
         features = self.vision_model(pixel_values)
         # step 4: language-conditioned decoding -> (batch, 1, H/4, W/4)
-        logits = self.segmentation_head(features, self._head_sentence(sentence).to(features[0].dtype))
-        # step 5: loss in float32 at the labels' resolution
+        logits, category = self.segmentation_head(features, self._head_sentence(sentence).to(features[0].dtype))
+        # step 5: loss in float32 at the labels' resolution (the category map's: on every object of the category)
         loss = None
         if labels is not None:
             loss = segmentation_loss(logits, labels, self.config.bce_weight, self.config.dice_weight)
-        return ReferringSegmentationOutput(loss=loss, logits=logits, text_hidden_states=words,
+            if category is not None:
+                loss = loss + segmentation_loss(category, labels if category_labels is None else category_labels,
+                                                self.config.bce_weight, self.config.dice_weight)
+        return ReferringSegmentationOutput(loss=loss, logits=logits, category_logits=category, text_hidden_states=words,
                                            sentence_embedding=sentence, vision_features=tuple(features))
 
 

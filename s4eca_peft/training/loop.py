@@ -54,7 +54,8 @@ def training_step(
     detached loss. A non-finite loss raises `FloatingPointError` naming ``where`` it happened."""
     with accelerator.accumulate(model):
         outputs = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                        attention_mask=batch["attention_mask"], labels=batch["labels"])
+                        attention_mask=batch["attention_mask"], labels=batch["labels"],
+                        category_labels=batch.get("category_labels"))
         loss = outputs.loss
         if not torch.isfinite(loss):
             raise FloatingPointError(

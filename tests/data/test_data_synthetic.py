@@ -30,6 +30,19 @@ SCENES = [generate_scene_with_layout((11, i), image_size=128, version=1) for i i
 SCENES_V2 = [generate_scene_with_layout((11, i), image_size=128) for i in range(300)]
 
 
+def test_every_scene_carries_the_mask_of_every_object_of_the_targets_category():
+    from s4eca_peft.data.synthetic import object_footprint
+
+    for scene in SCENES_V2[:60]:
+        expected = np.zeros_like(scene.mask)
+        for obj in scene.objects:
+            if obj.category == scene.category:
+                index, inside = object_footprint(obj, 128)
+                expected[index] |= inside
+        np.testing.assert_array_equal(scene.category_mask, expected)
+        assert scene.category_mask[scene.mask].all() and scene.category_mask.sum() > scene.mask.sum()
+
+
 def test_same_seed_same_scene_and_different_seeds_differ():
     a, b, c = generate_scene(5), generate_scene(5), generate_scene(6)
     np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]))

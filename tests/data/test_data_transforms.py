@@ -96,6 +96,11 @@ def test_train_transform_flip_probability():
     np.testing.assert_array_equal(always["mask"], sample["mask"][:, ::-1])
     assert always["image"][:, -3:].min() == 1.0 and always["image"][:, :3].max() == 0.0
     np.testing.assert_array_equal(never["mask"], sample["mask"])
+    category = dict(sample, category_mask=np.tri(8, 10, dtype=bool))  # flipped with the image and the mask
+    np.testing.assert_array_equal(TrainTransform(flip_prob=1.0, jitter=False)(category)["category_mask"],
+                                  category["category_mask"][:, ::-1])
+    np.testing.assert_array_equal(TrainTransform(flip_prob=0.0, jitter=False)(category)["category_mask"],
+                                  category["category_mask"])
     pil = TrainTransform(flip_prob=1.0, jitter=False)(dict(sample, image=Image.fromarray(sample["image"])))
     assert isinstance(pil["image"], Image.Image)
     np.testing.assert_array_equal(np.asarray(pil["image"]), sample["image"][:, ::-1])
@@ -132,6 +137,18 @@ def test_eval_collate_shapes_and_values(processor, samples):
     assert batch["expressions"] == [s["expression"] for s in samples]
     decoded = processor.tokenizer.decode(batch["input_ids"][0], skip_special_tokens=True)
     assert decoded.split()[:2] == samples[0]["expression"].lower().split()[:2]
+
+
+def test_training_scenes_collate_the_masks_of_every_object_of_the_named_category(processor):
+    from s4eca_peft.data import SyntheticSceneStream
+
+    scenes = [SyntheticSceneStream(image_size=96, seed=5, length=4)[i] for i in range(4)]
+    batch = ReferringCollator(processor)(scenes)
+    torch.testing.assert_close(batch["category_labels"],
+                               processor.preprocess_masks([s["category_mask"] for s in scenes]))
+    assert (batch["category_labels"] >= batch["labels"]).all()  # the target is one of them
+    assert (batch["category_labels"].sum(dim=(1, 2, 3)) > batch["labels"].sum(dim=(1, 2, 3))).all()
+    assert "category_labels" not in ReferringCollator(processor)([*scenes[:3], {**scenes[3], "category_mask": None}])
 
 
 def test_training_batches_are_augmented_by_the_sample_key(processor, samples):

@@ -272,6 +272,57 @@ def test_the_rank_kernel_adds_a_sentence_weight_to_each_candidate_objects_rank_f
     check_head_option_saved_and_refused_without_a_sentence(model, plain, batch, "head_rank_kernel", tmp_path)
 
 
+def test_the_category_map_gives_the_rank_kernel_its_candidates_and_learns_every_object_of_the_category(tmp_path):
+    from s4eca_peft.modeling.head import SegmentationHead
+
+    ranked = build("swin", "bert", head_rank_kernel=True).eval()
+    model = build("swin", "bert", head_rank_kernel=True, head_category_map=True).eval()
+    model.load_state_dict(ranked.state_dict(), strict=False)  # the same weights but the category map's
+    head = model.segmentation_head
+    batch = inputs()
+    assert ranked.segmentation_head.category_kernel is None and ranked(**batch).category_logits is None
+    with torch.no_grad():
+        for kernel in (head.rank_kernel, ranked.segmentation_head.rank_kernel):
+            kernel.weight.zero_()
+            kernel.bias.zero_()
+        torch.manual_seed(1)
+        head.classifier.weight.normal_()  # a mask whose own candidates are some pixels only
+        ranked.segmentation_head.classifier.weight.copy_(head.classifier.weight)
+        base = ranked(**batch).logits  # no rank term
+        head.rank_kernel.bias[0] = 5.0  # the first object from the left
+        head.category_kernel.weight.zero_()
+        head.category_kernel.bias.zero_()
+        head.category_classifier.weight.zero_()  # a flat category map: one object covering the image
+        out = model(**batch)
+    assert out.category_logits.shape == out.logits.shape
+    assert torch.allclose(out.logits - base, torch.full_like(base, 5.0), atol=1e-5)  # ranked in the category map
+    own = SegmentationHead.rank_terms(base)[:, :1]  # the mask's own candidates would mark only some pixels
+    assert own.sum() < own.numel()
+
+    labels = labels_for(batch)
+    category = labels.clone()
+    category[:, :, -4:, :4] = 1  # another object of the category
+    model.train()
+    with torch.no_grad():
+        head.category_classifier.weight.normal_(std=0.1)
+    with_category = model(**batch, labels=labels, category_labels=category)
+    target_only = model(**batch, labels=labels)  # without category masks the map learns the target mask
+    assert not torch.isclose(with_category.loss, target_only.loss)
+    with_category.loss.backward()
+    assert head.category_kernel.weight.grad.abs().sum() > 0 and head.category_classifier.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="`category_labels` must have shape"):
+        model(**batch, labels=labels, category_labels=category[:, :, :-1])
+
+    model.eval().save_pretrained(tmp_path)
+    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.head_category_map is True
+    assert torch.allclose(reloaded(**batch).category_logits, model(**batch).category_logits)
+    older = {k: v for k, v in ranked.config.to_dict().items() if k != "head_category_map"}
+    assert ReferringSegmentationConfig.from_dict(older).head_category_map is False
+    with pytest.raises(ValueError, match="`head_category_map` needs `head_rank_kernel`"):
+        ReferringSegmentationConfig(head_category_map=True)
+
+
 def test_sentence_dropout_hides_the_sentence_from_the_head_of_some_training_samples_only():
     model, plain = build("swin", "bert", head_sentence_dropout=0.5), build("swin", "bert")
     read = []

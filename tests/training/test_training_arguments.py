@@ -92,6 +92,20 @@ def test_head_sentence_dropout_reaches_the_model_config_and_is_refused_outside_0
     assert "cannot go with --no_head_reads_sentence" in capsys.readouterr().err
 
 
+def test_head_category_map_reaches_the_model_config_and_needs_the_rank_kernel(capsys):
+    from s4eca_peft.training.base_model import build_base_and_processor
+
+    assert parse_train_args([]).model.head_category_map is False
+    model_args = parse_train_args(["--head_category_map", "--decoder_dim", "16"]).model
+    base, _, _ = build_base_and_processor(model_args, image_size=64)
+    assert base.config.head_category_map is True and base.segmentation_head.category_kernel is not None
+    for refused in ("--no_head_rank_kernel", "--no_head_reads_sentence"):
+        with pytest.raises(SystemExit):
+            parse_train_args(["--head_category_map", refused])
+        assert "`head_category_map` (--head_category_map) gives the rank kernel its candidates" in (
+            capsys.readouterr().err)
+
+
 def test_eval_arguments():
     arguments = parse_eval_args(["--adapter", "a", "--split", "val", "--num_samples", "9"])
     assert (arguments.adapter, arguments.split, arguments.num_samples, arguments.dataset) == ("a", "val", 9, "synthetic")
