@@ -2,8 +2,9 @@
 objects against the scene's layout, on the synthetic **val** scenes.
 
 The rank kernel (`SegmentationHead.rank_terms`) counts the connected regions that the head's own logits, before the
-place and rank terms, rate at least half as likely as their best pixel. For each ordinal val scene this script
-compares those regions with the objects the generator drew, at the head's resolution:
+place and rank terms (or, with `head_category_map`, the category map's logits), rate at least half as likely as their
+best pixel. For each ordinal val scene this script compares those regions with the objects the generator drew, at
+the head's resolution:
 
 * how many of the named category's objects the candidates cover (at least half of each object's cells);
 * how many candidate regions lie on no object of the named category (other categories' objects, roads, background);
@@ -34,10 +35,18 @@ OBJECT_CELL_SHARE = 0.3
 OTHER_SHARES = (0.3, 0.7)
 """Shares of the best pixel's probability, beside the kernel's own `CANDIDATE_SHARE`, at which the head's candidates
 are compared."""
-WHICH = {"head": f"the head's own at {CANDIDATE_SHARE} of the best pixel (what the kernel counts)",
-         **{f"head {t}": f"the head's own at {t} of the best pixel" for t in OTHER_SHARES},
-         "layout": "the layout's objects of the named category"}
-"""The candidate maps compared."""
+SOURCES = {False: "the head's own logits, before the place and rank terms", True: "the head's category map"}
+"""Where the rank kernel reads its candidates: a head without and with `head_category_map`."""
+WHICH = ["head", *(f"head {t}" for t in OTHER_SHARES), "layout"]
+"""The candidate maps compared: the head's at its own share of the best pixel (what the kernel counts) and at the
+`OTHER_SHARES`, and the layout's objects of the named category."""
+
+
+def labels(category_map: bool) -> list[str]:
+    """The table's label of each of `WHICH` for a head without or with a category map."""
+    source = "the category map" if category_map else "the head's own"
+    return [f"{source} at {CANDIDATE_SHARE} of the best pixel (what the kernel counts)",
+            *(f"{source} at {t} of the best pixel" for t in OTHER_SHARES), "the layout's objects of the named category"]
 SIDES = {("x", True): "left", ("x", False): "right", ("y", True): "top", ("y", False): "bottom"}
 
 
@@ -132,6 +141,7 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
     if not rows["layout"]["covered"]:
         raise SystemExit(f"--num_samples {num_samples}: no ordinal scene among them; use more scenes.")
     return {"scenes": len(rows["layout"]["covered"]), "num_samples": num_samples,
+            "category_map": head.category_kernel is not None,
             "candidates": {which: {**{name: float(np.mean(values)) for name, values in row.items()},
                                    "picks_above_half": float(np.mean(np.array(row["pick"]) > 0.5))}
                            for which, row in rows.items()},
@@ -140,7 +150,8 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
 
 def section(result: dict[str, Any], command: str) -> str:
     rows = [[label, f"{100 * c['covered']:.0f} %", f"{c['stray']:.2f}", f"{c['pick']:.2f}",
-             f"{100 * c['picks_above_half']:.0f} %"] for label, c in zip(WHICH.values(), result["candidates"].values())]
+             f"{100 * c['picks_above_half']:.0f} %"]
+            for label, c in zip(labels(result["category_map"]), result["candidates"].values())]
     table = markdown_table(["candidates", "named category's objects covered",
                             "regions on no object of the category, per scene", "IoU of the region the rank picks",
                             "picks with IoU > 0.5"], rows)
@@ -151,8 +162,8 @@ def section(result: dict[str, Any], command: str) -> str:
         f"Command: `{command}`. Machine: {machine_line(machine_info(torch.get_num_threads()))}.",
         "",
         f"The {result['scenes']} ordinal scenes among the first {result['num_samples']} val scenes, at the head's "
-        "resolution: the regions the rank kernel counts (the head's own logits before the place and rank terms, at "
-        "least half as likely as their best pixel), the same at other shares of the best pixel, and the layout's "
+        f"resolution: the regions the rank kernel counts ({SOURCES[result['category_map']]}, at least half as "
+        "likely as their best pixel), the same at other shares of the best pixel, and the layout's "
         "objects of the named category, against the "
         "objects the generator drew; and the region the ordinal's rank picks from its side with each (the rule "
         "alone, without the network's other terms), against the target.",
