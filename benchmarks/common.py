@@ -59,6 +59,8 @@ METHOD_LABELS = {
     "s4eca_rank_kernel_sentence_dropout_0.25": "S4ECA + the head's place and rank kernels + sentence dropout 0.25",
     "s4eca_category_map": "S4ECA + the head's place and rank kernels, ranks counted in a category map, learning rate "
                           "1e-3",
+    "lora_category_map": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels, "
+                         "ranks counted in a category map",
 }
 
 PAGE_HEADER = """# Benchmarks
