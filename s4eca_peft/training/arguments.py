@@ -53,10 +53,11 @@ class ModelArguments:
                 "from each side of the image, added to the mask logits: a direct term for expressions that count "
                 "(\"the second tank from the left\"; --no_head_rank_kernel: without it, as in adapters saved before "
                 "the option; a head that reads no sentence has none)."})
-    head_category_map: bool = field(default=False, metadata={
-        "help": "The rank kernel counts the candidates of a second sentence-conditioned map trained on every object "
+    head_category_map: bool = field(default=True, metadata={
+        "help": "The rank kernel counts the candidates of a second sentence-conditioned map, trained on every object "
                 "of the named category (synthetic scenes carry them; other data trains it on the target mask), "
-                "instead of the mask's own candidates (needs the rank kernel)."})
+                "instead of the mask's own candidates (--no_head_category_map: without it, as in adapters saved "
+                "before the option; a head without the rank kernel has none)."})
     head_sentence_dropout: float = field(default=0.0, metadata={
         "help": "In training, the share of samples whose head reads no sentence, so that the expression must reach "
                 "their mask through the vision adapters (in [0, 1); evaluation always gives the head the sentence)."})
@@ -70,10 +71,6 @@ class ModelArguments:
         if self.head_sentence_dropout and not self.head_reads_sentence:
             raise ValueError("`head_sentence_dropout` (--head_sentence_dropout) hides the sentence from a head that "
                              "reads it: it cannot go with --no_head_reads_sentence.")
-        if self.head_category_map and not (self.head_rank_kernel and self.head_reads_sentence):
-            raise ValueError("`head_category_map` (--head_category_map) gives the rank kernel its candidates: it needs "
-                             "the rank kernel and a head that reads the sentence (not --no_head_rank_kernel or "
-                             "--no_head_reads_sentence).")
 
 
 S4ECA_CONFIG_ONLY = frozenset({

@@ -92,18 +92,19 @@ def test_head_sentence_dropout_reaches_the_model_config_and_is_refused_outside_0
     assert "cannot go with --no_head_reads_sentence" in capsys.readouterr().err
 
 
-def test_head_category_map_reaches_the_model_config_and_needs_the_rank_kernel(capsys):
+def test_the_head_category_map_is_on_by_default_and_only_with_the_rank_kernel():
     from s4eca_peft.training.base_model import build_base_and_processor
 
-    assert parse_train_args([]).model.head_category_map is False
-    model_args = parse_train_args(["--head_category_map", "--decoder_dim", "16"]).model
-    base, _, _ = build_base_and_processor(model_args, image_size=64)
-    assert base.config.head_category_map is True and base.segmentation_head.category_kernel is not None
-    for refused in ("--no_head_rank_kernel", "--no_head_reads_sentence"):
-        with pytest.raises(SystemExit):
-            parse_train_args(["--head_category_map", refused])
-        assert "`head_category_map` (--head_category_map) gives the rank kernel its candidates" in (
-            capsys.readouterr().err)
+    def head_of(*flags):
+        base, _, _ = build_base_and_processor(parse_train_args([*flags, "--decoder_dim", "16"]).model, image_size=64)
+        return base.config.head_category_map, base.segmentation_head.category_kernel is not None
+
+    assert parse_train_args([]).model.head_category_map is True
+    assert head_of() == (True, True)
+    assert head_of("--no_head_category_map") == (False, False)
+    # the map gives the rank kernel its candidates: without the kernel (or the sentence) the head has none
+    assert head_of("--no_head_rank_kernel") == (False, False)
+    assert head_of("--no_head_reads_sentence") == (False, False)
 
 
 def test_eval_arguments():
