@@ -61,6 +61,7 @@ METHOD_LABELS = {
                           "1e-3",
     "lora_category_map": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels, "
                          "ranks counted in a category map",
+    "head_only_category_map": "head only + the head's place and rank kernels, ranks counted in a category map",
 }
 
 PAGE_HEADER = """# Benchmarks

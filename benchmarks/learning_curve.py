@@ -50,6 +50,7 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "s4eca_rank_kernel_sentence_dropout_0.25": ("s4eca", {**BOTH_KERNELS, "head_sentence_dropout": 0.25}),
     "s4eca_category_map": ("s4eca", {**BOTH_KERNELS, "head_category_map": True, "learning_rate": 1e-3}),
     "lora_category_map": ("lora", {**BOTH_KERNELS, "head_category_map": True, "learning_rate": 5e-4}),
+    "head_only_category_map": ("head", {**BOTH_KERNELS, "head_category_map": True}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
 rate, sentence dropout in the head, the head's rank kernel, the rank kernel counting in a category map): that run and
