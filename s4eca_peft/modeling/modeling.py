@@ -228,9 +228,8 @@ class ReferringSegmentationModel(PreTrainedModel):
                 **kwargs) -> ReferringSegmentationOutput:
         """``labels``: the target masks; ``category_labels``: masks of every object of the named category, read
         only by a head with a category map (where absent, its map learns the target masks)."""
-        labels = labels.unsqueeze(1) if labels is not None and labels.ndim == 3 else labels
-        if category_labels is not None and category_labels.ndim == 3:
-            category_labels = category_labels.unsqueeze(1)
+        labels, category_labels = (mask.unsqueeze(1) if mask is not None and mask.ndim == 3 else mask
+                                   for mask in (labels, category_labels))
         self._check_inputs(pixel_values, input_ids, labels, category_labels)
         # step 1: word-level features (text adapters write language proxies here) -> (batch, length, text_dim)
         words = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -44,15 +44,15 @@ def build_base_and_processor(
     vision_path = model_args.vision_model or EMBEDDED_BACKBONE
     text_path = model_args.text_model or default_text_model()
     tokenizer = fallback_tokenizer() if text_path is None else None
+    ranks = model_args.head_rank_kernel and model_args.head_reads_sentence  # no sentence, no kernels
     base = ReferringSegmentationModel.from_backbones(
         vision_path, text_path, vision_revision=model_args.vision_revision, text_revision=model_args.text_revision,
         text_config=None if tokenizer is None else BertConfig(
             vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, hidden_size=128, num_hidden_layers=2,
             num_attention_heads=2, intermediate_size=256),
         decoder_dim=model_args.decoder_dim, head_reads_sentence=model_args.head_reads_sentence,
-        head_place_kernel=model_args.head_place_kernel and model_args.head_reads_sentence,  # no sentence, no kernel
-        head_rank_kernel=model_args.head_rank_kernel and model_args.head_reads_sentence,
-        head_category_map=model_args.head_category_map and model_args.head_rank_kernel and model_args.head_reads_sentence,
+        head_place_kernel=model_args.head_place_kernel and model_args.head_reads_sentence,
+        head_rank_kernel=ranks, head_category_map=model_args.head_category_map and ranks,  # the map feeds the ranks
         head_sentence_dropout=model_args.head_sentence_dropout,
     )
     vision_commit, text_commit = base.config.vision_revision, base.config.text_revision
