@@ -32,6 +32,13 @@ def polygon_rectangle() -> np.ndarray:
     return mask
 
 
+def second_airplane() -> np.ndarray:
+    """Another airplane in image 1 that no ref names (it shares the category of ref 1's target)."""
+    mask = np.zeros((H, W), bool)
+    mask[25:35, 35:45] = True
+    return mask
+
+
 def uncompressed_rle(mask: np.ndarray) -> dict:
     """COCO uncompressed RLE written by hand: column-major runs, starting with a run of zeros."""
     flat = mask.flatten(order="F").astype(int)
@@ -76,6 +83,7 @@ GOOD_ANNOTATIONS = [
     {"id": 12, "image_id": 2, "category_id": 2, "segmentation": uncompressed_rle(l_shape())},
     {"id": 13, "image_id": 3, "category_id": 1, "segmentation": compressed_rle(dotted())},
     {"id": 14, "image_id": 1, "category_id": 2, "segmentation": compressed_rle(l_shape())},
+    {"id": 15, "image_id": 1, "category_id": 1, "segmentation": compressed_rle(second_airplane())},
 ]
 
 

@@ -18,7 +18,16 @@ import datasets
 import pyarrow
 
 from ..files import hub_snapshot, is_hub_id, parse_json, private_folder, snapshot_commit, write_text_atomic
-from .records import COLUMNS, FEATURES, check_encoded_record, decode_masks, records_to_dataset
+from .records import (
+    CATEGORY_MASK,
+    COLUMNS,
+    FEATURES,
+    OPTIONAL_FEATURES,
+    check_encoded_record,
+    decode_masks,
+    features_for,
+    records_to_dataset,
+)
 from .validation import SPLITS, InvalidRecord, ValidationReport, check_split
 
 MANIFEST = "s4eca_dataset.json"
@@ -27,8 +36,9 @@ ROWS_PER_SHARD = 500
 UNPACKED_DIR = "s4eca-unpacked"
 SPLIT_COLUMN = "split"
 PREPARED_FEATURES = datasets.Features({**FEATURES, SPLIT_COLUMN: datasets.Value("string")})
-"""The parquet rows of a prepared dataset: the loaders' columns and each row's split."""
-FORMAT_VERSION = 2  # 1: no split column
+"""The parquet rows of a prepared dataset: the loaders' columns and each row's split (and `CATEGORY_MASK` where the
+dataset's records carry it)."""
+FORMAT_VERSION = 3  # 1: no split column; 2: no category_mask column
 
 
 # ----------------------------------------------------------------------------- where a dataset is read from
@@ -164,9 +174,10 @@ def read_prepared_split(folder: Path, dataset: str, split: str, name: str,
     if len(keep) != len(table):
         table = table.select(keep)
     try:
-        table = table.cast(FEATURES)
+        features = features_for(table.column_names)
+        table = table.cast(features)
     except (TypeError, ValueError, pyarrow.ArrowException) as error:
-        raise ValueError(f"{str(folder)!r}: split {split!r} has column types {table.features}, expected {FEATURES}: "
+        raise ValueError(f"{str(folder)!r}: split {split!r} has column types {table.features}, expected {features}: "
                          f"{error}") from error
     return table.with_transform(decode_masks), report
 
@@ -185,9 +196,11 @@ def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationRe
         except (OSError, pyarrow.ArrowException) as error:
             raise ValueError(f"{str(folder / name)!r} is not a readable parquet file: {error}") from error
         found = sorted(table.column_names)
-        if found not in (sorted(COLUMNS), sorted(PREPARED_FEATURES)) or (columns is not None and found != columns):
+        required = sorted(set(found) - {CATEGORY_MASK})
+        if required not in (sorted(COLUMNS), sorted(PREPARED_FEATURES)) or (columns is not None and found != columns):
             raise ValueError(f"{str(folder / name)!r} (split {split!r}) has columns {table.column_names}, expected "
-                             f"{list(PREPARED_FEATURES)} in every file of the split.")
+                             f"{list(PREPARED_FEATURES)} (and optionally {CATEGORY_MASK!r}) in every file of the "
+                             "split.")
         columns = found
         for number, row in enumerate(table.to_pylist()):
             try:
@@ -209,32 +222,38 @@ def write_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], d
     written: list[str] = []
     for split in SPLITS:
         records = records_per_split.get(split, [])
+        features = PREPARED_FEATURES
+        if records and all(CATEGORY_MASK in record for record in records):
+            features = datasets.Features({**features, CATEGORY_MASK: OPTIONAL_FEATURES[CATEGORY_MASK]})
         shards = max(1, -(-len(records) // ROWS_PER_SHARD))
         files = [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
         for index, name in enumerate(files):
             chunk = records[index * ROWS_PER_SHARD : (index + 1) * ROWS_PER_SHARD]
             rows = [dict(r, image={"bytes": Path(r["image"]).read_bytes(), "path": Path(r["image"]).name}, split=split)
                     for r in chunk]
-            columns = {column: [row[column] for row in rows] for column in PREPARED_FEATURES}
+            columns = {column: [row[column] for row in rows] for column in features}
             (out / name).parent.mkdir(parents=True, exist_ok=True)
-            datasets.Dataset.from_dict(columns, features=PREPARED_FEATURES).to_parquet(str(out / name))
+            datasets.Dataset.from_dict(columns, features=features).to_parquet(str(out / name))
         manifest["splits"][split] = {"num_samples": len(records), "files": files}
         written += files
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-    write_text_atomic(out / "README.md", _dataset_card(dataset, manifest))
+    with_category_mask = any(CATEGORY_MASK in records[0] for records in records_per_split.values() if records)
+    write_text_atomic(out / "README.md", _dataset_card(dataset, manifest, with_category_mask))
     return [*written, MANIFEST, "README.md"]
 
 
-def _dataset_card(dataset: str, manifest: dict[str, Any]) -> str:
+def _dataset_card(dataset: str, manifest: dict[str, Any], with_category_mask: bool) -> str:
     data_files = "".join(f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
                          if manifest["splits"][split]["num_samples"])
     sizes = ", ".join(f"{split} {manifest['splits'][split]['num_samples']}" for split in SPLITS)
+    category_mask = (f", `{CATEGORY_MASK}` (every object of the sample's category in its image, RLE as `mask`)"
+                     if with_category_mask else "")
     return (
         f"---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}tags:\n- s4eca\n"
         "- referring-image-segmentation\n- remote-sensing\n---\n\n"
         f"# {dataset} (prepared by s4eca-peft)\n\nSamples per split: {sizes}. Columns: `image` (the original file's "
         "bytes), `mask` (compressed COCO RLE: `size` [H, W] and `counts`), `expression`, `image_id`, `sample_id`, "
-        f"`category`, `split`.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
+        f"`category`, `split`{category_mask}.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
         f'val = load_{dataset}("<this repo id>", "val")  # masks decoded to (H, W) booleans\n```\n'
     )
 

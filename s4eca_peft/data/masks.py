@@ -32,6 +32,13 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
+def merge_rles(rles: list[dict[str, Any]]) -> dict[str, Any]:
+    """The union of compressed RLEs of one size (as written by `encode_mask`), without decoding them."""
+    merged = mask_utils.merge([{"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")} for rle in rles],
+                              intersect=False)
+    return {"size": [int(v) for v in merged["size"]], "counts": merged["counts"].decode("ascii")}
+
+
 def rle_runs(counts: str) -> list[int]:
     """The run lengths (background first, alternating) of a compressed COCO RLE ``counts`` string, read in Python so
     that untrusted counts are checked before pycocotools decodes them. Each run is little-endian 5-bit groups, one

@@ -28,30 +28,43 @@ from .validation import (
 COLUMNS = ("image", "mask", "expression", "image_id", "sample_id", "category")
 FAMILY = "family"
 """Optional column: the expression family of each sample (synthetic scenes carry one; real datasets do not)."""
+CATEGORY_MASK = "category_mask"
+"""Optional column: the mask (RLE, like ``mask``) of every object of the sample's category in its image, the target
+among them, or None where the category is unknown. RRSIS-D records carry it (from its instances.json); training
+batches it as ``category_labels`` for the head's category map."""
 
+MASK_FEATURE = {"size": datasets.Sequence(datasets.Value("int32")), "counts": datasets.Value("string")}
 FEATURES = datasets.Features({
     "image": datasets.Image(),  # paths (or encoded bytes), decoded to PIL only when a row is read
-    # compressed RLE; `decode_masks` turns it into an (H, W) boolean array on access
-    "mask": {"size": datasets.Sequence(datasets.Value("int32")), "counts": datasets.Value("string")},
+    "mask": MASK_FEATURE,  # compressed RLE; `decode_masks` turns it into an (H, W) boolean array on access
     **{name: datasets.Value("string") for name in COLUMNS[2:]},  # category: None where a dataset has none
 })
+OPTIONAL_FEATURES = {FAMILY: datasets.Value("string"), CATEGORY_MASK: MASK_FEATURE}
+"""The optional columns a dataset has when every one of its records has them."""
 
 
 def decode_masks(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """``with_transform`` function: RLE ``mask`` entries -> ``(H, W)`` boolean arrays (other columns unchanged)."""
-    if "mask" in batch:
-        batch["mask"] = [None if rle is None else decode_rle(rle) for rle in batch["mask"]]
+    """``with_transform`` function: RLE ``mask`` (and `CATEGORY_MASK`) entries -> ``(H, W)`` boolean arrays (other
+    columns unchanged)."""
+    for name in ("mask", CATEGORY_MASK):
+        if name in batch:
+            batch[name] = [None if rle is None else decode_rle(rle) for rle in batch[name]]
     return batch
 
 
+def features_for(columns: Sequence[str]) -> datasets.Features:
+    """`FEATURES` and those of the `OPTIONAL_FEATURES` among ``columns``."""
+    return datasets.Features({**FEATURES, **{name: OPTIONAL_FEATURES[name] for name in OPTIONAL_FEATURES
+                                             if name in columns}})
+
+
 def records_to_dataset(records: Sequence[dict[str, Any]]) -> datasets.Dataset:
-    """Records with the `COLUMNS` keys (``mask`` as RLE; `FAMILY` too when every record has one) -> a
-    `datasets.Dataset` that decodes masks on access: ``select``/``shuffle`` keep that transform,
+    """Records with the `COLUMNS` keys (``mask`` as RLE; each of `OPTIONAL_FEATURES` too when every record has it)
+    -> a `datasets.Dataset` that decodes masks on access: ``select``/``shuffle`` keep that transform,
     ``with_format``/``map`` replace it (re-apply `decode_masks` with ``with_transform`` then)."""
-    names = COLUMNS + ((FAMILY,) if records and all(FAMILY in record for record in records) else ())
-    columns = {name: [record[name] for record in records] for name in names}
-    features = datasets.Features({**FEATURES, **{name: datasets.Value("string") for name in names[len(COLUMNS):]}})
-    return datasets.Dataset.from_dict(columns, features=features).with_transform(decode_masks)
+    optional = tuple(name for name in OPTIONAL_FEATURES if records and all(name in record for record in records))
+    columns = {name: [record[name] for record in records] for name in COLUMNS + optional}
+    return datasets.Dataset.from_dict(columns, features=features_for(optional)).with_transform(decode_masks)
 
 
 def image_size(source: str | os.PathLike | IO[bytes], what: str, decode: bool = False) -> tuple[int, int]:
@@ -94,7 +107,7 @@ def check_expression(expression: Any, name: str = "expression") -> None:
 def check_record(record: dict[str, Any], height: int, width: int, mask_name: str = "mask") -> None:
     """A record in the loaders' columns (`COLUMNS`; ``mask`` as RLE) for an image of
     ``height`` x ``width``: ids are non-empty text, ``category`` text or None, then `check_expression` and
-    `check_mask`."""
+    `check_mask` (of `CATEGORY_MASK` too, where the record has one)."""
     for key in ("image_id", "sample_id"):
         if not isinstance(record.get(key), str) or not record[key]:
             raise InvalidRecord(MALFORMED_RECORD, f"{key} {brief(record.get(key))} is not a non-empty string")
@@ -102,6 +115,8 @@ def check_record(record: dict[str, Any], height: int, width: int, mask_name: str
         raise InvalidRecord(MALFORMED_RECORD, f"category {brief(record['category'])} is not a string or null")
     check_expression(record.get("expression"))
     check_mask(record.get("mask"), height, width, mask_name)
+    if record.get(CATEGORY_MASK) is not None:
+        check_mask(record[CATEGORY_MASK], height, width, CATEGORY_MASK)
 
 
 def check_encoded_record(record: dict[str, Any], split: str) -> None:

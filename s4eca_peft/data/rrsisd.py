@@ -12,8 +12,8 @@ import datasets
 
 from ..files import parse_json
 from .hub import read_dataset_split
-from .masks import segmentation_to_rle
-from .records import check_expression, check_mask, image_size
+from .masks import merge_rles, segmentation_to_rle
+from .records import CATEGORY_MASK, check_expression, check_mask, image_size
 from .safe_pickle import load_untrusted_pickle
 from .validation import (
     DUPLICATE_ID,
@@ -58,6 +58,10 @@ class _Scanner:
                 and isinstance(data.get("annotations"), list)):
             raise ValueError(f"{paths['instances']}: expected a COCO object with 'images' and 'annotations' lists.")
         self.entries = {"image": _index(data["images"]), "annotation": _index(data["annotations"])}
+        self.by_image_category: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for annotation in self.entries["annotation"][0].values():
+            key = (annotation.get("image_id"), annotation.get("category_id"))
+            self.by_image_category.setdefault(key, []).append(annotation)
         categories, _ = _index(data.get("categories") or [])
         self.category_names = {key: c["name"] for key, c in categories.items() if isinstance(c.get("name"), str)}
         self.images, self.decode_images = paths["images"], decode_images
@@ -101,13 +105,31 @@ class _Scanner:
             owner = brief(annotation.get("image_id"))
             raise InvalidRecord(MALFORMED_RECORD, f"annotation {ann_id!r} belongs to image {owner}, the ref to "
                                                   f"{ref['image_id']!r}")
+        return annotation, self._annotation_rle(annotation, height, width)
+
+    @staticmethod
+    def _annotation_rle(annotation: dict[str, Any], height: int, width: int) -> dict[str, Any]:
+        """An annotation's segmentation as a checked RLE of the image's size."""
         try:
             rle = segmentation_to_rle(annotation.get("segmentation"), height, width)
         except Exception as error:  # pycocotools raises several types on corrupt input
-            detail = f"annotation {ann_id!r}: cannot decode segmentation: {error}"
+            detail = f"annotation {annotation['id']!r}: cannot decode segmentation: {error}"
             raise InvalidRecord(MALFORMED_RECORD, detail) from error
-        check_mask(rle, height, width, name=f"annotation {ann_id!r} mask")
-        return annotation, rle
+        check_mask(rle, height, width, name=f"annotation {annotation['id']!r} mask")
+        return rle
+
+    def _category_mask(self, ref: dict[str, Any], annotation: dict[str, Any], rle: dict[str, Any],
+                       height: int, width: int) -> dict[str, Any] | None:
+        """Every annotation in the ref's image of the ref's annotation's category, that annotation (``rle``)
+        among them, as one RLE; None when the annotation has no category id. One that cannot be decoded makes the
+        ref invalid, naming it."""
+        category_id = annotation.get("category_id")
+        if not _is_id(category_id):
+            return None
+        others = [self._annotation_rle(other, height, width)
+                  for other in self.by_image_category.get((ref["image_id"], category_id), [])
+                  if other["id"] != annotation["id"]]
+        return merge_rles([rle, *others]) if others else rle
 
     def scan_ref(self, ref: dict[str, Any], report: ValidationReport, index: int) -> list[dict[str, Any]]:
         sentences = ref.get("sentences")
@@ -124,6 +146,7 @@ class _Scanner:
             self.seen_refs.add(ref["ref_id"])
             path, height, width = self._image(ref)
             annotation, rle = self._mask(ref, height, width)
+            category_mask = self._category_mask(ref, annotation, rle, height, width)
         except InvalidRecord as error:
             report.add(error.kind, rid, error.detail, n)
             return []
@@ -149,7 +172,7 @@ class _Scanner:
                 continue
             self.seen_samples.add(sample_id)
             records.append({"image": str(path), "mask": rle, "expression": text, "image_id": str(ref["image_id"]),
-                            "sample_id": sample_id, "category": category})
+                            "sample_id": sample_id, "category": category, CATEGORY_MASK: category_mask})
         return records
 
 

@@ -561,12 +561,13 @@ def _sample(seed: int, index: int, image_size: int, version: int) -> dict[str, A
 
 def make_synthetic_dataset(num_samples: int, image_size: int = 128, seed: int = 0,
                            version: int = DATA_VERSION) -> datasets.Dataset:
-    """``num_samples`` scenes (scene ``i`` from ``(seed, i)``) as a dataset with the loaders' columns and
-    ``family``; ``version`` selects the generator (`DATA_VERSIONS`)."""
+    """``num_samples`` scenes (scene ``i`` from ``(seed, i)``) as a dataset with the loaders' columns,
+    ``family`` and ``category_mask``; ``version`` selects the generator (`DATA_VERSIONS`)."""
     if num_samples < 0:
         raise ValueError(f"`num_samples` must be non-negative, got {num_samples}.")
     samples = (_sample(seed, index, image_size, version) for index in range(num_samples))
-    return records_to_dataset([{**sample, "mask": encode_mask(sample["mask"])} for sample in samples])
+    return records_to_dataset([{**sample, "mask": encode_mask(sample["mask"]),
+                                "category_mask": encode_mask(sample["category_mask"])} for sample in samples])
 
 
 class SyntheticSceneStream(torch.utils.data.Dataset):

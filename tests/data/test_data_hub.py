@@ -49,6 +49,9 @@ def assert_same_rows(loaded, expected) -> None:
             k: b[k] for k in ("expression", "image_id", "sample_id", "category")}
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["mask"], b["mask"])
+        assert ("category_mask" in a) == ("category_mask" in b)
+        if "category_mask" in b:
+            np.testing.assert_array_equal(a["category_mask"], b["category_mask"])
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from rrsisd_layout import (
     l_shape,
     polygon_rectangle,
     ref,
+    second_airplane,
     sentence,
     uncompressed_rle,
 )
@@ -66,6 +67,31 @@ def test_splits_samples_and_exact_masks(tmp_path):
         np.testing.assert_array_equal(sample["mask"], expected)
     # the transform survives select/shuffle
     np.testing.assert_array_equal(train.select([2])[0]["mask"], l_shape())
+
+
+def test_every_sample_carries_the_mask_of_every_object_of_its_category_in_its_image(tmp_path):
+    root = good_layout(tmp_path)
+    train, val, test = (load_rrsisd(root, split) for split in ("train", "val", "test"))
+    # image 1 holds two airplanes (annotations 11 and 15) and a building (14): ref 1 names the first airplane
+    first = train[0]
+    np.testing.assert_array_equal(first["category_mask"], polygon_rectangle() | second_airplane())
+    assert (first["category_mask"] >= first["mask"]).all() and first["category_mask"].sum() > first["mask"].sum()
+    # ref 4 names the building of the same image, the only one of its category there: its own mask
+    np.testing.assert_array_equal(test[0]["category_mask"], l_shape())
+    np.testing.assert_array_equal(val[0]["category_mask"], dotted())
+    assert train.features["category_mask"] == train.features["mask"]
+
+
+def test_a_broken_annotation_of_the_targets_category_invalidates_the_ref_naming_it(tmp_path):
+    broken = {"id": 16, "image_id": 3, "category_id": 1, "segmentation": [[1, 2, 3]]}
+    root = good_layout(tmp_path, annotations=[broken])
+    report = validate_rrsisd(root, ["val"])["val"]
+    (problem,) = report.problems["malformed_record"]
+    assert problem.record_id == "ref 3" and "annotation 16" in problem.detail
+    assert report.num_samples == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the refs of other images are not affected
+        assert len(load_rrsisd(root, "train")) == 3
 
 
 def test_split_name_is_checked(tmp_path):

@@ -149,6 +149,11 @@ def test_training_scenes_collate_the_masks_of_every_object_of_the_named_category
     assert (batch["category_labels"] >= batch["labels"]).all()  # the target is one of them
     assert (batch["category_labels"].sum(dim=(1, 2, 3)) > batch["labels"].sum(dim=(1, 2, 3))).all()
     assert "category_labels" not in ReferringCollator(processor)([*scenes[:3], {**scenes[3], "category_mask": None}])
+    # the fixed val/test sets carry them too (stored as RLE, decoded when read)
+    fixed = make_synthetic_dataset(4, image_size=96, seed=5)
+    batch = ReferringCollator(processor)([fixed[i] for i in range(4)])
+    assert (batch["category_labels"] >= batch["labels"]).all()
+    assert (batch["category_labels"].sum(dim=(1, 2, 3)) > batch["labels"].sum(dim=(1, 2, 3))).all()
 
 
 def test_training_batches_are_augmented_by_the_sample_key(processor, samples):
