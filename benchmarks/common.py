@@ -62,6 +62,8 @@ METHOD_LABELS = {
     "lora_category_map": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels, "
                          "ranks counted in a category map",
     "head_only_category_map": "head only + the head's place and rank kernels, ranks counted in a category map",
+    "s4eca_rank_words": "S4ECA + the head's place and rank kernels, ranks counted in a category map, the rank kernel "
+                        "reading the words through attention pools, learning rate 1e-3",
 }
 
 PAGE_HEADER = """# Benchmarks

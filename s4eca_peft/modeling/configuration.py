@@ -14,7 +14,7 @@ SUPPORTED_TEXT_TYPES = ("bert", "clip_text_model", "roberta")
 STAGE_NAMES = ["stage1", "stage2", "stage3", "stage4"]
 
 MODEL_OPTIONS = ("decoder_dim", "head_reads_sentence", "head_place_kernel", "head_rank_kernel",
-                 "head_category_map", "head_sentence_dropout", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
+                 "head_category_map", "head_rank_words", "head_sentence_dropout", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
 """The config fields not about the encoders: what `ReferringSegmentationModel.from_backbones` must be given again to
 rebuild the same model."""
 
@@ -73,6 +73,10 @@ class ReferringSegmentationConfig(PretrainedConfig):
             The rank kernel counts the candidates of a second sentence-conditioned map, trained on every object of
             the named category (`category_labels`; where a sample has none, on its target mask), instead of the
             mask's own candidates, which also hold objects of other categories. Needs `head_rank_kernel`.
+        head_rank_words (`bool`, *optional*, defaults to `False`):
+            The rank kernel's weights come from two learned attention pools over the words (one can settle on the
+            count, one on the side) instead of from the mean of the words, which blurs "the second from the left"
+            into the rest of the expression. Needs `head_rank_kernel`.
         head_sentence_dropout (`float`, *optional*, defaults to 0.0):
             In training, the probability that a sample's head reads no sentence (a zero sentence feature): for those
             samples the expression reaches the mask only through adapters that write it into the features, which
@@ -102,6 +106,7 @@ class ReferringSegmentationConfig(PretrainedConfig):
         head_place_kernel: bool = False,
         head_rank_kernel: bool = False,
         head_category_map: bool = False,
+        head_rank_words: bool = False,
         head_sentence_dropout: float = 0.0,
         vit_feature_layers: list[int] | None = None,
         bce_weight: float = 1.0,
@@ -133,6 +138,9 @@ class ReferringSegmentationConfig(PretrainedConfig):
             raise ValueError("`head_category_map` needs `head_rank_kernel`: the map gives the rank kernel its "
                              "candidates.")
         self.head_category_map = head_category_map
+        if head_rank_words and not head_rank_kernel:
+            raise ValueError("`head_rank_words` needs `head_rank_kernel`: the pools generate the rank kernel's weights.")
+        self.head_rank_words = head_rank_words
         if not 0.0 <= head_sentence_dropout < 1.0 or (head_sentence_dropout and not head_reads_sentence):
             raise ValueError(f"`head_sentence_dropout` must be in [0, 1) and needs `head_reads_sentence`, got "
                              f"{head_sentence_dropout} with head_reads_sentence={head_reads_sentence}.")

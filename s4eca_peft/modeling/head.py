@@ -14,6 +14,9 @@ MAX_RANK = 3
 top"); objects further in get no rank term."""
 CANDIDATE_SHARE = 0.5
 """The rank kernel's candidate pixels: those the logits rate at least this share as likely as their best pixel."""
+RANK_WORD_POOLS = 2
+"""With ``rank_words``: attention pools over the words the rank kernel reads (one can settle on the count, "second",
+one on the side, "from the left")."""
 
 
 def rank_candidates(logits: torch.Tensor, share: float = CANDIDATE_SHARE) -> torch.Tensor:
@@ -46,17 +49,18 @@ class SegmentationHead(nn.Module):
     sentence-generated kernel over the place terms x, y, x², y²; with ``rank_kernel``, one over the ranks of the
     candidate objects counted from each side, `modeling.ranks`). With ``category_map`` the rank kernel counts the
     candidates of a second map of the same form, trained on every object of the named category
-    (`category_logits`), instead of the mask's own. With ``reads_sentence=False`` the FiLM and the dynamic kernels
-    are absent and the head decodes the features alone.
+    (`category_logits`), instead of the mask's own. With ``rank_words`` the rank kernel's weights come from
+    `RANK_WORD_POOLS` learned attention pools over the words instead of from the mean sentence feature. With
+    ``reads_sentence=False`` the FiLM and the dynamic kernels are absent and the head decodes the features alone.
     """
 
     def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128,
                  reads_sentence: bool = True, place_kernel: bool = False, rank_kernel: bool = False,
-                 category_map: bool = False) -> None:
+                 category_map: bool = False, rank_words: bool = False) -> None:
         super().__init__()
-        if category_map and not (reads_sentence and rank_kernel):
-            raise ValueError("`category_map` feeds the rank kernel's candidates: it needs `rank_kernel` and "
-                             "`reads_sentence`.")
+        for name, wanted in (("category_map", category_map), ("rank_words", rank_words)):
+            if wanted and not (reads_sentence and rank_kernel):
+                raise ValueError(f"`{name}` is part of the rank kernel: it needs `rank_kernel` and `reads_sentence`.")
         self.reads_sentence = reads_sentence
         self.lateral = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, decoder_dim, 1, bias=False), _norm(decoder_dim)) for c in in_channels
@@ -68,7 +72,9 @@ class SegmentationHead(nn.Module):
         )
         self.dynamic_kernel = nn.Linear(text_dim, decoder_dim + 1) if reads_sentence else None
         self.place_kernel = nn.Linear(text_dim, 4) if reads_sentence and place_kernel else None
-        self.rank_kernel = nn.Linear(text_dim, len(RANK_SIDES) * MAX_RANK) if reads_sentence and rank_kernel else None
+        rank_reads = text_dim * (RANK_WORD_POOLS if rank_words else 1)
+        self.rank_kernel = nn.Linear(rank_reads, len(RANK_SIDES) * MAX_RANK) if reads_sentence and rank_kernel else None
+        self.rank_word_scores = nn.Linear(text_dim, RANK_WORD_POOLS) if rank_words else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
         self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
         self.category_kernel = nn.Linear(text_dim, decoder_dim + 1) if category_map else None
@@ -77,10 +83,12 @@ class SegmentationHead(nn.Module):
             self.category_classifier.is_mask_classifier = True
         self.decoder_dim = decoder_dim
 
-    def forward(self, features: list[torch.Tensor], sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, features: list[torch.Tensor], sentence: torch.Tensor, words: torch.Tensor | None = None,
+                word_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``features``: four maps ``(batch, C_i, H/s_i, W/s_i)``; ``sentence``: ``(batch, text_dim)`` (read only when
-        the head reads the sentence). Returns mask logits ``(batch, 1, H/4, W/4)`` and, with ``category_map``, the
-        category logits of the same shape (else None)."""
+        the head reads the sentence); ``words`` ``(batch, length, text_dim)`` and their ``word_mask`` ``(batch,
+        length)`` (1 for a word, 0 for padding; read only with ``rank_words``). Returns mask logits ``(batch, 1, H/4,
+        W/4)`` and, with ``category_map``, the category logits of the same shape (else None)."""
         batch = features[0].shape[0]
         film = self.film(sentence).view(batch, len(features), 2, -1, 1, 1) if self.reads_sentence else None
         fused = None
@@ -103,7 +111,8 @@ class SegmentationHead(nn.Module):
             category = self.category_classifier(fused) + self.sentence_map(fused, self.category_kernel(sentence))[:, None]
         if self.rank_kernel is not None:  # "the second tank from the left": sentence x rank of the candidates
             candidates = static + dynamic.unsqueeze(1) if category is None else category
-            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(candidates), self.rank_kernel(sentence))
+            reads = sentence if self.rank_word_scores is None else self.pool_words(words, word_mask)
+            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(candidates), self.rank_kernel(reads))
         if self.place_kernel is not None:  # "the leftmost tank": sentence x place, without going through `fuse`
             terms = torch.cat([places, places.square()], dim=1)  # (batch, 4, H, W): x, y, x², y²
             dynamic = dynamic + torch.einsum("bchw,bc->bhw", terms, self.place_kernel(sentence))
@@ -115,6 +124,18 @@ class SegmentationHead(nn.Module):
         """A sentence-generated 1x1 kernel ``(batch, decoder_dim + 1)`` (weights, then bias) applied to the fused
         features ``(batch, decoder_dim, H, W)``: ``(batch, H, W)``."""
         return torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5 + kernel[:, -1, None, None]
+
+    def pool_words(self, words: torch.Tensor | None, word_mask: torch.Tensor | None) -> torch.Tensor:
+        """`RANK_WORD_POOLS` attention pools over the ``words`` ``(batch, length, text_dim)`` (each word scored by
+        `rank_word_scores`, padding left out by ``word_mask``), concatenated: ``(batch, RANK_WORD_POOLS *
+        text_dim)``."""
+        if words is None:
+            raise ValueError("A head with `rank_words` needs the `words` (batch, length, text_dim).")
+        scores = self.rank_word_scores(words).float()  # (batch, length, pools)
+        if word_mask is not None:
+            scores = scores.masked_fill(~word_mask.bool()[..., None], float("-inf"))
+        weights = scores.softmax(dim=1).to(words.dtype)
+        return torch.einsum("blp,bld->bpd", weights, words).flatten(1)
 
     @staticmethod
     def rank_terms(logits: torch.Tensor) -> torch.Tensor:

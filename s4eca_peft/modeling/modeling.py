@@ -91,6 +91,7 @@ class ReferringSegmentationModel(PreTrainedModel):
         self.segmentation_head = SegmentationHead(
             self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim, config.head_reads_sentence,
             config.head_place_kernel, config.head_rank_kernel, config.head_category_map,
+            config.head_rank_words,
         )
         self.post_init()
         if config.freeze_backbones:
@@ -215,13 +216,14 @@ class ReferringSegmentationModel(PreTrainedModel):
                 raise ValueError(f"`{name}` must have shape {expected} (batch, 1, height, width of `pixel_values`), "
                                  f"got {tuple(value.shape)}.")
 
-    def _head_sentence(self, sentence: torch.Tensor) -> torch.Tensor:
-        """The sentence feature the head reads: in training, zero for a `head_sentence_dropout` share of samples."""
+    def _head_language(self, sentence: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sentence feature and words the head reads: in training, zero for a `head_sentence_dropout` share of
+        samples."""
         dropout = self.config.head_sentence_dropout
         if not self.training or not dropout:
-            return sentence
-        keep = torch.rand(sentence.shape[0], 1, device=sentence.device) >= dropout
-        return sentence * keep.to(sentence.dtype)
+            return sentence, words
+        keep = (torch.rand(sentence.shape[0], 1, device=sentence.device) >= dropout).to(sentence.dtype)
+        return sentence * keep, words * keep[:, :, None]
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, category_labels: torch.Tensor | None = None,
@@ -238,7 +240,10 @@ class ReferringSegmentationModel(PreTrainedModel):
         # step 3: four stage features (vision adapters read the proxies) -> (batch, C_i, H/s_i, W/s_i)
         features = self.vision_model(pixel_values)
         # step 4: language-conditioned decoding -> (batch, 1, H/4, W/4)
-        logits, category = self.segmentation_head(features, self._head_sentence(sentence).to(features[0].dtype))
+        dtype = features[0].dtype
+        head_sentence, head_words = self._head_language(sentence, words)
+        word_mask = None if attention_mask is None else attention_mask.bool()
+        logits, category = self.segmentation_head(features, head_sentence.to(dtype), head_words.to(dtype), word_mask)
         # step 5: loss in float32 at the labels' resolution (the category map's: on every object of the category)
         loss = None
         if labels is not None:

@@ -55,9 +55,13 @@ class ModelArguments:
                 "the option; a head that reads no sentence has none)."})
     head_category_map: bool = field(default=True, metadata={
         "help": "The rank kernel counts the candidates of a second sentence-conditioned map, trained on every object "
-                "of the named category (synthetic scenes carry them; other data trains it on the target mask), "
+                "of the named category (synthetic scenes and RRSIS-D carry them; RefSegRS trains it on the target "
+                "mask), "
                 "instead of the mask's own candidates (--no_head_category_map: without it, as in adapters saved "
                 "before the option; a head without the rank kernel has none)."})
+    head_rank_words: bool = field(default=False, metadata={
+        "help": "The rank kernel reads the words through two learned attention pools instead of their mean (a head "
+                "without the rank kernel has none)."})
     head_sentence_dropout: float = field(default=0.0, metadata={
         "help": "In training, the share of samples whose head reads no sentence, so that the expression must reach "
                 "their mask through the vision adapters (in [0, 1); evaluation always gives the head the sentence)."})

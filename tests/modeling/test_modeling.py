@@ -323,6 +323,54 @@ def test_the_category_map_gives_the_rank_kernel_its_candidates_and_learns_every_
         ReferringSegmentationConfig(head_category_map=True)
 
 
+def test_the_rank_kernel_can_read_the_words_through_attention_pools(tmp_path):
+    from s4eca_peft.modeling.head import RANK_WORD_POOLS, SegmentationHead
+
+    model = build("swin", "bert", head_rank_kernel=True, head_category_map=True, head_rank_words=True).eval()
+    head = model.segmentation_head
+    assert head.rank_kernel.in_features == RANK_WORD_POOLS * model.config.text_config.hidden_size
+    read = []
+    head.rank_kernel.register_forward_hook(lambda module, args, output: read.append(output.detach()))
+    batch = inputs()
+    with torch.no_grad():
+        head.rank_word_scores.weight.normal_()  # pools that prefer some words
+        model(**batch)
+        padding, word = batch["input_ids"].clone(), batch["input_ids"].clone()
+        padding[-1, -1] += 1  # a padded token of the last sample
+        word[-1, 0] += 1  # one of its words
+        model(**dict(batch, input_ids=padding))
+        model(**dict(batch, input_ids=word))
+    assert torch.allclose(read[1], read[0], atol=1e-6)  # padding is not read
+    assert not torch.allclose(read[2][-1], read[0][-1]) and torch.allclose(read[2][0], read[0][0])
+    # pools that score every word alike are the mean of the words (the sentence feature), padding left out
+    with torch.no_grad():
+        out = model(**batch)
+        head.rank_word_scores.weight.zero_()
+        pooled = head.pool_words(out.text_hidden_states, batch["attention_mask"].bool())
+    width = out.text_hidden_states.shape[-1]
+    assert pooled.shape == (2, RANK_WORD_POOLS * width)
+    for pool in range(RANK_WORD_POOLS):
+        assert torch.allclose(pooled[:, pool * width : (pool + 1) * width], out.sentence_embedding, atol=1e-6)
+    with torch.no_grad():
+        head.rank_word_scores.weight.normal_()
+
+    model.train()
+    model(**batch, labels=labels_for(batch)).loss.backward()
+    assert head.rank_word_scores.weight.grad.abs().sum() > 0 and head.rank_kernel.weight.grad.abs().sum() > 0
+
+    model.eval().save_pretrained(tmp_path)
+    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.head_rank_words is True
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
+    older = {k: v for k, v in model.config.to_dict().items() if k != "head_rank_words"}
+    assert ReferringSegmentationConfig.from_dict(older).head_rank_words is False
+    with pytest.raises(ValueError, match="`head_rank_words` needs `head_rank_kernel`"):
+        ReferringSegmentationConfig(head_rank_words=True)
+    with pytest.raises(ValueError, match="`rank_words` is part of the rank kernel"):
+        SegmentationHead([8, 16, 32, 64], 12, rank_words=True)
+
+
 def test_sentence_dropout_hides_the_sentence_from_the_head_of_some_training_samples_only():
     model, plain = build("swin", "bert", head_sentence_dropout=0.5), build("swin", "bert")
     read = []
