@@ -9,7 +9,9 @@ the head's resolution:
 * how many of the named category's objects the candidates cover (at least half of each object's cells);
 * how many candidate regions lie on no object of the named category (other categories' objects, roads, background);
 * the IoU with the target of the region that the ordinal's rank from its side picks (the rule alone, without the
-  network's other terms), for the head's candidates and for the layout's own objects of the named category.
+  network's other terms), for the head's candidates and for the layout's own objects of the named category;
+* how often the largest of the weights the sentence gives the rank terms is the one of the ordinal's side and rank
+  (the kernel reading the expression's count right), and the model's own IoU on those scenes.
 
     python -m benchmarks.rank_candidates                          # the reference adapter, 512 val scenes
     python -m benchmarks.rank_candidates --adapter outputs/run --num_samples 1024
@@ -69,13 +71,27 @@ def object_cells(scene, image_size: int, size: tuple[int, int]) -> list[tuple[in
     return found
 
 
+def ordinal_side(scene) -> int:
+    """The index in `RANK_SIDES` of the side an ordinal scene counts from."""
+    from s4eca_peft.modeling.ranks import RANK_SIDES
+
+    return RANK_SIDES.index(SIDES[scene.rule["axis"], scene.rule["first"]])
+
+
 def rank_pick_iou(candidates: torch.Tensor, scene, target: torch.Tensor) -> float:
     """IoU with ``target`` of the candidate region whose rank from the ordinal's side is the ordinal's rank."""
-    from s4eca_peft.modeling.ranks import RANK_SIDES, object_ranks
+    from s4eca_peft.modeling.ranks import object_ranks
 
-    side = RANK_SIDES.index(SIDES[scene.rule["axis"], scene.rule["first"]])
-    picked = object_ranks(candidates[None])[0, side] == scene.rule["rank"]
+    picked = object_ranks(candidates[None])[0, ordinal_side(scene)] == scene.rule["rank"]
     return float((picked & target).sum() / max(1, int((picked | target).sum())))
+
+
+def kernel_reads_the_rank(weights: torch.Tensor, scene) -> bool:
+    """Whether the largest of the rank kernel's ``weights`` (``4 * MAX_RANK``, side-major as `rank_terms` stacks
+    them) is the ordinal's side and rank."""
+    from s4eca_peft.modeling.head import MAX_RANK
+
+    return int(weights.argmax()) == ordinal_side(scene) * MAX_RANK + scene.rule["rank"] - 1
 
 
 def candidate_regions(candidates: torch.Tensor) -> list[torch.Tensor]:
@@ -112,7 +128,10 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
         return SegmentationHead.rank_terms(logits)
 
     head.rank_terms = remember  # the candidates the kernel counts, read where it reads them
+    head.rank_kernel.register_forward_hook(lambda module, args, output: seen.__setitem__("weights", output.detach()))
     rows: dict[str, dict[str, list[float]]] = {which: {"covered": [], "stray": [], "pick": []} for which in WHICH}
+    kernel_right: list[bool] = []
+    model_iou: list[float] = []
     stray_on: Counter[str] = Counter()
     for index in range(num_samples):
         scene = generate_scene_with_layout((SYNTHETIC_SPLIT_SEEDS["val"], index), image_size)
@@ -120,12 +139,15 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
             continue
         inputs = processor(images=[scene.image], text=[scene.expression], return_tensors="pt")
         with torch.no_grad():
-            model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                  attention_mask=inputs["attention_mask"])
+            output = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
+                           attention_mask=inputs["attention_mask"])
         logits = seen["logits"][:1]
         drawn = object_cells(scene, image_size, tuple(logits.shape[-2:]))
         named = [cells for _, category, cells in drawn if category == scene.category]
         target = next(cells for i, _, cells in drawn if i == scene.target)
+        kernel_right.append(kernel_reads_the_rank(seen["weights"][0], scene))
+        mask = output.logits[0, 0] > 0  # the model's mask at the head's resolution
+        model_iou.append(float((mask & target).sum() / max(1, int((mask | target).sum()))))
         maps = {"head": rank_candidates(logits)[0],
                 **{f"head {t}": rank_candidates(logits, share=t)[0] for t in OTHER_SHARES},
                 "layout": torch.stack(named).any(dim=0)}
@@ -145,7 +167,10 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
             "candidates": {which: {**{name: float(np.mean(values)) for name, values in row.items()},
                                    "picks_above_half": float(np.mean(np.array(row["pick"]) > 0.5))}
                            for which, row in rows.items()},
-            "stray_regions_on": dict(stray_on.most_common())}
+            "stray_regions_on": dict(stray_on.most_common()),
+            "kernel_reads_the_rank": float(np.mean(kernel_right)),
+            "model_iou": {read: float(np.mean([iou for iou, right in zip(model_iou, kernel_right) if right == read]))
+                          if read in kernel_right else None for read in (True, False)}}
 
 
 def section(result: dict[str, Any], command: str) -> str:
@@ -156,6 +181,10 @@ def section(result: dict[str, Any], command: str) -> str:
                             "regions on no object of the category, per scene", "IoU of the region the rank picks",
                             "picks with IoU > 0.5"], rows)
     stray = ", ".join(f"{name} {count}" for name, count in result["stray_regions_on"].items()) or "none"
+
+    def iou(read: bool) -> str:
+        value = result["model_iou"][read]
+        return "- (no such scene)" if value is None else f"{value:.2f}"
     return "\n".join([
         "## What the rank kernel counts (val)",
         "",
@@ -171,6 +200,10 @@ def section(result: dict[str, Any], command: str) -> str:
         table,
         "",
         f"The head's candidate regions on no object of the named category lay on: {stray}.",
+        "",
+        f"The largest of the weights the sentence gives the rank terms is the ordinal's own side and rank in "
+        f"{100 * result['kernel_reads_the_rank']:.0f} % of these scenes. The model's mask (at the head's resolution) "
+        f"has IoU {iou(True)} with the target where it is and {iou(False)} where it is not.",
     ])
 
 

@@ -167,7 +167,7 @@ class DataArguments(_DataSource):
     image_size: int | None = field(default=None, metadata={
         "help": "Square training side; 480 is the published protocol (default: 128 synthetic, 480 real)."})
     train_samples_per_epoch: int = field(default=2048, metadata={
-        "help": "Synthetic only: fresh scenes drawn per epoch (3 epochs of 2,048: 384 steps of batch 16, chosen on "
+        "help": "Synthetic only: fresh scenes drawn per epoch (7 epochs of 2,048: 896 steps of batch 16, chosen on "
                 "the synthetic val split)."})
     num_val_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed validation scenes."})
     num_test_samples: int = field(default=256, metadata={"help": "Synthetic only: fixed test scenes."})
@@ -193,7 +193,7 @@ class TrainingArguments:
         "help": "Where the best adapter and logs are written; a folder holding another run is refused."})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Replace the run in --output_dir (its checkpoints are deleted)."})
-    num_train_epochs: int = field(default=3, metadata={"help": "Epochs (ignored if --max_train_steps)."})
+    num_train_epochs: int = field(default=7, metadata={"help": "Epochs (ignored if --max_train_steps)."})
     max_train_steps: int | None = field(default=None, metadata={
         "help": "Total optimizer steps; overrides epochs."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per process."})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.common import read_section
-from benchmarks.rank_candidates import OTHER_SHARES, main
+from benchmarks.rank_candidates import OTHER_SHARES, kernel_reads_the_rank, main
 from s4eca_peft.modeling.head import CANDIDATE_SHARE
 from s4eca_peft.modeling.packaged import reference_adapter_installed
 
@@ -29,3 +29,22 @@ def test_the_rank_rule_picks_every_target_from_the_layouts_objects_and_the_heads
     section = read_section(tmp_path / "page.md", "rank-candidates")
     assert "Command: `python -m benchmarks.rank_candidates --num_samples 48`" in section
     assert "(what the kernel counts)" in section
+    # the kernel's largest weight is read against the expression's side and rank, the model's IoU split by it
+    assert 0.0 <= result["kernel_reads_the_rank"] <= 1.0
+    assert any(value is not None and 0.0 <= value <= 1.0 for value in result["model_iou"].values())
+    assert f"{100 * result['kernel_reads_the_rank']:.0f} % of these scenes" in section
+
+
+def test_the_kernels_weights_are_read_side_major_like_the_rank_terms():
+    from types import SimpleNamespace
+
+    import torch
+
+    from s4eca_peft.modeling.head import MAX_RANK
+    from s4eca_peft.modeling.ranks import RANK_SIDES
+
+    scene = SimpleNamespace(rule={"axis": "y", "first": False, "rank": 2})  # "the second ... from the bottom"
+    weights = torch.zeros(len(RANK_SIDES) * MAX_RANK)
+    weights[RANK_SIDES.index("bottom") * MAX_RANK + 1] = 1.0
+    assert kernel_reads_the_rank(weights, scene)
+    assert not kernel_reads_the_rank(weights.roll(1), scene)
