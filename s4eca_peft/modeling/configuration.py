@@ -75,8 +75,8 @@ class ReferringSegmentationConfig(PretrainedConfig):
             mask's own candidates, which also hold objects of other categories. Needs `head_rank_kernel`.
         head_rank_words (`bool`, *optional*, defaults to `False`):
             The rank kernel's weights come from two learned attention pools over the words (one can settle on the
-            count, one on the side) instead of from the mean of the words, which blurs "the second from the left"
-            into the rest of the expression. Needs `head_rank_kernel`.
+            count, one on the side) instead of from the mean of the words. Needs `head_rank_kernel`. Off in
+            `s4eca-train` too: on val it did not lift the ordinal expressions (docs/method.md).
         head_sentence_dropout (`float`, *optional*, defaults to 0.0):
             In training, the probability that a sample's head reads no sentence (a zero sentence feature): for those
             samples the expression reaches the mask only through adapters that write it into the features, which
