@@ -19,7 +19,6 @@ import pyarrow
 
 from ..files import hub_snapshot, is_hub_id, parse_json, private_folder, snapshot_commit, write_text_atomic
 from .records import (
-    CATEGORY_MASK,
     COLUMNS,
     FEATURES,
     OPTIONAL_FEATURES,
@@ -36,8 +35,8 @@ ROWS_PER_SHARD = 500
 UNPACKED_DIR = "s4eca-unpacked"
 SPLIT_COLUMN = "split"
 PREPARED_FEATURES = datasets.Features({**FEATURES, SPLIT_COLUMN: datasets.Value("string")})
-"""The parquet rows of a prepared dataset: the loaders' columns and each row's split (and `CATEGORY_MASK` where the
-dataset's records carry it)."""
+"""The parquet rows of a prepared dataset: the loaders' columns and each row's split (and each of the records'
+`OPTIONAL_FEATURES` that every record of the split carries, such as RRSIS-D's ``category_mask``)."""
 FORMAT_VERSION = 3  # 1: no split column; 2: no category_mask column
 
 
@@ -196,10 +195,10 @@ def _valid_rows(folder: Path, files: list[str], split: str, report: ValidationRe
         except (OSError, pyarrow.ArrowException) as error:
             raise ValueError(f"{str(folder / name)!r} is not a readable parquet file: {error}") from error
         found = sorted(table.column_names)
-        required = sorted(set(found) - {CATEGORY_MASK})
+        required = sorted(set(found) - set(OPTIONAL_FEATURES))
         if required not in (sorted(COLUMNS), sorted(PREPARED_FEATURES)) or (columns is not None and found != columns):
             raise ValueError(f"{str(folder / name)!r} (split {split!r}) has columns {table.column_names}, expected "
-                             f"{list(PREPARED_FEATURES)} (and optionally {CATEGORY_MASK!r}) in every file of the "
+                             f"{list(PREPARED_FEATURES)} (and optionally {list(OPTIONAL_FEATURES)}) in every file of the "
                              "split.")
         columns = found
         for number, row in enumerate(table.to_pylist()):
@@ -220,11 +219,12 @@ def write_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], d
     out = Path(out_dir)
     manifest: dict[str, Any] = {"dataset": dataset, "format_version": FORMAT_VERSION, "splits": {}}
     written: list[str] = []
+    written_optional: set[str] = set()
     for split in SPLITS:
         records = records_per_split.get(split, [])
-        features = PREPARED_FEATURES
-        if records and all(CATEGORY_MASK in record for record in records):
-            features = datasets.Features({**features, CATEGORY_MASK: OPTIONAL_FEATURES[CATEGORY_MASK]})
+        optional = [name for name in OPTIONAL_FEATURES if records and all(name in record for record in records)]
+        features = datasets.Features({**PREPARED_FEATURES, **{name: OPTIONAL_FEATURES[name] for name in optional}})
+        written_optional.update(optional)
         shards = max(1, -(-len(records) // ROWS_PER_SHARD))
         files = [f"{PARQUET_DIR}/{split}-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
         for index, name in enumerate(files):
@@ -237,23 +237,21 @@ def write_prepared_dataset(records_per_split: dict[str, list[dict[str, Any]]], d
         manifest["splits"][split] = {"num_samples": len(records), "files": files}
         written += files
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-    with_category_mask = any(CATEGORY_MASK in records[0] for records in records_per_split.values() if records)
-    write_text_atomic(out / "README.md", _dataset_card(dataset, manifest, with_category_mask))
+    write_text_atomic(out / "README.md", _dataset_card(dataset, manifest, sorted(written_optional)))
     return [*written, MANIFEST, "README.md"]
 
 
-def _dataset_card(dataset: str, manifest: dict[str, Any], with_category_mask: bool) -> str:
+def _dataset_card(dataset: str, manifest: dict[str, Any], optional: list[str]) -> str:
     data_files = "".join(f"  - split: {split}\n    path: {PARQUET_DIR}/{split}-*.parquet\n" for split in SPLITS
                          if manifest["splits"][split]["num_samples"])
     sizes = ", ".join(f"{split} {manifest['splits'][split]['num_samples']}" for split in SPLITS)
-    category_mask = (f", `{CATEGORY_MASK}` (every object of the sample's category in its image, RLE as `mask`)"
-                     if with_category_mask else "")
+    extra = "".join(f", `{name}`" for name in optional)
     return (
         f"---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}tags:\n- s4eca\n"
         "- referring-image-segmentation\n- remote-sensing\n---\n\n"
         f"# {dataset} (prepared by s4eca-peft)\n\nSamples per split: {sizes}. Columns: `image` (the original file's "
         "bytes), `mask` (compressed COCO RLE: `size` [H, W] and `counts`), `expression`, `image_id`, `sample_id`, "
-        f"`category`, `split`{category_mask}.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
+        f"`category`, `split`{extra}.\n\n```python\nfrom s4eca_peft.data import load_{dataset}\n\n"
         f'val = load_{dataset}("<this repo id>", "val")  # masks decoded to (H, W) booleans\n```\n'
     )
 

@@ -62,6 +62,7 @@ class _Scanner:
         for annotation in self.entries["annotation"][0].values():
             key = (annotation.get("image_id"), annotation.get("category_id"))
             self.by_image_category.setdefault(key, []).append(annotation)
+        self.category_rles: dict[tuple[Any, Any], dict[str, Any]] = {}  # one union per (image, category)
         categories, _ = _index(data.get("categories") or [])
         self.category_names = {key: c["name"] for key, c in categories.items() if isinstance(c.get("name"), str)}
         self.images, self.decode_images = paths["images"], decode_images
@@ -118,18 +119,18 @@ class _Scanner:
         check_mask(rle, height, width, name=f"annotation {annotation['id']!r} mask")
         return rle
 
-    def _category_mask(self, ref: dict[str, Any], annotation: dict[str, Any], rle: dict[str, Any],
-                       height: int, width: int) -> dict[str, Any] | None:
-        """Every annotation in the ref's image of the ref's annotation's category, that annotation (``rle``)
-        among them, as one RLE; None when the annotation has no category id. One that cannot be decoded makes the
-        ref invalid, naming it."""
-        category_id = annotation.get("category_id")
-        if not _is_id(category_id):
+    def _category_mask(self, ref: dict[str, Any], annotation: dict[str, Any], height: int,
+                       width: int) -> dict[str, Any] | None:
+        """Every annotation in the ref's image of the ref's annotation's category, that annotation among them, as
+        one RLE (built once per image and category); None when the annotation has no category id. One that cannot
+        be decoded makes the ref invalid, naming it."""
+        key = (ref["image_id"], annotation.get("category_id"))
+        if not _is_id(key[1]):
             return None
-        others = [self._annotation_rle(other, height, width)
-                  for other in self.by_image_category.get((ref["image_id"], category_id), [])
-                  if other["id"] != annotation["id"]]
-        return merge_rles([rle, *others]) if others else rle
+        if key not in self.category_rles:
+            self.category_rles[key] = merge_rles([self._annotation_rle(each, height, width)
+                                                  for each in self.by_image_category[key]])
+        return self.category_rles[key]
 
     def scan_ref(self, ref: dict[str, Any], report: ValidationReport, index: int) -> list[dict[str, Any]]:
         sentences = ref.get("sentences")
@@ -146,7 +147,7 @@ class _Scanner:
             self.seen_refs.add(ref["ref_id"])
             path, height, width = self._image(ref)
             annotation, rle = self._mask(ref, height, width)
-            category_mask = self._category_mask(ref, annotation, rle, height, width)
+            category_mask = self._category_mask(ref, annotation, height, width)
         except InvalidRecord as error:
             report.add(error.kind, rid, error.detail, n)
             return []

@@ -242,8 +242,8 @@ class ReferringSegmentationModel(PreTrainedModel):
         # step 4: language-conditioned decoding -> (batch, 1, H/4, W/4)
         dtype = features[0].dtype
         head_sentence, head_words = self._head_language(sentence, words)
-        word_mask = None if attention_mask is None else attention_mask.bool()
-        logits, category = self.segmentation_head(features, head_sentence.to(dtype), head_words.to(dtype), word_mask)
+        logits, category = self.segmentation_head(features, head_sentence.to(dtype), head_words.to(dtype),
+                                                  attention_mask)
         # step 5: loss in float32 at the labels' resolution (the category map's: on every object of the category)
         loss = None
         if labels is not None:
