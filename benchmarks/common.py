@@ -64,6 +64,8 @@ METHOD_LABELS = {
     "head_only_category_map": "head only + the head's place and rank kernels, ranks counted in a category map",
     "s4eca_rank_words": "S4ECA + the head's place and rank kernels, ranks counted in a category map, the rank kernel "
                         "reading the words through attention pools, learning rate 1e-3",
+    **{f"s4eca_category_map_sentence_dropout_{rate}": "S4ECA + the head's place and rank kernels, ranks counted in a "
+       f"category map, sentence dropout {rate} in the head, learning rate 1e-3" for rate in (0.1, 0.25)},
 }
 
 PAGE_HEADER = """# Benchmarks
