@@ -251,24 +251,30 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for index, method in enumerate(METHODS):
-        colour = f"C{index}"
+    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
+    legend_inches = 0.2 * len(methods) + 0.2  # one line per method below both panels: the labels are too long for an axis
+    fig = plt.figure(figsize=(12, 4.5 + legend_inches))
+    left, right = fig.subplots(1, 2)
+    colours = plt.get_cmap("tab20")
+    for index, method in enumerate(methods):
+        colour, style = colours(index % colours.N), ("-", "--", ":")[index // colours.N % 3]
         for r in (r for r in records if r["method"] == method):
             steps = [p["step"] for p in r["points"]]
             label = METHOD_LABELS[method] if r["seed"] == min(x["seed"] for x in records if x["method"] == method) \
                 else None
-            left.plot(steps, [100 * p["mIoU"] for p in r["points"]], color=colour, marker=".", label=label)
+            left.plot(steps, [100 * p["mIoU"] for p in r["points"]], color=colour, ls=style, marker=".",
+                      label=label)
             drops = [(p["step"], 100 * p["mIoU_drop"]) for p in r["points"] if p["mIoU_drop"] is not None]
             if drops:
-                right.plot(*zip(*drops), color=colour, marker=".", label=label)
+                right.plot(*zip(*drops), color=colour, ls=style, marker=".")
     left.set(xlabel="training steps", ylabel="val mIoU (%)", title="val mIoU, one line per seed")
-    right.set(xlabel="training steps", ylabel="mIoU drop with mismatched proxies (%)", title="language use")
+    right.set(xlabel="training steps", ylabel="mIoU drop with mismatched proxies (%)", title="language use (S4ECA)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = left.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower left", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
