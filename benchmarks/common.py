@@ -35,6 +35,8 @@ transformers 5; ``query``, ``key``, ``value`` before) and BERT's (``query``, ``k
 projections are left out."""
 
 METHODS = ["s4eca", "full", "lora", "head"]
+SENTENCE_DROPOUT_RATES = (0.1, 0.25)
+"""Sentence dropout rates the learning curves try with the category map (`s4eca_category_map_sentence_dropout_<rate>`)."""
 METHOD_LABELS = {
     "s4eca": "S4ECA (default config)",
     "s4eca_gc": "S4ECA + gradient checkpointing",
@@ -65,7 +67,7 @@ METHOD_LABELS = {
     "s4eca_rank_words": "S4ECA + the head's place and rank kernels, ranks counted in a category map, the rank kernel "
                         "reading the words through attention pools, learning rate 1e-3",
     **{f"s4eca_category_map_sentence_dropout_{rate}": "S4ECA + the head's place and rank kernels, ranks counted in a "
-       f"category map, sentence dropout {rate} in the head, learning rate 1e-3" for rate in (0.1, 0.25)},
+       f"category map, sentence dropout {rate} in the head, learning rate 1e-3" for rate in SENTENCE_DROPOUT_RATES},
 }
 
 PAGE_HEADER = """# Benchmarks

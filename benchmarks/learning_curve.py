@@ -55,7 +55,7 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
                                    "learning_rate": 1e-3}),
     **{f"s4eca_category_map_sentence_dropout_{rate}": (
         "s4eca", {**BOTH_KERNELS, "head_category_map": True, "head_sentence_dropout": rate, "learning_rate": 1e-3})
-       for rate in (0.1, 0.25)},
+       for rate in common.SENTENCE_DROPOUT_RATES},
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
 rate, sentence dropout in the head, the head's rank kernel, the rank kernel counting in a category map): that run and
@@ -258,10 +258,9 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     colours = plt.get_cmap("tab20")
     for index, method in enumerate(methods):
         colour, style = colours(index % colours.N), ("-", "--", ":")[index // colours.N % 3]
-        for r in (r for r in records if r["method"] == method):
+        for number, r in enumerate(r for r in records if r["method"] == method):
             steps = [p["step"] for p in r["points"]]
-            label = METHOD_LABELS[method] if r["seed"] == min(x["seed"] for x in records if x["method"] == method) \
-                else None
+            label = METHOD_LABELS[method] if number == 0 else None  # one legend line per method
             left.plot(steps, [100 * p["mIoU"] for p in r["points"]], color=colour, ls=style, marker=".",
                       label=label)
             drops = [(p["step"], 100 * p["mIoU_drop"]) for p in r["points"] if p["mIoU_drop"] is not None]
