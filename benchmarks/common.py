@@ -68,6 +68,11 @@ METHOD_LABELS = {
                         "reading the words through attention pools, learning rate 1e-3",
     **{f"s4eca_category_map_sentence_dropout_{rate}": "S4ECA + the head's place and rank kernels, ranks counted in a "
        f"category map, sentence dropout {rate} in the head, learning rate 1e-3" for rate in SENTENCE_DROPOUT_RATES},
+    "s4eca_rank_product": "S4ECA + the head's place and rank kernels, ranks counted in a category map, the rank "
+                          "kernel's weights with side x count products, sentence dropout 0.1 in the head, learning "
+                          "rate 1e-3",
+    "lora_rank_product": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels, ranks "
+                         "counted in a category map, the rank kernel's weights with side x count products",
 }
 
 PAGE_HEADER = """# Benchmarks

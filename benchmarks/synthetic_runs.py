@@ -39,7 +39,7 @@ ABLATIONS = {
 }
 HEAD_PROTOCOL: dict[str, Any] = {
     "head_reads_sentence": True, "head_place_kernel": False, "head_rank_kernel": False, "head_category_map": False,
-    "head_rank_words": False, "head_sentence_dropout": 0.0,
+    "head_rank_words": False, "head_rank_product": False, "head_sentence_dropout": 0.0,
 }
 """The head every run builds unless its protocol names another value: the head these benchmarks were first measured
 with (without the kernels `s4eca-train` now adds), so that stored runs stay comparable."""

@@ -14,7 +14,7 @@ SUPPORTED_TEXT_TYPES = ("bert", "clip_text_model", "roberta")
 STAGE_NAMES = ["stage1", "stage2", "stage3", "stage4"]
 
 MODEL_OPTIONS = ("decoder_dim", "head_reads_sentence", "head_place_kernel", "head_rank_kernel",
-                 "head_category_map", "head_rank_words", "head_sentence_dropout", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
+                 "head_category_map", "head_rank_words", "head_rank_product", "head_sentence_dropout", "vit_feature_layers", "bce_weight", "dice_weight", "freeze_backbones")
 """The config fields not about the encoders: what `ReferringSegmentationModel.from_backbones` must be given again to
 rebuild the same model."""
 
@@ -77,6 +77,10 @@ class ReferringSegmentationConfig(PretrainedConfig):
             The rank kernel's weights come from two learned attention pools over the words (one can settle on the
             count, one on the side) instead of from the mean of the words. Needs `head_rank_kernel`. Off in
             `s4eca-train` too: on val it did not lift the ordinal expressions (docs/method.md).
+        head_rank_product (`bool`, *optional*, defaults to `False`):
+            Each rank kernel weight also gets the product of a weight per side and a weight per count, both from the
+            sentence, so that "the second from the left" can weigh rank two from the left alone, where a sum of a
+            side term and a count term also weighs the second from the right. Needs `head_rank_kernel`.
         head_sentence_dropout (`float`, *optional*, defaults to 0.0):
             In training, the probability that a sample's head reads no sentence (a zero sentence feature): for those
             samples the expression reaches the mask only through adapters that write it into the features, which
@@ -107,6 +111,7 @@ class ReferringSegmentationConfig(PretrainedConfig):
         head_rank_kernel: bool = False,
         head_category_map: bool = False,
         head_rank_words: bool = False,
+        head_rank_product: bool = False,
         head_sentence_dropout: float = 0.0,
         vit_feature_layers: list[int] | None = None,
         bce_weight: float = 1.0,
@@ -141,6 +146,9 @@ class ReferringSegmentationConfig(PretrainedConfig):
         if head_rank_words and not head_rank_kernel:
             raise ValueError("`head_rank_words` needs `head_rank_kernel`: the pools generate the rank kernel's weights.")
         self.head_rank_words = head_rank_words
+        if head_rank_product and not head_rank_kernel:
+            raise ValueError("`head_rank_product` needs `head_rank_kernel`: the products are the rank kernel's weights.")
+        self.head_rank_product = head_rank_product
         if not 0.0 <= head_sentence_dropout < 1.0 or (head_sentence_dropout and not head_reads_sentence):
             raise ValueError(f"`head_sentence_dropout` must be in [0, 1) and needs `head_reads_sentence`, got "
                              f"{head_sentence_dropout} with head_reads_sentence={head_reads_sentence}.")

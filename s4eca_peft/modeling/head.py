@@ -51,14 +51,18 @@ class SegmentationHead(nn.Module):
     candidates of a second map of the same form, trained on every object of the named category
     (`category_logits`), instead of the mask's own. With ``rank_words`` the rank kernel's weights come from
     `RANK_WORD_POOLS` learned attention pools over the words instead of from the mean sentence feature. With
+    ``rank_product`` each weight also gets the product of a side weight and a count weight, both from the sentence, so
+    that "the second from the left" can weigh rank two from the left alone (a sum of a side and a count term cannot
+    tell it from the second from the right). With
     ``reads_sentence=False`` the FiLM and the dynamic kernels are absent and the head decodes the features alone.
     """
 
     def __init__(self, in_channels: list[int], text_dim: int, decoder_dim: int = 128,
                  reads_sentence: bool = True, place_kernel: bool = False, rank_kernel: bool = False,
-                 category_map: bool = False, rank_words: bool = False) -> None:
+                 category_map: bool = False, rank_words: bool = False, rank_product: bool = False) -> None:
         super().__init__()
-        for name, wanted in (("category_map", category_map), ("rank_words", rank_words)):
+        for name, wanted in (("category_map", category_map), ("rank_words", rank_words),
+                             ("rank_product", rank_product)):
             if wanted and not (reads_sentence and rank_kernel):
                 raise ValueError(f"`{name}` is part of the rank kernel: it needs `rank_kernel` and `reads_sentence`.")
         self.reads_sentence = reads_sentence
@@ -75,6 +79,8 @@ class SegmentationHead(nn.Module):
         rank_reads = text_dim * (RANK_WORD_POOLS if rank_words else 1)
         self.rank_kernel = nn.Linear(rank_reads, len(RANK_SIDES) * MAX_RANK) if reads_sentence and rank_kernel else None
         self.rank_word_scores = nn.Linear(text_dim, RANK_WORD_POOLS) if rank_words else None
+        self.rank_sides = nn.Linear(rank_reads, len(RANK_SIDES)) if rank_product else None
+        self.rank_counts = nn.Linear(rank_reads, MAX_RANK) if rank_product else None
         self.classifier = nn.Conv2d(decoder_dim, 1, 1)
         self.classifier.is_mask_classifier = True  # starts near the foreground prior, see `_init_weights`
         self.category_kernel = nn.Linear(text_dim, decoder_dim + 1) if category_map else None
@@ -112,7 +118,7 @@ class SegmentationHead(nn.Module):
         if self.rank_kernel is not None:  # "the second tank from the left": sentence x rank of the candidates
             candidates = static + dynamic.unsqueeze(1) if category is None else category
             reads = sentence if self.rank_word_scores is None else self.pool_words(words, word_mask)
-            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(candidates), self.rank_kernel(reads))
+            ranked = torch.einsum("bchw,bc->bhw", self.rank_terms(candidates), self.rank_weights(reads))
         if self.place_kernel is not None:  # "the leftmost tank": sentence x place, without going through `fuse`
             terms = torch.cat([places, places.square()], dim=1)  # (batch, 4, H, W): x, y, x², y²
             dynamic = dynamic + torch.einsum("bchw,bc->bhw", terms, self.place_kernel(sentence))
@@ -124,6 +130,14 @@ class SegmentationHead(nn.Module):
         """A sentence-generated 1x1 kernel ``(batch, decoder_dim + 1)`` (weights, then bias) applied to the fused
         features ``(batch, decoder_dim, H, W)``: ``(batch, H, W)``."""
         return torch.einsum("bchw,bc->bhw", fused, kernel[:, :-1]) / self.decoder_dim**0.5 + kernel[:, -1, None, None]
+
+    def rank_weights(self, reads: torch.Tensor) -> torch.Tensor:
+        """The rank kernel's weights ``(batch, 4 * MAX_RANK)`` from what it reads ``(batch, in_features)``: a linear
+        map and, with ``rank_product``, the outer product of a weight per side and a weight per count."""
+        weights = self.rank_kernel(reads)
+        if self.rank_sides is None:
+            return weights
+        return weights + (self.rank_sides(reads)[:, :, None] * self.rank_counts(reads)[:, None, :]).flatten(1)
 
     def pool_words(self, words: torch.Tensor | None, word_mask: torch.Tensor | None) -> torch.Tensor:
         """`RANK_WORD_POOLS` attention pools over the ``words`` ``(batch, length, text_dim)`` (each word scored by

@@ -91,7 +91,7 @@ class ReferringSegmentationModel(PreTrainedModel):
         self.segmentation_head = SegmentationHead(
             self.vision_model.channels, config.text_config.hidden_size, config.decoder_dim, config.head_reads_sentence,
             config.head_place_kernel, config.head_rank_kernel, config.head_category_map,
-            config.head_rank_words,
+            config.head_rank_words, config.head_rank_product,
         )
         self.post_init()
         if config.freeze_backbones:

@@ -54,6 +54,7 @@ def build_base_and_processor(
         head_place_kernel=model_args.head_place_kernel and model_args.head_reads_sentence,
         head_rank_kernel=ranks, head_category_map=model_args.head_category_map and ranks,  # the map feeds the ranks
         head_rank_words=model_args.head_rank_words and ranks,
+        head_rank_product=model_args.head_rank_product and ranks,
         head_sentence_dropout=model_args.head_sentence_dropout,
     )
     vision_commit, text_commit = base.config.vision_revision, base.config.text_revision

@@ -437,3 +437,43 @@ def test_batch_mismatch_between_images_and_tokens():
     batch["input_ids"] = batch["input_ids"][:1]
     with pytest.raises(ValueError, match="`input_ids` must have shape"):
         model(**batch)
+
+
+def test_side_times_count_products_let_the_rank_kernel_weigh_one_rank_from_one_side_alone(tmp_path):
+    from s4eca_peft.modeling.head import MAX_RANK, SegmentationHead
+    from s4eca_peft.modeling.ranks import RANK_SIDES
+
+    model = build("swin", "bert", head_rank_kernel=True, head_category_map=True, head_rank_product=True).eval()
+    head = model.segmentation_head
+    batch = inputs()
+    model.train()
+    model(**batch, labels=labels_for(batch)).loss.backward()
+    assert head.rank_sides.weight.grad.abs().sum() > 0 and head.rank_counts.weight.grad.abs().sum() > 0
+    model.eval().save_pretrained(tmp_path)
+    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.head_rank_product is True
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
+
+    with torch.no_grad():  # "the second from the left": a side weight for the left, a count weight for two
+        for layer in (head.rank_kernel, head.rank_sides, head.rank_counts):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        head.rank_sides.bias[RANK_SIDES.index("left")] = 2.0
+        head.rank_counts.bias[1] = 2.0
+        weights = head.rank_weights(torch.randn(2, head.rank_kernel.in_features))
+    expected = torch.zeros(len(RANK_SIDES) * MAX_RANK)
+    expected[RANK_SIDES.index("left") * MAX_RANK + 1] = 4.0
+    assert torch.equal(weights, expected.expand(2, -1))
+    candidates = torch.full((2, 1, 6, 12), -5.0)
+    for left in (0, 4, 8):  # three objects in a row: only the middle one is second from the left
+        candidates[:, :, 2:4, left : left + 2] = 5.0
+    ranked = torch.einsum("bchw,bc->bhw", head.rank_terms(candidates), weights)
+    assert ranked[0, 2:4, 4:6].eq(4.0).all() and ranked.ne(0).sum() == 2 * 4  # the middle object's 4 cells, nothing else
+
+    older = {k: v for k, v in model.config.to_dict().items() if k != "head_rank_product"}
+    assert ReferringSegmentationConfig.from_dict(older).head_rank_product is False
+    with pytest.raises(ValueError, match="`head_rank_product` needs `head_rank_kernel`"):
+        ReferringSegmentationConfig(head_rank_product=True)
+    with pytest.raises(ValueError, match="`rank_product` is part of the rank kernel"):
+        SegmentationHead([8, 16, 32, 64], 12, rank_product=True)
