@@ -323,8 +323,28 @@ def test_the_category_map_gives_the_rank_kernel_its_candidates_and_learns_every_
         ReferringSegmentationConfig(head_category_map=True)
 
 
+def check_rank_option_saves_and_loads(model: ReferringSegmentationModel, batch: dict[str, torch.Tensor], folder,
+                                      option: str) -> None:
+    """A model built with the rank kernel's ``option`` on saves and loads with it and the same logits; a config saved
+    before the option loads with it off; the config and the head refuse it without the rank kernel."""
+    from s4eca_peft.modeling.head import SegmentationHead
+
+    model.eval().save_pretrained(folder)
+    reloaded = ReferringSegmentationModel.from_pretrained(folder).eval()
+    assert getattr(reloaded.config, option) is True
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
+    older = {k: v for k, v in model.config.to_dict().items() if k != option}
+    assert getattr(ReferringSegmentationConfig.from_dict(older), option) is False
+    with pytest.raises(ValueError, match=f"`{option}` needs `head_rank_kernel`"):
+        ReferringSegmentationConfig(**{option: True})
+    head_option = option.removeprefix("head_")
+    with pytest.raises(ValueError, match=f"`{head_option}` is part of the rank kernel"):
+        SegmentationHead([8, 16, 32, 64], 12, **{head_option: True})
+
+
 def test_the_rank_kernel_can_read_the_words_through_attention_pools(tmp_path):
-    from s4eca_peft.modeling.head import RANK_WORD_POOLS, SegmentationHead
+    from s4eca_peft.modeling.head import RANK_WORD_POOLS
 
     model = build("swin", "bert", head_rank_kernel=True, head_category_map=True, head_rank_words=True).eval()
     head = model.segmentation_head
@@ -358,17 +378,7 @@ def test_the_rank_kernel_can_read_the_words_through_attention_pools(tmp_path):
     model(**batch, labels=labels_for(batch)).loss.backward()
     assert head.rank_word_scores.weight.grad.abs().sum() > 0 and head.rank_kernel.weight.grad.abs().sum() > 0
 
-    model.eval().save_pretrained(tmp_path)
-    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
-    assert reloaded.config.head_rank_words is True
-    with torch.no_grad():
-        assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
-    older = {k: v for k, v in model.config.to_dict().items() if k != "head_rank_words"}
-    assert ReferringSegmentationConfig.from_dict(older).head_rank_words is False
-    with pytest.raises(ValueError, match="`head_rank_words` needs `head_rank_kernel`"):
-        ReferringSegmentationConfig(head_rank_words=True)
-    with pytest.raises(ValueError, match="`rank_words` is part of the rank kernel"):
-        SegmentationHead([8, 16, 32, 64], 12, rank_words=True)
+    check_rank_option_saves_and_loads(model, batch, tmp_path, "head_rank_words")
 
 
 def test_sentence_dropout_hides_the_sentence_from_the_head_of_some_training_samples_only():
@@ -440,7 +450,7 @@ def test_batch_mismatch_between_images_and_tokens():
 
 
 def test_side_times_count_products_let_the_rank_kernel_weigh_one_rank_from_one_side_alone(tmp_path):
-    from s4eca_peft.modeling.head import MAX_RANK, SegmentationHead
+    from s4eca_peft.modeling.head import MAX_RANK
     from s4eca_peft.modeling.ranks import RANK_SIDES
 
     model = build("swin", "bert", head_rank_kernel=True, head_category_map=True, head_rank_product=True).eval()
@@ -449,11 +459,7 @@ def test_side_times_count_products_let_the_rank_kernel_weigh_one_rank_from_one_s
     model.train()
     model(**batch, labels=labels_for(batch)).loss.backward()
     assert head.rank_sides.weight.grad.abs().sum() > 0 and head.rank_counts.weight.grad.abs().sum() > 0
-    model.eval().save_pretrained(tmp_path)
-    reloaded = ReferringSegmentationModel.from_pretrained(tmp_path).eval()
-    assert reloaded.config.head_rank_product is True
-    with torch.no_grad():
-        assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
+    check_rank_option_saves_and_loads(model, batch, tmp_path, "head_rank_product")
 
     with torch.no_grad():  # "the second from the left": a side weight for the left, a count weight for two
         for layer in (head.rank_kernel, head.rank_sides, head.rank_counts):
@@ -471,9 +477,3 @@ def test_side_times_count_products_let_the_rank_kernel_weigh_one_rank_from_one_s
     ranked = torch.einsum("bchw,bc->bhw", head.rank_terms(candidates), weights)
     assert ranked[0, 2:4, 4:6].eq(4.0).all() and ranked.ne(0).sum() == 2 * 4  # the middle object's 4 cells, nothing else
 
-    older = {k: v for k, v in model.config.to_dict().items() if k != "head_rank_product"}
-    assert ReferringSegmentationConfig.from_dict(older).head_rank_product is False
-    with pytest.raises(ValueError, match="`head_rank_product` needs `head_rank_kernel`"):
-        ReferringSegmentationConfig(head_rank_product=True)
-    with pytest.raises(ValueError, match="`rank_product` is part of the rank kernel"):
-        SegmentationHead([8, 16, 32, 64], 12, rank_product=True)
