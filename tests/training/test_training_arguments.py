@@ -107,6 +107,18 @@ def test_the_head_category_map_is_on_by_default_and_only_with_the_rank_kernel():
     assert head_of("--no_head_reads_sentence") == (False, False)
 
 
+def test_the_rank_kernel_side_x_count_products_are_off_by_default_and_only_with_the_rank_kernel():
+    from s4eca_peft.training.base_model import build_base_and_processor
+
+    def head_of(*flags):
+        base, _, _ = build_base_and_processor(parse_train_args([*flags, "--decoder_dim", "16"]).model, image_size=64)
+        return base.config.head_rank_product, base.segmentation_head.rank_sides is not None
+
+    assert head_of() == (False, False)
+    assert head_of("--head_rank_product") == (True, True)
+    assert head_of("--head_rank_product", "--no_head_rank_kernel") == (False, False)
+
+
 def test_eval_arguments():
     arguments = parse_eval_args(["--adapter", "a", "--split", "val", "--num_samples", "9"])
     assert (arguments.adapter, arguments.split, arguments.num_samples, arguments.dataset) == ("a", "val", 9, "synthetic")
