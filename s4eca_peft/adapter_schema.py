@@ -57,7 +57,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "s4eca_base/config.json": {
         "vision_config": Field("object"), "text_config": Field("object"), "decoder_dim": _size(MAX_WIDTH),
         "head_reads_sentence": Field("bool"), "head_place_kernel": Field("bool"), "freeze_backbones": Field("bool"),
-        "head_rank_kernel": Field("bool"), "head_sentence_dropout": Field("number", 0.0, 1.0),
+        **dict.fromkeys(("head_rank_kernel", "head_category_map", "head_rank_words", "head_rank_product"), Field("bool")),
+        "head_sentence_dropout": Field("number", 0.0, 1.0),
         "vit_feature_layers": Field("int", -MAX_LAYERS, MAX_LAYERS, length=4, nullable=True),
         "bce_weight": Field("number", 0.0, 1e3), "dice_weight": Field("number", 0.0, 1e3),
         **dict.fromkeys(("vision_name_or_path", "text_name_or_path", "vision_revision", "text_revision"), _TEXT),

@@ -158,6 +158,8 @@ CASES = {
                                     "`decoder_dim` must be a finite int in [1, 16384], got 200000"),
     "base decoder_dim 'wide'": Case(edited(BASE, with_field("decoder_dim", "wide")), 2,
                                     "`decoder_dim` must be an int, got a str"),
+    "base head_rank_product 'yes'": Case(edited(BASE, with_field("head_rank_product", "yes")), 2,
+                                         "`head_rank_product` must be a bool, got a str"),
     "base hidden_size 10**6": Case(edited(BASE, with_sub_field("text_config", "hidden_size", 10**6)), 2,
                                    "`text_config.hidden_size` must be a finite int in [1, 16384]"),
     "metadata a list": Case(edited(METADATA, lambda data: [data]), 2, f"{METADATA}: must be a JSON object"),
