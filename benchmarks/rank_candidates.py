@@ -127,8 +127,12 @@ def measure(adapter: str, num_samples: int, image_size: int) -> dict[str, Any]:
         seen["logits"] = logits.detach()
         return SegmentationHead.rank_terms(logits)
 
+    def weigh(reads: torch.Tensor) -> torch.Tensor:
+        seen["weights"] = SegmentationHead.rank_weights(head, reads).detach()
+        return seen["weights"]
+
     head.rank_terms = remember  # the candidates the kernel counts, read where it reads them
-    head.rank_kernel.register_forward_hook(lambda module, args, output: seen.__setitem__("weights", output.detach()))
+    head.rank_weights = weigh  # the weights the sentence gives them, side x count products included
     rows: dict[str, dict[str, list[float]]] = {which: {"covered": [], "stray": [], "pick": []} for which in WHICH}
     kernel_right: list[bool] = []
     model_iou: list[float] = []
