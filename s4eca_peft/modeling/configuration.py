@@ -80,8 +80,8 @@ class ReferringSegmentationConfig(PretrainedConfig):
         head_rank_product (`bool`, *optional*, defaults to `False`):
             Each rank kernel weight also gets the product of a weight per side and a weight per count, both from the
             sentence, so that "the second from the left" can weigh rank two from the left alone, where a sum of a
-            side term and a count term also weighs the second from the right. Needs `head_rank_kernel`. Off in
-            `s4eca-train` too until its shorter run is measured with it on val (docs/method.md).
+            side term and a count term also weighs the second from the right. Needs `head_rank_kernel`. On in
+            `s4eca-train` (`--no_head_rank_product` leaves them out): val keeps them (docs/method.md).
         head_sentence_dropout (`float`, *optional*, defaults to 0.0):
             In training, the probability that a sample's head reads no sentence (a zero sentence feature): for those
             samples the expression reaches the mask only through adapters that write it into the features, which

@@ -62,10 +62,10 @@ class ModelArguments:
     head_rank_words: bool = field(default=False, metadata={
         "help": "The rank kernel reads the words through two learned attention pools instead of their mean (a head "
                 "without the rank kernel has none)."})
-    head_rank_product: bool = field(default=False, metadata={
+    head_rank_product: bool = field(default=True, metadata={
         "help": "Each rank kernel weight also gets the product of a side weight and a count weight from the "
-                "sentence, so that 'the second from the left' can weigh that rank alone (a head without the rank "
-                "kernel has none)."})
+                "sentence, so that 'the second from the left' can weigh that rank alone (--no_head_rank_product: "
+                "without them, as in adapters saved before the option; a head without the rank kernel has none)."})
     head_sentence_dropout: float = field(default=0.0, metadata={
         "help": "In training, the share of samples whose head reads no sentence, so that the expression must reach "
                 "their mask through the vision adapters (in [0, 1); evaluation always gives the head the sentence)."})

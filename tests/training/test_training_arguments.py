@@ -107,16 +107,17 @@ def test_the_head_category_map_is_on_by_default_and_only_with_the_rank_kernel():
     assert head_of("--no_head_reads_sentence") == (False, False)
 
 
-def test_the_rank_kernel_side_x_count_products_are_off_by_default_and_only_with_the_rank_kernel():
+def test_the_rank_kernel_side_x_count_products_are_on_by_default_and_only_with_the_rank_kernel():
     from s4eca_peft.training.base_model import build_base_and_processor
 
     def head_of(*flags):
         base, _, _ = build_base_and_processor(parse_train_args([*flags, "--decoder_dim", "16"]).model, image_size=64)
         return base.config.head_rank_product, base.segmentation_head.rank_sides is not None
 
-    assert head_of() == (False, False)
-    assert head_of("--head_rank_product") == (True, True)
-    assert head_of("--head_rank_product", "--no_head_rank_kernel") == (False, False)
+    assert parse_train_args([]).model.head_rank_product is True
+    assert head_of() == (True, True)
+    assert head_of("--no_head_rank_product") == (False, False)
+    assert head_of("--no_head_rank_kernel") == (False, False)
 
 
 def test_eval_arguments():
