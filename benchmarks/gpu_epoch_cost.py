@@ -4,7 +4,7 @@ Two measurements, on one CUDA GPU:
 
 * **steps** (all methods, one process, one after the other): Swin-B (window 12) + BERT-base built offline from their
   configs (random weights: costs do not depend on the values), 20 tokens, bf16 autocast as ``accelerate launch
-  --mixed_precision bf16`` uses, AdamW with gradient clipping as in `s4eca-train`. For S4ECA, S4ECA with gradient
+  --mixed_precision bf16`` uses (a CPU smoke run stays in float32: bf16 convolutions have no fast CPU kernels), AdamW with gradient clipping as in `s4eca-train`. For S4ECA, S4ECA with gradient
   checkpointing, full fine-tuning, LoRA at S4ECA's adapter budget and head-only: peak memory allocated by torch over
   the training steps (weights, gradients, optimizer state, activations), time of one training step (median after
   warm-up, CUDA-synchronised) and time of one evaluation batch (32 samples, ``--per_device_eval_batch_size``).
@@ -125,9 +125,10 @@ def measure(method: str, config: dict[str, Any], device, lora_budget: int | None
     model.to(device)
     vocab = measured.base.config.text_config.vocab_size
     batch = {k: v.to(device) for k, v in make_inputs(batch_size, config["image_size"], vocab).items()}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    bf16 = device.type == "cuda"  # bf16 convolutions have no fast CPU kernels: a CPU smoke run stays in float32
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     # what `--mixed_precision bf16` does to the prepared model's forward (its own autocast instance)
-    model.forward = torch.autocast(device.type, dtype=torch.bfloat16)(model.forward)
+    model.forward = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)(model.forward)
     # the step of `s4eca-train`, gradients clipped at 1.0
     steps = time_training_steps(measured, batch, step_accelerator(device.type == "cpu"), config["warmup"],
                                 config["repeats"], max_grad_norm=1.0, synchronize=lambda: synchronize(device))
@@ -286,7 +287,7 @@ def report(output: dict[str, Any], command: str) -> str:
         f"Command: `{command}`. Machine: {machine_line(machine)}.",
         "",
         f"Swin-B (window {window_for(config['image_size'])}) + BERT-base from configs, {config['image_size']}x"
-        f"{config['image_size']}, batch {TRAIN_BATCH}, 20 tokens, bf16 autocast, AdamW with clipping; medians of "
+        f"{config['image_size']}, batch {TRAIN_BATCH}, 20 tokens, {output.get('precision', 'bf16 autocast')}, AdamW with clipping; medians of "
         f"{config['repeats']} steps after {config['warmup']} warm-up. Peak memory is what torch allocated over the "
         "training steps (weights, gradients, optimizer state, activations). An epoch is "
         f"{math.ceil(sizes['rrsisd']['train'] / TRAIN_BATCH)} steps + {math.ceil(sizes['rrsisd']['val'] / EVAL_BATCH)} "
@@ -317,7 +318,8 @@ def run_measurements(args: argparse.Namespace, config: dict[str, Any], device) -
     """Every method's steps, then the end-to-end run; the raw figures are written to ``--json`` as they come, so
     that a failure later keeps what was measured."""
     output: dict[str, Any] = {"machine": machine_info(1, str(device)), "smoke": args.smoke, "config": config,
-                              "results": [], "end_to_end": None}
+                              "results": [], "end_to_end": None,
+                              "precision": "bf16 autocast" if device.type == "cuda" else "float32 (no autocast on CPU)"}
 
     def save() -> None:
         if args.json:

@@ -93,6 +93,7 @@ def test_gpu_epoch_cost_smoke_mode_measures_every_method_and_trains_end_to_end(t
     assert output["end_to_end"]["train_steps"] == 4 and output["end_to_end"]["train_samples_per_second"] > 0
     section = read_section(tmp_path / "reproduce.md", "gpu-epoch-cost")
     assert "Command: `python -m benchmarks.gpu_epoch_cost --smoke --end-to-end --scaling-batch-sizes 2`" in section
+    assert "float32 (no autocast on CPU)" in section  # bf16 only where it has fast kernels (CUDA)
     for method in measured:
         assert f"| {METHOD_LABELS[method]}" in section
 
