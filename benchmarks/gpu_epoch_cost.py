@@ -4,7 +4,8 @@ Two measurements, on one CUDA GPU:
 
 * **steps** (all methods, one process, one after the other): Swin-B (window 12) + BERT-base built offline from their
   configs (random weights: costs do not depend on the values), 20 tokens, bf16 autocast as ``accelerate launch
-  --mixed_precision bf16`` uses (a CPU smoke run stays in float32: bf16 convolutions have no fast CPU kernels), AdamW with gradient clipping as in `s4eca-train`. For S4ECA, S4ECA with gradient
+  --mixed_precision bf16`` uses (a CPU smoke run stays in float32: `uses_bf16`), AdamW with gradient clipping as
+  in `s4eca-train`. For S4ECA, S4ECA with gradient
   checkpointing, full fine-tuning, LoRA at S4ECA's adapter budget and head-only: peak memory allocated by torch over
   the training steps (weights, gradients, optimizer state, activations), time of one training step (median after
   warm-up, CUDA-synchronised) and time of one evaluation batch (32 samples, ``--per_device_eval_batch_size``).
@@ -70,6 +71,12 @@ GIB = 2**30
 
 
 @lru_cache(maxsize=1)
+def uses_bf16(device) -> bool:
+    """bf16 autocast on CUDA, as the paper protocol trains; float32 elsewhere, since bf16 convolutions have no fast
+    CPU kernels (a CPU smoke run would time the slow path, not the method)."""
+    return device.type == "cuda"
+
+
 def step_accelerator(cpu: bool):
     """One `Accelerator` for every measured training step of this process (nothing is prepared with it)."""
     from accelerate import Accelerator
@@ -125,7 +132,7 @@ def measure(method: str, config: dict[str, Any], device, lora_budget: int | None
     model.to(device)
     vocab = measured.base.config.text_config.vocab_size
     batch = {k: v.to(device) for k, v in make_inputs(batch_size, config["image_size"], vocab).items()}
-    bf16 = device.type == "cuda"  # bf16 convolutions have no fast CPU kernels: a CPU smoke run stays in float32
+    bf16 = uses_bf16(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     # what `--mixed_precision bf16` does to the prepared model's forward (its own autocast instance)
     model.forward = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)(model.forward)
@@ -319,7 +326,7 @@ def run_measurements(args: argparse.Namespace, config: dict[str, Any], device) -
     that a failure later keeps what was measured."""
     output: dict[str, Any] = {"machine": machine_info(1, str(device)), "smoke": args.smoke, "config": config,
                               "results": [], "end_to_end": None,
-                              "precision": "bf16 autocast" if device.type == "cuda" else "float32 (no autocast on CPU)"}
+                              "precision": "bf16 autocast" if uses_bf16(device) else "float32 (no autocast on CPU)"}
 
     def save() -> None:
         if args.json:
@@ -348,7 +355,7 @@ def run_measurements(args: argparse.Namespace, config: dict[str, Any], device) -
             output["scaling"].append(result)
             save()
     if args.end_to_end:
-        output["end_to_end"] = run_end_to_end(config, "bf16" if device.type == "cuda" else "no")
+        output["end_to_end"] = run_end_to_end(config, "bf16" if uses_bf16(device) else "no")
         print(f"end to end: {json.dumps({k: v for k, v in output['end_to_end'].items() if k != 'eval_results'})}",
               flush=True)
         save()
