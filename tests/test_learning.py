@@ -1,6 +1,6 @@
-"""Reduced embedded-default runs learn the language, and the trained vision adapters carry it.
+"""Reduced embedded-default runs learn the language, and the default model's trained vision adapters carry it.
 
-Every run uses the embedded default encoders (the shipped Swin pretrained on synthetic scenes, the pretrained
+The training runs use the embedded default encoders (the shipped Swin pretrained on synthetic scenes, the pretrained
 MiniLM), the default S4ECA config and 128x128 synthetic scenes in batches of 16, scored on the same 128 fixed
 validation scenes. Every synthetic scene holds at least two objects of the target's category, so without language a
 model can only guess which one is meant.
@@ -8,16 +8,12 @@ model can only guess which one is meant.
 * The default model trained for 64 steps with the real expressions beats the same run with one constant word for
   every expression, on the attribute and position families of synthetic data version 1 (64 steps are too few for
   the relational families of version 2, which the learning-curve benchmark follows to convergence).
-* The vision adapters carry the language. With a head that reads no sentence (``--no_head_reads_sentence``, 192
-  steps) the expression can reach the mask only through the vision adapters; evaluated with every image's vision
-  adapters given the proxies of another image's expression, the trained model scores clearly lower. Adapters that
-  ignored their proxies, or a tuner that never routed them, would score exactly the same
-  (tests/tuner/test_language_use.py), so a do-nothing adapter fails this test.
-* The default model's trained vision adapters shape its masks: the shipped reference adapter (the default config
-  trained to convergence) scores clearly lower with its vision adapters switched off. Adapters that never learned or
-  were never routed would score the same. How much of the language they carry with a head that reads the sentence
-  (little: the head's own sentence conditioning carries most of it) is a measured figure of the learning-curve
-  benchmark (docs/benchmarks.md, "language use"), not a test: 64 steps are too few to show it.
+* The default model's trained vision adapters carry the language: the shipped reference adapter (the default
+  adapter config trained to convergence) scores at least 10 points of val mIoU lower when every image's vision
+  adapters are given the proxies of another image's expression (the language-use aim of docs/benchmarks.md), and
+  clearly lower with its vision adapters switched off. Adapters that ignored their proxies, or a tuner that never
+  routed them, would score exactly the same under the swap (tests/tuner/test_language_use.py, which also checks
+  that the loss trains the text adapters through the vision adapters).
 """
 
 from __future__ import annotations
@@ -34,7 +30,7 @@ import pytest
 from s4eca_peft.data.synthetic import DATA_VERSION
 from s4eca_peft.tuner import mismatch_proxies
 
-pytestmark = pytest.mark.slow  # two training runs of 64 steps and one of 192, evaluations of the reference adapter
+pytestmark = pytest.mark.slow  # two training runs of 64 steps, evaluations of the reference adapter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,12 +39,10 @@ ATTRIBUTE_DATA = 1
 """Synthetic data version of the 64-step runs: its families name the target's own attributes and positions."""
 DEFAULT_RUN = ["--max_train_steps", "64", "--train_samples_per_epoch", "512", "--data_version", str(ATTRIBUTE_DATA),
                *COMMON]
-SENTENCE_FREE_RUN = ["--max_train_steps", "192", "--train_samples_per_epoch", "1536", "--no_head_reads_sentence",
-                     *COMMON]
 
 
 def train_two_at_a_time(runs: dict[str, list[str]], output: Path) -> dict[str, dict[str, float]]:
-    """Run the training commands, in the given order, two at a time (one torch thread each); their val metrics."""
+    """Run the training commands two at a time (one torch thread each); their val metrics."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
 
     def train(name: str) -> dict[str, float]:
@@ -86,13 +80,11 @@ def validation_scores(adapter: str | Path, mismatched_proxies: bool, version: in
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict[str, dict[str, float]]]:
-    """The reduced default run with the real expressions and with one constant word, and the longer run whose head
-    reads no sentence: their folder and val scores (the long run starts first, the two short ones share the other
-    core)."""
+    """The reduced default run with the real expressions and with one constant word, side by side: their folder and
+    val scores."""
     output = tmp_path_factory.mktemp("learning")
     script = [sys.executable, str(REPO / "examples" / "train.py")]
     return output, train_two_at_a_time({
-        "sentence_free_head": [*script, *SENTENCE_FREE_RUN],
         "language": [*script, *DEFAULT_RUN],
         "constant": [*script, *DEFAULT_RUN, "--constant_expression", "object"],
     }, output)
@@ -105,27 +97,30 @@ def test_reduced_default_run_learns_language(trained, minilm_path):
     assert scores["language"]["oIoU"] > scores["constant"]["oIoU"]
 
 
-def test_with_a_head_that_reads_no_sentence_the_trained_vision_adapters_carry_the_language(trained, minilm_path):
-    output, scores = trained
-    config = json.loads((output / "sentence_free_head" / "adapter" / "s4eca_base" / "config.json").read_text())
-    assert config["head_reads_sentence"] is False
-    matched = validation_scores(output / "sentence_free_head", mismatched_proxies=False)
-    assert abs(matched["mIoU"] - scores["sentence_free_head"]["mIoU"]) < 1e-6  # the saved adapter is the one scored
-    mismatched = validation_scores(output / "sentence_free_head", mismatched_proxies=True)
-    print({f"{metric} {which}": round(100 * scores[metric], 2) for which, scores in
-           (("matched proxies", matched), ("mismatched", mismatched)) for metric in ("mIoU", "oIoU")})
-    # adapters that ignore their proxies score exactly the same (tests/tuner/test_language_use.py)
-    assert mismatched["mIoU"] < matched["mIoU"] - 0.02
-    assert mismatched["oIoU"] < matched["oIoU"]
-
-
-def test_the_default_models_trained_vision_adapters_shape_its_masks(minilm_path):
+@pytest.fixture(scope="module")
+def reference_scores(minilm_path) -> dict[str, dict[str, float]]:
+    """The shipped reference adapter's val metrics as it is, with mismatched proxies, and with its vision adapters
+    off."""
     from s4eca_peft.modeling.packaged import REFERENCE_ADAPTER, reference_adapter_installed
 
     if not reference_adapter_installed():
         pytest.skip("the reference adapter is not installed (tools/install_reference_adapter.py)")
-    with_adapters = validation_scores(REFERENCE_ADAPTER, mismatched_proxies=False, vision_adapters=True)
-    without = validation_scores(REFERENCE_ADAPTER, mismatched_proxies=False, vision_adapters=False)
-    print({"vision adapters on": round(100 * with_adapters["mIoU"], 2), "off": round(100 * without["mIoU"], 2)})
+    scores = {"matched": validation_scores(REFERENCE_ADAPTER, mismatched_proxies=False),
+              "mismatched": validation_scores(REFERENCE_ADAPTER, mismatched_proxies=True),
+              "vision adapters off": validation_scores(REFERENCE_ADAPTER, mismatched_proxies=False,
+                                                       vision_adapters=False)}
+    print({f"{name} {metric}": round(100 * s[metric], 2) for name, s in scores.items() for metric in ("mIoU", "oIoU")})
+    return scores
+
+
+def test_the_default_models_trained_vision_adapters_carry_the_language(reference_scores):
+    matched, mismatched = reference_scores["matched"], reference_scores["mismatched"]
+    # adapters that ignore their proxies score exactly the same (tests/tuner/test_language_use.py)
+    assert mismatched["mIoU"] < matched["mIoU"] - 0.10
+    assert mismatched["oIoU"] < matched["oIoU"]
+
+
+def test_the_default_models_trained_vision_adapters_shape_its_masks(reference_scores):
+    with_adapters, without = reference_scores["matched"], reference_scores["vision adapters off"]
     assert without["mIoU"] < with_adapters["mIoU"] - 0.05
     assert without["oIoU"] < with_adapters["oIoU"]

@@ -19,7 +19,7 @@ from s4eca_peft.data.loaders import eval_dataloader
 from s4eca_peft.data.synthetic import make_synthetic_dataset
 from s4eca_peft.modeling import ReferringSegmentationProcessor
 from s4eca_peft.training.evaluation import eval_main, evaluate_loop, measure_language_use
-from s4eca_peft.tuner import S4ECAModel, mismatch_proxies
+from s4eca_peft.tuner import S4ECAModel, S4ECATextLayer, mismatch_proxies
 
 TINY = {"num_queries": 4, "text_bottleneck_size": 16, "text_num_heads": 2, "vision_bottleneck_size": 8}
 
@@ -61,6 +61,21 @@ def test_with_a_head_that_reads_no_sentence_adapters_that_ignore_their_proxies_i
     with torch.no_grad():
         other_expressions = model(**dict(inputs, input_ids=inputs["input_ids"].flip(0))).logits
         assert torch.equal(other_expressions, model(**inputs).logits)
+
+
+def test_with_a_head_that_reads_no_sentence_the_loss_trains_the_text_adapters_through_the_vision_adapters():
+    """The training-time half of language use: with a head that reads no sentence, the loss reaches the text
+    adapters' queries and attention (which distil the proxies) only through the vision adapters that read the
+    proxies, so trained vision adapters can come to carry the language. (The text feedback, which feeds later text
+    layers that nothing reads here, gets no gradient.)"""
+    model, inputs = adapted_model(reads_proxies=True).train(), batch()
+    model(**inputs, labels=torch.ones(3, 1, IMAGE_SIZE, IMAGE_SIZE)).loss.backward()
+    adapters = [m.s4eca_text_adapter["default"] for m in model.modules() if isinstance(m, S4ECATextLayer)]
+    assert adapters, "the model has no text adapters"
+    grads = {name: p.grad for adapter in adapters for name, p in adapter.named_parameters()
+             if not name.startswith("feedback.")}
+    assert {"queries", "q_proj.weight", "v_proj.weight", "out_proj.weight"} <= set(grads)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), sorted(grads)
 
 
 @pytest.fixture(scope="module")

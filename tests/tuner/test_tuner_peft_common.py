@@ -45,22 +45,28 @@ PEFT_TEST_FILES = ("testing_common.py", "testing_utils.py", "test_custom_models.
 
 
 def _peft_sdist() -> Path:
+    """The cached sdist; a missing one is downloaded into a folder of its own and moved into place in one rename, so
+    that test processes collecting side by side never read a half-written archive."""
     cache = Path(os.environ.get("S4ECA_PEFT_SDIST_CACHE", Path(tempfile.gettempdir()) / "s4eca-peft-sdist"))
     cache.mkdir(parents=True, exist_ok=True)
     sdist = cache / f"peft-{PEFT_VERSION}.tar.gz"
     if not sdist.exists():
+        download = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
         command = [sys.executable, "-m", "pip", "download", f"peft=={PEFT_VERSION}", "--no-binary", ":all:"]
-        command += ["--no-deps", "--quiet", "--disable-pip-version-check", "-d", str(cache)]
+        command += ["--no-deps", "--quiet", "--disable-pip-version-check", "-d", str(download)]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as error:
             pytest.skip(f"pip could not download the peft {PEFT_VERSION} sdist: {error}", allow_module_level=True)
-        if result.returncode != 0 or not sdist.exists():
+        downloaded = download / sdist.name
+        if result.returncode != 0 or not downloaded.exists():
             reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
             pytest.skip(
                 f"pip could not reach the package index for the peft {PEFT_VERSION} sdist: {reason}",
                 allow_module_level=True,
             )
+        os.replace(downloaded, sdist)
+        download.rmdir()
     return sdist
 
 
