@@ -73,6 +73,9 @@ METHOD_LABELS = {
                           "rate 1e-3",
     "lora_rank_product": "LoRA (q,k,v of both encoders, learning rate 5e-4) + the head's place and rank kernels, ranks "
                          "counted in a category map, the rank kernel's weights with side x count products",
+    "s4eca_rank_product_no_dropout": "S4ECA + the head's place and rank kernels, ranks counted in a category map, the "
+                                     "rank kernel's weights with side x count products, no sentence dropout, learning "
+                                     "rate 1e-3",
 }
 
 PAGE_HEADER = """# Benchmarks

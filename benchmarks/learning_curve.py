@@ -60,6 +60,8 @@ PROTOCOL_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
                                      "head_sentence_dropout": 0.1, "learning_rate": 1e-3}),
     "lora_rank_product": ("lora", {**BOTH_KERNELS, "head_category_map": True, "head_rank_product": True,
                                    "learning_rate": 5e-4}),
+    "s4eca_rank_product_no_dropout": ("s4eca", {**BOTH_KERNELS, "head_category_map": True, "head_rank_product": True,
+                                                "learning_rate": 1e-3}),
 }
 """Methods that are another method's run under a changed protocol (the head's sentence x place kernel, a learning
 rate, sentence dropout in the head, the head's rank kernel, the rank kernel counting in a category map): that run and
@@ -67,7 +69,8 @@ the change. LoRA with the kernel runs at the learning rate its runs without the 
 (2e-3, chosen on 192-step runs) is tried again at 3,000 steps; the category map runs at the rate val chose there, and
 so do the rank kernel reading the words through attention pools (`s4eca_rank_words`) and sentence dropout with the
 category map. The rank kernel's side x count products run with each method's best configuration so far (S4ECA with
-sentence dropout 0.1, as the reference adapter; LoRA at 5e-4)."""
+sentence dropout 0.1, as the reference adapter; LoRA at 5e-4), and S4ECA's also without the dropout, as
+`s4eca-train` builds its head."""
 METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", *PROTOCOL_RUNS]
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
