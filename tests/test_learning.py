@@ -79,19 +79,19 @@ def validation_scores(adapter: str | Path, mismatched_proxies: bool, version: in
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, dict[str, dict[str, float]]]:
-    """The reduced default run with the real expressions and with one constant word, side by side: their folder and
-    val scores."""
+def trained(tmp_path_factory) -> dict[str, dict[str, float]]:
+    """The reduced default run with the real expressions and with one constant word, side by side: their val
+    scores."""
     output = tmp_path_factory.mktemp("learning")
     script = [sys.executable, str(REPO / "examples" / "train.py")]
-    return output, train_two_at_a_time({
+    return train_two_at_a_time({
         "language": [*script, *DEFAULT_RUN],
         "constant": [*script, *DEFAULT_RUN, "--constant_expression", "object"],
     }, output)
 
 
 def test_reduced_default_run_learns_language(trained, minilm_path):
-    _, scores = trained
+    scores = trained
     assert {s["num_samples"] for s in scores.values()} == {128}
     assert scores["language"]["mIoU"] > scores["constant"]["mIoU"] + 0.02
     assert scores["language"]["oIoU"] > scores["constant"]["oIoU"]
