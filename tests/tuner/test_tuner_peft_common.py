@@ -51,22 +51,21 @@ def _peft_sdist() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     sdist = cache / f"peft-{PEFT_VERSION}.tar.gz"
     if not sdist.exists():
-        download = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
-        command = [sys.executable, "-m", "pip", "download", f"peft=={PEFT_VERSION}", "--no-binary", ":all:"]
-        command += ["--no-deps", "--quiet", "--disable-pip-version-check", "-d", str(download)]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.skip(f"pip could not download the peft {PEFT_VERSION} sdist: {error}", allow_module_level=True)
-        downloaded = download / sdist.name
-        if result.returncode != 0 or not downloaded.exists():
-            reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.skip(
-                f"pip could not reach the package index for the peft {PEFT_VERSION} sdist: {reason}",
-                allow_module_level=True,
-            )
-        os.replace(downloaded, sdist)
-        download.rmdir()
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=cache) as download:
+            command = [sys.executable, "-m", "pip", "download", f"peft=={PEFT_VERSION}", "--no-binary", ":all:"]
+            command += ["--no-deps", "--quiet", "--disable-pip-version-check", "-d", download]
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                pytest.skip(f"pip could not download the peft {PEFT_VERSION} sdist: {error}", allow_module_level=True)
+            downloaded = Path(download) / sdist.name
+            if result.returncode != 0 or not downloaded.exists():
+                reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                pytest.skip(
+                    f"pip could not reach the package index for the peft {PEFT_VERSION} sdist: {reason}",
+                    allow_module_level=True,
+                )
+            os.replace(downloaded, sdist)
     return sdist
 
 
