@@ -70,13 +70,13 @@ MODES: dict[str, dict[str, Any]] = {
 GIB = 2**30
 
 
-@lru_cache(maxsize=1)
 def uses_bf16(device) -> bool:
     """bf16 autocast on CUDA, as the paper protocol trains; float32 elsewhere, since bf16 convolutions have no fast
     CPU kernels (a CPU smoke run would time the slow path, not the method)."""
     return device.type == "cuda"
 
 
+@lru_cache(maxsize=1)
 def step_accelerator(cpu: bool):
     """One `Accelerator` for every measured training step of this process (nothing is prepared with it)."""
     from accelerate import Accelerator
