@@ -79,7 +79,7 @@ def section(runs: dict[str, dict[str, Any]], command: str, before: str, after: s
     gaps = ", ".join(f"{split} {value:+.2f}" for split, value in gap.items())
     return "\n".join([
         f"Command: `{command}` (the two runs one after the other; load average {before} before, {after} after).",
-        f"Machine: {machine_line(machine_info(threads=os.cpu_count() or 1))}.",
+        f"Machine: {machine_line(machine_info(threads=language['train'].get('cpu_threads', 1)))}.",
         "",
         results_table(runs),
         "",

@@ -33,7 +33,8 @@ PAGES = ["index.md", "data.md", "training.md", "evaluation.md", "inference.md", 
          "reproduce.md", "architecture.md", "security.md", "demo.md"]
 BLOCK = re.compile(r"(<!-- requires: (\w+) -->\s*)?```bash\n(.*?)```", re.S)
 SHORTEN = ["--max_train_steps", "2", "--train_samples_per_epoch", "8", "--num_val_samples", "4",
-           "--num_test_samples", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]
+           "--num_test_samples", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
+           "--cpu_threads", "1"]  # one thread: the suite runs a test process per CPU
 INSTALL = re.compile(r"^pip install\b")
 TINY_COUNT = ["--tiny", "--image-size", "64"]
 RUN_BY_SMOKE_TEST = re.compile(r"-m benchmarks\.(efficiency|accuracy_synthetic|learning_curve) .*--smoke")

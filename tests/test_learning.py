@@ -38,7 +38,7 @@ COMMON = ["--num_val_samples", "128", "--num_test_samples", "0", "--seed", "0"]
 ATTRIBUTE_DATA = 1
 """Synthetic data version of the 64-step runs: its families name the target's own attributes and positions."""
 DEFAULT_RUN = ["--max_train_steps", "64", "--train_samples_per_epoch", "512", "--data_version", str(ATTRIBUTE_DATA),
-               *COMMON]
+               "--cpu_threads", "1", *COMMON]
 
 
 def train_two_at_a_time(runs: dict[str, list[str]], output: Path) -> dict[str, dict[str, float]]:

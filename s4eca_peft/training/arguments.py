@@ -213,6 +213,10 @@ class TrainingArguments:
     torch_compile: bool = field(default=False, metadata={
         "help": "Compile the S4ECA adapter modules with torch.compile (fewer, fused kernels; the first steps are "
                 "slower while it compiles)."})
+    cpu_threads: int | None = field(default=None, metadata={
+        "help": "torch threads per process when training on the CPU. Default: every CPU this process may use, shared "
+                "evenly among this machine's processes (`accelerate launch` alone would leave one: it sets "
+                "OMP_NUM_THREADS=1)."})
     seed: int = field(default=0, metadata={"help": "Seed for the model, data order and augmentation."})
     checkpointing_steps: str = field(default="epoch", metadata={
         "help": "Save a resumable adapter-only checkpoint every N optimizer steps, or 'epoch'."})
@@ -237,8 +241,9 @@ class TrainingArguments:
         _require_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size",
                           "gradient_accumulation_steps", "num_train_epochs", "checkpoints_total_limit",
                           "eval_every_epochs", "logging_steps")
-        if self.max_train_steps is not None:
-            _require_positive(self, "max_train_steps")
+        for name in ("max_train_steps", "cpu_threads"):
+            if getattr(self, name) is not None:
+                _require_positive(self, name)
 
     @property
     def checkpoint_every(self) -> int | None:

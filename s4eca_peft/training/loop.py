@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,12 @@ def total_train_steps(training: TrainingArguments, num_samples: int, num_process
     batches_per_epoch = math.ceil(num_samples / training.per_device_train_batch_size / num_processes)
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation_steps))
     return training.max_train_steps or training.num_train_epochs * steps_per_epoch
+
+
+def cpu_threads_per_process(local_processes: int) -> int:
+    """The CPUs this process may use, shared evenly among this machine's ``local_processes`` (at least one)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, available // max(1, local_processes))
 
 
 def set_training_mode(model: torch.nn.Module) -> None:
@@ -100,13 +107,17 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
         log_with=None if training.report_to == "none" else training.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+    if accelerator.device.type == "cpu":
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        torch.set_num_threads(training.cpu_threads or cpu_threads_per_process(local_processes))
     with contextlib.ExitStack() as run_folder:
         if accelerator.is_main_process:
             run_folder.callback(release_lock, acquire_lock(output_dir))
             claim_output_dir(output_dir, training.resume_from_checkpoint, training.overwrite_output_dir)
         accelerator.wait_for_everyone()
-        accelerator.print(f"s4eca-train: {accelerator.num_processes} process(es) on {accelerator.device}, "
-                          f"mixed precision {accelerator.mixed_precision}")
+        accelerator.print(f"s4eca-train: {accelerator.num_processes} process(es) on {accelerator.device}"
+                          + (f" ({torch.get_num_threads()} threads each)" if accelerator.device.type == "cpu" else "")
+                          + f", mixed precision {accelerator.mixed_precision}")
         started = time.time()
 
         # Data: the splits and the resume-safe sampler (the dataloaders follow the model, read by its processor).
@@ -239,6 +250,8 @@ def training_function(config: TrainConfig) -> dict[str, Any]:
             "wall_time_s": round(wall_time, 2), "num_processes": accelerator.num_processes,
             "mixed_precision": accelerator.mixed_precision,
         }
+        if accelerator.device.type == "cpu":
+            train_results["cpu_threads"] = torch.get_num_threads()
         if accelerator.device.type == "cuda":
             train_results["peak_gpu_memory_gib"] = round(
                 torch.cuda.max_memory_allocated(accelerator.device) / 2**30, 2)

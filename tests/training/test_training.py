@@ -111,9 +111,12 @@ def test_one_run_writes_adapter_results_pictures_card_and_pushes(tmp_path, tiny_
 
 def test_s4eca_eval_matches_training_metrics(tmp_path, tiny_swin, minilm_path):
     from s4eca_peft.training.evaluation import eval_main
+    from s4eca_peft.training.loop import cpu_threads_per_process
 
     output = tmp_path / "run"
     run_subprocess(tiny_run_args(output, tiny_swin, minilm_path, "--max_train_steps", "4"))
+    # OMP_NUM_THREADS=1 (as `accelerate launch` sets it) does not hold the run to one thread: it takes the CPUs
+    assert json.loads((output / "train_results.json").read_text())["cpu_threads"] == cpu_threads_per_process(1)
     recorded = json.loads((output / "eval_results.json").read_text())["val"]
     report = tmp_path / "metrics.json"
     result = eval_main(["--adapter", str(output), "--dataset", "synthetic", "--split", "val", "--num_samples", "8",
@@ -131,7 +134,7 @@ def _checkpoint_adapter(output: Path, step: int) -> dict[str, torch.Tensor]:
 
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_swin, minilm_path):
     common = ["--max_train_steps", "8", "--checkpointing_steps", "2", "--checkpoints_total_limit", "5",
-              "--augment", "all", "--num_test_samples", "0"]
+              "--augment", "all", "--num_test_samples", "0", "--cpu_threads", "1"]
     reference = tmp_path / "reference"
     run_subprocess(tiny_run_args(reference, tiny_swin, minilm_path, *common))
 
@@ -155,6 +158,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_swin, minilm_pa
     result = run_subprocess(tiny_run_args(interrupted, tiny_swin, minilm_path, *common,
                                           "--resume_from_checkpoint", "latest"))
     assert "resumed from" in result.stdout + result.stderr
+    assert json.loads((interrupted / "train_results.json").read_text())["cpu_threads"] == 1
     assert not partial.exists()
     expected, resumed = _checkpoint_adapter(reference, 8), _checkpoint_adapter(interrupted, 8)
     assert expected.keys() == resumed.keys()
@@ -167,6 +171,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, tiny_swin, minilm_pa
 
 def test_two_process_group_metrics_equal_one_process_evaluation(tmp_path, tiny_swin, minilm_path):
     from s4eca_peft.training.evaluation import eval_main
+    from s4eca_peft.training.loop import cpu_threads_per_process
 
     output = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -178,6 +183,7 @@ def test_two_process_group_metrics_equal_one_process_evaluation(tmp_path, tiny_s
         env_extra={"ACCELERATE_USE_CPU": "true"}, launcher=launcher, timeout=300,
     )
     assert "2 process(es)" in result.stdout
+    assert json.loads((output / "train_results.json").read_text())["cpu_threads"] == cpu_threads_per_process(2)
     from doc_commands import documented_commands, parse_command
 
     card = (output / "README.md").read_text()  # the card records the launch that ran, as a rerunnable command

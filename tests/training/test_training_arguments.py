@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 import pytest
@@ -15,7 +16,7 @@ from s4eca_peft.training import (
     parse_train_args,
 )
 from s4eca_peft.training.checkpoints import RunState
-from s4eca_peft.training.loop import total_train_steps
+from s4eca_peft.training.loop import cpu_threads_per_process, total_train_steps
 
 
 def test_flags_fill_the_dataclasses_and_the_s4eca_config():
@@ -44,6 +45,7 @@ def test_defaults_are_the_embedded_default_run():
     (["--push_to_hub"], "needs `hub_model_id`"),
     (["--per_device_train_batch_size", "0"], "per_device_train_batch_size.*must be positive"),
     (["--num_queries", "0"], r"`num_queries` \(--num_queries\) must be positive"),
+    (["--cpu_threads", "0"], r"`cpu_threads` \(--cpu_threads\) must be positive"),
 ])
 def test_bad_flags_exit_with_a_message_naming_them(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -136,6 +138,11 @@ def test_arguments_are_frozen_and_the_schedule_leaves_them_alone():
     accumulating = dataclasses.replace(training, gradient_accumulation_steps=2)
     assert total_train_steps(accumulating, 40, 2) == 9  # 5 batches per process: 3 steps per epoch
     assert total_train_steps(dataclasses.replace(accumulating, max_train_steps=25), 40, 2) == 25
+
+
+def test_cpu_threads_are_the_process_cpus_shared_among_the_machines_processes(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert [cpu_threads_per_process(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
 
 
 def test_run_state_round_trips_through_json():
