@@ -72,6 +72,14 @@ category map. The rank kernel's side x count products run with each method's bes
 sentence dropout 0.1, as the reference adapter; LoRA at 5e-4), and S4ECA's also without the dropout, as
 `s4eca-train` builds its head."""
 METHODS = ["s4eca", "lora", "head", "s4eca_proxy_attention", *PROTOCOL_RUNS]
+AIM_METHODS = {
+    "s4eca_rank_product": "S4ECA, side x count products, sentence dropout 0.1 (the reference adapter's config)",
+    "s4eca_rank_product_no_dropout": "S4ECA, side x count products, no sentence dropout (s4eca-train's head)",
+    "lora_rank_product": "LoRA, side x count products",
+    "lora_category_map": "LoRA, category map without the products",
+    "head_only_category_map": "head only, category map",
+}
+"""The runs the aims compare (docs/benchmarks.md), each named for its own picture (`plot_aims`)."""
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},
@@ -287,6 +295,58 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def aims_plot_path(path: Path) -> Path:
+    """Where the aims' picture goes beside the picture of every run."""
+    return path.with_name(f"{path.stem}_aims{path.suffix}")
+
+
+AIM_PANELS = ("overall", "relational families", "language use (S4ECA)")
+
+
+def aim_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, list[tuple[int, float]]]]]:
+    """For each method of `AIM_METHODS` stored, one entry per seed: the (step, %) points of each of `AIM_PANELS`
+    (val mIoU, its mean over the relational families, language use), where measured."""
+    relational = list(RELATIONAL_FAMILIES)
+    values = (lambda p: p["mIoU"], lambda p: over_families([p], "per_family", relational), lambda p: p["mIoU_drop"])
+    return {method: [{panel: [(p["step"], 100 * value(p)) for p in r["points"] if value(p) is not None]
+                      for panel, value in zip(AIM_PANELS, values)}
+                     for r in records if r["method"] == method]
+            for method in AIM_METHODS if any(r["method"] == method for r in records)}
+
+
+def plot_aims(records: list[dict[str, Any]], path: Path) -> bool:
+    """`aim_curves` in three panels, one colour per method and one line per seed; False (nothing written) when none
+    of `AIM_METHODS` is stored."""
+    curves = aim_curves(records)
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2 + 0.22 * len(curves)))
+    colours = plt.get_cmap("tab10")
+    for index, (method, seeds) in enumerate(curves.items()):
+        for number, seed in enumerate(seeds):
+            for ax, panel in zip(axes, AIM_PANELS):
+                if seed[panel]:
+                    ax.plot(*zip(*seed[panel]), color=colours(index), marker=".",
+                            label=AIM_METHODS[method] if number == 0 and ax is axes[0] else None)
+    ylabels = ("val mIoU (%)", "val mIoU on " + ", ".join(RELATIONAL_FAMILIES) + " (%)",
+               "mIoU drop with mismatched proxies (%)")
+    for ax, panel, ylabel in zip(axes, AIM_PANELS, ylabels):
+        ax.set(xlabel="training steps", ylabel=ylabel, title=panel)
+        ax.grid(alpha=0.3)
+    axes[2].axhline(10, color="grey", ls=":", lw=1)  # the aim: +10 points
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower left", fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.22 * len(curves) / fig.get_figheight() + 0.02, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def section(records: list[dict[str, Any]], plot_file: str) -> str:
     first = records[0]
     protocol, machine = first["protocol"], first.get("machine")
@@ -309,6 +369,9 @@ def section(records: list[dict[str, Any]], plot_file: str) -> str:
         "",
         table(records),
         "",
+        *(["The runs the aims compare, one line per seed (the grey line: the language-use aim, +10):", "",
+           f"![learning curves of the runs the aims compare](images/{aims_plot_path(Path(plot_file)).name})", "",
+           "Every run:", ""] if any(r["method"] in AIM_METHODS for r in records) else []),
         f"![learning curves](images/{plot_file})",
     ])
 
@@ -326,6 +389,7 @@ def render(args: argparse.Namespace) -> str | None:
         write_section(docs, SECTION, text)
     if plot_path:
         plot(records, Path(plot_path))
+        plot_aims(records, aims_plot_path(Path(plot_path)))
     return text
 
 

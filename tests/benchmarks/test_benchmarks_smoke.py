@@ -220,6 +220,32 @@ def test_learning_curve_table_averages_the_best_points_and_shows_what_was_not_me
     assert "| 1 | 384 | 40.00 | - | 40.00 | +4.00 |" in rows[f"| {METHOD_LABELS['s4eca']}"]
 
 
+def test_the_aims_picture_draws_the_compared_runs_alone(tmp_path):
+    from benchmarks.learning_curve import AIM_PANELS, aim_curves, plot_aims, section
+
+    def point(step: int, miou: float, drop: float | None) -> dict:
+        families = {"colour": miou, "anchor": miou - 0.1, "ordinal": miou - 0.2, "comparison": miou - 0.3}
+        return {"step": step, "mIoU": miou, "oIoU": miou, "mIoU_drop": drop, "per_family": families,
+                "per_family_mIoU_drop": {}}
+
+    protocol = {"image_size": 64, "num_eval_samples": 6, "batch_size": 2, "steps": 4, "eval_every": 2}
+    others = [{"method": "s4eca", "seed": 0, "done": True, "command": "c", "device": "cpu", "protocol": protocol,
+               "points": [point(2, 0.3, 0.01)]}]
+    assert aim_curves(others) == {} and not plot_aims(others, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists() and "_aims.png" not in section(others, "curve.png")
+    records = [*others, {**others[0], "method": "lora_rank_product", "points": [point(2, 0.5, None),
+                                                                               point(4, 0.6, None)]}]
+    curves = aim_curves(records)
+    assert list(curves) == ["lora_rank_product"]  # the other aims' runs are not stored; plain S4ECA is not one
+    (seed,) = curves["lora_rank_product"]
+    overall, relational, language = (seed[panel] for panel in AIM_PANELS)
+    assert overall == [(2, 50.0), (4, 60.0)] and language == []  # LoRA has no proxies to mismatch
+    assert relational == [(2, pytest.approx(30.0)), (4, pytest.approx(40.0))]  # anchor, ordinal, comparison
+    assert plot_aims(records, tmp_path / "curve_aims.png")
+    assert (tmp_path / "curve_aims.png").read_bytes()[:8] == PNG_MAGIC
+    assert "](images/curve_aims.png)" in section(records, "curve.png")
+
+
 def test_the_category_floor_masks_every_object_of_the_named_category():
     from benchmarks.learning_curve import category_only
     from s4eca_peft.data.loaders import load_split
