@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..files import is_hub_id
 from ..metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
@@ -22,6 +22,7 @@ from ..modeling.packaged import REFERENCE_POINTER, is_package_reference
 __all__ = ["ModelCardInfo", "render_model_card"]
 
 BUILT_FROM_CONFIG = "built from config"
+HUB_URL = "https://huggingface.co"
 _DATASET_NAMES = {"rrsisd": "RRSIS-D", "refsegrs": "RefSegRS", "synthetic": "synthetic aerial scenes"}
 
 
@@ -122,6 +123,28 @@ def _format_duration(seconds: float) -> str:
     return f"{shown} ({whole:,} s)"
 
 
+def widget_image_url(repo_id: str, image: str, revision: str = "main") -> str:
+    """Where the Hub serves ``image`` of the model repo ``repo_id`` at ``revision``: the card widget's ``src``."""
+    return f"{HUB_URL}/{repo_id}/resolve/{revision}/{image}"
+
+
+def address_card(text: str, repo_id: str, revision: str | None = None) -> str:
+    """A card written by `render_model_card`, addressed to the repo it is published to: its model-index name and
+    its widget images name ``repo_id`` at ``revision`` (default ``main``). A card that already does is returned as
+    it is (a run trained with ``--hub_model_id`` names its repo from the start)."""
+    card = ModelCard(text)
+    changed = card.data.model_name not in (None, repo_id)
+    if changed:
+        card.data.model_name = repo_id
+    for example in getattr(card.data, "widget", None) or []:
+        src = example.get("src", "")
+        if src.startswith(f"{HUB_URL}/") and "/resolve/" in src:
+            image = src.split("/resolve/", 1)[1].split("/", 1)[1]  # after the revision
+            example["src"] = widget_image_url(repo_id, image, revision or "main")
+            changed = changed or example["src"] != src
+    return card.content if changed else text
+
+
 def _card_metadata(info: ModelCardInfo) -> str:
     """YAML of the run-dependent front matter: base_model (with ``base_model_relation: adapter``), datasets,
     model-index and the widget example (its image resolved on the repo's main branch)."""
@@ -136,7 +159,7 @@ def _card_metadata(info: ModelCardInfo) -> str:
     ]
     extra: dict[str, Any] = {"base_model_relation": "adapter"} if base_models else {}
     if info.widget_image is not None:
-        src = f"https://huggingface.co/{info.model_id}/resolve/main/{info.widget_image}"
+        src = widget_image_url(info.model_id, info.widget_image)
         extra["widget"] = [{"src": src, "text": info.widget_expression, "example_title": info.widget_expression}]
     return ModelCardData(base_model=base_models or None, datasets=[dataset_id] if dataset_id else None,
                          model_name=info.model_id if eval_results else None, eval_results=eval_results or None,

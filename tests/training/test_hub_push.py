@@ -123,6 +123,26 @@ def test_push_to_a_branch_creates_it(adapter_folder, hub):
     assert hub.create_repo.call_args.kwargs["private"] is False
 
 
+def test_a_card_written_for_another_name_goes_up_addressed_to_the_repo(adapter_folder, hub):
+    # a run trained without --hub_model_id names its folder in the card; pushed later, the card names the repo
+    local = render_model_card(make_info(model_id="s4eca", widget_image="widget/scene.png",
+                                        widget_expression="the pool"))
+    assert ModelCard(local).data.widget[0]["src"] == "https://huggingface.co/s4eca/resolve/main/widget/scene.png"
+    (adapter_folder / "README.md").write_text(local, encoding="utf-8")
+    push_adapter_to_hub(adapter_folder, REPO_ID, revision="v0.1")
+    published = ModelCard(uploaded_files(hub)["README.md"].decode("utf-8"))
+    assert published.data.model_name == REPO_ID
+    assert published.data.widget == [{"src": f"https://huggingface.co/{REPO_ID}/resolve/v0.1/widget/scene.png",
+                                      "text": "the pool", "example_title": "the pool"}]
+    assert published.text == ModelCard(local).text  # the body is the card's own
+    assert (adapter_folder / "README.md").read_text(encoding="utf-8") == local  # the folder's card is left as it is
+
+
+def test_a_card_that_names_the_repo_goes_up_as_it_is(adapter_folder, hub):
+    push_adapter_to_hub(adapter_folder, REPO_ID)
+    assert uploaded_files(hub)["README.md"] == (adapter_folder / "README.md").read_bytes()
+
+
 @pytest.mark.parametrize("missing", ["adapter_config.json", "adapter_model.safetensors", "README.md"])
 def test_refuses_folder_without_required_file(adapter_folder, hub, missing):
     (adapter_folder / missing).unlink()
