@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,30 @@ def test_refused_folders_install_nothing_and_keep_the_previous_reference(run_fol
         tool.install(source, target)
     assert {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+
+
+def test_the_installed_card_names_the_reference_instead_of_the_run_folder(run_folder, tmp_path):
+    from card_info import make_info
+    from huggingface_hub import ModelCard
+
+    from s4eca_peft.training.model_card import render_model_card
+
+    run = tmp_path / "ref_run"
+    shutil.copytree(run_folder, run)
+    card = render_model_card(make_info(model_id="ref_run", widget_image="widget/scene.png", widget_expression="x"))
+    (run / "README.md").write_text(card, encoding="utf-8")
+    target, _ = tool.install(run, tmp_path / "reference_adapter")
+    installed = ModelCard.load(target / "README.md")
+    assert installed.data.model_name == REFERENCE_ADAPTER and installed.data.library_name == "peft"
+    assert getattr(installed.data, "widget", None) is None  # no Hub repo serves its image
+    assert f'S4ECASegmenter.from_pretrained("{REFERENCE_ADAPTER}")' in installed.text
+    assert f"\n# {REFERENCE_ADAPTER}\n" in installed.text and "ref_run" not in installed.content
+    assert (run / "README.md").read_text(encoding="utf-8") == card  # the run's own card is left as it is
+
+
+def test_the_shipped_card_names_the_reference():
+    card = (packaged.REFERENCE_ADAPTER_PATH / "README.md").read_text(encoding="utf-8")
+    assert f'S4ECASegmenter.from_pretrained("{REFERENCE_ADAPTER}")' in card and "\nwidget:" not in card
 
 
 def build_big_base_run(tmp_path: Path) -> Path:

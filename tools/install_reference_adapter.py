@@ -7,6 +7,8 @@ Only the files an adapter folder needs are copied, by the allow-list the Hub pus
 (``s4eca_peft.training.hub.PUBLISHED_FILES``): the adapter (``adapter_config.json``, ``adapter_model.safetensors``),
 the processor (``s4eca_processor_config.json`` and the tokenizer files), the base config (``s4eca_base/config.json``),
 ``s4eca_metadata.json``, the card (``README.md``, ``widget/scene.png``) and ``eval_results.json``. Everything else in the run folder (checkpoints, logs, pictures) is left behind and listed.
+The card is addressed to the reference (its title, usage line and model-index name say
+``package:s4eca-peft/reference-adapter`` instead of the run folder's name; no Hub widget).
 The install is refused, with nothing written, when the adapter folder holds a pickled file (``.bin``, ``.pt`` ...:
 weights load through safetensors only), a link, or an ``s4eca_base/model.safetensors`` larger than 1 MB (the run
 copied its frozen encoders: the reference must name them by package reference, such as
@@ -34,7 +36,9 @@ from s4eca_peft.adapter_folder import (
     check_adapter_files,
 )
 from s4eca_peft.files import PICKLE_SUFFIXES
+from s4eca_peft.modeling.packaged import REFERENCE_ADAPTER
 from s4eca_peft.modeling.processing import PROCESSOR_CONFIG_NAME
+from s4eca_peft.training.model_card import address_card
 from s4eca_peft.tuner.checks import check_adapter_folder
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "s4eca_peft" / "reference_adapter"
@@ -121,6 +125,8 @@ def install(source: str | os.PathLike, target: str | os.PathLike = DEFAULT_TARGE
             destination = staging / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, destination)
+        card = staging / "README.md"
+        card.write_text(address_card(card.read_text(encoding="utf-8"), REFERENCE_ADAPTER), encoding="utf-8")
         try:
             check_adapter_files(staging)
             check_adapter_folder(staging)

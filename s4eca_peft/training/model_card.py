@@ -15,7 +15,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..files import is_hub_id
+from ..files import is_hub_id, is_hub_id_spelling
 from ..metrics.iou import METRIC_LABELS, METRIC_NAMES, metrics_markdown_table
 from ..modeling.packaged import REFERENCE_POINTER, is_package_reference
 
@@ -128,21 +128,26 @@ def widget_image_url(repo_id: str, image: str, revision: str = "main") -> str:
     return f"{HUB_URL}/{repo_id}/resolve/{revision}/{image}"
 
 
-def address_card(text: str, repo_id: str, revision: str | None = None) -> str:
-    """A card written by `render_model_card`, addressed to the repo it is published to: its model-index name and
-    its widget images name ``repo_id`` at ``revision`` (default ``main``). A card that already does is returned as
-    it is (a run trained with ``--hub_model_id`` names its repo from the start)."""
+def address_card(text: str, name: str, revision: str | None = None) -> str:
+    """A card written by `render_model_card`, addressed to where the adapter is published: its title, usage line
+    and model-index name say ``name`` (a Hub repo id, or a package reference), and its widget images are served by
+    the Hub repo ``name`` at ``revision`` (default ``main``); a name that is no Hub repo gets no widget. A card that
+    already does is returned as it is (a run trained with ``--hub_model_id`` names its repo from the start)."""
     card = ModelCard(text)
-    changed = card.data.model_name not in (None, repo_id)
-    if changed:
-        card.data.model_name = repo_id
-    for example in getattr(card.data, "widget", None) or []:
+    old = card.data.model_name
+    if old not in (None, name):
+        card.data.model_name = name
+        card.text = card.text.replace(f"\n# {old}\n", f"\n# {name}\n", 1).replace(
+            f'from_pretrained("{old}")', f'from_pretrained("{name}")')
+    widget = getattr(card.data, "widget", None) or []
+    if widget and not is_hub_id_spelling(name):
+        card.data.widget = None
+    for example in widget if is_hub_id_spelling(name) else []:
         src = example.get("src", "")
         if src.startswith(f"{HUB_URL}/") and "/resolve/" in src:
             image = src.split("/resolve/", 1)[1].split("/", 1)[1]  # after the revision
-            example["src"] = widget_image_url(repo_id, image, revision or "main")
-            changed = changed or example["src"] != src
-    return card.content if changed else text
+            example["src"] = widget_image_url(name, image, revision or "main")
+    return card.content if card.content != ModelCard(text).content else text
 
 
 def _card_metadata(info: ModelCardInfo) -> str:

@@ -134,7 +134,10 @@ def test_a_card_written_for_another_name_goes_up_addressed_to_the_repo(adapter_f
     assert published.data.model_name == REPO_ID
     assert published.data.widget == [{"src": f"https://huggingface.co/{REPO_ID}/resolve/v0.1/widget/scene.png",
                                       "text": "the pool", "example_title": "the pool"}]
-    assert published.text == ModelCard(local).text  # the body is the card's own
+    # the body is the card's own, its title and usage line naming the repo
+    assert published.text == ModelCard(local).text.replace("\n# s4eca\n", f"\n# {REPO_ID}\n").replace(
+        'from_pretrained("s4eca")', f'from_pretrained("{REPO_ID}")')
+    assert f'from_pretrained("{REPO_ID}")' in published.text
     assert (adapter_folder / "README.md").read_text(encoding="utf-8") == local  # the folder's card is left as it is
 
 
