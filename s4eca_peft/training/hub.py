@@ -46,7 +46,8 @@ def push_adapter_to_hub(folder: str | Path, repo_id: str, *, token: str | None =
     Only the files `PUBLISHED_FILES` names go up (never checkpoints, logs or pickled files), through
     `HfApi.upload_folder` with them as allow patterns. They must include ``adapter_config.json``,
     ``adapter_model.safetensors`` and a README.md whose front matter says ``library_name: peft``. The card goes up
-    addressed to the repo (`address_card`: its model-index name and widget image), the folder's own left as it is.
+    addressed to the repo (`address_card`: its title, usage line, model-index name and widget image), the folder's
+    own left as it is.
     """
     folder = Path(folder)
     if not folder.is_dir():
