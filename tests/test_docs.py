@@ -147,3 +147,13 @@ def test_a_misplaced_or_missing_argument_is_caught(line):
     with pytest.raises(SystemExit) as error:
         parse_command(*package_command(words))
     assert error.value.code == 2
+
+
+def test_the_readmes_time_for_the_main_command_is_the_measured_one():
+    """README states how long its main command takes; docs/training.md's default-run table measured it."""
+    claimed = re.search(r"about (\d+) min on\s+(?:#\s*)?2 CPU cores", (REPO / "README.md").read_text())
+    assert claimed, "README's main command states its time on 2 CPU cores"
+    section = (REPO / "docs" / "training.md").read_text().split("<!-- benchmark:default-run:start -->")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| `accelerate launch examples/train.py` |"))
+    minutes, seconds = map(int, re.search(r"\| (\d+) min (\d+) s \|", row).groups())
+    assert abs(int(claimed.group(1)) - (minutes + seconds / 60)) <= 1, (claimed.group(0), row)
