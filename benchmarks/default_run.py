@@ -30,7 +30,7 @@ from benchmarks.common import REPO, load_average, machine_info, machine_line, ma
 TRAINING_PAGE = REPO / "docs" / "training.md"
 CONTROL = ("--constant_expression", "object")
 SMOKE = ("--max_train_steps", "4", "--train_samples_per_epoch", "32", "--num_val_samples", "8",
-         "--num_test_samples", "8")
+         "--num_test_samples", "8", "--cpu_threads", "1")  # one thread: the suite runs a test process per CPU
 
 
 def launch_command(output_dir: Path, extra: tuple[str, ...]) -> list[str]:
@@ -91,7 +91,7 @@ def section(runs: dict[str, dict[str, Any]], command: str, before: str, after: s
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="4 steps per run on 8 val/test scenes (for tests).")
+    parser.add_argument("--smoke", action="store_true", help="4 steps per run on 8 val/test scenes, one torch thread (for tests).")
     parser.add_argument("--keep", default=None, help="Copy the default run's folder here (must not exist).")
     parser.add_argument("--docs", default=str(TRAINING_PAGE), help="Markdown page for the section ('' for none).")
     args = parser.parse_args(argv)
