@@ -80,6 +80,8 @@ AIM_METHODS = {
     "head_only_category_map": "head only, category map",
 }
 """The runs the aims compare (docs/benchmarks.md), each named for its own picture (`plot_aims`)."""
+AIM_PANELS = ("overall", "relational families", "language use (S4ECA)")
+"""The panels of the aims' picture: val mIoU, its mean over the relational families, language use."""
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"image_size": 64, "batch_size": 2, "num_eval_samples": 4, "max_steps": 4, "eval_every": 2},
     "default": {"image_size": 128, "batch_size": 16, "num_eval_samples": 256, "max_steps": 3000, "eval_every": 192},
@@ -298,9 +300,6 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 def aims_plot_path(path: Path) -> Path:
     """Where the aims' picture goes beside the picture of every run."""
     return path.with_name(f"{path.stem}_aims{path.suffix}")
-
-
-AIM_PANELS = ("overall", "relational families", "language use (S4ECA)")
 
 
 def aim_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, list[tuple[int, float]]]]]:

@@ -9,6 +9,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)  # tiny models: one thread is faster and steadier on a shared 2-core machine
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Each test starts with one torch thread: a training run in this process takes the CPUs' share
+    (`cpu_threads_per_process`), which would otherwise stay for the tests after it."""
+    torch.set_num_threads(1)
+    yield
+
+
 SLOW_TO_COLLECT = frozenset({"test_tuner_peft_common.py"})
 """Modules whose collection is itself slow (a `pip download`): left out when the run deselects ``slow`` tests."""
 
