@@ -91,7 +91,8 @@ def section(runs: dict[str, dict[str, Any]], command: str, before: str, after: s
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="4 steps per run on 8 val/test scenes, one torch thread (for tests).")
+    parser.add_argument("--smoke", action="store_true",
+                        help="4 steps per run on 8 val/test scenes, one torch thread (for tests).")
     parser.add_argument("--keep", default=None, help="Copy the default run's folder here (must not exist).")
     parser.add_argument("--docs", default=str(TRAINING_PAGE), help="Markdown page for the section ('' for none).")
     args = parser.parse_args(argv)

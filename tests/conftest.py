@@ -11,10 +11,10 @@ torch.set_num_threads(1)  # tiny models: one thread is faster and steadier on a 
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Each test starts with one torch thread: a training run in this process takes the CPUs' share
-    (`cpu_threads_per_process`), which would otherwise stay for the tests after it."""
-    torch.set_num_threads(1)
+    """Back to one torch thread after each test: a training run in this process takes the CPUs' share
+    (`cpu_threads_per_process`), which would otherwise stay for the tests and module fixtures after it."""
     yield
+    torch.set_num_threads(1)
 
 
 SLOW_TO_COLLECT = frozenset({"test_tuner_peft_common.py"})
